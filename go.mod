@@ -1,0 +1,3 @@
+module github.com/latchd/latch
+
+go 1.26
