@@ -1,0 +1,353 @@
+package logdb
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/syndtr/goleveldb/leveldb"
+	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
+	"github.com/syndtr/goleveldb/leveldb/opt"
+)
+
+// Errors returned by this package. Test for them with errors.Is.
+var (
+	// ErrFormat means the directory holds a database of another format
+	// version (or something that is not a logdb at all).
+	ErrFormat = errors.New("logdb: unsupported format")
+	// ErrCorrupt means stored data failed a checksum or could not be
+	// decoded, including a damaged leveldb journal or manifest on Open.
+	ErrCorrupt = errors.New("logdb: corrupt data")
+	// ErrFailed means an earlier write or sync failed. The DB refuses every
+	// later write; the replica must stop and recover from disk.
+	ErrFailed = errors.New("logdb: database failed")
+	// ErrClosed means the DB was closed.
+	ErrClosed = errors.New("logdb: closed")
+	// ErrTruncate means Truncate was asked to delete entries the latest
+	// durable snapshot does not cover.
+	ErrTruncate = errors.New("logdb: truncate above the snapshot")
+	// ErrNoSnapshot means the group has no snapshot.
+	ErrNoSnapshot = errors.New("logdb: no snapshot")
+	// ErrStaleSnapshot means a snapshot was offered that is not newer than
+	// the one already stored.
+	ErrStaleSnapshot = errors.New("logdb: snapshot not newer than the stored one")
+	// ErrInvalid means an argument breaks the API's contract (for example
+	// instance 0, which is never used).
+	ErrInvalid = errors.New("logdb: invalid argument")
+)
+
+// FormatVersion is the on-disk format this package reads and writes.
+const FormatVersion = 1
+
+// formatMagic prefixes the format-version value so that a leveldb database
+// written by someone else is recognised as foreign rather than as an old
+// version.
+const formatMagic = "latch-logdb"
+
+// Ballot is a Paxos ballot: a round and the id of the replica that owns it.
+// Ballots compare by round, then by node. The zero Ballot is below every
+// real ballot and means "none".
+type Ballot struct {
+	Round uint64
+	Node  uint64
+}
+
+// IsZero reports whether b is the zero ballot.
+func (b Ballot) IsZero() bool { return b == Ballot{} }
+
+// Entry is the accepted state of one instance: the ballot it was accepted
+// in and the value.
+type Entry struct {
+	Instance uint64
+	Ballot   Ballot
+	Value    []byte
+}
+
+// Update is what one Log.Write makes durable, all or nothing.
+type Update struct {
+	// Promised is the new promised ballot; the zero Ballot leaves it as is.
+	Promised Ballot
+	// Entries are accepted entries to store, replacing any stored entry of
+	// the same instance.
+	Entries []Entry
+	// Chosen is the new chosen mark; 0 leaves it as is.
+	Chosen uint64
+}
+
+// IsEmpty reports whether u would write nothing.
+func (u *Update) IsEmpty() bool {
+	return u.Promised.IsZero() && len(u.Entries) == 0 && u.Chosen == 0
+}
+
+// SnapshotMeta describes a durable snapshot.
+type SnapshotMeta struct {
+	// Instance is the last instance the snapshot covers: the state machine
+	// state after applying instances 1..Instance.
+	Instance uint64
+	// Size is the number of bytes of snapshot data.
+	Size int64
+	// CRC is the CRC-32C (Castagnoli) of the data.
+	CRC uint32
+}
+
+// State is what Load recovers for one group.
+type State struct {
+	// Promised is the highest ballot ever promised (zero if none).
+	Promised Ballot
+	// Chosen is the chosen mark: every instance at or below it is chosen.
+	// It is at least Snapshot.Instance.
+	Chosen uint64
+	// Snapshot is the latest durable snapshot (zero Instance if none).
+	Snapshot SnapshotMeta
+	// Entries are the accepted entries above Snapshot.Instance, ascending.
+	Entries []Entry
+}
+
+// Options tune Open. The zero value is usable.
+type Options struct {
+	// Logger receives state transitions (open, failure). Nil discards.
+	Logger *slog.Logger
+	// WriteBuffer is leveldb's memtable size in bytes; 0 means 16 MiB.
+	WriteBuffer int
+	// BlockCacheCapacity is leveldb's block cache in bytes; 0 means 8 MiB.
+	BlockCacheCapacity int
+}
+
+// DB is one leveldb database holding the logs of every group of a process.
+type DB struct {
+	dir     string
+	snapDir string
+	ldb     *leveldb.DB
+	log     *slog.Logger
+	wsync   *opt.WriteOptions
+	wnosync *opt.WriteOptions
+
+	failed atomic.Pointer[error] // first fatal error, sticky
+	closed atomic.Bool
+
+	mu     sync.Mutex
+	groups map[uint32]*Log
+}
+
+// Key layout. Every key starts with one kind byte:
+//
+//	0x00 'v'                               format version
+//	0x01 group(4) 'a' instance(8)          accepted entry
+//	0x01 group(4) 'c'                      chosen mark
+//	0x01 group(4) 'p'                      promised ballot
+//	0x01 group(4) 's'                      snapshot meta
+//
+// All integers are big-endian, so iteration order is numeric order.
+const (
+	kindMeta  = 0x00
+	kindGroup = 0x01
+
+	subEntry    = 'a'
+	subChosen   = 'c'
+	subPromised = 'p'
+	subSnapshot = 's'
+
+	groupPrefixLen = 1 + 4
+	entryKeyLen    = groupPrefixLen + 1 + 8
+)
+
+var versionKey = []byte{kindMeta, 'v'}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Open opens (creating if needed) the log database in dir. The leveldb files
+// live in dir/leveldb and snapshot files in dir/snapshots.
+//
+// The database is opened with every strict flag, so a damaged journal,
+// manifest or table is an error wrapping ErrCorrupt, never silently dropped
+// data. A database of another format fails with ErrFormat.
+func Open(dir string, o Options) (*DB, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("%w: empty directory", ErrInvalid)
+	}
+	lg := o.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	snapDir := filepath.Join(dir, "snapshots")
+	if err := os.MkdirAll(snapDir, 0o755); err != nil {
+		return nil, fmt.Errorf("logdb: create %s: %w", snapDir, err)
+	}
+	wb := o.WriteBuffer
+	if wb <= 0 {
+		wb = 16 << 20
+	}
+	bc := o.BlockCacheCapacity
+	if bc <= 0 {
+		bc = 8 << 20
+	}
+	ldbDir := filepath.Join(dir, "leveldb")
+	ldb, err := leveldb.OpenFile(ldbDir, &opt.Options{
+		Strict:             opt.StrictAll,
+		WriteBuffer:        wb,
+		BlockCacheCapacity: bc,
+		// A batch larger than the write buffer would otherwise bypass the
+		// journal through a transaction; keep every write on one path.
+		DisableLargeBatchTransaction: true,
+	})
+	if err != nil {
+		if lerrors.IsCorrupted(err) {
+			return nil, fmt.Errorf("%w: open %s: %w", ErrCorrupt, ldbDir, err)
+		}
+		return nil, fmt.Errorf("logdb: open %s: %w", ldbDir, err)
+	}
+	db := &DB{
+		dir:     dir,
+		snapDir: snapDir,
+		ldb:     ldb,
+		log:     lg,
+		wsync:   &opt.WriteOptions{Sync: true},
+		wnosync: &opt.WriteOptions{},
+		groups:  make(map[uint32]*Log),
+	}
+	if err := db.checkFormat(); err != nil {
+		ldb.Close()
+		return nil, err
+	}
+	lg.Info("logdb opened", "dir", dir)
+	return db, nil
+}
+
+func (db *DB) checkFormat() error {
+	want := formatValue()
+	got, err := db.ldb.Get(versionKey, nil)
+	switch {
+	case errors.Is(err, leveldb.ErrNotFound):
+		// New database, or a foreign one: refuse to adopt a non-empty
+		// database that has no version key.
+		it := db.ldb.NewIterator(nil, nil)
+		nonEmpty := it.First()
+		it.Release()
+		if err := it.Error(); err != nil {
+			return db.readErr("check format", err)
+		}
+		if nonEmpty {
+			return fmt.Errorf("%w: %s has data but no format version", ErrFormat, db.dir)
+		}
+		if err := db.ldb.Put(versionKey, want, db.wsync); err != nil {
+			return fmt.Errorf("logdb: write format version: %w", err)
+		}
+		return nil
+	case err != nil:
+		return db.readErr("read format version", err)
+	}
+	if bytes.Equal(got, want) {
+		return nil
+	}
+	if v, ok := parseFormat(got); ok {
+		return fmt.Errorf("%w: %s has format version %d; this build reads version %d", ErrFormat, db.dir, v, FormatVersion)
+	}
+	return fmt.Errorf("%w: %s has an unrecognised format marker %q", ErrFormat, db.dir, got)
+}
+
+func formatValue() []byte {
+	return binary.BigEndian.AppendUint32([]byte(formatMagic), FormatVersion)
+}
+
+func parseFormat(b []byte) (uint32, bool) {
+	rest, ok := bytes.CutPrefix(b, []byte(formatMagic))
+	if !ok || len(rest) != 4 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(rest), true
+}
+
+// Group returns the log of group id. The same *Log is returned for the same
+// id for the lifetime of the DB.
+func (db *DB) Group(id uint32) *Log {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if l, ok := db.groups[id]; ok {
+		return l
+	}
+	l := &Log{db: db, group: id}
+	binary.BigEndian.PutUint32(l.prefix[1:], id)
+	l.prefix[0] = kindGroup
+	l.keyPromised = l.subKey(subPromised)
+	l.keyChosen = l.subKey(subChosen)
+	l.keySnapshot = l.subKey(subSnapshot)
+	db.groups[id] = l
+	return l
+}
+
+// Close closes the database. Logs of a closed DB return ErrClosed.
+func (db *DB) Close() error {
+	if db.closed.Swap(true) {
+		return nil
+	}
+	if err := db.ldb.Close(); err != nil {
+		return fmt.Errorf("logdb: close: %w", err)
+	}
+	return nil
+}
+
+// Dir returns the directory the DB was opened in.
+func (db *DB) Dir() string { return db.dir }
+
+// Err returns the sticky fatal error, or nil while the DB is healthy.
+func (db *DB) Err() error {
+	if p := db.failed.Load(); p != nil {
+		return fmt.Errorf("%w: %w", ErrFailed, *p)
+	}
+	return nil
+}
+
+// usable returns the error every operation must fail with, if any.
+func (db *DB) usable() error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	return db.Err()
+}
+
+// fail records a fatal write error and returns the error to hand back.
+func (db *DB) fail(op string, err error) error {
+	if db.closed.Load() || errors.Is(err, leveldb.ErrClosed) {
+		return fmt.Errorf("%w: %s", ErrClosed, op)
+	}
+	wrapped := fmt.Errorf("%s: %w", op, err)
+	if db.failed.CompareAndSwap(nil, &wrapped) {
+		db.log.Error("logdb failed; refusing further writes", "op", op, "err", err)
+	}
+	return fmt.Errorf("%w: %w", ErrFailed, *db.failed.Load())
+}
+
+// readErr classifies an error from a leveldb read.
+func (db *DB) readErr(op string, err error) error {
+	switch {
+	case db.closed.Load() || errors.Is(err, leveldb.ErrClosed):
+		return fmt.Errorf("%w: %s", ErrClosed, op)
+	case lerrors.IsCorrupted(err):
+		return fmt.Errorf("%w: %s: %w", ErrCorrupt, op, err)
+	default:
+		return fmt.Errorf("logdb: %s: %w", op, err)
+	}
+}
+
+// finishSeal fills the 4-byte CRC-32C header of v (whose first four bytes
+// were reserved) with the checksum of the rest.
+func finishSeal(v []byte) []byte {
+	binary.BigEndian.PutUint32(v, crc32.Checksum(v[4:], castagnoli))
+	return v
+}
+
+// unseal checks and strips the CRC-32C of a stored value.
+func unseal(v []byte) ([]byte, bool) {
+	if len(v) < 4 {
+		return nil, false
+	}
+	payload := v[4:]
+	return payload, binary.BigEndian.Uint32(v) == crc32.Checksum(payload, castagnoli)
+}
