@@ -1,0 +1,242 @@
+package paxos
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors returned by the core. Test with errors.Is.
+var (
+	// ErrNotLeader: Propose or ReadBarrier on a replica that is not the
+	// leader in Phase 2. Leader() names the known leader (0 if unknown).
+	ErrNotLeader = errors.New("paxos: not the leader")
+	// ErrWindowFull: Window instances are already in flight; propose
+	// again after Ready/Advance has made progress.
+	ErrWindowFull = errors.New("paxos: proposal window full")
+	// ErrValueTooLarge: the value is larger than Config.MaxBatchBytes.
+	ErrValueTooLarge = errors.New("paxos: value too large")
+	// ErrEmptyValue: a proposed value must not be empty (empty means no-op).
+	ErrEmptyValue = errors.New("paxos: empty value")
+	// ErrInvalidConfig wraps every Config.Validate failure.
+	ErrInvalidConfig = errors.New("paxos: invalid config")
+	// ErrInvalidState wraps every inconsistency in the State given to New.
+	ErrInvalidState = errors.New("paxos: invalid recovered state")
+	// ErrInvalidMessage wraps every malformed message given to Step.
+	ErrInvalidMessage = errors.New("paxos: invalid message")
+	// ErrReadyPending: Ready was called again, or RestoreSnapshot was
+	// called, before Advance acknowledged the previous Ready.
+	ErrReadyPending = errors.New("paxos: previous Ready not advanced")
+	// ErrNoReady: Advance without a preceding Ready.
+	ErrNoReady = errors.New("paxos: Advance without Ready")
+	// ErrBadInstance: Compact or RestoreSnapshot with an instance the
+	// core cannot accept (beyond what is applied, or not beyond it).
+	ErrBadInstance = errors.New("paxos: bad instance")
+)
+
+// Ballot is a proposal number: (Round, ID) compared lexicographically. ID is
+// the proposing replica, so two replicas never use the same ballot; a
+// replica picks the smallest Round larger than any round it has seen.
+// The zero Ballot is lower than every ballot a replica can use.
+type Ballot struct {
+	Round uint64
+	ID    uint64
+}
+
+// Compare returns -1, 0 or +1 as b is lower than, equal to or higher than o.
+func (b Ballot) Compare(o Ballot) int {
+	switch {
+	case b.Round < o.Round:
+		return -1
+	case b.Round > o.Round:
+		return 1
+	case b.ID < o.ID:
+		return -1
+	case b.ID > o.ID:
+		return 1
+	}
+	return 0
+}
+
+// Less reports whether b is lower than o.
+func (b Ballot) Less(o Ballot) bool { return b.Compare(o) < 0 }
+
+// IsZero reports whether b is the zero ballot.
+func (b Ballot) IsZero() bool { return b == Ballot{} }
+
+// String formats b as "round.id".
+func (b Ballot) String() string { return fmt.Sprintf("%d.%d", b.Round, b.ID) }
+
+// Entry is one instance of the replicated log: the value accepted (or
+// chosen) for Instance under Ballot. Value is opaque to the core; the core
+// never modifies the bytes of a Value it was given. Noop marks the filler
+// value a new leader proposes for an instance nobody reported (Value is then
+// nil and the state machine must skip it).
+type Entry struct {
+	Instance uint64
+	Ballot   Ballot
+	Value    []byte
+	Noop     bool
+}
+
+// MessageType says what a Message is.
+type MessageType uint8
+
+// The message types. See docs/paxos.md for the fields each one uses.
+const (
+	// MsgPrepare is Phase 1a: Ballot, and Instance = first instance covered
+	// (the proposer's first unchosen instance; Phase 1 covers all above).
+	MsgPrepare MessageType = iota + 1
+	// MsgPromise is Phase 1b: Ballot promised, Instance as in the Prepare,
+	// Entries = every entry the acceptor holds at or above Instance,
+	// Commit = acceptor's first unchosen instance (entries below it are
+	// chosen values), Snapshot = acceptor's snapshot instance.
+	MsgPromise
+	// MsgAccept is Phase 2a: Ballot, Entries (contiguous instances, all
+	// with Ballot), Commit (leader's first unchosen instance), Lease
+	// (leader's lease round).
+	MsgAccept
+	// MsgAccepted is Phase 2b: Ballot, Instance..Last acknowledged
+	// (inclusive), Lease echoed, Commit = acceptor's first unchosen.
+	MsgAccepted
+	// MsgHeartbeat: Ballot, Commit, Lease round. Sent every HeartbeatTicks.
+	MsgHeartbeat
+	// MsgHeartbeatAck: Ballot, Lease echoed, Commit = acceptor's first
+	// unchosen instance.
+	MsgHeartbeatAck
+	// MsgReject: the receiver refused a Prepare, Accept or Heartbeat.
+	// Ballot is the receiver's promised ballot; Instance echoes the
+	// refused message's Instance.
+	MsgReject
+	// MsgCatchUp asks for chosen entries from Instance on.
+	MsgCatchUp
+	// MsgChosen answers MsgCatchUp: Entries are chosen values (contiguous
+	// from the first), Commit = sender's first unchosen instance,
+	// Snapshot = sender's snapshot instance. If the instances asked for
+	// are below the sender's snapshot, Entries is empty and the sender's
+	// driver is asked (Ready.Snapshots) to send a snapshot.
+	MsgChosen
+)
+
+var msgTypeNames = [...]string{
+	MsgPrepare: "Prepare", MsgPromise: "Promise", MsgAccept: "Accept",
+	MsgAccepted: "Accepted", MsgHeartbeat: "Heartbeat", MsgHeartbeatAck: "HeartbeatAck",
+	MsgReject: "Reject", MsgCatchUp: "CatchUp", MsgChosen: "Chosen",
+}
+
+// String returns the type's name, e.g. "Accept".
+func (t MessageType) String() string {
+	if int(t) < len(msgTypeNames) && msgTypeNames[t] != "" {
+		return msgTypeNames[t]
+	}
+	return fmt.Sprintf("MessageType(%d)", uint8(t))
+}
+
+// Valid reports whether t is a known message type.
+func (t MessageType) Valid() bool { return t >= MsgPrepare && t <= MsgChosen }
+
+// Message is one peer message. It is a plain struct of exported fields (no
+// interfaces) so it encodes directly with msgpack; which fields are used
+// depends on Type (see the MessageType constants).
+type Message struct {
+	Type     MessageType
+	From     uint64
+	To       uint64
+	Ballot   Ballot
+	Instance uint64
+	Last     uint64
+	Commit   uint64
+	Lease    uint64
+	Snapshot uint64
+	Entries  []Entry
+}
+
+// Role is what a replica is doing.
+type Role uint8
+
+// Roles.
+const (
+	Follower  Role = iota // acceptor and learner only
+	Candidate             // running Phase 1
+	Leader                // Phase 1 done for its ballot; proposing with Phase 2 only
+)
+
+func (r Role) String() string {
+	switch r {
+	case Follower:
+		return "follower"
+	case Candidate:
+		return "candidate"
+	case Leader:
+		return "leader"
+	}
+	return fmt.Sprintf("Role(%d)", uint8(r))
+}
+
+// State is what the driver recovered from durable storage at start-up.
+type State struct {
+	// Promised is the highest ballot this acceptor promised (or accepted in).
+	Promised Ballot
+	// Entries are the durable log records above Snapshot, in any order,
+	// at most one per instance: the accepted (ballot, value) of each
+	// instance, or its chosen value once learned.
+	Entries []Entry
+	// Chosen is the durable chosen mark: every instance <= Chosen is
+	// chosen and its record in Entries (or the snapshot) is the chosen value.
+	Chosen uint64
+	// Snapshot is the last instance covered by the state machine snapshot
+	// the driver restored; the log is truncated through it.
+	Snapshot uint64
+	// Applied is the last instance already applied to the restored state
+	// machine; 0 means Snapshot. The core hands out Chosen entries from
+	// Applied+1.
+	Applied uint64
+}
+
+// Ready is the output of one step of the core: what to persist, send and
+// apply, in the order of the numbered loop in doc.go. Slices are owned by
+// the core and valid until Advance; Value bytes are never modified and may
+// be retained.
+type Ready struct {
+	// Promised, when non-nil, is the new promised ballot to persist.
+	Promised *Ballot
+	// Accepted are log records to persist, overwriting any record for the
+	// same instance: accepted values and chosen values learned from peers.
+	Accepted []Entry
+	// ChosenMark, when non-zero, is the new durable chosen mark (see
+	// State.Chosen). It may be written without sync, in the same batch.
+	ChosenMark uint64
+	// MustSync is true when Promised or Accepted is set: the batch must be
+	// synced before any message of this Ready is sent.
+	MustSync bool
+	// Messages to send once the batch above is durable.
+	Messages []Message
+	// Chosen entries to apply, in instance order, with no gaps, continuing
+	// where the previous Ready's Chosen ended (Noop entries included: skip
+	// them but count them as applied).
+	Chosen []Entry
+	// Snapshots lists peers that asked for instances this replica has
+	// truncated: send each a state machine snapshot (the driver may skip
+	// a peer to which a transfer is already running).
+	Snapshots []uint64
+	// Role, Leader and Ballot describe the replica after this step; they
+	// are always set (compare with the previous Ready to see changes).
+	Role   Role
+	Leader uint64
+	Ballot Ballot
+}
+
+// Status is a snapshot of the core's state for logging and tests.
+type Status struct {
+	ID         uint64
+	Role       Role
+	Leader     uint64
+	Ballot     Ballot // the ballot this replica leads (or campaigns) with
+	Promised   Ballot // highest ballot promised
+	Commit     uint64 // first instance not known chosen
+	Applied    uint64 // last instance handed out in Ready.Chosen
+	Snapshot   uint64 // log truncated through this instance
+	Next       uint64 // next instance a leader would assign
+	InFlight   int    // instances proposed and not yet chosen (leader)
+	LeaseValid bool
+	Now        uint64 // ticks since New
+}
