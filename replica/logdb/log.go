@@ -59,8 +59,9 @@ func (l *Log) entryRange(lo, hi uint64) *util.Range {
 	return r
 }
 
-// Write makes u durable with ONE leveldb batch written with Sync: true. When
-// it returns nil every part of u is on disk. Any error is fatal for the DB
+// Write stores u with ONE leveldb batch, written with Sync: true whenever u
+// carries a promise or entries. When it returns nil every part of u that
+// needs to be durable is on disk. Any error is fatal for the DB
 // (it wraps ErrFailed) and must stop the replica; it is never worth a retry.
 // The caller must only raise the promise and the chosen mark.
 func (l *Log) Write(u Update) error {
@@ -84,14 +85,18 @@ func (l *Log) Write(u Update) error {
 			return fmt.Errorf("%w: entry with instance 0 (group %d)", ErrInvalid, l.group)
 		}
 		l.kbuf = l.entryKey(l.kbuf[:0], e.Instance)
-		l.vbuf = sealEntry(l.vbuf[:0], e.Ballot, e.Value)
+		l.vbuf = sealEntry(l.vbuf[:0], e)
 		b.Put(l.kbuf, l.vbuf)
 	}
 	if u.Chosen != 0 {
 		l.vbuf = sealUint64(l.vbuf[:0], u.Chosen)
 		b.Put(l.keyChosen, l.vbuf)
 	}
-	if err := l.db.ldb.Write(b, l.db.wsync); err != nil {
+	wo := l.db.wsync
+	if u.Promised.IsZero() && len(u.Entries) == 0 {
+		wo = l.db.wnosync
+	}
+	if err := l.db.ldb.Write(b, wo); err != nil {
 		return l.db.fail(fmt.Sprintf("write group %d", l.group), err)
 	}
 	return nil
@@ -153,12 +158,12 @@ func (l *Log) Entries(lo, hi uint64, maxBytes int) ([]Entry, error) {
 			return nil, fmt.Errorf("%w: group %d: entry key of %d bytes", ErrCorrupt, l.group, len(k))
 		}
 		inst := binary.BigEndian.Uint64(k[groupPrefixLen+1:])
-		b, v, ok := openEntry(it.Value())
+		e, ok := openEntry(inst, it.Value())
 		if !ok {
 			return nil, fmt.Errorf("%w: group %d: entry %d fails its checksum", ErrCorrupt, l.group, inst)
 		}
-		out = append(out, Entry{Instance: inst, Ballot: b, Value: append([]byte(nil), v...)})
-		total += len(v)
+		out = append(out, e)
+		total += len(e.Value)
 		if maxBytes > 0 && total >= maxBytes {
 			break
 		}
@@ -248,7 +253,7 @@ func (l *Log) getBallot(key []byte) (Ballot, error) {
 	if len(p) != 16 {
 		return Ballot{}, fmt.Errorf("%w: group %d: ballot of %d bytes", ErrCorrupt, l.group, len(p))
 	}
-	return Ballot{Round: binary.BigEndian.Uint64(p), Node: binary.BigEndian.Uint64(p[8:])}, nil
+	return Ballot{Round: binary.BigEndian.Uint64(p), ID: binary.BigEndian.Uint64(p[8:])}, nil
 }
 
 func (l *Log) getUint64(key []byte) (uint64, error) {
@@ -267,7 +272,7 @@ func (l *Log) getUint64(key []byte) (uint64, error) {
 func sealBallot(dst []byte, b Ballot) []byte {
 	dst = append(dst, 0, 0, 0, 0)
 	dst = binary.BigEndian.AppendUint64(dst, b.Round)
-	dst = binary.BigEndian.AppendUint64(dst, b.Node)
+	dst = binary.BigEndian.AppendUint64(dst, b.ID)
 	return finishSeal(dst)
 }
 
@@ -277,18 +282,36 @@ func sealUint64(dst []byte, v uint64) []byte {
 	return finishSeal(dst)
 }
 
-func sealEntry(dst []byte, b Ballot, value []byte) []byte {
+// Entry flags.
+const flagNoop = 1 << 0
+
+// sealEntry encodes e as crc(4) round(8) id(8) flags(1) value.
+func sealEntry(dst []byte, e *Entry) []byte {
 	dst = append(dst, 0, 0, 0, 0)
-	dst = binary.BigEndian.AppendUint64(dst, b.Round)
-	dst = binary.BigEndian.AppendUint64(dst, b.Node)
-	dst = append(dst, value...)
+	dst = binary.BigEndian.AppendUint64(dst, e.Ballot.Round)
+	dst = binary.BigEndian.AppendUint64(dst, e.Ballot.ID)
+	var flags byte
+	if e.Noop {
+		flags |= flagNoop
+	}
+	dst = append(dst, flags)
+	dst = append(dst, e.Value...)
 	return finishSeal(dst)
 }
 
-func openEntry(v []byte) (Ballot, []byte, bool) {
+// openEntry decodes a stored entry; the value is copied out of v.
+func openEntry(inst uint64, v []byte) (Entry, bool) {
 	p, ok := unseal(v)
-	if !ok || len(p) < 16 {
-		return Ballot{}, nil, false
+	if !ok || len(p) < 17 || p[16]&^flagNoop != 0 {
+		return Entry{}, false
 	}
-	return Ballot{Round: binary.BigEndian.Uint64(p), Node: binary.BigEndian.Uint64(p[8:])}, p[16:], true
+	e := Entry{
+		Instance: inst,
+		Ballot:   Ballot{Round: binary.BigEndian.Uint64(p), ID: binary.BigEndian.Uint64(p[8:])},
+		Noop:     p[16]&flagNoop != 0,
+	}
+	if len(p) > 17 {
+		e.Value = append([]byte(nil), p[17:]...)
+	}
+	return e, true
 }

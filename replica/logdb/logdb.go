@@ -52,25 +52,30 @@ const FormatVersion = 1
 const formatMagic = "latch-logdb"
 
 // Ballot is a Paxos ballot: a round and the id of the replica that owns it.
-// Ballots compare by round, then by node. The zero Ballot is below every
+// Ballots compare by round, then by id. The zero Ballot is below every
 // real ballot and means "none".
 type Ballot struct {
 	Round uint64
-	Node  uint64
+	ID    uint64
 }
 
 // IsZero reports whether b is the zero ballot.
 func (b Ballot) IsZero() bool { return b == Ballot{} }
 
 // Entry is the accepted state of one instance: the ballot it was accepted
-// in and the value.
+// in and the value (or, once learned, the chosen value). Noop marks the
+// filler value a new leader proposes for a gap.
 type Entry struct {
 	Instance uint64
 	Ballot   Ballot
 	Value    []byte
+	Noop     bool
 }
 
-// Update is what one Log.Write makes durable, all or nothing.
+// Update is what one Log.Write stores, all or nothing. An Update with a
+// promise or entries is synced; one that only raises the chosen mark is not
+// (the mark can be re-learned from peers, so losing it in an OS crash is
+// harmless).
 type Update struct {
 	// Promised is the new promised ballot; the zero Ballot leaves it as is.
 	Promised Ballot

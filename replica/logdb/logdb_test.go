@@ -26,7 +26,7 @@ func openT(t testing.TB, dir string) *DB {
 }
 
 func ent(inst, round, node uint64, v string) Entry {
-	return Entry{Instance: inst, Ballot: Ballot{Round: round, Node: node}, Value: []byte(v)}
+	return Entry{Instance: inst, Ballot: Ballot{Round: round, ID: node}, Value: []byte(v)}
 }
 
 func TestWriteReopenRoundTrip(t *testing.T) {
@@ -34,9 +34,11 @@ func TestWriteReopenRoundTrip(t *testing.T) {
 	db := openT(t, dir)
 	g := db.Group(7)
 	writes := []Update{
-		{Promised: Ballot{Round: 1, Node: 2}},
+		{Promised: Ballot{Round: 1, ID: 2}},
 		{Entries: []Entry{ent(1, 1, 2, "a"), ent(2, 1, 2, "b")}},
-		{Promised: Ballot{Round: 3, Node: 1}, Entries: []Entry{ent(2, 3, 1, "b2"), ent(3, 3, 1, "")}, Chosen: 2},
+		{Promised: Ballot{Round: 3, ID: 1}, Entries: []Entry{ent(2, 3, 1, "b2"), ent(3, 3, 1, "")}, Chosen: 2},
+		{Entries: []Entry{{Instance: 4, Ballot: Ballot{Round: 3, ID: 1}, Noop: true}}},
+		{Chosen: 3},
 		{},
 	}
 	for i, u := range writes {
@@ -45,9 +47,10 @@ func TestWriteReopenRoundTrip(t *testing.T) {
 		}
 	}
 	want := State{
-		Promised: Ballot{Round: 3, Node: 1},
-		Chosen:   2,
-		Entries:  []Entry{ent(1, 1, 2, "a"), ent(2, 3, 1, "b2"), ent(3, 3, 1, "")},
+		Promised: Ballot{Round: 3, ID: 1},
+		Chosen:   3,
+		Entries: []Entry{ent(1, 1, 2, "a"), ent(2, 3, 1, "b2"), ent(3, 3, 1, ""),
+			{Instance: 4, Ballot: Ballot{Round: 3, ID: 1}, Noop: true}},
 	}
 	check := func(label string, g *Log) {
 		t.Helper()
