@@ -1,0 +1,47 @@
+// Package wire is latch's client protocol: the messages a client and a
+// lockserver exchange, their error codes, and the framing that carries them.
+//
+// # Transport and stream model
+//
+// A client holds one TCP connection to a replica with one yamux session on
+// top. Every call uses its own yamux stream, opened by the client: the client
+// writes one request frame, the server writes one reply frame, and both sides
+// close the stream. Many calls are therefore in flight on one connection, and
+// a blocking call (Acquire with Wait, KeepAlive's long poll) never stalls the
+// others: each blocks only its own stream. [Conn] is the client side of this
+// model and [Serve] the server side.
+//
+// Events (watch notifications, lock events, the fail-over event) are not
+// pushed on streams of their own: they ride on KeepAlive replies, in order,
+// each with a per-session sequence number that the next KeepAlive
+// acknowledges. A lost reply is therefore resent rather than lost, and a
+// client drops any sequence number it has already seen.
+//
+// # Framing
+//
+// A frame is a 4-byte big-endian length N, then N bytes: a 1-byte protocol
+// version, a 2-byte big-endian message [Type], and the message body in
+// msgpack. The length is checked against the reader's limit before any buffer
+// is allocated; the body is checked for structure (declared lengths that fit
+// in the frame, a bounded number of array elements, no extension types)
+// before it is decoded. See [Decoder] and [Encoder].
+//
+// # Versions
+//
+// [Version] is the version this package speaks. A connection starts with a
+// [Hello] naming the range of versions the client speaks and a [Welcome]
+// naming the one the server chose; every later frame carries that version in
+// its header. Hello and Welcome are always framed as version 1, so any future
+// client and server can at least agree that they disagree.
+//
+// # Errors
+//
+// Any request may be answered by an [*Error] instead of its reply type. An
+// Error carries a [Code] from a fixed list, a human message, and, for
+// [NotLeader], the leader's client address. Framing and decoding problems are
+// reported with this package's sentinel errors ([ErrFrameTooLarge],
+// [ErrTruncated], [ErrVersion], [ErrUnknownType], [ErrMalformed]), wrapped
+// with detail; test them with errors.Is.
+//
+// The protocol in full, with the message table, is in docs/protocol.md.
+package wire
