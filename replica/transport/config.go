@@ -1,0 +1,132 @@
+package transport
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+)
+
+// Limits on Config.MaxFrame.
+const (
+	// MinFrame is the smallest MaxFrame accepted: room for a small payload.
+	MinFrame = 64
+	// MaxFrameLimit is the largest MaxFrame accepted (1 GiB).
+	MaxFrameLimit = 1 << 30
+)
+
+// Config configures a Transport. Start from DefaultConfig and set ID, Listen
+// and Peers.
+type Config struct {
+	// ID is this replica's id; it must not be zero.
+	ID uint64
+	// Listen is the TCP address to listen on, such as "127.0.0.1:7001";
+	// port 0 picks a free port (see Transport.Addr).
+	Listen string
+	// Peers maps every replica id of the cell to its address. An entry for
+	// ID itself is ignored. Only the addresses of peers with a higher id
+	// than ID are used (the lower id dials); the others may be empty.
+	// All replicas must list the same set of ids: the handshake compares a
+	// hash of it.
+	Peers map[uint64]string
+	// MaxFrame is the largest frame body, in bytes, this replica sends or
+	// accepts. A payload may be up to MaxFrame-EnvelopeOverhead bytes. All
+	// replicas should use the same value. Default 16 MiB.
+	MaxFrame int
+	// QueueLen is the capacity of each (peer, group) send queue. When it is
+	// full, Send drops the message and counts the drop. Default 1024.
+	QueueLen int
+	// MaxGroups bounds the number of groups per peer, in each direction.
+	// Default 256.
+	MaxGroups int
+	// DialTimeout bounds one dial plus handshake (and an inbound handshake).
+	// Default 2 s.
+	DialTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between reconnection attempts;
+	// the wait doubles after each failure and is jittered. Defaults 50 ms and
+	// 5 s.
+	MinBackoff, MaxBackoff time.Duration
+	// KeepAlive is the yamux ping interval that detects a dead connection.
+	// Default 10 s.
+	KeepAlive time.Duration
+	// Logger receives connection state changes and protocol errors; nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with every limit and timing set to its
+// default; ID, Listen and Peers are left for the caller.
+func DefaultConfig() Config {
+	return Config{
+		MaxFrame:    16 << 20,
+		QueueLen:    1024,
+		MaxGroups:   256,
+		DialTimeout: 2 * time.Second,
+		MinBackoff:  50 * time.Millisecond,
+		MaxBackoff:  5 * time.Second,
+		KeepAlive:   10 * time.Second,
+	}
+}
+
+// Validate reports every problem with c, each wrapping ErrConfig.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...))
+	}
+	if c.ID == 0 {
+		bad("ID must not be zero")
+	}
+	if c.Listen == "" {
+		bad("Listen address is empty")
+	}
+	for _, id := range slices.Sorted(maps.Keys(c.Peers)) {
+		switch {
+		case id == 0:
+			bad("peer id 0 is not allowed")
+		case id > c.ID && c.Peers[id] == "":
+			bad("peer %d has no address (replica %d dials it)", id, c.ID)
+		}
+	}
+	if c.MaxFrame < MinFrame || c.MaxFrame > MaxFrameLimit {
+		bad("MaxFrame %d is outside [%d, %d]", c.MaxFrame, MinFrame, MaxFrameLimit)
+	}
+	if c.QueueLen < 1 {
+		bad("QueueLen %d must be at least 1", c.QueueLen)
+	}
+	if c.MaxGroups < 1 {
+		bad("MaxGroups %d must be at least 1", c.MaxGroups)
+	}
+	if c.DialTimeout <= 0 {
+		bad("DialTimeout %v must be positive", c.DialTimeout)
+	}
+	if c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff {
+		bad("backoff bounds [%v, %v] need 0 < MinBackoff <= MaxBackoff", c.MinBackoff, c.MaxBackoff)
+	}
+	if c.KeepAlive <= 0 {
+		bad("KeepAlive %v must be positive", c.KeepAlive)
+	}
+	return errors.Join(errs...)
+}
+
+// MaxPayload is the largest payload Send accepts under c.MaxFrame.
+func (c Config) MaxPayload() int { return c.MaxFrame - EnvelopeOverhead }
+
+// cellHash identifies the set of replica ids (this one and its peers) so the
+// handshake can refuse a peer configured for a different cell.
+func (c Config) cellHash() uint64 {
+	ids := slices.AppendSeq([]uint64{c.ID}, maps.Keys(c.Peers))
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	h := fnv.New64a()
+	var b [8]byte
+	for _, id := range ids {
+		binary.BigEndian.PutUint64(b[:], id)
+		h.Write(b[:])
+	}
+	return h.Sum64()
+}

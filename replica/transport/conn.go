@@ -1,0 +1,246 @@
+package transport
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+const (
+	// readBufSize is the read buffer of each inbound stream.
+	readBufSize = 64 << 10
+	// maxPendingHandshakes bounds inbound connections that have not yet
+	// said who they are; more are closed at once.
+	maxPendingHandshakes = 64
+)
+
+// dialLoop owns the connection to a peer with a higher id: dial, handshake,
+// serve until the connection ends, wait a backoff, and again, until Close.
+func (t *Transport) dialLoop(p *peer) {
+	bo := newBackoff(t.cfg.MinBackoff, t.cfg.MaxBackoff, rand.New(rand.NewPCG(t.cfg.ID, p.id)))
+	failures := 0
+	for {
+		s, err := t.dial(p)
+		switch {
+		case t.closing():
+			if s != nil {
+				s.Close()
+			}
+			return
+		case err != nil:
+			failures++
+			level := t.log.Debug
+			if failures == 1 {
+				level = t.log.Warn
+			}
+			level("cannot connect to peer; retrying with backoff", "peer", p.id, "addr", p.addr,
+				"attempt", failures, "err", err)
+		default:
+			t.log.Info("connected to peer", "peer", p.id, "addr", p.addr, "attempts", failures+1)
+			failures = 0
+			bo.reset()
+			t.serveSession(p, s)
+		}
+		if !t.sleep(bo.next()) {
+			return
+		}
+	}
+}
+
+// dial connects to p and runs the dialer's half of the handshake.
+func (t *Transport) dial(p *peer) (*yamux.Session, error) {
+	d := net.Dialer{Timeout: t.cfg.DialTimeout}
+	conn, err := d.DialContext(t.ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	if !t.track(conn) {
+		conn.Close()
+		return nil, ErrClosed
+	}
+	defer t.untrack(conn)
+	if err := t.greetAsDialer(conn, p); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	s, err := yamux.Client(conn, t.ymux)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
+	}
+	return s, nil
+}
+
+func (t *Transport) greetAsDialer(conn net.Conn, p *peer) error {
+	conn.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
+	if err := writeMsg(conn, hello{From: t.cfg.ID, To: p.id, Cell: t.cell}); err != nil {
+		return err
+	}
+	var ack helloAck
+	if err := readMsg(conn, &ack); err != nil {
+		return fmt.Errorf("%w: reading the answer of replica %d: %w", ErrHandshake, p.id, err)
+	}
+	if ack.Err != "" {
+		return fmt.Errorf("%w: replica %d: %s", ErrRejected, p.id, ack.Err)
+	}
+	if ack.From != p.id {
+		return fmt.Errorf("%w: %s answered as replica %d, not %d (check peer addresses)",
+			ErrHandshake, p.addr, ack.From, p.id)
+	}
+	return conn.SetDeadline(time.Time{})
+}
+
+// acceptLoop accepts inbound connections until the listener closes.
+func (t *Transport) acceptLoop() {
+	sem := make(chan struct{}, maxPendingHandshakes)
+	for {
+		conn, err := t.ln.Accept()
+		if err != nil {
+			if t.closing() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			t.log.Warn("accept failed", "err", err)
+			if !t.sleep(t.cfg.MinBackoff) {
+				return
+			}
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			t.rejected.Add(1)
+			t.log.Warn("refused connection: too many pending handshakes", "remote", conn.RemoteAddr().String())
+			conn.Close()
+			continue
+		}
+		ok := t.spawn(func() {
+			defer func() { <-sem }()
+			t.serveConn(conn)
+		})
+		if !ok {
+			conn.Close()
+			return
+		}
+	}
+}
+
+// serveConn runs the listener's half of the handshake on an inbound
+// connection and then serves it.
+func (t *Transport) serveConn(conn net.Conn) {
+	if !t.track(conn) {
+		conn.Close()
+		return
+	}
+	p, err := t.greetAsListener(conn)
+	t.untrack(conn)
+	if err != nil {
+		t.rejected.Add(1)
+		t.log.Error("refused connection", "remote", conn.RemoteAddr().String(), "err", err)
+		conn.Close()
+		return
+	}
+	s, err := yamux.Server(conn, t.ymux)
+	if err != nil {
+		t.log.Error("cannot start yamux", "peer", p.id, "err", err)
+		conn.Close()
+		return
+	}
+	t.log.Info("peer connected", "peer", p.id, "remote", conn.RemoteAddr().String())
+	t.serveSession(p, s)
+}
+
+// greetAsListener reads and checks the hello and answers it. A refused hello
+// gets an answer naming the reason, so the dialer can log it too.
+func (t *Transport) greetAsListener(conn net.Conn) (*peer, error) {
+	conn.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
+	var h hello
+	err := readMsg(conn, &h)
+	if err == nil {
+		err = checkHello(t.cfg, t.cell, h)
+	}
+	if err != nil {
+		writeMsg(conn, helloAck{From: t.cfg.ID, Err: err.Error()})
+		return nil, err
+	}
+	if err := writeMsg(conn, helloAck{From: t.cfg.ID}); err != nil {
+		return nil, fmt.Errorf("%w: answering replica %d: %w", ErrHandshake, h.From, err)
+	}
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		return nil, err
+	}
+	return t.peers[h.From], nil
+}
+
+// serveSession makes s the peer's connection and accepts the peer's streams,
+// one reader goroutine each, until s closes.
+func (t *Transport) serveSession(p *peer, s *yamux.Session) {
+	replaced, ok := p.attach(s, t.done)
+	if !ok {
+		return
+	}
+	if replaced {
+		t.log.Info("new connection from peer replaces the old one", "peer", p.id)
+	}
+	defer p.detach(s)
+	var open atomic.Int64
+	for {
+		st, err := s.AcceptStream()
+		if err != nil {
+			break
+		}
+		if open.Add(1) > int64(t.cfg.MaxGroups) {
+			p.stats.errors.Add(1)
+			t.log.Error("closing connection: peer opened too many streams", "peer", p.id,
+				"err", fmt.Errorf("%w: more than %d", ErrTooManyGroups, t.cfg.MaxGroups))
+			s.Close()
+			break
+		}
+		if !t.spawn(func() {
+			defer open.Add(-1)
+			t.readStream(p, s, st)
+		}) {
+			break
+		}
+	}
+	if !t.closing() {
+		t.log.Info("peer disconnected", "peer", p.id)
+	}
+}
+
+// readStream delivers the frames of one inbound stream to the Handler. A
+// frame that breaks the protocol closes the whole connection.
+func (t *Transport) readStream(p *peer, s *yamux.Session, st *yamux.Stream) {
+	defer st.Close()
+	fr := frameReader{r: bufio.NewReaderSize(st, readBufSize)}
+	er := newEnvelopeReader()
+	for {
+		body, size, err := fr.next(t.cfg.MaxFrame)
+		var group uint32
+		var payload []byte
+		if err == nil {
+			group, payload, err = er.decode(body)
+		}
+		if err != nil {
+			if isProtocolError(err) {
+				p.stats.errors.Add(1)
+				t.log.Error("closing connection: bad frame from peer", "peer", p.id, "err", err)
+				s.Close()
+			}
+			return
+		}
+		p.stats.framesRecv.Add(1)
+		p.stats.bytesRecv.Add(uint64(size))
+		t.handler(p.id, group, payload)
+	}
+}
+
+// isProtocolError tells a peer's broken frame from a stream that just ended.
+func isProtocolError(err error) bool {
+	return errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrVersion) || errors.Is(err, ErrMalformed)
+}

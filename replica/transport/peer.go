@@ -1,0 +1,203 @@
+package transport
+
+import (
+	"bufio"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/yamux"
+)
+
+// writeBufSize is the buffer each lane writer coalesces frames in before one
+// write to its stream.
+const writeBufSize = 64 << 10
+
+// peer is the state kept for one other replica.
+type peer struct {
+	id    uint64
+	addr  string
+	dials bool // this replica dials the peer (the peer's id is higher)
+
+	mu      sync.Mutex
+	sess    *yamux.Session // the live connection, or nil
+	changed chan struct{}  // closed and replaced whenever sess changes
+
+	lanes  sync.Map // group uint32 -> *lane; written under Transport.mu
+	nlanes int      // guarded by Transport.mu
+
+	stats struct {
+		framesSent, bytesSent, framesRecv, bytesRecv atomic.Uint64
+		dropped, connects, errors                    atomic.Uint64
+	}
+}
+
+func newPeer(id uint64, addr string, dials bool) *peer {
+	return &peer{id: id, addr: addr, dials: dials, changed: make(chan struct{})}
+}
+
+func (p *peer) session() *yamux.Session {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sess
+}
+
+// attach makes s the peer's connection, closing the one it replaces. It
+// fails, closing s, once the Transport is closing: Close closes whatever
+// session it finds after setting done, so none is left open.
+func (p *peer) attach(s *yamux.Session, done <-chan struct{}) (replaced bool, ok bool) {
+	p.mu.Lock()
+	select {
+	case <-done:
+		p.mu.Unlock()
+		s.Close()
+		return false, false
+	default:
+	}
+	old := p.sess
+	p.sess = s
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
+	p.stats.connects.Add(1)
+	if old != nil {
+		old.Close()
+	}
+	return old != nil, true
+}
+
+// detach forgets s if it is still the peer's connection.
+func (p *peer) detach(s *yamux.Session) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sess == s {
+		p.sess = nil
+		close(p.changed)
+		p.changed = make(chan struct{})
+	}
+}
+
+// waitSession returns the peer's live connection, waiting for one; nil when
+// done closes first.
+func (p *peer) waitSession(done <-chan struct{}) *yamux.Session {
+	for {
+		p.mu.Lock()
+		s, changed := p.sess, p.changed
+		p.mu.Unlock()
+		if s != nil && !s.IsClosed() {
+			return s
+		}
+		select {
+		case <-changed:
+		case <-done:
+			return nil
+		}
+	}
+}
+
+func (p *peer) snapshot() PeerStats {
+	return PeerStats{
+		Connected:      p.session() != nil,
+		Connects:       p.stats.connects.Load(),
+		FramesSent:     p.stats.framesSent.Load(),
+		BytesSent:      p.stats.bytesSent.Load(),
+		FramesReceived: p.stats.framesRecv.Load(),
+		BytesReceived:  p.stats.bytesRecv.Load(),
+		Dropped:        p.stats.dropped.Load(),
+		Errors:         p.stats.errors.Load(),
+	}
+}
+
+// lane is the outbound path for one (peer, group): a bounded queue and the
+// goroutine that drains it into the group's own yamux stream.
+type lane struct {
+	group uint32
+	queue chan []byte
+}
+
+// lane returns the lane for (p, group), creating it and starting its writer
+// on first use.
+func (t *Transport) lane(p *peer, group uint32) (*lane, error) {
+	if l, ok := p.lanes.Load(group); ok {
+		return l.(*lane), nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, ErrClosed
+	}
+	if l, ok := p.lanes.Load(group); ok {
+		return l.(*lane), nil
+	}
+	if p.nlanes >= t.cfg.MaxGroups {
+		return nil, fmt.Errorf("%w: replica %d already has %d groups", ErrTooManyGroups, p.id, p.nlanes)
+	}
+	l := &lane{group: group, queue: make(chan []byte, t.cfg.QueueLen)}
+	p.lanes.Store(group, l)
+	p.nlanes++
+	t.goLocked(func() { t.runLane(p, l) })
+	return l, nil
+}
+
+// runLane is the writer goroutine of one lane. For each connection to the
+// peer it opens a stream and pumps the queue into it; it waits while there is
+// no connection (the queue fills, and Send drops).
+func (t *Transport) runLane(p *peer, l *lane) {
+	ew := newEnvelopeWriter()
+	bw := bufio.NewWriterSize(nil, writeBufSize)
+	for {
+		s := p.waitSession(t.done)
+		if s == nil {
+			return
+		}
+		st, err := s.OpenStream()
+		if err == nil {
+			bw.Reset(st)
+			err = t.pump(p, l, s, bw, ew)
+			st.Close()
+		}
+		if t.closing() {
+			return
+		}
+		if err != nil && !s.IsClosed() {
+			// The stream failed on a live connection (the peer reset it):
+			// pause before opening another.
+			t.log.Debug("stream to peer failed", "peer", p.id, "group", l.group, "err", err)
+			if !t.sleep(t.cfg.MinBackoff) {
+				return
+			}
+		}
+	}
+}
+
+// pump writes queued messages to one stream until the stream fails, the
+// connection closes or the Transport closes. It flushes whenever the queue is
+// empty, so a burst of small messages leaves in one write.
+func (t *Transport) pump(p *peer, l *lane, s *yamux.Session, bw *bufio.Writer, ew *envelopeWriter) error {
+	for {
+		var m []byte
+		select {
+		case m = <-l.queue:
+		case <-s.CloseChan():
+			return nil
+		case <-t.done:
+			return nil
+		}
+		for more := true; more; {
+			n, err := ew.write(bw, l.group, m)
+			if err != nil {
+				return err
+			}
+			p.stats.framesSent.Add(1)
+			p.stats.bytesSent.Add(uint64(n))
+			select {
+			case m = <-l.queue:
+			default:
+				more = false
+			}
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,285 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// Handler receives each message that arrives: the sending replica, the group
+// and the payload. The handler owns payload: the transport allocates it for
+// this one message and never touches it again.
+//
+// Handler is called on the reader goroutine of the stream that carried the
+// message, one goroutine per (peer, group) direction, so calls for different
+// groups or peers run concurrently, and for a short while after a peer
+// reconnects even two calls for the same (peer, group) may. While a call
+// blocks, that (peer, group) is not read; other groups and peers go on.
+// It should return quickly (hand the message to a channel, say); Close waits
+// for running calls to return.
+type Handler func(from uint64, group uint32, payload []byte)
+
+// Transport connects this replica to its peers. It is safe for concurrent
+// use. New starts it; Close stops it.
+type Transport struct {
+	cfg     Config
+	log     *slog.Logger
+	handler Handler
+	cell    uint64
+	ln      net.Listener
+	ymux    *yamux.Config
+	peers   map[uint64]*peer // fixed by New; read without locking
+
+	ctx    context.Context // cancelled by Close; cancels dials
+	cancel context.CancelFunc
+	done   <-chan struct{} // ctx.Done()
+
+	rejected atomic.Uint64 // inbound connections refused at the handshake
+
+	// mu guards the fields below. It is taken only to start a goroutine, to
+	// create a (peer, group) lane, and by Close: never per message.
+	mu      sync.Mutex
+	closed  bool
+	pending map[net.Conn]struct{} // connections still in their handshake
+	wg      sync.WaitGroup        // every goroutine the Transport started
+}
+
+// New validates cfg, listens on cfg.Listen, starts dialing the peers with a
+// higher id than cfg.ID, and delivers arriving messages to h. The returned
+// Transport runs until Close.
+func New(cfg Config, h Handler) (*Transport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, fmt.Errorf("%w: Handler is nil", ErrConfig)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("replica", cfg.ID)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("transport: listen on %s: %w", cfg.Listen, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &Transport{
+		cfg:     cfg,
+		log:     log,
+		handler: h,
+		cell:    cfg.cellHash(),
+		ln:      ln,
+		ymux:    yamuxConfig(cfg, log),
+		peers:   make(map[uint64]*peer, len(cfg.Peers)),
+		ctx:     ctx,
+		cancel:  cancel,
+		done:    ctx.Done(),
+		pending: make(map[net.Conn]struct{}),
+	}
+	for id, addr := range cfg.Peers {
+		if id != cfg.ID {
+			t.peers[id] = newPeer(id, addr, id > cfg.ID)
+		}
+	}
+	t.spawn(t.acceptLoop)
+	for _, p := range t.peers {
+		if p.dials {
+			t.spawn(func() { t.dialLoop(p) })
+		}
+	}
+	log.Info("transport listening", "addr", ln.Addr().String(), "peers", len(t.peers))
+	return t, nil
+}
+
+// Send queues payload for the group on replica to and returns at once; it
+// never blocks. The transport keeps payload until it is written, so the
+// caller must not modify it after Send (sending one slice to several peers is
+// fine). A nil error means queued, not delivered. Send fails with
+// ErrUnknownPeer, ErrFrameTooLarge (payload over Config.MaxPayload),
+// ErrTooManyGroups, ErrClosed, or ErrQueueFull (dropped and counted).
+func (t *Transport) Send(to uint64, group uint32, payload []byte) error {
+	p := t.peers[to]
+	if p == nil {
+		return fmt.Errorf("%w: replica %d", ErrUnknownPeer, to)
+	}
+	if len(payload) > t.cfg.MaxPayload() {
+		return fmt.Errorf("%w: payload of %d bytes, at most %d", ErrFrameTooLarge, len(payload), t.cfg.MaxPayload())
+	}
+	l, err := t.lane(p, group)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-t.done:
+		return ErrClosed
+	default:
+	}
+	select {
+	case l.queue <- payload:
+		return nil
+	default:
+		p.stats.dropped.Add(1)
+		return ErrQueueFull
+	}
+}
+
+// Addr is the address the Transport listens on.
+func (t *Transport) Addr() net.Addr { return t.ln.Addr() }
+
+// Stats counts traffic per peer since New.
+type Stats struct {
+	// Peers has one entry per configured peer.
+	Peers map[uint64]PeerStats
+	// Rejected counts inbound connections refused before a peer was known:
+	// bad hello, unknown id, wrong version, too many pending handshakes.
+	Rejected uint64
+}
+
+// PeerStats counts the traffic with one peer.
+type PeerStats struct {
+	Connected      bool   // a connection is up now
+	Connects       uint64 // connections established (each handshake that succeeded)
+	FramesSent     uint64 // frames written to a connection (a write can still be lost)
+	BytesSent      uint64 // bytes of those frames, headers included
+	FramesReceived uint64 // frames delivered to the Handler
+	BytesReceived  uint64 // bytes of those frames, headers included
+	Dropped        uint64 // messages Send dropped because the queue was full
+	Errors         uint64 // connections closed because the peer broke the protocol
+}
+
+// Stats returns a snapshot of the counters.
+func (t *Transport) Stats() Stats {
+	s := Stats{Peers: make(map[uint64]PeerStats, len(t.peers)), Rejected: t.rejected.Load()}
+	for id, p := range t.peers {
+		s.Peers[id] = p.snapshot()
+	}
+	return s
+}
+
+// Close stops listening, closes every connection and waits for every
+// goroutine of the Transport to end, running Handler calls included. Queued
+// messages are discarded. Close is idempotent; Send after Close returns
+// ErrClosed.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	t.cancel()
+	pending := make([]net.Conn, 0, len(t.pending))
+	for c := range t.pending {
+		pending = append(pending, c)
+	}
+	t.mu.Unlock()
+
+	err := t.ln.Close()
+	for _, c := range pending {
+		c.Close()
+	}
+	for _, p := range t.peers {
+		if s := p.session(); s != nil {
+			s.Close()
+		}
+	}
+	t.wg.Wait()
+	t.log.Info("transport closed")
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// spawn runs f on a new goroutine that Close waits for, unless the
+// Transport is closed.
+func (t *Transport) spawn(f func()) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.goLocked(f)
+	return true
+}
+
+func (t *Transport) goLocked(f func()) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		f()
+	}()
+}
+
+// track registers a connection in its handshake so Close can interrupt it.
+func (t *Transport) track(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.pending[c] = struct{}{}
+	return true
+}
+
+func (t *Transport) untrack(c net.Conn) {
+	t.mu.Lock()
+	delete(t.pending, c)
+	t.mu.Unlock()
+}
+
+func (t *Transport) closing() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits d, or less if the Transport closes; it reports whether the
+// Transport is still open.
+func (t *Transport) sleep(d time.Duration) bool {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-t.done:
+		return false
+	}
+}
+
+// yamuxConfig is the session configuration both sides use.
+func yamuxConfig(cfg Config, log *slog.Logger) *yamux.Config {
+	yc := yamux.DefaultConfig()
+	yc.KeepAliveInterval = cfg.KeepAlive
+	yc.LogOutput = nil
+	yc.Logger = yamuxLogger{log}
+	return yc
+}
+
+// yamuxLogger sends yamux's own log lines to slog: its errors as warnings,
+// the rest at debug level.
+type yamuxLogger struct{ log *slog.Logger }
+
+func (l yamuxLogger) Print(v ...any)                 { l.emit(fmt.Sprint(v...)) }
+func (l yamuxLogger) Printf(format string, v ...any) { l.emit(fmt.Sprintf(format, v...)) }
+func (l yamuxLogger) Println(v ...any)               { l.emit(fmt.Sprint(v...)) }
+
+func (l yamuxLogger) emit(msg string) {
+	level := slog.LevelDebug
+	if strings.HasPrefix(msg, "[ERR]") || strings.HasPrefix(msg, "[WARN]") {
+		level = slog.LevelWarn
+	}
+	l.log.Log(context.Background(), level, msg)
+}
