@@ -1,9 +1,149 @@
 package paxos
 
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"math/bits"
+)
+
+// maxAhead bounds how far beyond its first unchosen instance a replica
+// stores entries; entries further out are ignored (a peer that far ahead
+// is caught up with, not mirrored).
+const maxAhead = 1 << 20
+
+// unknownHolder is the lease holder of the lease a restarted replica
+// assumes it may have granted: it refuses every Prepare until it ends.
+const unknownHolder = ^uint64(0)
+
+// slot is the core's view of one instance.
+type slot struct {
+	e       Entry
+	has     bool   // a record exists (accepted, or chosen value learned)
+	chosen  bool   // e is the chosen value
+	durable bool   // the record in e is persisted (Advance acknowledged it)
+	acks    uint64 // leader: peer positions that accepted e at the leader's ballot
+	sentAt  uint64 // leader: tick e was last sent in an Accept
+}
+
+// persisted names one record of an outstanding Ready.
+type persisted struct {
+	instance uint64
+	ballot   Ballot
+}
+
+// p1slot gathers what Phase 1 promises reported for one instance.
+type p1slot struct {
+	e      Entry
+	has    bool
+	chosen bool
+}
+
+// batch holds the output of the core between two Readys; two of them
+// alternate so the one handed out stays valid until Advance.
+type batch struct {
+	accepted []Entry
+	persist  []persisted
+	msgs     []Message
+	chosen   []Entry
+	snaps    []uint64
+	arena    []Entry // backing store of message entries (never reused)
+}
+
+func (b *batch) reset() {
+	clear(b.accepted)
+	clear(b.msgs)
+	clear(b.chosen)
+	b.accepted, b.persist, b.msgs = b.accepted[:0], b.persist[:0], b.msgs[:0]
+	b.chosen, b.snaps = b.chosen[:0], b.snaps[:0]
+	// The arena is not reused: message entries stay valid after Advance,
+	// so a transport may queue messages.
+	b.arena = nil
+}
+
+// carve copies es into the arena and returns the copy.
+func (b *batch) carve(es ...Entry) []Entry {
+	start := len(b.arena)
+	b.arena = append(b.arena, es...)
+	return b.arena[start:len(b.arena):len(b.arena)]
+}
+
+// bugs are deliberately planted faults, set only by tests, so the
+// simulation's checkers can be shown to catch them.
+type bugs struct {
+	forgetPromise     bool // never persist the promised ballot
+	skipPhase1Values  bool // fill every instance found in Phase 1 with a no-op
+	ignoreLowerBallot bool // accept Accepts below the promised ballot
+	leaseNoExpiry     bool // LeaseValid ignores the lease's end
+}
+
 // Node is one replica's Multi-Paxos state: acceptor, proposer and learner.
 // It is not safe for concurrent use; the driver serialises all calls.
 type Node struct {
-	cfg Config
+	cfg     Config
+	logger  *slog.Logger
+	peers   []uint64
+	self    int
+	selfBit uint64
+	quorum  int
+	bugs    bugs
+
+	now uint64 // ticks since New
+
+	// Acceptor.
+	promised        Ballot
+	promisedDirty   bool   // promised changed since the last Ready
+	promisedDurable Ballot // last promised ballot Advance acknowledged
+	outPromised     Ballot // promised ballot in the outstanding Ready
+	outHasPromise   bool
+	maxRound        uint64 // highest ballot round seen
+	grantTo         uint64 // lease granted to this replica (unknownHolder after restart)
+	grantUntil      uint64 // ... until this tick (exclusive)
+
+	// Log: log[k] is instance base+k.
+	log      []slot
+	base     uint64
+	snapshot uint64 // log truncated through this instance
+	commit   uint64 // first instance not known chosen
+	applied  uint64 // last instance handed out in Ready.Chosen
+	mark     uint64 // last chosen mark handed out
+
+	// Role.
+	role            Role
+	leader          uint64
+	ballot          Ballot
+	electionElapsed int
+	electionTimeout int
+	softChanged     bool
+
+	// Candidate.
+	p1from   uint64
+	p1       []p1slot
+	p1votes  uint64
+	p1commit uint64 // highest first-unchosen instance a promiser reported
+	p1ahead  uint64 // the promiser that reported it
+
+	// Leader.
+	next             uint64
+	firstOwn         uint64 // the no-op appended after Phase 1
+	heartbeatElapsed int
+	leaseRound       uint64
+	roundStart       [leaseRing]uint64
+	peerRound        [MaxPeers]uint64
+	leaseUntil       uint64
+	quorumAt         uint64 // start of the latest round a majority acknowledged
+	accBuf           []Entry
+
+	// Learner catch-up.
+	knownCommit uint64 // highest first-unchosen instance a peer reported
+	catchUpPeer uint64
+	catchUpAt   uint64
+	catchUpSent bool
+	snapSentAt  [MaxPeers]uint64
+	snapSent    uint64 // bitmask: snapSentAt valid
+
+	cur, out *batch
+	readyOut bool
 }
 
 // New returns a Node for cfg, recovered from the durable state st.
@@ -11,49 +151,608 @@ func New(cfg Config, st State) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	panic("TODO")
+	n := &Node{cfg: cfg, peers: cfg.Peers, quorum: len(cfg.Peers)/2 + 1}
+	n.logger = cfg.Logger
+	if n.logger == nil {
+		n.logger = slog.New(slog.DiscardHandler)
+	}
+	n.logger = n.logger.With("replica", cfg.ID)
+	for i, p := range n.peers {
+		if p == cfg.ID {
+			n.self, n.selfBit = i, 1<<uint(i)
+		}
+	}
+	if err := n.recover(st); err != nil {
+		return nil, err
+	}
+	n.cur, n.out = &batch{}, &batch{}
+	n.resetElectionTimer()
+	return n, nil
 }
 
-// Step feeds one received message to the core.
-func (n *Node) Step(m Message) error { panic("TODO") }
+func (n *Node) recover(st State) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidState}, args...)...)
+	}
+	applied := st.Applied
+	if applied == 0 {
+		applied = st.Snapshot
+	}
+	switch {
+	case st.Chosen < st.Snapshot:
+		return bad("chosen mark %d below snapshot %d", st.Chosen, st.Snapshot)
+	case applied < st.Snapshot || applied > st.Chosen:
+		return bad("applied %d outside [snapshot %d, chosen %d]", applied, st.Snapshot, st.Chosen)
+	}
+	n.promised, n.promisedDurable = st.Promised, st.Promised
+	n.maxRound = st.Promised.Round
+	n.snapshot, n.base = st.Snapshot, st.Snapshot+1
+	n.applied, n.mark = applied, st.Chosen
+	for _, e := range st.Entries {
+		switch {
+		case e.Instance <= st.Snapshot:
+			return bad("entry %d at or below snapshot %d", e.Instance, st.Snapshot)
+		case e.Instance-st.Snapshot > maxAhead+uint64(len(st.Entries)):
+			return bad("entry %d too far above snapshot %d", e.Instance, st.Snapshot)
+		case e.Noop && e.Value != nil:
+			return bad("no-op entry %d has a value", e.Instance)
+		}
+		s := n.slot(e.Instance)
+		if s.has {
+			return bad("two entries for instance %d", e.Instance)
+		}
+		*s = slot{e: e, has: true, durable: true, chosen: e.Instance <= st.Chosen}
+		n.maxRound = max(n.maxRound, e.Ballot.Round)
+	}
+	for i := st.Snapshot + 1; i <= st.Chosen; i++ {
+		if s := n.get(i); s == nil || !s.has {
+			return bad("chosen mark %d covers instance %d with no entry", st.Chosen, i)
+		}
+	}
+	n.commit = st.Chosen + 1
+	n.advanceCommit()
+	n.knownCommit = n.commit
+	if !st.Promised.IsZero() || len(st.Entries) > 0 || st.Snapshot > 0 {
+		// This replica may have granted a lease before it stopped and does
+		// not remember to whom: refuse everyone for a full lease.
+		n.grantTo, n.grantUntil = unknownHolder, uint64(n.cfg.LeaseTicks)+1
+	}
+	return nil
+}
+
+// get returns the slot of instance i, or nil if it is truncated or beyond
+// the log.
+func (n *Node) get(i uint64) *slot {
+	if i < n.base || i-n.base >= uint64(len(n.log)) {
+		return nil
+	}
+	return &n.log[i-n.base]
+}
+
+// slot returns the slot of instance i >= base, growing the log.
+func (n *Node) slot(i uint64) *slot {
+	k := i - n.base
+	for uint64(len(n.log)) <= k {
+		n.log = append(n.log, slot{})
+	}
+	return &n.log[k]
+}
+
+// truncate drops the log through instance i.
+func (n *Node) truncate(i uint64) {
+	if i < n.base {
+		return
+	}
+	k := i - n.base + 1
+	if k >= uint64(len(n.log)) {
+		clear(n.log)
+		n.log = n.log[:0]
+	} else {
+		m := copy(n.log, n.log[k:])
+		clear(n.log[m:])
+		n.log = n.log[:m]
+	}
+	n.base = i + 1
+}
+
+func (n *Node) peerIndex(id uint64) int {
+	for i, p := range n.peers {
+		if p == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func (n *Node) send(m Message) {
+	m.From = n.cfg.ID
+	n.cur.msgs = append(n.cur.msgs, m)
+}
+
+func (n *Node) resetElectionTimer() {
+	n.electionElapsed = 0
+	off := uint64(n.self) * uint64(n.cfg.ElectionTicks) / uint64(len(n.peers))
+	if n.cfg.Rand != nil {
+		off = n.cfg.Rand() % uint64(n.cfg.ElectionTicks)
+	}
+	n.electionTimeout = n.cfg.ElectionTicks + int(off)
+}
+
+func (n *Node) setRole(r Role, leader uint64) {
+	if n.role != r || n.leader != leader {
+		n.softChanged = true
+		if n.role != r {
+			n.logger.Info("paxos role change", "from", n.role, "to", r, "ballot", n.ballot, "leader", leader)
+		}
+	}
+	n.role, n.leader = r, leader
+}
+
+// observe records a ballot seen in a message.
+func (n *Node) observe(b Ballot) { n.maxRound = max(n.maxRound, b.Round) }
+
+// promise raises the promised ballot to b.
+func (n *Node) promise(b Ballot) {
+	if n.promised.Less(b) {
+		n.promised = b
+		n.promisedDirty = true
+	}
+}
+
+// stepDown makes a candidate or leader a follower that knows leader.
+func (n *Node) stepDown(leader uint64) {
+	if n.role != Follower {
+		n.accBuf = n.accBuf[:0]
+		n.p1 = n.p1[:0]
+	}
+	n.setRole(Follower, leader)
+	n.resetElectionTimer()
+}
+
+// record stores e as this replica's record for its instance and queues it
+// for persistence.
+func (n *Node) record(s *slot, e Entry) {
+	s.e, s.has, s.durable, s.acks = e, true, false, 0
+	n.cur.accepted = append(n.cur.accepted, e)
+	n.cur.persist = append(n.cur.persist, persisted{e.Instance, e.Ballot})
+}
+
+func (n *Node) advanceCommit() {
+	for {
+		s := n.get(n.commit)
+		if s == nil || !s.chosen {
+			break
+		}
+		n.commit++
+	}
+}
 
 // Tick advances the core's clock by one tick.
-func (n *Node) Tick() { panic("TODO") }
+func (n *Node) Tick() {
+	n.now++
+	switch n.role {
+	case Leader:
+		n.heartbeatElapsed++
+		if n.heartbeatElapsed >= n.cfg.HeartbeatTicks {
+			n.heartbeatElapsed = 0
+			if n.now-n.quorumAt > uint64(n.cfg.ElectionTicks) {
+				n.logger.Info("paxos leader lost its majority", "ballot", n.ballot)
+				n.stepDown(0)
+				return
+			}
+			n.heartbeat()
+		}
+	default:
+		n.electionElapsed++
+		if n.electionElapsed >= n.electionTimeout && n.now >= n.grantUntil {
+			n.campaign()
+		}
+	}
+	if n.knownCommit > n.commit && n.catchUpPeer != 0 && n.now-n.catchUpAt >= uint64(n.cfg.HeartbeatTicks) {
+		n.requestCatchUp(n.catchUpPeer)
+	}
+}
+
+// heartbeat starts a lease round: heartbeats to every follower, and
+// retransmission of accepts they have not acknowledged.
+func (n *Node) heartbeat() {
+	n.newLeaseRound()
+	for i, p := range n.peers {
+		if i == n.self {
+			continue
+		}
+		n.send(Message{Type: MsgHeartbeat, To: p, Ballot: n.ballot, Commit: n.commit, Lease: n.leaseRound})
+		bit := uint64(1) << uint(i)
+		lo, hi := uint64(0), uint64(0)
+		for j := n.commit; j < n.next; j++ {
+			s := n.get(j)
+			if s == nil || s.chosen || !s.has || s.e.Ballot != n.ballot || s.acks&bit != 0 ||
+				n.now-s.sentAt < uint64(n.cfg.HeartbeatTicks) {
+				continue
+			}
+			if lo == 0 {
+				lo = j
+			}
+			hi = j
+		}
+		if lo != 0 {
+			n.sendAccepts(p, lo, hi)
+		}
+	}
+}
+
+func (n *Node) newLeaseRound() {
+	n.leaseRound++
+	n.roundStart[n.leaseRound%leaseRing] = n.now
+	n.peerRound[n.self] = n.leaseRound
+	// The leader's own acceptor grants it the lease too.
+	n.grantTo, n.grantUntil = n.cfg.ID, n.now+uint64(n.cfg.LeaseTicks)+1
+	n.updateLease()
+}
+
+// sendAccepts sends the leader's entries lo..hi to peer p in Accept
+// messages of at most MaxMessageBytes of values each.
+func (n *Node) sendAccepts(p uint64, lo, hi uint64) {
+	start := len(n.cur.arena)
+	size := 0
+	flush := func() {
+		if len(n.cur.arena) > start {
+			es := n.cur.arena[start:len(n.cur.arena):len(n.cur.arena)]
+			n.send(Message{Type: MsgAccept, To: p, Ballot: n.ballot, Commit: n.commit, Lease: n.leaseRound, Entries: es})
+		}
+		start, size = len(n.cur.arena), 0
+	}
+	for j := lo; j <= hi; j++ {
+		s := n.get(j)
+		if s == nil || !s.has || s.e.Ballot != n.ballot {
+			continue
+		}
+		if size > 0 && size+len(s.e.Value) > n.cfg.MaxMessageBytes {
+			flush()
+		}
+		n.cur.arena = append(n.cur.arena, s.e)
+		size += len(s.e.Value)
+		s.sentAt = n.now
+	}
+	flush()
+}
+
+// Campaign starts Phase 1 now with a new ballot (tests, leadership
+// transfer). It ignores leases this replica granted; the promises of the
+// others still respect theirs.
+func (n *Node) Campaign() { n.campaign() }
+
+func (n *Node) campaign() {
+	n.maxRound = max(n.maxRound, n.promised.Round) + 1
+	n.ballot = Ballot{Round: n.maxRound, ID: n.cfg.ID}
+	n.promise(n.ballot)
+	n.setRole(Candidate, 0)
+	n.resetElectionTimer()
+	n.accBuf = n.accBuf[:0]
+	n.p1from, n.p1votes, n.p1commit, n.p1ahead = n.commit, 0, n.commit, 0
+	clear(n.p1)
+	n.p1 = n.p1[:0]
+	// Our own acceptor's entries count once our promise is durable.
+	for j := n.commit; j < n.base+uint64(len(n.log)); j++ {
+		if s := n.get(j); s != nil && s.has {
+			n.mergePromised(s.e, s.chosen)
+		}
+	}
+	n.logger.Info("paxos phase 1", "ballot", n.ballot, "from", n.p1from)
+	for i, p := range n.peers {
+		if i != n.self {
+			n.send(Message{Type: MsgPrepare, To: p, Ballot: n.ballot, Instance: n.p1from, Commit: n.commit})
+		}
+	}
+	n.maybeWinPhase1()
+}
+
+func (n *Node) mergePromised(e Entry, chosen bool) {
+	if e.Instance < n.p1from || e.Instance-n.p1from >= maxAhead {
+		return
+	}
+	k := e.Instance - n.p1from
+	for uint64(len(n.p1)) <= k {
+		n.p1 = append(n.p1, p1slot{})
+	}
+	p := &n.p1[k]
+	switch {
+	case p.chosen:
+	case chosen:
+		*p = p1slot{e: e, has: true, chosen: true}
+	case !p.has || p.e.Ballot.Less(e.Ballot):
+		*p = p1slot{e: e, has: true}
+	}
+}
+
+func (n *Node) maybeWinPhase1() {
+	if n.role != Candidate {
+		return
+	}
+	votes := n.p1votes
+	if n.promisedDurable == n.ballot {
+		votes |= n.selfBit
+	}
+	if bits.OnesCount64(votes) >= n.quorum {
+		n.becomeLeader()
+	}
+}
+
+func (n *Node) becomeLeader() {
+	n.setRole(Leader, n.cfg.ID)
+	// One past the highest instance reported or known locally (a chosen
+	// value learned during Phase 1 must not be overwritten later).
+	top := max(n.p1from+uint64(len(n.p1)), n.base+uint64(len(n.log)))
+	n.firstOwn = max(top, n.p1commit, n.commit, n.p1from)
+	needCatchUp := false
+	for j := n.p1from; j < n.firstOwn; j++ {
+		if j <= n.snapshot {
+			continue
+		}
+		s := n.slot(j)
+		e := Entry{Instance: j, Ballot: n.ballot, Noop: true}
+		var p p1slot
+		if k := j - n.p1from; k < uint64(len(n.p1)) {
+			p = n.p1[k]
+		}
+		switch {
+		case s.chosen:
+			e.Value, e.Noop = s.e.Value, s.e.Noop
+		case p.has && !n.bugs.skipPhase1Values:
+			e.Value, e.Noop = p.e.Value, p.e.Noop
+		case j < n.p1commit:
+			// Chosen at a promiser that has truncated it: learn it by
+			// catch-up (a snapshot), never overwrite it with a no-op.
+			needCatchUp = true
+			continue
+		}
+		n.record(s, e)
+		if p.chosen && !s.chosen {
+			s.chosen = true
+		}
+		n.accBuf = append(n.accBuf, e)
+		s.sentAt = n.now
+	}
+	own := Entry{Instance: n.firstOwn, Ballot: n.ballot, Noop: true}
+	n.record(n.slot(n.firstOwn), own)
+	n.accBuf = append(n.accBuf, own)
+	n.slot(n.firstOwn).sentAt = n.now
+	n.next = n.firstOwn + 1
+	clear(n.p1)
+	n.p1 = n.p1[:0]
+	n.advanceCommit()
+	clear(n.peerRound[:])
+	n.leaseRound, n.heartbeatElapsed, n.quorumAt = 0, 0, n.now
+	n.newLeaseRound()
+	n.logger.Info("paxos leader", "ballot", n.ballot, "from", n.p1from, "first_own", n.firstOwn)
+	if needCatchUp && n.p1ahead != 0 {
+		n.knownCommit = max(n.knownCommit, n.p1commit)
+		n.requestCatchUp(n.p1ahead)
+	}
+}
 
 // Propose assigns value to the next free instance and starts Phase 2 for it.
 // It returns the instance. Only a leader in Phase 2 accepts proposals.
-func (n *Node) Propose(value []byte) (uint64, error) { panic("TODO") }
-
-// Campaign starts Phase 1 now with a new ballot (tests, leadership transfer).
-func (n *Node) Campaign() { panic("TODO") }
+func (n *Node) Propose(value []byte) (uint64, error) {
+	switch {
+	case n.role != Leader:
+		return 0, ErrNotLeader
+	case len(value) == 0:
+		return 0, ErrEmptyValue
+	case len(value) > n.cfg.MaxBatchBytes:
+		return 0, fmt.Errorf("%w: %d bytes, at most %d", ErrValueTooLarge, len(value), n.cfg.MaxBatchBytes)
+	case n.next-n.commit >= uint64(n.cfg.Window):
+		return 0, ErrWindowFull
+	}
+	i := n.next
+	n.next++
+	e := Entry{Instance: i, Ballot: n.ballot, Value: value}
+	s := n.slot(i)
+	n.record(s, e)
+	s.sentAt = n.now
+	n.accBuf = append(n.accBuf, e)
+	return i, nil
+}
 
 // Leader returns the ID of the leader this replica knows, or 0.
-func (n *Node) Leader() uint64 { panic("TODO") }
+func (n *Node) Leader() uint64 { return n.leader }
 
 // LeaseValid reports whether this replica is the leader and holds a master
 // lease now.
-func (n *Node) LeaseValid() bool { panic("TODO") }
+func (n *Node) LeaseValid() bool {
+	if n.role != Leader || n.cfg.LeaseTicks == 0 {
+		return false
+	}
+	if n.bugs.leaseNoExpiry {
+		return n.leaseUntil > 0
+	}
+	return n.now < n.leaseUntil
+}
 
 // ReadBarrier returns the instance the local state machine must have applied
 // before a linearizable local read is served, and whether lease reads are
-// allowed now.
-func (n *Node) ReadBarrier() (uint64, bool) { panic("TODO") }
+// allowed now: the lease holds and the no-op this leader appended after
+// Phase 1 is chosen. See the package doc for the read protocol.
+func (n *Node) ReadBarrier() (uint64, bool) {
+	if !n.LeaseValid() || n.commit <= n.firstOwn {
+		return 0, false
+	}
+	return n.commit - 1, true
+}
+
+func (n *Node) updateLease() {
+	// q = the highest round acknowledged by a majority (self included).
+	var top [MaxPeers]uint64
+	m := copy(top[:], n.peerRound[:len(n.peers)])
+	for i := 1; i < m; i++ { // insertion sort, descending; m is small
+		for j := i; j > 0 && top[j] > top[j-1]; j-- {
+			top[j], top[j-1] = top[j-1], top[j]
+		}
+	}
+	q := top[n.quorum-1]
+	if q == 0 || n.leaseRound-q >= leaseRing-1 {
+		return
+	}
+	start := n.roundStart[q%leaseRing]
+	n.quorumAt = max(n.quorumAt, start)
+	if n.cfg.LeaseTicks == 0 {
+		return
+	}
+	if until := start + uint64(n.cfg.LeaseTicks-n.cfg.DriftTicks); until > n.leaseUntil {
+		n.leaseUntil = until
+	}
+}
 
 // HasReady reports whether Ready would return anything to do.
-func (n *Node) HasReady() bool { panic("TODO") }
+func (n *Node) HasReady() bool {
+	if n.readyOut {
+		return false
+	}
+	c := n.cur
+	return n.promisedDirty || len(c.accepted) > 0 || len(c.msgs) > 0 || len(n.accBuf) > 0 ||
+		len(c.snaps) > 0 || n.applied+1 < n.commit || n.mark+1 < n.commit || n.softChanged
+}
 
-// Ready returns the pending batch of work.
-func (n *Node) Ready() (Ready, error) { panic("TODO") }
+// Ready returns the pending batch of work; see the package doc for the loop
+// the driver must follow. It fails with ErrReadyPending until the previous
+// Ready was advanced.
+func (n *Node) Ready() (Ready, error) {
+	if n.readyOut {
+		return Ready{}, ErrReadyPending
+	}
+	if len(n.accBuf) > 0 {
+		for i, p := range n.peers {
+			if i != n.self {
+				n.sendAcceptBuf(p)
+			}
+		}
+		n.accBuf = n.accBuf[:0]
+	}
+	c := n.cur
+	rd := Ready{Accepted: c.accepted, Messages: c.msgs, Snapshots: c.snaps, Role: n.role, Leader: n.leader, Ballot: n.ballot}
+	if n.promisedDirty {
+		n.outPromised, n.outHasPromise = n.promised, true
+		n.promisedDirty = false
+		if !n.bugs.forgetPromise {
+			rd.Promised = &n.outPromised
+		}
+	}
+	rd.MustSync = rd.Promised != nil || len(rd.Accepted) > 0
+	if n.commit-1 > n.mark {
+		n.mark = n.commit - 1
+		rd.ChosenMark = n.mark
+	}
+	for j := n.applied + 1; j < n.commit; j++ {
+		c.chosen = append(c.chosen, n.get(j).e)
+	}
+	n.applied = max(n.applied, n.commit-1)
+	rd.Chosen = c.chosen
+	n.softChanged = false
+	n.cur, n.out = n.out, n.cur
+	n.readyOut = true
+	return rd, nil
+}
 
-// Advance tells the core that the last Ready was fully handled.
-func (n *Node) Advance() error { panic("TODO") }
+// sendAcceptBuf sends the entries proposed since the last Ready to p.
+func (n *Node) sendAcceptBuf(p uint64) {
+	size, start := 0, 0
+	for k, e := range n.accBuf {
+		if size > 0 && size+len(e.Value) > n.cfg.MaxMessageBytes {
+			n.send(Message{Type: MsgAccept, To: p, Ballot: n.ballot, Commit: n.commit, Lease: n.leaseRound,
+				Entries: n.cur.carve(n.accBuf[start:k]...)})
+			start, size = k, 0
+		}
+		size += len(e.Value)
+	}
+	n.send(Message{Type: MsgAccept, To: p, Ballot: n.ballot, Commit: n.commit, Lease: n.leaseRound,
+		Entries: n.cur.carve(n.accBuf[start:]...)})
+}
 
-// Compact tells the core that the log through instance is truncated.
-func (n *Node) Compact(instance uint64) error { panic("TODO") }
+// Advance tells the core that the last Ready was fully handled: its batch is
+// durable, its messages sent and its chosen entries applied.
+func (n *Node) Advance() error {
+	if !n.readyOut {
+		return ErrNoReady
+	}
+	o := n.out
+	for _, p := range o.persist {
+		s := n.get(p.instance)
+		if s == nil || !s.has || s.e.Ballot != p.ballot {
+			continue
+		}
+		s.durable = true
+		if n.role == Leader && p.ballot == n.ballot {
+			s.acks |= n.selfBit
+			n.checkChosen(s)
+		}
+	}
+	if n.outHasPromise {
+		n.promisedDurable, n.outHasPromise = n.outPromised, false
+		n.maybeWinPhase1()
+	}
+	n.advanceCommit()
+	o.reset()
+	n.readyOut = false
+	return nil
+}
+
+func (n *Node) checkChosen(s *slot) {
+	if !s.chosen && bits.OnesCount64(s.acks) >= n.quorum {
+		s.chosen = true
+	}
+}
+
+// Compact tells the core that the driver truncated the log through instance
+// (it holds a durable snapshot covering it): catch-up requests below it are
+// answered with Ready.Snapshots. instance must not exceed the last applied
+// instance.
+func (n *Node) Compact(instance uint64) error {
+	if instance > n.applied {
+		return fmt.Errorf("%w: compact through %d beyond applied %d", ErrBadInstance, instance, n.applied)
+	}
+	if instance <= n.snapshot {
+		return nil
+	}
+	n.truncate(instance)
+	n.snapshot = instance
+	return nil
+}
 
 // RestoreSnapshot tells the core the state machine was restored from a
-// snapshot covering instances through instance.
-func (n *Node) RestoreSnapshot(instance uint64) error { panic("TODO") }
+// durable snapshot covering instances through instance, received from a
+// peer. Call it between Advance and the next Ready. A snapshot at or below
+// the applied instance is ignored.
+func (n *Node) RestoreSnapshot(instance uint64) error {
+	if n.readyOut {
+		return ErrReadyPending
+	}
+	if instance <= n.applied {
+		return nil
+	}
+	if n.role != Follower {
+		n.stepDown(0)
+	}
+	n.truncate(instance)
+	n.snapshot, n.applied = instance, instance
+	n.commit = max(n.commit, instance+1)
+	n.advanceCommit()
+	n.knownCommit = max(n.knownCommit, n.commit)
+	n.logger.Info("paxos restored snapshot", "instance", instance)
+	return nil
+}
 
 // Status returns the core's state.
-func (n *Node) Status() Status { panic("TODO") }
+func (n *Node) Status() Status {
+	st := Status{
+		ID: n.cfg.ID, Role: n.role, Leader: n.leader, Ballot: n.ballot, Promised: n.promised,
+		Commit: n.commit, Applied: n.applied, Snapshot: n.snapshot, LeaseValid: n.LeaseValid(), Now: n.now,
+	}
+	if n.role == Leader {
+		st.Next = n.next
+		st.InFlight = int(n.next - n.commit)
+	}
+	return st
+}
+
+// bytesEqual reports whether two entries carry the same value.
+func sameValue(a, b Entry) bool { return a.Noop == b.Noop && bytes.Equal(a.Value, b.Value) }

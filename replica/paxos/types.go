@@ -193,9 +193,11 @@ type State struct {
 }
 
 // Ready is the output of one step of the core: what to persist, send and
-// apply, in the order of the numbered loop in doc.go. Slices are owned by
-// the core and valid until Advance; Value bytes are never modified and may
-// be retained.
+// apply, in the order of the numbered loop in doc.go. The slices Accepted,
+// Messages, Chosen and Snapshots are reused after Advance; the Messages
+// themselves (copied out by value) and their Entries stay valid, so a
+// transport may queue them. Value bytes are never modified and may be
+// retained.
 type Ready struct {
 	// Promised, when non-nil, is the new promised ballot to persist.
 	Promised *Ballot

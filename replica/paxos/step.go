@@ -1,0 +1,335 @@
+package paxos
+
+import "fmt"
+
+// Step feeds one received message to the core. It fails with
+// ErrInvalidMessage (and changes nothing) for a message that is not for this
+// replica, comes from a non-member or is malformed.
+func (n *Node) Step(m Message) error {
+	if err := n.validate(m); err != nil {
+		return err
+	}
+	n.observe(m.Ballot)
+	switch m.Type {
+	case MsgPrepare:
+		n.onPrepare(m)
+	case MsgPromise:
+		n.onPromise(m)
+	case MsgAccept:
+		n.onAccept(m)
+	case MsgHeartbeat:
+		n.onHeartbeat(m)
+	case MsgAccepted, MsgHeartbeatAck:
+		n.onAck(m)
+	case MsgReject:
+		n.onReject(m)
+	case MsgCatchUp:
+		n.onCatchUp(m)
+	case MsgChosen:
+		n.onChosen(m)
+	}
+	return nil
+}
+
+func (n *Node) validate(m Message) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %v from %d: "+format, append([]any{ErrInvalidMessage, m.Type, m.From}, args...)...)
+	}
+	switch {
+	case !m.Type.Valid():
+		return bad("unknown type")
+	case m.To != n.cfg.ID:
+		return bad("addressed to %d, not %d", m.To, n.cfg.ID)
+	case m.From == n.cfg.ID || n.peerIndex(m.From) < 0:
+		return bad("sender is not a peer")
+	case (m.Type == MsgPrepare || m.Type == MsgAccept || m.Type == MsgHeartbeat) && m.Ballot.ID != m.From:
+		return bad("ballot %v not owned by the sender", m.Ballot)
+	case m.Type == MsgAccepted && m.Last < m.Instance:
+		return bad("range %d..%d", m.Instance, m.Last)
+	}
+	for _, e := range m.Entries {
+		switch {
+		case e.Instance == 0:
+			return bad("entry for instance 0")
+		case e.Noop && len(e.Value) > 0:
+			return bad("no-op entry %d with a value", e.Instance)
+		case !e.Noop && len(e.Value) == 0:
+			return bad("entry %d without a value", e.Instance)
+		case m.Type == MsgAccept && e.Ballot != m.Ballot:
+			return bad("entry %d ballot %v in an Accept of %v", e.Instance, e.Ballot, m.Ballot)
+		}
+	}
+	return nil
+}
+
+// inLease reports whether this acceptor granted a lease that forbids
+// promising to from.
+func (n *Node) inLease(from uint64) bool {
+	return n.now < n.grantUntil && n.grantTo != from
+}
+
+func (n *Node) reject(m Message) {
+	n.send(Message{Type: MsgReject, To: m.From, Ballot: n.promised, Instance: m.Instance, Commit: n.commit})
+}
+
+// onPrepare is the acceptor's Phase 1b: promise never to accept a lower
+// ballot, and report every entry at or above the proposer's first unchosen
+// instance.
+func (n *Node) onPrepare(m Message) {
+	if m.Ballot.Less(n.promised) || n.inLease(m.From) {
+		n.reject(m)
+		return
+	}
+	n.promise(m.Ballot)
+	if n.role != Follower {
+		n.logger.Info("paxos preempted by prepare", "ballot", n.ballot, "by", m.Ballot)
+	}
+	n.stepDown(0)
+	start := len(n.cur.arena)
+	for j := max(m.Instance, n.base); j < n.base+uint64(len(n.log)); j++ {
+		if s := n.get(j); s.has {
+			n.cur.arena = append(n.cur.arena, s.e)
+		}
+	}
+	es := n.cur.arena[start:len(n.cur.arena):len(n.cur.arena)]
+	n.send(Message{Type: MsgPromise, To: m.From, Ballot: m.Ballot, Instance: m.Instance,
+		Commit: n.commit, Snapshot: n.snapshot, Entries: es})
+	n.noteCommit(m.From, m.Commit)
+}
+
+func (n *Node) onPromise(m Message) {
+	if n.role != Candidate || m.Ballot != n.ballot || m.Instance != n.p1from {
+		return
+	}
+	bit := uint64(1) << uint(n.peerIndex(m.From))
+	if n.p1votes&bit != 0 {
+		return
+	}
+	n.p1votes |= bit
+	for _, e := range m.Entries {
+		chosen := e.Instance < m.Commit
+		n.mergePromised(e, chosen)
+		if chosen {
+			n.learn(e)
+		}
+	}
+	if m.Commit > n.p1commit {
+		n.p1commit, n.p1ahead = m.Commit, m.From
+	}
+	n.advanceCommit()
+	n.noteCommit(m.From, m.Commit)
+	n.maybeWinPhase1()
+}
+
+// follow handles the part common to Accept and Heartbeat from a leader of
+// ballot m.Ballot >= promised: promise it, follow it, grant it the lease.
+func (n *Node) follow(m Message) {
+	n.promise(m.Ballot)
+	if n.role != Follower || n.leader != m.Ballot.ID {
+		n.stepDown(m.Ballot.ID)
+	}
+	n.electionElapsed = 0
+	n.grantTo, n.grantUntil = m.From, n.now+uint64(n.cfg.LeaseTicks)+1
+}
+
+func (n *Node) onAccept(m Message) {
+	if m.Ballot.Less(n.promised) && !n.bugs.ignoreLowerBallot {
+		n.reject(m)
+		return
+	}
+	if !m.Ballot.Less(n.promised) {
+		n.follow(m)
+	}
+	var lo, hi uint64 // current run of acknowledged instances
+	flush := func() {
+		if lo != 0 {
+			n.send(Message{Type: MsgAccepted, To: m.From, Ballot: m.Ballot, Instance: lo, Last: hi, Lease: m.Lease, Commit: n.commit})
+		}
+		lo, hi = 0, 0
+	}
+	for _, e := range m.Entries {
+		if !n.accept(e) {
+			flush()
+			continue
+		}
+		if lo != 0 && e.Instance != hi+1 {
+			flush()
+		}
+		if lo == 0 {
+			lo = e.Instance
+		}
+		hi = e.Instance
+	}
+	flush()
+	n.learnCommit(m)
+}
+
+// accept records e (Phase 2b) and reports whether this replica may
+// acknowledge it.
+func (n *Node) accept(e Entry) bool {
+	if e.Instance <= n.snapshot || e.Instance-n.base >= maxAhead {
+		return false
+	}
+	s := n.slot(e.Instance)
+	switch {
+	case s.chosen:
+		// Only an identical value may be acknowledged: a different one
+		// means the sender is a stale leader.
+		return sameValue(s.e, e)
+	case s.has && s.e.Ballot == e.Ballot:
+		return true // duplicate; the reply still follows its persistence
+	}
+	n.record(s, e)
+	return true
+}
+
+// learnCommit marks chosen the instances below the leader's first unchosen
+// one that this replica accepted under the leader's ballot, and asks for
+// the others.
+func (n *Node) learnCommit(m Message) {
+	if m.Ballot != n.promised {
+		return
+	}
+	top := min(m.Commit, n.base+uint64(len(n.log)))
+	for j := n.commit; j < top; j++ {
+		if s := n.get(j); s != nil && s.has && s.e.Ballot == m.Ballot {
+			s.chosen = true
+		}
+	}
+	n.advanceCommit()
+	n.noteCommit(m.From, m.Commit)
+}
+
+// noteCommit records that peer from knows everything below commit is
+// chosen, and asks it for what this replica is missing.
+func (n *Node) noteCommit(from, commit uint64) {
+	if commit <= n.commit {
+		return
+	}
+	if commit > n.knownCommit {
+		n.knownCommit = commit
+	}
+	n.catchUpPeer = from
+	if !n.catchUpSent || n.now-n.catchUpAt >= uint64(n.cfg.HeartbeatTicks) {
+		n.requestCatchUp(from)
+	}
+}
+
+func (n *Node) requestCatchUp(from uint64) {
+	n.catchUpSent, n.catchUpAt = true, n.now
+	n.send(Message{Type: MsgCatchUp, To: from, Instance: n.commit, Commit: n.commit})
+}
+
+func (n *Node) onHeartbeat(m Message) {
+	if m.Ballot.Less(n.promised) {
+		n.reject(m)
+		return
+	}
+	n.follow(m)
+	n.send(Message{Type: MsgHeartbeatAck, To: m.From, Ballot: m.Ballot, Lease: m.Lease, Commit: n.commit})
+	n.learnCommit(m)
+}
+
+// onAck handles Accepted and HeartbeatAck at the leader.
+func (n *Node) onAck(m Message) {
+	n.noteCommit(m.From, m.Commit)
+	if n.role != Leader || m.Ballot != n.ballot {
+		return
+	}
+	p := n.peerIndex(m.From)
+	if m.Lease <= n.leaseRound && m.Lease > n.peerRound[p] {
+		n.peerRound[p] = m.Lease
+		n.updateLease()
+	}
+	if m.Type != MsgAccepted {
+		return
+	}
+	bit := uint64(1) << uint(p)
+	for j := max(m.Instance, n.commit); j <= m.Last && j < n.next; j++ {
+		if s := n.get(j); s != nil && s.has && s.e.Ballot == n.ballot {
+			s.acks |= bit
+			n.checkChosen(s)
+		}
+	}
+	n.advanceCommit()
+}
+
+func (n *Node) onReject(m Message) {
+	n.noteCommit(m.From, m.Commit)
+	if n.role == Follower || !n.ballot.Less(m.Ballot) {
+		return // stale, or a lease refusal: keep waiting for others
+	}
+	n.logger.Info("paxos preempted", "ballot", n.ballot, "by", m.Ballot)
+	holding := n.LeaseValid()
+	n.stepDown(0)
+	if holding {
+		// The followers still refuse others for our lease: take the
+		// leadership back at once with a higher ballot.
+		n.campaign()
+	}
+}
+
+// onCatchUp answers with chosen entries from m.Instance on, or asks the
+// driver to send a snapshot when they are truncated.
+func (n *Node) onCatchUp(m Message) {
+	if m.Instance <= n.snapshot {
+		p := n.peerIndex(m.From)
+		bit := uint64(1) << uint(p)
+		if n.snapSent&bit == 0 || n.now-n.snapSentAt[p] >= uint64(n.cfg.ElectionTicks) {
+			n.snapSent |= bit
+			n.snapSentAt[p] = n.now
+			n.cur.snaps = append(n.cur.snaps, m.From)
+		}
+		n.send(Message{Type: MsgChosen, To: m.From, Commit: n.commit, Snapshot: n.snapshot})
+		return
+	}
+	start := len(n.cur.arena)
+	size := 0
+	for j := m.Instance; j < n.commit; j++ {
+		s := n.get(j)
+		if s == nil || (size > 0 && size+len(s.e.Value) > n.cfg.MaxMessageBytes) {
+			break
+		}
+		n.cur.arena = append(n.cur.arena, s.e)
+		size += len(s.e.Value)
+	}
+	es := n.cur.arena[start:len(n.cur.arena):len(n.cur.arena)]
+	n.send(Message{Type: MsgChosen, To: m.From, Instance: m.Instance, Commit: n.commit, Snapshot: n.snapshot, Entries: es})
+}
+
+func (n *Node) onChosen(m Message) {
+	before := n.commit
+	for _, e := range m.Entries {
+		if e.Instance < m.Commit {
+			n.learn(e)
+		}
+	}
+	n.advanceCommit()
+	if n.commit > before {
+		n.catchUpSent = false // progress: ask for the next chunk at once
+	}
+	n.noteCommit(m.From, m.Commit)
+}
+
+// learn records that e's value is chosen for its instance.
+func (n *Node) learn(e Entry) {
+	if e.Instance < n.commit || e.Instance <= n.snapshot || e.Instance-n.base >= maxAhead {
+		return
+	}
+	s := n.slot(e.Instance)
+	if s.chosen {
+		return
+	}
+	if s.has && sameValue(s.e, e) {
+		s.chosen = true
+		return
+	}
+	if n.role == Leader && (e.Instance >= n.next || s.has && s.e.Ballot == n.ballot) {
+		// A value other than ours was chosen where we proposed: a higher
+		// ballot exists and this leader is stale.
+		n.logger.Warn("paxos leader learned a foreign chosen value", "instance", e.Instance, "ballot", n.ballot)
+		n.stepDown(0)
+	}
+	n.record(s, e)
+	s.chosen = true
+}
