@@ -1,0 +1,147 @@
+package namespace
+
+import (
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// fieldEncoder writes msgpack values, keeping the first error so a sequence of
+// writes needs one check at the end.
+type fieldEncoder struct {
+	enc *msgpack.Encoder
+	err error
+}
+
+func (e *fieldEncoder) arrayLen(n int) {
+	if e.err == nil {
+		e.err = e.enc.EncodeArrayLen(n)
+	}
+}
+
+func (e *fieldEncoder) uint(v uint64) {
+	if e.err == nil {
+		e.err = e.enc.EncodeUint(v)
+	}
+}
+
+func (e *fieldEncoder) int(v int64) {
+	if e.err == nil {
+		e.err = e.enc.EncodeInt(v)
+	}
+}
+
+func (e *fieldEncoder) bool(v bool) {
+	if e.err == nil {
+		e.err = e.enc.EncodeBool(v)
+	}
+}
+
+func (e *fieldEncoder) string(v string) {
+	if e.err == nil {
+		e.err = e.enc.EncodeString(v)
+	}
+}
+
+func (e *fieldEncoder) bytes(v []byte) {
+	if e.err == nil {
+		e.err = e.enc.EncodeBytes(v)
+	}
+}
+
+// fieldDecoder reads typed msgpack values, keeping the first error, wrapped
+// with wrap and the name of the field being read.
+type fieldDecoder struct {
+	dec  *msgpack.Decoder
+	wrap error
+	err  error
+}
+
+func (d *fieldDecoder) fail(field string, err error) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s: %v", d.wrap, field, err)
+	}
+}
+
+func (d *fieldDecoder) arrayLen(field string) int {
+	if d.err != nil {
+		return 0
+	}
+	n, err := d.dec.DecodeArrayLen()
+	if err != nil {
+		d.fail(field, err)
+		return 0
+	}
+	if n < 0 {
+		d.fail(field, fmt.Errorf("nil array"))
+		return 0
+	}
+	return n
+}
+
+// expectArray reads an array header and fails unless it has n elements.
+func (d *fieldDecoder) expectArray(field string, n int) {
+	if got := d.arrayLen(field); d.err == nil && got != n {
+		d.fail(field, fmt.Errorf("%d fields, want %d", got, n))
+	}
+}
+
+func (d *fieldDecoder) uint(field string, max uint64) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, err := d.dec.DecodeUint64()
+	if err != nil {
+		d.fail(field, err)
+		return 0
+	}
+	if v > max {
+		d.fail(field, fmt.Errorf("%d out of range", v))
+		return 0
+	}
+	return v
+}
+
+func (d *fieldDecoder) int(field string) int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, err := d.dec.DecodeInt64()
+	if err != nil {
+		d.fail(field, err)
+	}
+	return v
+}
+
+func (d *fieldDecoder) bool(field string) bool {
+	if d.err != nil {
+		return false
+	}
+	v, err := d.dec.DecodeBool()
+	if err != nil {
+		d.fail(field, err)
+	}
+	return v
+}
+
+func (d *fieldDecoder) string(field string) string {
+	if d.err != nil {
+		return ""
+	}
+	v, err := d.dec.DecodeString()
+	if err != nil {
+		d.fail(field, err)
+	}
+	return v
+}
+
+func (d *fieldDecoder) bytes(field string) []byte {
+	if d.err != nil {
+		return nil
+	}
+	v, err := d.dec.DecodeBytes()
+	if err != nil {
+		d.fail(field, err)
+	}
+	return v
+}

@@ -1,0 +1,330 @@
+package namespace
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// CommandVersion is the format version of Command this code writes and
+// applies. Commands live in the replicated log forever, so a change of their
+// meaning or encoding needs a new version (and Decode keeps reading the old).
+const CommandVersion = 1
+
+// Op names what a Command does.
+type Op uint8
+
+// The commands. The values are part of the log format: never renumber them.
+const (
+	OpInvalid Op = iota
+	// OpTick does nothing but advance command time; the leader proposes it when
+	// NextDeadline has passed so that lock-delays end in the log.
+	OpTick
+	// OpOpenSession opens a session with Command.Timeout; the result carries its id.
+	OpOpenSession
+	// OpCloseSession closes Command.Session: ephemerals deleted, locks released
+	// (no lock-delay), queued acquires dropped.
+	OpCloseSession
+	// OpExpireSession expires Command.Target (leader only, Command.Session 0):
+	// like close, but freed locks enter lock-delay.
+	OpExpireSession
+	// OpCreate creates Command.Path with Command.Content (flags: ephemeral,
+	// parents, sequential; Command.ACL or the parent's ACL).
+	OpCreate
+	// OpSetContent replaces the content of Command.Path (if Command.Generation
+	// is non-zero, only when it equals the content generation).
+	OpSetContent
+	// OpDelete deletes Command.Path (FlagRecursive for a subtree; if
+	// Command.Generation is non-zero, only when it equals the content generation).
+	OpDelete
+	// OpSetACL replaces the ACL names of Command.Path (if Command.Generation is
+	// non-zero, only when it equals the ACL generation).
+	OpSetACL
+	// OpAcquire takes the lock on Command.Path in Command.Mode; with FlagWait it
+	// queues when the lock is busy, else it fails with ErrLocked.
+	OpAcquire
+	// OpCancel removes the session's queued acquire of Command.Path.
+	OpCancel
+	// OpRelease releases the session's hold of the lock on Command.Path (if
+	// Command.Generation is non-zero, only when it equals the lock generation).
+	OpRelease
+	opEnd
+)
+
+var opNames = [opEnd]string{"invalid", "tick", "open-session", "close-session", "expire-session",
+	"create", "set-content", "delete", "set-acl", "acquire", "cancel", "release"}
+
+// String returns the op's name, such as "set-content".
+func (o Op) String() string {
+	if o < opEnd {
+		return opNames[o]
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// Flags modify OpCreate, OpDelete and OpAcquire.
+type Flags uint8
+
+// Command flags. The values are part of the log format.
+const (
+	// FlagEphemeral (create): the node belongs to the session and is deleted
+	// when the session ends.
+	FlagEphemeral Flags = 1 << iota
+	// FlagParents (create): create missing parents (permanent, ACL inherited).
+	FlagParents
+	// FlagSequential (create): append a 10-digit counter kept by the parent to
+	// the last name.
+	FlagSequential
+	// FlagRecursive (delete): delete the whole subtree.
+	FlagRecursive
+	// FlagWait (acquire): queue behind the holders instead of failing.
+	FlagWait
+	flagsAll = FlagEphemeral | FlagParents | FlagSequential | FlagRecursive | FlagWait
+)
+
+// Mode is a lock mode.
+type Mode uint8
+
+// Lock modes.
+const (
+	// ModeNone: not locked.
+	ModeNone Mode = iota
+	// ModeExclusive: one holder (writer lock).
+	ModeExclusive
+	// ModeShared: any number of holders (reader lock).
+	ModeShared
+)
+
+// String returns "exclusive", "shared" or "none".
+func (m Mode) String() string {
+	switch m {
+	case ModeNone:
+		return "none"
+	case ModeExclusive:
+		return "exclusive"
+	case ModeShared:
+		return "shared"
+	}
+	return fmt.Sprintf("mode(%d)", uint8(m))
+}
+
+// ACL holds the three ACL names of a node, as in Chubby: the names of ACL files
+// for readers, writers and ACL changers. The namespace records them (and their
+// generation); it does not check identities against them (see docs/namespace.md).
+// The zero ACL in a create means "inherit the parent's".
+type ACL struct {
+	Reader  string
+	Writer  string
+	Changer string
+}
+
+// IsZero reports whether all three names are empty.
+func (a ACL) IsZero() bool { return a == ACL{} }
+
+// Command is one entry of the replicated log: a mutation of the namespace,
+// stamped by the leader with its time and by the client with (Session,
+// Request). Fields an op does not use must be zero. Build commands with the
+// New* constructors and then set Time, Session and Request.
+type Command struct {
+	// Version is the format version; Apply accepts only CommandVersion.
+	Version uint8
+	// Op is what to do.
+	Op Op
+	// Time is the leader's clock when it proposed the command, in Unix
+	// nanoseconds. Apply never reads a clock; command time only moves forward
+	// (a smaller Time than an earlier command's counts as that earlier time).
+	Time int64
+	// Session is the client's session, or 0 for the leader or an operator
+	// (no session, no idempotence).
+	Session uint64
+	// Request is the client's request id: a command retried with the same
+	// non-zero (Session, Request) is applied once. 0 disables deduplication.
+	Request uint64
+	// Path is the node for node and lock ops.
+	Path string
+	// Content is the node content for OpCreate and OpSetContent.
+	Content []byte
+	// Flags modify the op.
+	Flags Flags
+	// Mode is the lock mode for OpAcquire.
+	Mode Mode
+	// Generation makes OpSetContent, OpDelete, OpSetACL and OpRelease
+	// conditional when non-zero (see each Op).
+	Generation uint64
+	// ACL is the node's ACL for OpCreate (zero: inherit) and OpSetACL.
+	ACL ACL
+	// Timeout is the session timeout for OpOpenSession (recorded, enforced by
+	// the leader).
+	Timeout time.Duration
+	// LockDelay is the lock-delay for OpAcquire: 0 means
+	// Config.DefaultLockDelay, negative means none, and it is capped at
+	// Config.MaxLockDelay.
+	LockDelay time.Duration
+	// Target is the session OpExpireSession expires.
+	Target uint64
+}
+
+// NewTick returns a tick command.
+func NewTick() Command { return Command{Version: CommandVersion, Op: OpTick} }
+
+// NewOpenSession returns a command that opens a session with the timeout.
+func NewOpenSession(timeout time.Duration) Command {
+	return Command{Version: CommandVersion, Op: OpOpenSession, Timeout: timeout}
+}
+
+// NewCloseSession returns a command that closes the command's own Session.
+func NewCloseSession() Command { return Command{Version: CommandVersion, Op: OpCloseSession} }
+
+// NewExpireSession returns a command that expires session target.
+func NewExpireSession(target uint64) Command {
+	return Command{Version: CommandVersion, Op: OpExpireSession, Target: target}
+}
+
+// NewCreate returns a command that creates path with content. Set the ACL field
+// to give the node its own ACL names.
+func NewCreate(path string, content []byte, flags Flags) Command {
+	return Command{Version: CommandVersion, Op: OpCreate, Path: path, Content: content, Flags: flags}
+}
+
+// NewSetContent returns a command that sets the content of path, only if its
+// content generation is ifGen when ifGen is non-zero.
+func NewSetContent(path string, content []byte, ifGen uint64) Command {
+	return Command{Version: CommandVersion, Op: OpSetContent, Path: path, Content: content, Generation: ifGen}
+}
+
+// NewDelete returns a command that deletes path (and its subtree if
+// recursive), only if its content generation is ifGen when ifGen is non-zero.
+func NewDelete(path string, recursive bool, ifGen uint64) Command {
+	c := Command{Version: CommandVersion, Op: OpDelete, Path: path, Generation: ifGen}
+	if recursive {
+		c.Flags = FlagRecursive
+	}
+	return c
+}
+
+// NewSetACL returns a command that sets the ACL names of path, only if its ACL
+// generation is ifGen when ifGen is non-zero.
+func NewSetACL(path string, acl ACL, ifGen uint64) Command {
+	return Command{Version: CommandVersion, Op: OpSetACL, Path: path, ACL: acl, Generation: ifGen}
+}
+
+// NewAcquire returns a command that takes the lock on path in mode; wait
+// queues the request when the lock is busy. lockDelay: see Command.LockDelay.
+func NewAcquire(path string, mode Mode, wait bool, lockDelay time.Duration) Command {
+	c := Command{Version: CommandVersion, Op: OpAcquire, Path: path, Mode: mode, LockDelay: lockDelay}
+	if wait {
+		c.Flags = FlagWait
+	}
+	return c
+}
+
+// NewCancel returns a command that drops the session's queued acquire of path.
+func NewCancel(path string) Command {
+	return Command{Version: CommandVersion, Op: OpCancel, Path: path}
+}
+
+// NewRelease returns a command that releases the lock on path, only if the lock
+// generation is ifLockGen when ifLockGen is non-zero.
+func NewRelease(path string, ifLockGen uint64) Command {
+	return Command{Version: CommandVersion, Op: OpRelease, Path: path, Generation: ifLockGen}
+}
+
+// commandFieldsV1 is the length of the msgpack array of a version-1 command.
+const commandFieldsV1 = 16
+
+// EncodeMsgpack writes c as a msgpack array of its fields in declaration
+// order (ACL inlined as three strings). It implements msgpack.CustomEncoder,
+// so a Command can be a field of a larger msgpack message.
+func (c *Command) EncodeMsgpack(enc *msgpack.Encoder) error {
+	if c.Version != CommandVersion {
+		return fmt.Errorf("%w: cannot encode version %d", ErrUnknownVersion, c.Version)
+	}
+	e := fieldEncoder{enc: enc}
+	e.arrayLen(commandFieldsV1)
+	e.uint(uint64(c.Version))
+	e.uint(uint64(c.Op))
+	e.int(c.Time)
+	e.uint(c.Session)
+	e.uint(c.Request)
+	e.string(c.Path)
+	e.bytes(c.Content)
+	e.uint(uint64(c.Flags))
+	e.uint(uint64(c.Mode))
+	e.uint(c.Generation)
+	e.string(c.ACL.Reader)
+	e.string(c.ACL.Writer)
+	e.string(c.ACL.Changer)
+	e.int(int64(c.Timeout))
+	e.int(int64(c.LockDelay))
+	e.uint(c.Target)
+	return e.err
+}
+
+// DecodeMsgpack reads a command written by EncodeMsgpack. It implements
+// msgpack.CustomDecoder. Unknown versions, ops, flags and modes are errors
+// wrapping ErrInvalidCommand.
+func (c *Command) DecodeMsgpack(dec *msgpack.Decoder) error {
+	d := fieldDecoder{dec: dec, wrap: ErrInvalidCommand}
+	n := d.arrayLen("command")
+	if d.err == nil && n < 1 {
+		return fmt.Errorf("%w: command is an empty array", ErrInvalidCommand)
+	}
+	v := uint8(d.uint("version", 0xff))
+	if d.err != nil {
+		return d.err
+	}
+	if v != CommandVersion {
+		return fmt.Errorf("%w: command version %d", ErrUnknownVersion, v)
+	}
+	if n != commandFieldsV1 {
+		return fmt.Errorf("%w: version-1 command has %d fields, want %d", ErrInvalidCommand, n, commandFieldsV1)
+	}
+	*c = Command{
+		Version:    v,
+		Op:         Op(d.uint("op", 0xff)),
+		Time:       d.int("time"),
+		Session:    d.uint("session", 1<<64-1),
+		Request:    d.uint("request", 1<<64-1),
+		Path:       d.string("path"),
+		Content:    d.bytes("content"),
+		Flags:      Flags(d.uint("flags", uint64(flagsAll))),
+		Mode:       Mode(d.uint("mode", uint64(ModeShared))),
+		Generation: d.uint("generation", 1<<64-1),
+		ACL:        ACL{Reader: d.string("acl reader"), Writer: d.string("acl writer"), Changer: d.string("acl changer")},
+		Timeout:    time.Duration(d.int("timeout")),
+		LockDelay:  time.Duration(d.int("lock delay")),
+		Target:     d.uint("target", 1<<64-1),
+	}
+	if d.err != nil {
+		return d.err
+	}
+	if c.Op == OpInvalid || c.Op >= opEnd {
+		return fmt.Errorf("%w: %d", ErrUnknownOp, uint8(c.Op))
+	}
+	return nil
+}
+
+// Encode returns the msgpack encoding of c.
+func (c *Command) Encode() ([]byte, error) {
+	var buf bytes.Buffer
+	if err := c.EncodeMsgpack(msgpack.NewEncoder(&buf)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// DecodeCommand decodes one command from b, which must hold nothing else.
+func DecodeCommand(b []byte) (Command, error) {
+	r := bytes.NewReader(b)
+	dec := msgpack.NewDecoder(r)
+	var c Command
+	if err := c.DecodeMsgpack(dec); err != nil {
+		return Command{}, err
+	}
+	if r.Len() != 0 {
+		return Command{}, fmt.Errorf("%w: %d trailing bytes after the command", ErrInvalidCommand, r.Len())
+	}
+	return c, nil
+}

@@ -1,0 +1,140 @@
+package namespace
+
+import "time"
+
+// session is one client session. Its slices are sorted paths; paths share
+// memory with the tree keys.
+type session struct {
+	id         uint64
+	timeout    time.Duration
+	cIndex     uint64
+	cTime      int64
+	ephemerals []string // owned ephemeral nodes
+	held       []string // locks held
+	waiting    []string // locks with a queued acquire of this session
+	results    resultRing
+}
+
+// storedResult is one entry of the idempotence table.
+type storedResult struct {
+	request uint64
+	result  Result
+}
+
+// resultRing keeps the most recent results of a session, oldest first from
+// next once full. Lookups scan it (it is small).
+type resultRing struct {
+	entries []storedResult
+	next    int // index of the oldest entry once len(entries) == limit
+}
+
+func (r *resultRing) get(request uint64) (Result, bool) {
+	for i := range r.entries {
+		if r.entries[i].request == request {
+			return r.entries[i].result, true
+		}
+	}
+	return Result{}, false
+}
+
+// put records a result, evicting the oldest when limit entries are kept.
+func (r *resultRing) put(request uint64, res Result, limit int) {
+	switch {
+	case limit <= 0:
+		return
+	case len(r.entries) < limit:
+		r.entries = append(r.entries, storedResult{request, res})
+	default:
+		r.entries[r.next] = storedResult{request, res}
+		r.next = (r.next + 1) % len(r.entries)
+	}
+}
+
+// update replaces the stored result of request, if it is still kept.
+func (r *resultRing) update(request uint64, res Result) {
+	for i := range r.entries {
+		if r.entries[i].request == request {
+			r.entries[i].result = res
+			return
+		}
+	}
+}
+
+// ordered returns the entries oldest first.
+func (r *resultRing) ordered() []storedResult {
+	out := make([]storedResult, 0, len(r.entries))
+	out = append(out, r.entries[r.next:]...)
+	return append(out, r.entries[:r.next]...)
+}
+
+// openSession applies OpOpenSession: the id is the next of a counter kept in
+// the replicated state, so ids are never reused.
+func (t *Tree) openSession(cmd *Command) Result {
+	switch {
+	case cmd.Session != 0:
+		return fail(errorf(CodeInvalidCommand, "open-session from session %d", cmd.Session))
+	case cmd.Timeout <= 0:
+		return fail(errorf(CodeInvalidCommand, "session timeout %v <= 0", cmd.Timeout))
+	}
+	id := t.nextSession
+	t.nextSession++
+	t.sessions[id] = &session{id: id, timeout: cmd.Timeout, cIndex: t.index, cTime: t.now}
+	t.emit(Event{Kind: EventSessionOpened, Session: id})
+	return Result{Session: id}
+}
+
+// closeSession applies OpCloseSession for the command's own session.
+func (t *Tree) closeSession(s *session) Result {
+	if s == nil {
+		return fail(errorf(CodeInvalidCommand, "close-session without a session"))
+	}
+	t.endSession(s, false)
+	return Result{}
+}
+
+// expireSession applies OpExpireSession; only the leader (session 0) may.
+func (t *Tree) expireSession(cmd *Command) Result {
+	if cmd.Session != 0 {
+		return fail(errorf(CodePermission, "only the leader expires sessions"))
+	}
+	s := t.sessions[cmd.Target]
+	if s == nil {
+		return fail(t.sessionError(cmd.Target))
+	}
+	t.endSession(s, true)
+	return Result{}
+}
+
+// endSession removes s: the session event, then its queued acquires are
+// dropped, its locks released (entering lock-delay if expired), and its
+// ephemeral nodes deleted, each in path order and with events.
+func (t *Tree) endSession(s *session, expired bool) {
+	kind, reason := EventSessionClosed, ReasonSessionClosed
+	if expired {
+		kind, reason = EventSessionExpired, ReasonSessionExpired
+	}
+	t.emit(Event{Kind: kind, Session: s.id})
+	for _, p := range append([]string(nil), s.waiting...) {
+		t.dropWaiter(t.locks[p], s, reason)
+	}
+	for _, p := range append([]string(nil), s.held...) {
+		t.dropHolder(t.locks[p], s, reason, expired)
+	}
+	for _, p := range append([]string(nil), s.ephemerals...) {
+		depth := pathDepth(p)
+		t.deleteNode(p, depth, t.lookup(p, depth))
+	}
+	delete(t.sessions, s.id)
+}
+
+func (s *session) info() SessionInfo {
+	return SessionInfo{
+		ID:           s.id,
+		Timeout:      s.timeout,
+		CreatedIndex: s.cIndex,
+		CreatedTime:  s.cTime,
+		Ephemerals:   append([]string{}, s.ephemerals...),
+		Locks:        append([]string{}, s.held...),
+		Waiting:      append([]string{}, s.waiting...),
+	}
+}

@@ -1,0 +1,559 @@
+package namespace
+
+import (
+	"bufio"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Snapshot format (version 1), a stream of msgpack values:
+//
+//	header   [magic, version, index, now, nextInstance, nextSession, #sessions, #nodes, #locks]
+//	sessions #sessions x [id, timeout, createdIndex, createdTime, [result...]]   by id
+//	nodes    #nodes x [key, instance, contentGen, lockGen, aclGen, checksum,
+//	                   createdIndex, createdTime, modifiedIndex, modifiedTime,
+//	                   owner, seq, reader, writer, changer, content]            in key order
+//	locks    #locks x [path, mode, delayUntil, [[session, delay]...], [[session, request, mode, delay]...]]  by path
+//	trailer  ["end", crc32c of every byte before the trailer]
+//
+// Node keys are depth byte + path, so parents come before their children.
+// Derived state (child counts, the sessions' lists of ephemerals, held and
+// awaited locks, the lock-delay heaps) is rebuilt on restore. Everything is
+// written in a deterministic order, so identical states give identical bytes.
+
+const (
+	snapshotMagic   = "latch-namespace"
+	snapshotVersion = 1
+	snapshotTrailer = "end"
+	nodeFields      = 16
+	resultFields    = 22
+)
+
+// Snapshot writes the whole state to w as a versioned msgpack stream.
+func (t *Tree) Snapshot(w io.Writer) error {
+	hw := &hashWriter{w: w}
+	bw := bufio.NewWriterSize(hw, 64<<10)
+	e := fieldEncoder{enc: msgpack.NewEncoder(bw)}
+
+	ids := t.sessionIDs()
+	lockPaths := make([]string, 0, len(t.locks))
+	for p := range t.locks {
+		lockPaths = append(lockPaths, p)
+	}
+	slices.Sort(lockPaths)
+
+	e.arrayLen(9)
+	e.string(snapshotMagic)
+	e.uint(snapshotVersion)
+	e.uint(t.index)
+	e.int(t.now)
+	e.uint(t.nextInstance)
+	e.uint(t.nextSession)
+	e.uint(uint64(len(ids)))
+	e.uint(uint64(t.nodes.Len()))
+	e.uint(uint64(len(lockPaths)))
+
+	for _, id := range ids {
+		s := t.sessions[id]
+		e.arrayLen(5)
+		e.uint(s.id)
+		e.int(int64(s.timeout))
+		e.uint(s.cIndex)
+		e.int(s.cTime)
+		entries := s.results.ordered()
+		e.arrayLen(len(entries))
+		for _, sr := range entries {
+			encodeResult(&e, sr.request, sr.result)
+		}
+	}
+
+	t.nodes.Walk(func(key string, v any) bool {
+		n := v.(*node)
+		a := n.aclValue()
+		e.arrayLen(nodeFields)
+		e.string(key)
+		e.uint(n.instance)
+		e.uint(n.contentGen)
+		e.uint(n.lockGen)
+		e.uint(n.aclGen)
+		e.uint(n.checksum)
+		e.uint(n.cIndex)
+		e.int(n.cTime)
+		e.uint(n.mIndex)
+		e.int(n.mTime)
+		e.uint(n.owner)
+		e.uint(uint64(n.seq))
+		e.string(a.Reader)
+		e.string(a.Writer)
+		e.string(a.Changer)
+		e.string(n.content)
+		return e.err != nil
+	})
+
+	for _, p := range lockPaths {
+		ls := t.locks[p]
+		e.arrayLen(5)
+		e.string(ls.path)
+		e.uint(uint64(ls.mode))
+		e.int(ls.delayUntil)
+		e.arrayLen(len(ls.holders))
+		for _, h := range ls.holders {
+			e.arrayLen(2)
+			e.uint(h.session)
+			e.int(int64(h.delay))
+		}
+		e.arrayLen(len(ls.waiters))
+		for _, w := range ls.waiters {
+			e.arrayLen(4)
+			e.uint(w.session)
+			e.uint(w.request)
+			e.uint(uint64(w.mode))
+			e.int(int64(w.delay))
+		}
+	}
+
+	if e.err != nil {
+		return fmt.Errorf("namespace: snapshot: %w", e.err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("namespace: snapshot: %w", err)
+	}
+	sum := hw.crc
+	e.arrayLen(2)
+	e.string(snapshotTrailer)
+	e.uint(uint64(sum))
+	if e.err == nil {
+		e.err = bw.Flush()
+	}
+	if e.err != nil {
+		return fmt.Errorf("namespace: snapshot: %w", e.err)
+	}
+	return nil
+}
+
+func encodeResult(e *fieldEncoder, request uint64, r Result) {
+	code, msg := CodeOK, ""
+	if r.Err != nil {
+		code, msg = CodeOf(r.Err), r.Err.Error()
+	}
+	st := r.Stat
+	e.arrayLen(resultFields)
+	e.uint(request)
+	e.uint(uint64(code))
+	e.string(msg)
+	e.string(r.Path)
+	e.uint(st.Instance)
+	e.uint(st.ContentGen)
+	e.uint(st.LockGen)
+	e.uint(st.ACLGen)
+	e.uint(st.Checksum)
+	e.int(int64(st.Size))
+	e.uint(st.CreatedIndex)
+	e.int(st.CreatedTime)
+	e.uint(st.ModifiedIndex)
+	e.int(st.ModifiedTime)
+	e.uint(st.EphemeralOwner)
+	e.int(int64(st.Children))
+	e.uint(r.Session)
+	e.string(r.Sequencer.Path)
+	e.uint(uint64(r.Sequencer.Mode))
+	e.uint(r.Sequencer.LockGen)
+	e.uint(r.Sequencer.Instance)
+	e.arrayLen(2)
+	e.bool(r.Queued)
+	e.int(int64(r.Deleted))
+}
+
+// Restore replaces the whole state with the snapshot read from r. On error
+// the tree is unchanged. Restore may read past the end of the snapshot (it
+// buffers).
+func (t *Tree) Restore(r io.Reader) error {
+	rd := &snapshotReader{t: &Tree{cfg: t.cfg}, hr: newHashReader(r)}
+	rd.t.reset()
+	rd.d = fieldDecoder{dec: msgpack.NewDecoder(rd.hr), wrap: ErrBadSnapshot}
+	if err := rd.read(); err != nil {
+		return err
+	}
+	nt := rd.t
+	*t = Tree{
+		cfg: t.cfg, nodes: nt.nodes, sessions: nt.sessions, locks: nt.locks,
+		delayed: nt.delayed, blocked: nt.blocked, index: nt.index, now: nt.now,
+		nextInstance: nt.nextInstance, nextSession: nt.nextSession,
+	}
+	return nil
+}
+
+// snapshotReader decodes a snapshot into a fresh tree, checking it.
+type snapshotReader struct {
+	t       *Tree
+	hr      *hashReader
+	d       fieldDecoder
+	lastACL *ACL
+}
+
+func (rd *snapshotReader) bad(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadSnapshot, fmt.Sprintf(format, args...))
+}
+
+func (rd *snapshotReader) read() error {
+	t, d := rd.t, &rd.d
+	d.expectArray("header", 9)
+	magic := d.string("magic")
+	if d.err == nil && magic != snapshotMagic {
+		return rd.bad("magic %q", magic)
+	}
+	if v := d.uint("version", math.MaxUint64); d.err == nil && v != snapshotVersion {
+		return fmt.Errorf("%w: snapshot version %d", ErrUnknownVersion, v)
+	}
+	t.index = d.uint("index", math.MaxUint64)
+	t.now = d.int("now")
+	t.nextInstance = d.uint("next instance", math.MaxUint64)
+	t.nextSession = d.uint("next session", math.MaxUint64)
+	nSessions := d.uint("sessions", math.MaxInt32)
+	nNodes := d.uint("nodes", math.MaxInt64)
+	nLocks := d.uint("locks", math.MaxInt32)
+	if d.err != nil {
+		return d.err
+	}
+	for i := uint64(0); i < nSessions; i++ {
+		if err := rd.session(); err != nil {
+			return err
+		}
+	}
+	if nNodes == 0 {
+		return rd.bad("no root")
+	}
+	if err := rd.nodes(nNodes); err != nil {
+		return err
+	}
+	prev := ""
+	for i := uint64(0); i < nLocks; i++ {
+		p, err := rd.lock(prev)
+		if err != nil {
+			return err
+		}
+		prev = p
+	}
+	for _, id := range t.sessionIDs() {
+		s := t.sessions[id]
+		slices.Sort(s.ephemerals)
+		slices.Sort(s.held)
+		slices.Sort(s.waiting)
+	}
+	sum := rd.hr.sum()
+	d.expectArray("trailer", 2)
+	if end := d.string("trailer"); d.err == nil && end != snapshotTrailer {
+		return rd.bad("trailer %q", end)
+	}
+	if got := d.uint("checksum", math.MaxUint32); d.err == nil && uint32(got) != sum {
+		return rd.bad("checksum %#x, computed %#x", got, sum)
+	}
+	return d.err
+}
+
+func (rd *snapshotReader) session() error {
+	t, d := rd.t, &rd.d
+	d.expectArray("session", 5)
+	s := &session{
+		id:      d.uint("session id", math.MaxUint64),
+		timeout: time.Duration(d.int("timeout")),
+		cIndex:  d.uint("session index", math.MaxUint64),
+		cTime:   d.int("session time"),
+	}
+	n := d.arrayLen("results")
+	if d.err != nil {
+		return d.err
+	}
+	if s.id == 0 || s.id >= t.nextSession || t.sessions[s.id] != nil {
+		return rd.bad("session id %d", s.id)
+	}
+	for i := 0; i < n; i++ {
+		req, res := rd.result()
+		if d.err != nil {
+			return d.err
+		}
+		s.results.put(req, res, t.cfg.Results)
+	}
+	t.sessions[s.id] = s
+	return nil
+}
+
+func (rd *snapshotReader) result() (uint64, Result) {
+	d := &rd.d
+	d.expectArray("result", resultFields)
+	req := d.uint("request", math.MaxUint64)
+	code := Code(d.uint("code", uint64(codeEnd-1)))
+	msg := d.string("message")
+	var r Result
+	if code != CodeOK {
+		r.Err = &Error{Code: code, Msg: msg}
+	}
+	r.Path = d.string("result path")
+	r.Stat = Stat{
+		Instance:       d.uint("instance", math.MaxUint64),
+		ContentGen:     d.uint("content gen", math.MaxUint64),
+		LockGen:        d.uint("lock gen", math.MaxUint64),
+		ACLGen:         d.uint("acl gen", math.MaxUint64),
+		Checksum:       d.uint("checksum", math.MaxUint64),
+		Size:           int(d.int("size")),
+		CreatedIndex:   d.uint("created index", math.MaxUint64),
+		CreatedTime:    d.int("created time"),
+		ModifiedIndex:  d.uint("modified index", math.MaxUint64),
+		ModifiedTime:   d.int("modified time"),
+		EphemeralOwner: d.uint("owner", math.MaxUint64),
+		Children:       int(d.int("children")),
+	}
+	r.Session = d.uint("result session", math.MaxUint64)
+	r.Sequencer = Sequencer{
+		Path:     d.string("sequencer path"),
+		Mode:     Mode(d.uint("sequencer mode", uint64(ModeShared))),
+		LockGen:  d.uint("sequencer lock gen", math.MaxUint64),
+		Instance: d.uint("sequencer instance", math.MaxUint64),
+	}
+	d.expectArray("result flags", 2)
+	r.Queued = d.bool("queued")
+	r.Deleted = int(d.int("deleted"))
+	return req, r
+}
+
+// loosePaths checks the structure of snapshot paths but not the configured
+// limits, so a cell can change its limits without stranding old snapshots.
+var loosePaths = Config{MaxPathLen: math.MaxInt, MaxNameLen: math.MaxInt, MaxDepth: maxDepthCap}
+
+func (rd *snapshotReader) nodes(count uint64) error {
+	t, d := rd.t, &rd.d
+	var (
+		prevKey    string
+		lastParent *node
+		lastPPath  string
+	)
+	for i := uint64(0); i < count; i++ {
+		d.expectArray("node", nodeFields)
+		key := d.string("key")
+		n := &node{
+			instance:   d.uint("instance", math.MaxUint64),
+			contentGen: d.uint("content gen", math.MaxUint64),
+			lockGen:    d.uint("lock gen", math.MaxUint64),
+			aclGen:     d.uint("acl gen", math.MaxUint64),
+			checksum:   d.uint("checksum", math.MaxUint64),
+			cIndex:     d.uint("created index", math.MaxUint64),
+			cTime:      d.int("created time"),
+			mIndex:     d.uint("modified index", math.MaxUint64),
+			mTime:      d.int("modified time"),
+			owner:      d.uint("owner", math.MaxUint64),
+			seq:        uint32(d.uint("seq", math.MaxUint32)),
+		}
+		acl := ACL{Reader: d.string("reader"), Writer: d.string("writer"), Changer: d.string("changer")}
+		n.content = d.string("content")
+		if d.err != nil {
+			return d.err
+		}
+		if len(key) < 2 || key <= prevKey {
+			return rd.bad("node key %q out of order", key)
+		}
+		prevKey = key
+		p := keyPath(key)
+		depth, err := loosePaths.checkPath(p)
+		if err != nil || depth != keyDepth(key) {
+			return rd.bad("node key %q", key)
+		}
+		if n.instance == 0 || n.instance >= t.nextInstance || n.contentGen == 0 || n.aclGen == 0 {
+			return rd.bad("node %s: bad instance or generation", quote(p))
+		}
+		if checksum(n.content) != n.checksum {
+			return rd.bad("node %s: content checksum mismatch", quote(p))
+		}
+		if !acl.IsZero() {
+			n.acl = rd.internACL(acl)
+		}
+		if n.owner != 0 {
+			s := t.sessions[n.owner]
+			if s == nil {
+				return rd.bad("node %s: owner %d is not a session", quote(p), n.owner)
+			}
+			s.ephemerals = append(s.ephemerals, p)
+		}
+		if depth == 0 {
+			if i != 0 || n.owner != 0 {
+				return rd.bad("root")
+			}
+		} else {
+			pp, _ := splitPath(p)
+			if lastParent == nil || pp != lastPPath {
+				lastParent, lastPPath = t.lookup(pp, depth-1), pp
+			}
+			if lastParent == nil || lastParent.owner != 0 {
+				return rd.bad("node %s: no parent, or an ephemeral one", quote(p))
+			}
+			lastParent.children++
+		}
+		t.nodes.Insert(key, n)
+	}
+	return nil
+}
+
+// internACL shares one *ACL between nodes with the same names. Linear in the
+// distinct ACLs seen recently is enough: nodes inherit, so equal ACLs cluster.
+func (rd *snapshotReader) internACL(a ACL) *ACL {
+	if rd.lastACL != nil && *rd.lastACL == a {
+		return rd.lastACL
+	}
+	p := &a
+	rd.lastACL = p
+	return p
+}
+
+func (rd *snapshotReader) lock(prev string) (string, error) {
+	t, d := rd.t, &rd.d
+	d.expectArray("lock", 5)
+	p := d.string("lock path")
+	ls := &lockState{path: p, heapIdx: [2]int{-1, -1}}
+	ls.mode = Mode(d.uint("lock mode", uint64(ModeShared)))
+	ls.delayUntil = d.int("delay until")
+	nh := d.arrayLen("holders")
+	for i := 0; i < nh && d.err == nil; i++ {
+		d.expectArray("holder", 2)
+		ls.holders = append(ls.holders, holder{session: d.uint("holder", math.MaxUint64), delay: time.Duration(d.int("holder delay"))})
+	}
+	nw := d.arrayLen("waiters")
+	for i := 0; i < nw && d.err == nil; i++ {
+		d.expectArray("waiter", 4)
+		ls.waiters = append(ls.waiters, waiter{
+			session: d.uint("waiter", math.MaxUint64),
+			request: d.uint("waiter request", math.MaxUint64),
+			mode:    Mode(d.uint("waiter mode", uint64(ModeShared))),
+			delay:   time.Duration(d.int("waiter delay")),
+		})
+	}
+	if d.err != nil {
+		return "", d.err
+	}
+	if p <= prev {
+		return "", rd.bad("lock %s out of order", quote(p))
+	}
+	depth, err := loosePaths.checkPath(p)
+	if err != nil {
+		return "", rd.bad("lock path %s", quote(p))
+	}
+	if ls.node = t.lookup(p, depth); ls.node == nil {
+		return "", rd.bad("lock %s: no node", quote(p))
+	}
+	if (len(ls.holders) == 0) != (ls.mode == ModeNone) ||
+		len(ls.holders) > 1 && ls.mode != ModeShared ||
+		len(ls.holders) == 0 && len(ls.waiters) == 0 && ls.delayUntil <= t.now {
+		return "", rd.bad("lock %s: inconsistent holders", quote(p))
+	}
+	seen := make(map[uint64]bool, len(ls.holders)+len(ls.waiters))
+	for _, h := range ls.holders {
+		s := t.sessions[h.session]
+		if s == nil || seen[h.session] {
+			return "", rd.bad("lock %s: holder %d", quote(p), h.session)
+		}
+		seen[h.session] = true
+		s.held = append(s.held, ls.path)
+	}
+	for _, w := range ls.waiters {
+		s := t.sessions[w.session]
+		if s == nil || seen[w.session] || w.mode == ModeNone {
+			return "", rd.bad("lock %s: waiter %d", quote(p), w.session)
+		}
+		seen[w.session] = true
+		s.waiting = append(s.waiting, ls.path)
+	}
+	t.locks[p] = ls
+	t.settle(ls)
+	return p, nil
+}
+
+// hashWriter passes writes to w and keeps their CRC-32C.
+type hashWriter struct {
+	w   io.Writer
+	crc uint32
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func (h *hashWriter) Write(p []byte) (int, error) {
+	n, err := h.w.Write(p)
+	h.crc = crc32.Update(h.crc, castagnoli, p[:n])
+	return n, err
+}
+
+// hashReader is a buffered io.ByteScanner that keeps the CRC-32C of the bytes
+// consumed so far (sum). Bytes are hashed when the buffer is refilled or sum
+// is called, so UnreadByte of the last byte is always possible.
+type hashReader struct {
+	r       io.Reader
+	buf     []byte
+	pos     int // next byte to read
+	end     int // end of valid data
+	hashed  int // buf[:hashed] is in crc
+	crc     uint32
+	lastErr error
+}
+
+func newHashReader(r io.Reader) *hashReader {
+	return &hashReader{r: r, buf: make([]byte, 64<<10)}
+}
+
+func (h *hashReader) fill() error {
+	h.crc = crc32.Update(h.crc, castagnoli, h.buf[h.hashed:h.pos])
+	h.pos, h.end, h.hashed = 0, 0, 0
+	for h.end == 0 {
+		if h.lastErr != nil {
+			return h.lastErr
+		}
+		n, err := h.r.Read(h.buf)
+		h.end = n
+		if err != nil {
+			h.lastErr = err
+		}
+	}
+	return nil
+}
+
+func (h *hashReader) ReadByte() (byte, error) {
+	if h.pos == h.end {
+		if err := h.fill(); err != nil {
+			return 0, err
+		}
+	}
+	c := h.buf[h.pos]
+	h.pos++
+	return c, nil
+}
+
+func (h *hashReader) UnreadByte() error {
+	if h.pos <= h.hashed {
+		return fmt.Errorf("%w: unread before the buffer", ErrBadSnapshot)
+	}
+	h.pos--
+	return nil
+}
+
+func (h *hashReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if h.pos == h.end {
+		if err := h.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, h.buf[h.pos:h.end])
+	h.pos += n
+	return n, nil
+}
+
+// sum returns the CRC-32C of every byte consumed.
+func (h *hashReader) sum() uint32 {
+	h.crc = crc32.Update(h.crc, castagnoli, h.buf[h.hashed:h.pos])
+	h.hashed = h.pos
+	return h.crc
+}
