@@ -3,6 +3,7 @@ module github.com/latchd/latch
 go 1.26
 
 require (
+	github.com/anishathalye/porcupine v1.3.1 // indirect
 	github.com/armon/go-radix v1.0.0 // indirect
 	github.com/golang/snappy v0.0.4 // indirect
 	github.com/hashicorp/yamux v0.1.2 // indirect
