@@ -1,0 +1,344 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/latchd/latch/replica/logdb"
+	"github.com/latchd/latch/replica/paxos"
+)
+
+// applyItem is work for the apply goroutine: chosen entries in order, or
+// (restore != 0) "restore the stored snapshot that covers restore".
+type applyItem struct {
+	entries []paxos.Entry
+	restore uint64
+}
+
+// applier owns the group's StateMachine: every call to it happens on the
+// apply goroutine (or in New, before that goroutine starts).
+type applier struct {
+	g  *group
+	sm StateMachine
+
+	applied  uint64 // last instance applied
+	index    uint64 // last command index handed to Apply
+	lastSnap uint64 // instance of the last snapshot taken or restored
+
+	appliedPub atomic.Uint64 // applied, for other goroutines
+
+	wmu     sync.Mutex
+	nwait   atomic.Int32
+	waiters []appliedWaiter
+}
+
+type appliedWaiter struct {
+	instance uint64
+	ch       chan struct{}
+}
+
+func newApplier(g *group) *applier { return &applier{g: g, sm: g.sm} }
+
+func (a *applier) appliedIndex() uint64 { return a.appliedPub.Load() }
+
+// run is the apply goroutine.
+func (a *applier) run() {
+	g := a.g
+	defer close(g.applyDone)
+	for {
+		select {
+		case it := <-g.applyc:
+			var err error
+			if it.restore != 0 {
+				err = a.restoreReceived(it.restore)
+			} else {
+				err = a.applyEntries(it.entries)
+			}
+			if err != nil {
+				g.r.fatal(fmt.Errorf("group %d: %w", g.id, err))
+				return
+			}
+		case <-g.r.stop:
+			return
+		case <-g.r.fatalC:
+			return
+		}
+	}
+}
+
+func (a *applier) applyEntries(ents []paxos.Entry) error {
+	for i := range ents {
+		e := &ents[i]
+		if e.Instance <= a.applied {
+			continue // covered by a snapshot restored meanwhile
+		}
+		if e.Instance != a.applied+1 {
+			return fmt.Errorf("chosen instance %d handed out after %d: a gap in the log", e.Instance, a.applied)
+		}
+		a.applyEntry(e)
+		a.applied = e.Instance
+	}
+	a.publish()
+	if a.applied-a.lastSnap >= a.g.r.cfg.SnapshotEvery {
+		return a.takeSnapshot()
+	}
+	return nil
+}
+
+// applyEntry applies one chosen batch and completes the proposals that
+// wait for it on this replica.
+func (a *applier) applyEntry(e *paxos.Entry) {
+	g := a.g
+	if e.Noop || len(e.Value) == 0 {
+		return
+	}
+	b, err := decodeBatch(e.Value)
+	if err != nil {
+		// Every replica holds the same bytes and skips them alike.
+		g.log.Error("skipping an undecodable chosen value", "instance", e.Instance, "err", err)
+		return
+	}
+	var pb *pendingBatch
+	if b.origin == g.r.cfg.ID {
+		pb = g.takePending(b.id)
+	}
+	next := 0 // cursor in pb.props
+	for range b.count {
+		cmd, err := b.next()
+		if err != nil {
+			g.log.Error("skipping the rest of a malformed batch", "instance", e.Instance, "err", err)
+			break
+		}
+		a.index++
+		res := a.sm.Apply(a.index, cmd)
+		g.stats.applied.Add(1)
+		if pb == nil {
+			continue
+		}
+		for next < len(pb.props) && pb.props[next].read {
+			pb.props[next].done <- result{}
+			next++
+		}
+		if next < len(pb.props) {
+			pb.props[next].done <- result{val: res}
+			next++
+		}
+	}
+	if pb != nil {
+		for _, p := range pb.props[next:] {
+			if p.read {
+				p.done <- result{}
+			} else {
+				p.done <- result{err: fmt.Errorf("%w: command missing from its applied batch", ErrMalformed)}
+			}
+		}
+	}
+}
+
+// publish makes a.applied visible and wakes the waiters it satisfies.
+func (a *applier) publish() {
+	a.appliedPub.Store(a.applied)
+	if a.nwait.Load() == 0 {
+		return
+	}
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
+	kept := a.waiters[:0]
+	for _, w := range a.waiters {
+		if w.instance <= a.applied {
+			close(w.ch)
+			a.nwait.Add(-1)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(a.waiters[len(kept):])
+	a.waiters = kept
+}
+
+// waitApplied returns once instance is applied, ctx ends or stop closes.
+func (a *applier) waitApplied(ctx context.Context, instance uint64, stop <-chan struct{}) error {
+	if a.appliedPub.Load() >= instance {
+		return nil
+	}
+	ch := make(chan struct{})
+	a.wmu.Lock()
+	a.nwait.Add(1)
+	if a.appliedPub.Load() >= instance {
+		a.nwait.Add(-1)
+		a.wmu.Unlock()
+		return nil
+	}
+	a.waiters = append(a.waiters, appliedWaiter{instance: instance, ch: ch})
+	a.wmu.Unlock()
+	var err error
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-stop:
+		err = a.g.r.stoppedErr()
+	}
+	a.wmu.Lock()
+	for i, w := range a.waiters {
+		if w.ch == ch {
+			a.waiters = append(a.waiters[:i], a.waiters[i+1:]...)
+			a.nwait.Add(-1)
+			break
+		}
+	}
+	a.wmu.Unlock()
+	return err
+}
+
+// takeSnapshot writes the state machine at a.applied to the log database,
+// truncates the log below it (keeping SnapshotEvery/2 instances for peers
+// slightly behind) and tells the core.
+func (a *applier) takeSnapshot() error {
+	g := a.g
+	w, err := g.ldb.CreateSnapshot(a.applied)
+	if errors.Is(err, logdb.ErrStaleSnapshot) {
+		a.lastSnap = a.applied
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(appendSnapHeader(nil, a.applied, a.index)); err != nil {
+		w.Abort()
+		return err
+	}
+	if err := a.sm.Snapshot(w); err != nil {
+		w.Abort()
+		if dbErr := g.r.db.Err(); dbErr != nil {
+			return dbErr
+		}
+		// The state machine could not write a snapshot: keep the log and
+		// try again after another SnapshotEvery instances.
+		g.log.Error("state machine snapshot failed", "instance", a.applied, "err", err)
+		a.lastSnap = a.applied
+		return nil
+	}
+	meta, err := w.Commit()
+	if errors.Is(err, logdb.ErrStaleSnapshot) {
+		a.lastSnap = a.applied
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	a.lastSnap = meta.Instance
+	g.stats.snapsTook.Add(1)
+	g.log.Info("snapshot taken", "instance", meta.Instance, "bytes", meta.Size)
+	retain := g.r.cfg.SnapshotEvery / 2
+	if meta.Instance <= retain {
+		return nil
+	}
+	return a.compact(meta.Instance - retain)
+}
+
+// compact deletes the log through c and tells the core.
+func (a *applier) compact(c uint64) error {
+	g := a.g
+	if err := g.ldb.Truncate(c + 1); err != nil {
+		if errors.Is(err, logdb.ErrFailed) {
+			return err
+		}
+		g.log.Warn("log truncation failed", "below", c+1, "err", err)
+		return nil
+	}
+	g.event(func() {
+		if err := g.node.Compact(c); err != nil {
+			g.log.Debug("core refused Compact", "instance", c, "err", err)
+		}
+	})
+	return nil
+}
+
+// restoreStored replaces the state machine with the group's stored
+// snapshot. It returns the instance the snapshot covers.
+func (a *applier) restoreStored() error {
+	r, err := a.g.ldb.OpenSnapshot()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	inst, idx, err := readSnapHeader(r)
+	if err != nil {
+		return err
+	}
+	if inst != r.Meta().Instance {
+		return fmt.Errorf("%w: snapshot file for instance %d says %d", ErrMalformed, r.Meta().Instance, inst)
+	}
+	if err := a.sm.Restore(r); err != nil {
+		return fmt.Errorf("state machine restore of snapshot %d: %w", inst, err)
+	}
+	// Read what Restore left so the checksum over the whole file is checked.
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return err
+	}
+	a.applied, a.index, a.lastSnap = inst, idx, inst
+	a.publish()
+	return nil
+}
+
+// restoreReceived installs a snapshot the loop received and stored, unless
+// the state machine is already at or past it.
+func (a *applier) restoreReceived(instance uint64) error {
+	g := a.g
+	if a.applied >= instance {
+		return nil
+	}
+	if err := a.restoreStored(); err != nil {
+		return err
+	}
+	g.stats.snapsRecv.Add(1)
+	g.log.Info("snapshot restored", "instance", a.applied)
+	s := a.applied
+	if err := g.ldb.Truncate(s + 1); err != nil && errors.Is(err, logdb.ErrFailed) {
+		return err
+	}
+	g.event(func() {
+		if err := g.node.RestoreSnapshot(s); err != nil {
+			g.log.Debug("core refused RestoreSnapshot", "instance", s, "err", err)
+		}
+	})
+	return nil
+}
+
+// event queues f to run on the loop goroutine, between two Readies. It
+// never blocks, so the apply goroutine cannot deadlock with a loop that
+// waits for it.
+func (g *group) event(f func()) {
+	g.evMu.Lock()
+	g.events = append(g.events, f)
+	g.evMu.Unlock()
+	select {
+	case g.eventc <- struct{}{}:
+	default:
+	}
+}
+
+// runEvents runs the queued events (loop goroutine).
+func (g *group) runEvents() {
+	g.evMu.Lock()
+	evs := g.events
+	g.events = nil
+	g.evMu.Unlock()
+	for _, f := range evs {
+		f()
+	}
+}
+
+// newRand returns the core's source of election jitter.
+func newRand(id uint64) func() uint64 {
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), id))
+	return r.Uint64
+}

@@ -1,0 +1,637 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/latchd/latch/replica/logdb"
+	"github.com/latchd/latch/replica/paxos"
+)
+
+// Queue sizes of a group.
+const (
+	inboxLen   = 4096 // decoded peer messages waiting for the loop
+	propLen    = 4096 // proposals waiting for the loop
+	applyLen   = 1024 // Ready.Chosen batches waiting for the apply goroutine
+	drainBurst = 256  // messages the loop takes per wake-up before a Ready
+)
+
+// inbound is one decoded peer message.
+type inbound struct {
+	from  uint64
+	kind  byte
+	msg   paxos.Message
+	chunk *snapChunk
+	ack   *snapAck
+}
+
+func decodeInbound(from uint64, payload []byte) (inbound, error) {
+	in := inbound{from: from}
+	kind, body, err := decodePeer(payload)
+	if err != nil {
+		return in, err
+	}
+	in.kind = kind
+	switch kind {
+	case kindPaxos:
+		err = decodeBody(body, &in.msg)
+		if err == nil && in.msg.From != from {
+			err = fmt.Errorf("%w: message from %d claims to be from %d", ErrMalformed, from, in.msg.From)
+		}
+	case kindSnapChunk:
+		in.chunk = new(snapChunk)
+		err = decodeBody(body, in.chunk)
+	case kindSnapAck:
+		in.ack = new(snapAck)
+		err = decodeBody(body, in.ack)
+	default:
+		err = fmt.Errorf("%w: peer message kind %d", ErrMalformed, kind)
+	}
+	return in, err
+}
+
+// proposal is one Propose (or, with read set, one ReadBarrier that needs a
+// log round) waiting for its batch to be applied.
+type proposal struct {
+	cmd  []byte
+	read bool
+	done chan result // buffered 1: the completer never blocks
+}
+
+type result struct {
+	val []byte
+	err error
+}
+
+// pendingBatch is a batch this replica proposed, waiting to be applied.
+type pendingBatch struct {
+	props []*proposal // in command order; read markers carry no command
+}
+
+// groupStats are the counters behind Stats.
+type groupStats struct {
+	proposals, batches, applied, writes, dropped, sendErrors atomic.Uint64
+	snapsTook, snapsSent, snapsRecv                           atomic.Uint64
+}
+
+func (s *groupStats) snapshot() Stats {
+	return Stats{
+		Proposals: s.proposals.Load(), Batches: s.batches.Load(), Applied: s.applied.Load(),
+		Writes: s.writes.Load(), Dropped: s.dropped.Load(), SendErrors: s.sendErrors.Load(),
+		SnapshotsTook: s.snapsTook.Load(), SnapshotsSent: s.snapsSent.Load(), SnapshotsRecv: s.snapsRecv.Load(),
+	}
+}
+
+// group is one Paxos group on this replica. Its loop goroutine alone owns
+// node, queued, the snapshot receiver and the transfers map; its apply
+// goroutine alone owns sm and the apply cursor (see docs/threads.md).
+type group struct {
+	r    *Replica
+	id   uint32
+	log  *slog.Logger
+	ldb  *logdb.Log
+	node *paxos.Node
+	sm   StateMachine
+
+	inbox  chan inbound
+	propc  chan *proposal
+	reqc   chan func()
+	applyc chan applyItem
+	eventc chan struct{} // wakes the loop for events
+
+	evMu   sync.Mutex
+	events []func() // work for the loop from the group's other goroutines
+
+	// Published by the loop for lock-free readers.
+	leader     atomic.Uint64
+	isLeader   atomic.Bool
+	leaseValid atomic.Bool
+
+	// Owned by the loop.
+	role      paxos.Role
+	queued    []*proposal
+	cmds      [][]byte
+	scratch   []logdb.Entry
+	recv      *snapReceiver
+	transfers map[uint64]chan snapAck
+	nextBatch uint64
+
+	pendMu  sync.Mutex
+	pending map[uint64]*pendingBatch // by batch id; shared by loop and apply
+
+	applier *applier
+
+	stats groupStats
+
+	loopDone  chan struct{}
+	applyDone chan struct{}
+	aux       sync.WaitGroup // snapshot senders
+}
+
+// newGroup recovers the group from the log database and builds its core.
+func newGroup(r *Replica, id uint32, sm StateMachine) (*group, error) {
+	g := &group{
+		r:         r,
+		id:        id,
+		log:       r.log.With("group", id),
+		ldb:       r.db.Group(id),
+		sm:        sm,
+		inbox:     make(chan inbound, inboxLen),
+		propc:     make(chan *proposal, propLen),
+		reqc:      make(chan func()),
+		applyc:    make(chan applyItem, applyLen),
+		eventc:    make(chan struct{}, 1),
+		transfers: make(map[uint64]chan snapAck),
+		pending:   make(map[uint64]*pendingBatch),
+		loopDone:  make(chan struct{}),
+		applyDone: make(chan struct{}),
+		// Batch ids only need to be unique among this process's pending
+		// batches; starting from the time keeps a restarted process from
+		// matching a batch of its previous life still in the log.
+		nextBatch: uint64(time.Now().UnixNano()),
+	}
+	st, err := g.ldb.Load()
+	if err != nil {
+		return nil, err
+	}
+	g.applier = newApplier(g)
+	if st.Snapshot.Instance > 0 {
+		if err := g.applier.restoreStored(); err != nil {
+			return nil, err
+		}
+	}
+	ps := paxos.State{
+		Promised: paxos.Ballot(st.Promised),
+		Chosen:   st.Chosen,
+		Snapshot: st.Snapshot.Instance,
+		Applied:  g.applier.applied,
+		Entries:  make([]paxos.Entry, len(st.Entries)),
+	}
+	for i, e := range st.Entries {
+		ps.Entries[i] = paxos.Entry{Instance: e.Instance, Ballot: paxos.Ballot(e.Ballot), Value: e.Value, Noop: e.Noop}
+	}
+	node, err := paxos.New(r.coreConfig(), ps)
+	if err != nil {
+		return nil, err
+	}
+	g.node = node
+	g.log.Info("group recovered", "promised", ps.Promised, "chosen", ps.Chosen,
+		"snapshot", ps.Snapshot, "entries", len(ps.Entries))
+	return g, nil
+}
+
+// coreConfig maps the replica's Config onto the core's ticks.
+func (r *Replica) coreConfig() paxos.Config {
+	c := r.cfg
+	pc := paxos.DefaultConfig(c.ID, c.peerIDs())
+	pc.HeartbeatTicks = c.ticks(c.HeartbeatInterval)
+	pc.ElectionTicks = c.ticks(c.ElectionTimeout)
+	pc.LeaseTicks = c.ticks(c.LeaseDuration)
+	pc.DriftTicks = int(float64(pc.LeaseTicks)*c.MaxClockDrift + 0.999999)
+	if pc.DriftTicks >= pc.LeaseTicks {
+		pc.DriftTicks = pc.LeaseTicks - 1
+	}
+	pc.Window = c.Window
+	pc.MaxBatchBytes = c.MaxBatchBytes
+	pc.MaxMessageBytes = max(4<<20, 2*c.MaxBatchBytes)
+	pc.Rand = newRand(c.ID)
+	pc.Logger = r.log.With("component", "paxos")
+	return pc
+}
+
+func (g *group) start() {
+	go g.applier.run()
+	go g.loop()
+}
+
+// wait waits for the group's goroutines after r.stop was closed, and fails
+// every waiting proposal.
+func (g *group) wait() {
+	<-g.loopDone
+	<-g.applyDone
+	g.aux.Wait()
+	err := g.r.stoppedErr()
+	g.failPending(err)
+	for {
+		select {
+		case p := <-g.propc:
+			p.done <- result{err: err}
+		default:
+			return
+		}
+	}
+}
+
+// loop is the group's protocol goroutine: it alone calls the core.
+func (g *group) loop() {
+	defer close(g.loopDone)
+	defer func() {
+		for _, p := range g.queued {
+			p.done <- result{err: g.r.stoppedErr()}
+		}
+		g.queued = nil
+		if g.recv != nil {
+			g.recv.w.Abort()
+		}
+	}()
+	tick := g.r.cfg.TickInterval
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	last := time.Now()
+	g.publish()
+	for {
+		select {
+		case <-g.r.stop:
+			return
+		case <-g.r.fatalC:
+			return
+		case now := <-ticker.C:
+			// Count ticks by elapsed monotonic time, so a stalled
+			// process sees its leases and timers run out.
+			n := int(now.Sub(last) / tick)
+			if n > 0 {
+				last = last.Add(time.Duration(n) * tick)
+				n = min(n, 10*g.r.coreConfigLeaseTicks())
+				for range n {
+					g.node.Tick()
+				}
+			}
+		case in := <-g.inbox:
+			g.handle(in)
+		drain:
+			for range drainBurst {
+				select {
+				case in := <-g.inbox:
+					g.handle(in)
+				default:
+					break drain
+				}
+			}
+		case p := <-g.propc:
+			g.queued = append(g.queued, p)
+		case f := <-g.reqc:
+			f()
+		case <-g.eventc:
+			g.runEvents()
+		}
+		g.drainProposals()
+		g.proposeQueued()
+		for g.node.HasReady() {
+			if !g.handleReady() {
+				return
+			}
+			g.proposeQueued()
+		}
+		g.publish()
+	}
+}
+
+func (r *Replica) coreConfigLeaseTicks() int { return r.cfg.ticks(r.cfg.LeaseDuration) }
+
+// publish makes the core's role visible to other goroutines.
+func (g *group) publish() {
+	g.leader.Store(g.node.Leader())
+	g.isLeader.Store(g.role == paxos.Leader)
+	g.leaseValid.Store(g.node.LeaseValid())
+}
+
+func (g *group) handle(in inbound) {
+	switch in.kind {
+	case kindPaxos:
+		if err := g.node.Step(in.msg); err != nil {
+			g.stats.dropped.Add(1)
+			g.log.Debug("core refused a message", "from", in.from, "type", in.msg.Type, "err", err)
+		}
+	case kindSnapChunk:
+		g.receiveChunk(in.from, in.chunk)
+	case kindSnapAck:
+		if ch, ok := g.transfers[in.from]; ok {
+			select {
+			case ch <- *in.ack:
+			default:
+			}
+		}
+	}
+}
+
+// drainProposals moves every waiting proposal into g.queued.
+func (g *group) drainProposals() {
+	for {
+		select {
+		case p := <-g.propc:
+			g.queued = append(g.queued, p)
+		default:
+			return
+		}
+	}
+}
+
+// proposeQueued packs queued proposals into batches and hands them to the
+// core while its window has room.
+func (g *group) proposeQueued() {
+	for len(g.queued) > 0 {
+		if g.role != paxos.Leader {
+			err := g.notLeader()
+			for _, p := range g.queued {
+				p.done <- result{err: err}
+			}
+			g.queued = g.queued[:0]
+			return
+		}
+		n, size := 0, batchHeaderMax
+		g.cmds = g.cmds[:0]
+		for n < len(g.queued) {
+			p := g.queued[n]
+			if !p.read {
+				s := batchSize(p.cmd)
+				if len(g.cmds) > 0 && (len(g.cmds) >= g.r.cfg.MaxBatchCommands || size+s > g.r.cfg.MaxBatchBytes) {
+					break
+				}
+				size += s
+				g.cmds = append(g.cmds, p.cmd)
+			}
+			n++
+		}
+		g.nextBatch++
+		id := g.nextBatch
+		value := appendBatch(make([]byte, 0, size), g.r.cfg.ID, id, g.cmds)
+		props := make([]*proposal, n)
+		copy(props, g.queued[:n])
+		g.pendMu.Lock()
+		g.pending[id] = &pendingBatch{props: props}
+		g.pendMu.Unlock()
+		if _, err := g.node.Propose(value); err != nil {
+			g.pendMu.Lock()
+			delete(g.pending, id)
+			g.pendMu.Unlock()
+			if errors.Is(err, paxos.ErrWindowFull) {
+				return // retry once the window moves
+			}
+			if !errors.Is(err, paxos.ErrNotLeader) {
+				g.log.Error("core refused a proposal", "err", err)
+			}
+			err = g.proposeErr(err)
+			for _, p := range props {
+				p.done <- result{err: err}
+			}
+		} else {
+			g.stats.batches.Add(1)
+		}
+		clear(g.queued[:n])
+		g.queued = g.queued[n:]
+	}
+	if cap(g.queued) > 4*propLen {
+		g.queued = nil
+	}
+}
+
+func (g *group) proposeErr(err error) error {
+	if errors.Is(err, paxos.ErrNotLeader) {
+		return g.notLeader()
+	}
+	return fmt.Errorf("replica: group %d: %w", g.id, err)
+}
+
+func (g *group) notLeader() error {
+	l := g.node.Leader()
+	if l == g.r.cfg.ID {
+		l = 0 // candidate or not yet in Phase 2
+	}
+	return &NotLeaderError{Group: g.id, Leader: l, Addr: g.r.cfg.Members[l]}
+}
+
+// sendEarly reports whether a message of type t carries no acceptor state
+// of the sender, so it may leave before the Ready's write is durable
+// (paxos doc.go, step 3). This is how a leader's Accepts reach the
+// followers while its own write is in flight.
+func sendEarly(t paxos.MessageType) bool {
+	switch t {
+	case paxos.MsgPrepare, paxos.MsgAccept, paxos.MsgHeartbeat, paxos.MsgCatchUp, paxos.MsgChosen:
+		return true
+	}
+	return false
+}
+
+// handleReady runs steps 1-5 of the driver loop in paxos/doc.go. It returns
+// false after a fatal error.
+func (g *group) handleReady() bool {
+	rd, err := g.node.Ready()
+	if err != nil {
+		g.r.fatal(fmt.Errorf("group %d: core Ready: %w", g.id, err))
+		return false
+	}
+	// 3a. Messages that reveal no acceptor state go out now.
+	for i := range rd.Messages {
+		if sendEarly(rd.Messages[i].Type) {
+			g.send(&rd.Messages[i])
+		}
+	}
+	// 2. One write, synced when it carries a promise or accepted values.
+	if rd.Promised != nil || len(rd.Accepted) > 0 || rd.ChosenMark != 0 {
+		u := logdb.Update{Chosen: rd.ChosenMark}
+		if rd.Promised != nil {
+			u.Promised = logdb.Ballot(*rd.Promised)
+		}
+		g.scratch = g.scratch[:0]
+		for _, e := range rd.Accepted {
+			g.scratch = append(g.scratch, logdb.Entry{Instance: e.Instance, Ballot: logdb.Ballot(e.Ballot), Value: e.Value, Noop: e.Noop})
+		}
+		u.Entries = g.scratch
+		err := g.ldb.Write(u)
+		clear(g.scratch)
+		if err != nil {
+			g.r.fatal(fmt.Errorf("group %d: %w", g.id, err))
+			return false
+		}
+		g.stats.writes.Add(1)
+	}
+	// 3b. The rest, now that the state they reveal is durable.
+	for i := range rd.Messages {
+		if !sendEarly(rd.Messages[i].Type) {
+			g.send(&rd.Messages[i])
+		}
+	}
+	// Role changes: a replica that stops leading fails what it was waiting
+	// for; the outcome of batches already handed to the core is unknown.
+	if rd.Role != g.role || rd.Leader != g.leader.Load() {
+		g.log.Info("role changed", "role", rd.Role, "leader", rd.Leader, "ballot", rd.Ballot)
+		if g.role == paxos.Leader && rd.Role != paxos.Leader {
+			g.failPending(fmt.Errorf("%w (group %d)", ErrLeadershipLost, g.id))
+		}
+		g.role = rd.Role
+	}
+	// 4. Apply (on the apply goroutine) and start snapshot transfers.
+	if len(rd.Chosen) > 0 {
+		ents := make([]paxos.Entry, len(rd.Chosen))
+		copy(ents, rd.Chosen)
+		select {
+		case g.applyc <- applyItem{entries: ents}:
+		case <-g.r.stop:
+			return false
+		case <-g.r.fatalC:
+			return false
+		}
+	}
+	for _, peer := range rd.Snapshots {
+		g.startTransfer(peer)
+	}
+	// 5.
+	if err := g.node.Advance(); err != nil {
+		g.r.fatal(fmt.Errorf("group %d: core Advance: %w", g.id, err))
+		return false
+	}
+	return true
+}
+
+func (g *group) send(m *paxos.Message) {
+	payload, err := encodePeer(kindPaxos, m)
+	if err != nil {
+		g.log.Error("cannot encode a peer message", "type", m.Type, "err", err)
+		return
+	}
+	g.sendPayload(m.To, payload)
+}
+
+func (g *group) sendPayload(to uint64, payload []byte) {
+	if err := g.r.link.Send(to, g.id, payload); err != nil {
+		g.stats.sendErrors.Add(1)
+	}
+}
+
+// failPending fails every batch this replica is waiting on.
+func (g *group) failPending(err error) {
+	g.pendMu.Lock()
+	pend := g.pending
+	g.pending = make(map[uint64]*pendingBatch)
+	g.pendMu.Unlock()
+	for _, pb := range pend {
+		for _, p := range pb.props {
+			p.done <- result{err: err}
+		}
+	}
+}
+
+// takePending removes and returns this replica's pending batch id, if any.
+func (g *group) takePending(id uint64) *pendingBatch {
+	g.pendMu.Lock()
+	defer g.pendMu.Unlock()
+	pb := g.pending[id]
+	if pb != nil {
+		delete(g.pending, id)
+	}
+	return pb
+}
+
+// propose hands cmd (or a read marker) to the loop and waits for the result.
+func (g *group) propose(ctx context.Context, cmd []byte, read bool) ([]byte, error) {
+	if !g.isLeader.Load() {
+		l := g.leader.Load()
+		if l == g.r.cfg.ID {
+			l = 0
+		}
+		return nil, &NotLeaderError{Group: g.id, Leader: l, Addr: g.r.cfg.Members[l]}
+	}
+	p := &proposal{cmd: cmd, read: read, done: make(chan result, 1)}
+	select {
+	case g.propc <- p:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-g.r.stop:
+		return nil, g.r.stoppedErr()
+	case <-g.r.fatalC:
+		return nil, g.r.stoppedErr()
+	}
+	if !read {
+		g.stats.proposals.Add(1)
+	}
+	select {
+	case res := <-p.done:
+		return res.val, res.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-g.r.done:
+		return nil, g.r.stoppedErr()
+	}
+}
+
+// readBarrier implements Replica.ReadBarrier.
+func (g *group) readBarrier(ctx context.Context) error {
+	type answer struct {
+		instance uint64
+		lease    bool
+		err      error
+	}
+	ch := make(chan answer, 1)
+	ask := func() {
+		if g.role != paxos.Leader {
+			ch <- answer{err: g.notLeader()}
+			return
+		}
+		inst, ok := g.node.ReadBarrier()
+		ch <- answer{instance: inst, lease: ok}
+	}
+	if err := g.onLoop(ctx, ask); err != nil {
+		return err
+	}
+	var a answer
+	select {
+	case a = <-ch:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if a.err != nil {
+		return a.err
+	}
+	if a.lease {
+		if err := g.applier.waitApplied(ctx, a.instance, g.r.done); err != nil {
+			return err
+		}
+		if g.leaseValid.Load() {
+			return nil
+		}
+	}
+	// No lease (or it ran out while we waited): go through the log.
+	_, err := g.propose(ctx, nil, true)
+	return err
+}
+
+// onLoop runs f on the loop goroutine.
+func (g *group) onLoop(ctx context.Context, f func()) error {
+	select {
+	case g.reqc <- f:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-g.r.stop:
+		return g.r.stoppedErr()
+	case <-g.r.fatalC:
+		return g.r.stoppedErr()
+	}
+}
+
+// status implements Replica.Status.
+func (g *group) status(ctx context.Context) (Status, error) {
+	ch := make(chan paxos.Status, 1)
+	if err := g.onLoop(ctx, func() { ch <- g.node.Status() }); err != nil {
+		return Status{}, err
+	}
+	var ps paxos.Status
+	select {
+	case ps = <-ch:
+	case <-ctx.Done():
+		return Status{}, ctx.Err()
+	}
+	snap, _ := g.ldb.Snapshot()
+	return Status{
+		Group: g.id, ID: ps.ID, Role: ps.Role, Leader: ps.Leader, Ballot: ps.Ballot,
+		Promised: ps.Promised, LeaseValid: ps.LeaseValid,
+		Chosen:  max(ps.Commit, 1) - 1,
+		Applied: g.applier.appliedIndex(), Snapshot: snap.Instance,
+		InFlight: ps.InFlight, Stats: g.stats.snapshot(),
+	}, nil
+}

@@ -1,0 +1,74 @@
+package replica
+
+import (
+	"fmt"
+
+	"github.com/latchd/latch/replica/transport"
+)
+
+// Handler receives one message from a peer: the sender, the group and the
+// payload, which the handler owns. It must return quickly.
+type Handler func(from uint64, group uint32, payload []byte)
+
+// Network connects a replica to its peers. The TCP transport is the default
+// (TCPNetwork); MemNetwork is an in-memory double for tests.
+type Network interface {
+	// Join starts this replica's endpoint: it delivers every arriving
+	// message to h until the returned Link is closed.
+	Join(cfg Config, h Handler) (Link, error)
+}
+
+// Link is a joined endpoint.
+type Link interface {
+	// Send queues payload for group on replica to; it never blocks and may
+	// drop the message. The caller must not modify payload afterwards.
+	Send(to uint64, group uint32, payload []byte) error
+	// Addr is the address peers reach this endpoint at.
+	Addr() string
+	// Close stops delivery and waits for running handlers to return.
+	Close() error
+}
+
+// TCPNetwork is the production Network: package transport (TCP, yamux,
+// msgpack frames), configured from the replica's Config. Tune sets the
+// transport's own knobs (queue lengths, backoff); the zero value uses
+// transport.DefaultConfig with a frame limit that fits the largest batch.
+type TCPNetwork struct {
+	Tune func(*transport.Config)
+}
+
+// Join implements Network.
+func (n TCPNetwork) Join(cfg Config, h Handler) (Link, error) {
+	tc := transport.DefaultConfig()
+	tc.ID = cfg.ID
+	tc.Listen = cfg.Listen
+	if tc.Listen == "" {
+		tc.Listen = cfg.Members[cfg.ID]
+	}
+	tc.Peers = make(map[uint64]string, len(cfg.Members))
+	for id, addr := range cfg.Members {
+		if id != cfg.ID {
+			tc.Peers[id] = addr
+		}
+	}
+	tc.MaxFrame = max(tc.MaxFrame, maxPeerMessage+transport.EnvelopeOverhead+1024)
+	if cfg.Logger != nil {
+		tc.Logger = cfg.Logger.With("component", "transport")
+	}
+	if n.Tune != nil {
+		n.Tune(&tc)
+	}
+	t, err := transport.New(tc, transport.Handler(h))
+	if err != nil {
+		return nil, fmt.Errorf("replica: start transport: %w", err)
+	}
+	return tcpLink{t}, nil
+}
+
+type tcpLink struct{ t *transport.Transport }
+
+func (l tcpLink) Send(to uint64, group uint32, payload []byte) error {
+	return l.t.Send(to, group, payload)
+}
+func (l tcpLink) Addr() string  { return l.t.Addr().String() }
+func (l tcpLink) Close() error { return l.t.Close() }

@@ -1,0 +1,360 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/latchd/latch/replica/logdb"
+	"github.com/latchd/latch/replica/paxos"
+)
+
+// Replica is one member of a cell: it hosts every group of Config.Groups,
+// each with its own Paxos log, leader and goroutines, over one shared
+// network endpoint and one log database.
+//
+// Lifetime: New opens the data dir and recovers every group (restoring the
+// state machines from their snapshots); Start joins the network and starts
+// the goroutines (see docs/threads.md); Close stops them and closes the data
+// dir. Run does Start, waits for ctx or a fatal error, then Close.
+type Replica struct {
+	cfg Config
+	log *slog.Logger
+	net Network
+	db  *logdb.DB
+
+	groups   map[uint32]*group
+	groupIDs []uint32
+
+	link Link
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+
+	stop      chan struct{} // closed by shutdown: every goroutine returns
+	done      chan struct{} // closed when shutdown finished
+	fatalOnce sync.Once
+	fatalErr  atomic.Pointer[error]
+	fatalC    chan struct{} // closed on the first fatal error
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens cfg.DataDir and recovers every group of cfg.Groups with the
+// state machine sms[group] (restored from the group's latest snapshot, if
+// any). net is how the replica reaches its peers: nil means TCPNetwork{}.
+// New starts no goroutines; call Start or Run.
+func New(cfg Config, sms map[uint32]StateMachine, net Network) (*Replica, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	for _, g := range cfg.Groups {
+		if sms[g] == nil {
+			return nil, fmt.Errorf("%w: no StateMachine for group %d", ErrConfig, g)
+		}
+	}
+	for g := range sms {
+		if !slices.Contains(cfg.Groups, g) {
+			return nil, fmt.Errorf("%w: StateMachine given for group %d, which is not in Groups", ErrConfig, g)
+		}
+	}
+	if net == nil {
+		net = TCPNetwork{}
+	}
+	lg := cfg.logger().With("replica", cfg.ID)
+	db, err := logdb.Open(cfg.DataDir, logdb.Options{Logger: lg})
+	if err != nil {
+		return nil, fmt.Errorf("replica: open data dir: %w", err)
+	}
+	r := &Replica{
+		cfg:      cfg,
+		log:      lg,
+		net:      net,
+		db:       db,
+		groups:   make(map[uint32]*group, len(cfg.Groups)),
+		groupIDs: slices.Sorted(slices.Values(cfg.Groups)),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		fatalC:   make(chan struct{}),
+	}
+	for _, id := range r.groupIDs {
+		g, err := newGroup(r, id, sms[id])
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("replica: recover group %d: %w", id, err)
+		}
+		r.groups[id] = g
+	}
+	return r, nil
+}
+
+// Start joins the network and starts every group's goroutines. It returns
+// at once.
+func (r *Replica) Start() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	if r.started {
+		return nil
+	}
+	link, err := r.net.Join(r.cfg, r.deliver)
+	if err != nil {
+		return err
+	}
+	r.link = link
+	r.started = true
+	for _, id := range r.groupIDs {
+		r.groups[id].start()
+	}
+	r.wg.Add(1)
+	go r.supervise()
+	r.log.Info("replica started", "addr", link.Addr(), "groups", r.groupIDs)
+	return nil
+}
+
+// Run starts the replica, waits until ctx is done or the replica stops on a
+// fatal error, and closes it. It returns nil after ctx ended, or the fatal
+// error (wrapping ErrFatal).
+func (r *Replica) Run(ctx context.Context) error {
+	if err := r.Start(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-r.fatalC:
+	}
+	r.Close()
+	return r.Err()
+}
+
+// supervise closes the replica after a fatal error. Close cannot be called
+// from the goroutine that hit the error, since Close waits for it.
+func (r *Replica) supervise() {
+	defer r.wg.Done()
+	select {
+	case <-r.fatalC:
+		go r.Close()
+	case <-r.stop:
+	}
+}
+
+// Close stops every goroutine, fails waiting calls with ErrClosed, and
+// closes the network endpoint and the data dir. It is safe to call more
+// than once and from any goroutine except one of the replica's own.
+func (r *Replica) Close() error {
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		r.closed = true
+		started := r.started
+		r.mu.Unlock()
+		close(r.stop)
+		if started {
+			// Stop inbound traffic first, so no handler races the teardown.
+			if err := r.link.Close(); err != nil {
+				r.log.Warn("closing network endpoint", "err", err)
+			}
+			for _, id := range r.groupIDs {
+				r.groups[id].wait()
+			}
+		}
+		r.wg.Wait()
+		r.closeErr = r.db.Close()
+		close(r.done)
+		r.log.Info("replica closed")
+	})
+	return r.closeErr
+}
+
+// Done is closed once the replica has stopped (after Close, or after a
+// fatal error and the close it triggers).
+func (r *Replica) Done() <-chan struct{} { return r.done }
+
+// Err returns the fatal error that stopped the replica (wrapping ErrFatal),
+// or nil.
+func (r *Replica) Err() error {
+	if p := r.fatalErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// fatal records err as fatal and starts the shutdown. The caller must stop
+// what it was doing at once (never continue after a failed write).
+func (r *Replica) fatal(err error) {
+	r.fatalOnce.Do(func() {
+		e := fmt.Errorf("%w: %w", ErrFatal, err)
+		r.fatalErr.Store(&e)
+		r.log.Error("replica stopping on a fatal error", "err", err)
+		close(r.fatalC)
+	})
+}
+
+// stoppedErr is the error for calls that find the replica stopping.
+func (r *Replica) stoppedErr() error {
+	if err := r.Err(); err != nil {
+		return err
+	}
+	return ErrClosed
+}
+
+// ID returns this replica's id.
+func (r *Replica) ID() uint64 { return r.cfg.ID }
+
+// Addr returns the address the replica listens on for peers (empty before
+// Start).
+func (r *Replica) Addr() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.link == nil {
+		return ""
+	}
+	return r.link.Addr()
+}
+
+// Groups returns the ids of the hosted groups, ascending.
+func (r *Replica) Groups() []uint32 { return slices.Clone(r.groupIDs) }
+
+func (r *Replica) group(id uint32) (*group, error) {
+	g := r.groups[id]
+	if g == nil {
+		return nil, fmt.Errorf("%w: %d", ErrUnknownGroup, id)
+	}
+	r.mu.Lock()
+	started, closed := r.started, r.closed
+	r.mu.Unlock()
+	switch {
+	case closed:
+		return nil, r.stoppedErr()
+	case !started:
+		return nil, ErrNotStarted
+	}
+	return g, nil
+}
+
+// Propose submits cmd to the group and waits until it is chosen and applied
+// on this replica, returning the state machine's result. Only the group's
+// leader accepts proposals: elsewhere Propose returns a *NotLeaderError
+// (naming the leader when known) without proposing anything.
+//
+// Concurrent proposals are batched into one Paxos instance. The caller must
+// not modify cmd until Propose returns.
+//
+// If ctx ends first, Propose returns ctx.Err(). The command may then still
+// be chosen and applied (on every replica, all or nothing) later; it is
+// never half-applied. The same holds for ErrLeadershipLost.
+func (r *Replica) Propose(ctx context.Context, group uint32, cmd []byte) ([]byte, error) {
+	g, err := r.group(group)
+	if err != nil {
+		return nil, err
+	}
+	if batchHeaderMax+batchSize(cmd) > r.cfg.MaxBatchBytes {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d per batch", ErrTooLarge, len(cmd), r.cfg.MaxBatchBytes-batchHeaderMax-binaryMaxVarint)
+	}
+	return g.propose(ctx, cmd, false)
+}
+
+const binaryMaxVarint = 10
+
+// ReadBarrier returns once this replica's state machine for the group
+// reflects every write acknowledged (by any replica) before the call, so a
+// read of the local state after it is linearizable. On the leader it costs no
+// log round while the master lease holds; without a lease it sends a read
+// marker through the log. On a follower it returns *NotLeaderError.
+func (r *Replica) ReadBarrier(ctx context.Context, group uint32) error {
+	g, err := r.group(group)
+	if err != nil {
+		return err
+	}
+	return g.readBarrier(ctx)
+}
+
+// Leader returns the group's leader as this replica knows it: its id and
+// peer address, and ok false when unknown (or the group is not hosted).
+func (r *Replica) Leader(group uint32) (id uint64, addr string, ok bool) {
+	g := r.groups[group]
+	if g == nil {
+		return 0, "", false
+	}
+	id = g.leader.Load()
+	if id == 0 {
+		return 0, "", false
+	}
+	return id, r.cfg.Members[id], true
+}
+
+// Status describes one group on this replica.
+type Status struct {
+	Group      uint32
+	ID         uint64       // this replica
+	Role       paxos.Role   // follower, candidate or leader
+	Leader     uint64       // 0 if unknown
+	Ballot     paxos.Ballot // the ballot this replica leads or campaigns with
+	Promised   paxos.Ballot // highest ballot promised
+	LeaseValid bool         // leader holding a master lease
+	Chosen     uint64       // every instance at or below is known chosen
+	Applied    uint64       // last instance applied to the state machine
+	Snapshot   uint64       // last instance covered by the stored snapshot
+	InFlight   int          // instances proposed, not yet chosen (leader)
+	Stats      Stats
+}
+
+// Stats counts a group's work since Start.
+type Stats struct {
+	Proposals     uint64 // commands accepted by Propose on this replica
+	Batches       uint64 // instances this replica proposed (batches)
+	Applied       uint64 // commands applied to the state machine
+	Writes        uint64 // log writes (one leveldb batch each)
+	Dropped       uint64 // inbound peer messages dropped (full queue, undecodable)
+	SendErrors    uint64 // outbound messages the network refused
+	SnapshotsTook uint64 // snapshots taken of the local state machine
+	SnapshotsSent uint64 // snapshot transfers completed to peers
+	SnapshotsRecv uint64 // snapshots received and restored
+}
+
+// Status returns the group's state. It asks the group's goroutine, so it
+// waits behind the work queued there.
+func (r *Replica) Status(ctx context.Context, group uint32) (Status, error) {
+	g, err := r.group(group)
+	if err != nil {
+		return Status{}, err
+	}
+	return g.status(ctx)
+}
+
+// deliver is the network Handler: decode and hand to the group's loop,
+// never blocking (a full inbox drops the message, as the network may).
+func (r *Replica) deliver(from uint64, group uint32, payload []byte) {
+	g := r.groups[group]
+	if g == nil {
+		return
+	}
+	in, err := decodeInbound(from, payload)
+	if err != nil {
+		g.stats.dropped.Add(1)
+		g.log.Debug("dropping undecodable peer message", "from", from, "err", err)
+		return
+	}
+	select {
+	case g.inbox <- in:
+	default:
+		g.stats.dropped.Add(1)
+	}
+}
+
+// errorsIsAny reports whether err matches any of targets.
+func errorsIsAny(err error, targets ...error) bool {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}

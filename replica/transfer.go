@@ -1,0 +1,197 @@
+package replica
+
+import (
+	"errors"
+	"io"
+	"time"
+
+	"github.com/latchd/latch/replica/logdb"
+)
+
+// Snapshot transfer. A peer that asks for instances this replica has
+// truncated gets the stored snapshot in chunks of Config.SnapshotChunk
+// bytes, one at a time: the sender waits for each chunk's ack (which names
+// the next offset wanted) and resends after snapAckTimeout, giving up after
+// snapMaxTries silent timeouts. The receiver streams chunks into a logdb
+// SnapshotWriter, checks size and CRC, commits it durably, and only then has
+// the apply goroutine restore the state machine from it.
+
+const snapMaxTries = 5
+
+func (g *group) snapAckTimeout() time.Duration {
+	return max(time.Second, 2*g.r.cfg.ElectionTimeout)
+}
+
+// startTransfer starts sending the snapshot to peer unless a transfer to it
+// is already running (loop goroutine).
+func (g *group) startTransfer(peer uint64) {
+	if _, ok := g.transfers[peer]; ok {
+		return
+	}
+	acks := make(chan snapAck, 16)
+	g.transfers[peer] = acks
+	g.aux.Add(1)
+	go g.sendSnapshot(peer, acks)
+}
+
+// sendSnapshot is a transfer goroutine: it lives until the peer acks the
+// whole snapshot, gives up, or the replica stops.
+func (g *group) sendSnapshot(peer uint64, acks <-chan snapAck) {
+	defer g.aux.Done()
+	defer g.event(func() { delete(g.transfers, peer) })
+	r, err := g.ldb.OpenSnapshot()
+	if err != nil {
+		g.log.Warn("cannot send a snapshot", "peer", peer, "err", err)
+		return
+	}
+	defer r.Close()
+	meta := r.Meta()
+	g.log.Info("sending snapshot", "peer", peer, "instance", meta.Instance, "bytes", meta.Size)
+	buf := make([]byte, g.r.cfg.SnapshotChunk)
+	timer := time.NewTimer(g.snapAckTimeout())
+	defer timer.Stop()
+	var off int64
+	for tries := 0; tries < snapMaxTries; {
+		n, err := r.ReadAt(buf[:min(int64(len(buf)), meta.Size-off)], off)
+		if err != nil && !(errors.Is(err, io.EOF) && off+int64(n) == meta.Size) {
+			g.log.Warn("reading snapshot for a transfer", "peer", peer, "err", err)
+			return
+		}
+		payload, err := encodePeer(kindSnapChunk, &snapChunk{
+			Instance: meta.Instance, Offset: off, Size: meta.Size, CRC: meta.CRC, Data: buf[:n],
+		})
+		if err != nil {
+			g.log.Error("encoding a snapshot chunk", "err", err)
+			return
+		}
+		g.sendPayload(peer, payload)
+		timer.Reset(g.snapAckTimeout())
+	wait:
+		for {
+			select {
+			case ack := <-acks:
+				if ack.Instance != meta.Instance {
+					continue // an ack of an older transfer
+				}
+				switch {
+				case ack.Done:
+					g.stats.snapsSent.Add(1)
+					g.log.Info("snapshot sent", "peer", peer, "instance", meta.Instance)
+					return
+				case ack.Abort:
+					g.log.Warn("peer aborted the snapshot transfer", "peer", peer, "instance", meta.Instance)
+					return
+				case ack.Next < 0 || ack.Next > meta.Size:
+					g.log.Warn("peer acked an impossible offset", "peer", peer, "next", ack.Next)
+					return
+				}
+				off, tries = ack.Next, 0
+				break wait
+			case <-timer.C:
+				tries++
+				break wait
+			case <-g.r.stop:
+				return
+			case <-g.r.fatalC:
+				return
+			}
+		}
+	}
+	g.log.Warn("snapshot transfer timed out", "peer", peer, "instance", meta.Instance)
+}
+
+// snapReceiver is an incoming snapshot being written (owned by the loop).
+type snapReceiver struct {
+	from     uint64
+	instance uint64
+	size     int64
+	crc      uint32
+	next     int64
+	w        *logdb.SnapshotWriter
+}
+
+func (g *group) ackSnap(to uint64, a snapAck) {
+	payload, err := encodePeer(kindSnapAck, &a)
+	if err != nil {
+		g.log.Error("encoding a snapshot ack", "err", err)
+		return
+	}
+	g.sendPayload(to, payload)
+}
+
+// receiveChunk handles one incoming snapshot chunk (loop goroutine).
+func (g *group) receiveChunk(from uint64, c *snapChunk) {
+	if c.Instance <= max(g.applier.appliedIndex(), g.node.Status().Applied) {
+		g.ackSnap(from, snapAck{Instance: c.Instance, Done: true})
+		return
+	}
+	rv := g.recv
+	if rv == nil || rv.from != from || rv.instance != c.Instance || rv.size != c.Size || rv.crc != c.CRC {
+		if c.Offset != 0 {
+			g.ackSnap(from, snapAck{Instance: c.Instance, Next: 0})
+			return
+		}
+		if rv != nil {
+			rv.w.Abort()
+			g.recv = nil
+		}
+		w, err := g.ldb.CreateSnapshot(c.Instance)
+		if errors.Is(err, logdb.ErrStaleSnapshot) {
+			g.ackSnap(from, snapAck{Instance: c.Instance, Done: true})
+			return
+		}
+		if err != nil {
+			g.failOrAbort(from, c.Instance, err)
+			return
+		}
+		g.log.Info("receiving snapshot", "from", from, "instance", c.Instance, "bytes", c.Size)
+		rv = &snapReceiver{from: from, instance: c.Instance, size: c.Size, crc: c.CRC, w: w}
+		g.recv = rv
+	}
+	if c.Offset != rv.next || rv.next+int64(len(c.Data)) > rv.size {
+		g.ackSnap(from, snapAck{Instance: c.Instance, Next: rv.next})
+		return
+	}
+	if _, err := rv.w.Write(c.Data); err != nil {
+		g.recv = nil
+		g.failOrAbort(from, c.Instance, err)
+		return
+	}
+	rv.next += int64(len(c.Data))
+	if rv.next < rv.size {
+		g.ackSnap(from, snapAck{Instance: c.Instance, Next: rv.next})
+		return
+	}
+	g.recv = nil
+	if size, crc := rv.w.Sum(); size != rv.size || crc != rv.crc {
+		rv.w.Abort()
+		g.log.Warn("received snapshot fails its checksum", "from", from, "instance", rv.instance)
+		g.ackSnap(from, snapAck{Instance: c.Instance, Abort: true})
+		return
+	}
+	if _, err := rv.w.Commit(); err != nil {
+		if errors.Is(err, logdb.ErrStaleSnapshot) {
+			g.ackSnap(from, snapAck{Instance: c.Instance, Done: true})
+			return
+		}
+		g.failOrAbort(from, c.Instance, err)
+		return
+	}
+	g.ackSnap(from, snapAck{Instance: c.Instance, Done: true})
+	select {
+	case g.applyc <- applyItem{restore: rv.instance}:
+	case <-g.r.stop:
+	case <-g.r.fatalC:
+	}
+}
+
+// failOrAbort ends a failed receive: fatal when the log database failed,
+// otherwise the sender is told to give up (it retries on the next request).
+func (g *group) failOrAbort(from, instance uint64, err error) {
+	if errors.Is(err, logdb.ErrFailed) {
+		g.r.fatal(err)
+		return
+	}
+	g.log.Warn("snapshot receive failed", "from", from, "instance", instance, "err", err)
+	g.ackSnap(from, snapAck{Instance: instance, Abort: true})
+}
