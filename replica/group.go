@@ -76,7 +76,7 @@ type pendingBatch struct {
 // groupStats are the counters behind Stats.
 type groupStats struct {
 	proposals, batches, applied, writes, dropped, sendErrors atomic.Uint64
-	snapsTook, snapsSent, snapsRecv                           atomic.Uint64
+	snapsTook, snapsSent, snapsRecv                          atomic.Uint64
 }
 
 func (s *groupStats) snapshot() Stats {

@@ -70,5 +70,5 @@ type tcpLink struct{ t *transport.Transport }
 func (l tcpLink) Send(to uint64, group uint32, payload []byte) error {
 	return l.t.Send(to, group, payload)
 }
-func (l tcpLink) Addr() string  { return l.t.Addr().String() }
+func (l tcpLink) Addr() string { return l.t.Addr().String() }
 func (l tcpLink) Close() error { return l.t.Close() }
