@@ -25,6 +25,10 @@
 //  1. The database is opened with opt.StrictAll, so a damaged journal or
 //     manifest makes Open fail (ErrCorrupt) instead of silently dropping the
 //     damaged records, which for an acceptor would mean forgetting a promise.
+//     The one exception is a torn tail: the newest journal ending in the
+//     middle of its last record (a crash while appending a record that was
+//     therefore never synced). Open cuts that record off, logs a warning and
+//     opens the database; damage anywhere else is an error.
 //  2. Log.Write stores one Update (promise, accepted entries, chosen mark) as
 //     ONE leveldb batch written with Sync: true. When it returns nil, all of
 //     it is on disk; the caller may then reveal it (send Promise/Accepted).

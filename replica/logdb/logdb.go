@@ -194,14 +194,24 @@ func Open(dir string, o Options) (*DB, error) {
 		bc = 8 << 20
 	}
 	ldbDir := filepath.Join(dir, "leveldb")
-	ldb, err := leveldb.OpenFile(ldbDir, &opt.Options{
+	lopt := &opt.Options{
 		Strict:             opt.StrictAll,
 		WriteBuffer:        wb,
 		BlockCacheCapacity: bc,
 		// A batch larger than the write buffer would otherwise bypass the
 		// journal through a transaction; keep every write on one path.
 		DisableLargeBatchTransaction: true,
-	})
+	}
+	ldb, err := leveldb.OpenFile(ldbDir, lopt)
+	if err != nil && lerrors.IsCorrupted(err) {
+		// A crash in the middle of appending a record leaves a torn
+		// tail that was never synced; cut it and try once more.
+		if dropped, rerr := repairTornTail(ldbDir, err); rerr == nil {
+			lg.Warn("logdb: dropped the torn tail of the journal (an unsynced record cut by a crash)",
+				"dir", ldbDir, "bytes", dropped, "open_error", err)
+			ldb, err = leveldb.OpenFile(ldbDir, lopt)
+		}
+	}
 	if err != nil {
 		if lerrors.IsCorrupted(err) {
 			return nil, fmt.Errorf("%w: open %s: %w", ErrCorrupt, ldbDir, err)
