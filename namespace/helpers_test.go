@@ -86,3 +86,7 @@ func eventKinds(ev []Event) []EventKind {
 	}
 	return out
 }
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }
