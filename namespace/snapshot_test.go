@@ -29,8 +29,8 @@ func richState(t testing.TB) *harness {
 	h.apply(NewAcquire("/svc", ModeShared, false, 0), c, 2)
 	h.apply(NewAcquire("/acl", ModeExclusive, false, 9*time.Second), c, 3)
 	h.apply(NewSetContent("/nope", nil, 0), c, 4) // a stored error
-	h.apply(NewExpireSession(c), 0, 0)             // /acl in lock-delay, no waiters
-	h.apply(NewExpireSession(a), 0, 0)             // leader in lock-delay with waiters
+	h.apply(NewExpireSession(c), 0, 0)            // /acl in lock-delay, no waiters
+	h.apply(NewExpireSession(a), 0, 0)            // leader in lock-delay with waiters
 	h.advance(time.Second)
 	return h
 }
