@@ -73,7 +73,7 @@ func (b *batch) carve(es ...Entry) []Entry {
 type bugs struct {
 	forgetPromise     bool // never persist the promised ballot
 	skipPhase1Values  bool // fill every instance found in Phase 1 with a no-op
-	ignoreLowerBallot bool // accept Accepts below the promised ballot
+	ignoreLowerBallot bool // accept Accepts and Heartbeats below the promised ballot
 	leaseNoExpiry     bool // LeaseValid ignores the lease's end
 }
 
@@ -335,7 +335,10 @@ func (n *Node) Tick() {
 		n.heartbeatElapsed++
 		if n.heartbeatElapsed >= n.cfg.HeartbeatTicks {
 			n.heartbeatElapsed = 0
-			if n.now-n.quorumAt > uint64(n.cfg.ElectionTicks) {
+			// Step down once no majority answered for a lease and an
+			// election timeout: before that no other replica can have
+			// been elected anyway (their acceptors refuse Prepares).
+			if n.now-n.quorumAt > uint64(n.cfg.LeaseTicks+n.cfg.ElectionTicks) {
 				n.logger.Info("paxos leader lost its majority", "ballot", n.ballot)
 				n.stepDown(0)
 				return

@@ -221,11 +221,13 @@ func (n *Node) requestCatchUp(from uint64) {
 }
 
 func (n *Node) onHeartbeat(m Message) {
-	if m.Ballot.Less(n.promised) {
+	if m.Ballot.Less(n.promised) && !n.bugs.ignoreLowerBallot {
 		n.reject(m)
 		return
 	}
-	n.follow(m)
+	if !m.Ballot.Less(n.promised) {
+		n.follow(m)
+	}
 	n.send(Message{Type: MsgHeartbeatAck, To: m.From, Ballot: m.Ballot, Lease: m.Lease, Commit: n.commit})
 	n.learnCommit(m)
 }

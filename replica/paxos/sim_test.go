@@ -1,0 +1,924 @@
+package paxos
+
+import (
+	"container/heap"
+	"errors"
+	"flag"
+	"fmt"
+	"maps"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+var (
+	flagSeeds  = flag.Int("seeds", 0, "simulation seeds per cell size (0: the default, small enough for -race)")
+	flagSeed   = flag.Uint64("seed", 0, "run only this simulation seed")
+	flagSimSec = flag.Int("simsec", 0, "simulated seconds of faults per seed (0: default)")
+)
+
+// Simulated time is in microseconds.
+const (
+	ms       = int64(1000)
+	second   = 1000 * ms
+	tickBase = 10 * ms // nominal tick: heartbeat 50 ms, election 300 ms, lease 400 ms
+)
+
+func simConfig(id uint64, peers []uint64) Config {
+	return Config{
+		ID: id, Peers: peers,
+		HeartbeatTicks: 5, ElectionTicks: 30, LeaseTicks: 40, DriftTicks: 8,
+		Window: 8, MaxBatchBytes: 1 << 10, MaxMessageBytes: 4 << 10,
+	}
+}
+
+// simParams describes one simulation run.
+type simParams struct {
+	n        int
+	seed     uint64
+	faultFor int64 // simulated time with faults
+	bugs     bugs  // planted in every core
+	// sendBeforeSync plants a driver bug: messages leave before the
+	// Ready's batch is synced.
+	sendBeforeSync bool
+	// profile biases the fault mix (see faults).
+	profile string
+}
+
+// simResult is what a run observed.
+type simResult struct {
+	err       error
+	simTime   int64
+	opsOK     int
+	readsOK   int
+	unknown   int
+	elections int
+	snapshots int
+	chosen    uint64
+}
+
+// ---- event queue ----
+
+type event struct {
+	at  int64
+	seq uint64
+	fn  func()
+}
+
+type eventQueue []*event
+
+func (q eventQueue) Len() int { return len(q) }
+func (q eventQueue) Less(i, j int) bool {
+	if q[i].at != q[j].at {
+		return q[i].at < q[j].at
+	}
+	return q[i].seq < q[j].seq
+}
+func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)   { *q = append(*q, x.(*event)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	return e
+}
+
+// ---- storage ----
+
+type simSnap struct {
+	instance uint64
+	kv       map[string]string
+}
+
+// simDisk is what survives a crash: only what a completed sync wrote.
+type simDisk struct {
+	promised Ballot
+	log      map[uint64]Entry
+	chosen   uint64
+	snap     simSnap
+}
+
+func (d *simDisk) state() State {
+	st := State{Promised: d.promised, Chosen: max(d.chosen, d.snap.instance), Snapshot: d.snap.instance}
+	for _, i := range slices.Sorted(maps.Keys(d.log)) {
+		if i > d.snap.instance {
+			st.Entries = append(st.Entries, d.log[i])
+		}
+	}
+	return st
+}
+
+// ---- clients and history ----
+
+type kvInput struct {
+	put   bool
+	key   string
+	value string
+}
+
+type kvOutput struct{ value string }
+
+type clientOp struct {
+	client   int // porcupine client id (retired after an unknown outcome)
+	slot     int // the workload client issuing it
+	id       string
+	in       kvInput
+	call     int64
+	replica  int
+	instance uint64
+	barrier  uint64
+	deadline int64
+}
+
+var kvModel = porcupine.Model{
+	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
+		byKey := map[string][]porcupine.Operation{}
+		for _, op := range h {
+			k := op.Input.(kvInput).key
+			byKey[k] = append(byKey[k], op)
+		}
+		var out [][]porcupine.Operation
+		for _, k := range slices.Sorted(maps.Keys(byKey)) {
+			out = append(out, byKey[k])
+		}
+		return out
+	},
+	Init: func() any { return "" },
+	Step: func(state, input, output any) (bool, any) {
+		in := input.(kvInput)
+		if in.put {
+			return true, in.value
+		}
+		return output.(kvOutput).value == state.(string), state
+	},
+	DescribeOperation: func(input, output any) string {
+		in := input.(kvInput)
+		if in.put {
+			return fmt.Sprintf("put(%s, %s)", in.key, in.value)
+		}
+		return fmt.Sprintf("get(%s) -> %q", in.key, output.(kvOutput).value)
+	},
+}
+
+// ---- replicas ----
+
+type simReplica struct {
+	s      *sim
+	id     uint64
+	idx    int
+	node   *Node
+	up     bool
+	gen    int
+	period int64 // tick period, drifted
+	phase  int64
+
+	disk     simDisk
+	volMark  uint64 // chosen mark written without sync (lost by a crash)
+	syncing  bool
+	rd       Ready
+	revealed Ballot // highest ballot revealed in a Promise/Accepted/HeartbeatAck
+	// acked[i] is the highest ballot this replica acknowledged accepting
+	// for instance i: after a crash its disk must still hold it.
+	acked map[uint64]Ballot
+
+	kv          map[string]string
+	applied     uint64
+	pendingSnap *simSnap
+	ops         []*clientOp // proposals in flight at this replica
+	reads       []*clientOp // lease reads waiting for the barrier
+	lastRole    Role
+}
+
+type sim struct {
+	p      simParams
+	rng    *rand.Rand
+	now    int64
+	seq    uint64
+	q      eventQueue
+	rs     []*simReplica
+	peers  []uint64
+	failed error
+
+	// network
+	cut      [][]bool // cut[from][to]: messages dropped
+	loss     float64
+	dup      float64
+	delayMin int64
+	delayMax int64
+
+	// checkers
+	chosenVal map[uint64]string // instance → value id learned first
+	opAt      map[string]uint64 // op id → instance it was applied at
+	acked     map[string]uint64 // acknowledged put → instance
+	history   []porcupine.Operation
+	clients   int // porcupine client ids issued
+	nclients  int
+	opSeq     int
+	res       simResult
+	faulting  bool
+	stopOps   bool
+}
+
+func (s *sim) fail(format string, args ...any) {
+	if s.failed == nil {
+		s.failed = fmt.Errorf("t=%.3fs: "+format, append([]any{float64(s.now) / float64(second)}, args...)...)
+	}
+}
+
+func (s *sim) at(t int64, fn func()) {
+	s.seq++
+	heap.Push(&s.q, &event{at: t, seq: s.seq, fn: fn})
+}
+
+func (s *sim) after(d int64, fn func()) { s.at(s.now+d, fn) }
+
+func (s *sim) uniform(lo, hi int64) int64 {
+	if hi <= lo {
+		return lo
+	}
+	return lo + s.rng.Int64N(hi-lo+1)
+}
+
+func newSim(p simParams) *sim {
+	s := &sim{
+		p: p, rng: rand.New(rand.NewPCG(p.seed, 0x5eed)),
+		chosenVal: map[uint64]string{}, opAt: map[string]uint64{}, acked: map[string]uint64{},
+		delayMin: 200, delayMax: 5 * ms, nclients: 4,
+	}
+	for i := range p.n {
+		s.peers = append(s.peers, uint64(i+1))
+	}
+	cfg := simConfig(1, s.peers)
+	// Tick rates differ by at most the drift the config tolerates:
+	// (L-D)*(1+eps) <= L*(1-eps).
+	eps := 0.95 * float64(cfg.DriftTicks) / float64(2*cfg.LeaseTicks-cfg.DriftTicks)
+	s.cut = make([][]bool, p.n)
+	for i := range p.n {
+		s.cut[i] = make([]bool, p.n)
+		r := &simReplica{s: s, id: uint64(i + 1), idx: i, disk: simDisk{log: map[uint64]Entry{}}, acked: map[uint64]Ballot{}}
+		r.period = int64(float64(tickBase) * (1 + eps*(2*s.rng.Float64()-1)))
+		r.phase = s.rng.Int64N(r.period)
+		s.rs = append(s.rs, r)
+	}
+	return s
+}
+
+func (r *simReplica) start() {
+	s := r.s
+	cfg := simConfig(r.id, s.peers)
+	cfg.Rand = s.rng.Uint64
+	st := r.disk.state()
+	if st.Promised.Less(r.revealed) {
+		s.fail("replica %d restarted with promise %v below the ballot %v it revealed before the crash", r.id, st.Promised, r.revealed)
+	}
+	for i, b := range r.acked {
+		e, ok := r.disk.log[i]
+		if i > st.Snapshot && i > st.Chosen && (!ok || e.Ballot.Less(b)) {
+			s.fail("replica %d restarted without instance %d it acknowledged at ballot %v (disk: %v)", r.id, i, b, e.Ballot)
+		}
+	}
+	n, err := New(cfg, st)
+	if err != nil {
+		s.fail("replica %d: New: %v", r.id, err)
+		return
+	}
+	n.bugs = s.p.bugs
+	r.node, r.up, r.lastRole = n, true, Follower
+	r.kv = maps.Clone(r.disk.snap.kv)
+	if r.kv == nil {
+		r.kv = map[string]string{}
+	}
+	r.applied = r.disk.snap.instance
+	r.volMark = 0
+	gen := r.gen
+	var tick func()
+	tick = func() {
+		if r.gen != gen {
+			return
+		}
+		r.node.Tick()
+		r.pump()
+		s.after(r.period, tick)
+	}
+	s.after(r.phase+1, tick)
+	r.pump()
+}
+
+func (r *simReplica) crash() {
+	r.up, r.node, r.syncing, r.rd = false, nil, false, Ready{}
+	r.gen++
+	r.volMark, r.pendingSnap = 0, nil
+	for _, op := range r.ops {
+		r.s.unknown(op)
+	}
+	r.ops, r.reads = nil, nil
+}
+
+// pump runs the driver loop: take a Ready, persist (a sync takes time),
+// then send, apply and advance.
+func (r *simReplica) pump() {
+	if !r.up || r.syncing || !r.node.HasReady() {
+		return
+	}
+	rd, err := r.node.Ready()
+	if err != nil {
+		r.s.fail("replica %d: Ready: %v", r.id, err)
+		return
+	}
+	r.rd = rd
+	if r.s.p.sendBeforeSync {
+		r.sendAll(rd.Messages)
+	}
+	if !rd.MustSync {
+		r.finish()
+		return
+	}
+	r.syncing = true
+	gen := r.gen
+	d := r.s.uniform(100, 2*ms)
+	if r.s.rng.IntN(20) == 0 {
+		d = r.s.uniform(5*ms, 30*ms) // a slow disk
+	}
+	r.s.after(d, func() {
+		if r.gen == gen {
+			r.finish()
+		}
+	})
+}
+
+func (r *simReplica) finish() {
+	s, rd := r.s, r.rd
+	r.rd = Ready{}
+	if rd.MustSync {
+		if rd.Promised != nil {
+			r.disk.promised = *rd.Promised
+		}
+		for _, e := range rd.Accepted {
+			r.disk.log[e.Instance] = e
+		}
+		r.disk.chosen = max(r.disk.chosen, r.volMark, rd.ChosenMark)
+		r.volMark = 0
+	} else {
+		r.volMark = max(r.volMark, rd.ChosenMark)
+	}
+	if !s.p.sendBeforeSync {
+		r.sendAll(rd.Messages)
+	}
+	for _, e := range rd.Chosen {
+		r.apply(e)
+	}
+	for _, to := range rd.Snapshots {
+		r.sendSnapshot(to)
+	}
+	if rd.Role != Leader {
+		for _, op := range r.ops {
+			s.unknown(op)
+		}
+		r.ops = nil
+	}
+	if rd.Role == Leader && r.lastRole != Leader {
+		s.res.elections++
+	}
+	r.lastRole = rd.Role
+	if err := r.node.Advance(); err != nil {
+		s.fail("replica %d: Advance: %v", r.id, err)
+	}
+	r.syncing = false
+	if r.pendingSnap != nil {
+		r.restore(r.pendingSnap)
+		r.pendingSnap = nil
+	}
+	r.maybeSnapshot()
+	r.serveReads()
+	r.pump()
+}
+
+func (r *simReplica) sendAll(msgs []Message) {
+	s := r.s
+	for _, m := range msgs {
+		switch m.Type {
+		case MsgPromise, MsgAccepted, MsgHeartbeatAck:
+			if r.revealed.Less(m.Ballot) {
+				r.revealed = m.Ballot
+			}
+		}
+		if m.Type == MsgAccepted {
+			for i := m.Instance; i <= m.Last; i++ {
+				if r.acked[i].Less(m.Ballot) {
+					r.acked[i] = m.Ballot
+				}
+			}
+		}
+		to := int(m.To - 1)
+		s.transmit(r.idx, to, func() {
+			if t := s.rs[to]; t.up {
+				if err := t.node.Step(m); err != nil {
+					s.fail("replica %d: Step(%v): %v", t.id, m.Type, err)
+				}
+				t.pump()
+			}
+		})
+	}
+}
+
+// transmit delivers fn after a network delay unless the link drops it.
+func (s *sim) transmit(from, to int, fn func()) {
+	if s.cut[from][to] || s.rng.Float64() < s.loss {
+		return
+	}
+	s.after(s.uniform(s.delayMin, s.delayMax), fn)
+	if s.rng.Float64() < s.dup {
+		s.after(s.uniform(s.delayMin, s.delayMax), fn)
+	}
+}
+
+func (r *simReplica) apply(e Entry) {
+	s := r.s
+	if e.Instance != r.applied+1 {
+		s.fail("replica %d applied instance %d after %d", r.id, e.Instance, r.applied)
+		return
+	}
+	r.applied = e.Instance
+	id := "noop"
+	var in kvInput
+	if !e.Noop {
+		var ok bool
+		id, in, ok = decodeOp(e.Value)
+		if !ok {
+			s.fail("replica %d: instance %d: undecodable value %q", r.id, e.Instance, e.Value)
+			return
+		}
+	}
+	if prev, ok := s.chosenVal[e.Instance]; !ok {
+		s.chosenVal[e.Instance] = id
+		if id != "noop" {
+			if at, dup := s.opAt[id]; dup {
+				s.fail("op %s chosen twice: instances %d and %d", id, at, e.Instance)
+			}
+			s.opAt[id] = e.Instance
+		}
+		s.res.chosen = max(s.res.chosen, e.Instance)
+	} else if prev != id {
+		s.fail("replica %d learned %s for instance %d; another learned %s", r.id, id, e.Instance, prev)
+		return
+	}
+	if e.Noop {
+		return
+	}
+	r.kv[in.key] = in.value
+	for k, op := range r.ops {
+		if op.id == id {
+			r.ops = slices.Delete(r.ops, k, k+1)
+			s.complete(op, kvOutput{})
+			s.acked[id] = e.Instance
+			break
+		}
+	}
+}
+
+func (r *simReplica) maybeSnapshot() {
+	const every, keep = 40, 10
+	if !r.up || r.applied < r.disk.snap.instance+every {
+		return
+	}
+	r.disk.snap = simSnap{instance: r.applied, kv: maps.Clone(r.kv)}
+	r.s.res.snapshots++
+	for i := range r.acked {
+		if i <= r.applied {
+			delete(r.acked, i)
+		}
+	}
+	c := r.applied - keep
+	for i := range r.disk.log {
+		if i <= c {
+			delete(r.disk.log, i)
+		}
+	}
+	if err := r.node.Compact(c); err != nil {
+		r.s.fail("replica %d: Compact(%d): %v", r.id, c, err)
+	}
+}
+
+func (r *simReplica) sendSnapshot(to uint64) {
+	s := r.s
+	snap := simSnap{instance: r.disk.snap.instance, kv: maps.Clone(r.disk.snap.kv)}
+	t := s.rs[to-1]
+	s.transmit(r.idx, t.idx, func() {
+		if !t.up {
+			return
+		}
+		if t.syncing {
+			t.pendingSnap = &snap
+			return
+		}
+		t.restore(&snap)
+		t.pump()
+	})
+}
+
+func (r *simReplica) restore(snap *simSnap) {
+	if snap.instance <= r.applied {
+		return
+	}
+	r.kv = maps.Clone(snap.kv)
+	if r.kv == nil {
+		r.kv = map[string]string{}
+	}
+	r.applied = snap.instance
+	r.disk.snap = simSnap{instance: snap.instance, kv: maps.Clone(snap.kv)}
+	for i := range r.disk.log {
+		if i <= snap.instance {
+			delete(r.disk.log, i)
+		}
+	}
+	if err := r.node.RestoreSnapshot(snap.instance); err != nil {
+		r.s.fail("replica %d: RestoreSnapshot(%d): %v", r.id, snap.instance, err)
+	}
+	for _, op := range r.ops {
+		r.s.unknown(op)
+	}
+	r.ops = nil
+}
+
+// serveReads answers lease reads whose barrier is applied, if the lease
+// still holds; otherwise they fail (and tell nothing).
+func (r *simReplica) serveReads() {
+	if !r.up {
+		return
+	}
+	keep := r.reads[:0]
+	for _, op := range r.reads {
+		switch {
+		case r.applied < op.barrier && r.s.now < op.deadline:
+			keep = append(keep, op)
+		case r.applied >= op.barrier && r.node.LeaseValid():
+			r.s.res.readsOK++
+			r.s.complete(op, kvOutput{value: r.kv[op.in.key]})
+		default:
+			r.s.drop(op)
+		}
+	}
+	clear(r.reads[len(keep):])
+	r.reads = keep
+}
+
+// ---- workload ----
+
+func encodeOp(id string, in kvInput) []byte {
+	return []byte(id + "|" + in.key + "|" + in.value)
+}
+
+func decodeOp(v []byte) (string, kvInput, bool) {
+	parts := strings.Split(string(v), "|")
+	if len(parts) != 3 {
+		return "", kvInput{}, false
+	}
+	return parts[0], kvInput{put: true, key: parts[1], value: parts[2]}, true
+}
+
+func (s *sim) complete(op *clientOp, out kvOutput) {
+	if op.in.put {
+		s.res.opsOK++
+	}
+	s.history = append(s.history, porcupine.Operation{ClientId: op.client, Input: op.in, Call: op.call, Output: out, Return: s.now})
+	s.nextOp(op.slot, op.client)
+}
+
+// unknown ends a put whose outcome is not known: it may still be chosen at
+// any later time, so it returns at +inf and the client id is retired.
+func (s *sim) unknown(op *clientOp) {
+	s.res.unknown++
+	s.history = append(s.history, porcupine.Operation{ClientId: op.client, Input: op.in, Call: op.call, Output: kvOutput{}, Return: math.MaxInt64})
+	s.clients++
+	s.nextOp(op.slot, s.clients)
+}
+
+// drop ends an operation that definitely had no effect (a refused read).
+func (s *sim) drop(op *clientOp) { s.nextOp(op.slot, op.client) }
+
+func (s *sim) nextOp(slot, client int) {
+	s.after(s.uniform(ms, 20*ms), func() { s.issue(slot, client) })
+}
+
+func (s *sim) issue(slot, client int) {
+	if s.failed != nil || s.stopOps {
+		return
+	}
+	// Route to a replica that believes it leads (a deposed leader in a
+	// minority still does: that is the point).
+	var leaders []*simReplica
+	for _, r := range s.rs {
+		if r.up && r.node.Status().Role == Leader {
+			leaders = append(leaders, r)
+		}
+	}
+	if len(leaders) == 0 {
+		s.after(20*ms, func() { s.issue(slot, client) })
+		return
+	}
+	r := leaders[s.rng.IntN(len(leaders))]
+	s.opSeq++
+	key := fmt.Sprintf("k%d", s.rng.IntN(3))
+	op := &clientOp{client: client, slot: slot, replica: r.idx, call: s.now, deadline: s.now + 2*second}
+	if s.rng.IntN(2) == 0 {
+		op.id = fmt.Sprintf("o%d", s.opSeq)
+		op.in = kvInput{put: true, key: key, value: op.id}
+		inst, err := r.node.Propose(encodeOp(op.id, op.in))
+		if err != nil {
+			s.drop(op)
+			return
+		}
+		op.instance = inst
+		r.ops = append(r.ops, op)
+		gen := r.gen
+		s.at(op.deadline, func() {
+			if r.gen == gen && slices.Contains(r.ops, op) {
+				r.ops = slices.DeleteFunc(r.ops, func(o *clientOp) bool { return o == op })
+				s.unknown(op)
+			}
+		})
+		r.pump()
+		return
+	}
+	op.in = kvInput{key: key}
+	b, ok := r.node.ReadBarrier()
+	if !ok {
+		s.drop(op)
+		return
+	}
+	op.barrier = b
+	r.reads = append(r.reads, op)
+	gen := r.gen
+	s.at(op.deadline, func() {
+		if r.gen == gen {
+			r.serveReads()
+		}
+	})
+	r.serveReads()
+}
+
+// ---- faults ----
+
+func (s *sim) heal() {
+	for i := range s.cut {
+		clear(s.cut[i])
+	}
+}
+
+func (s *sim) leaderIdx() int {
+	best := -1
+	for i, r := range s.rs {
+		if r.up && r.node.Status().Role == Leader && (best < 0 || s.rs[best].node.ballot.Less(r.node.ballot)) {
+			best = i
+		}
+	}
+	return best
+}
+
+func (s *sim) down() int {
+	d := 0
+	for _, r := range s.rs {
+		if !r.up {
+			d++
+		}
+	}
+	return d
+}
+
+func (s *sim) fault() {
+	if !s.faulting || s.failed != nil {
+		return
+	}
+	n := s.p.n
+	k := s.rng.IntN(100)
+	if s.p.profile == "crash" && k < 50 {
+		k = 40 + k%25 // mostly crashes and restarts
+	}
+	switch {
+	case k < 20: // partition: the leader (or a random replica) with a minority
+		s.heal()
+		side := make([]bool, n)
+		l := s.leaderIdx()
+		if l < 0 || s.rng.IntN(3) == 0 {
+			l = s.rng.IntN(n)
+		}
+		side[l] = true
+		for range s.rng.IntN((n-1)/2 + 1) {
+			side[s.rng.IntN(n)] = true
+		}
+		for i := range n {
+			for j := range n {
+				s.cut[i][j] = side[i] != side[j]
+			}
+		}
+	case k < 30: // one-way loss around one replica
+		l := s.leaderIdx()
+		if l < 0 {
+			l = s.rng.IntN(n)
+		}
+		in := s.rng.IntN(2) == 0
+		for j := range n {
+			if j != l {
+				if in {
+					s.cut[j][l] = true
+				} else {
+					s.cut[l][j] = true
+				}
+			}
+		}
+	case k < 40:
+		s.heal()
+	case k < 55: // crash, leaving a majority up
+		if s.down() < (n-1)/2 || s.rng.IntN(4) == 0 {
+			i := s.rng.IntN(n)
+			if s.rng.IntN(2) == 0 && s.leaderIdx() >= 0 {
+				i = s.leaderIdx()
+			}
+			if s.rs[i].up {
+				s.rs[i].crash()
+			}
+		}
+	case k < 70:
+		for _, r := range s.rs {
+			if !r.up {
+				r.start()
+				break
+			}
+		}
+	case k < 85: // network quality
+		switch s.rng.IntN(3) {
+		case 0:
+			s.loss, s.dup, s.delayMin, s.delayMax = 0, 0, 200, 5*ms
+		case 1:
+			s.loss, s.dup, s.delayMin, s.delayMax = 0.05, 0.02, ms, 30*ms
+		default:
+			s.loss, s.dup, s.delayMin, s.delayMax = 0.2, 0.05, 200, 80*ms
+		}
+	default: // quiet period
+	}
+	s.after(s.uniform(100*ms, 1500*ms), s.fault)
+}
+
+// ---- run ----
+
+func runSim(p simParams) simResult {
+	s := newSim(p)
+	for _, r := range s.rs {
+		r.start()
+	}
+	for c := range s.nclients {
+		s.clients++
+		s.after(s.uniform(0, 50*ms), func() { s.issue(c, s.clients-s.nclients+c+1) })
+	}
+	s.faulting = true
+	s.after(s.uniform(200*ms, second), s.fault)
+	end := p.faultFor
+	healAt := end
+	s.at(healAt, func() {
+		s.faulting = false
+		s.heal()
+		s.loss, s.dup, s.delayMin, s.delayMax = 0, 0, 200, 5*ms
+		for _, r := range s.rs {
+			if !r.up {
+				r.start()
+			}
+		}
+	})
+	// Liveness: after healing, a proposal must complete within this bound.
+	const liveBound = 6 * second
+	okBefore := 0
+	s.at(healAt, func() { okBefore = s.res.opsOK })
+	s.at(healAt+liveBound, func() {
+		if s.res.opsOK == okBefore {
+			s.fail("no proposal completed within %v of healing", time.Duration(liveBound)*time.Microsecond)
+		}
+		s.stopOps = true
+	})
+	stopAt := healAt + liveBound + 2*second
+	for s.q.Len() > 0 && s.failed == nil {
+		e := heap.Pop(&s.q).(*event)
+		if e.at > stopAt {
+			break
+		}
+		s.now = e.at
+		e.fn()
+		s.checkLease()
+	}
+	s.res.simTime = s.now
+	if s.failed == nil {
+		s.checkConverged()
+	}
+	if s.failed == nil {
+		s.checkLinearizable()
+	}
+	s.res.err = s.failed
+	return s.res
+}
+
+// checkLease: at most one replica holds a valid lease at any instant. State
+// only changes at events, so checking after each event covers every instant.
+func (s *sim) checkLease() {
+	holder := -1
+	for i, r := range s.rs {
+		if r.up && r.node.LeaseValid() {
+			if holder >= 0 {
+				s.fail("replicas %d and %d both hold a valid lease", s.rs[holder].id, r.id)
+				return
+			}
+			holder = i
+		}
+	}
+}
+
+func (s *sim) checkConverged() {
+	top := s.rs[0]
+	for _, r := range s.rs {
+		if r.applied > top.applied {
+			top = r
+		}
+	}
+	for id, inst := range s.acked {
+		if at, ok := s.opAt[id]; !ok || at != inst {
+			s.fail("acknowledged op %s (instance %d) not chosen there", id, inst)
+			return
+		}
+		if inst > top.applied {
+			s.fail("acknowledged op %s at instance %d beyond every replica's applied %d", id, inst, top.applied)
+			return
+		}
+	}
+	for _, r := range s.rs {
+		if r.applied != top.applied {
+			s.fail("replica %d applied %d, replica %d applied %d, after healing", r.id, r.applied, top.id, top.applied)
+			return
+		}
+		if !maps.Equal(r.kv, top.kv) {
+			s.fail("replica %d state differs from replica %d at instance %d", r.id, top.id, r.applied)
+			return
+		}
+	}
+}
+
+func (s *sim) checkLinearizable() {
+	res, _ := porcupine.CheckOperationsVerbose(kvModel, s.history, 20*time.Second)
+	switch res {
+	case porcupine.Ok:
+	case porcupine.Unknown:
+		s.failed = errors.New("porcupine timed out: linearizability not verified")
+	default:
+		s.failed = fmt.Errorf("history of %d operations is not linearizable (%v)", len(s.history), res)
+	}
+}
+
+// simSeeds returns the seeds to run: -seed alone, else -seeds of them.
+func simSeeds(def int) []uint64 {
+	if *flagSeed != 0 {
+		return []uint64{*flagSeed}
+	}
+	n := def
+	if *flagSeeds > 0 {
+		n = *flagSeeds
+	}
+	seeds := make([]uint64, n)
+	for i := range seeds {
+		seeds[i] = uint64(i + 1)
+	}
+	return seeds
+}
+
+func simFaultTime() int64 {
+	if *flagSimSec > 0 {
+		return int64(*flagSimSec) * second
+	}
+	return 10 * second
+}
+
+func TestSimulation(t *testing.T) {
+	for _, n := range []int{3, 5} {
+		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+			var total simResult
+			seeds := simSeeds(20)
+			for _, seed := range seeds {
+				res := runSim(simParams{n: n, seed: seed, faultFor: simFaultTime()})
+				if res.err != nil {
+					t.Fatalf("seed %d: %v\nreplay: go test ./replica/paxos -run 'TestSimulation/n=%d$' -seed=%d -v", seed, res.err, n, seed)
+				}
+				total.simTime += res.simTime
+				total.opsOK += res.opsOK
+				total.readsOK += res.readsOK
+				total.unknown += res.unknown
+				total.elections += res.elections
+				total.snapshots += res.snapshots
+				total.chosen += res.chosen
+			}
+			t.Logf("%d seeds, %.0f simulated s: %d puts ok, %d lease reads ok, %d unknown, %d elections, %d snapshots, %d instances",
+				len(seeds), float64(total.simTime)/float64(second), total.opsOK, total.readsOK, total.unknown, total.elections, total.snapshots, total.chosen)
+		})
+	}
+}
