@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 
@@ -23,8 +24,10 @@ type peer struct {
 	sess    *yamux.Session // the live connection, or nil
 	changed chan struct{}  // closed and replaced whenever sess changes
 
-	lanes  sync.Map // group uint32 -> *lane; written under Transport.mu
-	nlanes int      // guarded by Transport.mu
+	// lanes maps group to lane. Send reads it without locking; a new lane
+	// replaces the whole map (copy on write) under Transport.mu, which is
+	// cheap because groups are few and created once.
+	lanes atomic.Pointer[map[uint32]*lane]
 
 	stats struct {
 		framesSent, bytesSent, framesRecv, bytesRecv atomic.Uint64
@@ -33,7 +36,9 @@ type peer struct {
 }
 
 func newPeer(id uint64, addr string, dials bool) *peer {
-	return &peer{id: id, addr: addr, dials: dials, changed: make(chan struct{})}
+	p := &peer{id: id, addr: addr, dials: dials, changed: make(chan struct{})}
+	p.lanes.Store(new(map[uint32]*lane))
+	return p
 }
 
 func (p *peer) session() *yamux.Session {
@@ -118,23 +123,28 @@ type lane struct {
 // lane returns the lane for (p, group), creating it and starting its writer
 // on first use.
 func (t *Transport) lane(p *peer, group uint32) (*lane, error) {
-	if l, ok := p.lanes.Load(group); ok {
-		return l.(*lane), nil
+	if l := (*p.lanes.Load())[group]; l != nil {
+		return l, nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return nil, ErrClosed
 	}
-	if l, ok := p.lanes.Load(group); ok {
-		return l.(*lane), nil
+	old := *p.lanes.Load()
+	if l := old[group]; l != nil {
+		return l, nil
 	}
-	if p.nlanes >= t.cfg.MaxGroups {
-		return nil, fmt.Errorf("%w: replica %d already has %d groups", ErrTooManyGroups, p.id, p.nlanes)
+	if len(old) >= t.cfg.MaxGroups {
+		return nil, fmt.Errorf("%w: replica %d already has %d groups", ErrTooManyGroups, p.id, len(old))
 	}
 	l := &lane{group: group, queue: make(chan []byte, t.cfg.QueueLen)}
-	p.lanes.Store(group, l)
-	p.nlanes++
+	lanes := maps.Clone(old)
+	if lanes == nil {
+		lanes = make(map[uint32]*lane, 1)
+	}
+	lanes[group] = l
+	p.lanes.Store(&lanes)
 	t.goLocked(func() { t.runLane(p, l) })
 	return l, nil
 }

@@ -1,0 +1,133 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// proposeMany proposes n commands named prefix-i from workers goroutines
+// through whichever replica leads, and returns the commands acknowledged.
+func (c *cell) proposeMany(ctx context.Context, g uint32, prefix string, workers, n int) []string {
+	c.t.Helper()
+	var mu sync.Mutex
+	var acked []string
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				cmd := fmt.Sprintf("%s-%d", prefix, i)
+				if _, err := c.propose(ctx, g, []byte(cmd)); err != nil {
+					c.t.Errorf("propose(%s) = %v", cmd, err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, cmd)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return acked
+}
+
+// checkContains fails unless every replica applied every command in acked.
+func (c *cell) checkContains(g uint32, acked []string) {
+	c.t.Helper()
+	ref := c.checkSame(g)
+	have := make(map[string]bool, len(ref))
+	for _, cmd := range ref {
+		have[string(cmd)] = true
+	}
+	for _, cmd := range acked {
+		if !have[cmd] {
+			c.t.Fatalf("acknowledged command %q is not applied", cmd)
+		}
+	}
+}
+
+func TestTCPLeaderRestartKeepsAcknowledged(t *testing.T) {
+	c := newCell(t, cellOpts{tcp: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	acked := c.proposeMany(ctx, 1, "a", 16, 300)
+
+	old := c.leader(1, 10*time.Second).ID()
+	c.stop(old)
+	acked = append(acked, c.proposeMany(ctx, 1, "b", 16, 300)...)
+
+	c.start(old)
+	acked = append(acked, c.proposeMany(ctx, 1, "c", 8, 100)...)
+	c.waitApplied(1, len(acked), 30*time.Second)
+	c.checkContains(1, acked)
+}
+
+func TestTCPFailoverTime(t *testing.T) {
+	c := newCell(t, cellOpts{tcp: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := c.propose(ctx, 1, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	old := c.leader(1, 10*time.Second).ID()
+	killed := time.Now()
+	c.stop(old)
+	if _, err := c.propose(ctx, 1, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	newLeader := c.leader(1, time.Second).ID()
+	cfg := c.cfgs[newLeader]
+	t.Logf("leader %d closed; leader %d committed a new command %v later (lease %v, election timeout %v)",
+		old, newLeader, time.Since(killed).Round(time.Millisecond), cfg.LeaseDuration, cfg.ElectionTimeout)
+	if newLeader == old {
+		t.Fatalf("leader after failover = %d, the closed replica", newLeader)
+	}
+	c.waitApplied(1, 2, 10*time.Second)
+	c.checkSame(1)
+}
+
+func TestTCPWipedFollowerCatchesUpBySnapshot(t *testing.T) {
+	c := newCell(t, cellOpts{tcp: true, tune: func(cfg *Config) {
+		cfg.SnapshotEvery = 40
+		cfg.SnapshotChunk = 1024 // several chunks
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	acked := c.proposeMany(ctx, 1, "a", 4, 100)
+	lead := c.leader(1, 10*time.Second).ID()
+	var victim uint64
+	for id := range c.reps {
+		if id != lead {
+			victim = id
+			break
+		}
+	}
+	c.stop(victim)
+	acked = append(acked, c.proposeMany(ctx, 1, "b", 4, 300)...)
+	if err := os.RemoveAll(c.cfgs[victim].DataDir); err != nil {
+		t.Fatal(err)
+	}
+	c.start(victim)
+	acked = append(acked, c.proposeMany(ctx, 1, "c", 4, 20)...)
+	c.waitApplied(1, len(acked), 30*time.Second)
+	c.checkContains(1, acked)
+	st, err := c.reps[victim].Status(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Stats.SnapshotsRecv == 0 {
+		t.Fatalf("wiped replica %d caught up without a snapshot: %+v", victim, st.Stats)
+	}
+	t.Logf("wiped replica %d: %+v", victim, st.Stats)
+}
