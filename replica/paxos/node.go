@@ -212,7 +212,7 @@ func (n *Node) recover(st State) error {
 	n.commit = st.Chosen + 1
 	n.advanceCommit()
 	n.knownCommit = n.commit
-	if !st.Promised.IsZero() || len(st.Entries) > 0 || st.Snapshot > 0 {
+	if n.cfg.LeaseTicks > 0 && (!st.Promised.IsZero() || len(st.Entries) > 0 || st.Snapshot > 0) {
 		// This replica may have granted a lease before it stopped and does
 		// not remember to whom: refuse everyone for a full lease.
 		n.grantTo, n.grantUntil = unknownHolder, uint64(n.cfg.LeaseTicks)+1
@@ -389,7 +389,9 @@ func (n *Node) newLeaseRound() {
 	n.roundStart[n.leaseRound%leaseRing] = n.now
 	n.peerRound[n.self] = n.leaseRound
 	// The leader's own acceptor grants it the lease too.
-	n.grantTo, n.grantUntil = n.cfg.ID, n.now+uint64(n.cfg.LeaseTicks)+1
+	if n.cfg.LeaseTicks > 0 {
+		n.grantTo, n.grantUntil = n.cfg.ID, n.now+uint64(n.cfg.LeaseTicks)+1
+	}
 	n.updateLease()
 }
 

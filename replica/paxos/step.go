@@ -129,7 +129,9 @@ func (n *Node) follow(m Message) {
 		n.stepDown(m.Ballot.ID)
 	}
 	n.electionElapsed = 0
-	n.grantTo, n.grantUntil = m.From, n.now+uint64(n.cfg.LeaseTicks)+1
+	if n.cfg.LeaseTicks > 0 {
+		n.grantTo, n.grantUntil = m.From, n.now+uint64(n.cfg.LeaseTicks)+1
+	}
 }
 
 func (n *Node) onAccept(m Message) {
