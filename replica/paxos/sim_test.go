@@ -907,7 +907,8 @@ func TestSimulation(t *testing.T) {
 			for _, seed := range seeds {
 				res := runSim(simParams{n: n, seed: seed, faultFor: simFaultTime()})
 				if res.err != nil {
-					t.Fatalf("seed %d: %v\nreplay: go test ./replica/paxos -run 'TestSimulation/n=%d$' -seed=%d -v", seed, res.err, n, seed)
+					t.Fatalf("seed %d: %v\nreplay: go test ./replica/paxos -run 'TestSimulation/n=%d$' -seed=%d -simsec=%d -v",
+						seed, res.err, n, seed, simFaultTime()/second)
 				}
 				total.simTime += res.simTime
 				total.opsOK += res.opsOK

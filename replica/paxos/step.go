@@ -175,9 +175,17 @@ func (n *Node) accept(e Entry) bool {
 	s := n.slot(e.Instance)
 	switch {
 	case s.chosen:
-		// Only an identical value may be acknowledged: a different one
-		// means the sender is a stale leader.
-		return sameValue(s.e, e)
+		// Only an identical value may be acknowledged (a different one
+		// means the sender is a stale leader), and only once it is
+		// durable under the new ballot: an acknowledgement always
+		// describes the disk.
+		if !sameValue(s.e, e) {
+			return false
+		}
+		if s.e.Ballot.Less(e.Ballot) {
+			n.record(s, e)
+		}
+		return true
 	case s.has && s.e.Ballot == e.Ballot:
 		return true // duplicate; the reply still follows its persistence
 	}
@@ -333,6 +341,12 @@ func (n *Node) learn(e Entry) {
 		// ballot exists and this leader is stale.
 		n.logger.Warn("paxos leader learned a foreign chosen value", "instance", e.Instance, "ballot", n.ballot)
 		n.stepDown(0)
+	}
+	// Keep the record's ballot if it is higher: this acceptor may have
+	// acknowledged it, and the value written is the chosen one, which every
+	// proposal at or above the chosen ballot carries anyway.
+	if s.has && e.Ballot.Less(s.e.Ballot) {
+		e.Ballot = s.e.Ballot
 	}
 	n.record(s, e)
 	s.chosen = true
