@@ -531,8 +531,7 @@ func (n *Node) becomeLeader() {
 	n.newLeaseRound()
 	n.logger.Info("paxos leader", "ballot", n.ballot, "from", n.p1from, "first_own", n.firstOwn)
 	if needCatchUp && n.p1ahead != 0 {
-		n.knownCommit = max(n.knownCommit, n.p1commit)
-		n.requestCatchUp(n.p1ahead)
+		n.noteCommit(n.p1ahead, n.p1commit)
 	}
 }
 

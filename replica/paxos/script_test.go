@@ -119,6 +119,7 @@ type scriptCell struct {
 	out    []string
 	lease  int
 	window int
+	sent   map[MessageType]int // peer messages handed out by Ready, by type
 }
 
 type scriptMsg struct {
@@ -314,6 +315,10 @@ func (c *scriptCell) process(r *scriptReplica) {
 		}
 		r.disk.chosen = max(r.disk.chosen, rd.ChosenMark)
 		for _, m := range rd.Messages {
+			if c.sent == nil {
+				c.sent = map[MessageType]int{}
+			}
+			c.sent[m.Type]++
 			c.printf("%d->%d %s", m.From, m.To, fmtMsg(m))
 			c.queue = append(c.queue, scriptMsg{m: m})
 		}

@@ -1,0 +1,522 @@
+package paxos
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+)
+
+// Unit tests named after the sentence of the papers they check ("Paxos
+// Made Simple", "Paxos Made Live") or the rule of DESIGN.md.
+
+func testConfig(id uint64, n int) Config {
+	peers := make([]uint64, n)
+	for i := range peers {
+		peers[i] = uint64(i + 1)
+	}
+	return Config{ID: id, Peers: peers, HeartbeatTicks: 2, ElectionTicks: 10, LeaseTicks: 8, DriftTicks: 1,
+		Window: 4, MaxBatchBytes: 16, MaxMessageBytes: 64}
+}
+
+func newTestNode(t *testing.T, id uint64, n int, st State) *Node {
+	t.Helper()
+	node, err := New(testConfig(id, n), st)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return node
+}
+
+// ready takes one Ready, copies it (its slices are reused after Advance)
+// and advances it.
+func ready(t *testing.T, n *Node) Ready {
+	t.Helper()
+	rd, err := n.Ready()
+	if err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	rd.Messages, rd.Accepted = slices.Clone(rd.Messages), slices.Clone(rd.Accepted)
+	rd.Chosen, rd.Snapshots = slices.Clone(rd.Chosen), slices.Clone(rd.Snapshots)
+	if err := n.Advance(); err != nil {
+		t.Fatalf("Advance: %v", err)
+	}
+	return rd
+}
+
+func step(t *testing.T, n *Node, m Message) {
+	t.Helper()
+	m.To = n.cfg.ID
+	if err := n.Step(m); err != nil {
+		t.Fatalf("Step(%+v): %v", m, err)
+	}
+}
+
+func msgsOf(rd Ready, typ MessageType) []Message {
+	var out []Message
+	for _, m := range rd.Messages {
+		if m.Type == typ {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func b(round, id uint64) Ballot { return Ballot{Round: round, ID: id} }
+
+func val(s string) Entry { return Entry{Value: []byte(s)} }
+
+func at(e Entry, i uint64, bal Ballot) Entry { e.Instance, e.Ballot = i, bal; return e }
+
+// "If an acceptor receives a prepare request with number n greater than
+// that of any prepare request to which it has already responded, then it
+// responds with a promise not to accept any more proposals numbered less
+// than n" — and an accept below the promise is refused.
+func TestAcceptorRejectsLowerBallot(t *testing.T) {
+	n := newTestNode(t, 2, 3, State{})
+	step(t, n, Message{Type: MsgPrepare, From: 3, Ballot: b(2, 3), Instance: 1})
+	ready(t, n)
+	step(t, n, Message{Type: MsgAccept, From: 1, Ballot: b(1, 1), Entries: []Entry{at(val("x"), 1, b(1, 1))}})
+	rd := ready(t, n)
+	if len(rd.Accepted) != 0 || len(msgsOf(rd, MsgAccepted)) != 0 {
+		t.Fatalf("accepted below its promise: %+v", rd)
+	}
+	rej := msgsOf(rd, MsgReject)
+	if len(rej) != 1 || rej[0].Ballot != b(2, 3) || rej[0].To != 1 {
+		t.Fatalf("Reject = %+v; want one Reject carrying promise 2.3 to 1", rej)
+	}
+	step(t, n, Message{Type: MsgPrepare, From: 1, Ballot: b(1, 1), Instance: 1})
+	if rd := ready(t, n); len(msgsOf(rd, MsgPromise)) != 0 || len(msgsOf(rd, MsgReject)) != 1 {
+		t.Fatalf("lower Prepare answered %+v; want a Reject", rd.Messages)
+	}
+}
+
+// "... and with the proposal with the highest number less than n that it
+// has accepted, if any." The promise is durable before it is revealed.
+func TestAcceptorPromiseReportsAcceptedValues(t *testing.T) {
+	n := newTestNode(t, 2, 3, State{})
+	step(t, n, Message{Type: MsgAccept, From: 1, Ballot: b(1, 1), Entries: []Entry{at(val("x"), 5, b(1, 1))}})
+	ready(t, n)
+	n.now, n.grantUntil = 100, 0 // the lease granted to 1 is over
+	step(t, n, Message{Type: MsgPrepare, From: 3, Ballot: b(2, 3), Instance: 1})
+	rd := ready(t, n)
+	if rd.Promised == nil || *rd.Promised != b(2, 3) || !rd.MustSync {
+		t.Fatalf("Ready.Promised = %v, MustSync %v; want 2.3 synced with the Promise", rd.Promised, rd.MustSync)
+	}
+	p := msgsOf(rd, MsgPromise)
+	if len(p) != 1 || len(p[0].Entries) != 1 || p[0].Entries[0].Instance != 5 || string(p[0].Entries[0].Value) != "x" || p[0].Entries[0].Ballot != b(1, 1) {
+		t.Fatalf("Promise = %+v; want entry 5 = x at 1.1", p)
+	}
+}
+
+// "An acceptor can accept a proposal numbered n iff it has not responded to
+// a prepare request having a number greater than n" — and its Accepted
+// leaves only with the accepted value in the same synced batch.
+func TestAcceptorPersistsAcceptedValueBeforeReplying(t *testing.T) {
+	n := newTestNode(t, 2, 3, State{})
+	step(t, n, Message{Type: MsgAccept, From: 1, Ballot: b(1, 1), Lease: 1,
+		Entries: []Entry{at(val("x"), 1, b(1, 1)), at(val("y"), 2, b(1, 1))}})
+	rd := ready(t, n)
+	if !rd.MustSync || len(rd.Accepted) != 2 || rd.Promised == nil {
+		t.Fatalf("Ready = %+v; want both entries and the promise 1.1 to persist with sync", rd)
+	}
+	a := msgsOf(rd, MsgAccepted)
+	if len(a) != 1 || a[0].Instance != 1 || a[0].Last != 2 || a[0].Lease != 1 {
+		t.Fatalf("Accepted = %+v; want 1..2 echoing lease round 1", a)
+	}
+}
+
+// campaignWith makes node 1 of a cell of size a candidate and feeds it
+// promises, which must make it leader.
+func campaignWith(t *testing.T, size int, promises ...Message) (*Node, Ready) {
+	t.Helper()
+	n := newTestNode(t, 1, size, State{})
+	n.Campaign()
+	ready(t, n) // persist our promise: it now counts
+	for _, p := range promises {
+		p.Type, p.Ballot, p.Instance = MsgPromise, n.ballot, n.p1from
+		step(t, n, p)
+	}
+	if n.role != Leader {
+		t.Fatalf("role %v after promises", n.role)
+	}
+	return n, ready(t, n)
+}
+
+// "...a proposer issues a proposal with number n and value v, where v is
+// the value of the highest-numbered proposal among the responses."
+func TestProposerAdoptsHighestAcceptedValue(t *testing.T) {
+	_, rd := campaignWith(t, 5,
+		Message{From: 2, Commit: 1, Entries: []Entry{at(val("low"), 1, b(1, 2))}},
+		Message{From: 3, Commit: 1, Entries: []Entry{at(val("high"), 1, b(1, 3))}},
+	)
+	acc := msgsOf(rd, MsgAccept)
+	if len(acc) != 4 {
+		t.Fatalf("Accepts = %+v", acc)
+	}
+	es := acc[0].Entries
+	if len(es) != 2 || string(es[0].Value) != "high" || es[0].Ballot != acc[0].Ballot || !es[1].Noop {
+		t.Fatalf("Accept entries = %s; want high re-proposed at the new ballot, then a no-op", fmtEntries(es))
+	}
+}
+
+// Paxos Made Simple, 3: the new leader "fills the gaps with no-op
+// commands" so that later instances can be executed.
+func TestProposerFillsGapsWithNoops(t *testing.T) {
+	_, rd := campaignWith(t, 3, Message{From: 2, Commit: 1, Entries: []Entry{at(val("c"), 3, b(1, 2))}})
+	es := msgsOf(rd, MsgAccept)[0].Entries
+	if got := fmtEntries(es); got != "[1@1.1:noop 2@1.1:noop 3@1.1:c 4@1.1:noop]" {
+		t.Fatalf("Accept entries = %s", got)
+	}
+}
+
+// A value a promiser knows is chosen is re-proposed whatever ballots the
+// others report, and is never overwritten by a no-op even when the
+// promiser has truncated it.
+func TestProposerKeepsValuesKnownChosen(t *testing.T) {
+	n, rd := campaignWith(t, 5,
+		Message{From: 2, Commit: 2, Entries: []Entry{at(val("chosen"), 1, b(1, 2))}},
+		Message{From: 3, Commit: 1, Entries: []Entry{at(val("other"), 1, b(1, 3))}},
+	)
+	es := msgsOf(rd, MsgAccept)[0].Entries
+	if string(es[0].Value) != "chosen" {
+		t.Fatalf("Accept entries = %s; want the chosen value first", fmtEntries(es))
+	}
+	if len(rd.Chosen) != 1 || string(rd.Chosen[0].Value) != "chosen" || n.commit != 2 {
+		t.Fatalf("leader did not learn the chosen value: Chosen %+v commit %d", rd.Chosen, n.commit)
+	}
+	// A promiser whose log is truncated through 6 (chosen, values unknown).
+	_, rd = campaignWith(t, 3, Message{From: 2, Commit: 7, Snapshot: 6})
+	es = msgsOf(rd, MsgAccept)[0].Entries
+	if got := fmtEntries(es); got != "[7@1.1:noop]" {
+		t.Fatalf("Accept entries = %s; want only the leader's no-op after the truncated instances", got)
+	}
+	if cu := msgsOf(rd, MsgCatchUp); len(cu) != 1 || cu[0].To != 2 {
+		t.Fatalf("CatchUp = %+v; want one to the promiser ahead", cu)
+	}
+}
+
+// Ballots are (round, id); "a replica picks the smallest round larger than
+// any it has seen, so ballots never collide".
+func TestProposerPicksRoundAboveAnySeen(t *testing.T) {
+	n := newTestNode(t, 1, 3, State{})
+	step(t, n, Message{Type: MsgHeartbeat, From: 3, Ballot: b(7, 3)})
+	ready(t, n)
+	n.Campaign()
+	if n.ballot != b(8, 1) {
+		t.Fatalf("ballot = %v; want 8.1", n.ballot)
+	}
+	if !b(8, 1).Less(b(8, 2)) || !b(7, 9).Less(b(8, 1)) || b(8, 1).Compare(b(8, 1)) != 0 {
+		t.Fatal("ballot order is not lexicographic")
+	}
+}
+
+// DESIGN: the leader counts its own acceptance only once it is durable.
+func TestLeaderCountsItselfOnlyAfterPersist(t *testing.T) {
+	n, _ := campaignWith(t, 3, Message{From: 2, Commit: 1})
+	step(t, n, Message{Type: MsgAccepted, From: 2, Ballot: n.ballot, Instance: 1, Last: 1})
+	ready(t, n)
+	i, err := n.Propose([]byte("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, _ := n.Ready()                                                                      // the leader's write of v is in flight
+	step(t, n, Message{Type: MsgAccepted, From: 3, Ballot: n.ballot, Instance: i, Last: i}) // one follower
+	if n.commit > i {
+		t.Fatalf("instance %d chosen with one durable acceptance", i)
+	}
+	_ = rd
+	if err := n.Advance(); err != nil {
+		t.Fatal(err)
+	}
+	if n.commit != i+1 {
+		t.Fatalf("commit = %d after the leader's write; want %d", n.commit, i+1)
+	}
+}
+
+// Master lease: "a replica that granted a leader its lease refuses Phase 1
+// from others until the lease ends".
+func TestFollowerRefusesPrepareDuringGrantedLease(t *testing.T) {
+	n := newTestNode(t, 2, 3, State{})
+	step(t, n, Message{Type: MsgHeartbeat, From: 1, Ballot: b(1, 1), Lease: 1})
+	ready(t, n)
+	for tick := 0; tick <= n.cfg.LeaseTicks; tick++ {
+		step(t, n, Message{Type: MsgPrepare, From: 3, Ballot: b(5, 3), Instance: 1})
+		if rd := ready(t, n); len(msgsOf(rd, MsgPromise)) != 0 {
+			t.Fatalf("promised 5.3 %d ticks into a %d-tick lease", tick, n.cfg.LeaseTicks)
+		}
+		n.Tick()
+		ready(t, n)
+	}
+	step(t, n, Message{Type: MsgPrepare, From: 3, Ballot: b(5, 3), Instance: 1})
+	if rd := ready(t, n); len(msgsOf(rd, MsgPromise)) != 1 {
+		t.Fatalf("no promise after the lease: %+v", rd.Messages)
+	}
+}
+
+// A restarted replica does not remember to whom it granted a lease, so it
+// refuses every Phase 1 for a full lease.
+func TestRestartedAcceptorWaitsOutUnknownLease(t *testing.T) {
+	n := newTestNode(t, 2, 3, State{Promised: b(1, 1)})
+	for range n.cfg.LeaseTicks {
+		n.Tick()
+	}
+	step(t, n, Message{Type: MsgPrepare, From: 1, Ballot: b(2, 1), Instance: 1})
+	if rd := ready(t, n); len(msgsOf(rd, MsgPromise)) != 0 {
+		t.Fatal("restarted acceptor promised inside the lease it may have granted")
+	}
+	n.Tick()
+	step(t, n, Message{Type: MsgPrepare, From: 1, Ballot: b(2, 1), Instance: 1})
+	if rd := ready(t, n); len(msgsOf(rd, MsgPromise)) != 1 {
+		t.Fatal("no promise after the lease")
+	}
+}
+
+// The hard part "reads after a leader change": no lease read before an
+// entry of the leader's own ballot is chosen, nor after the lease.
+func TestNewLeaderServesLeaseReadsOnlyAfterOwnEntryChosen(t *testing.T) {
+	n, _ := campaignWith(t, 3, Message{From: 2, Commit: 1, Entries: []Entry{at(val("old"), 1, b(1, 2))}})
+	if _, ok := n.ReadBarrier(); ok {
+		t.Fatal("lease read allowed before any acknowledgement")
+	}
+	step(t, n, Message{Type: MsgHeartbeatAck, From: 2, Ballot: n.ballot, Lease: 1})
+	if !n.LeaseValid() {
+		t.Fatal("no lease after a majority acknowledged round 1")
+	}
+	if _, ok := n.ReadBarrier(); ok {
+		t.Fatal("lease read allowed before the leader's no-op is chosen")
+	}
+	step(t, n, Message{Type: MsgAccepted, From: 2, Ballot: n.ballot, Instance: 1, Last: 2})
+	if bar, ok := n.ReadBarrier(); !ok || bar != 2 {
+		t.Fatalf("ReadBarrier = %d, %v; want 2, true", bar, ok)
+	}
+	for n.LeaseValid() {
+		n.Tick()
+		ready(t, n)
+	}
+	if n.now != uint64(n.cfg.LeaseTicks-n.cfg.DriftTicks) {
+		t.Fatalf("lease ended at tick %d; want LeaseTicks-DriftTicks = %d", n.now, n.cfg.LeaseTicks-n.cfg.DriftTicks)
+	}
+	if _, ok := n.ReadBarrier(); ok {
+		t.Fatal("lease read allowed after the lease")
+	}
+}
+
+// A follower marks chosen only what it accepted under the leader's ballot,
+// and asks for the rest.
+func TestFollowerLearnsCommitOnlyForMatchingBallot(t *testing.T) {
+	n := newTestNode(t, 2, 3, State{Promised: b(1, 1), Entries: []Entry{at(val("old"), 1, b(1, 1))}})
+	step(t, n, Message{Type: MsgAccept, From: 3, Ballot: b(2, 3), Commit: 3, Entries: []Entry{at(val("new"), 2, b(2, 3))}})
+	rd := ready(t, n)
+	if n.commit != 1 {
+		t.Fatalf("commit = %d; instance 1 was accepted at 1.1, not 2.3", n.commit)
+	}
+	if cu := msgsOf(rd, MsgCatchUp); len(cu) != 1 || cu[0].Instance != 1 {
+		t.Fatalf("CatchUp = %+v; want one from instance 1", cu)
+	}
+	step(t, n, Message{Type: MsgChosen, From: 3, Commit: 3, Entries: []Entry{at(val("x"), 1, b(2, 3)), at(val("new"), 2, b(2, 3))}})
+	rd = ready(t, n)
+	if n.commit != 3 || len(rd.Chosen) != 2 || string(rd.Chosen[0].Value) != "x" || rd.ChosenMark != 2 {
+		t.Fatalf("after Chosen: commit %d, Chosen %s, mark %d", n.commit, fmtEntries(rd.Chosen), rd.ChosenMark)
+	}
+	if len(rd.Accepted) != 1 || string(rd.Accepted[0].Value) != "x" {
+		t.Fatalf("the learned value must be persisted with its mark: %s", fmtEntries(rd.Accepted))
+	}
+}
+
+func TestCompactedInstancesAreServedBySnapshot(t *testing.T) {
+	var es []Entry
+	for i := uint64(1); i <= 5; i++ {
+		es = append(es, at(val(fmt.Sprint(i)), i, b(1, 1)))
+	}
+	n := newTestNode(t, 1, 3, State{Promised: b(1, 1), Entries: es, Chosen: 5, Applied: 5})
+	if err := n.Compact(3); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Compact(9); !errors.Is(err, ErrBadInstance) {
+		t.Fatalf("Compact beyond applied: %v; want ErrBadInstance", err)
+	}
+	step(t, n, Message{Type: MsgCatchUp, From: 2, Instance: 2})
+	rd := ready(t, n)
+	if !slices.Equal(rd.Snapshots, []uint64{2}) {
+		t.Fatalf("Snapshots = %v; want [2]", rd.Snapshots)
+	}
+	step(t, n, Message{Type: MsgCatchUp, From: 3, Instance: 4})
+	rd = ready(t, n)
+	if c := msgsOf(rd, MsgChosen); len(c) != 1 || fmtEntries(c[0].Entries) != "[4@1.1:4 5@1.1:5]" {
+		t.Fatalf("Chosen reply = %+v", c)
+	}
+}
+
+func TestRestoreSnapshotMovesPastIt(t *testing.T) {
+	n := newTestNode(t, 3, 3, State{})
+	if err := n.RestoreSnapshot(10); err != nil {
+		t.Fatal(err)
+	}
+	rd := ready(t, n)
+	if n.commit != 11 || n.applied != 10 || rd.ChosenMark != 10 || len(rd.Chosen) != 0 {
+		t.Fatalf("after restore: commit %d applied %d mark %d chosen %d", n.commit, n.applied, rd.ChosenMark, len(rd.Chosen))
+	}
+	n.Campaign()
+	if _, err := n.Ready(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.RestoreSnapshot(20); !errors.Is(err, ErrReadyPending) {
+		t.Fatalf("RestoreSnapshot with a Ready out: %v; want ErrReadyPending", err)
+	}
+}
+
+func TestRecoveredStateIsReplayed(t *testing.T) {
+	st := State{Promised: b(3, 2), Snapshot: 2, Chosen: 4, Applied: 3,
+		Entries: []Entry{at(val("c"), 3, b(1, 1)), at(val("d"), 4, b(1, 1)), at(val("e"), 5, b(3, 2))}}
+	n := newTestNode(t, 1, 3, st)
+	rd := ready(t, n)
+	if fmtEntries(rd.Chosen) != "[4@1.1:d]" || n.commit != 5 || n.maxRound != 3 {
+		t.Fatalf("Chosen %s commit %d maxRound %d", fmtEntries(rd.Chosen), n.commit, n.maxRound)
+	}
+}
+
+func TestNewRejectsInconsistentState(t *testing.T) {
+	for _, st := range []State{
+		{Snapshot: 5, Chosen: 4},
+		{Chosen: 3},
+		{Snapshot: 2, Chosen: 2, Entries: []Entry{at(val("x"), 2, b(1, 1))}},
+		{Entries: []Entry{at(val("x"), 1, b(1, 1)), at(val("y"), 1, b(1, 1))}},
+		{Chosen: 1, Applied: 2, Entries: []Entry{at(val("x"), 1, b(1, 1))}},
+	} {
+		if _, err := New(testConfig(1, 3), st); !errors.Is(err, ErrInvalidState) {
+			t.Errorf("New(%+v) = %v; want ErrInvalidState", st, err)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := testConfig(1, 3)
+	if err := good.Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	for name, mod := range map[string]func(*Config){
+		"zero id":              func(c *Config) { c.ID = 0 },
+		"id not a peer":        func(c *Config) { c.ID = 9 },
+		"duplicate peer":       func(c *Config) { c.Peers = []uint64{1, 2, 2} },
+		"heartbeat zero":       func(c *Config) { c.HeartbeatTicks = 0 },
+		"election <= hb":       func(c *Config) { c.ElectionTicks = c.HeartbeatTicks },
+		"lease <= heartbeat":   func(c *Config) { c.LeaseTicks = 1 },
+		"drift >= lease":       func(c *Config) { c.DriftTicks = c.LeaseTicks },
+		"window zero":          func(c *Config) { c.Window = 0 },
+		"message below batch":  func(c *Config) { c.MaxMessageBytes = c.MaxBatchBytes - 1 },
+		"lease beyond ring":    func(c *Config) { c.LeaseTicks = leaseRing * c.HeartbeatTicks },
+		"batch bytes negative": func(c *Config) { c.MaxBatchBytes = -1 },
+	} {
+		c := good
+		c.Peers = slices.Clone(good.Peers)
+		mod(&c)
+		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: Validate() = %v; want ErrInvalidConfig", name, err)
+		}
+	}
+}
+
+func TestProposeErrors(t *testing.T) {
+	n := newTestNode(t, 1, 3, State{})
+	if _, err := n.Propose([]byte("x")); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("follower Propose: %v", err)
+	}
+	n, _ = campaignWith(t, 3, Message{From: 2, Commit: 1})
+	if _, err := n.Propose(nil); !errors.Is(err, ErrEmptyValue) {
+		t.Errorf("empty: %v", err)
+	}
+	if _, err := n.Propose(make([]byte, 17)); !errors.Is(err, ErrValueTooLarge) {
+		t.Errorf("too large: %v", err)
+	}
+	var err error
+	for range 5 {
+		_, err = n.Propose([]byte("v"))
+	}
+	if !errors.Is(err, ErrWindowFull) {
+		t.Errorf("window of 4 with the no-op in flight: %v", err)
+	}
+}
+
+func TestReadyAdvanceMisuse(t *testing.T) {
+	n := newTestNode(t, 1, 3, State{})
+	if err := n.Advance(); !errors.Is(err, ErrNoReady) {
+		t.Errorf("Advance first: %v", err)
+	}
+	n.Campaign()
+	if _, err := n.Ready(); err != nil {
+		t.Fatal(err)
+	}
+	if n.HasReady() {
+		t.Error("HasReady with a Ready outstanding")
+	}
+	if _, err := n.Ready(); !errors.Is(err, ErrReadyPending) {
+		t.Errorf("second Ready: %v", err)
+	}
+}
+
+func TestStepRejectsMalformedMessages(t *testing.T) {
+	n := newTestNode(t, 1, 3, State{})
+	for name, m := range map[string]Message{
+		"unknown type":     {Type: 99, From: 2, To: 1},
+		"wrong recipient":  {Type: MsgPrepare, From: 2, To: 3, Ballot: b(1, 2)},
+		"non-member":       {Type: MsgPrepare, From: 7, To: 1, Ballot: b(1, 7)},
+		"from self":        {Type: MsgPrepare, From: 1, To: 1, Ballot: b(1, 1)},
+		"foreign ballot":   {Type: MsgAccept, From: 2, To: 1, Ballot: b(1, 3)},
+		"instance zero":    {Type: MsgAccept, From: 2, To: 1, Ballot: b(1, 2), Entries: []Entry{at(val("x"), 0, b(1, 2))}},
+		"empty value":      {Type: MsgAccept, From: 2, To: 1, Ballot: b(1, 2), Entries: []Entry{{Instance: 1, Ballot: b(1, 2)}}},
+		"entry ballot":     {Type: MsgAccept, From: 2, To: 1, Ballot: b(2, 2), Entries: []Entry{at(val("x"), 1, b(1, 2))}},
+		"inverted range":   {Type: MsgAccepted, From: 2, To: 1, Ballot: b(1, 1), Instance: 5, Last: 4},
+		"noop with values": {Type: MsgChosen, From: 2, To: 1, Entries: []Entry{{Instance: 1, Noop: true, Value: []byte("x")}}},
+	} {
+		if err := n.Step(m); !errors.Is(err, ErrInvalidMessage) {
+			t.Errorf("%s: Step = %v; want ErrInvalidMessage", name, err)
+		}
+	}
+	if n.promised != (Ballot{}) || n.HasReady() {
+		t.Error("a rejected message changed the node")
+	}
+}
+
+// DESIGN: "a stable leader runs Phase 1 once ... then only Phase 2 for each
+// new instance". With no heartbeat tick in the window, each instance costs
+// exactly one Accept and one Accepted per follower: 2·(n−1) peer messages,
+// and the commit rides on the next Accept.
+func TestStableLeaderSendsTwoMessagesPerFollowerPerInstance(t *testing.T) {
+	for _, size := range []int{3, 5} {
+		t.Run(fmt.Sprintf("n=%d", size), func(t *testing.T) {
+			c := &scriptCell{t: t}
+			c.run(fmt.Sprintf("cell n=%d", size))
+			c.run("campaign 1")
+			c.run("deliver")
+			c.sent = nil
+			const instances = 50
+			for i := range instances {
+				c.run(fmt.Sprintf("propose 1 v%d", i))
+				c.run("deliver")
+			}
+			total := 0
+			for _, k := range c.sent {
+				total += k
+			}
+			want := 2 * (size - 1) * instances
+			if total != want || c.sent[MsgAccept] != want/2 || c.sent[MsgAccepted] != want/2 {
+				t.Fatalf("%d peer messages for %d instances (%v); want exactly %d", total, instances, c.sent, want)
+			}
+			// Every follower learned every instance but the last from the
+			// commits piggybacked on later Accepts.
+			for _, r := range c.rs[1:] {
+				if got := len(r.sm); got != instances {
+					t.Errorf("replica %d applied %d entries; want %d (the no-op and all but the last value)", r.id, got, instances)
+				}
+			}
+			// With the window full, proposals batch: fewer messages, never more.
+			c.sent = nil
+			c.run("propose 1 a b c")
+			c.run("deliver")
+			if got := c.sent[MsgAccept] + c.sent[MsgAccepted]; got > 2*(size-1)*3 || got != 2*(size-1) {
+				t.Fatalf("batched proposals cost %d messages (%v); want %d", got, c.sent, 2*(size-1))
+			}
+		})
+	}
+}
