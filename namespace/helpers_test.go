@@ -70,7 +70,13 @@ func wantErr(t testing.TB, what string, err, want error) {
 	}
 }
 
-func snapshotBytes(t testing.TB, tr *Tree) []byte {
+// fataler is what testing.TB and *rapid.T share.
+type fataler interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+func snapshotBytes(t fataler, tr *Tree) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := tr.Snapshot(&buf); err != nil {

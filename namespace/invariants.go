@@ -148,6 +148,9 @@ func (t *Tree) checkLocks() error {
 			seen[w.session] = true
 		}
 		inDelay := ls.delayUntil > t.now
+		if ls.delayUntil != 0 && !inDelay {
+			return fmt.Errorf("lock %s: lock-delay ended at %d but not cleared", p, ls.delayUntil)
+		}
 		if !inDelay && len(ls.holders) == 0 && len(ls.waiters) == 0 {
 			return fmt.Errorf("lock %s: idle state kept", p)
 		}

@@ -257,6 +257,7 @@ func (t *Tree) endDelays() {
 		if ls.delayUntil > t.now {
 			return
 		}
+		ls.delayUntil = 0
 		t.promote(ls)
 		t.settle(ls)
 	}

@@ -446,7 +446,8 @@ func (rd *snapshotReader) lock(prev string) (string, error) {
 	}
 	if (len(ls.holders) == 0) != (ls.mode == ModeNone) ||
 		len(ls.holders) > 1 && ls.mode != ModeShared ||
-		len(ls.holders) == 0 && len(ls.waiters) == 0 && ls.delayUntil <= t.now {
+		ls.delayUntil != 0 && ls.delayUntil <= t.now ||
+		len(ls.holders) == 0 && len(ls.waiters) == 0 && ls.delayUntil == 0 {
 		return "", rd.bad("lock %s: inconsistent holders", quote(p))
 	}
 	seen := make(map[uint64]bool, len(ls.holders)+len(ls.waiters))
