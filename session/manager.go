@@ -39,6 +39,7 @@ type Manager[E any] struct {
 	shards []shard[E]
 	mask   uint64
 	count  atomic.Int64 // sessions tracked, expired ones included
+	held   atomic.Int64 // KeepAlives held
 	closed atomic.Bool
 	done   chan struct{} // closed by Close
 	once   sync.Once
@@ -98,12 +99,31 @@ type waiter struct {
 }
 
 // wake releases e's waiter, if any. The heap key is left as is (early keys
-// are fixed lazily by Tick), so waking is O(1).
-func (e *entry[E]) wake(why wakeReason) {
-	if w := e.waiter; w != nil {
-		w.why = why
-		close(w.ch)
-		e.waiter = nil
+// are fixed lazily by Tick), so waking is O(1). Called with the shard lock
+// held.
+func (m *Manager[E]) wake(e *entry[E], why wakeReason) {
+	if ch := m.detach(e, why); ch != nil {
+		close(ch)
+	}
+}
+
+// detach is wake without the signal: it returns the channel to close, which
+// the caller closes after releasing the shard lock, so that a burst of
+// woken KeepAlives does not pile up on the lock the waker holds.
+func (m *Manager[E]) detach(e *entry[E], why wakeReason) chan struct{} {
+	w := e.waiter
+	if w == nil {
+		return nil
+	}
+	w.why = why
+	e.waiter = nil
+	m.held.Add(-1)
+	return w.ch
+}
+
+func closeAll(chs []chan struct{}) {
+	for _, ch := range chs {
+		close(ch)
 	}
 }
 
@@ -195,7 +215,7 @@ func (m *Manager[E]) Remove(id uint64) bool {
 	}
 	delete(sh.sessions, id)
 	sh.heap.remove(e)
-	e.wake(wakeRemoved)
+	m.wake(e, wakeRemoved)
 	m.index.removeAll(id, e.watches)
 	m.count.Add(-1)
 	return true
@@ -234,7 +254,7 @@ func (m *Manager[E]) Failover(leases []Lease) {
 		e.expiry = now + lease
 		e.expired = false
 		e.queue.push(KindFailover, *new(E), m.cfg.QueueLen)
-		e.wake(wakeEvents)
+		m.wake(e, wakeEvents)
 		e.key = e.next()
 		if e.index < 0 {
 			sh.heap.push(e)
@@ -282,7 +302,7 @@ func (m *Manager[E]) KeepAlive(ctx context.Context, id, acked uint64) (Reply[E],
 		return Reply[E]{}, err
 	}
 	e.queue.ack(acked)
-	e.wake(wakeSuperseded)
+	m.wake(e, wakeSuperseded)
 	if e.queue.len() > 0 {
 		r := m.replyLocked(e, now)
 		sh.mu.Unlock()
@@ -291,6 +311,7 @@ func (m *Manager[E]) KeepAlive(ctx context.Context, id, acked uint64) (Reply[E],
 	w := &waiter{ch: make(chan struct{}), deadline: now + e.hold}
 	e.expiry = now + e.lease // renewed on arrival: a held KeepAlive is proof of life
 	e.waiter = w
+	m.held.Add(1)
 	if e.key > w.deadline {
 		sh.heap.setKey(e, w.deadline)
 	}
@@ -305,6 +326,7 @@ func (m *Manager[E]) KeepAlive(ctx context.Context, id, acked uint64) (Reply[E],
 	defer sh.mu.Unlock()
 	if e.waiter == w {
 		e.waiter = nil // abandoned: the early heap key is fixed lazily by Tick
+		m.held.Add(-1)
 	}
 	switch w.why {
 	case wakeNone:
@@ -359,7 +381,7 @@ func (m *Manager[E]) Deliver(id uint64, events ...E) bool {
 		m.log.Warn("session: event queue overflowed; events lost", "session", id)
 	}
 	if len(events) > 0 {
-		e.wake(wakeEvents)
+		m.wake(e, wakeEvents)
 	}
 	return true
 }
@@ -375,17 +397,20 @@ func (m *Manager[E]) Tick() []uint64 {
 	}
 	now := m.now()
 	var expired []uint64
+	var wake []chan struct{}
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
 		for len(sh.heap) > 0 && sh.heap[0].key <= now {
 			e := sh.heap[0]
 			if w := e.waiter; w != nil && w.deadline <= now {
-				e.wake(wakeDeadline)
+				wake = append(wake, m.detach(e, wakeDeadline))
 			}
 			if e.expiry <= now {
 				e.expired = true
-				e.wake(wakeExpired)
+				if ch := m.detach(e, wakeExpired); ch != nil {
+					wake = append(wake, ch)
+				}
 				sh.heap.remove(e)
 				expired = append(expired, e.id)
 				continue
@@ -393,6 +418,8 @@ func (m *Manager[E]) Tick() []uint64 {
 			sh.heap.setKey(e, e.next())
 		}
 		sh.mu.Unlock()
+		closeAll(wake)
+		wake = wake[:0]
 	}
 	slices.Sort(expired)
 	for _, id := range expired {
@@ -431,10 +458,14 @@ func (m *Manager[E]) Close() {
 			sh := &m.shards[i]
 			sh.mu.Lock()
 			sh.closed = true
+			var wake []chan struct{}
 			for _, e := range sh.sessions {
-				e.wake(wakeClosed)
+				if ch := m.detach(e, wakeClosed); ch != nil {
+					wake = append(wake, ch)
+				}
 			}
 			sh.mu.Unlock()
+			closeAll(wake)
 		}
 		close(m.done)
 	})
@@ -456,3 +487,6 @@ func (m *Manager[E]) Expiry(id uint64) (time.Time, bool) {
 // Len returns the number of sessions tracked, expired ones not yet removed
 // included.
 func (m *Manager[E]) Len() int { return int(m.count.Load()) }
+
+// Held returns the number of KeepAlives being held (a gauge for metrics).
+func (m *Manager[E]) Held() int { return int(m.held.Load()) }

@@ -56,8 +56,8 @@ func newTestManager(t testing.TB, edit func(*Config)) (*Manager[string], *fakeCl
 	return m, clock
 }
 
-// held reports whether session id has a KeepAlive waiting.
-func (m *Manager[E]) held(id uint64) bool {
+// isHeld reports whether session id has a KeepAlive waiting.
+func (m *Manager[E]) isHeld(id uint64) bool {
 	sh := m.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -70,7 +70,7 @@ func (m *Manager[E]) held(id uint64) bool {
 // arrives.
 func waitHeld(t *testing.T, m *Manager[string], id uint64) {
 	t.Helper()
-	for i := 0; !m.held(id); i++ {
+	for i := 0; !m.isHeld(id); i++ {
 		if i > 1e7 {
 			t.Fatalf("KeepAlive of session %d never arrived", id)
 		}
@@ -404,7 +404,7 @@ func TestKeepAliveEndings(t *testing.T) {
 		if res := <-ch; !errors.Is(res.err, context.Canceled) {
 			t.Fatalf("KeepAlive = %v; want context.Canceled", res.err)
 		}
-		if m.held(1) {
+		if m.isHeld(1) {
 			t.Errorf("a canceled KeepAlive is still held")
 		}
 		// The lease was renewed on arrival (t = 5 s): it ends at 17 s.
