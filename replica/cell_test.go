@@ -112,7 +112,7 @@ type cell struct {
 	reps    map[uint64]*Replica
 	sms     map[uint64]map[uint32]*testSM
 	groups  []uint32
-	verbose bool
+	wrap    func(g uint32, sm *testSM) StateMachine
 }
 
 type cellOpts struct {
@@ -120,6 +120,9 @@ type cellOpts struct {
 	tcp    bool
 	groups []uint32
 	tune   func(*Config)
+	// wrap, if set, gives each replica's group the StateMachine to run
+	// around the testSM the cell checks.
+	wrap func(g uint32, sm *testSM) StateMachine
 }
 
 // newCell builds and starts a cell of o.n replicas (ids 1..n).
@@ -131,7 +134,7 @@ func newCell(t testing.TB, o cellOpts) *cell {
 	if len(o.groups) == 0 {
 		o.groups = []uint32{1}
 	}
-	c := &cell{t: t, cfgs: map[uint64]Config{}, reps: map[uint64]*Replica{}, sms: map[uint64]map[uint32]*testSM{}, groups: o.groups}
+	c := &cell{t: t, cfgs: map[uint64]Config{}, reps: map[uint64]*Replica{}, sms: map[uint64]map[uint32]*testSM{}, groups: o.groups, wrap: o.wrap}
 	members := map[uint64]string{}
 	for id := uint64(1); id <= uint64(o.n); id++ {
 		if o.tcp {
@@ -195,6 +198,9 @@ func (c *cell) start(id uint64) {
 		sm := &testSM{}
 		c.sms[id][g] = sm
 		sms[g] = sm
+		if c.wrap != nil {
+			sms[g] = c.wrap(g, sm)
+		}
 	}
 	var r *Replica
 	var err error

@@ -1,0 +1,102 @@
+package replica
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/latchd/latch/replica/paxos"
+)
+
+func TestBatchRoundTrip(t *testing.T) {
+	for _, cmds := range [][][]byte{
+		nil,
+		{[]byte("a")},
+		{[]byte(""), bytes.Repeat([]byte("x"), 300), []byte("third")},
+	} {
+		v := appendBatch(nil, 7, 1<<40, cmds)
+		b, err := decodeBatch(v)
+		if err != nil {
+			t.Fatalf("decodeBatch(appendBatch(%q)) = %v", cmds, err)
+		}
+		if b.origin != 7 || b.id != 1<<40 || b.count != len(cmds) {
+			t.Fatalf("header = %+v; want origin 7 id 2^40 count %d", b, len(cmds))
+		}
+		for i := range cmds {
+			got, err := b.next()
+			if err != nil || !bytes.Equal(got, cmds[i]) {
+				t.Fatalf("command %d = %q, %v; want %q", i, got, err, cmds[i])
+			}
+		}
+		size := batchHeaderMax
+		for _, c := range cmds {
+			size += batchSize(c)
+		}
+		if len(v) > size {
+			t.Fatalf("encoded %d bytes; estimate %d is too small", len(v), size)
+		}
+	}
+}
+
+func TestBatchMalformed(t *testing.T) {
+	good := appendBatch(nil, 1, 2, [][]byte{[]byte("hello")})
+	for name, v := range map[string][]byte{
+		"empty":         nil,
+		"wrong version": append([]byte{9}, good[1:]...),
+		"cut header":    good[:2],
+		"huge count":    {batchVersion, 1, 2, 0xc8, 0x01}, // 200 commands in 0 bytes
+	} {
+		if _, err := decodeBatch(v); !errors.Is(err, ErrMalformed) {
+			t.Errorf("decodeBatch(%s) = %v; want ErrMalformed", name, err)
+		}
+	}
+	b, err := decodeBatch(good[:len(good)-2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.next(); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("next() on a cut command = %v; want ErrMalformed", err)
+	}
+}
+
+func TestPeerMessageRoundTrip(t *testing.T) {
+	m := paxos.Message{Type: paxos.MsgAccept, From: 1, To: 2, Ballot: paxos.Ballot{Round: 3, ID: 1}, Commit: 9, Lease: 4,
+		Entries: []paxos.Entry{{Instance: 9, Ballot: paxos.Ballot{Round: 3, ID: 1}, Value: []byte("v")}, {Instance: 10, Noop: true}}}
+	p, err := encodePeer(kindPaxos, &m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := decodeInbound(1, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in.msg, m) {
+		t.Fatalf("decoded %+v; want %+v", in.msg, m)
+	}
+	if _, err := decodeInbound(5, p); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("decodeInbound(spoofed sender) = %v; want ErrMalformed", err)
+	}
+	bad := append([]byte{}, p...)
+	bad[0] = 99
+	if _, err := decodeInbound(1, bad); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("decodeInbound(version 99) = %v; want ErrMalformed", err)
+	}
+	if _, err := decodeInbound(1, []byte{peerVersion, 42, 0}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("decodeInbound(kind 42) = %v; want ErrMalformed", err)
+	}
+	if _, err := decodeInbound(1, p[:len(p)-3]); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("decodeInbound(truncated) = %v; want ErrMalformed", err)
+	}
+}
+
+func TestSnapHeader(t *testing.T) {
+	h := appendSnapHeader(nil, 42, 4242)
+	inst, idx, err := readSnapHeader(bytes.NewReader(h))
+	if err != nil || inst != 42 || idx != 4242 {
+		t.Fatalf("readSnapHeader = %d, %d, %v; want 42, 4242, nil", inst, idx, err)
+	}
+	if _, _, err := readSnapHeader(bytes.NewReader([]byte("XXXX12345678"))); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("readSnapHeader(garbage) = %v; want ErrMalformed", err)
+	}
+}
