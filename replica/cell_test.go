@@ -105,14 +105,14 @@ func (s *testSM) count() int {
 
 // cell is a test cell of replicas sharing one network.
 type cell struct {
-	t       testing.TB
-	net     Network
-	mem     *MemNetwork // nil over TCP
-	cfgs    map[uint64]Config
-	reps    map[uint64]*Replica
-	sms     map[uint64]map[uint32]*testSM
-	groups  []uint32
-	wrap    func(g uint32, sm *testSM) StateMachine
+	t      testing.TB
+	net    Network
+	mem    *MemNetwork // nil over TCP
+	cfgs   map[uint64]Config
+	reps   map[uint64]*Replica
+	sms    map[uint64]map[uint32]*testSM
+	groups []uint32
+	wrap   func(g uint32, sm *testSM) StateMachine
 }
 
 type cellOpts struct {
