@@ -107,6 +107,9 @@ func NewEncoder(w io.Writer, maxFrame int) *Encoder {
 	return e
 }
 
+// Reset makes e write to w, keeping its limit and buffer.
+func (e *Encoder) Reset(w io.Writer) { e.w = w }
+
 // Encode writes m as one frame of the current Version. A message whose frame
 // would be over the limit is not written; the error matches
 // ErrFrameTooLarge.
