@@ -2,8 +2,11 @@ package transport
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"sync/atomic"
@@ -44,8 +47,13 @@ func (t *Transport) dialLoop(p *peer) {
 		default:
 			t.log.Info("connected to peer", "peer", p.id, "addr", p.addr, "attempts", failures+1)
 			failures = 0
-			bo.reset()
+			start := time.Now()
 			t.serveSession(p, s)
+			// A connection that lasted starts the backoff afresh; one that
+			// died at once (the peer keeps closing it) keeps it growing.
+			if time.Since(start) >= t.cfg.MaxBackoff {
+				bo.reset()
+			}
 		}
 		if !t.sleep(bo.next()) {
 			return
@@ -141,7 +149,11 @@ func (t *Transport) serveConn(conn net.Conn) {
 	t.untrack(conn)
 	if err != nil {
 		t.rejected.Add(1)
-		t.log.Error("refused connection", "remote", conn.RemoteAddr().String(), "err", err)
+		level := slog.LevelError
+		if errors.Is(err, io.EOF) {
+			level = slog.LevelDebug // connected and left without a word: a port probe
+		}
+		t.log.Log(context.Background(), level, "refused connection", "remote", conn.RemoteAddr().String(), "err", err)
 		conn.Close()
 		return
 	}
