@@ -131,10 +131,12 @@ func Dial(ctx context.Context, addr string, cfg ConnConfig, hello Hello) (*Conn,
 func NewConn(ctx context.Context, nc net.Conn, cfg ConnConfig, hello Hello) (*Conn, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
+		nc.Close()
 		return nil, err
 	}
 	sess, err := yamux.Client(nc, cfg.yamux())
 	if err != nil {
+		nc.Close()
 		return nil, fmt.Errorf("wire: start session: %w", err)
 	}
 	c := &Conn{sess: sess, cfg: cfg}
