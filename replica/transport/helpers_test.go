@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -160,4 +161,16 @@ func logContains(t *testing.T, n *node, texts ...string) {
 			t.Errorf("log of replica %d lacks %q:\n%s", n.id, text, log)
 		}
 	}
+}
+
+// unusedAddr returns a loopback address nobody listens on (it was free a
+// moment ago).
+func unusedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

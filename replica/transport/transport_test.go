@@ -244,13 +244,7 @@ func receiveFrom(t *testing.T, inbox chan message) message {
 func TestSendErrors(t *testing.T) {
 	// A peer that is not listening: replica 1 keeps redialing, and messages
 	// wait in the queue.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
-	cfg := testConfig(1, map[uint64]string{2: dead})
+	cfg := testConfig(1, map[uint64]string{2: unusedAddr(t)})
 	cfg.QueueLen = 2
 	cfg.MaxGroups = 2
 	cfg.MaxFrame = 1000
@@ -298,14 +292,9 @@ func TestSendErrors(t *testing.T) {
 }
 
 func TestQueuedWhileDisconnectedThenDelivered(t *testing.T) {
-	// Reserve an address for replica 2, start replica 1 dialing it, queue
-	// messages, then start replica 2 there.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	// Start replica 1 dialing a free address, queue messages, then start
+	// replica 2 there.
+	addr := unusedAddr(t)
 	n1 := startNode(t, testConfig(1, map[uint64]string{2: addr}))
 	for i := range 5 {
 		if err := n1.Send(2, 3, payloadOf(1, 3, i)); err != nil {
