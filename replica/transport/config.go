@@ -43,8 +43,8 @@ type Config struct {
 	// MaxGroups bounds the number of groups per peer, in each direction.
 	// Default 256.
 	MaxGroups int
-	// DialTimeout bounds one dial plus handshake (and an inbound handshake).
-	// Default 2 s.
+	// DialTimeout bounds a TCP dial, and separately each side of a
+	// handshake. Default 2 s.
 	DialTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait between reconnection attempts;
 	// the wait doubles after each failure and is jittered. Defaults 50 ms and
