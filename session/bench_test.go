@@ -9,17 +9,10 @@ import (
 	"time"
 )
 
-// BenchmarkKeepAlive10k measures the CPU cost of one KeepAlive long poll
-// among 10,000 sessions that do nothing else: each session's client
-// goroutine sends its next KeepAlive as soon as the last returns; each
-// benchmark iteration is one round in which every session's held KeepAlive
-// reaches its deadline (one Tick) and is answered. ns/keepalive is the
-// whole cost: arrival, heap update, Tick, wake, renewal, reply, and the
-// parking and waking of the caller's goroutine; cpu-ns/keepalive is the CPU
-// time of the whole process per KeepAlive (both cores; it includes the
-// benchmark's own polling for the end of a round).
-func BenchmarkKeepAlive10k(b *testing.B) {
-	const n = 10_000
+// openSessions returns a Manager with the default config on a fake clock,
+// with sessions 1..n open.
+func openSessions(b *testing.B, n uint64) (*Manager[string], *fakeClock, Config) {
+	b.Helper()
 	clock := newFakeClock()
 	cfg := DefaultConfig()
 	cfg.Clock = clock
@@ -32,6 +25,21 @@ func BenchmarkKeepAlive10k(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	return m, clock, cfg
+}
+
+// BenchmarkKeepAlive10k measures the CPU cost of one KeepAlive long poll
+// among 10,000 sessions that do nothing else: each session's client
+// goroutine sends its next KeepAlive as soon as the last returns; each
+// benchmark iteration is one round in which every session's held KeepAlive
+// reaches its deadline (one Tick) and is answered. ns/keepalive is the
+// whole cost: arrival, heap update, Tick, wake, renewal, reply, and the
+// parking and waking of the caller's goroutine; cpu-ns/keepalive is the CPU
+// time of the whole process per KeepAlive (both cores; it includes the
+// benchmark's own polling for the end of a round).
+func BenchmarkKeepAlive10k(b *testing.B) {
+	const n = 10_000
+	m, clock, cfg := openSessions(b, n)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for id := uint64(1); id <= n; id++ {
@@ -78,21 +86,10 @@ func BenchmarkKeepAlive10k(b *testing.B) {
 func BenchmarkIdleSessionMemory(b *testing.B) {
 	const n = 10_000
 	for i := 0; i < b.N; i++ {
-		clock := newFakeClock()
-		cfg := DefaultConfig()
-		cfg.Clock = clock
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		m, err := New[string](cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for id := uint64(1); id <= n; id++ {
-			if err := m.Open(id, 0); err != nil {
-				b.Fatal(err)
-			}
-		}
+		m, _, _ := openSessions(b, n)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/session")

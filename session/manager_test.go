@@ -105,6 +105,15 @@ func pending(ch <-chan kaResult) bool {
 	}
 }
 
+// expectTick calls Tick and fails unless it reports exactly want.
+func expectTick(t *testing.T, m *Manager[string], want ...uint64) {
+	t.Helper()
+	got := m.Tick()
+	if len(got) != len(want) || (len(want) > 0 && !reflect.DeepEqual(got, want)) {
+		t.Fatalf("Tick() = %v; want %v", got, want)
+	}
+}
+
 func seqs(items []Item[string]) []uint64 {
 	var s []uint64
 	for _, it := range items {
@@ -125,16 +134,10 @@ func TestLeaseExpiresOnceAndStaysExpired(t *testing.T) {
 		t.Errorf("Open(1) twice = %v; want ErrExists", err)
 	}
 	clock.Advance(12*time.Second - 1)
-	if got := m.Tick(); len(got) != 0 {
-		t.Fatalf("Tick() before the lease end = %v; want none", got)
-	}
+	expectTick(t, m)
 	clock.Advance(1)
-	if got := m.Tick(); !reflect.DeepEqual(got, []uint64{1}) {
-		t.Fatalf("Tick() at the lease end = %v; want [1]", got)
-	}
-	if got := m.Tick(); len(got) != 0 {
-		t.Fatalf("second Tick() = %v; want none (reported once)", got)
-	}
+	expectTick(t, m, 1)
+	expectTick(t, m)
 	if _, err := m.KeepAlive(context.Background(), 1, 0); !errors.Is(err, ErrExpired) {
 		t.Errorf("KeepAlive(expired) = %v; want ErrExpired", err)
 	}
@@ -154,9 +157,7 @@ func TestLeaseExpiresOnceAndStaysExpired(t *testing.T) {
 		t.Errorf("KeepAlive(removed) = %v; want ErrUnknown", err)
 	}
 	clock.Advance(8 * time.Second)
-	if got := m.Tick(); !reflect.DeepEqual(got, []uint64{2}) {
-		t.Fatalf("Tick() at 20s = %v; want [2]", got)
-	}
+	expectTick(t, m, 2)
 }
 
 func TestKeepAliveArrivingAfterLeaseEndFails(t *testing.T) {
@@ -168,9 +169,7 @@ func TestKeepAliveArrivingAfterLeaseEndFails(t *testing.T) {
 	if _, err := m.KeepAlive(context.Background(), 1, 0); !errors.Is(err, ErrExpired) {
 		t.Fatalf("late KeepAlive = %v; want ErrExpired", err)
 	}
-	if got := m.Tick(); !reflect.DeepEqual(got, []uint64{1}) {
-		t.Fatalf("Tick() = %v; want [1]", got)
-	}
+	expectTick(t, m, 1)
 }
 
 func TestKeepAliveLongPollRenews(t *testing.T) {
@@ -183,9 +182,7 @@ func TestKeepAliveLongPollRenews(t *testing.T) {
 	ch := startKeepAlive(t, context.Background(), m, 1, 0)
 	// Renewed on arrival: the original lease end (12 s) passes harmlessly.
 	clock.Advance(3 * time.Second)
-	if got := m.Tick(); len(got) != 0 {
-		t.Fatalf("Tick() = %v while a KeepAlive is held; want none", got)
-	}
+	expectTick(t, m)
 	pending(ch)
 	// Held for lease - margin = 9 s from arrival (t = 19 s).
 	clock.Advance(6*time.Second - 1)
@@ -208,13 +205,9 @@ func TestKeepAliveLongPollRenews(t *testing.T) {
 	}
 	// Without another KeepAlive the lease ends 12 s after the reply.
 	clock.Advance(12*time.Second - 1)
-	if got := m.Tick(); len(got) != 0 {
-		t.Fatalf("Tick() = %v; want none", got)
-	}
+	expectTick(t, m)
 	clock.Advance(1)
-	if got := m.Tick(); !reflect.DeepEqual(got, []uint64{1}) {
-		t.Fatalf("Tick() = %v; want [1]", got)
-	}
+	expectTick(t, m, 1)
 }
 
 func TestShortLeaseMarginIsHalf(t *testing.T) {
@@ -327,9 +320,7 @@ func TestFailoverExtendsAndNotifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(12 * time.Second)
-	if got := m.Tick(); !reflect.DeepEqual(got, []uint64{1, 2}) {
-		t.Fatalf("Tick() = %v", got)
-	}
+	expectTick(t, m, 1, 2)
 	clock.Advance(time.Second)
 	// A new leader lists 2 (expired here), 3 (unknown here) with its own lease.
 	m.Failover([]Lease{{ID: 2}, {ID: 3, TTL: 30 * time.Second}})
@@ -350,9 +341,7 @@ func TestFailoverExtendsAndNotifies(t *testing.T) {
 	}
 	// Session 2 now expires once more, 12 s after its last renewal.
 	clock.Advance(12 * time.Second)
-	if got := m.Tick(); !reflect.DeepEqual(got, []uint64{2}) {
-		t.Fatalf("Tick() = %v; want [2]", got)
-	}
+	expectTick(t, m, 2)
 	if m.Len() != 3 {
 		t.Errorf("Len() = %d; want 3", m.Len())
 	}
@@ -409,13 +398,9 @@ func TestKeepAliveEndings(t *testing.T) {
 		}
 		// The lease was renewed on arrival (t = 5 s): it ends at 17 s.
 		clock.Advance(12*time.Second - 1)
-		if got := m.Tick(); len(got) != 0 {
-			t.Fatalf("Tick() = %v; want none", got)
-		}
+		expectTick(t, m)
 		clock.Advance(1)
-		if got := m.Tick(); !reflect.DeepEqual(got, []uint64{1}) {
-			t.Fatalf("Tick() = %v; want [1]", got)
-		}
+		expectTick(t, m, 1)
 	})
 	t.Run("removed", func(t *testing.T) {
 		m, _ := newTestManager(t, nil)
