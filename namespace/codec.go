@@ -135,13 +135,28 @@ func (d *fieldDecoder) string(field string) string {
 	return v
 }
 
+// bytes reads a bin or str value. It does not trust the length prefix: it
+// grows the buffer as data arrives, so a forged length cannot make it
+// allocate more than about twice the bytes actually present (msgpack's own
+// DecodeBytes allocates the claimed length up front).
 func (d *fieldDecoder) bytes(field string) []byte {
 	if d.err != nil {
 		return nil
 	}
-	v, err := d.dec.DecodeBytes()
+	n, err := d.dec.DecodeBytesLen()
 	if err != nil {
 		d.fail(field, err)
+		return nil
 	}
-	return v
+	const chunk = 64 << 10
+	var b []byte
+	for len(b) < n {
+		start := len(b)
+		b = append(b, make([]byte, min(n-start, chunk))...)
+		if err := d.dec.ReadFull(b[start:]); err != nil {
+			d.fail(field, err)
+			return nil
+		}
+	}
+	return b
 }

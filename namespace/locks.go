@@ -2,6 +2,7 @@ package namespace
 
 import (
 	"container/heap"
+	"math"
 	"slices"
 	"time"
 )
@@ -50,6 +51,14 @@ func (ls *lockState) waiterIndex(id uint64) int {
 
 func (t *Tree) sequencer(ls *lockState) Sequencer {
 	return Sequencer{Path: ls.path, Mode: ls.mode, LockGen: ls.node.lockGen, Instance: ls.node.instance}
+}
+
+// addTime returns now+d, saturating at the largest time.
+func addTime(now int64, d time.Duration) int64 {
+	if now > math.MaxInt64-int64(d) {
+		return math.MaxInt64
+	}
+	return now + int64(d)
 }
 
 // lockDelay resolves an acquire's requested lock-delay.
@@ -200,7 +209,7 @@ func (t *Tree) dropHolder(ls *lockState, s *session, reason Reason, expired bool
 	s.held = removeSorted(s.held, ls.path)
 	t.emit(Event{Kind: EventLockReleased, Path: ls.path, Instance: ls.node.instance, Session: s.id, Reason: reason})
 	if expired && h.delay > 0 {
-		ls.delayUntil = max(ls.delayUntil, t.now+int64(h.delay))
+		ls.delayUntil = max(ls.delayUntil, addTime(t.now, h.delay))
 	}
 	t.promote(ls)
 	t.settle(ls)
