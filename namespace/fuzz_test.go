@@ -50,7 +50,6 @@ func fuzzSeeds(t testing.TB) [][]byte {
 	return seeds
 }
 
-
 // FuzzApply decodes a stream of commands and applies each: Apply never
 // panics, every failure is a well-formed *Error, and the invariants hold
 // after every command; the final state survives a snapshot round trip.
