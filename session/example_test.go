@@ -25,7 +25,7 @@ func Example() {
 	}
 	defer m.Close()
 
-	m.Open(42, 0) // after the OpenSession command applied
+	m.Open(42, 0)             // after the OpenSession command applied
 	m.Watch(42, "/svc", true) // watch id 1
 
 	// The apply goroutine: route an event and deliver it.
