@@ -209,6 +209,10 @@ func (m *Manager[E]) Remove(id uint64) bool {
 	sh := m.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	return m.removeLocked(sh, id)
+}
+
+func (m *Manager[E]) removeLocked(sh *shard[E], id uint64) bool {
 	e, ok := sh.sessions[id]
 	if !ok {
 		return false
@@ -339,6 +343,14 @@ func (m *Manager[E]) KeepAlive(ctx context.Context, id, acked uint64) (Reply[E],
 		return Reply[E]{}, ErrExpired
 	case wakeClosed:
 		return Reply[E]{}, ErrClosed
+	}
+	// Woken for a deadline or events; the session may have been removed or
+	// the Manager closed since.
+	if sh.closed {
+		return Reply[E]{}, ErrClosed
+	}
+	if sh.sessions[id] != e {
+		return Reply[E]{}, ErrUnknown
 	}
 	now = m.now()
 	if e.expired || now >= e.expiry {

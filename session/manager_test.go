@@ -411,6 +411,23 @@ func TestKeepAliveEndings(t *testing.T) {
 			t.Fatalf("KeepAlive = %v; want ErrUnknown", res.err)
 		}
 	})
+	t.Run("woken then removed", func(t *testing.T) {
+		// Events wake the KeepAlive, but the session is removed before the
+		// KeepAlive gets the lock back: it must not answer with a lease.
+		m, _ := newTestManager(t, nil)
+		m.Open(1, 0)
+		ch := startKeepAlive(t, context.Background(), m, 1, 0)
+		sh := m.shard(1)
+		sh.mu.Lock()
+		e := sh.sessions[1]
+		e.queue.push(KindEvent, "x", m.cfg.QueueLen)
+		m.wake(e, wakeEvents)
+		m.removeLocked(sh, 1)
+		sh.mu.Unlock()
+		if res := <-ch; !errors.Is(res.err, ErrUnknown) {
+			t.Fatalf("KeepAlive = %+v; want ErrUnknown", res)
+		}
+	})
 	t.Run("closed", func(t *testing.T) {
 		m, _ := newTestManager(t, nil)
 		m.Open(1, 0)
