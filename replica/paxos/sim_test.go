@@ -65,9 +65,9 @@ type simResult struct {
 	snapshots int
 	chosen    uint64
 	// coverage of rare paths
-	installs   int // snapshots installed from a peer
-	p1values   int // Promises that reported accepted values
-	catchUps   int // Chosen replies carrying entries
+	installs int // snapshots installed from a peer
+	p1values int // Promises that reported accepted values
+	catchUps int // Chosen replies carrying entries
 }
 
 // ---- event queue ----
