@@ -22,7 +22,7 @@ const maxValue = 64 << 10
 //	GET    /kv/{key}                     → 200 value, 404 if absent
 //	GET    /kv/{key}?stale=1             → the local value, no leader needed
 //	DELETE /kv/{key}                     → 200 "deleted", 404 if absent
-//	GET    /status                       → JSON replica.Status
+//	GET    /status                       → JSON replica.Status (+ Role as text)
 //
 // Writes and linearizable reads go to the leader; any other replica answers
 // 307 Temporary Redirect to the leader's HTTP address (curl -L follows it).
@@ -102,7 +102,10 @@ func (s *server) status(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(st)
+	json.NewEncoder(w).Encode(struct {
+		Role string
+		replica.Status
+	}{st.Role.String(), st})
 }
 
 // fail maps a replica error to HTTP: a redirect to the leader, or 503.
