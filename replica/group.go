@@ -117,6 +117,7 @@ type group struct {
 	queued    []*proposal
 	cmds      [][]byte
 	scratch   []logdb.Entry
+	lastTick  time.Time // monotonic time up to which ticks were delivered
 	recv      *snapReceiver
 	transfers map[uint64]chan snapAck
 	nextBatch uint64
@@ -239,10 +240,9 @@ func (g *group) loop() {
 			g.recv.w.Abort()
 		}
 	}()
-	tick := g.r.cfg.TickInterval
-	ticker := time.NewTicker(tick)
+	ticker := time.NewTicker(g.r.cfg.TickInterval)
 	defer ticker.Stop()
-	last := time.Now()
+	g.lastTick = time.Now()
 	g.publish()
 	for {
 		select {
@@ -251,16 +251,7 @@ func (g *group) loop() {
 		case <-g.r.fatalC:
 			return
 		case now := <-ticker.C:
-			// Count ticks by elapsed monotonic time, so a stalled
-			// process sees its leases and timers run out.
-			n := int(now.Sub(last) / tick)
-			if n > 0 {
-				last = last.Add(time.Duration(n) * tick)
-				n = min(n, 10*g.r.coreConfigLeaseTicks())
-				for range n {
-					g.node.Tick()
-				}
-			}
+			g.tickTo(now)
 		case in := <-g.inbox:
 			g.handle(in)
 		drain:
@@ -291,7 +282,23 @@ func (g *group) loop() {
 	}
 }
 
-func (r *Replica) coreConfigLeaseTicks() int { return r.cfg.ticks(r.cfg.LeaseDuration) }
+// tickTo delivers every tick due by now. Ticks are counted by elapsed
+// monotonic time, not by ticker wake-ups, so a stalled process (GC, a
+// paused VM, an overloaded machine) sees its lease and timers run out by the
+// time it next looks at them.
+func (g *group) tickTo(now time.Time) {
+	tick := g.r.cfg.TickInterval
+	n := int(now.Sub(g.lastTick) / tick)
+	if n <= 0 {
+		return
+	}
+	g.lastTick = g.lastTick.Add(time.Duration(n) * tick)
+	// Past a few leases more ticks change nothing but the time spent.
+	n = min(n, 4*(g.r.cfg.ticks(g.r.cfg.LeaseDuration)+g.r.cfg.ticks(g.r.cfg.ElectionTimeout)))
+	for range n {
+		g.node.Tick()
+	}
+}
 
 // publish makes the core's role visible to other goroutines.
 func (g *group) publish() {
@@ -575,6 +582,7 @@ func (g *group) readBarrier(ctx context.Context) error {
 	}
 	ch := make(chan answer, 1)
 	ask := func() {
+		g.tickTo(time.Now()) // the lease is judged on the time now
 		if g.role != paxos.Leader {
 			ch <- answer{err: g.notLeader()}
 			return
@@ -582,14 +590,9 @@ func (g *group) readBarrier(ctx context.Context) error {
 		inst, ok := g.node.ReadBarrier()
 		ch <- answer{instance: inst, lease: ok}
 	}
-	if err := g.onLoop(ctx, ask); err != nil {
+	a, err := askLoop(ctx, g, ask, ch)
+	if err != nil {
 		return err
-	}
-	var a answer
-	select {
-	case a = <-ch:
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 	if a.err != nil {
 		return a.err
@@ -598,13 +601,36 @@ func (g *group) readBarrier(ctx context.Context) error {
 		if err := g.applier.waitApplied(ctx, a.instance, g.r.done); err != nil {
 			return err
 		}
-		if g.leaseValid.Load() {
+		// The lease must still hold now that the state caught up.
+		check := func() {
+			g.tickTo(time.Now())
+			ch <- answer{lease: g.node.LeaseValid()}
+		}
+		a, err := askLoop(ctx, g, check, ch)
+		if err != nil {
+			return err
+		}
+		if a.lease {
 			return nil
 		}
 	}
 	// No lease (or it ran out while we waited): go through the log.
-	_, err := g.propose(ctx, nil, true)
+	_, err = g.propose(ctx, nil, true)
 	return err
+}
+
+// askLoop runs f on the loop goroutine and waits for the answer it sends.
+func askLoop[T any](ctx context.Context, g *group, f func(), ch <-chan T) (T, error) {
+	var zero T
+	if err := g.onLoop(ctx, f); err != nil {
+		return zero, err
+	}
+	select {
+	case a := <-ch:
+		return a, nil
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
 }
 
 // onLoop runs f on the loop goroutine.
@@ -624,14 +650,9 @@ func (g *group) onLoop(ctx context.Context, f func()) error {
 // status implements Replica.Status.
 func (g *group) status(ctx context.Context) (Status, error) {
 	ch := make(chan paxos.Status, 1)
-	if err := g.onLoop(ctx, func() { ch <- g.node.Status() }); err != nil {
+	ps, err := askLoop(ctx, g, func() { ch <- g.node.Status() }, ch)
+	if err != nil {
 		return Status{}, err
-	}
-	var ps paxos.Status
-	select {
-	case ps = <-ch:
-	case <-ctx.Done():
-		return Status{}, ctx.Err()
 	}
 	snap, _ := g.ldb.Snapshot()
 	return Status{

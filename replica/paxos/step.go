@@ -134,13 +134,23 @@ func (n *Node) follow(m Message) {
 	}
 }
 
-func (n *Node) onAccept(m Message) {
-	if m.Ballot.Less(n.promised) && !n.bugs.ignoreLowerBallot {
-		n.reject(m)
-		return
+// admitLeader decides whether an Accept or Heartbeat is taken: a ballot
+// below the promise is refused; at or above it, the sender is followed.
+func (n *Node) admitLeader(m Message) bool {
+	if m.Ballot.Less(n.promised) {
+		if !n.bugs.ignoreLowerBallot {
+			n.reject(m)
+			return false
+		}
+		return true
 	}
-	if !m.Ballot.Less(n.promised) {
-		n.follow(m)
+	n.follow(m)
+	return true
+}
+
+func (n *Node) onAccept(m Message) {
+	if !n.admitLeader(m) {
+		return
 	}
 	var lo, hi uint64 // current run of acknowledged instances
 	flush := func() {
@@ -231,12 +241,8 @@ func (n *Node) requestCatchUp(from uint64) {
 }
 
 func (n *Node) onHeartbeat(m Message) {
-	if m.Ballot.Less(n.promised) && !n.bugs.ignoreLowerBallot {
-		n.reject(m)
+	if !n.admitLeader(m) {
 		return
-	}
-	if !m.Ballot.Less(n.promised) {
-		n.follow(m)
 	}
 	n.send(Message{Type: MsgHeartbeatAck, To: m.From, Ballot: m.Ballot, Lease: m.Lease, Commit: n.commit})
 	n.learnCommit(m)
