@@ -1,0 +1,758 @@
+package lockserver
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/latchd/latch/internal/wire"
+	"github.com/latchd/latch/namespace"
+	"github.com/latchd/latch/session"
+)
+
+// dispatch answers one request. Every request is validated here, before
+// anything is proposed; the reply is the request's reply type or a
+// *wire.Error.
+func (s *Server) dispatch(c *conn, st *yamux.Stream, msg wire.Message) wire.Message {
+	if h, ok := msg.(*wire.Hello); ok {
+		return s.hello(c, h)
+	}
+	if !c.hello.Load() {
+		return wire.Errorf(wire.BadRequest, "the first call on a connection must be Hello, not %v", msg.Type())
+	}
+	ctx := c.ctx
+	switch m := msg.(type) {
+	case *wire.OpenSession:
+		return s.openSession(ctx, m)
+	case *wire.CloseSession:
+		return s.closeSession(ctx, m)
+	case *wire.KeepAlive:
+		return s.keepAlive(ctx, m)
+	case *wire.Get, *wire.StatPath, *wire.List, *wire.Walk, *wire.GetACL,
+		*wire.CheckSequencer, *wire.ListLocks, *wire.ListSessions:
+		return s.read(ctx, m.(wire.Request))
+	case *wire.Put:
+		return s.put(ctx, m)
+	case *wire.Delete:
+		return s.delete(ctx, m)
+	case *wire.SetACL:
+		return s.setACL(ctx, m)
+	case *wire.Acquire:
+		return s.acquire(c, st, m)
+	case *wire.Release:
+		return s.release(ctx, m)
+	case *wire.Cancel:
+		return s.cancelRequest(ctx, m)
+	case *wire.Watch:
+		return s.watch(ctx, m)
+	case *wire.Unwatch:
+		return s.unwatch(ctx, m)
+	case *wire.Status:
+		return s.statusReply()
+	}
+	return wire.Errorf(wire.BadRequest, "%v is not a request", msg.Type())
+}
+
+func (s *Server) hello(c *conn, h *wire.Hello) wire.Message {
+	v := min(h.MaxVersion, wire.Version)
+	if v < max(h.MinVersion, wire.MinVersion) {
+		return wire.Errorf(wire.BadRequest, "no common protocol version: client speaks %d..%d, server %d..%d",
+			h.MinVersion, h.MaxVersion, wire.MinVersion, wire.Version)
+	}
+	c.hello.Store(true)
+	leader, _ := s.leaderAddr()
+	return &wire.Welcome{
+		Version:  v,
+		ServerID: strconv.FormatUint(s.cfg.ID, 10),
+		Leader:   leader,
+		IsLeader: s.IsLeader(),
+		Limits:   s.cfg.limits(),
+	}
+}
+
+// Validation helpers. Each returns nil or the error to answer with.
+
+func (s *Server) checkPath(p string) *wire.Error {
+	if err := s.cfg.Namespace.ValidatePath(p); err != nil {
+		return wire.Errorf(wire.BadPath, "%v", err)
+	}
+	return nil
+}
+
+func (s *Server) checkContent(b []byte) *wire.Error {
+	if len(b) > s.cfg.Namespace.MaxContent {
+		return wire.Errorf(wire.TooLarge, "content of %d bytes; the limit is %d", len(b), s.cfg.Namespace.MaxContent)
+	}
+	return nil
+}
+
+// checkSession checks that sid is a live session. With optional, 0 (no
+// session) is allowed too.
+func (s *Server) checkSession(sid uint64, optional bool) *wire.Error {
+	if sid == 0 {
+		if optional {
+			return nil
+		}
+		return wire.Errorf(wire.BadRequest, "the call needs a session")
+	}
+	var err error
+	s.fsm.read(func(t *namespace.Tree) { _, err = t.Session(sid) })
+	if err != nil {
+		return nsError(err)
+	}
+	return nil
+}
+
+func firstErr(errs ...*wire.Error) *wire.Error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// write proposes cmd on behalf of a request and maps a failed outcome.
+func (s *Server) write(ctx context.Context, k kind, cmd *namespace.Command, h *wire.Header) (outcome, *wire.Error) {
+	cmd.Session, cmd.Request = h.Session, h.Request
+	o, err := s.propose(ctx, k, cmd)
+	if err != nil {
+		return o, err
+	}
+	return o, nsError(o.res.Err)
+}
+
+// Sessions.
+
+func (s *Server) openSession(ctx context.Context, m *wire.OpenSession) wire.Message {
+	if m.Session != 0 {
+		return wire.Errorf(wire.BadRequest, "OpenSession from session %d", m.Session)
+	}
+	to := m.Timeout
+	switch {
+	case to < 0:
+		return wire.Errorf(wire.BadRequest, "negative session timeout %v", to)
+	case to == 0:
+		to = s.cfg.Session.Lease
+	}
+	to = min(max(to, s.cfg.MinSessionTimeout), s.cfg.MaxSessionTimeout)
+	cmd := namespace.NewOpenSession(to)
+	o, err := s.propose(ctx, kindNamespace, &cmd)
+	if err == nil {
+		err = nsError(o.res.Err)
+	}
+	if err != nil {
+		return err
+	}
+	return &wire.SessionOpened{Session: o.res.Session, Timeout: to}
+}
+
+func (s *Server) closeSession(ctx context.Context, m *wire.CloseSession) wire.Message {
+	if err := s.checkSession(m.Session, false); err != nil {
+		return err
+	}
+	cmd := namespace.NewCloseSession()
+	o, err := s.write(ctx, kindNamespace, &cmd, &m.Header)
+	if err != nil {
+		return err
+	}
+	return &wire.Ack{Index: o.index}
+}
+
+// keepAlive is the long poll: held by the leader's session manager until
+// events are ready or the lease nears its end. Before it answers, the
+// server confirms it still leads (a read barrier under its Paxos lease), so
+// a lease it promises cannot outlive its leadership.
+func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message {
+	if m.Session == 0 {
+		return wire.Errorf(wire.BadRequest, "KeepAlive needs a session")
+	}
+	t, werr := s.leaderTerm(ctx)
+	if werr != nil {
+		return werr
+	}
+	ack, ok := t.ackFor(m.Acked)
+	if !ok {
+		return wire.Errorf(wire.Unavailable, "the client has heard from a newer leader than this one; retry")
+	}
+	rep, err := t.mgr.KeepAlive(ctx, m.Session, ack)
+	if err != nil {
+		if ctx.Err() != nil {
+			return wire.Errorf(wire.Canceled, "connection closing")
+		}
+		return sessionError(err)
+	}
+	bctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	err = s.barrier.wait(bctx)
+	cancel()
+	if err != nil {
+		return s.replicaError(ctx, err)
+	}
+	if s.term.Load() != t {
+		return s.notLeader()
+	}
+	out := &wire.KeepAliveReply{TTL: rep.TTL}
+	if len(rep.Items) > 0 {
+		out.Events = make([]wire.Event, len(rep.Items))
+		for i, it := range rep.Items {
+			ev := &out.Events[i]
+			switch it.Kind {
+			case session.KindEvent:
+				*ev = it.Event
+			case session.KindFailover:
+				ev.Type = wire.Failover
+			default:
+				ev.Type = wire.EventsLost
+			}
+			ev.Seq = t.wireSeq(it.Seq)
+		}
+	}
+	return out
+}
+
+// Reads.
+
+// readable makes a read linearizable unless it asks for a stale one: only
+// the leader answers, after a read barrier.
+func (s *Server) readable(ctx context.Context, stale bool) *wire.Error {
+	if stale {
+		return nil
+	}
+	if id, _, ok := s.rep.Leader(group); !ok || id != s.cfg.ID {
+		return s.notLeader()
+	}
+	bctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	if err := s.barrier.wait(bctx); err != nil {
+		return s.replicaError(bctx, err)
+	}
+	s.metrics.ReadBarriers.Add(1)
+	return nil
+}
+
+func (s *Server) page(limit uint32) int {
+	if limit == 0 || int(limit) > s.cfg.MaxPage {
+		return s.cfg.MaxPage
+	}
+	return int(limit)
+}
+
+func (s *Server) read(ctx context.Context, req wire.Request) wire.Message {
+	var path string
+	var stale bool
+	switch m := req.(type) {
+	case *wire.Get:
+		path, stale = m.Path, m.Stale
+	case *wire.StatPath:
+		path, stale = m.Path, m.Stale
+	case *wire.List:
+		path, stale = m.Path, m.Stale
+	case *wire.Walk:
+		path, stale = m.Path, m.Stale
+	case *wire.GetACL:
+		path, stale = m.Path, m.Stale
+	case *wire.CheckSequencer:
+		path, stale = m.Sequencer.Path, m.Stale
+		if !m.Sequencer.Mode.Valid() {
+			return wire.Errorf(wire.BadRequest, "sequencer mode %v", m.Sequencer.Mode)
+		}
+	case *wire.ListLocks:
+		path, stale = m.Path, m.Stale
+	case *wire.ListSessions:
+		path, stale = "/", m.Stale
+	}
+	if err := s.checkPath(path); err != nil {
+		return err
+	}
+	if err := s.readable(ctx, stale); err != nil {
+		return err
+	}
+	var out wire.Message
+	s.fsm.read(func(t *namespace.Tree) { out = s.readTree(t, req) })
+	return out
+}
+
+// readTree answers a read from the tree (under the fsm's read lock).
+func (s *Server) readTree(t *namespace.Tree, req wire.Request) wire.Message {
+	switch m := req.(type) {
+	case *wire.Get:
+		n, err := t.Get(m.Path)
+		if err != nil {
+			return nsError(err)
+		}
+		return &wire.GetReply{Content: n.Content, Stat: wireStat(n.Stat)}
+	case *wire.StatPath:
+		st, err := t.Stat(m.Path)
+		if err != nil {
+			return nsError(err)
+		}
+		return &wire.StatReply{Stat: wireStat(st)}
+	case *wire.GetACL:
+		n, err := t.Get(m.Path)
+		if err != nil {
+			return nsError(err)
+		}
+		return &wire.ACLReply{ACL: wireACL(n.ACL), Stat: wireStat(n.Stat)}
+	case *wire.List:
+		ents, more, err := t.List(m.Path, m.After, s.page(m.Limit))
+		if err != nil {
+			return nsError(err)
+		}
+		out := &wire.ListReply{Entries: make([]wire.Entry, len(ents)), More: more}
+		for i, e := range ents {
+			out.Entries[i] = wire.Entry{Name: e.Name, Stat: wireStat(e.Stat)}
+		}
+		return out
+	case *wire.Walk:
+		return s.walk(t, m)
+	case *wire.CheckSequencer:
+		return &wire.CheckReply{Valid: t.CheckSequencer(nsSequencer(m.Sequencer))}
+	case *wire.ListLocks:
+		return s.listLocks(t, m)
+	case *wire.ListSessions:
+		return s.listSessions(t, m)
+	}
+	return wire.Errorf(wire.Internal, "unhandled read %v", req.Type())
+}
+
+func (s *Server) walk(t *namespace.Tree, m *wire.Walk) wire.Message {
+	limit := s.page(m.Limit)
+	out := &wire.WalkReply{}
+	err := t.Walk(m.Path, func(p string, st namespace.Stat) bool {
+		if m.After != "" && !walkLess(m.After, p) {
+			return true
+		}
+		if len(out.Entries) == limit {
+			out.More = true
+			return false
+		}
+		out.Entries = append(out.Entries, wire.Entry{Name: p, Stat: wireStat(st)})
+		return true
+	})
+	if err != nil {
+		return nsError(err)
+	}
+	return out
+}
+
+func (s *Server) listLocks(t *namespace.Tree, m *wire.ListLocks) wire.Message {
+	limit := s.page(m.Limit)
+	out := &wire.LocksReply{}
+	for _, l := range t.Locks() {
+		if !under(l.Path, m.Path) || m.After != "" && l.Path <= m.After {
+			continue
+		}
+		if len(out.Locks) == limit {
+			out.More = true
+			break
+		}
+		out.Locks = append(out.Locks, wire.LockInfo{
+			Path: l.Path, Mode: wireMode(l.Mode), LockGen: l.LockGen, Instance: l.Instance,
+			Holders: l.Holders, Waiters: uint32(len(l.Waiters)), DelayUntil: l.DelayUntil,
+		})
+	}
+	return out
+}
+
+func (s *Server) listSessions(t *namespace.Tree, m *wire.ListSessions) wire.Message {
+	limit := s.page(m.Limit)
+	out := &wire.SessionsReply{}
+	for _, si := range t.Sessions() {
+		if si.ID <= m.After {
+			continue
+		}
+		if len(out.Sessions) == limit {
+			out.More = true
+			break
+		}
+		out.Sessions = append(out.Sessions, wire.SessionInfo{
+			ID: si.ID, Timeout: si.Timeout, Locks: uint32(len(si.Locks)),
+			Ephemerals: uint32(len(si.Ephemerals)), OpenedTime: si.CreatedTime,
+		})
+	}
+	return out
+}
+
+// Writes.
+
+func (s *Server) put(ctx context.Context, m *wire.Put) wire.Message {
+	err := firstErr(s.checkPath(m.Path), s.checkContent(m.Content), s.checkSession(m.Session, !m.Ephemeral))
+	switch {
+	case err != nil:
+		return err
+	case m.IfGen != 0 && (m.Create || m.Sequential):
+		return wire.Errorf(wire.BadRequest, "IfGen cannot be combined with Create or Sequential")
+	case m.Path == "/" && (m.Create || m.Sequential || m.Ephemeral):
+		return wire.Errorf(wire.Exists, "the root always exists")
+	}
+	var flags namespace.Flags
+	if m.Ephemeral {
+		flags |= namespace.FlagEphemeral
+	}
+	if m.Parents {
+		flags |= namespace.FlagParents
+	}
+	if m.Sequential {
+		flags |= namespace.FlagSequential
+	}
+	var cmd namespace.Command
+	k := kindNamespace
+	switch {
+	case m.Create || m.Sequential:
+		cmd = namespace.NewCreate(m.Path, m.Content, flags)
+	case m.IfGen != 0:
+		cmd = namespace.NewSetContent(m.Path, m.Content, m.IfGen)
+	default:
+		cmd = namespace.NewCreate(m.Path, m.Content, flags)
+		k = kindPut
+	}
+	o, err := s.write(ctx, k, &cmd, &m.Header)
+	if err != nil {
+		return err
+	}
+	p := o.res.Path
+	if p == "" {
+		p = m.Path
+	}
+	return &wire.PutReply{Path: p, Stat: wireStat(o.res.Stat)}
+}
+
+func (s *Server) delete(ctx context.Context, m *wire.Delete) wire.Message {
+	if err := firstErr(s.checkPath(m.Path), s.checkSession(m.Session, true)); err != nil {
+		return err
+	}
+	cmd := namespace.NewDelete(m.Path, m.Recursive, m.IfGen)
+	o, err := s.write(ctx, kindNamespace, &cmd, &m.Header)
+	if err != nil {
+		return err
+	}
+	return &wire.Ack{Index: o.index}
+}
+
+func (s *Server) setACL(ctx context.Context, m *wire.SetACL) wire.Message {
+	acl, err := nsACL(m.ACL)
+	if err = firstErr(s.checkPath(m.Path), err, s.checkSession(m.Session, true)); err != nil {
+		return err
+	}
+	cmd := namespace.NewSetACL(m.Path, acl, m.IfGen)
+	o, err := s.write(ctx, kindNamespace, &cmd, &m.Header)
+	if err != nil {
+		return err
+	}
+	return &wire.StatReply{Stat: wireStat(o.res.Stat)}
+}
+
+// Locks.
+
+func (s *Server) checkLockDelay(d time.Duration) *wire.Error {
+	if d < 0 {
+		return wire.Errorf(wire.BadRequest, "negative lock-delay %v", d)
+	}
+	return nil
+}
+
+// acquire takes a lock. A try (no Wait) is one proposal. A waiting acquire
+// registers for the grant before it proposes, then holds the call until the
+// namespace grants the lock to the session, drops the wait (Cancel, session
+// end, node deleted), the client abandons the call (it closes the stream:
+// the server cancels the wait, and releases a grant that raced with the
+// cancel), or this replica stops leading (NotLeader: the wait stays queued in
+// the replicated state and the client re-attaches by retrying with the same
+// request id at the new leader).
+func (s *Server) acquire(c *conn, st *yamux.Stream, m *wire.Acquire) wire.Message {
+	err := firstErr(s.checkPath(m.Path), s.checkSession(m.Session, false), s.checkLockDelay(m.LockDelay))
+	if err != nil {
+		return err
+	}
+	if !m.Mode.Valid() {
+		return wire.Errorf(wire.BadRequest, "lock mode %v", m.Mode)
+	}
+	cmd := namespace.NewAcquire(m.Path, nsMode(m.Mode), m.Wait, m.LockDelay)
+	if !m.Wait {
+		o, err := s.write(c.ctx, kindNamespace, &cmd, &m.Header)
+		if err != nil {
+			return err
+		}
+		return &wire.AcquireReply{Sequencer: wireSequencer(o.res.Sequencer)}
+	}
+	p := s.pending.add(m.Session, m.Request, m.Path)
+	defer s.pending.remove(p)
+	ch := s.fsm.waits.add(m.Session, m.Path)
+	defer s.fsm.waits.remove(m.Session, m.Path, ch)
+	o, err := s.write(c.ctx, kindNamespace, &cmd, &m.Header)
+	if err != nil {
+		return err
+	}
+	if !o.res.Queued {
+		return &wire.AcquireReply{Sequencer: wireSequencer(o.res.Sequencer)}
+	}
+	t := s.term.Load()
+	if t == nil {
+		return s.notLeader()
+	}
+	if p.canceled.Load() {
+		// A Cancel arrived before the acquire was queued: withdraw it now.
+		s.cancelWait(c.ctx, m.Session, m.Path)
+	}
+	gone := watchStream(c, st)
+	defer gone.stop()
+	for {
+		select {
+		case r := <-ch:
+			if r.err != nil {
+				return r.err
+			}
+			return &wire.AcquireReply{Sequencer: wireSequencer(r.seq)}
+		case <-p.cancelC:
+			p.cancelC = nil // the Cancel call proposes; keep waiting for its outcome
+		case <-gone.c:
+			s.abandonWait(c.ctx, m.Session, m.Path, ch)
+			return wire.Errorf(wire.Canceled, "the client abandoned the call")
+		case <-t.ctx.Done():
+			return s.notLeader()
+		case <-c.ctx.Done():
+			return wire.Errorf(wire.Canceled, "connection closing")
+		}
+	}
+}
+
+// cancelWait proposes the withdrawal of the session's queued acquire of path.
+func (s *Server) cancelWait(ctx context.Context, sid uint64, path string) *wire.Error {
+	cmd := namespace.NewCancel(path)
+	cmd.Session = sid
+	o, err := s.propose(ctx, kindNamespace, &cmd)
+	if err != nil {
+		return err
+	}
+	if namespace.CodeOf(o.res.Err) == namespace.CodeNotWaiting {
+		return nil // granted or dropped already
+	}
+	return nsError(o.res.Err)
+}
+
+// abandonWait cancels a wait whose client went away, and releases the lock
+// if it was granted before the cancel applied.
+func (s *Server) abandonWait(ctx context.Context, sid uint64, path string, ch chan waitResult) {
+	if err := s.cancelWait(ctx, sid, path); err != nil {
+		s.log.Debug("canceling an abandoned acquire failed", "session", sid, "path", path, "err", err)
+		return
+	}
+	select {
+	case r := <-ch:
+		if r.err == nil {
+			cmd := namespace.NewRelease(path, r.seq.LockGen)
+			cmd.Session = sid
+			if _, err := s.propose(ctx, kindNamespace, &cmd); err != nil {
+				s.log.Debug("releasing an abandoned grant failed", "session", sid, "path", path, "err", err)
+			}
+		}
+	default:
+	}
+}
+
+func (s *Server) release(ctx context.Context, m *wire.Release) wire.Message {
+	if err := firstErr(s.checkPath(m.Path), s.checkSession(m.Session, false)); err != nil {
+		return err
+	}
+	cmd := namespace.NewRelease(m.Path, m.LockGen)
+	o, err := s.write(ctx, kindNamespace, &cmd, &m.Header)
+	if err != nil {
+		return err
+	}
+	return &wire.Ack{Index: o.index}
+}
+
+// cancelRequest withdraws the session's waiting Acquire with request id
+// Target, wherever it is: still being proposed on this replica, or queued in
+// the namespace. Canceling what is not waiting succeeds and does nothing.
+func (s *Server) cancelRequest(ctx context.Context, m *wire.Cancel) wire.Message {
+	if err := s.checkSession(m.Session, false); err != nil {
+		return err
+	}
+	path := ""
+	if p := s.pending.get(m.Session, m.Target); p != nil {
+		p.cancel()
+		path = p.path
+	} else {
+		s.fsm.read(func(t *namespace.Tree) { path = findWaiting(t, m.Session, m.Target) })
+	}
+	if path == "" {
+		return &wire.Ack{}
+	}
+	cmd := namespace.NewCancel(path)
+	o, err := s.write(ctx, kindNamespace, &cmd, &m.Header)
+	if err != nil && err.Code != wire.NotHolder {
+		return err
+	}
+	return &wire.Ack{Index: o.index}
+}
+
+// findWaiting returns the path the session's queued acquire with request id
+// req waits for, or "".
+func findWaiting(t *namespace.Tree, sid, req uint64) string {
+	si, err := t.Session(sid)
+	if err != nil {
+		return ""
+	}
+	for _, p := range si.Waiting {
+		li, err := t.Lock(p)
+		if err != nil {
+			continue
+		}
+		for _, w := range li.Waiters {
+			if w.Session == sid && w.Request == req {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+// Watches.
+
+func (s *Server) watch(ctx context.Context, m *wire.Watch) wire.Message {
+	if err := firstErr(s.checkPath(m.Path), s.checkSession(m.Session, false)); err != nil {
+		return err
+	}
+	t, err := s.leaderTerm(ctx)
+	if err != nil {
+		return err
+	}
+	id, werr := t.mgr.Watch(m.Session, m.Path, m.Recursive)
+	if werr != nil {
+		return sessionError(werr)
+	}
+	return &wire.WatchReply{Watch: id}
+}
+
+func (s *Server) unwatch(ctx context.Context, m *wire.Unwatch) wire.Message {
+	if m.Session == 0 {
+		return wire.Errorf(wire.BadRequest, "Unwatch needs a session")
+	}
+	t, err := s.leaderTerm(ctx)
+	if err != nil {
+		return err
+	}
+	if werr := t.mgr.Unwatch(m.Session, m.Watch); werr != nil {
+		return sessionError(werr)
+	}
+	return &wire.Ack{}
+}
+
+// Pending waiting acquires, so a Cancel can find one that is not queued in
+// the namespace yet.
+
+type pendingKey struct{ session, request uint64 }
+
+type pendingAcquire struct {
+	key      pendingKey
+	path     string
+	canceled atomic.Bool
+	cancelC  chan struct{}
+	once     sync.Once
+}
+
+func (p *pendingAcquire) cancel() {
+	p.once.Do(func() {
+		p.canceled.Store(true)
+		close(p.cancelC)
+	})
+}
+
+type pendingTable struct {
+	mu sync.Mutex
+	m  map[pendingKey]*pendingAcquire
+}
+
+func (t *pendingTable) add(sid, req uint64, path string) *pendingAcquire {
+	p := &pendingAcquire{key: pendingKey{sid, req}, path: path, cancelC: make(chan struct{})}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = make(map[pendingKey]*pendingAcquire)
+	}
+	if req != 0 {
+		t.m[p.key] = p
+	}
+	return p
+}
+
+func (t *pendingTable) remove(p *pendingAcquire) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m[p.key] == p {
+		delete(t.m, p.key)
+	}
+}
+
+func (t *pendingTable) get(sid, req uint64) *pendingAcquire {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[pendingKey{sid, req}]
+}
+
+// streamWatch reports when the client closes a stream it is waiting on
+// (it abandoned the call), as opposed to the whole connection closing.
+type streamWatch struct {
+	c    chan struct{}
+	st   *yamux.Stream
+	done atomic.Bool
+	exit chan struct{}
+}
+
+// watchStream starts watching st; call stop when the call ends.
+func watchStream(c *conn, st *yamux.Stream) *streamWatch {
+	w := &streamWatch{c: make(chan struct{}), st: st, exit: make(chan struct{})}
+	go func() {
+		defer close(w.exit)
+		var b [64]byte
+		for {
+			_, err := st.Read(b[:])
+			if err == nil {
+				continue // bytes after the request are ignored
+			}
+			if !w.done.Load() && !c.mux.IsClosed() && c.ctx.Err() == nil {
+				close(w.c)
+			}
+			return
+		}
+	}()
+	return w
+}
+
+func (w *streamWatch) stop() {
+	w.done.Store(true)
+	w.st.SetReadDeadline(time.Now())
+	<-w.exit
+	w.st.SetReadDeadline(time.Time{})
+}
+
+// Status.
+
+// statusReply answers a Status call.
+func (s *Server) statusReply() wire.Message {
+	st := s.Status()
+	out := &wire.StatusReply{
+		ServerID: strconv.FormatUint(st.ID, 10),
+		IsLeader: st.IsLeader,
+		Applied:  st.Applied,
+	}
+	if st.Leader != 0 {
+		out.Leader = s.cfg.Members[st.Leader].Client
+		if st.Leader == s.cfg.ID {
+			out.Leader = s.ClientAddr()
+		}
+	}
+	for _, m := range st.Members {
+		out.Members = append(out.Members, wire.Member{
+			ID: strconv.FormatUint(m.ID, 10), ClientAddr: m.Client, PeerAddr: m.Peer,
+			Leader: m.ID == st.Leader, Reachable: m.ID == s.cfg.ID || m.ID == st.Leader,
+			Applied: m.Applied,
+		})
+	}
+	return out
+}

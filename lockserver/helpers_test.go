@@ -1,0 +1,252 @@
+package lockserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/latchd/latch/internal/wire"
+)
+
+// testTune gives a cell short timings, so tests elect and expire quickly.
+func testTune(cfg *Config) {
+	cfg.Replica.TickInterval = 5 * time.Millisecond
+	cfg.Replica.HeartbeatInterval = 25 * time.Millisecond
+	cfg.Replica.LeaseDuration = 250 * time.Millisecond
+	cfg.Replica.ElectionTimeout = 400 * time.Millisecond
+	cfg.Session.Lease = 2 * time.Second
+	cfg.Session.Margin = 500 * time.Millisecond
+	cfg.MinSessionTimeout = 200 * time.Millisecond
+	cfg.SessionTick = 10 * time.Millisecond
+	cfg.LeaderPoll = 5 * time.Millisecond
+	cfg.RequestTimeout = 5 * time.Second
+	cfg.Namespace.DefaultLockDelay = 200 * time.Millisecond
+	cfg.Namespace.MaxLockDelay = 2 * time.Second
+	if os.Getenv("LOCKSERVER_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+}
+
+// testCell starts a 3-replica cell over loopback TCP with LevelDB in
+// t.TempDir(), and waits for a leader.
+func testCell(t testing.TB, tune ...func(*Config)) *Cell {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := StartCell(ctx, CellConfig{N: 3, DataDir: t.TempDir(), Tune: func(cfg *Config) {
+		testTune(cfg)
+		for _, f := range tune {
+			f(cfg)
+		}
+	}})
+	if err != nil {
+		t.Fatalf("StartCell: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("Cell.Close: %v", err)
+		}
+	})
+	if _, err := c.WaitLeader(ctx); err != nil {
+		t.Fatalf("WaitLeader: %v", err)
+	}
+	return c
+}
+
+// rawConn is a raw wire connection to one replica: TCP, yamux, a stream per
+// call.
+type rawConn struct {
+	nc  net.Conn
+	mux *yamux.Session
+}
+
+func dialRaw(t testing.TB, addr string) *rawConn {
+	t.Helper()
+	rc, err := tryDial(addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(rc.close)
+	return rc
+}
+
+func tryDial(addr string) (*rawConn, error) {
+	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	yc := yamux.DefaultConfig()
+	yc.LogOutput = io.Discard
+	yc.MaxStreamWindowSize = 2 << 20
+	mux, err := yamux.Client(nc, yc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	rc := &rawConn{nc: nc, mux: mux}
+	m, err := rc.call(&wire.Hello{MinVersion: 1, MaxVersion: 1, Client: "test"})
+	if err != nil {
+		rc.close()
+		return nil, err
+	}
+	if _, ok := m.(*wire.Welcome); !ok {
+		rc.close()
+		return nil, fmt.Errorf("Hello answered %T", m)
+	}
+	return rc, nil
+}
+
+func (rc *rawConn) close() { rc.mux.Close() }
+
+// call makes one call and returns the reply; a *wire.Error reply is
+// returned as the error.
+func (rc *rawConn) call(req wire.Message) (wire.Message, error) {
+	st, err := rc.mux.OpenStream()
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	st.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := wire.NewEncoder(st, 4<<20).Encode(req); err != nil {
+		return nil, err
+	}
+	m, err := wire.NewDecoder(st, 4<<20).Decode()
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := m.(*wire.Error); ok {
+		return nil, e
+	}
+	return m, nil
+}
+
+// codeOf returns the wire code of err.
+func codeOf(err error) wire.Code {
+	var e *wire.Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	if err == nil {
+		return wire.OK
+	}
+	return wire.Internal
+}
+
+// client talks to a cell: it follows NotLeader redirects and retries
+// Unavailable, keeping the request's ids (so retries are deduplicated).
+type client struct {
+	t     testing.TB
+	cell  *Cell
+	conns map[string]*rawConn
+	addr  string // where the last call went
+	sid   uint64
+	rid   uint64
+}
+
+func newClient(t testing.TB, c *Cell) *client {
+	cl := &client{t: t, cell: c, conns: map[string]*rawConn{}}
+	t.Cleanup(func() {
+		for _, rc := range cl.conns {
+			rc.close()
+		}
+	})
+	return cl
+}
+
+func (cl *client) conn(addr string) (*rawConn, error) {
+	if rc := cl.conns[addr]; rc != nil && !rc.mux.IsClosed() {
+		return rc, nil
+	}
+	rc, err := tryDial(addr)
+	if err != nil {
+		return nil, err
+	}
+	cl.conns[addr] = rc
+	return rc, nil
+}
+
+// do sends req (filling in the session and a new request id if it has
+// none) until it gets a reply that is not a redirect or a transient error.
+func (cl *client) do(req wire.Message) (wire.Message, error) {
+	if r, ok := req.(wire.Request); ok {
+		h := r.Head()
+		if h.Session == 0 {
+			h.Session = cl.sid
+		}
+		if h.Request == 0 {
+			cl.rid++
+			h.Request = cl.rid
+		}
+	}
+	return cl.retry(req)
+}
+
+// retry sends req as it is until it gets a final answer.
+func (cl *client) retry(req wire.Message) (wire.Message, error) {
+	eps := cl.cell.Endpoints()
+	addr := cl.addr
+	if addr == "" {
+		addr = eps[0]
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; ; i++ {
+		var m wire.Message
+		rc, err := cl.conn(addr)
+		if err == nil {
+			m, err = rc.call(req)
+		}
+		var we *wire.Error
+		switch {
+		case err == nil:
+			cl.addr = addr
+			return m, nil
+		case errors.As(err, &we) && we.Code == wire.NotLeader && we.Leader != "":
+			addr = we.Leader
+		case errors.As(err, &we) && we.Code != wire.Unavailable:
+			cl.addr = addr
+			return nil, err
+		default: // unreachable, closed connection or Unavailable: try the next replica
+			addr = eps[i%len(eps)]
+			time.Sleep(20 * time.Millisecond)
+		}
+		if time.Now().After(deadline) {
+			cl.t.Fatalf("%v: no answer from the cell within 30s; last error %v", req.Type(), err)
+		}
+	}
+}
+
+func (cl *client) must(req wire.Message) wire.Message {
+	cl.t.Helper()
+	m, err := cl.do(req)
+	if err != nil {
+		cl.t.Fatalf("%v: %v", req.Type(), err)
+	}
+	return m
+}
+
+func (cl *client) open(timeout time.Duration) uint64 {
+	cl.t.Helper()
+	m := cl.must(&wire.OpenSession{Timeout: timeout})
+	cl.sid = m.(*wire.SessionOpened).Session
+	return cl.sid
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

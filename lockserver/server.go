@@ -1,0 +1,392 @@
+package lockserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/latchd/latch/internal/wire"
+	"github.com/latchd/latch/namespace"
+	"github.com/latchd/latch/replica"
+	"github.com/latchd/latch/replica/paxos"
+)
+
+// group is the one Paxos group the server runs its namespace in.
+const group uint32 = 1
+
+// Errors of the Server's lifecycle.
+var (
+	// ErrClosed is returned by calls on a closed Server.
+	ErrClosed = errors.New("lockserver: server closed")
+	// ErrStarted is returned by a second Start.
+	ErrStarted = errors.New("lockserver: server already started")
+)
+
+// Server is one replica of a latch cell: the Paxos replica, the namespace
+// state machine it replicates, the leader's session manager, and the client
+// listener.
+//
+// Lifetime: New opens the data dir and recovers the state; Start listens
+// for clients and peers and starts the goroutines (docs/threads.md); Close
+// stops them all. Run is Start, wait for ctx, Close.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	clock   Clock
+	fsm     *fsm
+	rep     *replica.Replica
+	metrics *Metrics
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	term    atomic.Pointer[term] // the current leader term, nil when not leading
+	barrier readBarrier
+	codecs  sync.Pool // *codec
+	pending pendingTable
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	ln      net.Listener
+	conns   map[*conn]struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New checks cfg, opens cfg.DataDir and recovers the namespace from the
+// local snapshot and log. It starts nothing: call Start or Run.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.logger().With("replica", cfg.ID),
+		clock:   cfg.clock(),
+		fsm:     newFSM(cfg.Namespace),
+		metrics: newMetrics(),
+		conns:   make(map[*conn]struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	rep, err := replica.New(cfg.replicaConfig(), map[uint32]replica.StateMachine{group: s.fsm}, nil)
+	if err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("lockserver: %w", err)
+	}
+	s.rep = rep
+	s.barrier.s = s
+	return s, nil
+}
+
+// Start listens for clients, joins the cell and starts the goroutines. It
+// returns at once.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return ErrClosed
+	case s.started:
+		return ErrStarted
+	}
+	addr := s.cfg.ClientListen
+	if addr == "" {
+		addr = s.cfg.Members[s.cfg.ID].Client
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("lockserver: listen for clients: %w", err)
+	}
+	if err := s.rep.Start(); err != nil {
+		ln.Close()
+		return fmt.Errorf("lockserver: %w", err)
+	}
+	s.ln = ln
+	s.started = true
+	s.wg.Add(2)
+	go s.acceptLoop(ln)
+	go s.leaderLoop()
+	s.log.Info("server started", "clients", ln.Addr().String(), "peers", s.rep.Addr())
+	return nil
+}
+
+// Run starts the server, waits until ctx ends or the replica stops on a
+// fatal error, and closes the server. It returns nil after ctx ended, or
+// the fatal error.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-s.rep.Done():
+	}
+	err := s.rep.Err()
+	if cerr := s.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return err
+}
+
+// Done is closed when the server's replica has stopped (after Close or a
+// fatal storage error).
+func (s *Server) Done() <-chan struct{} { return s.rep.Done() }
+
+// Close stops accepting clients, closes every connection (calls in flight
+// are answered Unavailable or cut), ends the leader term, and closes the
+// replica and its data dir. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		ln := s.ln
+		conns := make([]*conn, 0, len(s.conns))
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		s.cancel()
+		if ln != nil {
+			ln.Close()
+		}
+		for _, c := range conns {
+			c.close()
+		}
+		s.wg.Wait() // the leader loop ends the term on its way out
+		s.closeErr = s.rep.Close()
+		s.log.Info("server closed")
+	})
+	return s.closeErr
+}
+
+// ID returns this replica's id.
+func (s *Server) ID() uint64 { return s.cfg.ID }
+
+// ClientAddr returns the address clients reach this server at (the
+// listener's, which resolves port 0), or "" before Start.
+func (s *Server) ClientAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// PeerAddr returns the address the replica listens on for peers.
+func (s *Server) PeerAddr() string { return s.rep.Addr() }
+
+// Metrics returns the server's counters (live: read them with Snapshot).
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// IsLeader reports whether this replica leads the cell and has started its
+// leader term (it serves sessions).
+func (s *Server) IsLeader() bool { return s.term.Load() != nil }
+
+// leaderLoop starts and ends leader terms as this replica gains and loses
+// the Paxos leadership.
+func (s *Server) leaderLoop() {
+	defer s.wg.Done()
+	tk := time.NewTicker(s.cfg.LeaderPoll)
+	defer tk.Stop()
+	var cur *term
+	defer func() {
+		if cur != nil {
+			cur.end()
+		}
+	}()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.rep.Done():
+			return
+		case <-tk.C:
+		}
+		id, _, ok := s.rep.Leader(group)
+		leading := ok && id == s.cfg.ID
+		if cur != nil {
+			if leading && !s.termStale(cur) {
+				continue
+			}
+			cur.end()
+			cur = nil
+		}
+		if leading {
+			cur = s.startTerm()
+		}
+	}
+}
+
+// termStale reports whether t no longer matches the replica: the ballot
+// changed (leadership was lost and regained between two polls) or the
+// state was restored from a snapshot under it.
+func (s *Server) termStale(t *term) bool {
+	if s.fsm.restored.Load() != t.restored {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, time.Second)
+	defer cancel()
+	st, err := s.rep.Status(ctx, group)
+	if err != nil {
+		return false // busy or closing: keep the term, check again later
+	}
+	return st.Role != paxos.Leader || st.Ballot != t.ballot
+}
+
+// leaderTerm returns the current term, waiting briefly while this replica
+// has won leadership but not yet started its term. It fails with NotLeader
+// (naming the leader) or Unavailable.
+func (s *Server) leaderTerm(ctx context.Context) (*term, *wire.Error) {
+	deadline := time.Now().Add(time.Second)
+	for {
+		if t := s.term.Load(); t != nil {
+			return t, nil
+		}
+		id, _, ok := s.rep.Leader(group)
+		if !ok || id != s.cfg.ID || time.Now().After(deadline) {
+			return nil, s.notLeader()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, wire.Errorf(wire.Canceled, "%v", ctx.Err())
+		case <-time.After(s.cfg.LeaderPoll):
+		}
+	}
+}
+
+// notLeader is the answer of a replica that cannot serve a leader-only
+// call: NotLeader with the leader's client address when known.
+func (s *Server) notLeader() *wire.Error {
+	id, _, ok := s.rep.Leader(group)
+	switch {
+	case !ok:
+		return wire.Errorf(wire.Unavailable, "no leader known; retry")
+	case id == s.cfg.ID:
+		return wire.Errorf(wire.Unavailable, "this replica is taking over as leader; retry")
+	}
+	return &wire.Error{Code: wire.NotLeader, Message: fmt.Sprintf("replica %d is not the leader; replica %d is", s.cfg.ID, id),
+		Leader: s.cfg.Members[id].Client}
+}
+
+// leaderAddr returns the leader's client address, or "".
+func (s *Server) leaderAddr() (string, bool) {
+	id, _, ok := s.rep.Leader(group)
+	if !ok {
+		return "", false
+	}
+	if id == s.cfg.ID {
+		return s.ClientAddr(), true
+	}
+	return s.cfg.Members[id].Client, true
+}
+
+// propose stamps cmd with the leader's clock, proposes it and waits for its
+// outcome on this replica. The error is a *wire.Error.
+func (s *Server) propose(ctx context.Context, k kind, cmd *namespace.Command) (outcome, *wire.Error) {
+	cmd.Time = s.clock.Now().UnixNano()
+	b, err := encodeCommand(k, cmd)
+	if err != nil {
+		return outcome{}, wire.Errorf(wire.BadRequest, "%v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	start := time.Now()
+	out, err := s.rep.Propose(ctx, group, b)
+	s.metrics.observePropose(time.Since(start), err)
+	if err != nil {
+		return outcome{}, s.replicaError(ctx, err)
+	}
+	o, err := decodeResult(out)
+	if err != nil {
+		return outcome{}, wire.Errorf(wire.Internal, "%v", err)
+	}
+	return o, nil
+}
+
+// replicaError maps an error of the replica to the wire.
+func (s *Server) replicaError(ctx context.Context, err error) *wire.Error {
+	var nl *replica.NotLeaderError
+	switch {
+	case errors.As(err, &nl):
+		return s.notLeader()
+	case errors.Is(err, replica.ErrTooLarge):
+		return wire.Errorf(wire.TooLarge, "%v", err)
+	case errors.Is(err, replica.ErrLeadershipLost):
+		return wire.Errorf(wire.Unavailable, "leadership changed; the request may have been applied: retry with the same request id")
+	case errors.Is(err, replica.ErrClosed), errors.Is(err, replica.ErrFatal), errors.Is(err, replica.ErrNotStarted):
+		return wire.Errorf(wire.Unavailable, "replica is shutting down")
+	case errors.Is(err, context.DeadlineExceeded):
+		return wire.Errorf(wire.Unavailable, "timed out waiting for the log; the request may have been applied: retry with the same request id")
+	case errors.Is(err, context.Canceled):
+		if s.ctx.Err() != nil {
+			return wire.Errorf(wire.Unavailable, "server shutting down")
+		}
+		return wire.Errorf(wire.Canceled, "request canceled")
+	}
+	return wire.Errorf(wire.Internal, "%v", err)
+}
+
+// readBarrier coalesces linearizable reads: a read waits for a
+// replica.ReadBarrier that started after the read arrived; all reads that
+// arrive while one barrier runs share the next.
+type readBarrier struct {
+	s       *Server
+	mu      sync.Mutex
+	running bool
+	next    *barrierRound
+}
+
+type barrierRound struct {
+	done chan struct{}
+	err  error
+}
+
+// wait returns once a barrier started after the call has completed.
+func (b *readBarrier) wait(ctx context.Context) error {
+	b.mu.Lock()
+	if b.next == nil {
+		b.next = &barrierRound{done: make(chan struct{})}
+	}
+	r := b.next
+	if !b.running {
+		b.running = true
+		b.s.wg.Add(1)
+		go b.run()
+	}
+	b.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// run serves rounds until no read waits.
+func (b *readBarrier) run() {
+	defer b.s.wg.Done()
+	for {
+		b.mu.Lock()
+		r := b.next
+		b.next = nil
+		if r == nil {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		ctx, cancel := context.WithTimeout(b.s.ctx, b.s.cfg.RequestTimeout)
+		r.err = b.s.rep.ReadBarrier(ctx, group)
+		cancel()
+		close(r.done)
+	}
+}

@@ -1,0 +1,89 @@
+package lockserver
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/latchd/latch/namespace"
+)
+
+// Status describes this replica and what it knows of the cell, for the
+// admin server and `latch status`.
+type Status struct {
+	ID       uint64
+	Leader   uint64 // 0 if unknown
+	IsLeader bool   // this replica leads and serves sessions
+	// Role is the Paxos role ("leader", "follower", "candidate").
+	Role string
+	// Ballot is the ballot this replica leads or campaigns with.
+	Ballot string
+	// LeaseValid: this replica is the leader and holds its master lease.
+	LeaseValid bool
+	// Chosen and Applied are Paxos instances: every instance up to Chosen
+	// is known chosen; Applied is the last one applied to the namespace.
+	Chosen, Applied uint64
+	// Snapshot is the instance the last stored snapshot covers.
+	Snapshot uint64
+	// Index is the last command index applied to the namespace (commands,
+	// not instances: one instance carries a batch).
+	Index uint64
+	// Nodes and Sessions count the namespace's nodes and live sessions.
+	Nodes, Sessions int
+	// Tracked is the number of sessions the leader's manager tracks, and
+	// HeldKeepAlives the long polls it holds (0 off the leader).
+	Tracked, HeldKeepAlives int
+	// Members lists the cell. Only this replica's Applied is known here.
+	Members []MemberStatus
+	// Replica counts the Paxos group's work.
+	Proposals, Batches, Writes, Dropped uint64
+}
+
+// MemberStatus is one member of the cell as this replica sees it.
+type MemberStatus struct {
+	ID      uint64
+	Peer    string
+	Client  string
+	HTTP    string
+	Applied uint64 // known for this replica only
+}
+
+// Status returns this replica's view of the cell. It asks the replica's
+// protocol goroutine, so it waits behind work queued there (bounded by one
+// second; then the Paxos fields are left zero).
+func (s *Server) Status() Status {
+	out := Status{ID: s.cfg.ID, IsLeader: s.IsLeader()}
+	if id, _, ok := s.rep.Leader(group); ok {
+		out.Leader = id
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, time.Second)
+	defer cancel()
+	if st, err := s.rep.Status(ctx, group); err == nil {
+		out.Role = st.Role.String()
+		out.Ballot = st.Ballot.String()
+		out.LeaseValid = st.LeaseValid
+		out.Chosen, out.Applied, out.Snapshot = st.Chosen, st.Applied, st.Snapshot
+		out.Proposals, out.Batches, out.Writes, out.Dropped = st.Stats.Proposals, st.Stats.Batches, st.Stats.Writes, st.Stats.Dropped
+	}
+	s.fsm.read(func(t *namespace.Tree) {
+		out.Index = t.AppliedIndex()
+		out.Nodes = t.Len()
+		out.Sessions = len(t.Sessions())
+	})
+	if t := s.term.Load(); t != nil {
+		out.Tracked = t.mgr.Len()
+		out.HeldKeepAlives = t.mgr.Held()
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.cfg.Members)) {
+		m := s.cfg.Members[id]
+		ms := MemberStatus{ID: id, Peer: m.Peer, Client: m.Client, HTTP: m.HTTP}
+		if id == s.cfg.ID {
+			ms.Client = s.ClientAddr()
+			ms.Peer = s.PeerAddr()
+			ms.Applied = out.Applied
+		}
+		out.Members = append(out.Members, ms)
+	}
+	return out
+}
