@@ -47,9 +47,11 @@
 //  3. Send rd.Messages, only after step 2 returned. Why: a Promise or
 //     Accepted that leaves before its state is durable can be counted by a
 //     proposer and then forgotten by a crash, and two values get chosen.
-//     (Messages carry no acceptor state of the sender except in Promise,
-//     Accepted, HeartbeatAck and Reject; the driver may send the others
-//     early, but the simple rule is: all after the sync.)
+//     Exception: messages whose Type.SendBeforeSync() is true (Prepare,
+//     Accept, Heartbeat, CatchUp, Chosen) may be sent as soon as Ready
+//     returns, so a leader's Accepts travel while its own write is in
+//     flight; they reveal no state a crash could take back, because the
+//     core counts its own promise and acceptance only after Advance.
 //  4. Apply rd.Chosen to the state machine in order, and send a snapshot
 //     to each peer in rd.Snapshots. Why after 2: the ChosenMark and the
 //     records it covers are then durable together; a chosen value may be

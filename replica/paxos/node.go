@@ -474,11 +474,15 @@ func (n *Node) maybeWinPhase1() {
 	if n.role != Candidate {
 		return
 	}
-	votes := n.p1votes
-	if n.promisedDurable == n.ballot {
-		votes |= n.selfBit
+	// Never lead before our own promise is durable, even if the others
+	// alone make a majority: a crash before that sync would let this
+	// replica reuse the ballot after restart, and an Accept sent under it
+	// could meet acceptors holding another value under the same ballot.
+	// (This is also what makes sending Prepare before the sync safe.)
+	if n.promisedDurable != n.ballot {
+		return
 	}
-	if bits.OnesCount64(votes) >= n.quorum {
+	if bits.OnesCount64(n.p1votes|n.selfBit) >= n.quorum {
 		n.becomeLeader()
 	}
 }

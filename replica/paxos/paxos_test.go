@@ -520,3 +520,36 @@ func TestStableLeaderSendsTwoMessagesPerFollowerPerInstance(t *testing.T) {
 		})
 	}
 }
+
+// A candidate never leads before its own promise is durable, even when the
+// other promises alone are a majority: otherwise a crash before the sync
+// lets it reuse the ballot after restart (Paxos Made Simple: a proposer
+// must remember the highest-numbered proposal it has tried to issue).
+func TestCandidateLeadsOnlyAfterOwnPromiseIsDurable(t *testing.T) {
+	n := newTestNode(t, 1, 5, State{})
+	n.Campaign()
+	rd, err := n.Ready() // the promise to ourselves is being written
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd.Promised == nil || !rd.MustSync {
+		t.Fatal("the candidate's promise is not in its Ready")
+	}
+	for _, p := range []uint64{2, 3, 4} {
+		step(t, n, Message{Type: MsgPromise, From: p, Ballot: n.ballot, Instance: n.p1from, Commit: 1})
+	}
+	if n.role != Candidate {
+		t.Fatalf("role = %v with three remote promises but our own not durable; want candidate", n.role)
+	}
+	if err := n.Advance(); err != nil {
+		t.Fatal(err)
+	}
+	if n.role != Leader {
+		t.Fatalf("role = %v after our promise is durable; want leader", n.role)
+	}
+	for _, typ := range []MessageType{MsgPromise, MsgAccepted, MsgHeartbeatAck, MsgReject} {
+		if typ.SendBeforeSync() {
+			t.Errorf("%v.SendBeforeSync() = true; it reveals acceptor state", typ)
+		}
+	}
+}

@@ -46,6 +46,9 @@ type simParams struct {
 	// sendBeforeSync plants a driver bug: messages leave before the
 	// Ready's batch is synced.
 	sendBeforeSync bool
+	// earlySend sends the messages whose Type.SendBeforeSync() allows it
+	// before the sync, as an optimising driver does.
+	earlySend bool
 	// profile biases the fault mix (see faults).
 	profile string
 	// onlyEndToEnd switches off the direct lease-overlap and durability
@@ -343,8 +346,20 @@ func (r *simReplica) pump() {
 		return
 	}
 	r.rd = rd
-	if r.s.p.sendBeforeSync {
+	switch {
+	case r.s.p.sendBeforeSync:
 		r.sendAll(rd.Messages)
+	case r.s.p.earlySend:
+		k := 0
+		for _, m := range rd.Messages {
+			if m.Type.SendBeforeSync() {
+				r.sendAll([]Message{m})
+			} else {
+				rd.Messages[k] = m
+				k++
+			}
+		}
+		r.rd.Messages = rd.Messages[:k]
 	}
 	if !rd.MustSync {
 		r.finish()
@@ -952,7 +967,8 @@ func TestSimulation(t *testing.T) {
 			}
 			seeds := simSeeds(def)
 			for _, seed := range seeds {
-				res := runSim(simParams{n: n, seed: seed, faultFor: simFaultTime()})
+				// Odd seeds send the SendBeforeSync messages early.
+				res := runSim(simParams{n: n, seed: seed, faultFor: simFaultTime(), earlySend: seed%2 == 1})
 				if res.err != nil {
 					t.Fatalf("seed %d: %v\nreplay: go test ./replica/paxos -run 'TestSimulation/n=%d$' -seed=%d -simsec=%d -v",
 						seed, res.err, n, seed, simFaultTime()/second)

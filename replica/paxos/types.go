@@ -131,6 +131,21 @@ func (t MessageType) String() string {
 	return fmt.Sprintf("MessageType(%d)", uint8(t))
 }
 
+// SendBeforeSync reports whether a message of type t may leave before the
+// batch of its Ready is synced (the leader's Accepts then travel while its
+// own write is in flight). True for Prepare, Accept, Heartbeat, CatchUp and
+// Chosen: they reveal no acceptor state that a crash could take back (a
+// candidate or leader counts itself only once its own promise and
+// acceptance are durable). Promise, Accepted, HeartbeatAck and Reject must
+// wait for the sync.
+func (t MessageType) SendBeforeSync() bool {
+	switch t {
+	case MsgPrepare, MsgAccept, MsgHeartbeat, MsgCatchUp, MsgChosen:
+		return true
+	}
+	return false
+}
+
 // Valid reports whether t is a known message type.
 func (t MessageType) Valid() bool { return t >= MsgPrepare && t <= MsgChosen }
 
