@@ -174,13 +174,15 @@ func (n *Node) recover(st State) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidState}, args...)...)
 	}
+	// A durable snapshot implies its instances are chosen, even if the
+	// chosen mark written beside it lags (the driver may apply, and
+	// snapshot, before the mark is durable).
+	st.Chosen = max(st.Chosen, st.Snapshot)
 	applied := st.Applied
 	if applied == 0 {
 		applied = st.Snapshot
 	}
 	switch {
-	case st.Chosen < st.Snapshot:
-		return bad("chosen mark %d below snapshot %d", st.Chosen, st.Snapshot)
 	case applied < st.Snapshot || applied > st.Chosen:
 		return bad("applied %d outside [snapshot %d, chosen %d]", applied, st.Snapshot, st.Chosen)
 	}
@@ -190,8 +192,10 @@ func (n *Node) recover(st State) error {
 	n.applied, n.mark = applied, st.Chosen
 	for _, e := range st.Entries {
 		switch {
+		case e.Instance == 0:
+			return bad("entry for instance 0")
 		case e.Instance <= st.Snapshot:
-			return bad("entry %d at or below snapshot %d", e.Instance, st.Snapshot)
+			continue // covered by the snapshot; its deletion may lag
 		case e.Instance-st.Snapshot > maxAhead+uint64(len(st.Entries)):
 			return bad("entry %d too far above snapshot %d", e.Instance, st.Snapshot)
 		case e.Noop && e.Value != nil:

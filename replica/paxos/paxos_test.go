@@ -376,11 +376,20 @@ func TestRecoveredStateIsReplayed(t *testing.T) {
 	}
 }
 
+// A snapshot ahead of the chosen mark, and records it covers that are not
+// deleted yet, are normal after a crash: New takes the snapshot's word.
+func TestNewToleratesSnapshotAheadOfMark(t *testing.T) {
+	n := newTestNode(t, 1, 3, State{Snapshot: 5, Chosen: 3, Entries: []Entry{at(val("old"), 4, b(1, 1)), at(val("x"), 6, b(1, 1))}})
+	if n.commit != 6 || n.applied != 5 || n.base != 6 {
+		t.Fatalf("commit %d applied %d base %d; want 6, 5, 6", n.commit, n.applied, n.base)
+	}
+}
+
 func TestNewRejectsInconsistentState(t *testing.T) {
 	for _, st := range []State{
-		{Snapshot: 5, Chosen: 4},
+		{Snapshot: 5, Chosen: 4, Applied: 6},
 		{Chosen: 3},
-		{Snapshot: 2, Chosen: 2, Entries: []Entry{at(val("x"), 2, b(1, 1))}},
+		{Entries: []Entry{at(val("x"), 0, b(1, 1))}},
 		{Entries: []Entry{at(val("x"), 1, b(1, 1)), at(val("y"), 1, b(1, 1))}},
 		{Chosen: 1, Applied: 2, Entries: []Entry{at(val("x"), 1, b(1, 1))}},
 	} {

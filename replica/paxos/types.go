@@ -191,12 +191,13 @@ func (r Role) String() string {
 type State struct {
 	// Promised is the highest ballot this acceptor promised (or accepted in).
 	Promised Ballot
-	// Entries are the durable log records above Snapshot, in any order,
-	// at most one per instance: the accepted (ballot, value) of each
-	// instance, or its chosen value once learned.
+	// Entries are the durable log records, in any order, at most one per
+	// instance: the accepted (ballot, value) of each instance, or its
+	// chosen value once learned. Records at or below Snapshot are ignored.
 	Entries []Entry
 	// Chosen is the durable chosen mark: every instance <= Chosen is
-	// chosen and its record in Entries (or the snapshot) is the chosen value.
+	// chosen and its record in Entries (or the snapshot) is the chosen
+	// value. A mark below Snapshot is taken as Snapshot.
 	Chosen uint64
 	// Snapshot is the last instance covered by the state machine snapshot
 	// the driver restored; the log is truncated through it.
