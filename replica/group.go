@@ -39,7 +39,7 @@ func decodeInbound(from uint64, payload []byte) (inbound, error) {
 	in.kind = kind
 	switch kind {
 	case kindPaxos:
-		err = decodeBody(body, &in.msg)
+		err = decodeMessage(body, &in.msg)
 		if err == nil && in.msg.From != from {
 			err = fmt.Errorf("%w: message from %d claims to be from %d", ErrMalformed, from, in.msg.From)
 		}
@@ -503,7 +503,7 @@ func (g *group) handleReady() bool {
 }
 
 func (g *group) send(m *paxos.Message) {
-	payload, err := encodePeer(kindPaxos, m)
+	payload, err := encodeMessage(m)
 	if err != nil {
 		g.log.Error("cannot encode a peer message", "type", m.Type, "err", err)
 		return

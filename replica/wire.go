@@ -1,0 +1,167 @@
+package replica
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/latchd/latch/replica/paxos"
+)
+
+// paxos.Message on the wire, encoded field by field with msgpack's typed
+// calls (no reflection on the hot path):
+//
+//	[Type, From, To, [Round, ID], Instance, Last, Commit, Lease, Snapshot,
+//	 [[Instance, [Round, ID], Value, Noop], ...]]
+//
+// Integers use msgpack's most compact form.
+
+const (
+	messageFields = 10
+	entryFields   = 4
+)
+
+// encodeMessage returns the peer payload for m.
+func encodeMessage(m *paxos.Message) ([]byte, error) {
+	size := 64
+	for i := range m.Entries {
+		size += len(m.Entries[i].Value) + 32
+	}
+	var buf bytes.Buffer
+	buf.Grow(size)
+	buf.WriteByte(peerVersion)
+	buf.WriteByte(kindPaxos)
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(&buf)
+	err := firstErr(
+		enc.EncodeArrayLen(messageFields),
+		enc.EncodeUint(uint64(m.Type)),
+		enc.EncodeUint(m.From),
+		enc.EncodeUint(m.To),
+		encodeBallot(enc, m.Ballot),
+		enc.EncodeUint(m.Instance),
+		enc.EncodeUint(m.Last),
+		enc.EncodeUint(m.Commit),
+		enc.EncodeUint(m.Lease),
+		enc.EncodeUint(m.Snapshot),
+		enc.EncodeArrayLen(len(m.Entries)),
+	)
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		err = firstErr(err,
+			enc.EncodeArrayLen(entryFields),
+			enc.EncodeUint(e.Instance),
+			encodeBallot(enc, e.Ballot),
+			enc.EncodeBytes(e.Value),
+			enc.EncodeBool(e.Noop),
+		)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("replica: encode peer message: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func encodeBallot(enc *msgpack.Encoder, b paxos.Ballot) error {
+	return firstErr(enc.EncodeArrayLen(2), enc.EncodeUint(b.Round), enc.EncodeUint(b.ID))
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// msgReader decodes with a sticky error.
+type msgReader struct {
+	dec *msgpack.Decoder
+	err error
+}
+
+func (r *msgReader) fail(format string, args ...any) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)
+	}
+}
+
+func (r *msgReader) array(want int) int {
+	if r.err != nil {
+		return 0
+	}
+	n, err := r.dec.DecodeArrayLen()
+	switch {
+	case err != nil:
+		r.fail("%v", err)
+	case want >= 0 && n != want:
+		r.fail("array of %d fields, want %d", n, want)
+	case n < 0:
+		n = 0 // nil array
+	}
+	return n
+}
+
+func (r *msgReader) uint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, err := r.dec.DecodeUint64()
+	if err != nil {
+		r.fail("%v", err)
+	}
+	return v
+}
+
+func (r *msgReader) ballot() paxos.Ballot {
+	r.array(2)
+	return paxos.Ballot{Round: r.uint(), ID: r.uint()}
+}
+
+// decodeMessage decodes a paxos message body.
+func decodeMessage(body []byte, m *paxos.Message) error {
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(bytes.NewReader(body))
+	r := &msgReader{dec: dec}
+	r.array(messageFields)
+	t := r.uint()
+	if t > 255 {
+		r.fail("message type %d", t)
+	}
+	m.Type = paxos.MessageType(t)
+	m.From, m.To = r.uint(), r.uint()
+	m.Ballot = r.ballot()
+	m.Instance, m.Last, m.Commit, m.Lease, m.Snapshot = r.uint(), r.uint(), r.uint(), r.uint(), r.uint()
+	n := r.array(-1)
+	if r.err == nil && n > len(body) {
+		r.fail("%d entries in %d bytes", n, len(body))
+	}
+	if n > 0 && r.err == nil {
+		m.Entries = make([]paxos.Entry, n)
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		e := &m.Entries[i]
+		r.array(entryFields)
+		e.Instance = r.uint()
+		e.Ballot = r.ballot()
+		if r.err == nil {
+			v, err := dec.DecodeBytes()
+			if err != nil {
+				r.fail("%v", err)
+			}
+			e.Value = v
+		}
+		if r.err == nil {
+			b, err := dec.DecodeBool()
+			if err != nil {
+				r.fail("%v", err)
+			}
+			e.Noop = b
+		}
+	}
+	return r.err
+}
