@@ -1,0 +1,161 @@
+package client_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/latchd/latch/client"
+	"github.com/latchd/latch/lockserver"
+)
+
+// TestMain checks that no goroutine outlives the clients and cells the
+// tests closed.
+func TestMain(m *testing.M) {
+	// goleveldb's memory-pool drainer (in the test cells) lingers up to a
+	// second after DB.Close; it is not the client's.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/syndtr/goleveldb/leveldb.(*DB).mpoolDrain"))
+}
+
+// tune gives a cell short timings, so tests elect, fail over and expire
+// quickly.
+func tune(cfg *lockserver.Config) {
+	cfg.Replica.TickInterval = 5 * time.Millisecond
+	cfg.Replica.HeartbeatInterval = 25 * time.Millisecond
+	cfg.Replica.LeaseDuration = 250 * time.Millisecond
+	cfg.Replica.ElectionTimeout = 400 * time.Millisecond
+	cfg.Session.Lease = 2 * time.Second
+	cfg.Session.Margin = 500 * time.Millisecond
+	cfg.MinSessionTimeout = 200 * time.Millisecond
+	cfg.SessionTick = 10 * time.Millisecond
+	cfg.LeaderPoll = 5 * time.Millisecond
+	cfg.RequestTimeout = 5 * time.Second
+	cfg.Namespace.DefaultLockDelay = 200 * time.Millisecond
+	cfg.Namespace.MaxLockDelay = 2 * time.Second
+	if os.Getenv("CLIENT_TEST_SERVER_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+}
+
+// startCell starts a 3-replica cell on loopback and waits for its leader.
+func startCell(t testing.TB) *lockserver.Cell {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cell, err := lockserver.StartCell(ctx, lockserver.CellConfig{N: 3, DataDir: t.TempDir(), Tune: tune})
+	if err != nil {
+		t.Fatalf("StartCell: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := cell.Close(); err != nil {
+			t.Errorf("Cell.Close: %v", err)
+		}
+	})
+	if _, err := cell.WaitLeader(ctx); err != nil {
+		t.Fatalf("WaitLeader: %v", err)
+	}
+	return cell
+}
+
+// testConfig is a client Config for a test cell: a 1 s session and a 3 s
+// grace, so expiry tests are quick.
+func testConfig(cell *lockserver.Cell) client.Config {
+	cfg := client.DefaultConfig(cell.Endpoints()...)
+	cfg.SessionTimeout = time.Second
+	cfg.Grace = 3 * time.Second
+	cfg.DialTimeout = 500 * time.Millisecond
+	cfg.AttemptTimeout = 2 * time.Second
+	cfg.BackoffMin = 5 * time.Millisecond
+	cfg.BackoffMax = 100 * time.Millisecond
+	if os.Getenv("CLIENT_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return cfg
+}
+
+// dial opens a client on cell and closes it (checking for leaks) at the
+// end of the test.
+func dial(t testing.TB, cell *lockserver.Cell, mods ...func(*client.Config)) *client.Client {
+	t.Helper()
+	cfg := testConfig(cell)
+	for _, m := range mods {
+		m(&cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// bg returns a context that ends after d (default 10 s) or with the test.
+func bg(t testing.TB, d ...time.Duration) context.Context {
+	t.Helper()
+	timeout := 10 * time.Second
+	if len(d) > 0 {
+		timeout = d[0]
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// clientGoroutines returns the stacks of goroutines running code of the
+// client package (not its tests).
+func clientGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var out []string
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, "latch/client.") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// checkNoClientGoroutines fails if client goroutines are still running a
+// moment after every client was closed.
+func checkNoClientGoroutines(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		gs := clientGoroutines()
+		if len(gs) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d client goroutines outlive Close:\n%s", len(gs), strings.Join(gs, "\n\n"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// recv waits for a value from ch for at most d.
+func recv[T any](t testing.TB, ch <-chan T, d time.Duration, what string) (T, bool) {
+	t.Helper()
+	select {
+	case v, ok := <-ch:
+		return v, ok
+	case <-time.After(d):
+		t.Fatalf("no %s within %v", what, d)
+		var zero T
+		return zero, false
+	}
+}
