@@ -244,3 +244,57 @@ func TestStorageFailureStopsReplica(t *testing.T) {
 		t.Fatalf("Propose on a stopped replica = %v; want ErrFatal", err)
 	}
 }
+
+func TestLifecycleErrors(t *testing.T) {
+	cfg := testConfig()
+	cfg.ID, cfg.Groups = 1, []uint32{1}
+	cfg.DataDir = t.TempDir()
+	cfg.Members = map[uint64]string{1: "mem-1"}
+	r, err := New(cfg, map[uint32]StateMachine{1: &testSM{}}, NewMemNetwork())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := r.Propose(ctx, 1, []byte("x")); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("Propose before Start = %v; want ErrNotStarted", err)
+	}
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Propose(ctx, 7, []byte("x")); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("Propose(group 7) = %v; want ErrUnknownGroup", err)
+	}
+	if _, err := r.Propose(ctx, 1, make([]byte, cfg.MaxBatchBytes)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Propose(MaxBatchBytes) = %v; want ErrTooLarge", err)
+	}
+	// A one-replica cell elects itself and commits alone.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := r.Propose(ctx, 1, []byte("solo"))
+		if err == nil {
+			if string(res) != "1:solo" {
+				t.Fatalf("Propose(solo) = %q; want 1:solo", res)
+			}
+			break
+		}
+		var nl *NotLeaderError
+		if !errors.As(err, &nl) || time.Now().After(deadline) {
+			t.Fatalf("Propose on a one-replica cell = %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Propose(ctx, 1, []byte("x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Propose after Close = %v; want ErrClosed", err)
+	}
+	if err := r.Start(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Start after Close = %v; want ErrClosed", err)
+	}
+	select {
+	case <-r.Done():
+	default:
+		t.Fatal("Done not closed after Close")
+	}
+}

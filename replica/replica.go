@@ -32,9 +32,10 @@ type Replica struct {
 
 	link Link
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards started, closed and link
 	started bool
 	closed  bool
+	state   atomic.Int32 // stateNew, stateRunning or stateClosed, for the hot path
 
 	stop      chan struct{} // closed by shutdown: every goroutine returns
 	done      chan struct{} // closed when shutdown finished
@@ -45,6 +46,13 @@ type Replica struct {
 	closeOnce sync.Once
 	closeErr  error
 }
+
+// Lifecycle states of a Replica.
+const (
+	stateNew int32 = iota
+	stateRunning
+	stateClosed
+)
 
 // New opens cfg.DataDir and recovers every group of cfg.Groups with the
 // state machine sms[group] (restored from the group's latest snapshot, if
@@ -111,6 +119,7 @@ func (r *Replica) Start() error {
 	}
 	r.link = link
 	r.started = true
+	r.state.Store(stateRunning)
 	for _, id := range r.groupIDs {
 		r.groups[id].start()
 	}
@@ -153,6 +162,7 @@ func (r *Replica) Close() error {
 	r.closeOnce.Do(func() {
 		r.mu.Lock()
 		r.closed = true
+		r.state.Store(stateClosed)
 		started := r.started
 		r.mu.Unlock()
 		close(r.stop)
@@ -227,13 +237,10 @@ func (r *Replica) group(id uint32) (*group, error) {
 	if g == nil {
 		return nil, fmt.Errorf("%w: %d", ErrUnknownGroup, id)
 	}
-	r.mu.Lock()
-	started, closed := r.started, r.closed
-	r.mu.Unlock()
-	switch {
-	case closed:
+	switch r.state.Load() {
+	case stateClosed:
 		return nil, r.stoppedErr()
-	case !started:
+	case stateNew:
 		return nil, ErrNotStarted
 	}
 	return g, nil
