@@ -44,11 +44,17 @@ func tune(cfg *lockserver.Config) {
 }
 
 // startCell starts a 3-replica cell on loopback and waits for its leader.
-func startCell(t testing.TB) *lockserver.Cell {
+// mods adjust every replica's Config after tune.
+func startCell(t testing.TB, mods ...func(*lockserver.Config)) *lockserver.Cell {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cell, err := lockserver.StartCell(ctx, lockserver.CellConfig{N: 3, DataDir: t.TempDir(), Tune: tune})
+	cell, err := lockserver.StartCell(ctx, lockserver.CellConfig{N: 3, DataDir: t.TempDir(), Tune: func(cfg *lockserver.Config) {
+		tune(cfg)
+		for _, m := range mods {
+			m(cfg)
+		}
+	}})
 	if err != nil {
 		t.Fatalf("StartCell: %v", err)
 	}
@@ -158,4 +164,31 @@ func recv[T any](t testing.TB, ch <-chan T, d time.Duration, what string) (T, bo
 		var zero T
 		return zero, false
 	}
+}
+
+// waitFor polls cond until it holds, failing the test after d.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waiters returns the number of requests queued for the lock on path.
+func waiters(t testing.TB, c *client.Client, path string) int {
+	t.Helper()
+	locks, err := c.Locks(bg(t), path)
+	if err != nil {
+		t.Fatalf("Locks(%s): %v", path, err)
+	}
+	for _, l := range locks {
+		if l.Path == path {
+			return l.Waiters
+		}
+	}
+	return 0
 }
