@@ -118,7 +118,7 @@ type group struct {
 	cmds      [][]byte
 	scratch   []logdb.Entry
 	lastTick  time.Time // monotonic time up to which ticks were delivered
-	awaitAcks bool        // the last Ready synced entries this leader proposed
+	awaitAcks bool      // the last Ready synced entries this leader proposed
 	ackWait   time.Duration
 	ackTimer  *time.Timer
 	recv      *snapReceiver
