@@ -181,7 +181,9 @@ func (c *Client) Close() error {
 			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.CloseTimeout)
 			_, err = c.do(ctx, "Close", &wire.CloseSession{Header: c.header()}, callOpts{})
 			cancel()
-			if errors.Is(err, ErrSessionExpired) {
+			// The session may end (at the cell, then here) before the reply
+			// arrives: that is the close succeeding.
+			if errors.Is(err, ErrSessionExpired) || errors.Is(err, ErrClosed) {
 				err = nil
 			}
 		}
@@ -248,10 +250,16 @@ type callOpts struct {
 	// blocking: the call may legitimately wait for a long time (a queued
 	// Acquire), so no AttemptTimeout applies to it.
 	blocking bool
-	// canceledIsFinal: a Canceled answer ends the call (otherwise it means
-	// the replica is shutting down, and the call is retried elsewhere).
+	// canceledIsFinal: a Canceled answer ends the call. Otherwise it means
+	// the replica is shutting down and the call is retried elsewhere, up to
+	// maxCanceled times in a row (a request whose stored outcome is Canceled
+	// would otherwise be retried for ever).
 	canceledIsFinal bool
 }
+
+// maxCanceled bounds the retries of a call the cell keeps answering with
+// Canceled.
+const maxCanceled = 5
 
 // do sends req until it gets an answer that ends the call: a reply, or an
 // error that is not about where or when the call was sent. It keeps req's
@@ -268,13 +276,16 @@ func (c *Client) do(ctx context.Context, op string, req wire.Message, co callOpt
 
 // doOn is do that also returns the connection that answered.
 func (c *Client) doOn(ctx context.Context, op string, req wire.Message, co callOpts) (wire.Message, *conn, error) {
+	if c.life.Err() != nil {
+		return nil, nil, fmt.Errorf("%s: %w", op, context.Cause(c.life))
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(c.life, func() { cancel(context.Cause(c.life)) })
 	defer stop()
 
 	var lastErr error
-	redirects := 0
+	redirects, canceled := 0, 0
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return nil, nil, c.ctxError(ctx, op, lastErr)
@@ -313,7 +324,10 @@ func (c *Client) doOn(ctx context.Context, op string, req wire.Message, co callO
 				redirects = 0
 				c.sleep(ctx, attempt)
 				continue
-			case we.Code == wire.Unavailable, we.Code == wire.Canceled && !co.canceledIsFinal:
+			case we.Code == wire.Canceled && !co.canceledIsFinal && canceled < maxCanceled:
+				canceled++
+				fallthrough
+			case we.Code == wire.Unavailable:
 				lastErr = err
 				c.sleep(ctx, attempt)
 				continue

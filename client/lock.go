@@ -91,7 +91,7 @@ func (c *Client) acquire(ctx context.Context, op, path string, mode LockMode, wa
 	for created := false; ; created = true {
 		h := c.header()
 		req := &wire.Acquire{Header: h, Path: path, Mode: wire.LockMode(mode), Wait: wait, LockDelay: delay}
-		reply, err := c.do(ctx, op, req, callOpts{blocking: wait, canceledIsFinal: true})
+		reply, err := c.do(ctx, op, req, callOpts{blocking: wait})
 		if errors.Is(err, ErrNotFound) && !created {
 			if err := c.ensureNode(ctx, op, path); err != nil {
 				release()
