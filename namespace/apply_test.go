@@ -199,7 +199,7 @@ func TestApplyCreate(t *testing.T) {
 			}
 		}},
 		{name: "sequence exhausted", setup: func(h *harness) {
-			h.tree.lookup("/d", 1).seq = math.MaxUint32
+			h.tree.lookup("/d").seq = math.MaxUint32
 		}, cmd: NewCreate("/d/q-", nil, FlagSequential), want: ErrSequenceExhausted},
 		{name: "own ACL", cmd: withACL, check: func(t *testing.T, h *harness, r Result, ev []Event) {
 			if n, _ := h.tree.Get("/d/g"); n.ACL != withACL.ACL {

@@ -160,3 +160,26 @@ func (d *fieldDecoder) bytes(field string) []byte {
 	}
 	return b
 }
+
+// smallBytes reads a bin or str value of at most len(buf) bytes into buf.
+func (d *fieldDecoder) smallBytes(field string, buf []byte) []byte {
+	if d.err != nil {
+		return nil
+	}
+	n, err := d.dec.DecodeBytesLen()
+	switch {
+	case err != nil:
+		d.fail(field, err)
+		return nil
+	case n > len(buf):
+		d.fail(field, fmt.Errorf("%d bytes > %d", n, len(buf)))
+		return nil
+	case n <= 0:
+		return buf[:0]
+	}
+	if err := d.dec.ReadFull(buf[:n]); err != nil {
+		d.fail(field, err)
+		return nil
+	}
+	return buf[:n]
+}

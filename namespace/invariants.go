@@ -24,7 +24,7 @@ func (t *Tree) CheckInvariants() error {
 }
 
 func (t *Tree) checkNodes() error {
-	if t.lookup("/", 0) == nil {
+	if t.lookup("/") == nil {
 		return fmt.Errorf("no root")
 	}
 	children := make(map[string]uint32)
@@ -49,7 +49,7 @@ func (t *Tree) checkNodes() error {
 		instances[n.instance] = p
 		if depth > 0 {
 			pp, _ := splitPath(p)
-			parent := t.lookup(pp, depth-1)
+			parent := t.lookup(pp)
 			if parent == nil || parent.owner != 0 {
 				err = fmt.Errorf("node %s: parent missing or ephemeral", p)
 				return true
@@ -72,7 +72,14 @@ func (t *Tree) checkNodes() error {
 	if err != nil {
 		return err
 	}
+	if len(t.byPath) != t.nodes.Len() {
+		return fmt.Errorf("path index has %d nodes, tree %d", len(t.byPath), t.nodes.Len())
+	}
 	t.nodes.Walk(func(key string, v any) bool {
+		if t.byPath[keyPath(key)] != v.(*node) {
+			err = fmt.Errorf("node %s: path index disagrees", keyPath(key))
+			return true
+		}
 		if n := v.(*node); n.children != children[keyPath(key)] {
 			err = fmt.Errorf("node %s: child count %d, has %d", keyPath(key), n.children, children[keyPath(key)])
 		}
@@ -94,7 +101,7 @@ func (t *Tree) checkSessions() error {
 			}
 		}
 		for _, p := range s.ephemerals {
-			if n := t.lookup(p, pathDepth(p)); n == nil || n.owner != id {
+			if n := t.lookup(p); n == nil || n.owner != id {
 				return fmt.Errorf("session %d: ephemeral %s not owned", id, p)
 			}
 		}
@@ -120,7 +127,7 @@ func (t *Tree) checkLocks() error {
 	for _, info := range t.Locks() {
 		p := info.Path
 		ls := t.locks[p]
-		if n := t.lookup(p, pathDepth(p)); n == nil || n != ls.node {
+		if n := t.lookup(p); n == nil || n != ls.node {
 			return fmt.Errorf("lock %s: node missing or stale", p)
 		}
 		if (len(ls.holders) == 0) != (ls.mode == ModeNone) || len(ls.holders) > 1 && ls.mode != ModeShared {

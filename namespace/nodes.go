@@ -59,7 +59,7 @@ func (t *Tree) create(cmd *Command, s *session) Result {
 		return fail(err)
 	}
 	parentPath, name := splitPath(p)
-	parent := t.lookup(parentPath, depth-1)
+	parent := t.lookup(parentPath)
 	anc, ancPath := parent, parentPath // the existing node that gains a child
 	var missing []string               // parents to create, top-down
 	if parent == nil {
@@ -69,7 +69,7 @@ func (t *Tree) create(cmd *Command, s *session) Result {
 		for d := depth - 1; anc == nil; d-- {
 			missing = append(missing, ancPath)
 			ancPath, _ = splitPath(ancPath)
-			anc = t.lookup(ancPath, d-1)
+			anc = t.lookup(ancPath)
 		}
 		slices.Reverse(missing)
 	}
@@ -87,7 +87,7 @@ func (t *Tree) create(cmd *Command, s *session) Result {
 		name = fmt.Sprintf("%s%0*d", name[:len(name)-seqDigits], seqDigits, next)
 		p = joinPath(parentPath, name)
 	}
-	if parent != nil && t.lookup(p, depth) != nil {
+	if parent != nil && t.lookup(p) != nil {
 		return fail(errorf(CodeExists, "%s", quote(p)))
 	}
 	if int(anc.children) >= t.cfg.MaxChildren {
@@ -139,10 +139,8 @@ func (t *Tree) addNode(p string, depth int, parent *node, parentPath, content st
 		owner:      owner,
 	}
 	t.nextInstance++
-	key := nodeKey(p, depth)
-	t.nodes.Insert(key, n)
+	stored := t.insertNode(p, depth, n)
 	parent.children++
-	stored := keyPath(key)
 	_, name := splitPath(stored)
 	t.emit(Event{Kind: EventNodeCreated, Path: stored, Instance: n.instance})
 	t.emit(Event{Kind: EventChildAdded, Path: parentPath, Instance: parent.instance, Name: name})
@@ -159,7 +157,7 @@ func (t *Tree) setContent(cmd *Command, s *session) Result {
 	if len(cmd.Content) > t.cfg.MaxContent {
 		return fail(errorf(CodeTooLarge, "%d bytes > %d", len(cmd.Content), t.cfg.MaxContent))
 	}
-	n := t.lookup(cmd.Path, depth)
+	n := t.lookup(cmd.Path)
 	switch {
 	case n == nil:
 		return fail(errorf(CodeNotFound, "%s", quote(cmd.Path)))
@@ -188,7 +186,7 @@ func (t *Tree) setACL(cmd *Command, s *session) Result {
 	if err := t.checkACL(cmd.ACL); err != nil {
 		return fail(err)
 	}
-	n := t.lookup(cmd.Path, depth)
+	n := t.lookup(cmd.Path)
 	switch {
 	case n == nil:
 		return fail(errorf(CodeNotFound, "%s", quote(cmd.Path)))
@@ -222,7 +220,7 @@ func (t *Tree) delete(cmd *Command, s *session) Result {
 	if depth == 0 {
 		return fail(errorf(CodePermission, "the root cannot be deleted"))
 	}
-	n := t.lookup(p, depth)
+	n := t.lookup(p)
 	switch {
 	case n == nil:
 		return fail(errorf(CodeNotFound, "%s", quote(p)))
@@ -262,14 +260,14 @@ func (t *Tree) deleteNode(p string, depth int, n *node) {
 	if ls := t.locks[p]; ls != nil {
 		t.dropLock(ls)
 	}
-	t.nodes.Delete(nodeKey(p, depth))
+	t.removeNode(p, depth)
 	if n.owner != 0 {
 		if o := t.sessions[n.owner]; o != nil {
 			o.ephemerals = removeSorted(o.ephemerals, p)
 		}
 	}
 	parentPath, name := splitPath(p)
-	parent := t.lookup(parentPath, depth-1)
+	parent := t.lookup(parentPath)
 	parent.children--
 	t.emit(Event{Kind: EventNodeDeleted, Path: p, Instance: n.instance})
 	t.emit(Event{Kind: EventChildRemoved, Path: parentPath, Instance: parent.instance, Name: name})

@@ -39,7 +39,11 @@ func (t *Tree) List(p, after string, limit int) ([]Entry, bool, error) {
 	if n.children == 0 {
 		return nil, false, nil
 	}
-	var out []Entry
+	size := int(n.children)
+	if limit > 0 {
+		size = min(size, limit)
+	}
+	out := make([]Entry, 0, size)
 	more := false
 	prefix := childPrefix(p, depth)
 	t.nodes.WalkPrefix(prefix, func(k string, v any) bool {
@@ -86,11 +90,11 @@ func (t *Tree) walk(p string, depth int, n *node, fn func(string, Stat) bool) bo
 // CheckSequencer reports whether seq is still current: its node instance
 // exists and its lock is held in seq.Mode at seq.LockGen.
 func (t *Tree) CheckSequencer(seq Sequencer) bool {
-	depth, err := t.cfg.checkPath(seq.Path)
+	_, err := t.cfg.checkPath(seq.Path)
 	if err != nil {
 		return false
 	}
-	n := t.lookup(seq.Path, depth)
+	n := t.lookup(seq.Path)
 	if n == nil || n.instance != seq.Instance || n.lockGen != seq.LockGen {
 		return false
 	}
@@ -194,7 +198,7 @@ func (t *Tree) Dump(p string) (string, error) {
 	var b strings.Builder
 	base := pathDepth(p)
 	err := t.Walk(p, func(path string, st Stat) bool {
-		n := t.lookup(path, pathDepth(path))
+		n := t.lookup(path)
 		name := path
 		if path != p {
 			_, name = splitPath(path)

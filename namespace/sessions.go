@@ -122,7 +122,7 @@ func (t *Tree) endSession(s *session, expired bool) {
 	}
 	for _, p := range append([]string(nil), s.ephemerals...) {
 		depth := pathDepth(p)
-		t.deleteNode(p, depth, t.lookup(p, depth))
+		t.deleteNode(p, depth, t.lookup(p))
 	}
 	delete(t.sessions, s.id)
 }

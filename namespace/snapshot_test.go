@@ -151,3 +151,17 @@ func TestSnapshotWriteError(t *testing.T) {
 		}
 	}
 }
+
+// A snapshot written by a buggy or hostile peer must not smuggle in a node
+// whose path is not valid, even with a correct checksum.
+func TestRestoreRejectsBadKeys(t *testing.T) {
+	for _, key := range []string{"\x02//a", "\x01/a/", "\x01/.", "\x02/a/b", "\x01/a\x00", "\x01/\xff", "\x00/x", "\x01/"} {
+		tr := New(DefaultConfig())
+		tr.nodes.Insert(key, &node{instance: 1, contentGen: 1, aclGen: 1})
+		tr.nextInstance = 2
+		snap := snapshotBytes(t, tr)
+		if err := New(DefaultConfig()).Restore(bytes.NewReader(snap)); !errors.Is(err, ErrBadSnapshot) {
+			t.Errorf("key %q: Restore = %v; want ErrBadSnapshot", key, err)
+		}
+	}
+}

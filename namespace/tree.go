@@ -33,7 +33,8 @@ type node struct {
 // Callbacks passed to queries must not call Apply or Restore.
 type Tree struct {
 	cfg      Config
-	nodes    *radix.Tree           // nodeKey(path) -> *node
+	nodes    *radix.Tree           // nodeKey(path) -> *node: order, children, subtrees
+	byPath   map[string]*node      // path -> *node: point lookups; never ranged over
 	sessions map[uint64]*session   // live sessions; never ranged over for output
 	locks    map[string]*lockState // locks held, waited for or in lock-delay
 	delayed  lockHeap              // locks with a pending lock-delay
@@ -63,15 +64,16 @@ func New(cfg Config) *Tree {
 		panic(err)
 	}
 	t := &Tree{cfg: cfg}
-	t.reset()
-	t.nodes.Insert(nodeKey("/", 0), &node{instance: 1, contentGen: 1, aclGen: 1})
+	t.reset(0)
+	t.insertNode("/", 0, &node{instance: 1, contentGen: 1, aclGen: 1})
 	t.nextInstance = 2
 	return t
 }
 
-// reset empties the tree's state (no root).
-func (t *Tree) reset() {
+// reset empties the tree's state (no root), sized for about n nodes.
+func (t *Tree) reset(n int) {
 	t.nodes = radix.New()
+	t.byPath = make(map[string]*node, n)
 	t.sessions = make(map[uint64]*session)
 	t.locks = make(map[string]*lockState)
 	t.delayed = lockHeap{slot: 0}
@@ -95,7 +97,14 @@ func (t *Tree) Config() Config { return t.cfg }
 // index is recorded as the created/modified index of the nodes the command
 // writes; it should not decrease (several commands of one batch may share it).
 func (t *Tree) Apply(index uint64, cmd *Command) (Result, []Event) {
-	t.events = nil
+	return t.ApplyAppend(nil, index, cmd)
+}
+
+// ApplyAppend is Apply appending the events to dst (which may be a reused
+// buffer of length 0) and returning the extended slice: a caller that
+// recycles one buffer applies commands without allocating for events.
+func (t *Tree) ApplyAppend(dst []Event, index uint64, cmd *Command) (Result, []Event) {
+	t.events = dst
 	if index > t.index {
 		t.index = index
 	}
@@ -184,13 +193,23 @@ func (t *Tree) sessionError(id uint64) *Error {
 	return errorf(CodeSessionUnknown, "session %d", id)
 }
 
-// lookup returns the node at a valid path of the given depth, or nil.
-func (t *Tree) lookup(p string, depth int) *node {
-	v, ok := t.nodes.Get(nodeKey(p, depth))
-	if !ok {
-		return nil
-	}
-	return v.(*node)
+// lookup returns the node at a valid path, or nil.
+func (t *Tree) lookup(p string) *node { return t.byPath[p] }
+
+// insertNode adds n at path p of the given depth to both indexes and returns
+// the path as stored (sharing the radix key's memory).
+func (t *Tree) insertNode(p string, depth int, n *node) string {
+	key := nodeKey(p, depth)
+	t.nodes.Insert(key, n)
+	stored := keyPath(key)
+	t.byPath[stored] = n
+	return stored
+}
+
+// removeNode drops the node at path p of the given depth from both indexes.
+func (t *Tree) removeNode(p string, depth int) {
+	t.nodes.Delete(nodeKey(p, depth))
+	delete(t.byPath, p)
 }
 
 // find validates p and returns its node and depth.
@@ -199,7 +218,7 @@ func (t *Tree) find(p string) (*node, int, *Error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	n := t.lookup(p, depth)
+	n := t.lookup(p)
 	if n == nil {
 		return nil, 0, errorf(CodeNotFound, "%s", quote(p))
 	}
