@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -105,8 +106,11 @@ func StartCell(ctx context.Context, cfg CellConfig) (*Cell, error) {
 	return c, nil
 }
 
-// freeAddrs returns n loopback addresses with free ports. A port may be
-// taken by someone else before it is used; start retries briefly.
+// freeAddrs returns n loopback addresses with free ports. The ports are
+// drawn below the usual ephemeral range (32768 and up on Linux), so that no
+// outgoing connection of this or another process takes one between this
+// check and its use, or while its replica is stopped for a restart. Port 0
+// (an ephemeral port) is the fallback.
 func freeAddrs(n int) ([]string, error) {
 	var out []string
 	var lns []net.Listener
@@ -116,9 +120,18 @@ func freeAddrs(n int) ([]string, error) {
 		}
 	}()
 	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
+		var ln net.Listener
+		var err error
+		for try := 0; try < 200; try++ {
+			port := 20000 + rand.IntN(12000)
+			if ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+				break
+			}
+		}
+		if ln == nil {
+			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+				return nil, err
+			}
 		}
 		lns = append(lns, ln)
 		out = append(out, ln.Addr().String())

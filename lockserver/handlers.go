@@ -2,6 +2,7 @@ package lockserver
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -91,20 +92,28 @@ func (s *Server) checkContent(b []byte) *wire.Error {
 }
 
 // checkSession checks that sid is a live session. With optional, 0 (no
-// session) is allowed too.
-func (s *Server) checkSession(sid uint64, optional bool) *wire.Error {
+// session) is allowed too. A "no" from the local state is trusted only after
+// a read barrier on the leader: the state may lag an OpenSession (on a
+// follower, or on a new leader that has not applied its whole log yet).
+func (s *Server) checkSession(ctx context.Context, sid uint64, optional bool) *wire.Error {
 	if sid == 0 {
 		if optional {
 			return nil
 		}
 		return wire.Errorf(wire.BadRequest, "the call needs a session")
 	}
-	var err error
-	s.fsm.read(func(t *namespace.Tree) { _, err = t.Session(sid) })
-	if err != nil {
-		return nsError(err)
+	lookup := func() error {
+		var err error
+		s.fsm.read(func(t *namespace.Tree) { _, err = t.Session(sid) })
+		return err
 	}
-	return nil
+	if lookup() == nil {
+		return nil
+	}
+	if err := s.readable(ctx, false); err != nil {
+		return err
+	}
+	return nsError(lookup())
 }
 
 func firstErr(errs ...*wire.Error) *wire.Error {
@@ -152,7 +161,7 @@ func (s *Server) openSession(ctx context.Context, m *wire.OpenSession) wire.Mess
 }
 
 func (s *Server) closeSession(ctx context.Context, m *wire.CloseSession) wire.Message {
-	if err := s.checkSession(m.Session, false); err != nil {
+	if err := s.checkSession(ctx, m.Session, false); err != nil {
 		return err
 	}
 	cmd := namespace.NewCloseSession()
@@ -180,6 +189,14 @@ func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message 
 		return wire.Errorf(wire.Unavailable, "the client has heard from a newer leader than this one; retry")
 	}
 	rep, err := t.mgr.KeepAlive(ctx, m.Session, ack)
+	if errors.Is(err, session.ErrUnknown) {
+		// The term may have started before this replica applied the
+		// session's opening: look again once the state is fresh.
+		if werr := s.readable(ctx, false); werr != nil {
+			return werr
+		}
+		rep, err = t.mgr.KeepAlive(ctx, m.Session, ack)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return wire.Errorf(wire.Canceled, "connection closing")
@@ -380,7 +397,7 @@ func (s *Server) listSessions(t *namespace.Tree, m *wire.ListSessions) wire.Mess
 // Writes.
 
 func (s *Server) put(ctx context.Context, m *wire.Put) wire.Message {
-	err := firstErr(s.checkPath(m.Path), s.checkContent(m.Content), s.checkSession(m.Session, !m.Ephemeral))
+	err := firstErr(s.checkPath(m.Path), s.checkContent(m.Content), s.checkSession(ctx, m.Session, !m.Ephemeral))
 	switch {
 	case err != nil:
 		return err
@@ -422,7 +439,7 @@ func (s *Server) put(ctx context.Context, m *wire.Put) wire.Message {
 }
 
 func (s *Server) delete(ctx context.Context, m *wire.Delete) wire.Message {
-	if err := firstErr(s.checkPath(m.Path), s.checkSession(m.Session, true)); err != nil {
+	if err := firstErr(s.checkPath(m.Path), s.checkSession(ctx, m.Session, true)); err != nil {
 		return err
 	}
 	cmd := namespace.NewDelete(m.Path, m.Recursive, m.IfGen)
@@ -435,7 +452,7 @@ func (s *Server) delete(ctx context.Context, m *wire.Delete) wire.Message {
 
 func (s *Server) setACL(ctx context.Context, m *wire.SetACL) wire.Message {
 	acl, err := nsACL(m.ACL)
-	if err = firstErr(s.checkPath(m.Path), err, s.checkSession(m.Session, true)); err != nil {
+	if err = firstErr(s.checkPath(m.Path), err, s.checkSession(ctx, m.Session, true)); err != nil {
 		return err
 	}
 	cmd := namespace.NewSetACL(m.Path, acl, m.IfGen)
@@ -464,7 +481,7 @@ func (s *Server) checkLockDelay(d time.Duration) *wire.Error {
 // the replicated state and the client re-attaches by retrying with the same
 // request id at the new leader).
 func (s *Server) acquire(c *conn, st *yamux.Stream, m *wire.Acquire) wire.Message {
-	err := firstErr(s.checkPath(m.Path), s.checkSession(m.Session, false), s.checkLockDelay(m.LockDelay))
+	err := firstErr(s.checkPath(m.Path), s.checkLockDelay(m.LockDelay), s.checkSession(c.ctx, m.Session, false))
 	if err != nil {
 		return err
 	}
@@ -500,6 +517,7 @@ func (s *Server) acquire(c *conn, st *yamux.Stream, m *wire.Acquire) wire.Messag
 	}
 	gone := watchStream(c, st)
 	defer gone.stop()
+	cancelC := p.cancelC
 	for {
 		select {
 		case r := <-ch:
@@ -507,8 +525,8 @@ func (s *Server) acquire(c *conn, st *yamux.Stream, m *wire.Acquire) wire.Messag
 				return r.err
 			}
 			return &wire.AcquireReply{Sequencer: wireSequencer(r.seq)}
-		case <-p.cancelC:
-			p.cancelC = nil // the Cancel call proposes; keep waiting for its outcome
+		case <-cancelC:
+			cancelC = nil // the Cancel call proposes; keep waiting for its outcome
 		case <-gone.c:
 			s.abandonWait(c.ctx, m.Session, m.Path, ch)
 			return wire.Errorf(wire.Canceled, "the client abandoned the call")
@@ -555,7 +573,7 @@ func (s *Server) abandonWait(ctx context.Context, sid uint64, path string, ch ch
 }
 
 func (s *Server) release(ctx context.Context, m *wire.Release) wire.Message {
-	if err := firstErr(s.checkPath(m.Path), s.checkSession(m.Session, false)); err != nil {
+	if err := firstErr(s.checkPath(m.Path), s.checkSession(ctx, m.Session, false)); err != nil {
 		return err
 	}
 	cmd := namespace.NewRelease(m.Path, m.LockGen)
@@ -570,7 +588,12 @@ func (s *Server) release(ctx context.Context, m *wire.Release) wire.Message {
 // Target, wherever it is: still being proposed on this replica, or queued in
 // the namespace. Canceling what is not waiting succeeds and does nothing.
 func (s *Server) cancelRequest(ctx context.Context, m *wire.Cancel) wire.Message {
-	if err := s.checkSession(m.Session, false); err != nil {
+	if err := s.checkSession(ctx, m.Session, false); err != nil {
+		return err
+	}
+	// Only the leader, with every earlier write applied, may conclude that
+	// nothing waits (a follower's state may lag the Acquire).
+	if err := s.readable(ctx, false); err != nil {
 		return err
 	}
 	path := ""
@@ -615,7 +638,7 @@ func findWaiting(t *namespace.Tree, sid, req uint64) string {
 // Watches.
 
 func (s *Server) watch(ctx context.Context, m *wire.Watch) wire.Message {
-	if err := firstErr(s.checkPath(m.Path), s.checkSession(m.Session, false)); err != nil {
+	if err := firstErr(s.checkPath(m.Path), s.checkSession(ctx, m.Session, false)); err != nil {
 		return err
 	}
 	t, err := s.leaderTerm(ctx)
@@ -623,6 +646,12 @@ func (s *Server) watch(ctx context.Context, m *wire.Watch) wire.Message {
 		return err
 	}
 	id, werr := t.mgr.Watch(m.Session, m.Path, m.Recursive)
+	if errors.Is(werr, session.ErrUnknown) {
+		if err := s.readable(ctx, false); err != nil {
+			return err
+		}
+		id, werr = t.mgr.Watch(m.Session, m.Path, m.Recursive)
+	}
 	if werr != nil {
 		return sessionError(werr)
 	}

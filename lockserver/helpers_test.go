@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -218,7 +219,7 @@ func (cl *client) retry(req wire.Message) (wire.Message, error) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if time.Now().After(deadline) {
-			cl.t.Fatalf("%v: no answer from the cell within 30s; last error %v", req.Type(), err)
+			return nil, fmt.Errorf("%v: no answer from the cell within 30s; last error %w", req.Type(), err)
 		}
 	}
 }
@@ -250,3 +251,64 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// fakeClock is a Clock the test moves by hand; one is shared by every
+// replica of a cell.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
+
+func (f *fakeClock) Now() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now
+}
+
+func (f *fakeClock) Advance(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = f.now.Add(d)
+}
+
+// lockInfo returns the ListLocks entry of path (zero if none).
+func lockInfo(t testing.TB, cl *client, path string) wire.LockInfo {
+	t.Helper()
+	for _, l := range cl.must(&wire.ListLocks{Path: path}).(*wire.LocksReply).Locks {
+		if l.Path == path {
+			return l
+		}
+	}
+	return wire.LockInfo{}
+}
+
+// async runs a call in the background; its reply arrives on the channel.
+type callResult struct {
+	m   wire.Message
+	err error
+}
+
+func async(cl *client, req wire.Message) <-chan callResult {
+	ch := make(chan callResult, 1)
+	go func() {
+		m, err := cl.do(req)
+		ch <- callResult{m, err}
+	}()
+	return ch
+}
+
+func recv(t testing.TB, ch <-chan callResult, what string) callResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no reply to %s", what)
+	}
+	return callResult{}
+}
+
+// pending reports whether ch has no reply yet.
+func pending(ch <-chan callResult) bool { return len(ch) == 0 }

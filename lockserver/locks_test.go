@@ -1,0 +1,191 @@
+package lockserver
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/latchd/latch/internal/wire"
+)
+
+// TestFIFOHandoff queues three waiters behind a holder and checks that the
+// lock passes to them in the order they queued, each grant with a higher
+// lock generation, and that a released grant's sequencer goes stale.
+func TestFIFOHandoff(t *testing.T) {
+	c := testCell(t)
+	holder := newClient(t, c)
+	holder.open(5 * time.Second)
+	holder.must(&wire.Put{Path: "/L"})
+	first := holder.must(&wire.Acquire{Path: "/L", Mode: wire.Exclusive}).(*wire.AcquireReply).Sequencer
+
+	var waiters []*client
+	var calls []<-chan callResult
+	for i := range 3 {
+		w := newClient(t, c)
+		w.open(5 * time.Second)
+		waiters = append(waiters, w)
+		calls = append(calls, async(w, &wire.Acquire{Path: "/L", Mode: wire.Exclusive, Wait: true}))
+		waitFor(t, 10*time.Second, fmt.Sprintf("waiter %d to queue", i), func() bool {
+			return lockInfo(t, holder, "/L").Waiters == uint32(i+1)
+		})
+	}
+	prev := first
+	releaser := holder
+	for i, ch := range calls {
+		for j := i; j < len(calls); j++ {
+			if !pending(calls[j]) {
+				t.Fatalf("waiter %d was answered while %d still holds the lock", j, i)
+			}
+		}
+		releaser.must(&wire.Release{Path: "/L", LockGen: prev.LockGen})
+		if releaser.must(&wire.CheckSequencer{Sequencer: prev}).(*wire.CheckReply).Valid {
+			t.Fatalf("sequencer %v still valid after its release", prev)
+		}
+		r := recv(t, ch, fmt.Sprintf("waiter %d", i))
+		if r.err != nil {
+			t.Fatalf("waiter %d: %v", i, r.err)
+		}
+		seq := r.m.(*wire.AcquireReply).Sequencer
+		if seq.LockGen <= prev.LockGen {
+			t.Fatalf("waiter %d granted lock gen %d after %d", i, seq.LockGen, prev.LockGen)
+		}
+		li := lockInfo(t, holder, "/L")
+		if len(li.Holders) != 1 || li.Holders[0] != waiters[i].sid {
+			t.Fatalf("after handoff %d holders = %v; want [%d]", i, li.Holders, waiters[i].sid)
+		}
+		prev, releaser = seq, waiters[i]
+	}
+}
+
+// TestSharedExclusive checks reader/writer semantics: readers share, a
+// writer waits for them all, and a reader arriving behind a queued writer
+// does not overtake it.
+func TestSharedExclusive(t *testing.T) {
+	c := testCell(t)
+	r1, r2, w, r3 := newClient(t, c), newClient(t, c), newClient(t, c), newClient(t, c)
+	for _, cl := range []*client{r1, r2, w, r3} {
+		cl.open(5 * time.Second)
+	}
+	r1.must(&wire.Put{Path: "/rw"})
+	s1 := r1.must(&wire.Acquire{Path: "/rw", Mode: wire.Shared}).(*wire.AcquireReply).Sequencer
+	s2 := r2.must(&wire.Acquire{Path: "/rw", Mode: wire.Shared}).(*wire.AcquireReply).Sequencer
+	if s1.LockGen != s2.LockGen || s1.Mode != wire.Shared {
+		t.Fatalf("shared grants %v and %v; want one generation", s1, s2)
+	}
+	if _, err := w.do(&wire.Acquire{Path: "/rw", Mode: wire.Exclusive}); codeOf(err) != wire.Locked {
+		t.Fatalf("exclusive try while shared = %v; want Locked", err)
+	}
+	wc := async(w, &wire.Acquire{Path: "/rw", Mode: wire.Exclusive, Wait: true})
+	waitFor(t, 10*time.Second, "the writer to queue", func() bool { return lockInfo(t, r1, "/rw").Waiters == 1 })
+	if _, err := r3.do(&wire.Acquire{Path: "/rw", Mode: wire.Shared}); codeOf(err) != wire.Locked {
+		t.Fatalf("shared try behind a queued writer = %v; want Locked", err)
+	}
+	r1.must(&wire.Release{Path: "/rw", LockGen: s1.LockGen})
+	if !pending(wc) {
+		t.Fatal("writer granted while a reader still holds the lock")
+	}
+	r2.must(&wire.Release{Path: "/rw", LockGen: s2.LockGen})
+	r := recv(t, wc, "writer")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if seq := r.m.(*wire.AcquireReply).Sequencer; seq.Mode != wire.Exclusive || seq.LockGen != s1.LockGen+1 {
+		t.Fatalf("writer's sequencer = %v", seq)
+	}
+}
+
+// TestExpiryLockDelay lets a session stop its KeepAlives: the leader expires
+// it, its ephemeral node goes, its lock is freed but kept from the waiter
+// for the lock-delay (in command time, driven by a fake clock), and then
+// granted to the waiter by a tick command.
+func TestExpiryLockDelay(t *testing.T) {
+	clk := newFakeClock()
+	c := testCell(t, func(cfg *Config) { cfg.Clock = clk })
+	dead, waiter, other := newClient(t, c), newClient(t, c), newClient(t, c)
+	dead.open(time.Second)
+	waiter.open(30 * time.Second)
+	other.open(30 * time.Second)
+	dead.must(&wire.Put{Path: "/svc", Content: nil})
+	dead.must(&wire.Put{Path: "/svc/dead", Ephemeral: true})
+	old := dead.must(&wire.Acquire{Path: "/svc", Mode: wire.Exclusive, LockDelay: 1500 * time.Millisecond}).(*wire.AcquireReply).Sequencer
+	wc := async(waiter, &wire.Acquire{Path: "/svc", Mode: wire.Exclusive, Wait: true})
+	waitFor(t, 10*time.Second, "the waiter to queue", func() bool { return lockInfo(t, other, "/svc").Waiters == 1 })
+
+	clk.Advance(2 * time.Second) // past the dead session's lease, not the others'
+	waitFor(t, 10*time.Second, "the ephemeral node of the expired session to go", func() bool {
+		_, err := other.do(&wire.StatPath{Path: "/svc/dead"})
+		return codeOf(err) == wire.NotFound
+	})
+	if _, err := other.do(&wire.Put{Header: wire.Header{Session: dead.sid, Request: 100}, Path: "/x"}); codeOf(err) != wire.SessionExpired {
+		t.Fatalf("write by the expired session = %v; want SessionExpired", err)
+	}
+	li := lockInfo(t, other, "/svc")
+	if len(li.Holders) != 0 || li.DelayUntil == 0 || li.Waiters != 1 {
+		t.Fatalf("lock after expiry = %+v; want free, in lock-delay, one waiter", li)
+	}
+	if other.must(&wire.CheckSequencer{Sequencer: old}).(*wire.CheckReply).Valid {
+		t.Fatal("the expired holder's sequencer is still valid")
+	}
+	if _, err := other.do(&wire.Acquire{Path: "/svc", Mode: wire.Exclusive}); codeOf(err) != wire.Locked {
+		t.Fatalf("try during lock-delay = %v; want Locked", err)
+	}
+	time.Sleep(100 * time.Millisecond) // real time passes; command time does not
+	if !pending(wc) {
+		t.Fatal("waiter granted during the lock-delay")
+	}
+	clk.Advance(2 * time.Second) // past the lock-delay: the leader proposes a tick
+	r := recv(t, wc, "the waiter")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if seq := r.m.(*wire.AcquireReply).Sequencer; seq.LockGen != old.LockGen+1 {
+		t.Fatalf("waiter's lock gen = %d; want %d", seq.LockGen, old.LockGen+1)
+	}
+}
+
+// TestCancelWait checks both ways to withdraw a waiting Acquire: a Cancel
+// call naming its request id, and the client closing the call's stream.
+func TestCancelWait(t *testing.T) {
+	c := testCell(t)
+	h, w := newClient(t, c), newClient(t, c)
+	h.open(5 * time.Second)
+	w.open(5 * time.Second)
+	h.must(&wire.Put{Path: "/c"})
+	hs := h.must(&wire.Acquire{Path: "/c", Mode: wire.Exclusive}).(*wire.AcquireReply).Sequencer
+
+	// Cancel by request id: the blocked call is answered Canceled.
+	req := &wire.Acquire{Header: wire.Header{Session: w.sid, Request: 500}, Path: "/c", Mode: wire.Exclusive, Wait: true}
+	wc := async(w, req)
+	waitFor(t, 10*time.Second, "the waiter to queue", func() bool { return lockInfo(t, h, "/c").Waiters == 1 })
+	canceler := newClient(t, c)
+	canceler.sid = w.sid
+	canceler.must(&wire.Cancel{Target: 500})
+	if r := recv(t, wc, "the canceled acquire"); codeOf(r.err) != wire.Canceled {
+		t.Fatalf("canceled acquire = %v, %v; want Canceled", r.m, r.err)
+	}
+	// A retry of the canceled request gets the same outcome.
+	if _, err := w.retry(req); codeOf(err) != wire.Canceled {
+		t.Fatalf("retried canceled acquire = %v; want Canceled", err)
+	}
+	// Canceling what is not waiting succeeds and does nothing.
+	canceler.must(&wire.Cancel{Target: 500})
+	canceler.must(&wire.Cancel{Target: 12345})
+
+	// Abandon: the client closes the stream of its waiting call.
+	leader := c.Endpoints()[c.Leader()]
+	rc := dialRaw(t, leader)
+	st, err := rc.mux.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wire.NewEncoder(st, 0).Encode(&wire.Acquire{Header: wire.Header{Session: w.sid, Request: 501}, Path: "/c", Mode: wire.Exclusive, Wait: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the waiter to queue", func() bool { return lockInfo(t, h, "/c").Waiters == 1 })
+	st.Close()
+	waitFor(t, 10*time.Second, "the abandoned wait to be withdrawn", func() bool { return lockInfo(t, h, "/c").Waiters == 0 })
+	h.must(&wire.Release{Path: "/c", LockGen: hs.LockGen})
+	if li := lockInfo(t, h, "/c"); len(li.Holders) != 0 {
+		t.Fatalf("lock after release with no waiter = %+v; want free", li)
+	}
+}
