@@ -19,8 +19,9 @@ type Election struct {
 	c    *Client
 	path string
 
-	mu   sync.Mutex
-	lock *Lock // held while leader
+	mu          sync.Mutex
+	lock        *Lock // held while leader
+	campaigning bool  // a Campaign is waiting or publishing
 }
 
 // NewElection returns the election on the node at path (created on the
@@ -40,19 +41,26 @@ type LeaderInfo struct {
 
 // Campaign blocks until this candidate is the leader (or ctx ends, or the
 // session is over), then publishes value. Leadership lasts until Resign or
-// the loss of the session: watch Lost. Campaigning while already leader
-// fails with ErrInvalid.
+// the loss of the session: watch Lost. Campaigning while already leader, or
+// while another Campaign on the same Election runs, fails with ErrInvalid.
 func (e *Election) Campaign(ctx context.Context, value string) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.lock != nil {
-		select {
-		case <-e.lock.Lost():
-			e.lock = nil
-		default:
-			return fmt.Errorf("Campaign: %w: already the leader of %s", ErrInvalid, e.path)
-		}
+	switch {
+	case e.campaigning:
+		e.mu.Unlock()
+		return fmt.Errorf("Campaign: %w: a Campaign for %s is already running", ErrInvalid, e.path)
+	case e.lock != nil && !isClosed(e.lock.Lost()):
+		e.mu.Unlock()
+		return fmt.Errorf("Campaign: %w: already the leader of %s", ErrInvalid, e.path)
 	}
+	e.lock, e.campaigning = nil, true
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.campaigning = false
+		e.mu.Unlock()
+	}()
+
 	l, err := e.c.Lock(ctx, e.path)
 	if err != nil {
 		return fmt.Errorf("Campaign: %w", err)
@@ -65,8 +73,20 @@ func (e *Election) Campaign(ctx context.Context, value string) error {
 		}
 		return fmt.Errorf("Campaign: publish: %w", err)
 	}
+	e.mu.Lock()
 	e.lock = l
+	e.mu.Unlock()
 	return nil
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // Proclaim changes the value the leader publishes, without losing
@@ -77,10 +97,8 @@ func (e *Election) Proclaim(ctx context.Context, value string) error {
 	if e.lock == nil {
 		return fmt.Errorf("Proclaim: %w: not the leader of %s", ErrNotHolder, e.path)
 	}
-	select {
-	case <-e.lock.Lost():
+	if isClosed(e.lock.Lost()) {
 		return fmt.Errorf("Proclaim: %w: leadership of %s was lost", ErrNotHolder, e.path)
-	default:
 	}
 	_, err := e.c.Put(ctx, e.path, encodeLeader(e.lock.Sequencer(), value))
 	return err

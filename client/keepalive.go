@@ -12,7 +12,8 @@ import (
 // kaResult is the outcome of one KeepAlive attempt.
 type kaResult struct {
 	conn     *conn // nil if no connection was reached
-	sent     time.Time
+	sent     time.Time // when the KeepAlive was sent
+	received time.Time // when its reply arrived
 	reply    *wire.KeepAliveReply
 	err      error
 	timedOut bool // the attempt ran out of time (the replica did not answer)
@@ -117,6 +118,7 @@ func (c *Client) keepAliveOnce(ctx context.Context, acked uint64) kaResult {
 	defer cancel()
 	r := kaResult{conn: cn, sent: c.cfg.Clock.Now()}
 	reply, err := cn.call(actx, &wire.KeepAlive{Header: c.header(), Acked: acked})
+	r.received = c.cfg.Clock.Now()
 	r.timedOut = actx.Err() != nil && ctx.Err() == nil
 	if err != nil {
 		r.err = err
@@ -157,7 +159,7 @@ func (c *Client) handleKeepAlive(r kaResult, acked *uint64, lastServer *string) 
 		return kaFailed
 	}
 	c.mu.Lock()
-	state, changed := c.lease.renew(r.sent, r.reply.TTL)
+	state, changed := c.lease.renew(r.sent, r.received, r.reply.TTL)
 	if changed {
 		c.publish(SessionEvent{State: state, At: c.cfg.Clock.Now()})
 		c.log.Info("client: session safe again")

@@ -6,7 +6,28 @@ import (
 	"time"
 
 	"github.com/latchd/latch/client"
+	"github.com/latchd/latch/lockserver"
 )
+
+// An idle session stays safe: the long-polled KeepAlive is answered before
+// the local lease runs out, cycle after cycle (the margin the cell keeps is
+// wider than the client's allowance for the reply's flight).
+func TestIdleSessionStaysSafe(t *testing.T) {
+	cell := startCell(t, func(cfg *lockserver.Config) { cfg.Session.Margin = time.Second })
+	c := dial(t, cell, func(cfg *client.Config) { cfg.SessionTimeout = 2 * time.Second })
+	if c.SessionTimeout() != 2*time.Second {
+		t.Fatalf("SessionTimeout() = %v; want 2s", c.SessionTimeout())
+	}
+	events := c.SessionEvents()
+	select {
+	case ev := <-events:
+		t.Fatalf("idle session reported %v; want no event over three leases", ev)
+	case <-time.After(6 * time.Second):
+	}
+	if c.State() != client.StateSafe {
+		t.Fatalf("State() = %v; want safe", c.State())
+	}
+}
 
 // A session that cannot reach the cell goes to jeopardy when its local lease
 // runs out, and back to safe when a KeepAlive gets through again within the
