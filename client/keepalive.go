@@ -11,7 +11,7 @@ import (
 
 // kaResult is the outcome of one KeepAlive attempt.
 type kaResult struct {
-	conn     *conn // nil if no connection was reached
+	conn     *conn     // nil if no connection was reached
 	sent     time.Time // when the KeepAlive was sent
 	received time.Time // when its reply arrived
 	reply    *wire.KeepAliveReply
