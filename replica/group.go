@@ -116,7 +116,6 @@ type group struct {
 	role      paxos.Role
 	queued    []*proposal
 	cmds      [][]byte
-	scratch   []logdb.Entry
 	lastTick  time.Time // monotonic time up to which ticks were delivered
 	awaitAcks bool      // the last Ready synced entries this leader proposed
 	ackWait   time.Duration
@@ -170,14 +169,11 @@ func newGroup(r *Replica, id uint32, sm StateMachine) (*group, error) {
 		}
 	}
 	ps := paxos.State{
-		Promised: paxos.Ballot(st.Promised),
+		Promised: st.Promised,
 		Chosen:   st.Chosen,
 		Snapshot: st.Snapshot.Instance,
 		Applied:  g.applier.applied,
-		Entries:  make([]paxos.Entry, len(st.Entries)),
-	}
-	for i, e := range st.Entries {
-		ps.Entries[i] = paxos.Entry{Instance: e.Instance, Ballot: paxos.Ballot(e.Ballot), Value: e.Value, Noop: e.Noop}
+		Entries:  st.Entries,
 	}
 	node, err := paxos.New(r.coreConfig(), ps)
 	if err != nil {
@@ -501,18 +497,12 @@ func (g *group) handleReady() bool {
 	}
 	// 2. One write, synced when it carries a promise or accepted values.
 	if rd.Promised != nil || len(rd.Accepted) > 0 || rd.ChosenMark != 0 {
-		u := logdb.Update{Chosen: rd.ChosenMark}
+		u := logdb.Update{Entries: rd.Accepted, Chosen: rd.ChosenMark}
 		if rd.Promised != nil {
-			u.Promised = logdb.Ballot(*rd.Promised)
+			u.Promised = *rd.Promised
 		}
-		g.scratch = g.scratch[:0]
-		for _, e := range rd.Accepted {
-			g.scratch = append(g.scratch, logdb.Entry{Instance: e.Instance, Ballot: logdb.Ballot(e.Ballot), Value: e.Value, Noop: e.Noop})
-		}
-		u.Entries = g.scratch
 		t0 := time.Now()
 		err := g.ldb.Write(u)
-		clear(g.scratch)
 		if err != nil {
 			g.r.fatal(fmt.Errorf("group %d: %w", g.id, err))
 			return false

@@ -15,6 +15,8 @@ import (
 	"github.com/syndtr/goleveldb/leveldb"
 	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
 	"github.com/syndtr/goleveldb/leveldb/opt"
+
+	"github.com/latchd/latch/replica/paxos"
 )
 
 // Errors returned by this package. Test for them with errors.Is.
@@ -51,26 +53,13 @@ const FormatVersion = 1
 // version.
 const formatMagic = "latch-logdb"
 
-// Ballot is a Paxos ballot: a round and the id of the replica that owns it.
-// Ballots compare by round, then by id. The zero Ballot is below every
-// real ballot and means "none".
-type Ballot struct {
-	Round uint64
-	ID    uint64
-}
-
-// IsZero reports whether b is the zero ballot.
-func (b Ballot) IsZero() bool { return b == Ballot{} }
-
-// Entry is the accepted state of one instance: the ballot it was accepted
-// in and the value (or, once learned, the chosen value). Noop marks the
-// filler value a new leader proposes for a gap.
-type Entry struct {
-	Instance uint64
-	Ballot   Ballot
-	Value    []byte
-	Noop     bool
-}
+// Ballot and Entry are the protocol core's types, stored as they are: what
+// a Ready asks to persist goes to Write unchanged, and what Load returns goes
+// to paxos.New.
+type (
+	Ballot = paxos.Ballot
+	Entry  = paxos.Entry
+)
 
 // Update is what one Log.Write stores, all or nothing. An Update with a
 // promise or entries is synced; one that only raises the chosen mark is not

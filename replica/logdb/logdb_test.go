@@ -86,7 +86,7 @@ func TestGroupsIsolated(t *testing.T) {
 	if db.Group(1) != a {
 		t.Fatal("Group(1) returned a different *Log the second time")
 	}
-	if err := a.Write(Update{Promised: Ballot{5, 1}, Entries: []Entry{ent(1, 5, 1, "x")}, Chosen: 1}); err != nil {
+	if err := a.Write(Update{Promised: Ballot{Round: 5, ID: 1}, Entries: []Entry{ent(1, 5, 1, "x")}, Chosen: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Write(Update{Entries: []Entry{ent(9, 1, 3, "y")}}); err != nil {
@@ -263,7 +263,7 @@ func TestCorruptJournalFailsOpen(t *testing.T) {
 	db := openT(t, dir)
 	g := db.Group(1)
 	for i := uint64(1); i <= 50; i++ {
-		if err := g.Write(Update{Promised: Ballot{i, 1}, Entries: []Entry{ent(i, i, 1, strings.Repeat("v", 100))}}); err != nil {
+		if err := g.Write(Update{Promised: Ballot{Round: i, ID: 1}, Entries: []Entry{ent(i, i, 1, strings.Repeat("v", 100))}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -367,7 +367,7 @@ func TestFormatVersion(t *testing.T) {
 func TestChecksumMismatchIsCorrupt(t *testing.T) {
 	db := openT(t, t.TempDir())
 	g := db.Group(1)
-	if err := g.Write(Update{Promised: Ballot{2, 2}, Entries: []Entry{ent(1, 2, 2, "value")}}); err != nil {
+	if err := g.Write(Update{Promised: Ballot{Round: 2, ID: 2}, Entries: []Entry{ent(1, 2, 2, "value")}}); err != nil {
 		t.Fatal(err)
 	}
 	// Damage the stored entry value (a bit flip leveldb's own checksums
@@ -420,7 +420,7 @@ func BenchmarkSyncedWrite(b *testing.B) {
 			for b.Loop() {
 				for i := range ents {
 					inst++
-					ents[i] = Entry{Instance: inst, Ballot: Ballot{1, 1}, Value: val}
+					ents[i] = Entry{Instance: inst, Ballot: Ballot{Round: 1, ID: 1}, Value: val}
 				}
 				if err := g.Write(Update{Entries: ents, Chosen: inst}); err != nil {
 					b.Fatal(err)

@@ -21,7 +21,7 @@ func crashImage(t *testing.T, n, big uint64, bigSize int) (dir, journal string) 
 		if i == big {
 			v = bytes.Repeat([]byte{byte(i)}, bigSize)
 		}
-		if err := g.Write(Update{Promised: Ballot{i, 1}, Entries: []Entry{{Instance: i, Ballot: Ballot{i, 1}, Value: v}}}); err != nil {
+		if err := g.Write(Update{Promised: Ballot{Round: i, ID: 1}, Entries: []Entry{{Instance: i, Ballot: Ballot{Round: i, ID: 1}, Value: v}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
