@@ -125,8 +125,9 @@ func (a ACL) IsZero() bool { return a == ACL{} }
 
 // Command is one entry of the replicated log: a mutation of the namespace,
 // stamped by the leader with its time and by the client with (Session,
-// Request). Fields an op does not use must be zero. Build commands with the
-// New* constructors and then set Time, Session and Request.
+// Request). Fields an op does not use are ignored (flags it does not take are
+// an error). Build commands with the New* constructors and then set Time,
+// Session and Request.
 type Command struct {
 	// Version is the format version; Apply accepts only CommandVersion.
 	Version uint8
