@@ -105,6 +105,7 @@ func (s *testSM) count() int {
 
 // cell is a test cell of replicas sharing one network.
 type cell struct {
+	mu     sync.Mutex // guards reps and sms, for tests that restart replicas concurrently
 	t      testing.TB
 	net    Network
 	mem    *MemNetwork // nil over TCP
@@ -193,10 +194,10 @@ func freeAddr(t testing.TB) string {
 func (c *cell) start(id uint64) {
 	c.t.Helper()
 	sms := map[uint32]StateMachine{}
-	c.sms[id] = map[uint32]*testSM{}
+	mine := map[uint32]*testSM{}
 	for _, g := range c.groups {
 		sm := &testSM{}
-		c.sms[id][g] = sm
+		mine[g] = sm
 		sms[g] = sm
 		if c.wrap != nil {
 			sms[g] = c.wrap(g, sm)
@@ -219,20 +220,49 @@ func (c *cell) start(id uint64) {
 	if err != nil {
 		c.t.Fatalf("Start(replica %d) = %v", id, err)
 	}
+	c.mu.Lock()
 	c.reps[id] = r
+	c.sms[id] = mine
+	c.mu.Unlock()
 }
 
 func (c *cell) stop(id uint64) {
-	if r := c.reps[id]; r != nil {
+	c.mu.Lock()
+	r := c.reps[id]
+	delete(c.reps, id)
+	c.mu.Unlock()
+	if r != nil {
 		r.Close()
-		delete(c.reps, id)
 	}
 }
 
 func (c *cell) closeAll() {
-	for id := range c.reps {
+	for _, id := range c.ids() {
 		c.stop(id)
 	}
+}
+
+// ids returns the ids of the running replicas.
+func (c *cell) ids() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ids []uint64
+	for id := range c.reps {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// leaderOf returns the running replica that leads group g, or nil.
+func (c *cell) leaderOf(g uint32) *Replica {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.reps {
+		if gr := r.groups[g]; gr != nil && gr.isLeader.Load() {
+			return r
+		}
+	}
+	return nil
 }
 
 // leader waits until some running replica leads group g and returns it.
@@ -240,10 +270,8 @@ func (c *cell) leader(g uint32, timeout time.Duration) *Replica {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		for _, r := range c.reps {
-			if gr := r.groups[g]; gr != nil && gr.isLeader.Load() {
-				return r
-			}
+		if r := c.leaderOf(g); r != nil {
+			return r
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -255,13 +283,7 @@ func (c *cell) leader(g uint32, timeout time.Duration) *Replica {
 // changes, until it is applied or the deadline passes.
 func (c *cell) propose(ctx context.Context, g uint32, cmd []byte) ([]byte, error) {
 	for {
-		var lead *Replica
-		for _, r := range c.reps {
-			if gr := r.groups[g]; gr != nil && gr.isLeader.Load() {
-				lead = r
-			}
-		}
-		if lead != nil {
+		if lead := c.leaderOf(g); lead != nil {
 			res, err := lead.Propose(ctx, g, cmd)
 			var nl *NotLeaderError
 			if err == nil || !(errors.As(err, &nl) || errors.Is(err, ErrLeadershipLost) || errors.Is(err, ErrClosed)) {
