@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/latchd/latch/internal/wire"
@@ -79,6 +80,34 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 		return Status{}, fmt.Errorf("Status: %w: answered with %s", ErrProtocol, m.Type())
 	}
 	return statusFromWire(cn.addr, r), nil
+}
+
+// Members returns the cell's members, each asked directly (StatusOf, in
+// parallel, within AttemptTimeout) how far it has applied the log, with its
+// lag behind the leader. A member that does not answer is returned with
+// Reachable false and Applied 0.
+func (c *Client) Members(ctx context.Context) ([]Member, error) {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ms := st.Members
+	var wg sync.WaitGroup
+	for i := range ms {
+		wg.Go(func() {
+			mctx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
+			defer cancel()
+			s, err := StatusOf(mctx, ms[i].ClientAddr)
+			ms[i].Reachable = err == nil
+			ms[i].Applied = 0
+			if err == nil {
+				ms[i].Applied = s.Applied
+			}
+		})
+	}
+	wg.Wait()
+	setLag(ms)
+	return ms, nil
 }
 
 // StatusOf asks the replica at addr (which need not be one of the

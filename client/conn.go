@@ -20,6 +20,13 @@ import (
 // stream, writes one request frame and reads one reply frame, so blocking
 // calls never stall others. A conn is safe for concurrent use; once broken it
 // stays broken and the pool replaces it.
+//
+// Why not wire.Conn: it half-closes a call's stream after the request (as
+// docs/protocol.md says), and the lockserver takes the end of a waiting
+// Acquire's request stream as the client abandoning the call, answering
+// Canceled at once (TestServerBugWaitingAcquireOverWireConn). A conn closes
+// the stream only once the reply is read, or to abandon the call, which the
+// lockserver then withdraws for us.
 type conn struct {
 	addr    string
 	mux     *yamux.Session

@@ -335,3 +335,38 @@ func TestUnavailableWithoutQuorum(t *testing.T) {
 		t.Fatalf("Get = %q, %v", n.Data, err)
 	}
 }
+
+func TestMembers(t *testing.T) {
+	cell := startCell(t)
+	c := dial(t, cell)
+	ctx := bg(t)
+	if _, err := c.Put(ctx, "/m", nil); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := c.Members(ctx)
+	if err != nil {
+		t.Fatalf("Members: %v", err)
+	}
+	if len(ms) != 3 {
+		t.Fatalf("Members = %+v; want 3", ms)
+	}
+	for _, m := range ms {
+		if !m.Reachable || m.Applied == 0 {
+			t.Fatalf("member %+v; want reachable with a known applied index", m)
+		}
+	}
+	stopped := (cell.Leader() + 1) % 3
+	if err := cell.Stop(stopped); err != nil {
+		t.Fatal(err)
+	}
+	ms, err = c.Members(ctx)
+	if err != nil {
+		t.Fatalf("Members with one replica down: %v", err)
+	}
+	for _, m := range ms {
+		down := m.ClientAddr == cell.Endpoints()[stopped]
+		if m.Reachable == down || down && (m.Applied != 0 || m.Lag != 0) {
+			t.Fatalf("member %+v (stopped: %v)", m, down)
+		}
+	}
+}

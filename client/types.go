@@ -191,28 +191,39 @@ type Member struct {
 	ClientAddr string
 	PeerAddr   string
 	Leader     bool
-	Reachable  bool // as seen from the answering replica
-	Applied    uint64
+	// Reachable: the member answered (Members), or the answering replica
+	// can reach it (Status).
+	Reachable bool
+	// Applied is the last log index the member applied, 0 if unknown
+	// (Status knows only the answering replica's; Members asks each).
+	Applied uint64
 	// Lag is how many log entries the member has applied fewer than the
-	// leader (0 for the leader, or if the leader's position is unknown).
+	// leader; 0 for the leader or when either position is unknown.
 	Lag uint64
 }
 
 func statusFromWire(addr string, r *wire.StatusReply) Status {
 	s := Status{Server: r.ServerID, Addr: addr, Leader: r.Leader, IsLeader: r.IsLeader, Applied: r.Applied}
-	var leaderApplied uint64
-	var haveLeader bool
 	for _, m := range r.Members {
-		if m.Leader {
-			leaderApplied, haveLeader = m.Applied, true
-		}
+		s.Members = append(s.Members, Member{ID: m.ID, ClientAddr: m.ClientAddr, PeerAddr: m.PeerAddr,
+			Leader: m.Leader, Reachable: m.Reachable, Applied: m.Applied})
 	}
-	for _, m := range r.Members {
-		mem := Member{ID: m.ID, ClientAddr: m.ClientAddr, PeerAddr: m.PeerAddr, Leader: m.Leader, Reachable: m.Reachable, Applied: m.Applied}
-		if haveLeader && leaderApplied > m.Applied {
-			mem.Lag = leaderApplied - m.Applied
-		}
-		s.Members = append(s.Members, mem)
-	}
+	setLag(s.Members)
 	return s
+}
+
+// setLag fills in each member's Lag behind the leader, where both applied
+// positions are known.
+func setLag(ms []Member) {
+	var leader uint64
+	for _, m := range ms {
+		if m.Leader {
+			leader = m.Applied
+		}
+	}
+	for i := range ms {
+		if m := &ms[i]; leader != 0 && m.Applied != 0 && leader > m.Applied {
+			m.Lag = leader - m.Applied
+		}
+	}
 }
