@@ -103,12 +103,18 @@ func dial(t testing.TB, cell *lockserver.Cell, mods ...func(*client.Config)) *cl
 	return c
 }
 
-// bg returns a context that ends after d (default 10 s) or with the test.
+// bg returns a context that ends after d (default 10 s; 0 means never) or
+// with the test.
 func bg(t testing.TB, d ...time.Duration) context.Context {
 	t.Helper()
 	timeout := 10 * time.Second
 	if len(d) > 0 {
 		timeout = d[0]
+	}
+	if timeout == 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		return ctx
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
