@@ -75,6 +75,16 @@ func (s *Server) hello(c *conn, h *wire.Hello) wire.Message {
 	}
 }
 
+// closing is the answer to a call cut short because its connection is
+// closing: Unavailable (retry elsewhere) when the server shuts down, else
+// Canceled (the client went away and will not read it anyway).
+func (s *Server) closing() *wire.Error {
+	if s.ctx.Err() != nil {
+		return wire.Errorf(wire.Unavailable, "server shutting down; retry at another replica")
+	}
+	return wire.Errorf(wire.Canceled, "connection closing")
+}
+
 // Validation helpers. Each returns nil or the error to answer with.
 
 func (s *Server) checkPath(p string) *wire.Error {
@@ -199,7 +209,7 @@ func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message 
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return wire.Errorf(wire.Canceled, "connection closing")
+			return s.closing()
 		}
 		return sessionError(err)
 	}
@@ -533,7 +543,7 @@ func (s *Server) acquire(c *conn, st *yamux.Stream, m *wire.Acquire) wire.Messag
 		case <-t.ctx.Done():
 			return s.notLeader()
 		case <-c.ctx.Done():
-			return wire.Errorf(wire.Canceled, "connection closing")
+			return s.closing()
 		}
 	}
 }

@@ -84,10 +84,7 @@ func tryDial(addr string) (*rawConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	yc := yamux.DefaultConfig()
-	yc.LogOutput = io.Discard
-	yc.MaxStreamWindowSize = 2 << 20
-	mux, err := yamux.Client(nc, yc)
+	mux, err := newYamuxClient(nc)
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -103,6 +100,13 @@ func tryDial(addr string) (*rawConn, error) {
 		return nil, fmt.Errorf("Hello answered %T", m)
 	}
 	return rc, nil
+}
+
+func newYamuxClient(nc net.Conn) (*yamux.Session, error) {
+	yc := yamux.DefaultConfig()
+	yc.LogOutput = io.Discard
+	yc.MaxStreamWindowSize = 2 << 20
+	return yamux.Client(nc, yc)
 }
 
 func (rc *rawConn) close() { rc.mux.Close() }

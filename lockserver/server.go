@@ -257,7 +257,7 @@ func (s *Server) leaderTerm(ctx context.Context) (*term, *wire.Error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, wire.Errorf(wire.Canceled, "%v", ctx.Err())
+			return nil, s.closing()
 		case <-time.After(s.cfg.LeaderPoll):
 		}
 	}
