@@ -1,0 +1,249 @@
+// Package admin is latchd's admin HTTP server: /healthz, /readyz, /status,
+// /metrics and /debug/pprof for one replica.
+//
+// /status and /metrics read the replica's lockserver.Status and Metrics.
+// /status also asks every other member of the cell for its position in the
+// log (over the client protocol, with a short timeout), so it can show each
+// peer's lag behind the leader.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/latchd/latch/client"
+	"github.com/latchd/latch/lockserver"
+)
+
+// Server is what the admin endpoints read from a replica
+// (*lockserver.Server satisfies it).
+type Server interface {
+	Status() lockserver.Status
+	Metrics() *lockserver.Metrics
+	Done() <-chan struct{}
+}
+
+// PeerStatus asks the replica at a client address for its status; it is
+// client.StatusOf outside tests.
+type PeerStatus func(ctx context.Context, addr string) (client.Status, error)
+
+// Options configure the handler.
+type Options struct {
+	// Peers answers /status's question to each other member; nil means
+	// client.StatusOf.
+	Peers PeerStatus
+	// PeerTimeout bounds that question (default 500 ms).
+	PeerTimeout time.Duration
+	// Info is added to /status as is (for example the configured timings).
+	Info map[string]any
+	// Logger receives errors serving requests; nil discards them.
+	Logger *slog.Logger
+}
+
+// Handler returns the admin HTTP handler for one replica.
+func Handler(s Server, opts Options) http.Handler {
+	if opts.Peers == nil {
+		opts.Peers = client.StatusOf
+	}
+	if opts.PeerTimeout <= 0 {
+		opts.PeerTimeout = 500 * time.Millisecond
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newCollector(s),
+	)
+	h := &handler{s: s, opts: opts}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", h.healthz)
+	mux.HandleFunc("GET /readyz", h.readyz)
+	mux.HandleFunc("GET /status", h.status)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slogErrorLog{opts.Logger}}))
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /{$}", h.index)
+	return mux
+}
+
+type handler struct {
+	s    Server
+	opts Options
+}
+
+func (h *handler) index(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("latchd admin: /healthz /readyz /status /metrics /debug/pprof/\n"))
+}
+
+// healthz answers 200 while the replica runs (liveness).
+func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-h.s.Done():
+		http.Error(w, "stopped", http.StatusServiceUnavailable)
+	default:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	}
+}
+
+// readyz answers 200 when the replica runs and knows a leader, so clients
+// it serves can be answered (readiness).
+func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-h.s.Done():
+		http.Error(w, "stopped", http.StatusServiceUnavailable)
+		return
+	default:
+	}
+	st := h.s.Status()
+	if st.Leader == 0 {
+		http.Error(w, "no leader known", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok: leader " + strconv.FormatUint(st.Leader, 10) + "\n"))
+}
+
+// StatusDoc is the JSON document /status serves.
+type StatusDoc struct {
+	ID         uint64 `json:"id"`
+	Leader     uint64 `json:"leader"` // 0 if unknown
+	IsLeader   bool   `json:"isLeader"`
+	Role       string `json:"role"`
+	Ballot     string `json:"ballot"`
+	LeaseValid bool   `json:"leaseValid"`
+	// Groups has one entry per Paxos group this replica hosts (the lock
+	// server runs one).
+	Groups          []GroupDoc     `json:"groups"`
+	Index           uint64         `json:"index"`
+	Nodes           int            `json:"nodes"`
+	Sessions        int            `json:"sessions"`
+	TrackedSessions int            `json:"trackedSessions"`
+	HeldKeepAlives  int            `json:"heldKeepAlives"`
+	Members         []MemberDoc    `json:"members"`
+	Info            map[string]any `json:"info,omitempty"`
+}
+
+// GroupDoc is one Paxos group's position and counters.
+type GroupDoc struct {
+	Group     uint32 `json:"group"`
+	Chosen    uint64 `json:"chosen"`
+	Applied   uint64 `json:"applied"`
+	Snapshot  uint64 `json:"snapshot"`
+	Proposals uint64 `json:"proposals"`
+	Batches   uint64 `json:"batches"`
+	Writes    uint64 `json:"writes"`
+	Dropped   uint64 `json:"dropped"`
+}
+
+// MemberDoc is one member of the cell with its lag behind the leader.
+type MemberDoc struct {
+	ID        uint64 `json:"id"`
+	Client    string `json:"client"`
+	Peer      string `json:"peer"`
+	HTTP      string `json:"http,omitempty"`
+	Self      bool   `json:"self"`
+	Leader    bool   `json:"leader"`
+	Reachable bool   `json:"reachable"`
+	Applied   uint64 `json:"applied"`
+	// Lag is how many instances the member has applied fewer than the
+	// leader (the most advanced member if the leader did not answer).
+	Lag   uint64 `json:"lag"`
+	Error string `json:"error,omitempty"`
+}
+
+func (h *handler) status(w http.ResponseWriter, r *http.Request) {
+	doc := h.statusDoc(r.Context())
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(doc); err != nil {
+		h.opts.Logger.Warn("admin: writing /status", "err", err)
+	}
+}
+
+// statusDoc builds /status: this replica's Status, and each peer's applied
+// position asked over the client protocol.
+func (h *handler) statusDoc(ctx context.Context) StatusDoc {
+	st := h.s.Status()
+	doc := StatusDoc{
+		ID: st.ID, Leader: st.Leader, IsLeader: st.IsLeader, Role: st.Role, Ballot: st.Ballot,
+		LeaseValid: st.LeaseValid, Index: st.Index, Nodes: st.Nodes, Sessions: st.Sessions,
+		TrackedSessions: st.Tracked, HeldKeepAlives: st.HeldKeepAlives, Info: h.opts.Info,
+		Groups: []GroupDoc{{
+			Group: 1, Chosen: st.Chosen, Applied: st.Applied, Snapshot: st.Snapshot,
+			Proposals: st.Proposals, Batches: st.Batches, Writes: st.Writes, Dropped: st.Dropped,
+		}},
+	}
+	doc.Members = make([]MemberDoc, len(st.Members))
+	var wg sync.WaitGroup
+	for i, m := range st.Members {
+		d := &doc.Members[i]
+		*d = MemberDoc{ID: m.ID, Client: m.Client, Peer: m.Peer, HTTP: m.HTTP, Self: m.ID == st.ID, Leader: m.ID == st.Leader}
+		if d.Self {
+			d.Reachable, d.Applied = true, st.Applied
+			continue
+		}
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, h.opts.PeerTimeout)
+			defer cancel()
+			ps, err := h.opts.Peers(pctx, m.Client)
+			if err != nil {
+				d.Error = err.Error()
+				return
+			}
+			d.Reachable, d.Applied = true, ps.Applied
+		})
+	}
+	wg.Wait()
+	FillLag(doc.Members)
+	return doc
+}
+
+// FillLag sets each reachable member's Lag behind the leader's applied
+// position, or behind the most advanced member's if the leader is not among
+// the reachable ones.
+func FillLag(ms []MemberDoc) {
+	var top uint64
+	found := false
+	for _, m := range ms {
+		if m.Leader && m.Reachable {
+			top, found = m.Applied, true
+		}
+	}
+	if !found {
+		for _, m := range ms {
+			if m.Reachable {
+				top = max(top, m.Applied)
+			}
+		}
+	}
+	for i := range ms {
+		if ms[i].Reachable && ms[i].Applied < top {
+			ms[i].Lag = top - ms[i].Applied
+		}
+	}
+}
+
+// slogErrorLog adapts a slog.Logger to promhttp's error logger.
+type slogErrorLog struct{ l *slog.Logger }
+
+func (s slogErrorLog) Println(v ...any) { s.l.Warn("admin: /metrics", "err", v) }

@@ -1,0 +1,139 @@
+package admin
+
+import (
+	"maps"
+	"math"
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/latchd/latch/lockserver"
+)
+
+// collector exports a replica's lockserver.Metrics and Status to
+// Prometheus. It reads them at scrape time; nothing is kept in between.
+type collector struct {
+	s Server
+
+	requests, errors                            *prometheus.Desc
+	conns, connsTotal, connsRejected, badFrames *prometheus.Desc
+	proposals, proposalErrors, proposeLatency   *prometheus.Desc
+	terms, expired, events, readBarriers        *prometheus.Desc
+	isLeader, leaseValid                        *prometheus.Desc
+	chosen, applied, snapshot, index            *prometheus.Desc
+	nodes, sessions, tracked, held              *prometheus.Desc
+	batches, writes, dropped                    *prometheus.Desc
+}
+
+func newCollector(s Server) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("latch_"+name, help, labels, nil)
+	}
+	return &collector{
+		s:              s,
+		requests:       d("requests_total", "Client requests received, by message type.", "type"),
+		errors:         d("request_errors_total", "Error replies sent to clients, by code.", "code"),
+		conns:          d("client_connections", "Open client connections."),
+		connsTotal:     d("client_connections_total", "Client connections accepted."),
+		connsRejected:  d("client_connections_rejected_total", "Client connections refused (MaxConns)."),
+		badFrames:      d("client_bad_frames_total", "Client connections closed for an oversized or truncated frame."),
+		proposals:      d("proposals_total", "Commands proposed to the Paxos log."),
+		proposalErrors: d("proposal_errors_total", "Proposals that failed."),
+		proposeLatency: d("propose_duration_seconds", "Time from proposing a command to its result (the sum is not tracked: NaN)."),
+		terms:          d("leader_terms_total", "Leader terms started by this replica."),
+		expired:        d("sessions_expired_total", "Session expiries proposed and applied."),
+		events:         d("events_delivered_total", "Watch events queued for sessions."),
+		readBarriers:   d("read_barriers_total", "Linearizable reads served."),
+		isLeader:       d("is_leader", "1 if this replica leads the cell and serves sessions."),
+		leaseValid:     d("leader_lease_valid", "1 if this replica leads and holds its master lease."),
+		chosen:         d("paxos_chosen_instance", "Every Paxos instance up to this one is known chosen."),
+		applied:        d("paxos_applied_instance", "Last Paxos instance applied to the namespace."),
+		snapshot:       d("paxos_snapshot_instance", "Instance covered by the last stored snapshot."),
+		index:          d("applied_index", "Last command index applied to the namespace."),
+		nodes:          d("namespace_nodes", "Nodes in the namespace."),
+		sessions:       d("sessions", "Live sessions in the namespace."),
+		tracked:        d("sessions_tracked", "Sessions the leader's lease keeper tracks (0 off the leader)."),
+		held:           d("keepalives_held", "KeepAlive long polls held (0 off the leader)."),
+		batches:        d("paxos_batches_total", "Paxos instances proposed by this replica as leader."),
+		writes:         d("paxos_writes_total", "Synced log writes."),
+		dropped:        d("paxos_dropped_total", "Peer messages dropped (full inbox)."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.requests, c.errors, c.conns, c.connsTotal, c.connsRejected, c.badFrames,
+		c.proposals, c.proposalErrors, c.proposeLatency, c.terms, c.expired, c.events, c.readBarriers,
+		c.isLeader, c.leaseValid, c.chosen, c.applied, c.snapshot, c.index,
+		c.nodes, c.sessions, c.tracked, c.held, c.batches, c.writes, c.dropped,
+	} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	m := c.s.Metrics().Snapshot()
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
+	}
+	for _, k := range slices.Sorted(maps.Keys(m.Requests)) {
+		counter(c.requests, float64(m.Requests[k]), k)
+	}
+	for _, k := range slices.Sorted(maps.Keys(m.Errors)) {
+		counter(c.errors, float64(m.Errors[k]), k)
+	}
+	gauge(c.conns, float64(m.Conns))
+	counter(c.connsTotal, float64(m.ConnsTotal))
+	counter(c.connsRejected, float64(m.ConnsRejected))
+	counter(c.badFrames, float64(m.BadFrames))
+	counter(c.proposals, float64(m.Proposals))
+	counter(c.proposalErrors, float64(m.ProposalErrors))
+	count, buckets := cumulative(m.ProposeLatency)
+	ch <- prometheus.MustNewConstHistogram(c.proposeLatency, count, math.NaN(), buckets)
+	counter(c.terms, float64(m.Terms))
+	counter(c.expired, float64(m.SessionsExpired))
+	counter(c.events, float64(m.EventsDelivered))
+	counter(c.readBarriers, float64(m.ReadBarriers))
+
+	st := c.s.Status()
+	gauge(c.isLeader, b2f(st.IsLeader))
+	gauge(c.leaseValid, b2f(st.LeaseValid))
+	gauge(c.chosen, float64(st.Chosen))
+	gauge(c.applied, float64(st.Applied))
+	gauge(c.snapshot, float64(st.Snapshot))
+	gauge(c.index, float64(st.Index))
+	gauge(c.nodes, float64(st.Nodes))
+	gauge(c.sessions, float64(st.Sessions))
+	gauge(c.tracked, float64(st.Tracked))
+	gauge(c.held, float64(st.HeldKeepAlives))
+	counter(c.batches, float64(st.Batches))
+	counter(c.writes, float64(st.Writes))
+	counter(c.dropped, float64(st.Dropped))
+}
+
+// cumulative turns lockserver's per-bucket latency counts (bucket i: below
+// LatencyBuckets[i]; the last: the rest) into Prometheus' cumulative
+// buckets keyed by upper bound in seconds, and the total count.
+func cumulative(perBucket []uint64) (uint64, map[float64]uint64) {
+	out := make(map[float64]uint64, len(lockserver.LatencyBuckets))
+	var sum uint64
+	for i, n := range perBucket {
+		sum += n
+		if i < len(lockserver.LatencyBuckets) {
+			out[lockserver.LatencyBuckets[i].Seconds()] = sum
+		}
+	}
+	return sum, out
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,153 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/latchd/latch/cmd/latchd/internal/admin"
+	"github.com/latchd/latch/cmd/latchd/internal/config"
+	"github.com/latchd/latch/lockserver"
+)
+
+// DefaultBasePort is `latchd dev`'s first client port: replicas serve
+// clients on 7101-7103, peers on 7201-7203 and admin HTTP on 7301-7303.
+const DefaultBasePort = 7101
+
+// devFlags are the flags of `latchd dev`.
+type devFlags struct {
+	basePort int
+	dataDir  string
+	replicas int
+	noHTTP   bool
+	ready    func() // called once the cell has a leader (or gave up waiting)
+}
+
+func devCommand(stdout, stderr io.Writer, lf *logFlags) *cobra.Command {
+	var f devFlags
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "run a local three-replica cell in one process",
+		Long: `dev runs a whole latch cell in one process on 127.0.0.1: replica i serves
+clients on base-port+i-1 (7101, 7102, 7103 by default), peers on base-port+100+i-1
+and admin HTTP on base-port+200+i-1. Its data lives in a temporary directory
+removed on exit, unless --data-dir names one (kept, so the cell can be started
+again with its data). Ctrl-C stops it.
+
+Then, in another shell:
+  export LATCH_ENDPOINTS=127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103
+  latch put -p /demo/hello world
+  latch tree /`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The replicas start one after another, so their first
+			// attempts to reach each other fail: keep the default
+			// (quiet) log to errors until the cell has a leader.
+			var level slog.LevelVar
+			level.Set(lf.level())
+			if lf.verbose == 0 {
+				level.Set(slog.LevelError)
+			}
+			log, err := lf.logger(stderr, &level)
+			if err != nil {
+				return err
+			}
+			f.ready = func() { level.Set(lf.level()) }
+			if f.basePort < 0 || f.basePort+200+f.replicas > 65535 {
+				return fmt.Errorf("%w: --base-port %d: want 1..%d (or 0 for free ports)", errUsage, f.basePort, 65535-200-f.replicas)
+			}
+			if f.replicas < 1 || f.replicas > 9 {
+				return fmt.Errorf("%w: --replicas %d: want 1..9", errUsage, f.replicas)
+			}
+			return runDev(cmd.Context(), f, stdout, log)
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&f.basePort, "base-port", DefaultBasePort, "first client port; 0 picks free ports")
+	fl.StringVar(&f.dataDir, "data-dir", "", "keep the replicas' data here (default: a temporary directory, removed on exit)")
+	fl.IntVar(&f.replicas, "replicas", 3, "number of replicas")
+	fl.BoolVar(&f.noHTTP, "no-http", false, "do not serve the admin HTTP endpoints")
+	return cmd
+}
+
+// runDev runs a local cell until ctx ends, then stops it (removing its
+// temporary data dir).
+func runDev(ctx context.Context, f devFlags, out io.Writer, log *slog.Logger) error {
+	defaults := config.Default()
+	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cell, err := lockserver.StartCell(startCtx, lockserver.CellConfig{
+		N: f.replicas, BasePort: f.basePort, DataDir: f.dataDir, Logger: log,
+		Tune: func(sc *lockserver.Config) { config.Tune(sc, defaults) },
+	})
+	if err != nil {
+		return fmt.Errorf("starting the cell: %w", err)
+	}
+	var stops []func()
+	stop := func() error {
+		for _, s := range stops {
+			s()
+		}
+		return cell.Close()
+	}
+	if !f.noHTTP {
+		for i := range cell.N() {
+			c := cell.Config(i)
+			h := admin.Handler(cell.Server(i), admin.Options{Logger: log.With("replica", c.ID), Info: timings(defaults)})
+			s, err := serveAdmin(c.Members[c.ID].HTTP, h, log)
+			if err != nil {
+				stop()
+				return err
+			}
+			stops = append(stops, s)
+		}
+	}
+	waitCtx, cancelWait := context.WithTimeout(ctx, 30*time.Second)
+	leader, err := cell.WaitLeader(waitCtx)
+	cancelWait()
+	if ctx.Err() != nil {
+		return stop()
+	}
+	if err != nil {
+		fmt.Fprintf(out, "latchd dev: no leader elected yet (%v); the replicas keep trying\n", err)
+	}
+	if f.ready != nil {
+		f.ready()
+	}
+	devReady(out, cell, f.dataDir, leader)
+	<-ctx.Done()
+	fmt.Fprintln(out, "latchd dev: stopping")
+	if err := stop(); err != nil {
+		return fmt.Errorf("stopping the cell: %w", err)
+	}
+	fmt.Fprintln(out, "latchd dev: stopped")
+	return nil
+}
+
+// devReady prints where the cell is and the line to paste.
+func devReady(out io.Writer, cell *lockserver.Cell, dataDir string, leader int) {
+	tmp := " (temporary, removed on exit)"
+	if dataDir != "" {
+		tmp = ""
+	}
+	fmt.Fprintf(out, "latchd dev: a %d-replica cell on loopback%s\n", cell.N(), tmp)
+	for i := range cell.N() {
+		c := cell.Config(i)
+		m := c.Members[c.ID]
+		http := "-"
+		if m.HTTP != "" {
+			http = "http://" + m.HTTP
+		}
+		mark := ""
+		if i == leader {
+			mark = "  (leader)"
+		}
+		fmt.Fprintf(out, "  replica %d  client %s  peer %s  admin %s  data %s%s\n", c.ID, m.Client, m.Peer, http, c.DataDir, mark)
+	}
+	fmt.Fprintf(out, "\nexport LATCH_ENDPOINTS=%s\n\nCtrl-C stops the cell.\n", strings.Join(cell.Endpoints(), ","))
+}

@@ -1,0 +1,123 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/latchd/latch/cmd/latchd/internal/admin"
+	"github.com/latchd/latch/cmd/latchd/internal/config"
+	"github.com/latchd/latch/lockserver"
+)
+
+// runFlags are the flags of `latchd --config FILE`.
+type runFlags struct {
+	file    string
+	id      uint64
+	dataDir string
+	http    string
+}
+
+func (f *runFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVarP(&f.file, "config", "c", "", "configuration file (JSON; see docs/operations.md)")
+	fl.Uint64Var(&f.id, "id", 0, "this replica's id (overrides myid)")
+	fl.StringVar(&f.dataDir, "data-dir", "", "data directory (overrides dataDir)")
+	fl.StringVar(&f.http, "http", "", `admin HTTP address (overrides this node's "http"; "" turns it off)`)
+}
+
+// config reads the file and applies the flags that were given.
+func (f *runFlags) config(cmd *cobra.Command) (config.Config, error) {
+	if f.file == "" {
+		return config.Config{}, fmt.Errorf("%w: --config FILE is required (or run \"latchd dev\" for a local cell)", errUsage)
+	}
+	file, err := config.Load(f.file)
+	if err != nil {
+		return config.Config{}, err
+	}
+	var o config.Overrides
+	if cmd.Flags().Changed("id") {
+		o.ID = &f.id
+	}
+	if cmd.Flags().Changed("data-dir") {
+		o.DataDir = &f.dataDir
+	}
+	if cmd.Flags().Changed("http") {
+		o.HTTP = &f.http
+	}
+	return file.Apply(o).Resolve()
+}
+
+// runReplica runs one replica until ctx ends: New (recovering the data dir),
+// the admin HTTP server, then Run.
+func runReplica(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	log = log.With("replica", cfg.MyID)
+	sc, err := cfg.Server(log)
+	if err != nil {
+		return err
+	}
+	srv, err := lockserver.New(sc)
+	if err != nil {
+		return err
+	}
+	self := cfg.Self()
+	stopHTTP := func() {}
+	if self.HTTP != "" {
+		stopHTTP, err = serveAdmin(self.HTTP, admin.Handler(srv, admin.Options{Logger: log, Info: timings(cfg)}), log)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+	}
+	log.Info("latchd: starting", "client", self.Client, "peer", self.Peer, "http", self.HTTP, "dataDir", cfg.DataDir, "members", len(cfg.Nodes))
+	err = srv.Run(ctx)
+	// lockserver has no leader hand-off yet: Run's Close ends this
+	// replica's term, and the others elect a new leader once the lease
+	// it holds runs out.
+	stopHTTP()
+	if err != nil {
+		return fmt.Errorf("replica %d: %w", cfg.MyID, err)
+	}
+	log.Info("latchd: stopped")
+	return nil
+}
+
+// timings is the /status "info" of a replica: the configured timings.
+func timings(c config.Config) map[string]any {
+	return map[string]any{
+		"lease": c.Lease.String(), "heartbeat": c.Heartbeat.String(), "electionTimeout": c.ElectionTimeout.String(),
+		"sessionLease": c.SessionLease.String(), "grace": c.Grace.String(),
+		"lockDelay": c.LockDelay.String(), "lockDelayCap": c.LockDelayCap.String(),
+	}
+}
+
+// serveAdmin listens on addr and serves h until the returned stop is
+// called. Listening happens here, so a port in use is an error at once.
+func serveAdmin(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin HTTP: %w", err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin HTTP stopped", "addr", addr, "err", err)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := hs.Shutdown(ctx); err != nil {
+			hs.Close()
+		}
+		<-done
+	}, nil
+}
