@@ -136,32 +136,44 @@ func (c *Client) withdraw(path string, mode LockMode, h wire.Header, release fun
 	defer c.wg.Done()
 	defer release()
 	ctx := c.life
-	if _, err := c.do(ctx, "Lock (withdraw)", &wire.Cancel{Header: c.header(), Target: h.Request}, callOpts{}); err != nil {
-		if ctx.Err() == nil {
-			c.log.Error("client: could not withdraw a canceled lock request", "path", path, "err", err)
+	const op = "Lock (withdraw)"
+	for range withdrawRounds {
+		if _, err := c.do(ctx, op, &wire.Cancel{Header: c.header(), Target: h.Request}, callOpts{}); err != nil {
+			if ctx.Err() == nil {
+				c.log.Error("client: could not withdraw a canceled lock request", "path", path, "err", err)
+			}
+			return
+		}
+		// The same request id returns the request's stored outcome: the
+		// grant, Canceled, or (if the Cancel overtook the request) still
+		// queued. If the cell never saw the request, this try-once Acquire
+		// is new, and a grant is released below all the same.
+		again := &wire.Acquire{Header: h, Path: path, Mode: wire.LockMode(mode)}
+		reply, err := c.do(ctx, op, again, callOpts{canceledIsFinal: true})
+		if err != nil {
+			return // canceled, locked, gone: nothing is held
+		}
+		r, ok := reply.(*wire.AcquireReply)
+		if !ok {
+			return
+		}
+		if r.Sequencer.LockGen == 0 {
+			continue // still queued: cancel again
+		}
+		c.log.Debug("client: releasing a lock granted after its Lock call gave up", "path", path, "lockgen", r.Sequencer.LockGen)
+		// The cell may have released it already (it does when the stream of
+		// a waiting Acquire is abandoned): NotHolder is fine.
+		_, err = c.do(ctx, op, &wire.Release{Header: c.header(), Path: path, LockGen: r.Sequencer.LockGen}, callOpts{})
+		if err != nil && ctx.Err() == nil && !errors.Is(err, ErrNotHolder) && !errors.Is(err, ErrGenerationMismatch) {
+			c.log.Error("client: could not release a lock granted after its Lock call gave up", "path", path, "err", err)
 		}
 		return
 	}
-	// The same request id returns the request's stored outcome: the grant,
-	// or Canceled. (If the cell never saw the request, this try-once
-	// Acquire is new, and a grant is released below all the same.)
-	again := &wire.Acquire{Header: h, Path: path, Mode: wire.LockMode(mode)}
-	reply, err := c.do(ctx, "Lock (withdraw)", again, callOpts{blocking: true, canceledIsFinal: true})
-	if err != nil {
-		return // canceled, locked, gone: nothing is held
-	}
-	r, ok := reply.(*wire.AcquireReply)
-	if !ok {
-		return
-	}
-	c.log.Debug("client: releasing a lock granted after its Lock call gave up", "path", path, "lockgen", r.Sequencer.LockGen)
-	// The cell may have released it already (it does when the stream of a
-	// waiting Acquire is abandoned): NotHolder is fine.
-	_, err = c.do(ctx, "Lock (withdraw)", &wire.Release{Header: c.header(), Path: path, LockGen: r.Sequencer.LockGen}, callOpts{})
-	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrNotHolder) && !errors.Is(err, ErrGenerationMismatch) {
-		c.log.Error("client: could not release a lock granted after its Lock call gave up", "path", path, "err", err)
-	}
+	c.log.Error("client: a canceled lock request stays queued; it ends with the session", "path", path)
 }
+
+// withdrawRounds bounds the Cancel rounds of a withdrawal.
+const withdrawRounds = 3
 
 // Lock is a lock grant held by this client's session. Its methods are safe
 // for concurrent use.

@@ -17,6 +17,25 @@ import (
 //	go test ./client -run TestServerBug -serverbugs
 var serverBugs = flag.Bool("serverbugs", false, "run the tests of known server bugs (they fail until fixed)")
 
+// rawConn dials the cell's leader with wire.Conn, the protocol's reference
+// client side, and opens a session with open (if not nil).
+func rawConn(t *testing.T, ctx context.Context, addr string, open *wire.OpenSession) (*wire.Conn, *wire.SessionOpened) {
+	t.Helper()
+	conn, err := wire.Dial(ctx, addr, wire.ConnConfig{}, wire.Hello{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if open == nil {
+		return conn, nil
+	}
+	so, err := wire.Do[*wire.SessionOpened](ctx, conn, open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, so
+}
+
 func needServerBugs(t *testing.T, bug string) {
 	t.Helper()
 	if !*serverBugs {
@@ -41,15 +60,7 @@ func TestServerBugWaitingAcquireOverWireConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Unlock(ctx)
-	conn, err := wire.Dial(ctx, cell.Endpoints()[cell.Leader()], wire.ConnConfig{}, wire.Hello{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	so, err := wire.Do[*wire.SessionOpened](ctx, conn, &wire.OpenSession{Header: wire.Header{Request: 99}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, so := rawConn(t, ctx, cell.Endpoints()[cell.Leader()], &wire.OpenSession{Header: wire.Header{Request: 99}})
 	actx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
 	_, err = conn.Call(actx, &wire.Acquire{Header: wire.Header{Session: so.Session, Request: 1}, Path: "/hc", Mode: wire.Exclusive, Wait: true})
@@ -71,15 +82,7 @@ func TestServerBugKeepAliveOutlivesTheCountedLease(t *testing.T) {
 	needServerBugs(t, "a held KeepAlive is answered after the lease the client counts from its previous send")
 	cell := startCell(t)
 	ctx := bg(t)
-	conn, err := wire.Dial(ctx, cell.Endpoints()[cell.Leader()], wire.ConnConfig{}, wire.Hello{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	so, err := wire.Do[*wire.SessionOpened](ctx, conn, &wire.OpenSession{Header: wire.Header{Request: 98}, Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, so := rawConn(t, ctx, cell.Endpoints()[cell.Leader()], &wire.OpenSession{Header: wire.Header{Request: 98}, Timeout: 2 * time.Second})
 	h := wire.Header{Session: so.Session}
 	sent := time.Now()
 	h.Request = 1
@@ -105,11 +108,7 @@ func TestServerBugOpenSessionRetryOpensAnother(t *testing.T) {
 	needServerBugs(t, "a retried OpenSession opens a second session")
 	cell := startCell(t)
 	ctx := bg(t)
-	conn, err := wire.Dial(ctx, cell.Endpoints()[cell.Leader()], wire.ConnConfig{}, wire.Hello{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, _ := rawConn(t, ctx, cell.Endpoints()[cell.Leader()], nil)
 	open := &wire.OpenSession{Header: wire.Header{Request: 12345}}
 	a, err := wire.Do[*wire.SessionOpened](ctx, conn, open)
 	if err != nil {
