@@ -244,6 +244,13 @@ func (g *group) loop() {
 	g.lastTick = time.Now()
 	g.publish()
 	for {
+		// Past maxQueued proposals waiting for the window, leave the rest
+		// in propc: Propose then blocks (with its ctx), which is the
+		// backpressure.
+		propc := g.propc
+		if len(g.queued) >= g.maxQueued() {
+			propc = nil
+		}
 		select {
 		case <-g.r.stop:
 			return
@@ -254,7 +261,7 @@ func (g *group) loop() {
 		case in := <-g.inbox:
 			g.handle(in)
 			g.drainInbox()
-		case p := <-g.propc:
+		case p := <-propc:
 			g.queued = append(g.queued, p)
 		case f := <-g.reqc:
 			f()
@@ -365,9 +372,15 @@ func (g *group) handle(in inbound) {
 	}
 }
 
-// drainProposals moves every waiting proposal into g.queued.
+// maxQueued bounds the proposals the loop holds while the window is full:
+// enough for a full window of full batches.
+func (g *group) maxQueued() int {
+	return max(propLen, g.r.cfg.Window*g.r.cfg.MaxBatchCommands)
+}
+
+// drainProposals moves waiting proposals into g.queued, up to maxQueued.
 func (g *group) drainProposals() {
-	for {
+	for len(g.queued) < g.maxQueued() {
 		select {
 		case p := <-g.propc:
 			g.queued = append(g.queued, p)
@@ -431,8 +444,8 @@ func (g *group) proposeQueued() {
 		clear(g.queued[:n])
 		g.queued = g.queued[n:]
 	}
-	if cap(g.queued) > 4*propLen {
-		g.queued = nil
+	if len(g.queued) == 0 && cap(g.queued) > 4*propLen {
+		g.queued = nil // drop a buffer grown by a burst
 	}
 }
 
