@@ -298,3 +298,58 @@ func TestLifecycleErrors(t *testing.T) {
 		t.Fatal("Done not closed after Close")
 	}
 }
+
+func TestOnRoleChange(t *testing.T) {
+	type ev struct {
+		id uint64
+		rc RoleChange
+	}
+	events := make(chan ev, 1024)
+	c := newCell(t, cellOpts{tune: func(cfg *Config) {
+		id := cfg.ID
+		cfg.OnRoleChange = func(rc RoleChange) {
+			select {
+			case events <- ev{id, rc}:
+			default:
+			}
+		}
+	}})
+	lead := c.leader(1, 10*time.Second)
+	// Every replica hears of the leader; the leader reports its role.
+	seen := map[uint64]bool{}
+	deadline := time.After(10 * time.Second)
+	for len(seen) < 3 {
+		select {
+		case e := <-events:
+			if e.rc.Group != 1 {
+				t.Fatalf("event for group %d", e.rc.Group)
+			}
+			if e.rc.Leader == lead.ID() {
+				if (e.id == lead.ID()) != (e.rc.Role.String() == "leader") {
+					t.Fatalf("replica %d reports role %v with leader %d", e.id, e.rc.Role, e.rc.Leader)
+				}
+				seen[e.id] = true
+			}
+		case <-deadline:
+			t.Fatalf("only %v heard of leader %d", seen, lead.ID())
+		}
+	}
+	// A new leader after the old one is cut off reports a higher ballot.
+	old := lead.ID()
+	st, _ := lead.Status(context.Background(), 1)
+	c.mem.Isolate(old)
+	deadline = time.After(15 * time.Second)
+	for {
+		select {
+		case e := <-events:
+			if e.id != old && e.rc.Role.String() == "leader" {
+				if !st.Ballot.Less(e.rc.Ballot) {
+					t.Fatalf("new leader's ballot %v is not above the old %v", e.rc.Ballot, st.Ballot)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("no new leader reported after isolating the old one")
+		}
+	}
+}

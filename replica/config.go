@@ -7,6 +7,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/latchd/latch/replica/paxos"
 )
 
 // Config configures a Replica. Start from DefaultConfig and set ID, Members,
@@ -62,6 +64,20 @@ type Config struct {
 
 	// Logger receives state transitions. Nil discards.
 	Logger *slog.Logger
+	// OnRoleChange, if set, is called whenever a group's role, known
+	// leader or (while leading) ballot changes on this replica. It runs on
+	// the group's loop goroutine and must not block: hand the change to a
+	// goroutine of your own. A new leader's state is complete once
+	// ReadBarrier succeeds; the ballot serves as a leader epoch.
+	OnRoleChange func(RoleChange)
+}
+
+// RoleChange is what OnRoleChange reports.
+type RoleChange struct {
+	Group  uint32
+	Role   paxos.Role   // this replica's role now
+	Leader uint64       // the leader this replica knows, 0 if none
+	Ballot paxos.Ballot // the ballot this replica leads or campaigns with
 }
 
 // DefaultConfig returns a Config with every tunable set to its default;

@@ -113,16 +113,18 @@ type group struct {
 	leaseValid atomic.Bool
 
 	// Owned by the loop.
-	role      paxos.Role
-	queued    []*proposal
-	cmds      [][]byte
-	lastTick  time.Time // monotonic time up to which ticks were delivered
-	awaitAcks bool      // the last Ready synced entries this leader proposed
-	ackWait   time.Duration
-	ackTimer  *time.Timer
-	recv      *snapReceiver
-	transfers map[uint64]chan snapAck
-	nextBatch uint64
+	role        paxos.Role
+	knownLeader uint64       // leader as of the last Ready
+	ballot      paxos.Ballot // ballot as of the last Ready
+	queued      []*proposal
+	cmds        [][]byte
+	lastTick    time.Time // monotonic time up to which ticks were delivered
+	awaitAcks   bool      // the last Ready synced entries this leader proposed
+	ackWait     time.Duration
+	ackTimer    *time.Timer
+	recv        *snapReceiver
+	transfers   map[uint64]chan snapAck
+	nextBatch   uint64
 
 	pendMu  sync.Mutex
 	pending map[uint64]*pendingBatch // by batch id; shared by loop and apply
@@ -536,12 +538,16 @@ func (g *group) handleReady() bool {
 	}
 	// Role changes: a replica that stops leading fails what it was waiting
 	// for; the outcome of batches already handed to the core is unknown.
-	if rd.Role != g.role || rd.Leader != g.leader.Load() {
+	if rd.Role != g.role || rd.Leader != g.knownLeader || (rd.Role == paxos.Leader && rd.Ballot != g.ballot) {
 		g.log.Info("role changed", "role", rd.Role, "leader", rd.Leader, "ballot", rd.Ballot)
-		if g.role == paxos.Leader && rd.Role != paxos.Leader {
+		if g.role == paxos.Leader && (rd.Role != paxos.Leader || rd.Ballot != g.ballot) {
 			g.failPending(fmt.Errorf("%w (group %d)", ErrLeadershipLost, g.id))
 		}
-		g.role = rd.Role
+		g.role, g.knownLeader, g.ballot = rd.Role, rd.Leader, rd.Ballot
+		g.publish()
+		if f := g.r.cfg.OnRoleChange; f != nil {
+			f(RoleChange{Group: g.id, Role: rd.Role, Leader: rd.Leader, Ballot: rd.Ballot})
+		}
 	}
 	// 4. Start snapshot transfers (applying was handed off above).
 	for _, peer := range rd.Snapshots {
