@@ -19,10 +19,9 @@ import (
 // testSM is a StateMachine that keeps every command it applied, in order,
 // and answers each with "<index>:<cmd>".
 type testSM struct {
-	mu    sync.Mutex
-	cmds  [][]byte
-	last  uint64 // last index applied
-	fails bool   // Snapshot fails
+	mu   sync.Mutex
+	cmds [][]byte
+	last uint64 // last index applied
 }
 
 var _ StateMachine = (*testSM)(nil)
