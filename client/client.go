@@ -291,13 +291,12 @@ func (c *Client) doOn(ctx context.Context, op string, req wire.Message, co callO
 			return nil, nil, c.ctxError(ctx, op, lastErr)
 		}
 		cn, err := c.pool.get(ctx)
-		if err != nil {
-			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
-				if errors.Is(err, ErrClosed) && ctx.Err() == nil {
-					return nil, nil, fmt.Errorf("%s: %w", op, ErrClosed)
-				}
-				return nil, nil, c.ctxError(ctx, op, lastErr)
-			}
+		switch {
+		case ctx.Err() != nil:
+			return nil, nil, c.ctxError(ctx, op, lastErr)
+		case errors.Is(err, ErrClosed):
+			return nil, nil, fmt.Errorf("%s: %w", op, ErrClosed)
+		case err != nil: // no replica answered this round
 			lastErr = err
 			c.sleep(ctx, attempt)
 			continue

@@ -3,7 +3,19 @@ package client
 import (
 	"testing"
 	"time"
+
+	"github.com/latchd/latch/internal/wire"
 )
+
+// Lock modes are converted to and from the wire by value.
+func TestLockModesMatchTheWire(t *testing.T) {
+	if Exclusive != LockMode(wire.Exclusive) || Shared != LockMode(wire.Shared) {
+		t.Fatalf("client modes %d, %d; wire %d, %d", Exclusive, Shared, wire.Exclusive, wire.Shared)
+	}
+	if Exclusive.String() != "ex" || Shared.String() != "sh" {
+		t.Fatalf("mode names %q, %q", Exclusive, Shared)
+	}
+}
 
 // The lease state machine of Chubby §2.8, step by step on a fake timeline.
 func TestLeaseTransitions(t *testing.T) {

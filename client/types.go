@@ -104,10 +104,10 @@ func aclFromWire(w wire.ACL) ACL {
 // number of readers).
 type LockMode uint8
 
-// Lock modes.
+// Lock modes (the wire protocol's values).
 const (
-	Exclusive LockMode = LockMode(wire.Exclusive)
-	Shared    LockMode = LockMode(wire.Shared)
+	Exclusive LockMode = 1
+	Shared    LockMode = 2
 )
 
 // String returns "ex", "sh", or "mode(n)".
