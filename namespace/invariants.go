@@ -115,8 +115,8 @@ func (t *Tree) checkSessions() error {
 				return fmt.Errorf("session %d: does not wait for %s", id, p)
 			}
 		}
-		if len(s.results.entries) > max(t.cfg.Results, 0) {
-			return fmt.Errorf("session %d: %d results kept", id, len(s.results.entries))
+		if n := len(s.results.requests); n > max(t.cfg.Results, 0) || n != len(s.results.results) {
+			return fmt.Errorf("session %d: %d results kept", id, n)
 		}
 	}
 	return nil

@@ -22,17 +22,26 @@ type storedResult struct {
 }
 
 // resultRing keeps the most recent results of a session, oldest first from
-// next once full. Lookups scan it (it is small).
+// next once full. Request ids live in their own slice so a lookup scans a
+// few cache lines, not the results.
 type resultRing struct {
-	entries []storedResult
-	next    int // index of the oldest entry once len(entries) == limit
+	requests []uint64
+	results  []Result
+	next     int // index of the oldest entry once len(requests) == limit
+}
+
+func (r *resultRing) find(request uint64) int {
+	for i, q := range r.requests {
+		if q == request {
+			return i
+		}
+	}
+	return -1
 }
 
 func (r *resultRing) get(request uint64) (Result, bool) {
-	for i := range r.entries {
-		if r.entries[i].request == request {
-			return r.entries[i].result, true
-		}
+	if i := r.find(request); i >= 0 {
+		return r.results[i], true
 	}
 	return Result{}, false
 }
@@ -42,29 +51,30 @@ func (r *resultRing) put(request uint64, res Result, limit int) {
 	switch {
 	case limit <= 0:
 		return
-	case len(r.entries) < limit:
-		r.entries = append(r.entries, storedResult{request, res})
+	case len(r.requests) < limit:
+		r.requests = append(r.requests, request)
+		r.results = append(r.results, res)
 	default:
-		r.entries[r.next] = storedResult{request, res}
-		r.next = (r.next + 1) % len(r.entries)
+		r.requests[r.next], r.results[r.next] = request, res
+		r.next = (r.next + 1) % len(r.requests)
 	}
 }
 
 // update replaces the stored result of request, if it is still kept.
 func (r *resultRing) update(request uint64, res Result) {
-	for i := range r.entries {
-		if r.entries[i].request == request {
-			r.entries[i].result = res
-			return
-		}
+	if i := r.find(request); i >= 0 {
+		r.results[i] = res
 	}
 }
 
 // ordered returns the entries oldest first.
 func (r *resultRing) ordered() []storedResult {
-	out := make([]storedResult, 0, len(r.entries))
-	out = append(out, r.entries[r.next:]...)
-	return append(out, r.entries[:r.next]...)
+	out := make([]storedResult, 0, len(r.requests))
+	for k := range r.requests {
+		i := (r.next + k) % len(r.requests)
+		out = append(out, storedResult{r.requests[i], r.results[i]})
+	}
+	return out
 }
 
 // openSession applies OpOpenSession: the id is the next of a counter kept in
