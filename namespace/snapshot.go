@@ -41,8 +41,8 @@ const (
 	// nodeSlab is how many restored nodes share one allocation: fewer
 	// mallocs, at the price that a block lives while any of its nodes does
 	// (siblings are neighbours in key order, so blocks tend to die together).
-	nodeSlab = 128
-	resultFields    = 22
+	nodeSlab     = 128
+	resultFields = 22
 )
 
 // Snapshot writes the whole state to w as a versioned msgpack stream.
