@@ -92,16 +92,17 @@ func ExampleClient_Watch() {
 			log.Fatal(err)
 		}
 	}
-	for range 2 {
+	for seen := 0; seen < 2; {
 		ev := <-events
-		if ev.Rescan() {
-			continue // fail-over or overflow: re-read below all the same
-		}
-		n, err := c.Get(ctx, "/config/app")
+		n, err := c.Get(ctx, "/config/app") // re-read on every event
 		if err != nil {
 			log.Fatal(err)
 		}
+		if ev.Rescan() {
+			continue // fail-over or overflow: the re-read above covers it
+		}
 		fmt.Printf("%s: generation %d, now %q\n", ev.Type, ev.ContentGen, n.Data)
+		seen++
 	}
 	// Output:
 	// node-created: generation 1, now "v2"
