@@ -64,25 +64,50 @@ func TestBadInput(t *testing.T) {
 		bystanderOK("garbage")
 	})
 
+	// A frame's limit is checked on its 4-byte prefix, before the body is
+	// read: the call gets TooLarge on its own stream and, since every call
+	// has a stream of its own, the connection carries on (docs/protocol.md).
 	t.Run("oversized frame", func(t *testing.T) {
 		rc := dialRaw(t, leader)
 		hdr := make([]byte, 4)
 		binary.BigEndian.PutUint32(hdr, 10<<20)
 		m, err := streamCall(t, rc, hdr)
-		if err == nil && codeOf(m.(*wire.Error)) != wire.TooLarge {
-			t.Fatalf("oversized frame answered %+v; want TooLarge", m)
+		if e, ok := m.(*wire.Error); err != nil || !ok || e.Code != wire.TooLarge {
+			t.Fatalf("oversized frame answered %+v, %v; want TooLarge", m, err)
 		}
-		waitFor(t, 10*time.Second, "the connection to close", rc.mux.IsClosed)
+		if _, err := rc.call(&wire.Status{}); err != nil {
+			t.Fatalf("the connection did not carry on: %v", err)
+		}
 		bystanderOK("an oversized frame")
 	})
 
 	t.Run("oversized content frame", func(t *testing.T) {
+		// The server answers after the prefix and never reads the body,
+		// so the writer may block on flow control: write in the background.
 		rc := dialRaw(t, leader)
-		_, err := rc.call(&wire.Put{Header: wire.Header{Session: by.sid, Request: 9000}, Path: "/big", Content: make([]byte, 400<<10)})
-		if err == nil {
-			t.Fatal("a frame over MaxFrame was accepted")
+		frame, err := wire.Marshal(&wire.Put{Header: wire.Header{Session: by.sid, Request: 9000}, Path: "/big", Content: make([]byte, 400<<10)})
+		if err != nil {
+			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "the connection to close", rc.mux.IsClosed)
+		st, err := rc.mux.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wrote := make(chan struct{})
+		go func() {
+			defer close(wrote)
+			st.Write(frame)
+		}()
+		st.SetReadDeadline(time.Now().Add(10 * time.Second))
+		m, err := wire.NewDecoder(st, 0).Decode()
+		if e, ok := m.(*wire.Error); err != nil || !ok || e.Code != wire.TooLarge {
+			t.Fatalf("a frame over MaxFrame answered %+v, %v; want TooLarge", m, err)
+		}
+		if _, err := rc.call(&wire.Status{}); err != nil {
+			t.Fatalf("the connection did not carry on: %v", err)
+		}
+		rc.close()
+		<-wrote
 		bystanderOK("an oversized content")
 	})
 
@@ -95,7 +120,13 @@ func TestBadInput(t *testing.T) {
 		full := rawFrame(1, wire.TypeGet, []byte{0x81, 0xa4, 'p', 'a', 't', 'h', 0xa2, '/', 'x'})
 		st.Write(full[:len(full)-3])
 		st.Close()
-		waitFor(t, 10*time.Second, "the connection to close", rc.mux.IsClosed)
+		st.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if m, err := wire.NewDecoder(st, 0).Decode(); err != io.EOF {
+			t.Fatalf("truncated request answered %v, %v; want the stream closed", m, err)
+		}
+		if _, err := rc.call(&wire.Status{}); err != nil {
+			t.Fatalf("the connection did not carry on: %v", err)
+		}
 		bystanderOK("a truncated frame")
 	})
 
@@ -149,7 +180,4 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 	bystanderOK("all bad input")
-	if n := c.Server(c.Leader()).Metrics().BadFrames.Load(); n < 3 {
-		t.Fatalf("BadFrames = %d; want at least 3", n)
-	}
 }

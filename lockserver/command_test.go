@@ -220,6 +220,9 @@ func TestFSMSnapshotRestore(t *testing.T) {
 		mustEncode(t, kindPut, withIDs(namespace.NewCreate("/s", []byte("x"), 0), sid, 1)),
 		mustEncode(t, kindNamespace, withIDs(namespace.NewAcquire("/s", namespace.ModeExclusive, false, 0), sid, 2)),
 	)
+	nonce := namespace.NewOpenSession(time.Second)
+	nonce.Request = 0xfeed
+	opened := applyTo(t, a, 10, mustEncode(t, kindNamespace, nonce))[0].res.Session
 	snap := snapshotBytes(t, a)
 	b := newFSM(cfg)
 	if err := b.Restore(bytes.NewReader(snap)); err != nil {
@@ -228,12 +231,17 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	if !bytes.Equal(snap, snapshotBytes(t, b)) {
 		t.Fatal("snapshot of the restored state differs")
 	}
+	if again := applyTo(t, b, 11, mustEncode(t, kindNamespace, nonce))[0].res.Session; again != opened {
+		t.Fatalf("OpenSession retried after a restore opened %d; want %d", again, opened)
+	}
+	applyTo(t, a, 11, mustEncode(t, kindNamespace, nonce))
 	next := mustEncode(t, kindPut, withIDs(namespace.NewCreate("/s", []byte("y"), 0), sid, 3))
-	ra, rb := applyTo(t, a, 4, next)[0], applyTo(t, b, 4, next)[0]
+	ra, rb := applyTo(t, a, 12, next)[0], applyTo(t, b, 12, next)[0]
 	if errString(ra.res.Err) != errString(rb.res.Err) || ra.res.Stat != rb.res.Stat {
 		t.Fatalf("after restore results differ: %+v vs %+v", ra.res, rb.res)
 	}
-	for _, bad := range [][]byte{nil, []byte("not a snapshot at all"), append([]byte(snapshotMagic), 9)} {
+	for _, bad := range [][]byte{nil, []byte("not a snapshot at all"), append([]byte(snapshotMagic), 9),
+		append([]byte(snapshotMagic), 1, 0xff, 0, 0, 0, 0, 0, 0, 0)} {
 		if err := newFSM(cfg).Restore(bytes.NewReader(bad)); err == nil {
 			t.Fatalf("Restore(%q) succeeded", bad)
 		}

@@ -1,6 +1,7 @@
 package lockserver
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ type fsm struct {
 	term *term // the leader's duties; nil on a follower. Guarded by mu.
 
 	waits *waitTable
+	opens openTable // recent OpenSession nonces; replicated state, guarded by mu
 	// restored counts Restores, so the leader restarts its term when the
 	// state under it was replaced.
 	restored atomic.Uint64
@@ -59,7 +61,17 @@ func (f *fsm) Apply(index uint64, b []byte) []byte {
 	if k == kindPut {
 		f.resolvePut(&f.cmd)
 	}
-	res, evs := f.tree.Apply(index, &f.cmd)
+	var res namespace.Result
+	var evs []namespace.Event
+	nonce := f.openNonce(&f.cmd)
+	if sid, ok := f.opens.get(nonce); ok {
+		res = namespace.Result{Session: sid} // a retried OpenSession
+	} else {
+		res, evs = f.tree.Apply(index, &f.cmd)
+		if nonce != 0 && res.Err == nil {
+			f.opens.put(nonce, res.Session)
+		}
+	}
 	if len(evs) > 0 {
 		f.fanout(index, &f.cmd, evs)
 	}
@@ -67,6 +79,15 @@ func (f *fsm) Apply(index uint64, b []byte) []byte {
 	f.buf = appendResult(f.buf[:0], index, &res)
 	// The result is handed to another goroutine: give it its own copy.
 	return append([]byte(nil), f.buf...)
+}
+
+// openNonce returns the client's nonce of an OpenSession command (its
+// request id, which the client draws at random), or 0.
+func (f *fsm) openNonce(cmd *namespace.Command) uint64 {
+	if cmd.Op != namespace.OpOpenSession || cmd.Session != 0 {
+		return 0
+	}
+	return cmd.Request
 }
 
 // resolvePut turns an unconditional write into a set-content when the node
@@ -118,12 +139,15 @@ const snapshotMagic = "latch-lockserver"
 
 const snapshotVersion = 1
 
-// Snapshot implements replica.StateMachine: a header, then the namespace's
-// own versioned snapshot.
+// Snapshot implements replica.StateMachine: a header, the OpenSession
+// nonce table, then the namespace's own versioned snapshot.
 func (f *fsm) Snapshot(w io.Writer) error {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if _, err := io.WriteString(w, snapshotMagic+string(rune(snapshotVersion))); err != nil {
+		return err
+	}
+	if _, err := w.Write(f.opens.appendTo(nil)); err != nil {
 		return err
 	}
 	return f.tree.Snapshot(w)
@@ -141,8 +165,15 @@ func (f *fsm) Restore(r io.Reader) error {
 	if v := hdr[len(snapshotMagic)]; v != snapshotVersion {
 		return fmt.Errorf("%w: snapshot version %d", ErrCommandVersion, v)
 	}
+	var opens openTable
+	if err := opens.readFrom(r); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	err := f.tree.Restore(r)
+	if err == nil {
+		f.opens = opens
+	}
 	f.mu.Unlock()
 	if err != nil {
 		return err
@@ -242,4 +273,73 @@ func (w *waitTable) failAll(err *wire.Error) {
 		}
 		delete(w.m, k)
 	}
+}
+
+// openCap is how many recent OpenSession nonces the state keeps: a retried
+// OpenSession within the last openCap opens gets the session the first one
+// opened.
+const openCap = 4096
+
+// openTable remembers the sessions opened for recent nonces, oldest first
+// from next once full. It is part of the replicated state.
+type openTable struct {
+	nonces []uint64
+	sids   []uint64
+	next   int
+	index  map[uint64]uint64
+}
+
+func (o *openTable) get(nonce uint64) (uint64, bool) {
+	if nonce == 0 || o.index == nil {
+		return 0, false
+	}
+	sid, ok := o.index[nonce]
+	return sid, ok
+}
+
+func (o *openTable) put(nonce, sid uint64) {
+	if o.index == nil {
+		o.index = make(map[uint64]uint64)
+	}
+	if len(o.nonces) < openCap {
+		o.nonces = append(o.nonces, nonce)
+		o.sids = append(o.sids, sid)
+	} else {
+		delete(o.index, o.nonces[o.next])
+		o.nonces[o.next], o.sids[o.next] = nonce, sid
+		o.next = (o.next + 1) % openCap
+	}
+	o.index[nonce] = sid
+}
+
+// appendTo writes the table oldest first: a count, then (nonce, session)
+// pairs, all 8-byte big-endian.
+func (o *openTable) appendTo(b []byte) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(len(o.nonces)))
+	for i := range o.nonces {
+		j := (o.next + i) % len(o.nonces)
+		b = binary.BigEndian.AppendUint64(b, o.nonces[j])
+		b = binary.BigEndian.AppendUint64(b, o.sids[j])
+	}
+	return b
+}
+
+func (o *openTable) readFrom(r io.Reader) error {
+	var hdr [8]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return fmt.Errorf("%w: snapshot nonce table: %w", ErrBadCommand, err)
+	}
+	n := binary.BigEndian.Uint64(hdr[:])
+	if n > openCap {
+		return fmt.Errorf("%w: snapshot nonce table of %d entries", ErrBadCommand, n)
+	}
+	buf := make([]byte, 16*n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return fmt.Errorf("%w: snapshot nonce table: %w", ErrBadCommand, err)
+	}
+	*o = openTable{}
+	for i := uint64(0); i < n; i++ {
+		o.put(binary.BigEndian.Uint64(buf[16*i:]), binary.BigEndian.Uint64(buf[16*i+8:]))
+	}
+	return nil
 }

@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
-
 	"github.com/latchd/latch/internal/wire"
 	"github.com/latchd/latch/namespace"
 	"github.com/latchd/latch/session"
@@ -17,16 +15,11 @@ import (
 
 // dispatch answers one request. Every request is validated here, before
 // anything is proposed; the reply is the request's reply type or a
-// *wire.Error.
-func (s *Server) dispatch(c *conn, st *yamux.Stream, msg wire.Message) wire.Message {
-	if h, ok := msg.(*wire.Hello); ok {
-		return s.hello(c, h)
-	}
-	if !c.hello.Load() {
-		return wire.Errorf(wire.BadRequest, "the first call on a connection must be Hello, not %v", msg.Type())
-	}
-	ctx := c.ctx
+// *wire.Error. (wire.Serve refuses every call before a successful Hello.)
+func (s *Server) dispatch(ctx context.Context, msg wire.Message) wire.Message {
 	switch m := msg.(type) {
+	case *wire.Hello:
+		return s.hello(m)
 	case *wire.OpenSession:
 		return s.openSession(ctx, m)
 	case *wire.CloseSession:
@@ -43,7 +36,7 @@ func (s *Server) dispatch(c *conn, st *yamux.Stream, msg wire.Message) wire.Mess
 	case *wire.SetACL:
 		return s.setACL(ctx, m)
 	case *wire.Acquire:
-		return s.acquire(c, st, m)
+		return s.acquire(ctx, m)
 	case *wire.Release:
 		return s.release(ctx, m)
 	case *wire.Cancel:
@@ -58,16 +51,12 @@ func (s *Server) dispatch(c *conn, st *yamux.Stream, msg wire.Message) wire.Mess
 	return wire.Errorf(wire.BadRequest, "%v is not a request", msg.Type())
 }
 
-func (s *Server) hello(c *conn, h *wire.Hello) wire.Message {
-	v := min(h.MaxVersion, wire.Version)
-	if v < max(h.MinVersion, wire.MinVersion) {
-		return wire.Errorf(wire.BadRequest, "no common protocol version: client speaks %d..%d, server %d..%d",
-			h.MinVersion, h.MaxVersion, wire.MinVersion, wire.Version)
-	}
-	c.hello.Store(true)
+// hello fills in the Welcome; wire.Serve has checked the versions and sets
+// the one chosen.
+func (s *Server) hello(h *wire.Hello) wire.Message {
 	leader, _ := s.leaderAddr()
 	return &wire.Welcome{
-		Version:  v,
+		Version:  min(h.MaxVersion, wire.Version),
 		ServerID: strconv.FormatUint(s.cfg.ID, 10),
 		Leader:   leader,
 		IsLeader: s.IsLeader(),
@@ -160,6 +149,9 @@ func (s *Server) openSession(ctx context.Context, m *wire.OpenSession) wire.Mess
 	}
 	to = min(max(to, s.cfg.MinSessionTimeout), s.cfg.MaxSessionTimeout)
 	cmd := namespace.NewOpenSession(to)
+	// The request id is the client's random nonce: a retry with it gets the
+	// session the first attempt opened (see openTable).
+	cmd.Request = m.Request
 	o, err := s.propose(ctx, kindNamespace, &cmd)
 	if err == nil {
 		err = nsError(o.res.Err)
@@ -183,9 +175,14 @@ func (s *Server) closeSession(ctx context.Context, m *wire.CloseSession) wire.Me
 }
 
 // keepAlive is the long poll: held by the leader's session manager until
-// events are ready or the lease nears its end. Before it answers, the
-// server confirms it still leads (a read barrier under its Paxos lease), so
-// a lease it promises cannot outlive its leadership.
+// events are ready or the hold ends. Before it answers, the server confirms
+// it still leads (a read barrier under its Paxos lease), so a lease it
+// promises cannot outlive its leadership.
+//
+// The hold is at most (lease − margin)/2 (keepAliveHold), not the session
+// manager's lease − margin: a client counts each reply's TTL from when it
+// sent that KeepAlive, and sends the next one when the reply arrives, so two
+// consecutive holds must fit in one lease with a margin to spare.
 func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message {
 	if m.Session == 0 {
 		return wire.Errorf(wire.BadRequest, "KeepAlive needs a session")
@@ -198,14 +195,14 @@ func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message 
 	if !ok {
 		return wire.Errorf(wire.Unavailable, "the client has heard from a newer leader than this one; retry")
 	}
-	rep, err := t.mgr.KeepAlive(ctx, m.Session, ack)
+	rep, err := s.holdKeepAlive(ctx, t, m.Session, ack)
 	if errors.Is(err, session.ErrUnknown) {
 		// The term may have started before this replica applied the
 		// session's opening: look again once the state is fresh.
 		if werr := s.readable(ctx, false); werr != nil {
 			return werr
 		}
-		rep, err = t.mgr.KeepAlive(ctx, m.Session, ack)
+		rep, err = s.holdKeepAlive(ctx, t, m.Session, ack)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -239,6 +236,47 @@ func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message 
 		}
 	}
 	return out
+}
+
+// keepAliveHold is how long a KeepAlive of a session with this lease is
+// held at most: half of lease − margin, so that the client's count from its
+// previous send (lease) covers two holds and a margin.
+func (s *Server) keepAliveHold(lease time.Duration) time.Duration {
+	margin := min(s.cfg.Session.Margin, lease/2)
+	return (lease - margin) / 2
+}
+
+// holdKeepAlive runs the manager's long poll with the hold capped by
+// keepAliveHold. When the cap ends the poll, a second KeepAlive with a done
+// context renews the lease from now (the manager renews on arrival) and the
+// reply is built from the renewed expiry.
+func (s *Server) holdKeepAlive(ctx context.Context, t *term, sid, ack uint64) (session.Reply[wire.Event], error) {
+	var lease time.Duration
+	s.fsm.read(func(tr *namespace.Tree) {
+		if si, err := tr.Session(sid); err == nil {
+			lease = si.Timeout
+		}
+	})
+	if lease <= 0 {
+		lease = s.cfg.Session.Lease
+	}
+	hctx, cancel := context.WithTimeout(ctx, s.keepAliveHold(lease))
+	rep, err := t.mgr.KeepAlive(hctx, sid, ack)
+	cancel()
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		return rep, err
+	}
+	done, stop := context.WithCancel(ctx)
+	stop()
+	rep, err = t.mgr.KeepAlive(done, sid, ack)
+	if err == nil || !errors.Is(err, context.Canceled) {
+		return rep, err // events arrived meanwhile, or the session ended
+	}
+	end, ok := t.mgr.Expiry(sid)
+	if !ok {
+		return rep, session.ErrExpired
+	}
+	return session.Reply[wire.Event]{TTL: end.Sub(s.clock.Now()), Expiry: end}, nil
 }
 
 // Reads.
@@ -484,14 +522,15 @@ func (s *Server) checkLockDelay(d time.Duration) *wire.Error {
 
 // acquire takes a lock. A try (no Wait) is one proposal. A waiting acquire
 // registers for the grant before it proposes, then holds the call until the
-// namespace grants the lock to the session, drops the wait (Cancel, session
-// end, node deleted), the client abandons the call (it closes the stream:
-// the server cancels the wait, and releases a grant that raced with the
-// cancel), or this replica stops leading (NotLeader: the wait stays queued in
-// the replicated state and the client re-attaches by retrying with the same
-// request id at the new leader).
-func (s *Server) acquire(c *conn, st *yamux.Stream, m *wire.Acquire) wire.Message {
-	err := firstErr(s.checkPath(m.Path), s.checkLockDelay(m.LockDelay), s.checkSession(c.ctx, m.Session, false))
+// namespace grants the lock to the session or drops the wait (Cancel, session
+// end, node deleted), or this replica stops leading (NotLeader: the wait
+// stays queued in the replicated state and the client re-attaches by
+// retrying with the same request id at the new leader). A client that gives
+// up withdraws the wait with Cancel{Target: request id}; the server does not
+// treat a closed stream or connection as a cancel, since a retry may be on
+// its way.
+func (s *Server) acquire(ctx context.Context, m *wire.Acquire) wire.Message {
+	err := firstErr(s.checkPath(m.Path), s.checkLockDelay(m.LockDelay), s.checkSession(ctx, m.Session, false))
 	if err != nil {
 		return err
 	}
@@ -500,7 +539,7 @@ func (s *Server) acquire(c *conn, st *yamux.Stream, m *wire.Acquire) wire.Messag
 	}
 	cmd := namespace.NewAcquire(m.Path, nsMode(m.Mode), m.Wait, m.LockDelay)
 	if !m.Wait {
-		o, err := s.write(c.ctx, kindNamespace, &cmd, &m.Header)
+		o, err := s.write(ctx, kindNamespace, &cmd, &m.Header)
 		if err != nil {
 			return err
 		}
@@ -510,7 +549,7 @@ func (s *Server) acquire(c *conn, st *yamux.Stream, m *wire.Acquire) wire.Messag
 	defer s.pending.remove(p)
 	ch := s.fsm.waits.add(m.Session, m.Path)
 	defer s.fsm.waits.remove(m.Session, m.Path, ch)
-	o, err := s.write(c.ctx, kindNamespace, &cmd, &m.Header)
+	o, err := s.write(ctx, kindNamespace, &cmd, &m.Header)
 	if err != nil {
 		return err
 	}
@@ -523,28 +562,20 @@ func (s *Server) acquire(c *conn, st *yamux.Stream, m *wire.Acquire) wire.Messag
 	}
 	if p.canceled.Load() {
 		// A Cancel arrived before the acquire was queued: withdraw it now.
-		s.cancelWait(c.ctx, m.Session, m.Path)
-	}
-	gone := watchStream(c, st)
-	defer gone.stop()
-	cancelC := p.cancelC
-	for {
-		select {
-		case r := <-ch:
-			if r.err != nil {
-				return r.err
-			}
-			return &wire.AcquireReply{Sequencer: wireSequencer(r.seq)}
-		case <-cancelC:
-			cancelC = nil // the Cancel call proposes; keep waiting for its outcome
-		case <-gone.c:
-			s.abandonWait(c.ctx, m.Session, m.Path, ch)
-			return wire.Errorf(wire.Canceled, "the client abandoned the call")
-		case <-t.ctx.Done():
-			return s.notLeader()
-		case <-c.ctx.Done():
-			return s.closing()
+		if err := s.cancelWait(ctx, m.Session, m.Path); err != nil {
+			return err
 		}
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return r.err
+		}
+		return &wire.AcquireReply{Sequencer: wireSequencer(r.seq)}
+	case <-t.ctx.Done():
+		return s.notLeader()
+	case <-ctx.Done():
+		return s.closing()
 	}
 }
 
@@ -560,26 +591,6 @@ func (s *Server) cancelWait(ctx context.Context, sid uint64, path string) *wire.
 		return nil // granted or dropped already
 	}
 	return nsError(o.res.Err)
-}
-
-// abandonWait cancels a wait whose client went away, and releases the lock
-// if it was granted before the cancel applied.
-func (s *Server) abandonWait(ctx context.Context, sid uint64, path string, ch chan waitResult) {
-	if err := s.cancelWait(ctx, sid, path); err != nil {
-		s.log.Debug("canceling an abandoned acquire failed", "session", sid, "path", path, "err", err)
-		return
-	}
-	select {
-	case r := <-ch:
-		if r.err == nil {
-			cmd := namespace.NewRelease(path, r.seq.LockGen)
-			cmd.Session = sid
-			if _, err := s.propose(ctx, kindNamespace, &cmd); err != nil {
-				s.log.Debug("releasing an abandoned grant failed", "session", sid, "path", path, "err", err)
-			}
-		}
-	default:
-	}
 }
 
 func (s *Server) release(ctx context.Context, m *wire.Release) wire.Message {
@@ -608,7 +619,7 @@ func (s *Server) cancelRequest(ctx context.Context, m *wire.Cancel) wire.Message
 	}
 	path := ""
 	if p := s.pending.get(m.Session, m.Target); p != nil {
-		p.cancel()
+		p.canceled.Store(true)
 		path = p.path
 	} else {
 		s.fsm.read(func(t *namespace.Tree) { path = findWaiting(t, m.Session, m.Target) })
@@ -690,16 +701,7 @@ type pendingKey struct{ session, request uint64 }
 type pendingAcquire struct {
 	key      pendingKey
 	path     string
-	canceled atomic.Bool
-	cancelC  chan struct{}
-	once     sync.Once
-}
-
-func (p *pendingAcquire) cancel() {
-	p.once.Do(func() {
-		p.canceled.Store(true)
-		close(p.cancelC)
-	})
+	canceled atomic.Bool // a Cancel named it
 }
 
 type pendingTable struct {
@@ -708,7 +710,7 @@ type pendingTable struct {
 }
 
 func (t *pendingTable) add(sid, req uint64, path string) *pendingAcquire {
-	p := &pendingAcquire{key: pendingKey{sid, req}, path: path, cancelC: make(chan struct{})}
+	p := &pendingAcquire{key: pendingKey{sid, req}, path: path}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
@@ -732,42 +734,6 @@ func (t *pendingTable) get(sid, req uint64) *pendingAcquire {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.m[pendingKey{sid, req}]
-}
-
-// streamWatch reports when the client closes a stream it is waiting on
-// (it abandoned the call), as opposed to the whole connection closing.
-type streamWatch struct {
-	c    chan struct{}
-	st   *yamux.Stream
-	done atomic.Bool
-	exit chan struct{}
-}
-
-// watchStream starts watching st; call stop when the call ends.
-func watchStream(c *conn, st *yamux.Stream) *streamWatch {
-	w := &streamWatch{c: make(chan struct{}), st: st, exit: make(chan struct{})}
-	go func() {
-		defer close(w.exit)
-		var b [64]byte
-		for {
-			_, err := st.Read(b[:])
-			if err == nil {
-				continue // bytes after the request are ignored
-			}
-			if !w.done.Load() && !c.mux.IsClosed() && c.ctx.Err() == nil {
-				close(w.c)
-			}
-			return
-		}
-	}()
-	return w
-}
-
-func (w *streamWatch) stop() {
-	w.done.Store(true)
-	w.st.SetReadDeadline(time.Now())
-	<-w.exit
-	w.st.SetReadDeadline(time.Time{})
 }
 
 // Status.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -239,7 +240,9 @@ func (cl *client) must(req wire.Message) wire.Message {
 
 func (cl *client) open(timeout time.Duration) uint64 {
 	cl.t.Helper()
-	m := cl.must(&wire.OpenSession{Timeout: timeout})
+	// The request id of OpenSession is a nonce that must be unique per
+	// client: the server answers a repeated nonce with the same session.
+	m := cl.must(&wire.OpenSession{Header: wire.Header{Request: rand.Uint64() | 1}, Timeout: timeout})
 	cl.sid = m.(*wire.SessionOpened).Session
 	return cl.sid
 }

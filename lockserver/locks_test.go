@@ -156,7 +156,13 @@ func TestCancelWait(t *testing.T) {
 	// Cancel by request id: the blocked call is answered Canceled.
 	req := &wire.Acquire{Header: wire.Header{Session: w.sid, Request: 500}, Path: "/c", Mode: wire.Exclusive, Wait: true}
 	wc := async(w, req)
-	waitFor(t, 10*time.Second, "the waiter to queue", func() bool { return lockInfo(t, h, "/c").Waiters == 1 })
+	waitFor(t, 10*time.Second, "the waiter to queue", func() bool {
+		if !pending(wc) {
+			r := <-wc
+			t.Fatalf("the waiting Acquire was answered %v, %v", r.m, r.err)
+		}
+		return lockInfo(t, h, "/c").Waiters == 1
+	})
 	canceler := newClient(t, c)
 	canceler.sid = w.sid
 	canceler.must(&wire.Cancel{Target: 500})
@@ -171,21 +177,40 @@ func TestCancelWait(t *testing.T) {
 	canceler.must(&wire.Cancel{Target: 500})
 	canceler.must(&wire.Cancel{Target: 12345})
 
-	// Abandon: the client closes the stream of its waiting call.
+	// The protocol's client half-closes its stream after the request: the
+	// wait goes on, and the grant arrives on that stream.
 	leader := c.Endpoints()[c.Leader()]
 	rc := dialRaw(t, leader)
 	st, err := rc.mux.OpenStream()
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer st.Close()
 	if err := wire.NewEncoder(st, 0).Encode(&wire.Acquire{Header: wire.Header{Session: w.sid, Request: 501}, Path: "/c", Mode: wire.Exclusive, Wait: true}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the waiter to queue", func() bool { return lockInfo(t, h, "/c").Waiters == 1 })
-	st.Close()
-	waitFor(t, 10*time.Second, "the abandoned wait to be withdrawn", func() bool { return lockInfo(t, h, "/c").Waiters == 0 })
+	st.Close() // half-close: the request is complete
+	waitFor(t, 10*time.Second, "the waiter to queue", func() bool {
+		if lockInfo(t, h, "/c").Waiters == 1 {
+			return true
+		}
+		st.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if m, err := wire.NewDecoder(st, 0).Decode(); err == nil {
+			t.Fatalf("the waiting Acquire was answered %+v", m)
+		}
+		return false
+	})
+	time.Sleep(50 * time.Millisecond)
+	if li := lockInfo(t, h, "/c"); li.Waiters != 1 {
+		t.Fatalf("a half-closed waiting Acquire was withdrawn: %+v", li)
+	}
 	h.must(&wire.Release{Path: "/c", LockGen: hs.LockGen})
-	if li := lockInfo(t, h, "/c"); len(li.Holders) != 0 {
-		t.Fatalf("lock after release with no waiter = %+v; want free", li)
+	st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	m, err := wire.NewDecoder(st, 0).Decode()
+	if err != nil {
+		t.Fatalf("no grant on the half-closed stream: %v", err)
+	}
+	if ar, ok := m.(*wire.AcquireReply); !ok || ar.Sequencer.LockGen != hs.LockGen+1 {
+		t.Fatalf("half-closed Acquire answered %+v; want the next grant", m)
 	}
 }

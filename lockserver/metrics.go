@@ -16,9 +16,8 @@ type Metrics struct {
 	// Errors counts error replies by code.
 	Errors [wire.Canceled + 1]atomic.Uint64
 	// Conns is the number of open client connections; ConnsTotal counts
-	// connections accepted, ConnsRejected those refused (MaxConns) and
-	// BadFrames connections closed for an oversized or truncated frame.
-	Conns, ConnsTotal, ConnsRejected, BadFrames atomic.Int64
+	// connections accepted and ConnsRejected those refused (MaxConns).
+	Conns, ConnsTotal, ConnsRejected atomic.Int64
 	// Proposals counts commands proposed, ProposalErrors those that failed.
 	Proposals, ProposalErrors atomic.Uint64
 	// ProposeLatency is a histogram of proposal latencies: bucket i counts
@@ -72,7 +71,6 @@ type MetricsSnapshot struct {
 	Conns           int64
 	ConnsTotal      int64
 	ConnsRejected   int64
-	BadFrames       int64
 	Proposals       uint64
 	ProposalErrors  uint64
 	ProposeLatency  []uint64 // per bucket of LatencyBuckets, then the rest
@@ -90,7 +88,6 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		Conns:           m.Conns.Load(),
 		ConnsTotal:      m.ConnsTotal.Load(),
 		ConnsRejected:   m.ConnsRejected.Load(),
-		BadFrames:       m.BadFrames.Load(),
 		Proposals:       m.Proposals.Load(),
 		ProposalErrors:  m.ProposalErrors.Load(),
 		Terms:           m.Terms.Load(),

@@ -260,3 +260,53 @@ func TestErrorCodes(t *testing.T) {
 	}
 	other.must(&wire.StatPath{Path: "/d/child"})
 }
+
+// TestKeepAliveCycles runs the KeepAlive loop a client runs and checks the
+// rule that makes it safe: each reply arrives before the lease the client
+// counts from its previous send, because two holds and a margin fit in one
+// lease. The session stays alive across many leases without anything else.
+func TestKeepAliveCycles(t *testing.T) {
+	c := testCell(t)
+	s := c.Server(c.Leader())
+	for _, lease := range []time.Duration{200 * time.Millisecond, time.Second, 12 * time.Second, time.Minute} {
+		hold := s.keepAliveHold(lease)
+		margin := min(s.cfg.Session.Margin, lease/2)
+		if hold <= 0 || 2*hold+margin > lease {
+			t.Fatalf("keepAliveHold(%v) = %v: two holds and the margin %v do not fit in the lease", lease, hold, margin)
+		}
+	}
+	cl := newClient(t, c)
+	sid := cl.open(time.Second)
+	var acked uint64
+	for range 8 {
+		ka := cl.must(&wire.KeepAlive{Acked: acked}).(*wire.KeepAliveReply)
+		if ka.TTL <= 0 || ka.TTL > time.Second {
+			t.Fatalf("KeepAlive TTL = %v; want within the 1s lease", ka.TTL)
+		}
+		for _, e := range ka.Events {
+			acked = e.Seq
+		}
+	}
+	// Four lease lengths later the session is alive.
+	cl.must(&wire.Put{Header: wire.Header{Session: sid}, Path: "/alive"})
+}
+
+// TestOpenSessionRetry checks that OpenSession retried with the same nonce
+// (its request id) gets the first session, and another nonce a new one.
+func TestOpenSessionRetry(t *testing.T) {
+	c := testCell(t)
+	cl := newClient(t, c)
+	open := &wire.OpenSession{Header: wire.Header{Request: 0x5eed1234}}
+	a := cl.must(open).(*wire.SessionOpened)
+	b := cl.must(open).(*wire.SessionOpened)
+	if a.Session != b.Session {
+		t.Fatalf("OpenSession retried with nonce %#x opened %d and %d", open.Request, a.Session, b.Session)
+	}
+	d := cl.must(&wire.OpenSession{Header: wire.Header{Request: 0x5eed1235}}).(*wire.SessionOpened)
+	if d.Session == a.Session {
+		t.Fatalf("a new nonce got the old session %d", a.Session)
+	}
+	if ss := cl.must(&wire.ListSessions{}).(*wire.SessionsReply); len(ss.Sessions) != 2 {
+		t.Fatalf("ListSessions = %d sessions; want 2", len(ss.Sessions))
+	}
+}

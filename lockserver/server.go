@@ -48,14 +48,12 @@ type Server struct {
 
 	term    atomic.Pointer[term] // the current leader term, nil when not leading
 	barrier readBarrier
-	codecs  sync.Pool // *codec
 	pending pendingTable
 
 	mu      sync.Mutex
 	started bool
 	closed  bool
 	ln      net.Listener
-	conns   map[*conn]struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -73,7 +71,6 @@ func New(cfg Config) (*Server, error) {
 		clock:   cfg.clock(),
 		fsm:     newFSM(cfg.Namespace),
 		metrics: newMetrics(),
-		conns:   make(map[*conn]struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	rep, err := replica.New(cfg.replicaConfig(), map[uint32]replica.StateMachine{group: s.fsm}, nil)
@@ -148,17 +145,10 @@ func (s *Server) Close() error {
 		s.mu.Lock()
 		s.closed = true
 		ln := s.ln
-		conns := make([]*conn, 0, len(s.conns))
-		for c := range s.conns {
-			conns = append(conns, c)
-		}
 		s.mu.Unlock()
-		s.cancel()
+		s.cancel() // ends every client connection and the calls on it
 		if ln != nil {
 			ln.Close()
-		}
-		for _, c := range conns {
-			c.close()
 		}
 		s.wg.Wait() // the leader loop ends the term on its way out
 		s.closeErr = s.rep.Close()
