@@ -47,6 +47,8 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	term    atomic.Pointer[term] // the current leader term, nil when not leading
+	role    atomic.Pointer[replica.RoleChange] // the replica's latest role report
+	roleC   chan struct{}                      // wakes the leader loop on a report
 	barrier readBarrier
 	pending pendingTable
 
@@ -71,9 +73,12 @@ func New(cfg Config) (*Server, error) {
 		clock:   cfg.clock(),
 		fsm:     newFSM(cfg.Namespace),
 		metrics: newMetrics(),
+		roleC:   make(chan struct{}, 1),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	rep, err := replica.New(cfg.replicaConfig(), map[uint32]replica.StateMachine{group: s.fsm}, nil)
+	rc := cfg.replicaConfig()
+	rc.OnRoleChange = s.onRoleChange
+	rep, err := replica.New(rc, map[uint32]replica.StateMachine{group: s.fsm}, nil)
 	if err != nil {
 		s.cancel()
 		return nil, fmt.Errorf("lockserver: %w", err)
@@ -181,8 +186,22 @@ func (s *Server) Metrics() *Metrics { return s.metrics }
 // leader term (it serves sessions).
 func (s *Server) IsLeader() bool { return s.term.Load() != nil }
 
+// onRoleChange receives the replica's role reports (on its loop goroutine:
+// it must not block) and wakes the leader loop.
+func (s *Server) onRoleChange(rc replica.RoleChange) {
+	if rc.Group != group {
+		return
+	}
+	s.role.Store(&rc)
+	select {
+	case s.roleC <- struct{}{}:
+	default:
+	}
+}
+
 // leaderLoop starts and ends leader terms as this replica gains and loses
-// the Paxos leadership.
+// the Paxos leadership: on every role report, and every LeaderPoll in case a
+// start failed or the state was restored under a term.
 func (s *Server) leaderLoop() {
 	defer s.wg.Done()
 	tk := time.NewTicker(s.cfg.LeaderPoll)
@@ -199,37 +218,22 @@ func (s *Server) leaderLoop() {
 			return
 		case <-s.rep.Done():
 			return
+		case <-s.roleC:
 		case <-tk.C:
 		}
-		id, _, ok := s.rep.Leader(group)
-		leading := ok && id == s.cfg.ID
+		rc := s.role.Load()
+		leading := rc != nil && rc.Role == paxos.Leader
 		if cur != nil {
-			if leading && !s.termStale(cur) {
+			if leading && rc.Ballot == cur.ballot && s.fsm.restored.Load() == cur.restored {
 				continue
 			}
 			cur.end()
 			cur = nil
 		}
 		if leading {
-			cur = s.startTerm()
+			cur = s.startTerm(rc.Ballot)
 		}
 	}
-}
-
-// termStale reports whether t no longer matches the replica: the ballot
-// changed (leadership was lost and regained between two polls) or the
-// state was restored from a snapshot under it.
-func (s *Server) termStale(t *term) bool {
-	if s.fsm.restored.Load() != t.restored {
-		return true
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, time.Second)
-	defer cancel()
-	st, err := s.rep.Status(ctx, group)
-	if err != nil {
-		return false // busy or closing: keep the term, check again later
-	}
-	return st.Role != paxos.Leader || st.Ballot != t.ballot
 }
 
 // leaderTerm returns the current term, waiting briefly while this replica

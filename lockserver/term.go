@@ -53,22 +53,17 @@ func (t *term) ackFor(acked uint64) (uint64, bool) {
 	return 0, false // the client heard from a newer leader
 }
 
-// startTerm begins a term if this replica leads: it creates the manager and,
+// startTerm begins a term for the ballot this replica leads with: it creates
+// the manager and,
 // under the fsm lock (so no Apply slips in between), gives every session in
 // the namespace a fresh lease and a Failover event.
-func (s *Server) startTerm() *term {
-	ctx, cancel := context.WithTimeout(s.ctx, time.Second)
-	st, err := s.rep.Status(ctx, group)
-	cancel()
-	if err != nil || st.Role != paxos.Leader {
-		return nil
-	}
+func (s *Server) startTerm(ballot paxos.Ballot) *term {
 	mgr, err := session.New[wire.Event](s.cfg.sessionConfig())
 	if err != nil {
 		s.log.Error("cannot start a session manager", "err", err)
 		return nil
 	}
-	t := &term{s: s, mgr: mgr, ballot: st.Ballot, epoch: st.Ballot.Round, expiring: make(chan struct{}, 64)}
+	t := &term{s: s, mgr: mgr, ballot: ballot, epoch: ballot.Round, expiring: make(chan struct{}, 64)}
 	t.ctx, t.cancel = context.WithCancel(s.ctx)
 	f := s.fsm
 	f.mu.Lock()
@@ -83,7 +78,7 @@ func (s *Server) startTerm() *term {
 	f.mu.Unlock()
 	s.term.Store(t)
 	s.metrics.Terms.Add(1)
-	s.log.Info("leader term started", "ballot", st.Ballot.String(), "sessions", len(leases))
+	s.log.Info("leader term started", "ballot", ballot.String(), "sessions", len(leases))
 	t.wg.Add(1)
 	go t.run()
 	return t
