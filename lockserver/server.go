@@ -46,7 +46,7 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	term    atomic.Pointer[term] // the current leader term, nil when not leading
+	term    atomic.Pointer[term]               // the current leader term, nil when not leading
 	role    atomic.Pointer[replica.RoleChange] // the replica's latest role report
 	roleC   chan struct{}                      // wakes the leader loop on a report
 	barrier readBarrier
