@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/latchd/latch/client"
+	"github.com/latchd/latch/cmd/internal/cellstat"
 	"github.com/latchd/latch/lockserver"
 )
 
@@ -222,24 +223,17 @@ func (h *handler) statusDoc(ctx context.Context) StatusDoc {
 // position, or behind the most advanced member's if the leader is not among
 // the reachable ones.
 func FillLag(ms []MemberDoc) {
-	var top uint64
-	found := false
-	for _, m := range ms {
-		if m.Leader && m.Reachable {
-			top, found = m.Applied, true
+	applied := make([]uint64, len(ms))
+	reachable := make([]bool, len(ms))
+	leader := -1
+	for i, m := range ms {
+		applied[i], reachable[i] = m.Applied, m.Reachable
+		if m.Leader {
+			leader = i
 		}
 	}
-	if !found {
-		for _, m := range ms {
-			if m.Reachable {
-				top = max(top, m.Applied)
-			}
-		}
-	}
-	for i := range ms {
-		if ms[i].Reachable && ms[i].Applied < top {
-			ms[i].Lag = top - ms[i].Applied
-		}
+	for i, lag := range cellstat.Lags(applied, reachable, leader) {
+		ms[i].Lag = lag
 	}
 }
 

@@ -15,14 +15,14 @@ import (
 type collector struct {
 	s Server
 
-	requests, errors                            *prometheus.Desc
-	conns, connsTotal, connsRejected, badFrames *prometheus.Desc
-	proposals, proposalErrors, proposeLatency   *prometheus.Desc
-	terms, expired, events, readBarriers        *prometheus.Desc
-	isLeader, leaseValid                        *prometheus.Desc
-	chosen, applied, snapshot, index            *prometheus.Desc
-	nodes, sessions, tracked, held              *prometheus.Desc
-	batches, writes, dropped                    *prometheus.Desc
+	requests, errors                          *prometheus.Desc
+	conns, connsTotal, connsRejected          *prometheus.Desc
+	proposals, proposalErrors, proposeLatency *prometheus.Desc
+	terms, expired, events, readBarriers      *prometheus.Desc
+	isLeader, leaseValid                      *prometheus.Desc
+	chosen, applied, snapshot, index          *prometheus.Desc
+	nodes, sessions, tracked, held            *prometheus.Desc
+	batches, writes, dropped                  *prometheus.Desc
 }
 
 func newCollector(s Server) *collector {
@@ -36,7 +36,6 @@ func newCollector(s Server) *collector {
 		conns:          d("client_connections", "Open client connections."),
 		connsTotal:     d("client_connections_total", "Client connections accepted."),
 		connsRejected:  d("client_connections_rejected_total", "Client connections refused (MaxConns)."),
-		badFrames:      d("client_bad_frames_total", "Client connections closed for an oversized or truncated frame."),
 		proposals:      d("proposals_total", "Commands proposed to the Paxos log."),
 		proposalErrors: d("proposal_errors_total", "Proposals that failed."),
 		proposeLatency: d("propose_duration_seconds", "Time from proposing a command to its result (the sum is not tracked: NaN)."),
@@ -63,7 +62,7 @@ func newCollector(s Server) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.requests, c.errors, c.conns, c.connsTotal, c.connsRejected, c.badFrames,
+		c.requests, c.errors, c.conns, c.connsTotal, c.connsRejected,
 		c.proposals, c.proposalErrors, c.proposeLatency, c.terms, c.expired, c.events, c.readBarriers,
 		c.isLeader, c.leaseValid, c.chosen, c.applied, c.snapshot, c.index,
 		c.nodes, c.sessions, c.tracked, c.held, c.batches, c.writes, c.dropped,
@@ -90,7 +89,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.conns, float64(m.Conns))
 	counter(c.connsTotal, float64(m.ConnsTotal))
 	counter(c.connsRejected, float64(m.ConnsRejected))
-	counter(c.badFrames, float64(m.BadFrames))
 	counter(c.proposals, float64(m.Proposals))
 	counter(c.proposalErrors, float64(m.ProposalErrors))
 	count, buckets := cumulative(m.ProposeLatency)

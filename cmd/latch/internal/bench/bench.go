@@ -1,0 +1,388 @@
+// Package bench is the load generator behind `latch bench`: N client
+// sessions run one kind of operation against a cell for a bounded time (and
+// at most a bounded number of operations), and the run is summed up as
+// throughput, latency quantiles and errors.
+//
+// Kinds:
+//   - lock: each client takes and releases an exclusive lock of its own
+//     (no contention); one op is one Lock+Unlock pair.
+//   - contended: every client takes and releases the same lock; one op is one
+//     handoff (a Lock that waited its turn, then its Unlock).
+//   - put: each client writes its own node; one op is one Put.
+//   - get: every client reads one node (linearizable unless Stale); one op is
+//     one Get.
+//   - sessions: open N sessions (one op is one Dial), keep them idle for the
+//     duration while sampling the server's CPU, then close them.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/latchd/latch/client"
+)
+
+// ErrBench is wrapped by the errors of a run's setup.
+var ErrBench = errors.New("bench")
+
+// Kinds lists the benchmarks Run knows.
+var Kinds = []string{"lock", "contended", "put", "get", "sessions"}
+
+// Config describes one run.
+type Config struct {
+	// Kind is one of Kinds.
+	Kind string
+	// Clients is the number of sessions, each driven by one goroutine.
+	Clients int
+	// Duration bounds the measured part of the run (for sessions: how
+	// long they stay idle).
+	Duration time.Duration
+	// MaxOps stops the run after this many operations (0: no cap). For
+	// sessions it does not apply: Clients sessions are opened.
+	MaxOps int64
+	// ValueSize is the size of the value put (put) or read (get).
+	ValueSize int
+	// Prefix is the namespace path the run works under (default /bench).
+	Prefix string
+	// Stale makes get read with client.Stale.
+	Stale bool
+	// DialConcurrency bounds the sessions being opened at once (default 64).
+	DialConcurrency int
+
+	// Dial opens one session with the cell.
+	Dial func(ctx context.Context) (*client.Client, error)
+	// Progress, if set, is called about once a second from one goroutine.
+	Progress func(Progress)
+	// ServerCPU, if set, returns the server's CPU time so far; sessions
+	// samples it before and after the idle period.
+	ServerCPU func(ctx context.Context) (time.Duration, error)
+	// ProcessCPU returns this process's CPU time so far (nil: not measured).
+	ProcessCPU func() (time.Duration, error)
+}
+
+// Progress is a running count, for a progress line.
+type Progress struct {
+	Kind    string
+	Phase   string // "open", "run", "idle", "close"
+	Elapsed time.Duration
+	Ops     int64
+	Errors  int64
+}
+
+// Result sums up one run; it is printed as one JSON line.
+type Result struct {
+	Bench      string  `json:"bench"`
+	Clients    int     `json:"clients"`
+	Seconds    float64 `json:"seconds"`
+	Ops        int64   `json:"ops"`
+	OpsPerSec  float64 `json:"opsPerSec"`
+	P50Ms      float64 `json:"p50Ms"`
+	P99Ms      float64 `json:"p99Ms"`
+	P999Ms     float64 `json:"p999Ms"`
+	MaxMs      float64 `json:"maxMs"`
+	Errors     int64   `json:"errors"`
+	FirstError string  `json:"firstError,omitempty"`
+	ValueSize  int     `json:"valueSize,omitempty"`
+	Stale      bool    `json:"stale,omitempty"`
+	// Sessions only: how long the sessions stayed idle, and the CPU used
+	// meanwhile as a percentage of one core, by the server (if it could be
+	// sampled) and by this process (the clients' KeepAlives).
+	IdleSeconds      float64  `json:"idleSeconds,omitempty"`
+	ServerCPUPercent *float64 `json:"serverCpuPercent,omitempty"`
+	ClientCPUPercent *float64 `json:"clientCpuPercent,omitempty"`
+}
+
+// Check validates c.
+func (c *Config) Check() error {
+	var errs []string
+	known := false
+	for _, k := range Kinds {
+		known = known || k == c.Kind
+	}
+	if !known {
+		errs = append(errs, fmt.Sprintf("unknown benchmark %q (want one of %s)", c.Kind, strings.Join(Kinds, ", ")))
+	}
+	if c.Clients < 1 {
+		errs = append(errs, fmt.Sprintf("clients %d must be at least 1", c.Clients))
+	}
+	if c.Duration <= 0 {
+		errs = append(errs, fmt.Sprintf("duration %v must be positive", c.Duration))
+	}
+	if c.MaxOps < 0 || c.ValueSize < 0 || c.DialConcurrency < 0 {
+		errs = append(errs, "max-ops, value size and dial concurrency must not be negative")
+	}
+	if c.Dial == nil {
+		errs = append(errs, "no Dial")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %s", ErrBench, strings.Join(errs, "; "))
+	}
+	if c.Prefix == "" {
+		c.Prefix = "/bench"
+	}
+	if c.DialConcurrency == 0 {
+		c.DialConcurrency = 64
+	}
+	return nil
+}
+
+// counters are shared by a run's workers. Every attempt, failed or not,
+// counts toward the cap, so a run is bounded even when every call fails.
+type counters struct {
+	attempts, ops, errs atomic.Int64
+	firstErr            atomic.Pointer[string]
+	maxOps              int64
+}
+
+// take reserves one attempt; false once the cap is reached.
+func (c *counters) take() bool {
+	return c.maxOps == 0 || c.attempts.Add(1) <= c.maxOps
+}
+
+// fail records a failed attempt.
+func (c *counters) fail(err error) {
+	c.errs.Add(1)
+	s := err.Error()
+	c.firstErr.CompareAndSwap(nil, &s)
+}
+
+// Run performs one run. ctx ends it early (the result then covers the time
+// until then). It returns an error only if the run could not start: the
+// setup failed or no session could be opened.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if err := cfg.Check(); err != nil {
+		return Result{}, err
+	}
+	if cfg.Kind == "sessions" {
+		return runSessions(ctx, cfg)
+	}
+	clients, err := openClients(ctx, cfg, nil)
+	defer closeClients(clients, cfg.DialConcurrency)
+	if err != nil {
+		return Result{}, err
+	}
+	op, err := setup(ctx, cfg, clients[0])
+	if err != nil {
+		return Result{}, err
+	}
+	// One warm-up op per client, not counted: creates each lock node and
+	// connects each session to the leader.
+	for i, c := range clients {
+		if _, err := op(ctx, c, i); err != nil {
+			return Result{}, fmt.Errorf("%w: warm-up %s: %w", ErrBench, cfg.Kind, err)
+		}
+	}
+	var cnt counters
+	cnt.maxOps = cfg.MaxOps
+	hists := make([]Histogram, len(clients))
+	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	start := time.Now()
+	stopProgress := progress(cfg, "run", start, &cnt)
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		wg.Go(func() {
+			for runCtx.Err() == nil && cnt.take() {
+				t0 := time.Now()
+				lat, err := op(runCtx, c, i)
+				switch {
+				case err != nil && runCtx.Err() != nil:
+					return // cut off by the end of the run: not an error
+				case err != nil:
+					cnt.fail(err)
+					time.Sleep(10 * time.Millisecond) // no hot loop on a failing cell
+				default:
+					if lat == 0 {
+						lat = time.Since(t0)
+					}
+					hists[i].Record(lat)
+					cnt.ops.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	stopProgress()
+	var h Histogram
+	for i := range hists {
+		h.Merge(&hists[i])
+	}
+	res := summary(cfg, elapsed, int64(h.Count()), &cnt, &h)
+	if cfg.Kind == "put" || cfg.Kind == "get" {
+		res.ValueSize = cfg.ValueSize
+	}
+	res.Stale = cfg.Stale && cfg.Kind == "get"
+	return res, nil
+}
+
+// summary fills the common fields of a Result.
+func summary(cfg Config, elapsed time.Duration, ops int64, cnt *counters, h *Histogram) Result {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	r := Result{
+		Bench: cfg.Kind, Clients: cfg.Clients, Seconds: elapsed.Seconds(), Ops: ops,
+		P50Ms: ms(h.Quantile(0.50)), P99Ms: ms(h.Quantile(0.99)), P999Ms: ms(h.Quantile(0.999)), MaxMs: ms(h.Max()),
+		Errors: cnt.errs.Load(),
+	}
+	if elapsed > 0 {
+		r.OpsPerSec = float64(ops) / elapsed.Seconds()
+	}
+	if e := cnt.firstErr.Load(); e != nil {
+		r.FirstError = *e
+	}
+	return r
+}
+
+// op performs one operation with client c (worker i). It returns the
+// latency to record, or 0 to record its wall time.
+type op func(ctx context.Context, c *client.Client, i int) (time.Duration, error)
+
+// setup prepares the namespace for cfg.Kind and returns its operation.
+func setup(ctx context.Context, cfg Config, c *client.Client) (op, error) {
+	value := make([]byte, cfg.ValueSize)
+	for i := range value {
+		value[i] = 'a' + byte(i%26)
+	}
+	dir := cfg.Prefix + "/" + cfg.Kind
+	if _, err := c.Put(ctx, dir, nil, client.CreateParents()); err != nil {
+		return nil, fmt.Errorf("%w: setup %s: %w", ErrBench, dir, err)
+	}
+	switch cfg.Kind {
+	case "lock":
+		return func(ctx context.Context, c *client.Client, i int) (time.Duration, error) {
+			l, err := c.Lock(ctx, fmt.Sprintf("%s/w%d", dir, i))
+			if err != nil {
+				return 0, err
+			}
+			return 0, unlock(l)
+		}, nil
+	case "contended":
+		path := dir + "/lock"
+		return func(ctx context.Context, c *client.Client, i int) (time.Duration, error) {
+			l, err := c.Lock(ctx, path)
+			if err != nil {
+				return 0, err
+			}
+			return 0, unlock(l)
+		}, nil
+	case "put":
+		return func(ctx context.Context, c *client.Client, i int) (time.Duration, error) {
+			_, err := c.Put(ctx, fmt.Sprintf("%s/w%d", dir, i), value)
+			return 0, err
+		}, nil
+	case "get":
+		path := dir + "/value"
+		if _, err := c.Put(ctx, path, value); err != nil {
+			return nil, fmt.Errorf("%w: setup %s: %w", ErrBench, path, err)
+		}
+		var opts []client.Option
+		if cfg.Stale {
+			opts = append(opts, client.Stale())
+		}
+		return func(ctx context.Context, c *client.Client, i int) (time.Duration, error) {
+			n, err := c.Get(ctx, path, opts...)
+			if err == nil && len(n.Data) != len(value) {
+				err = fmt.Errorf("%w: get %s: %d bytes; want %d", ErrBench, path, len(n.Data), len(value))
+			}
+			return 0, err
+		}, nil
+	}
+	return nil, fmt.Errorf("%w: unknown benchmark %q", ErrBench, cfg.Kind)
+}
+
+// unlock releases l with a context of its own, so that the end of the run
+// never leaves a lock held.
+func unlock(l *client.Lock) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return l.Unlock(ctx)
+}
+
+// openClients opens cfg.Clients sessions, at most cfg.DialConcurrency at a
+// time, recording each Dial's latency in h if h is not nil. On error it
+// returns the sessions opened so far with the first error.
+func openClients(ctx context.Context, cfg Config, onOpen func(time.Duration)) ([]*client.Client, error) {
+	out := make([]*client.Client, cfg.Clients)
+	sem := make(chan struct{}, cfg.DialConcurrency)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for i := range out {
+		sem <- struct{}{}
+		mu.Lock()
+		failed := first != nil
+		mu.Unlock()
+		if failed || ctx.Err() != nil {
+			<-sem
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			t0 := time.Now()
+			c, err := cfg.Dial(ctx)
+			if err != nil {
+				mu.Lock()
+				if first == nil {
+					first = fmt.Errorf("%w: opening session %d of %d: %w", ErrBench, i+1, cfg.Clients, err)
+				}
+				mu.Unlock()
+				return
+			}
+			if onOpen != nil {
+				onOpen(time.Since(t0))
+			}
+			out[i] = c
+		})
+	}
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		first = fmt.Errorf("%w: opening sessions: %w", ErrBench, ctx.Err())
+	}
+	return out, first
+}
+
+// closeClients closes every session (nil entries are skipped), at most
+// concurrency at a time.
+func closeClients(clients []*client.Client, concurrency int) {
+	sem := make(chan struct{}, max(concurrency, 1))
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		if c == nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			c.Close()
+		})
+	}
+	wg.Wait()
+}
+
+// progress calls cfg.Progress about once a second until the returned stop
+// is called.
+func progress(cfg Config, phase string, start time.Time, cnt *counters) (stop func()) {
+	if cfg.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tk := time.NewTicker(time.Second)
+		defer tk.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tk.C:
+				cfg.Progress(Progress{Kind: cfg.Kind, Phase: phase, Elapsed: time.Since(start), Ops: cnt.ops.Load(), Errors: cnt.errs.Load()})
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}

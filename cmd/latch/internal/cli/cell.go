@@ -1,0 +1,189 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/spf13/cobra"
+
+	"github.com/latchd/latch/client"
+	"github.com/latchd/latch/cmd/internal/cellstat"
+)
+
+// ReplicaJSON is one replica in members' and status' -o json output.
+type ReplicaJSON struct {
+	Endpoint  string `json:"endpoint"` // the client address asked
+	ID        string `json:"id,omitempty"`
+	Peer      string `json:"peer,omitempty"`
+	Leader    bool   `json:"leader"`
+	Reachable bool   `json:"reachable"`
+	Applied   uint64 `json:"applied"`
+	Lag       uint64 `json:"lag"`
+	Error     string `json:"error,omitempty"`
+}
+
+// CellJSON is status' -o json output.
+type CellJSON struct {
+	Leader   string        `json:"leader,omitempty"` // the leader's client address
+	Replicas []ReplicaJSON `json:"replicas"`
+}
+
+// probe asks each address for its status at once (no session, no retries)
+// and fills in Reachable, ID, Leader, Applied and Lag.
+func (g *globals) probe(ctx context.Context, addrs []string) ([]ReplicaJSON, []client.Status) {
+	out := make([]ReplicaJSON, len(addrs))
+	sts := make([]client.Status, len(addrs))
+	var wg sync.WaitGroup
+	for i, a := range addrs {
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, g.commandTimeout)
+			defer cancel()
+			out[i].Endpoint = a
+			st, err := client.StatusOf(pctx, a)
+			if err != nil {
+				out[i].Error = err.Error()
+				return
+			}
+			sts[i] = st
+			out[i].Reachable, out[i].ID, out[i].Leader, out[i].Applied = true, st.Server, st.IsLeader, st.Applied
+		})
+	}
+	wg.Wait()
+	applied := make([]uint64, len(out))
+	reachable := make([]bool, len(out))
+	leader := -1
+	for i, r := range out {
+		applied[i], reachable[i] = r.Applied, r.Reachable
+		if r.Leader {
+			leader = i
+		}
+	}
+	for i, lag := range cellstat.Lags(applied, reachable, leader) {
+		out[i].Lag = lag
+	}
+	return out, sts
+}
+
+func statusCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "ask each endpoint how it sees the cell (works without a quorum)",
+		Long: `status asks every endpoint directly (no session, so it works while the cell
+has no leader) for its id, whether it leads, and how far it has applied the
+log, and prints each one's lag behind the leader. It exits 0 when a leader is
+known, and 6 when no endpoint answered or none knows a leader.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			eps, err := g.endpointList()
+			if err != nil {
+				return err
+			}
+			reps, sts := g.probe(cmd.Context(), eps)
+			doc := CellJSON{Replicas: reps}
+			answered := 0
+			for i, r := range reps {
+				if r.Reachable {
+					answered++
+					if doc.Leader == "" {
+						doc.Leader = sts[i].Leader
+					}
+				}
+			}
+			if g.json() {
+				if err := g.printJSON(doc); err != nil {
+					return err
+				}
+			} else {
+				t := newTable(g.env.Stdout, "ENDPOINT", "ID", "ROLE", "APPLIED", "LAG", "STATUS")
+				for _, r := range reps {
+					if !r.Reachable {
+						t.row(r.Endpoint, "-", "-", "-", "-", "unreachable: "+r.Error)
+						continue
+					}
+					role := "follower"
+					if r.Leader {
+						role = "leader"
+					}
+					t.row(r.Endpoint, r.ID, role, fmt.Sprint(r.Applied), fmt.Sprint(r.Lag), "ok")
+				}
+				t.flush()
+				leader := doc.Leader
+				if leader == "" {
+					leader = "unknown"
+				}
+				fmt.Fprintf(g.env.Stdout, "leader: %s; %d of %d endpoints answered\n", leader, answered, len(reps))
+			}
+			switch {
+			case answered == 0:
+				return fmt.Errorf("no endpoint of %s answered: %w", strings.Join(eps, ","), client.ErrUnavailable)
+			case doc.Leader == "":
+				return fmt.Errorf("no replica knows a leader: %w", client.ErrUnavailable)
+			}
+			return nil
+		},
+	}
+}
+
+func membersCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "members",
+		Short: "list the cell's replicas with their log position and lag (works without a quorum)",
+		Long: `members asks the endpoints for the cell's member list, then asks every member
+directly how far it has applied the log. No session is opened, so it works
+while the cell has no leader. Exit code 6 if no endpoint answered.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			eps, err := g.endpointList()
+			if err != nil {
+				return err
+			}
+			var members []client.Member
+			var lastErr error
+			for _, ep := range eps {
+				ctx, cancel := g.call(cmd)
+				st, err := client.StatusOf(ctx, ep)
+				cancel()
+				if err == nil {
+					members = st.Members
+					break
+				}
+				lastErr = err
+			}
+			if members == nil {
+				return fmt.Errorf("no endpoint of %s answered: %w", strings.Join(eps, ","), lastErr)
+			}
+			addrs := make([]string, len(members))
+			for i, m := range members {
+				addrs[i] = m.ClientAddr
+			}
+			reps, _ := g.probe(cmd.Context(), addrs)
+			for i, m := range members {
+				reps[i].Peer = m.PeerAddr
+				if reps[i].ID == "" {
+					reps[i].ID = m.ID
+				}
+				if !reps[i].Reachable {
+					reps[i].Leader = m.Leader
+				}
+			}
+			if g.json() {
+				return g.printJSON(reps)
+			}
+			t := newTable(g.env.Stdout, "ID", "CLIENT", "PEER", "ROLE", "APPLIED", "LAG", "STATUS")
+			for _, r := range reps {
+				role := "follower"
+				if r.Leader {
+					role = "leader"
+				}
+				status, applied, lag := "ok", fmt.Sprint(r.Applied), fmt.Sprint(r.Lag)
+				if !r.Reachable {
+					status, applied, lag = "unreachable: "+r.Error, "-", "-"
+				}
+				t.row(r.ID, r.Endpoint, r.Peer, role, applied, lag, status)
+			}
+			return t.flush()
+		},
+	}
+}
