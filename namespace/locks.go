@@ -111,7 +111,7 @@ func (t *Tree) acquire(cmd *Command, s *session) Result {
 	}
 	delay := t.lockDelay(cmd.LockDelay)
 	if ls == nil {
-		ls = &lockState{path: cmd.Path, node: n, heapIdx: [2]int{-1, -1}}
+		ls = t.newLockState(cmd.Path, n)
 		t.locks[cmd.Path] = ls
 	}
 	if ls.delayUntil <= t.now && len(ls.waiters) == 0 &&
@@ -255,7 +255,34 @@ func (t *Tree) settle(ls *lockState) {
 	t.blocked.set(ls, delayed && len(ls.waiters) > 0)
 	if !delayed && len(ls.holders) == 0 && len(ls.waiters) == 0 {
 		delete(t.locks, ls.path)
+		t.freeLockState(ls)
 	}
+}
+
+// maxFreeLocks bounds the recycled lock states kept for reuse.
+const maxFreeLocks = 64
+
+// newLockState returns an empty lock state for the node at p, recycled when
+// possible: taking and releasing locks then allocates nothing.
+func (t *Tree) newLockState(p string, n *node) *lockState {
+	if k := len(t.freeLocks); k > 0 {
+		ls := t.freeLocks[k-1]
+		t.freeLocks = t.freeLocks[:k-1]
+		ls.path, ls.node = p, n
+		return ls
+	}
+	return &lockState{path: p, node: n, heapIdx: [2]int{-1, -1}}
+}
+
+// freeLockState recycles an idle lock state that is no longer referenced.
+func (t *Tree) freeLockState(ls *lockState) {
+	if len(t.freeLocks) >= maxFreeLocks {
+		return
+	}
+	clear(ls.holders[:cap(ls.holders)])
+	clear(ls.waiters[:cap(ls.waiters)])
+	*ls = lockState{holders: ls.holders[:0], waiters: ls.waiters[:0], heapIdx: [2]int{-1, -1}}
+	t.freeLocks = append(t.freeLocks, ls)
 }
 
 // endDelays ends the lock-delays that are over at the current command time,

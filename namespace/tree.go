@@ -45,7 +45,8 @@ type Tree struct {
 	nextInstance uint64
 	nextSession  uint64
 
-	events []Event // events of the command being applied
+	events    []Event      // events of the command being applied
+	freeLocks []*lockState // recycled lock states (memory only, not state)
 }
 
 var crcTable = crc64.MakeTable(crc64.ECMA)
