@@ -103,6 +103,7 @@ func TestIsolatedLeaderCannotRead(t *testing.T) {
 	}
 	c.mem.Heal()
 	c.waitApplied(1, 2, 10*time.Second)
+	c.waitConverged(1, 10*time.Second)
 	c.checkSame(1)
 }
 
@@ -130,9 +131,7 @@ func TestProposeContextCancelled(t *testing.T) {
 	if _, err := c.propose(wctx, 1, []byte("later")); err != nil {
 		t.Fatal(err)
 	}
-	c.waitApplied(1, 1, 10*time.Second)
-	time.Sleep(100 * time.Millisecond)
-	c.waitApplied(1, c.sms[c.leader(1, 10*time.Second).ID()][1].count(), 10*time.Second)
+	c.waitConverged(1, 10*time.Second)
 	c.checkSame(1)
 }
 
@@ -186,6 +185,7 @@ func TestGroupsIndependent(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitApplied(2, 21, 10*time.Second)
+	c.waitConverged(2, 10*time.Second)
 	c.checkSame(2)
 }
 

@@ -322,6 +322,38 @@ func (c *cell) waitApplied(g uint32, n int, timeout time.Duration) {
 	}
 }
 
+// waitConverged waits until every running replica has applied the same
+// number of commands of group g, and that number held still for a while
+// (proposals whose callers gave up may still be chosen late).
+func (c *cell) waitConverged(g uint32, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	stable, last := 0, -1
+	for stable < 5 {
+		if time.Now().After(deadline) {
+			for _, id := range c.ids() {
+				c.t.Logf("replica %d applied %d of group %d", id, c.sms[id][g].count(), g)
+			}
+			c.t.Fatalf("replicas did not converge within %v", timeout)
+		}
+		n, same := -1, true
+		for _, id := range c.ids() {
+			k := c.sms[id][g].count()
+			if n >= 0 && k != n {
+				same = false
+			}
+			n = k
+		}
+		if same && n == last {
+			stable++
+		} else {
+			stable = 0
+		}
+		last = n
+		time.Sleep(40 * time.Millisecond)
+	}
+}
+
 // checkSame fails unless every running replica applied the same commands
 // of group g.
 func (c *cell) checkSame(g uint32) [][]byte {

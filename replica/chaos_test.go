@@ -105,7 +105,7 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.waitApplied(1, c.sms[lead.ID()][1].count(), 30*time.Second)
+	c.waitConverged(1, 30*time.Second)
 	log := c.checkSame(1)
 	have := map[string]bool{}
 	for _, cmd := range log {

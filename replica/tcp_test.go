@@ -70,6 +70,7 @@ func TestTCPLeaderRestartKeepsAcknowledged(t *testing.T) {
 	c.start(old)
 	acked = append(acked, c.proposeMany(ctx, 1, "c", 8, 100)...)
 	c.waitApplied(1, len(acked), 30*time.Second)
+	c.waitConverged(1, 30*time.Second)
 	c.checkContains(1, acked)
 }
 
@@ -94,6 +95,7 @@ func TestTCPFailoverTime(t *testing.T) {
 		t.Fatalf("leader after failover = %d, the closed replica", newLeader)
 	}
 	c.waitApplied(1, 2, 10*time.Second)
+	c.waitConverged(1, 10*time.Second)
 	c.checkSame(1)
 }
 
@@ -121,6 +123,7 @@ func TestTCPWipedFollowerCatchesUpBySnapshot(t *testing.T) {
 	c.start(victim)
 	acked = append(acked, c.proposeMany(ctx, 1, "c", 4, 20)...)
 	c.waitApplied(1, len(acked), 30*time.Second)
+	c.waitConverged(1, 30*time.Second)
 	c.checkContains(1, acked)
 	st, err := c.reps[victim].Status(ctx, 1)
 	if err != nil {
