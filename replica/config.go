@@ -122,11 +122,19 @@ func (c Config) Validate() error {
 		if _, ok := c.Members[c.ID]; !ok && c.ID != 0 {
 			bad("Members does not include this replica (ID %d)", c.ID)
 		}
+		byAddr := make(map[string]uint64, len(c.Members))
 		for _, id := range slices.Sorted(maps.Keys(c.Members)) {
-			if id == 0 {
+			addr := c.Members[id]
+			switch {
+			case id == 0:
 				bad("member id 0 is not allowed")
-			} else if c.Members[id] == "" && id != c.ID {
+			case addr == "" && id != c.ID:
 				bad("member %d has no address", id)
+			case addr != "" && byAddr[addr] != 0:
+				bad("members %d and %d share the address %q", byAddr[addr], id, addr)
+			}
+			if addr != "" && byAddr[addr] == 0 {
+				byAddr[addr] = id
 			}
 		}
 	}

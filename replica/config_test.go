@@ -30,6 +30,7 @@ func TestConfigValidate(t *testing.T) {
 		{"missing self", func(c *Config) { c.ID = 4 }, "does not include this replica"},
 		{"member id zero", func(c *Config) { c.Members[0] = "x:1" }, "member id 0"},
 		{"member without address", func(c *Config) { c.Members[2] = "" }, "member 2 has no address"},
+		{"duplicate address", func(c *Config) { c.Members[3] = c.Members[1] }, "members 1 and 3 share the address"},
 		{"no data dir", func(c *Config) { c.DataDir = "" }, "DataDir is empty"},
 		{"no groups", func(c *Config) { c.Groups = nil }, "Groups is empty"},
 		{"duplicate group", func(c *Config) { c.Groups = []uint32{1, 2, 1} }, "group 1 listed twice"},
