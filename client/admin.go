@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -129,7 +130,7 @@ func StatusOf(ctx context.Context, addr string) (Status, error) {
 	defer cn.close()
 	m, err := cn.call(ctx, &wire.Status{Header: wire.Header{Request: uint64(time.Now().UnixNano()) | 1}})
 	if err != nil {
-		if we, ok := err.(*wire.Error); ok {
+		if we, ok := errors.AsType[*wire.Error](err); ok {
 			return Status{}, mapError("StatusOf", we)
 		}
 		return Status{}, fmt.Errorf("StatusOf: %w: %w", ErrUnavailable, err)

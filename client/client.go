@@ -340,7 +340,7 @@ func (c *Client) doOn(ctx context.Context, op string, req wire.Message, co callO
 		switch {
 		case errors.Is(err, ErrProtocol), errors.Is(err, ErrTooLarge):
 			return nil, nil, fmt.Errorf("%s: %w", op, err)
-		case ctx.Err() != nil:
+		case ctx.Err() != nil || pastDeadline(ctx):
 			return nil, nil, c.ctxError(ctx, op, lastErr)
 		}
 		// A transport failure or a replica that did not answer in time: the
@@ -362,10 +362,14 @@ func (c *Client) ctxError(ctx context.Context, op string, lastErr error) error {
 	if errors.Is(cause, ErrSessionExpired) || errors.Is(cause, ErrClosed) {
 		return fmt.Errorf("%s: %w", op, cause)
 	}
-	if lastErr != nil {
-		return fmt.Errorf("%s: %w: %w (last error: %v)", op, ErrUnavailable, ctx.Err(), lastErr)
+	err := ctx.Err()
+	if err == nil { // the deadline passed a moment before ctx noticed
+		err = context.DeadlineExceeded
 	}
-	return fmt.Errorf("%s: %w", op, ctx.Err())
+	if lastErr != nil {
+		return fmt.Errorf("%s: %w: %w (last error: %v)", op, ErrUnavailable, err, lastErr)
+	}
+	return fmt.Errorf("%s: %w", op, err)
 }
 
 // sleep waits the backoff for attempt, or until ctx ends.

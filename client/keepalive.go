@@ -13,7 +13,6 @@ import (
 type kaResult struct {
 	conn     *conn     // nil if no connection was reached
 	sent     time.Time // when the KeepAlive was sent
-	received time.Time // when its reply arrived
 	reply    *wire.KeepAliveReply
 	err      error
 	timedOut bool // the attempt ran out of time (the replica did not answer)
@@ -118,7 +117,6 @@ func (c *Client) keepAliveOnce(ctx context.Context, acked uint64) kaResult {
 	defer cancel()
 	r := kaResult{conn: cn, sent: c.cfg.Clock.Now()}
 	reply, err := cn.call(actx, &wire.KeepAlive{Header: c.header(), Acked: acked})
-	r.received = c.cfg.Clock.Now()
 	r.timedOut = actx.Err() != nil && ctx.Err() == nil
 	if err != nil {
 		r.err = err
@@ -159,14 +157,14 @@ func (c *Client) handleKeepAlive(r kaResult, acked *uint64, lastServer *string) 
 		return kaFailed
 	}
 	c.mu.Lock()
-	state, changed := c.lease.renew(r.sent, r.received, r.reply.TTL)
+	state, changed := c.lease.renew(r.sent, r.reply.TTL)
 	if changed {
 		c.publish(SessionEvent{State: state, At: c.cfg.Clock.Now()})
 		c.log.Info("client: session safe again")
 	}
 	c.mu.Unlock()
 
-	server := r.conn.welcome.ServerID
+	server := r.conn.welcome().ServerID
 	if *lastServer != "" && server != *lastServer {
 		// Another replica answers now: the leader changed. Watches live on
 		// the leader, so register them again even if the cell's Failover

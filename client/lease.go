@@ -44,8 +44,7 @@ func (s SessionState) String() string {
 //	safe --(now >= end)--> jeopardy --(now >= end+grace)--> expired
 //	jeopardy --(renew)--> safe
 //
-// The lease end is estimated conservatively from each KeepAlive reply (see
-// renew).
+// The lease end is estimated conservatively from each KeepAlive (see renew).
 type lease struct {
 	state SessionState
 	end   time.Time // the local lease end: conservative (counted from the send)
@@ -56,29 +55,19 @@ func newLease(sent time.Time, ttl, grace time.Duration) lease {
 	return lease{state: StateSafe, end: sent.Add(ttl), grace: grace}
 }
 
-// renew records a successful KeepAlive, sent at sent and answered at
-// received, that granted ttl. The cell guarantees the lease for ttl from when
-// it sent the reply, which lies between sent and received. The lease end is
-// the later of two estimates (Chubby §2.8 makes the same "conservative
-// assumptions ... of the time its KeepAlive reply spent in flight"):
-//
-//   - sent+ttl, always safe, but short by the time the cell held the long
-//     poll (most of the lease: the cell answers a margin before the end of
-//     the lease it renewed when the KeepAlive arrived);
-//   - received+ttl-flight(ttl), safe if the reply spent less than flight(ttl)
-//     in flight and the clocks drifted less.
-//
-// The lease end only moves forward. It returns the new state and whether it
+// renew records a successful KeepAlive, sent at sent, that granted ttl. The
+// cell guarantees the lease for ttl from when it sent the reply, which is
+// after sent: sent+ttl is a conservative estimate that needs no assumption
+// about the reply's time in flight or the clocks (Chubby §2.8). It works
+// because the cell holds a long poll at most (lease − margin)/2, so the next
+// reply comes well within the lease counted from the previous send. The
+// lease end only moves forward. It returns the new state and whether it
 // changed (jeopardy -> safe). A final state never changes.
-func (l *lease) renew(sent, received time.Time, ttl time.Duration) (SessionState, bool) {
+func (l *lease) renew(sent time.Time, ttl time.Duration) (SessionState, bool) {
 	if l.final() {
 		return l.state, false
 	}
-	end := sent.Add(ttl)
-	if e := received.Add(ttl - flight(ttl)); e.After(end) {
-		end = e
-	}
-	if end.After(l.end) {
+	if end := sent.Add(ttl); end.After(l.end) {
 		l.end = end
 	}
 	if l.state == StateJeopardy {
@@ -87,18 +76,6 @@ func (l *lease) renew(sent, received time.Time, ttl time.Duration) (SessionState
 	}
 	return l.state, false
 }
-
-// flight is the allowance for a KeepAlive reply's time in flight and for
-// clock drift: an eighth of the lease, at most maxFlight. It must stay below
-// the cell's KeepAlive margin (min(3 s, lease/2) by default), or every long
-// poll would end in jeopardy.
-func flight(ttl time.Duration) time.Duration {
-	return min(ttl/8, maxFlight)
-}
-
-// maxFlight bounds the flight allowance: far more than a reply spends in
-// flight on a network a cell's clients share, and well below the margin.
-const maxFlight = 250 * time.Millisecond
 
 // advance applies the passage of time up to now and returns the new state
 // and whether it changed. A lease that is safe at end goes to jeopardy; one in

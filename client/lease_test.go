@@ -25,9 +25,8 @@ func TestLeaseTransitions(t *testing.T) {
 
 	type step struct {
 		name        string
-		renew       bool          // renew(sent=at(when), received, ttl) instead of advance(at(when))
+		renew       bool          // renew(sent=at(when), ttl) instead of advance(at(when))
 		when        time.Duration // offset from t0
-		held        time.Duration // for renew: the reply arrived this long after when
 		wantState   SessionState
 		wantChanged bool
 		wantDue     time.Duration // deadline offset; -1 for none
@@ -53,16 +52,12 @@ func TestLeaseTransitions(t *testing.T) {
 		{"safe to expired in one late advance", []step{
 			{name: "late", when: 2 * time.Minute, wantState: StateExpired, wantChanged: true, wantDue: -1},
 		}},
-		{"a long poll counts from the reply, less the flight allowance", []step{
-			// Held 9 s of the 12 s lease: sent+ttl would end at 12 s; the
-			// reply at 9 s gives 9+12-0.25 s.
-			{name: "held reply", renew: true, when: 0, held: 9 * time.Second, wantState: StateSafe, wantDue: 20*time.Second + 750*time.Millisecond},
-			// The next long poll, sent at 9 s, answered at 18 s: safe all along.
-			{name: "before the next reply", when: 18 * time.Second, wantState: StateSafe, wantDue: 20*time.Second + 750*time.Millisecond},
-			{name: "next held reply", renew: true, when: 9 * time.Second, held: 9 * time.Second, wantState: StateSafe, wantDue: 29*time.Second + 750*time.Millisecond},
-		}},
-		{"a quick reply counts from the send", []step{
-			{name: "quick", renew: true, when: time.Second, held: time.Millisecond, wantState: StateSafe, wantDue: 13 * time.Second},
+		{"a long poll counts from its send", []step{
+			// Sent at 0, held by the cell (at most (12-3)/2 = 4.5 s): the
+			// lease counts from the send, and the next poll, sent at 4.5 s,
+			// is answered by 9 s, well before 12 s.
+			{name: "held reply", renew: true, when: 0, wantState: StateSafe, wantDue: ttl},
+			{name: "next reply", renew: true, when: 4500 * time.Millisecond, wantState: StateSafe, wantDue: 16500 * time.Millisecond},
 		}},
 		{"the lease end never moves back", []step{
 			{name: "renew", renew: true, when: 5 * time.Second, wantState: StateSafe, wantDue: 17 * time.Second},
@@ -76,7 +71,7 @@ func TestLeaseTransitions(t *testing.T) {
 				var state SessionState
 				var changed bool
 				if s.renew {
-					state, changed = l.renew(at(s.when), at(s.when+s.held), ttl)
+					state, changed = l.renew(at(s.when), ttl)
 				} else {
 					state, changed = l.advance(at(s.when))
 				}

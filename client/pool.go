@@ -71,12 +71,12 @@ func (p *pool) get(ctx context.Context) (*conn, error) {
 		return nil, ErrClosed
 	}
 	p.cur = c
-	if c.welcome.IsLeader {
+	if c.welcome().IsLeader {
 		p.setLeader(c.addr)
-	} else if c.welcome.Leader != "" {
-		p.setLeader(c.welcome.Leader)
+	} else if c.welcome().Leader != "" {
+		p.setLeader(c.welcome().Leader)
 	}
-	p.log.Debug("client: connected", "addr", c.addr, "server", c.welcome.ServerID, "leader", c.welcome.IsLeader)
+	p.log.Debug("client: connected", "addr", c.addr, "server", c.welcome().ServerID, "leader", c.welcome().IsLeader)
 	return c, nil
 }
 
@@ -137,7 +137,7 @@ func (p *pool) connect(ctx context.Context) (*conn, error) {
 			p.skip(addr)
 			continue
 		}
-		w := c.welcome
+		w := c.welcome()
 		if w.IsLeader || w.Leader == "" || tried[w.Leader] {
 			if fallback != nil {
 				fallback.close()
