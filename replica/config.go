@@ -43,9 +43,10 @@ type Config struct {
 	// leader before it campaigns. It must exceed LeaseDuration (a granted
 	// lease blocks elections anyway).
 	ElectionTimeout time.Duration
-	// MaxClockDrift is the bound on the relative drift between replicas'
-	// monotonic clocks (0.01 = 1 %); leases are shortened by it on the
-	// holder's side and lengthened on the granter's.
+	// MaxClockDrift bounds how far each replica's monotonic clock may run
+	// fast or slow against true time (0.01 = 1 %), so two replicas' clocks
+	// may differ by up to twice this. The leader's lease is shortened by
+	// the resulting margin (see docs/paxos.md, "lease").
 	MaxClockDrift float64
 
 	// MaxBatchCommands and MaxBatchBytes bound one instance's value: the

@@ -194,7 +194,11 @@ func (r *Replica) coreConfig() paxos.Config {
 	pc.HeartbeatTicks = c.ticks(c.HeartbeatInterval)
 	pc.ElectionTicks = c.ticks(c.ElectionTimeout)
 	pc.LeaseTicks = c.ticks(c.LeaseDuration)
-	pc.DriftTicks = int(float64(pc.LeaseTicks)*c.MaxClockDrift + 0.999999)
+	// Each clock may run up to MaxClockDrift fast or slow, so the holder's
+	// and a granter's can differ by about twice that: the core's lease
+	// argument (docs/paxos.md) needs DriftTicks ≥ 2ε·LeaseTicks/(1+ε).
+	eps := c.MaxClockDrift
+	pc.DriftTicks = int(2*eps*float64(pc.LeaseTicks)/(1+eps) + 0.999999)
 	if pc.DriftTicks >= pc.LeaseTicks {
 		pc.DriftTicks = pc.LeaseTicks - 1
 	}
