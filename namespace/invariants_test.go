@@ -28,7 +28,10 @@ func TestCheckInvariantsDetectsCorruption(t *testing.T) {
 		{"instance reused", func(tr *Tree) { tr.lookup("/d/f").instance = tr.lookup("/d").instance }},
 		{"instance ahead", func(tr *Tree) { tr.nextInstance = 1 }},
 		{"owner dead", func(tr *Tree) { tr.lookup("/e").owner = 99 }},
-		{"orphan", func(tr *Tree) { tr.insertNode("/x/y", 2, &node{instance: 50, contentGen: 1, aclGen: 1}); tr.nextInstance = 51 }},
+		{"orphan", func(tr *Tree) {
+			tr.insertNode("/x/y", 2, &node{instance: 50, contentGen: 1, aclGen: 1})
+			tr.nextInstance = 51
+		}},
 		{"no root", func(tr *Tree) { tr.removeNode("/", 0) }},
 		{"index disagrees", func(tr *Tree) { tr.byPath["/d"] = &node{} }},
 		{"ephemeral not recorded", func(tr *Tree) { tr.sessions[1].ephemerals = nil }},
