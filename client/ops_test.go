@@ -343,23 +343,32 @@ func TestMembers(t *testing.T) {
 	if _, err := c.Put(ctx, "/m", nil); err != nil {
 		t.Fatal(err)
 	}
-	ms, err := c.Members(ctx)
-	if err != nil {
-		t.Fatalf("Members: %v", err)
-	}
-	if len(ms) != 3 {
-		t.Fatalf("Members = %+v; want 3", ms)
-	}
-	for _, m := range ms {
-		if !m.Reachable || m.Applied == 0 {
-			t.Fatalf("member %+v; want reachable with a known applied index", m)
+	// A follower may not have applied anything yet: wait until each has.
+	var ms []client.Member
+	waitFor(t, 10*time.Second, "every member to report an applied index", func() bool {
+		var err error
+		ms, err = c.Members(ctx)
+		if err != nil {
+			t.Fatalf("Members: %v", err)
 		}
-	}
+		if len(ms) != 3 {
+			t.Fatalf("Members = %+v; want 3", ms)
+		}
+		for _, m := range ms {
+			if !m.Reachable {
+				t.Fatalf("member %+v unreachable; want all three up", m)
+			}
+			if m.Applied == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	stopped := (cell.Leader() + 1) % 3
 	if err := cell.Stop(stopped); err != nil {
 		t.Fatal(err)
 	}
-	ms, err = c.Members(ctx)
+	ms, err := c.Members(ctx)
 	if err != nil {
 		t.Fatalf("Members with one replica down: %v", err)
 	}
