@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -50,19 +51,38 @@ var (
 	ErrCommandVersion = fmt.Errorf("%w: unknown version", ErrBadCommand)
 )
 
-// encodeCommand returns the log entry for cmd.
-func encodeCommand(k kind, cmd *namespace.Command) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(64 + len(cmd.Path) + len(cmd.Content))
-	buf.WriteByte(commandVersion)
-	buf.WriteByte(byte(k))
-	enc := msgpack.GetEncoder()
-	defer msgpack.PutEncoder(enc)
-	enc.Reset(&buf)
-	if err := cmd.EncodeMsgpack(enc); err != nil {
-		return nil, err
+// commandEncoder encodes log entries into a buffer it reuses.
+type commandEncoder struct {
+	buf bytes.Buffer
+	enc *msgpack.Encoder
+}
+
+var commandEncoders = sync.Pool{New: func() any {
+	e := &commandEncoder{}
+	e.enc = msgpack.NewEncoder(&e.buf)
+	return e
+}}
+
+// maxPooledCommand is the largest encoding buffer kept for reuse.
+const maxPooledCommand = 64 << 10
+
+// encodeCommand returns the log entry for cmd, in a buffer that stays valid
+// until release is called.
+func encodeCommand(k kind, cmd *namespace.Command) (entry []byte, release func(), err error) {
+	e := commandEncoders.Get().(*commandEncoder)
+	release = func() {
+		if e.buf.Cap() <= maxPooledCommand {
+			commandEncoders.Put(e)
+		}
 	}
-	return buf.Bytes(), nil
+	e.buf.Reset()
+	e.buf.WriteByte(commandVersion)
+	e.buf.WriteByte(byte(k))
+	if err := cmd.EncodeMsgpack(e.enc); err != nil {
+		release()
+		return nil, nil, err
+	}
+	return e.buf.Bytes(), release, nil
 }
 
 // commandDecoder decodes log entries, reusing its reader and msgpack

@@ -19,11 +19,12 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 func mustEncode(t testing.TB, k kind, cmd namespace.Command) []byte {
 	t.Helper()
-	b, err := encodeCommand(k, &cmd)
+	b, release, err := encodeCommand(k, &cmd)
 	if err != nil {
 		t.Fatalf("encodeCommand(%v): %v", cmd.Op, err)
 	}
-	return b
+	defer release()
+	return bytes.Clone(b)
 }
 
 // goldenCommands are the log entries whose bytes are pinned in testdata:

@@ -287,7 +287,7 @@ func (s *Server) leaderAddr() (string, bool) {
 // outcome on this replica. The error is a *wire.Error.
 func (s *Server) propose(ctx context.Context, k kind, cmd *namespace.Command) (outcome, *wire.Error) {
 	cmd.Time = s.clock.Now().UnixNano()
-	b, err := encodeCommand(k, cmd)
+	b, release, err := encodeCommand(k, cmd)
 	if err != nil {
 		return outcome{}, wire.Errorf(wire.BadRequest, "%v", err)
 	}
@@ -296,6 +296,13 @@ func (s *Server) propose(ctx context.Context, k kind, cmd *namespace.Command) (o
 	start := time.Now()
 	out, err := s.rep.Propose(ctx, group, b)
 	s.metrics.observePropose(time.Since(start), err)
+	// The entry's buffer is reused only when the replica is surely done
+	// with it: applied, or refused outright. After a timeout or a lost
+	// leadership the entry may still wait in the replica's queue.
+	var nl *replica.NotLeaderError
+	if err == nil || errors.As(err, &nl) || errors.Is(err, replica.ErrTooLarge) {
+		release()
+	}
 	if err != nil {
 		return outcome{}, s.replicaError(ctx, err)
 	}
