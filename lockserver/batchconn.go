@@ -25,6 +25,7 @@ type batchConn struct {
 	buf     []byte    // bytes waiting for the flusher
 	spare   []byte    // the flusher's previous buffer, for reuse
 	err     error     // the first write error, or net.ErrClosed after Close
+	writing bool      // the flusher is writing a buffer
 	wake    chan struct{}
 	done    chan struct{}
 	closing sync.Once
@@ -80,6 +81,7 @@ func (b *batchConn) flusher() {
 		b.buf = b.spare[:0]
 		b.spare = nil
 		failed := b.err != nil
+		b.writing = len(out) > 0 && !failed
 		b.cond.Broadcast()
 		b.mu.Unlock()
 		if failed {
@@ -91,10 +93,11 @@ func (b *batchConn) flusher() {
 		b.Conn.SetWriteDeadline(time.Now().Add(flushTimeout))
 		_, err := b.Conn.Write(out)
 		b.mu.Lock()
+		b.writing = false
 		if err != nil && b.err == nil {
 			b.err = err
-			b.cond.Broadcast()
 		}
+		b.cond.Broadcast()
 		if cap(out) <= maxSpareBytes {
 			b.spare = out[:0]
 		}
@@ -104,6 +107,21 @@ func (b *batchConn) flusher() {
 			return
 		}
 	}
+}
+
+// flushed returns a channel closed once everything written so far has been
+// handed to the connection (or the connection failed). For tests.
+func (b *batchConn) flushed() <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for b.err == nil && (len(b.buf) > 0 || b.writing) {
+			b.cond.Wait()
+		}
+	}()
+	return ch
 }
 
 // Close flushes what is queued (bounded by flushTimeout), then closes the
