@@ -3,26 +3,38 @@
 // each one lags behind the leader.
 package cellstat
 
-// Lags returns, for each replica, how many log instances it has applied
-// fewer than the leader. applied[i] and reachable[i] describe replica i;
-// leader is the leader's index, or -1 if unknown. When the leader is unknown
-// or unreachable, lags are counted from the most advanced reachable replica.
+// Replica is what Lags needs to know of one replica.
+type Replica struct {
+	Applied   uint64 // the last log instance it applied
+	Reachable bool   // it answered
+	Leader    bool   // it leads the cell
+}
+
+// Lags returns, for each of n replicas (at(i) describes replica i), how many
+// log instances it has applied fewer than the leader. When no reachable
+// replica leads, lags are counted from the most advanced reachable one.
 // Unreachable replicas, and replicas ahead of the reference, get 0.
-func Lags(applied []uint64, reachable []bool, leader int) []uint64 {
-	var top uint64
-	if leader >= 0 && leader < len(applied) && reachable[leader] {
-		top = applied[leader]
-	} else {
-		for i, a := range applied {
-			if reachable[i] {
-				top = max(top, a)
-			}
+func Lags(n int, at func(i int) Replica) []uint64 {
+	rs := make([]Replica, n)
+	var top, most uint64
+	leader := false
+	for i := range rs {
+		rs[i] = at(i)
+		if !rs[i].Reachable {
+			continue
+		}
+		most = max(most, rs[i].Applied)
+		if rs[i].Leader {
+			top, leader = rs[i].Applied, true
 		}
 	}
-	out := make([]uint64, len(applied))
-	for i, a := range applied {
-		if reachable[i] && a < top {
-			out[i] = top - a
+	if !leader {
+		top = most
+	}
+	out := make([]uint64, n)
+	for i, r := range rs {
+		if r.Reachable && r.Applied < top {
+			out[i] = top - r.Applied
 		}
 	}
 	return out

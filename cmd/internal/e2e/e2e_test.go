@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/latchd/latch/client"
+	"github.com/latchd/latch/cmd/internal/testutil"
 )
 
 // TestQuickStart follows the README: `latchd dev` on a non-default base
@@ -24,7 +25,7 @@ func TestQuickStart(t *testing.T) {
 	defer cancel()
 	base := freeBase(t)
 	dev := start(t, "latchd dev", latchd, nil, "dev", "--base-port", fmt.Sprint(base))
-	waitFor(t, 30*time.Second, "the export line", func() bool { return strings.Contains(dev.out.String(), "export LATCH_ENDPOINTS=") })
+	testutil.WaitFor(t, 30*time.Second, "the export line", func() bool { return strings.Contains(dev.out.String(), "export LATCH_ENDPOINTS=") })
 	m := regexp.MustCompile(`export LATCH_ENDPOINTS=(\S+)`).FindStringSubmatch(dev.out.String())
 	want := fmt.Sprintf("127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", base, base+1, base+2)
 	if m[1] != want {
@@ -110,7 +111,7 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 
 	// Wait for a leader, and find it.
 	var leader *node
-	waitFor(t, 30*time.Second, "a leader", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "a leader", func() bool {
 		out, _, code := run(t, ctx, latch, env, "", "-o", "json", "--command-timeout", "2s", "status")
 		if code != 0 {
 			return false
@@ -216,7 +217,7 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 		Reachable bool   `json:"reachable"`
 		Leader    bool   `json:"leader"`
 	}
-	waitFor(t, 60*time.Second, "the restarted replica to catch up", func() bool {
+	testutil.WaitFor(t, 60*time.Second, "the restarted replica to catch up", func() bool {
 		out, _, code := run(t, ctx, latch, env, "", "-o", "json", "members")
 		if code != 0 {
 			return false

@@ -182,6 +182,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	hists := make([]Histogram, len(clients))
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
+	deadline, _ := runCtx.Deadline()
+	// cutOff: err is the end of the run, not a failure. A call's own
+	// context may expire a moment before runCtx reports it.
+	cutOff := func(err error) bool {
+		return runCtx.Err() != nil || (errors.Is(err, context.DeadlineExceeded) && !time.Now().Before(deadline))
+	}
 	start := time.Now()
 	stopProgress := progress(cfg, "run", start, &cnt)
 	var wg sync.WaitGroup
@@ -191,7 +197,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				t0 := time.Now()
 				lat, err := op(runCtx, c, i)
 				switch {
-				case err != nil && runCtx.Err() != nil:
+				case err != nil && cutOff(err):
 					return // cut off by the end of the run: not an error
 				case err != nil:
 					cnt.fail(err)

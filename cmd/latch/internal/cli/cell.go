@@ -51,16 +51,10 @@ func (g *globals) probe(ctx context.Context, addrs []string) ([]ReplicaJSON, []c
 		})
 	}
 	wg.Wait()
-	applied := make([]uint64, len(out))
-	reachable := make([]bool, len(out))
-	leader := -1
-	for i, r := range out {
-		applied[i], reachable[i] = r.Applied, r.Reachable
-		if r.Leader {
-			leader = i
-		}
-	}
-	for i, lag := range cellstat.Lags(applied, reachable, leader) {
+	lags := cellstat.Lags(len(out), func(i int) cellstat.Replica {
+		return cellstat.Replica{Applied: out[i].Applied, Reachable: out[i].Reachable, Leader: out[i].Leader}
+	})
+	for i, lag := range lags {
 		out[i].Lag = lag
 	}
 	return out, sts

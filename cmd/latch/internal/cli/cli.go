@@ -230,6 +230,35 @@ func (g *globals) printJSON(v any) error {
 	return err
 }
 
+// do dials, runs fn with a context bounded by --command-timeout, and
+// closes the session: the shape of every command that makes one call.
+func (g *globals) do(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client) error) error {
+	return g.withClient(cmd, func(c *client.Client) error {
+		ctx, cancel := g.call(cmd)
+		defer cancel()
+		return fn(ctx, c)
+	})
+}
+
+// optPath returns the optional PATH argument, or "/".
+func optPath(args []string) string {
+	if len(args) == 1 {
+		return args[0]
+	}
+	return "/"
+}
+
+// ifGen returns the IfGeneration option if --if-gen was given.
+func ifGen(cmd *cobra.Command, gen uint64) ([]client.Option, error) {
+	if !cmd.Flags().Changed("if-gen") {
+		return nil, nil
+	}
+	if gen == 0 {
+		return nil, usagef("--if-gen must be at least 1 (a node's content generation starts at 1)")
+	}
+	return []client.Option{client.IfGeneration(gen)}, nil
+}
+
 // withClient dials, runs fn, and closes the session.
 func (g *globals) withClient(cmd *cobra.Command, fn func(c *client.Client) error) error {
 	c, err := g.dial(cmd)

@@ -66,6 +66,8 @@ func ExitCode(err error) int {
 		return x.code
 	case errors.Is(err, ErrUsage), strings.HasPrefix(err.Error(), "unknown command"):
 		return ExitUsage
+	case errors.Is(err, context.Canceled):
+		return ExitInterrupted // SIGINT or SIGTERM cut a call short
 	case errors.Is(err, client.ErrNotFound), errors.Is(err, client.ErrNoLeader):
 		return ExitNotFound
 	case errors.Is(err, client.ErrExists), errors.Is(err, client.ErrNotEmpty), errors.Is(err, client.ErrGenerationMismatch):

@@ -70,19 +70,32 @@ func lockJSON(l client.LockInfo) LockJSON {
 func lockState(l client.LockInfo, now time.Time) string {
 	var parts []string
 	if len(l.Holders) > 0 {
-		ids := make([]string, len(l.Holders))
-		for i, h := range l.Holders {
-			ids[i] = fmt.Sprint(h)
-		}
-		parts = append(parts, fmt.Sprintf("%s by %s", l.Mode, strings.Join(ids, ",")))
+		parts = append(parts, fmt.Sprintf("%s by %s", l.Mode, holderList(l.Holders)))
 	}
 	if l.Waiters > 0 {
 		parts = append(parts, fmt.Sprintf("%d waiting", l.Waiters))
 	}
-	if !l.DelayUntil.IsZero() && l.DelayUntil.After(now) {
-		parts = append(parts, "delay "+l.DelayUntil.Sub(now).Round(100*time.Millisecond).String())
+	if d := delayLeft(l, now); d != "" {
+		parts = append(parts, "delay "+d)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// holderList renders session ids: "3,4".
+func holderList(ids []uint64) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = fmt.Sprint(id)
+	}
+	return strings.Join(s, ",")
+}
+
+// delayLeft renders what is left of a lock-delay, or "" if none.
+func delayLeft(l client.LockInfo, now time.Time) string {
+	if l.DelayUntil.IsZero() || !l.DelayUntil.After(now) {
+		return ""
+	}
+	return l.DelayUntil.Sub(now).Round(100 * time.Millisecond).String()
 }
 
 // dataJSON puts content in a JSON document: as text if it is valid UTF-8,

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os/exec"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -228,13 +227,8 @@ func locksCommand(g *globals) *cobra.Command {
 		Short: "list the locks at or under PATH that are held, waited for, or in lock-delay",
 		Args:  rangeArgs(0, 1, "at most one PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path := "/"
-			if len(args) == 1 {
-				path = args[0]
-			}
-			return g.withClient(cmd, func(c *client.Client) error {
-				ctx, cancel := g.call(cmd)
-				defer cancel()
+			path := optPath(args)
+			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
 				locks, err := c.Locks(ctx, path, g.readOpts()...)
 				if err != nil {
 					return err
@@ -251,15 +245,10 @@ func locksCommand(g *globals) *cobra.Command {
 				for _, l := range locks {
 					mode, holders, delay := "-", "-", "-"
 					if len(l.Holders) > 0 {
-						mode = l.Mode.String()
-						ids := make([]string, len(l.Holders))
-						for i, h := range l.Holders {
-							ids[i] = fmt.Sprint(h)
-						}
-						holders = strings.Join(ids, ",")
+						mode, holders = l.Mode.String(), holderList(l.Holders)
 					}
-					if !l.DelayUntil.IsZero() && l.DelayUntil.After(now) {
-						delay = l.DelayUntil.Sub(now).Round(100 * time.Millisecond).String()
+					if d := delayLeft(l, now); d != "" {
+						delay = d
 					}
 					t.row(l.Path, mode, fmt.Sprint(l.LockGen), holders, fmt.Sprint(l.Waiters), delay)
 				}
@@ -287,9 +276,7 @@ func sessionsCommand(g *globals) *cobra.Command {
 		Short: "list the cell's open sessions (this command's own is marked *)",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withClient(cmd, func(c *client.Client) error {
-				ctx, cancel := g.call(cmd)
-				defer cancel()
+			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
 				ss, err := c.Sessions(ctx, g.readOpts()...)
 				if err != nil {
 					return err

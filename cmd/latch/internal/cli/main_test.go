@@ -1,15 +1,14 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/latchd/latch/cmd/internal/testutil"
 	"github.com/latchd/latch/lockserver"
 )
 
@@ -46,23 +45,10 @@ func startCell(ctx context.Context) (*lockserver.Cell, error) {
 	return c, nil
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// syncBuffer and waitFor are the shared test helpers.
+type syncBuffer = testutil.SyncBuffer
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+var waitFor = testutil.WaitFor
 
 // result is one run of the CLI.
 type result struct {
@@ -131,17 +117,5 @@ func (r result) failed(t *testing.T, code int, want string) {
 	}
 	if strings.Count(r.err, "\n") != 1 || !strings.HasPrefix(r.err, "latch: ") || !strings.Contains(r.err, want) {
 		t.Errorf("stderr = %q; want one line \"latch: ...%s...\"", r.err, want)
-	}
-}
-
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -73,13 +73,8 @@ number of children, age of the last change, and lock state. -R lists the whole
 subtree below PATH as full paths.`,
 		Args: rangeArgs(0, 1, "at most one PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path := "/"
-			if len(args) == 1 {
-				path = args[0]
-			}
-			return g.withClient(cmd, func(c *client.Client) error {
-				ctx, cancel := g.call(cmd)
-				defer cancel()
+			path := optPath(args)
+			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
 				var entries []client.Entry // Name: full path
 				if recursive {
 					err := c.Walk(ctx, path, func(e client.Entry) error {
@@ -172,13 +167,8 @@ generation, lock generation (when it was ever locked), ephemeral owner, and
 lock state (holders, waiters, lock-delay).`,
 		Args: rangeArgs(0, 1, "at most one PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path := "/"
-			if len(args) == 1 {
-				path = args[0]
-			}
-			return g.withClient(cmd, func(c *client.Client) error {
-				ctx, cancel := g.call(cmd)
-				defer cancel()
+			path := optPath(args)
+			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
 				root, err := buildTree(ctx, c, path, g.readOpts())
 				if err != nil {
 					return err
@@ -288,9 +278,7 @@ func getCommand(g *globals) *cobra.Command {
 -o json it prints {"path", "data" (UTF-8 content) or "dataBase64", "stat"}.`,
 		Args: exactArgs(1, "one PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withClient(cmd, func(c *client.Client) error {
-				ctx, cancel := g.call(cmd)
-				defer cancel()
+			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
 				n, err := c.Get(ctx, args[0], g.readOpts()...)
 				if err != nil {
 					return err
@@ -312,9 +300,7 @@ func statCommand(g *globals) *cobra.Command {
 		Short: "print a node's metadata",
 		Args:  exactArgs(1, "one PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withClient(cmd, func(c *client.Client) error {
-				ctx, cancel := g.call(cmd)
-				defer cancel()
+			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
 				s, err := c.Stat(ctx, args[0], g.readOpts()...)
 				if err != nil {
 					return err
@@ -350,7 +336,7 @@ func printStat(w io.Writer, path string, s client.Stat) {
 }
 
 func putCommand(g *globals) *cobra.Command {
-	var ifGen uint64
+	var gen uint64
 	var ephemeral, parents bool
 	cmd := &cobra.Command{
 		Use:   "put PATH VALUE|-",
@@ -376,12 +362,9 @@ Prints nothing on success, or the node's new metadata with -o json.`,
 				}
 				data = b
 			}
-			var opts []client.Option
-			if cmd.Flags().Changed("if-gen") {
-				if ifGen == 0 {
-					return usagef("--if-gen must be at least 1 (a node's content generation starts at 1)")
-				}
-				opts = append(opts, client.IfGeneration(ifGen))
+			opts, err := ifGen(cmd, gen)
+			if err != nil {
+				return err
 			}
 			if ephemeral {
 				opts = append(opts, client.Ephemeral())
@@ -389,9 +372,7 @@ Prints nothing on success, or the node's new metadata with -o json.`,
 			if parents {
 				opts = append(opts, client.CreateParents())
 			}
-			return g.withClient(cmd, func(c *client.Client) error {
-				ctx, cancel := g.call(cmd)
-				defer cancel()
+			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
 				s, err := c.Put(ctx, args[0], data, opts...)
 				if err != nil {
 					return err
@@ -414,14 +395,14 @@ Prints nothing on success, or the node's new metadata with -o json.`,
 			})
 		},
 	}
-	cmd.Flags().Uint64Var(&ifGen, "if-gen", 0, "write only if the content generation is N")
+	cmd.Flags().Uint64Var(&gen, "if-gen", 0, "write only if the content generation is N")
 	cmd.Flags().BoolVar(&ephemeral, "ephemeral", false, "create an ephemeral node and hold it until interrupted")
 	cmd.Flags().BoolVarP(&parents, "parents", "p", false, "create missing parent nodes")
 	return cmd
 }
 
 func rmCommand(g *globals) *cobra.Command {
-	var ifGen uint64
+	var gen uint64
 	var recursive bool
 	cmd := &cobra.Command{
 		Use:   "rm [-r] [--if-gen N] PATH",
@@ -432,19 +413,14 @@ generation is N. Deleting a node releases its lock and fails its waiters.
 Prints nothing on success.`,
 		Args: exactArgs(1, "one PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var opts []client.Option
-			if cmd.Flags().Changed("if-gen") {
-				if ifGen == 0 {
-					return usagef("--if-gen must be at least 1")
-				}
-				opts = append(opts, client.IfGeneration(ifGen))
+			opts, err := ifGen(cmd, gen)
+			if err != nil {
+				return err
 			}
 			if recursive {
 				opts = append(opts, client.Recursive())
 			}
-			return g.withClient(cmd, func(c *client.Client) error {
-				ctx, cancel := g.call(cmd)
-				defer cancel()
+			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
 				if err := c.Delete(ctx, args[0], opts...); err != nil {
 					return err
 				}
@@ -455,7 +431,7 @@ Prints nothing on success.`,
 			})
 		},
 	}
-	cmd.Flags().Uint64Var(&ifGen, "if-gen", 0, "delete only if the content generation is N")
+	cmd.Flags().Uint64Var(&gen, "if-gen", 0, "delete only if the content generation is N")
 	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "delete the whole subtree")
 	return cmd
 }

@@ -223,16 +223,10 @@ func (h *handler) statusDoc(ctx context.Context) StatusDoc {
 // position, or behind the most advanced member's if the leader is not among
 // the reachable ones.
 func FillLag(ms []MemberDoc) {
-	applied := make([]uint64, len(ms))
-	reachable := make([]bool, len(ms))
-	leader := -1
-	for i, m := range ms {
-		applied[i], reachable[i] = m.Applied, m.Reachable
-		if m.Leader {
-			leader = i
-		}
-	}
-	for i, lag := range cellstat.Lags(applied, reachable, leader) {
+	lags := cellstat.Lags(len(ms), func(i int) cellstat.Replica {
+		return cellstat.Replica{Applied: ms[i].Applied, Reachable: ms[i].Reachable, Leader: ms[i].Leader}
+	})
+	for i, lag := range lags {
 		ms[i].Lag = lag
 	}
 }

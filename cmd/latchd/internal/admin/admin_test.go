@@ -13,29 +13,6 @@ import (
 	"github.com/latchd/latch/lockserver"
 )
 
-func TestFillLag(t *testing.T) {
-	tests := []struct {
-		name string
-		in   []MemberDoc
-		want []uint64
-	}{
-		{"behind the leader", []MemberDoc{{Leader: true, Reachable: true, Applied: 10}, {Reachable: true, Applied: 7}, {Reachable: true, Applied: 10}}, []uint64{0, 3, 0}},
-		{"leader unreachable: behind the most advanced", []MemberDoc{{Leader: true, Applied: 0}, {Reachable: true, Applied: 5}, {Reachable: true, Applied: 9}}, []uint64{0, 4, 0}},
-		{"unreachable members get none", []MemberDoc{{Leader: true, Reachable: true, Applied: 10}, {Applied: 0}}, []uint64{0, 0}},
-		{"a follower ahead of a stale leader view", []MemberDoc{{Leader: true, Reachable: true, Applied: 4}, {Reachable: true, Applied: 6}}, []uint64{0, 0}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			FillLag(tt.in)
-			for i, m := range tt.in {
-				if m.Lag != tt.want[i] {
-					t.Errorf("member %d lag = %d; want %d", i, m.Lag, tt.want[i])
-				}
-			}
-		})
-	}
-}
-
 func TestCumulative(t *testing.T) {
 	per := make([]uint64, len(lockserver.LatencyBuckets)+1)
 	per[0], per[2], per[len(per)-1] = 1, 2, 4

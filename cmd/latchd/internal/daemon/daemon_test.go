@@ -12,43 +12,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/latchd/latch/client"
+	"github.com/latchd/latch/cmd/internal/testutil"
 	"github.com/latchd/latch/cmd/latchd/internal/admin"
 )
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // freePorts returns n distinct free loopback addresses.
 func freePorts(t *testing.T, n int) []string {
@@ -138,10 +108,10 @@ func get(t *testing.T, url string) (int, string) {
 func TestDev(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errb syncBuffer
+	var out, errb testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- Main(ctx, []string{"dev", "--base-port", "0"}, &out, &errb) }()
-	waitFor(t, 30*time.Second, "the export line", func() bool { return strings.Contains(out.String(), "export LATCH_ENDPOINTS=") })
+	testutil.WaitFor(t, 30*time.Second, "the export line", func() bool { return strings.Contains(out.String(), "export LATCH_ENDPOINTS=") })
 
 	m := regexp.MustCompile(`export LATCH_ENDPOINTS=(\S+)`).FindStringSubmatch(out.String())
 	endpoints := strings.Split(m[1], ",")
@@ -222,7 +192,7 @@ func TestReplicasFromConfig(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan int, 3)
-	var errs [3]syncBuffer
+	var errs [3]testutil.SyncBuffer
 	for i := range 3 {
 		args := []string{"--config", cfgFile, "--id", fmt.Sprint(i + 1), "--data-dir", filepath.Join(dir, fmt.Sprint(i+1)), "--log-format", "json", "-v"}
 		go func() { done <- Main(ctx, args, io.Discard, &errs[i]) }()
