@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,7 +21,7 @@ import (
 func benchCommand(g *globals) *cobra.Command {
 	var cfg bench.Config
 	var runs int
-	var metricsURLs string
+	var metricsURLs, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "bench lock|contended|put|get|sessions [--clients N] [--duration D]",
 		Short: "measure the cell: throughput and latency of one kind of operation",
@@ -65,6 +67,13 @@ and is not counted.`,
 			if runs < 1 {
 				return usagef("--runs %d must be at least 1", runs)
 			}
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			for range runs {
 				res, err := bench.Run(cmd.Context(), cfg)
 				if cfg.Progress != nil {
@@ -91,8 +100,25 @@ and is not counted.`,
 	fl.IntVar(&runs, "runs", 1, "number of runs (one JSON line each)")
 	fl.IntVar(&cfg.DialConcurrency, "dial-concurrency", 64, "sessions opened at once")
 	fl.StringVar(&cfg.Prefix, "prefix", "/bench", "namespace path to work under")
+	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the clients) to FILE")
 	fl.StringVar(&metricsURLs, "metrics-url", "", "comma-separated latchd /metrics URLs whose process CPU the sessions benchmark sums")
 	return cmd
+}
+
+// startCPUProfile profiles this process's CPU into file until stop.
+func startCPUProfile(file string) (stop func(), err error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // progressLine renders a progress report.
