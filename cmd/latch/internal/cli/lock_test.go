@@ -77,16 +77,18 @@ func TestLockTimeoutAndTry(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errb syncBuffer
-	wait := invocation{}.start(ctx, &out, &errb, "lock", "/locktest/held")
+	wait := invocation{}.start(ctx, &out, &errb, "-o", "json", "lock", "/locktest/held")
 	waitFor(t, 20*time.Second, "the lock to be held", func() bool { return strings.Contains(errb.String(), "holding /locktest/held") })
-	if _, err := client.ParseSequencer(strings.TrimSpace(out.String())); err != nil {
-		t.Errorf("lock without a command printed %q: %v", out.String(), err)
+	grant := decode[GrantJSON](t, result{out: out.String()})
+	if seq, err := client.ParseSequencer(grant.Sequencer); err != nil || grant.Path != "/locktest/held" || grant.Mode != "ex" ||
+		grant.LockGen != seq.LockGen || grant.Session == 0 {
+		t.Errorf("lock -o json printed %+v (%v)", grant, err)
 	}
 
 	latch(t, "lock", "--try", "/locktest/held", "--", "true").failed(t, ExitLocked, "lock is held")
 	latch(t, "lock", "--timeout", "200ms", "/locktest/held", "--", "true").failed(t, ExitLocked, "not granted within 200ms")
 	locks := decode[[]LockJSON](t, latch(t, "-o", "json", "locks", "/locktest").ok(t))
-	if len(locks) != 1 || locks[0].Path != "/locktest/held" || locks[0].Mode != "ex" || len(locks[0].Holders) != 1 {
+	if len(locks) != 1 || locks[0].Path != "/locktest/held" || locks[0].Mode != "ex" || len(locks[0].Holders) != 1 || locks[0].Holders[0] != grant.Session {
 		t.Errorf("locks -o json = %+v", locks)
 	}
 	if r := latch(t, "locks", "/locktest").ok(t); !strings.Contains(r.out, "/locktest/held  ex") {

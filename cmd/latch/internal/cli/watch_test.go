@@ -71,10 +71,11 @@ func TestElect(t *testing.T) {
 	// a leads (holding until interrupted).
 	var aOut, aErr syncBuffer
 	actx, acancel := context.WithCancel(ctx)
-	waitA := invocation{}.start(actx, &aOut, &aErr, "elect", "svc", "addr-a")
+	waitA := invocation{}.start(actx, &aOut, &aErr, "-o", "json", "elect", "svc", "addr-a")
 	waitFor(t, 20*time.Second, "a to be elected", func() bool { return strings.Contains(aErr.String(), "elected in /elections/svc") })
-	if seq, err := client.ParseSequencer(strings.TrimSpace(aOut.String())); err != nil || seq.Path != "/elections/svc" {
-		t.Errorf("elect printed %q (%v)", aOut.String(), err)
+	la := decode[LeaderJSON](t, result{out: aOut.String()})
+	if seq, err := client.ParseSequencer(la.Sequencer); err != nil || seq.Path != "/elections/svc" || !la.Leader || la.Value != "addr-a" || la.Election != "/elections/svc" {
+		t.Errorf("elect -o json printed %+v (%v)", la, err)
 	}
 	// b waits its turn with a command, then runs it while leader.
 	var bOut, bErr syncBuffer
