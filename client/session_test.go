@@ -21,8 +21,8 @@ func TestIdleSessionStaysSafe(t *testing.T) {
 	events := c.SessionEvents()
 	select {
 	case ev := <-events:
-		t.Fatalf("idle session reported %v; want no event over three leases", ev)
-	case <-time.After(6 * time.Second):
+		t.Fatalf("idle session reported %v; want no event over two leases", ev)
+	case <-time.After(4 * time.Second):
 	}
 	if c.State() != client.StateSafe {
 		t.Fatalf("State() = %v; want safe", c.State())
