@@ -139,34 +139,23 @@ func (g *globals) observe(cmd *cobra.Command, path string, count int) error {
 		if err != nil {
 			return err
 		}
-		for n := 0; count == 0 || n < count; n++ {
-			var li client.LeaderInfo
-			var ok bool
-			select {
-			case <-ctx.Done():
-				return nil
-			case li, ok = <-ch:
-			}
-			if !ok {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("observing %s ended with the session (%v): %w", path, c.Err(), ErrLost)
-			}
+		return follow(ctx, ch, count, func() error {
+			return fmt.Errorf("observing %s ended with the session (%v): %w", path, c.Err(), ErrLost)
+		}, func(li client.LeaderInfo) error {
 			lj := LeaderJSON{Election: path, Leader: !li.Sequencer.IsZero(), Value: li.Value}
 			if lj.Leader {
 				lj.Sequencer = li.Sequencer.String()
 			}
-			if g.json() {
-				if err := g.printJSON(lj); err != nil {
-					return err
-				}
-			} else if lj.Leader {
-				fmt.Fprintf(g.env.Stdout, "leader: %s (%s)\n", lj.Value, lj.Sequencer)
-			} else {
-				fmt.Fprintln(g.env.Stdout, "no leader")
+			var err error
+			switch {
+			case g.json():
+				err = g.printJSON(lj)
+			case lj.Leader:
+				_, err = fmt.Fprintf(g.env.Stdout, "leader: %s (%s)\n", lj.Value, lj.Sequencer)
+			default:
+				_, err = fmt.Fprintln(g.env.Stdout, "no leader")
 			}
-		}
-		return nil
+			return err
+		})
 	})
 }

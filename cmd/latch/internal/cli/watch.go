@@ -93,33 +93,42 @@ A line "latch: watching PATH" on stderr says the watch is registered.`,
 					return err
 				}
 				fmt.Fprintf(g.env.Stderr, "latch: watching %s\n", args[0])
-				for n := 0; count == 0 || n < count; n++ {
-					var ev client.Event
-					var ok bool
-					select {
-					case <-ctx.Done():
-						return nil
-					case ev, ok = <-ch:
-					}
-					if !ok {
-						if ctx.Err() != nil {
-							return nil
-						}
-						return fmt.Errorf("watch on %s ended with the session (%v): %w", args[0], c.Err(), ErrLost)
-					}
+				return follow(ctx, ch, count, func() error {
+					return fmt.Errorf("watch on %s ended with the session (%v): %w", args[0], c.Err(), ErrLost)
+				}, func(ev client.Event) error {
 					if g.json() {
-						if err := g.printJSON(eventJSON(ev, time.Now())); err != nil {
-							return err
-						}
-					} else {
-						fmt.Fprintln(g.env.Stdout, eventLine(ev, time.Now()))
+						return g.printJSON(eventJSON(ev, time.Now()))
 					}
-				}
-				return nil
+					_, err := fmt.Fprintln(g.env.Stdout, eventLine(ev, time.Now()))
+					return err
+				})
 			})
 		},
 	}
 	cmd.Flags().BoolVarP(&recursive, "recursive", "R", false, "watch the whole subtree")
 	cmd.Flags().IntVar(&count, "count", 0, "exit after N events (0: until interrupted)")
 	return cmd
+}
+
+// follow hands each item from ch to show, count items at most (0: no
+// limit), until ctx ends (nil). If ch is closed first, it returns ended's
+// error: the session is over.
+func follow[T any](ctx context.Context, ch <-chan T, count int, ended func() error, show func(T) error) error {
+	for n := 0; count == 0 || n < count; n++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case item, ok := <-ch:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return ended()
+			}
+			if err := show(item); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
