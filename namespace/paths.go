@@ -44,12 +44,13 @@ func (c *Config) checkPath(p string) (int, *Error) {
 	case p[len(p)-1] == '/':
 		return 0, errorf(CodeBadPath, "%s ends with /", quote(p))
 	}
-	depth, start := 0, 1
+	depth, start, ascii := 0, 1, true
 	for i := 1; i <= len(p); i++ {
 		if i < len(p) && p[i] != '/' {
 			if p[i] == 0 {
 				return 0, errorf(CodeBadPath, "%s contains NUL", quote(p))
 			}
+			ascii = ascii && p[i] < utf8.RuneSelf
 			continue
 		}
 		name := p[start:i]
@@ -67,7 +68,7 @@ func (c *Config) checkPath(p string) (int, *Error) {
 		}
 		start = i + 1
 	}
-	if !utf8.ValidString(p) {
+	if !ascii && !utf8.ValidString(p) {
 		return 0, errorf(CodeBadPath, "%s is not valid UTF-8", quote(p))
 	}
 	return depth, nil

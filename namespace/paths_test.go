@@ -2,6 +2,7 @@ package namespace
 
 import (
 	"errors"
+	"hash/crc64"
 	"strings"
 	"testing"
 )
@@ -130,5 +131,18 @@ func TestCodes(t *testing.T) {
 	}
 	if Code(999).Valid() || Code(999).Err() != nil || Code(999).String() != "code(999)" {
 		t.Errorf("unknown code handled wrong")
+	}
+}
+
+func TestChecksumMatchesCRC64(t *testing.T) {
+	table := crc64.MakeTable(crc64.ECMA)
+	for _, n := range []int{0, 1, 15, 16, 63, 64, 65, 1000} {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*7 + n)
+		}
+		if got, want := checksum(string(b)), crc64.Checksum(b, table); got != want {
+			t.Errorf("checksum of %d bytes = %#x; want %#x", n, got, want)
+		}
 	}
 }
