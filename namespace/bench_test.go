@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Benchmarks for the bars in docs/benchmarks.md ("## namespace"). The big
@@ -104,7 +105,7 @@ func benchSetContent(b *testing.B, distinct int, random bool) {
 	var ev []Event
 	var r Result
 	b.ReportAllocs()
-	b.ResetTimer()
+	m := startCPU(b)
 	for i := 0; i < b.N; i++ {
 		c := &cmds[i&(len(cmds)-1)]
 		index++
@@ -113,8 +114,33 @@ func benchSetContent(b *testing.B, distinct int, random bool) {
 			b.Fatal(r.Err)
 		}
 	}
+	m.stop(b, "ops/s")
+}
+
+// cpuMeter reports, besides the wall-clock figures, the CPU time of the
+// applying thread per op and the throughput that makes on one core.
+type cpuMeter struct {
+	start time.Duration
+	ok    bool
+}
+
+func startCPU(b *testing.B) *cpuMeter {
+	runtime.LockOSThread()
+	b.Cleanup(runtime.UnlockOSThread)
+	m := &cpuMeter{}
+	m.start, m.ok = threadCPU()
+	b.ResetTimer()
+	return m
+}
+
+func (m *cpuMeter) stop(b *testing.B, unit string) {
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), unit)
+	if end, ok := threadCPU(); ok && m.ok && end > m.start {
+		cpu := end - m.start
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(b.N)/cpu.Seconds(), unit+"-per-cpu-s")
+	}
 }
 
 // BenchmarkApplySetContent applies decoded set-content commands from a
@@ -145,7 +171,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 	var ev []Event
 	var r Result
 	b.ReportAllocs()
-	b.ResetTimer()
+	m := startCPU(b)
 	for i := 0; i < b.N; i++ {
 		j := i & (len(paths) - 1)
 		index++
@@ -159,8 +185,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 			b.Fatal(r.Err)
 		}
 	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+	m.stop(b, "pairs/s")
 }
 
 // BenchmarkListChildren lists the 10 children of /bench-tree, which has
@@ -168,13 +193,14 @@ func BenchmarkAcquireRelease(b *testing.B) {
 func BenchmarkListChildren(b *testing.B) {
 	t := sharedBenchTree(b)
 	b.ReportAllocs()
-	b.ResetTimer()
+	m := startCPU(b)
 	for i := 0; i < b.N; i++ {
 		es, _, err := t.List("/bench-tree", "", 0)
 		if err != nil || len(es) != benchDirs {
 			b.Fatalf("List = %d entries, %v", len(es), err)
 		}
 	}
+	m.stop(b, "lists/s")
 }
 
 // BenchmarkHeapPerNode builds the 1M-node tree and reports the live heap it
@@ -201,13 +227,14 @@ func liveHeap() uint64 {
 func BenchmarkSnapshot(b *testing.B) {
 	t := sharedBenchTree(b)
 	var n countWriter
-	b.ResetTimer()
+	m := startCPU(b)
 	for i := 0; i < b.N; i++ {
 		n = 0
 		if err := t.Snapshot(&n); err != nil {
 			b.Fatal(err)
 		}
 	}
+	m.stop(b, "snapshots/s")
 	b.ReportMetric(float64(n), "bytes")
 }
 
@@ -237,7 +264,7 @@ func benchSnapshot(b *testing.B) []byte {
 }
 
 func benchRestore(b *testing.B, snap []byte) {
-	b.ResetTimer()
+	m := startCPU(b)
 	for i := 0; i < b.N; i++ {
 		t := New(DefaultConfig())
 		if err := t.Restore(bytes.NewReader(snap)); err != nil {
@@ -247,6 +274,7 @@ func benchRestore(b *testing.B, snap []byte) {
 			b.Fatalf("restored %d nodes", t.Len())
 		}
 	}
+	m.stop(b, "restores/s")
 }
 
 type countWriter int64
