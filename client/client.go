@@ -78,6 +78,16 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		rewatch:  make(chan struct{}, 1),
 	}
 	c.life, c.endLife = context.WithCancelCause(context.Background())
+	if cfg.NoSession {
+		// Prove that some replica answers; any replica may (no leader needed).
+		if _, err := c.Status(ctx); err != nil {
+			c.endLife(ErrClosed)
+			c.pool.close()
+			return nil, fmt.Errorf("Dial: %w", err)
+		}
+		c.lease = lease{state: StateSafe}
+		return c, nil
+	}
 	// OpenSession is retried like any call: the random request id lets the
 	// cell recognise a retry and return the session it already opened.
 	open := &wire.OpenSession{
@@ -177,7 +187,7 @@ func (c *Client) Close() error {
 		c.closing = true
 		alive := c.err == nil
 		c.mu.Unlock()
-		if alive {
+		if alive && c.sid != 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.CloseTimeout)
 			_, err = c.do(ctx, "Close", &wire.CloseSession{Header: c.header()}, callOpts{})
 			cancel()
@@ -279,6 +289,9 @@ func (c *Client) doOn(ctx context.Context, op string, req wire.Message, co callO
 	if c.life.Err() != nil {
 		return nil, nil, fmt.Errorf("%s: %w", op, context.Cause(c.life))
 	}
+	if c.cfg.NoSession && needsSession(req) {
+		return nil, nil, fmt.Errorf("%s: %w: the client has no session (Config.NoSession)", op, ErrInvalid)
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(c.life, func() { cancel(context.Cause(c.life)) })
@@ -353,6 +366,18 @@ func (c *Client) doOn(ctx context.Context, op string, req wire.Message, co callO
 		c.pool.fail(cn)
 		c.sleep(ctx, attempt)
 	}
+}
+
+// needsSession reports whether req can only be made within a session: every
+// write (a retried write is applied once only within a session), every lock
+// and watch call, and the session's own calls.
+func needsSession(req wire.Message) bool {
+	switch req.(type) {
+	case *wire.Put, *wire.Delete, *wire.SetACL, *wire.Acquire, *wire.Release, *wire.Cancel,
+		*wire.Watch, *wire.Unwatch, *wire.KeepAlive, *wire.CloseSession:
+		return true
+	}
+	return false
 }
 
 // ctxError is do's error once ctx has ended: the session's end if that was

@@ -17,6 +17,13 @@ type Config struct {
 	// Name identifies this client in the cell's session list (for example
 	// "billing-7f9c on host-12"). Optional.
 	Name string
+	// NoSession makes Dial connect without opening a session, for tools
+	// that only look: reads (Get, Stat, List, ListEntries, Walk, ACL,
+	// CheckSequencer, Locks, Sessions, Resolve, Election.Leader), Status and
+	// Members work, and with Stale they work while the cell has no leader.
+	// Writes, locks and watches fail with ErrInvalid. Dial then needs only
+	// some replica to answer.
+	NoSession bool
 
 	// SessionTimeout is the session lease to ask the cell for; 0 lets the
 	// cell choose (12 s by default). The cell clamps it to its limits.

@@ -77,6 +77,7 @@ func testConfig(cell *lockserver.Cell) client.Config {
 	cfg.Grace = 3 * time.Second
 	cfg.DialTimeout = 500 * time.Millisecond
 	cfg.AttemptTimeout = 2 * time.Second
+	cfg.CloseTimeout = time.Second
 	cfg.BackoffMin = 5 * time.Millisecond
 	cfg.BackoffMax = 100 * time.Millisecond
 	if os.Getenv("CLIENT_TEST_LOG") != "" {

@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -123,5 +124,62 @@ func TestExpiryAfterGrace(t *testing.T) {
 	})
 	if err := c.Close(); err != nil {
 		t.Fatalf("Close after expiry: %v", err)
+	}
+}
+
+// A client without a session reads (stale reads even while the cell has no
+// leader) and refuses to write.
+func TestNoSessionReadsWithoutALeader(t *testing.T) {
+	cell := startCell(t)
+	w := dial(t, cell)
+	ctx := bg(t, 20*time.Second)
+	if _, err := w.Put(ctx, "/x", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	ro := dial(t, cell, func(cfg *client.Config) { cfg.NoSession = true })
+	if ro.SessionID() != 0 || ro.State() != client.StateSafe {
+		t.Fatalf("NoSession client: session %d, state %v", ro.SessionID(), ro.State())
+	}
+	if n, err := ro.Get(ctx, "/x"); err != nil || string(n.Data) != "1" {
+		t.Fatalf("linearizable Get without a session = %q, %v", n.Data, err)
+	}
+	for name, err := range map[string]error{
+		"Put":    func() error { _, err := ro.Put(ctx, "/x", nil); return err }(),
+		"Delete": ro.Delete(ctx, "/x"),
+		"Lock":   func() error { _, err := ro.TryLock(ctx, "/x"); return err }(),
+		"Watch":  func() error { _, err := ro.Watch(ctx, "/x"); return err }(),
+	} {
+		if !errors.Is(err, client.ErrInvalid) {
+			t.Errorf("%s without a session = %v; want ErrInvalid", name, err)
+		}
+	}
+	// Take the leader and one follower away: no leader, no quorum.
+	leader := cell.Leader()
+	survivor := (leader + 1) % 3
+	for i := range 3 {
+		if i != survivor {
+			if err := cell.Stop(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ro2 := dial(t, cell, func(cfg *client.Config) {
+		cfg.NoSession = true
+		cfg.Endpoints = []string{cell.Endpoints()[survivor]}
+	})
+	n, err := ro2.Get(ctx, "/x", client.Stale())
+	if err != nil || string(n.Data) != "1" {
+		t.Fatalf("stale Get from the surviving replica = %q, %v", n.Data, err)
+	}
+	if _, err := ro2.List(ctx, "/", client.Stale()); err != nil {
+		t.Fatalf("stale List: %v", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := ro2.Get(short, "/x"); !errors.Is(err, client.ErrUnavailable) {
+		t.Fatalf("linearizable Get without a leader = %v; want ErrUnavailable", err)
+	}
+	if err := ro2.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
 	}
 }
