@@ -189,16 +189,23 @@ func (g *globals) clientConfig(cmd *cobra.Command) (client.Config, error) {
 	return cfg, nil
 }
 
-// dial opens a session, bounded by --command-timeout.
-func (g *globals) dial(cmd *cobra.Command) (*client.Client, error) {
+// dial connects to the cell, bounded by --command-timeout: with a session,
+// or without one (look) for commands that only read, which then cost the
+// cell no log writes and, with --stale, work while it has no leader.
+func (g *globals) dial(cmd *cobra.Command, look bool) (*client.Client, error) {
 	cfg, err := g.clientConfig(cmd)
 	if err != nil {
 		return nil, err
 	}
+	cfg.NoSession = look
 	ctx, cancel := context.WithTimeout(cmd.Context(), g.commandTimeout)
 	defer cancel()
 	c, err := client.Dial(ctx, cfg)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, client.ErrUnavailable) {
+			// Opening a session needs a leader: name the cause.
+			err = fmt.Errorf("%w (no leader or no reachable replica within --command-timeout %v): %w", client.ErrUnavailable, g.commandTimeout, err)
+		}
 		return nil, fmt.Errorf("connecting to %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
 	return c, nil
@@ -233,7 +240,16 @@ func (g *globals) printJSON(v any) error {
 // do dials, runs fn with a context bounded by --command-timeout, and
 // closes the session: the shape of every command that makes one call.
 func (g *globals) do(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client) error) error {
-	return g.withClient(cmd, func(c *client.Client) error {
+	return g.connected(cmd, false, func(c *client.Client) error {
+		ctx, cancel := g.call(cmd)
+		defer cancel()
+		return fn(ctx, c)
+	})
+}
+
+// look is do without a session, for commands that only read.
+func (g *globals) look(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client) error) error {
+	return g.connected(cmd, true, func(c *client.Client) error {
 		ctx, cancel := g.call(cmd)
 		defer cancel()
 		return fn(ctx, c)
@@ -259,9 +275,14 @@ func ifGen(cmd *cobra.Command, gen uint64) ([]client.Option, error) {
 	return []client.Option{client.IfGeneration(gen)}, nil
 }
 
-// withClient dials, runs fn, and closes the session.
+// withClient opens a session, runs fn, and closes the session.
 func (g *globals) withClient(cmd *cobra.Command, fn func(c *client.Client) error) error {
-	c, err := g.dial(cmd)
+	return g.connected(cmd, false, fn)
+}
+
+// connected dials (with a session unless look), runs fn, and closes.
+func (g *globals) connected(cmd *cobra.Command, look bool, fn func(c *client.Client) error) error {
+	c, err := g.dial(cmd, look)
 	if err != nil {
 		return err
 	}

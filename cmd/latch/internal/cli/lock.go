@@ -228,7 +228,7 @@ func locksCommand(g *globals) *cobra.Command {
 		Args:  rangeArgs(0, 1, "at most one PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := optPath(args)
-			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
+			return g.look(cmd, func(ctx context.Context, c *client.Client) error {
 				locks, err := c.Locks(ctx, path, g.readOpts()...)
 				if err != nil {
 					return err
@@ -267,16 +267,15 @@ type SessionJSON struct {
 	Ephemerals int       `json:"ephemerals"`
 	Watches    int       `json:"watches"`
 	Opened     time.Time `json:"opened"`
-	Self       bool      `json:"self,omitempty"`
 }
 
 func sessionsCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "sessions",
-		Short: "list the cell's open sessions (this command's own is marked *)",
+		Short: "list the cell's open sessions",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
+			return g.look(cmd, func(ctx context.Context, c *client.Client) error {
 				ss, err := c.Sessions(ctx, g.readOpts()...)
 				if err != nil {
 					return err
@@ -285,18 +284,14 @@ func sessionsCommand(g *globals) *cobra.Command {
 					out := make([]SessionJSON, len(ss))
 					for i, s := range ss {
 						out[i] = SessionJSON{ID: s.ID, Client: s.Client, TimeoutMs: s.Timeout.Milliseconds(), Locks: s.Locks,
-							Ephemerals: s.Ephemerals, Watches: s.Watches, Opened: s.Opened.UTC(), Self: s.ID == c.SessionID()}
+							Ephemerals: s.Ephemerals, Watches: s.Watches, Opened: s.Opened.UTC()}
 					}
 					return g.printJSON(out)
 				}
 				now := time.Now()
 				t := newTable(g.env.Stdout, "ID", "TIMEOUT", "LOCKS", "EPHEMERALS", "WATCHES", "AGE", "CLIENT")
 				for _, s := range ss {
-					id := fmt.Sprint(s.ID)
-					if s.ID == c.SessionID() {
-						id += "*"
-					}
-					t.row(id, s.Timeout.String(), fmt.Sprint(s.Locks), fmt.Sprint(s.Ephemerals), fmt.Sprint(s.Watches), age(s.Opened, now), s.Client)
+					t.row(fmt.Sprint(s.ID), s.Timeout.String(), fmt.Sprint(s.Locks), fmt.Sprint(s.Ephemerals), fmt.Sprint(s.Watches), age(s.Opened, now), s.Client)
 				}
 				return t.flush()
 			})

@@ -74,7 +74,7 @@ subtree below PATH as full paths.`,
 		Args: rangeArgs(0, 1, "at most one PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := optPath(args)
-			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
+			return g.look(cmd, func(ctx context.Context, c *client.Client) error {
 				var entries []client.Entry // Name: full path
 				if recursive {
 					err := c.Walk(ctx, path, func(e client.Entry) error {
@@ -168,7 +168,7 @@ lock state (holders, waiters, lock-delay).`,
 		Args: rangeArgs(0, 1, "at most one PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := optPath(args)
-			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
+			return g.look(cmd, func(ctx context.Context, c *client.Client) error {
 				root, err := buildTree(ctx, c, path, g.readOpts())
 				if err != nil {
 					return err
@@ -278,7 +278,7 @@ func getCommand(g *globals) *cobra.Command {
 -o json it prints {"path", "data" (UTF-8 content) or "dataBase64", "stat"}.`,
 		Args: exactArgs(1, "one PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
+			return g.look(cmd, func(ctx context.Context, c *client.Client) error {
 				n, err := c.Get(ctx, args[0], g.readOpts()...)
 				if err != nil {
 					return err
@@ -300,7 +300,7 @@ func statCommand(g *globals) *cobra.Command {
 		Short: "print a node's metadata",
 		Args:  exactArgs(1, "one PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
+			return g.look(cmd, func(ctx context.Context, c *client.Client) error {
 				s, err := c.Stat(ctx, args[0], g.readOpts()...)
 				if err != nil {
 					return err

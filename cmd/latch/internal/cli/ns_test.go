@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 // decode parses r's stdout as JSON into v.
@@ -204,4 +206,40 @@ func TestCompletion(t *testing.T) {
 			t.Errorf("completion %s: %d bytes", shell, len(r.out))
 		}
 	}
+}
+
+// TestNoQuorum: with one replica of three left, stale reads still work
+// (they open no session), and writes report the cell unavailable.
+func TestNoQuorum(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	own, err := startCell(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	inv := invocation{endpoints: own.Endpoints()}
+	inv.run(t, "put", "-p", "/nq/x", "kept").ok(t)
+	// Wait until every replica has applied the write, then stop two.
+	waitFor(t, 20*time.Second, "every replica to apply the write", func() bool {
+		doc := decode[CellJSON](t, inv.run(t, "-o", "json", "status"))
+		for _, r := range doc.Replicas {
+			if !r.Reachable || r.Lag != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	last := own.N() - 1
+	for i := range last {
+		own.Stop(i)
+	}
+	one := invocation{endpoints: own.Endpoints()[last:]}
+	if r := one.run(t, "--stale", "--command-timeout", "5s", "get", "/nq/x").ok(t); r.out != "kept" {
+		t.Errorf("stale get without a quorum = %q; want kept", r.out)
+	}
+	if r := one.run(t, "--stale", "--command-timeout", "5s", "ls", "/nq").ok(t); r.out != "x\n" {
+		t.Errorf("stale ls without a quorum = %q", r.out)
+	}
+	one.run(t, "--command-timeout", "2s", "put", "/nq/y", "lost").failed(t, ExitUnavailable, "unavailable")
 }
