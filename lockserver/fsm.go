@@ -29,6 +29,9 @@ type fsm struct {
 
 	waits *waitTable
 	opens openTable // recent OpenSession nonces; replicated state, guarded by mu
+	// sessions counts the live sessions (for Status), kept from the
+	// session events. Guarded by mu.
+	sessions int
 	// restored counts Restores, so the leader restarts its term when the
 	// state under it was replaced.
 	restored atomic.Uint64
@@ -109,6 +112,10 @@ func (f *fsm) fanout(index uint64, cmd *namespace.Command, evs []namespace.Event
 	for i := range evs {
 		e := &evs[i]
 		switch e.Kind {
+		case namespace.EventSessionOpened:
+			f.sessions++
+		case namespace.EventSessionClosed, namespace.EventSessionExpired:
+			f.sessions--
 		case namespace.EventLockAcquired:
 			f.waits.finish(e.Session, e.Path, waitResult{seq: e.Sequencer})
 		case namespace.EventWaitCanceled:
@@ -173,6 +180,7 @@ func (f *fsm) Restore(r io.Reader) error {
 	err := f.tree.Restore(r)
 	if err == nil {
 		f.opens = opens
+		f.sessions = len(f.tree.Sessions())
 	}
 	f.mu.Unlock()
 	if err != nil {

@@ -148,6 +148,9 @@ func (s *Server) openSession(ctx context.Context, m *wire.OpenSession) wire.Mess
 		to = s.cfg.Session.Lease
 	}
 	to = min(max(to, s.cfg.MinSessionTimeout), s.cfg.MaxSessionTimeout)
+	if t := s.term.Load(); t != nil && t.mgr.Len() >= s.cfg.Session.MaxSessions {
+		return wire.Errorf(wire.Limit, "the cell serves %d sessions, its limit", t.mgr.Len())
+	}
 	cmd := namespace.NewOpenSession(to)
 	// The request id is the client's random nonce: a retry with it gets the
 	// session the first attempt opened (see openTable).

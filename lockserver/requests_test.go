@@ -125,6 +125,17 @@ func TestRequests(t *testing.T) {
 		t.Fatalf("ListSessions = %+v", ss.Sessions)
 	}
 
+	// The server's Status for the admin endpoint.
+	lead := c.Server(c.Leader())
+	st0 := lead.Status()
+	if !st0.IsLeader || st0.Leader != lead.ID() || st0.Sessions != 1 || st0.Tracked != 1 || st0.Nodes < 6 ||
+		st0.Applied == 0 || st0.Index == 0 || len(st0.Members) != 3 || st0.Role != "leader" {
+		t.Fatalf("leader Status = %+v", st0)
+	}
+	if m := lead.Metrics().Snapshot(); m.Requests["Put"] == 0 || m.Proposals == 0 || m.Conns == 0 {
+		t.Fatalf("leader Metrics = %+v", m)
+	}
+
 	// Watches and KeepAlive.
 	w := cl.must(&wire.Watch{Path: "/app", Recursive: true}).(*wire.WatchReply)
 	cl.must(&wire.Put{Path: "/app/cfg/x", Content: []byte("changed")})

@@ -69,7 +69,7 @@ func (s *Server) Status() Status {
 	s.fsm.read(func(t *namespace.Tree) {
 		out.Index = t.AppliedIndex()
 		out.Nodes = t.Len()
-		out.Sessions = len(t.Sessions())
+		out.Sessions = s.fsm.sessions
 	})
 	if t := s.term.Load(); t != nil {
 		out.Tracked = t.mgr.Len()

@@ -172,7 +172,16 @@ func (t *term) route(tree *namespace.Tree, index uint64, cmd *namespace.Command,
 	switch e.Kind {
 	case namespace.EventSessionOpened:
 		if err := m.Open(e.Session, cmd.Timeout); err != nil && !errors.Is(err, session.ErrExists) {
-			t.s.log.Warn("session manager refused an opened session", "session", e.Session, "err", err)
+			// Untracked, the session could never be kept alive nor expire:
+			// end it now (openSession refuses new ones at the limit, but
+			// two may race past that check).
+			t.s.log.Warn("session manager refused an opened session; expiring it", "session", e.Session, "err", err)
+			id := e.Session
+			t.wg.Add(1) // safe: end() waits only after removing t from the fsm, under its lock
+			go func() {
+				defer t.wg.Done()
+				t.expire(id)
+			}()
 		}
 		return
 	case namespace.EventSessionClosed, namespace.EventSessionExpired:
