@@ -133,26 +133,27 @@ func (t *Tree) checkLocks() error {
 		if (len(ls.holders) == 0) != (ls.mode == ModeNone) || len(ls.holders) > 1 && ls.mode != ModeShared {
 			return fmt.Errorf("lock %s: mode %s with %d holders", p, ls.mode, len(ls.holders))
 		}
-		seen := make(map[uint64]bool)
+		ids := make([]uint64, 0, len(ls.holders)+len(ls.waiters))
 		for _, h := range ls.holders {
-			s := t.sessions[h.session]
-			if s == nil || seen[h.session] {
-				return fmt.Errorf("lock %s: holder %d dead or repeated", p, h.session)
-			}
-			if _, ok := slices.BinarySearch(s.held, p); !ok {
-				return fmt.Errorf("lock %s: holder %d does not record it", p, h.session)
-			}
-			seen[h.session] = true
+			ids = append(ids, h.session)
 		}
 		for _, w := range ls.waiters {
-			s := t.sessions[w.session]
-			if s == nil || seen[w.session] {
-				return fmt.Errorf("lock %s: waiter %d dead or repeated", p, w.session)
+			ids = append(ids, w.session)
+		}
+		seen := make(map[uint64]bool, len(ids))
+		for i, id := range ids {
+			s := t.sessions[id]
+			if s == nil || seen[id] {
+				return fmt.Errorf("lock %s: holder or waiter %d dead or repeated", p, id)
 			}
-			if _, ok := slices.BinarySearch(s.waiting, p); !ok {
-				return fmt.Errorf("lock %s: waiter %d does not record it", p, w.session)
+			list := s.held
+			if i >= len(ls.holders) {
+				list = s.waiting
 			}
-			seen[w.session] = true
+			if _, ok := slices.BinarySearch(list, p); !ok {
+				return fmt.Errorf("lock %s: session %d does not record it", p, id)
+			}
+			seen[id] = true
 		}
 		inDelay := ls.delayUntil > t.now
 		if ls.delayUntil != 0 && !inDelay {
