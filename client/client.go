@@ -321,6 +321,10 @@ func (c *Client) doOn(ctx context.Context, op string, req wire.Message, co callO
 		reply, err := cn.call(actx, req)
 		timedOut := actx.Err() != nil && ctx.Err() == nil
 		acancel()
+		if err != nil && !co.blocking && lastErr == nil {
+			// If ctx ends now, the cell did not answer in time.
+			lastErr = fmt.Errorf("%w: no answer from %s", errTransport, cn.addr)
+		}
 		if err == nil {
 			return reply, cn, nil
 		}

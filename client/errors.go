@@ -44,8 +44,9 @@ var (
 	// ErrPermission: the node's ACL or kind forbids the call.
 	ErrPermission = errors.New("client: permission denied")
 	// ErrUnavailable: the cell could not serve the call before the context
-	// ended (no leader, no quorum, no replica reachable). The error also
-	// wraps the context's error.
+	// ended (no leader, no quorum, no replica reachable, or no answer yet).
+	// The error also wraps the context's error. A Lock whose wait is
+	// canceled returns the context's error alone.
 	ErrUnavailable = errors.New("client: cell unavailable")
 
 	// ErrBadRequest: the cell rejected the request as malformed or not

@@ -216,10 +216,15 @@ func (p *pool) setLeader(addr string) {
 	}
 }
 
-// leaderAddr returns the leader's address as last known ("" if unknown).
+// leaderAddr returns the leader's address as best known: the current
+// connection's if that replica said it leads, else the last address a
+// replica named ("" if none).
 func (p *pool) leaderAddr() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.cur != nil && !p.cur.dead() && p.cur.welcome().IsLeader {
+		return p.cur.addr
+	}
 	return p.leader
 }
 

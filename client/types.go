@@ -181,8 +181,12 @@ type Status struct {
 	Addr     string // the address this client reached it at
 	Leader   string // the leader's client address, if known
 	IsLeader bool
-	Applied  uint64 // last log index applied by the answering replica
-	Members  []Member
+	// Applied is the last Paxos instance the answering replica applied.
+	// Instances carry batches of commands, so this does not count in the
+	// same units as Stat's CreatedIndex and ModifiedIndex (which count
+	// commands); compare Applied only with other Applied values.
+	Applied uint64
+	Members []Member
 }
 
 // Member describes one replica of the cell.
@@ -194,10 +198,11 @@ type Member struct {
 	// Reachable: the member answered (Members), or the answering replica
 	// can reach it (Status).
 	Reachable bool
-	// Applied is the last log index the member applied, 0 if unknown
-	// (Status knows only the answering replica's; Members asks each).
+	// Applied is the last Paxos instance the member applied (see
+	// Status.Applied), 0 if unknown (Status knows only the answering
+	// replica's; Members asks each).
 	Applied uint64
-	// Lag is how many log entries the member has applied fewer than the
+	// Lag is how many instances the member has applied fewer than the
 	// leader; 0 for the leader or when either position is unknown.
 	Lag uint64
 }
