@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"runtime"
 	"testing"
 
 	"github.com/latchd/latch/replica/paxos"
@@ -128,4 +129,32 @@ func FuzzDecodeInbound(f *testing.F) {
 			t.Fatalf("round trip changed the message: %+v -> %+v (%v)", in.msg, back.msg, err)
 		}
 	})
+}
+
+// A peer message whose entry claims a huge value in a small frame is
+// rejected before the claimed length is allocated.
+func TestPeerMessageForgedValueLength(t *testing.T) {
+	value := bytes.Repeat([]byte{'x'}, 70000) // encoded as bin32: 0xc6 + 4-byte length
+	m := paxos.Message{Type: paxos.MsgAccept, From: 1, To: 2, Ballot: paxos.Ballot{Round: 1, ID: 1},
+		Entries: []paxos.Entry{{Instance: 1, Ballot: paxos.Ballot{Round: 1, ID: 1}, Value: value}}}
+	p, err := encodeMessage(&m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(p, []byte{0xc6, 0, 1, 0x11, 0x70}) // 70000 = 0x00011170
+	if at < 0 {
+		t.Fatal("bin32 header not found in the encoded message")
+	}
+	forged := append([]byte{}, p[:at]...)
+	forged = append(forged, 0xc6, 0x7f, 0xff, 0xff, 0xff, 'x', 'x', 0xc2)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = decodeInbound(1, forged)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrMalformed) {
+		t.Fatalf("decodeInbound(forged length) = %v; want ErrMalformed", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+		t.Fatalf("decoding a forged length allocated %d bytes; want < 1 MiB", grew)
+	}
 }

@@ -3,6 +3,7 @@ package replica
 import (
 	"bytes"
 	"fmt"
+	"io"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -116,6 +117,32 @@ func (r *msgReader) uint() uint64 {
 	return v
 }
 
+// bytes reads a byte string whose claimed length is checked against what
+// is left of the body before anything is allocated: msgpack's DecodeBytes
+// would allocate any length a forged header claims.
+func (r *msgReader) bytes(rest *bytes.Reader) []byte {
+	if r.err != nil {
+		return nil
+	}
+	n, err := r.dec.DecodeBytesLen()
+	switch {
+	case err != nil:
+		r.fail("%v", err)
+		return nil
+	case n < 0:
+		return nil
+	case n > rest.Len():
+		r.fail("byte string of %d bytes with %d left", n, rest.Len())
+		return nil
+	}
+	v := make([]byte, n)
+	if _, err := io.ReadFull(rest, v); err != nil {
+		r.fail("%v", err)
+		return nil
+	}
+	return v
+}
+
 func (r *msgReader) ballot() paxos.Ballot {
 	r.array(2)
 	return paxos.Ballot{Round: r.uint(), ID: r.uint()}
@@ -125,7 +152,8 @@ func (r *msgReader) ballot() paxos.Ballot {
 func decodeMessage(body []byte, m *paxos.Message) error {
 	dec := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(dec)
-	dec.Reset(bytes.NewReader(body))
+	br := bytes.NewReader(body)
+	dec.Reset(br)
 	r := &msgReader{dec: dec}
 	r.array(messageFields)
 	t := r.uint()
@@ -149,11 +177,7 @@ func decodeMessage(body []byte, m *paxos.Message) error {
 		e.Instance = r.uint()
 		e.Ballot = r.ballot()
 		if r.err == nil {
-			v, err := dec.DecodeBytes()
-			if err != nil {
-				r.fail("%v", err)
-			}
-			e.Value = v
+			e.Value = r.bytes(br)
 		}
 		if r.err == nil {
 			b, err := dec.DecodeBool()
