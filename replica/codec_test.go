@@ -158,3 +158,27 @@ func TestPeerMessageForgedValueLength(t *testing.T) {
 		t.Fatalf("decoding a forged length allocated %d bytes; want < 1 MiB", grew)
 	}
 }
+
+func TestSnapChunkRoundTripAndForgedLength(t *testing.T) {
+	want := snapChunk{Instance: 7, Offset: 1 << 20, Size: 3 << 20, CRC: 0xdeadbeef, Data: []byte("chunk")}
+	p, err := encodePeer(kindSnapChunk, &want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := decodeInbound(1, p)
+	if err != nil || in.chunk == nil || !reflect.DeepEqual(*in.chunk, want) {
+		t.Fatalf("decodeInbound(chunk) = %+v, %v; want %+v", in.chunk, err, want)
+	}
+	// The fuzzer's find: a bin32 header claiming ~3 GiB in a 16-byte payload.
+	forged := []byte("\x01\x02\x950000\xc6\xc6Ɩ\x96\x96\x960")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = decodeInbound(1, forged)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrMalformed) {
+		t.Fatalf("decodeInbound(forged chunk) = %v; want ErrMalformed", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+		t.Fatalf("decoding a forged chunk allocated %d bytes; want < 1 MiB", grew)
+	}
+}

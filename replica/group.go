@@ -45,7 +45,7 @@ func decodeInbound(from uint64, payload []byte) (inbound, error) {
 		}
 	case kindSnapChunk:
 		in.chunk = new(snapChunk)
-		err = decodeBody(body, in.chunk)
+		err = decodeChunk(body, in.chunk)
 	case kindSnapAck:
 		in.ack = new(snapAck)
 		err = decodeBody(body, in.ack)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -188,4 +189,38 @@ func decodeMessage(body []byte, m *paxos.Message) error {
 		}
 	}
 	return r.err
+}
+
+// decodeChunk decodes a snapChunk body (encodePeer's array-encoded struct)
+// field by field, so that the claimed length of Data is checked against the
+// body before it is allocated.
+func decodeChunk(body []byte, c *snapChunk) error {
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	br := bytes.NewReader(body)
+	dec.Reset(br)
+	r := &msgReader{dec: dec}
+	r.array(snapChunkFields)
+	c.Instance = r.uint()
+	c.Offset, c.Size = r.int(), r.int()
+	crc := r.uint()
+	if crc > math.MaxUint32 {
+		r.fail("chunk CRC %d", crc)
+	}
+	c.CRC = uint32(crc)
+	c.Data = r.bytes(br)
+	return r.err
+}
+
+const snapChunkFields = 5
+
+func (r *msgReader) int() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, err := r.dec.DecodeInt64()
+	if err != nil {
+		r.fail("%v", err)
+	}
+	return v
 }
