@@ -3,6 +3,7 @@ package lockserver
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -46,9 +47,42 @@ func benchCell(b *testing.B) (*Cell, string) {
 
 // benchClient is one client: a connection and a session.
 type benchClient struct {
-	conn *wire.Conn
-	sid  uint64
-	rid  uint64
+	conn    *wire.Conn
+	sid     uint64
+	rid     uint64
+	retries int
+}
+
+// benchRetries counts the calls the benchmark clients had to retry (a
+// leader change under load); it is reported with the figures.
+var benchRetries atomic.Int64
+
+// call makes one call, following NotLeader and retrying Unavailable with the
+// same request (so the server deduplicates it), for up to 30 s.
+func (c *benchClient) call(ctx context.Context, req wire.Message) (wire.Message, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m, err := c.conn.Call(ctx, req)
+		var we *wire.Error
+		if err == nil || !errors.As(err, &we) || !we.Code.Retryable() || time.Now().After(deadline) {
+			return m, err
+		}
+		benchRetries.Add(1)
+		if we.Code == wire.NotLeader && we.Leader != "" {
+			if conn, derr := benchDial(ctx, we.Leader); derr == nil {
+				c.conn.Close()
+				c.conn = conn
+				continue
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func benchDo[R wire.Message](ctx context.Context, c *benchClient, req wire.Message) (R, error) {
+	m, err := c.call(ctx, req)
+	r, _ := m.(R)
+	return r, err
 }
 
 func newBenchClient(b *testing.B, addr string, timeout time.Duration) *benchClient {
@@ -58,12 +92,14 @@ func newBenchClient(b *testing.B, addr string, timeout time.Duration) *benchClie
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { conn.Close() })
-	so, err := wire.Do[*wire.SessionOpened](ctx, conn, &wire.OpenSession{Header: wire.Header{Request: rand.Uint64() | 1}, Timeout: timeout})
+	c := &benchClient{conn: conn}
+	b.Cleanup(func() { c.conn.Close() })
+	so, err := benchDo[*wire.SessionOpened](ctx, c, &wire.OpenSession{Header: wire.Header{Request: rand.Uint64() | 1}, Timeout: timeout})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &benchClient{conn: conn, sid: so.Session}
+	c.sid = so.Session
+	return c
 }
 
 func (c *benchClient) head() wire.Header {
@@ -94,6 +130,7 @@ func run(b *testing.B, clients []*benchClient, unit string, op func(c *benchClie
 	lat := make([][]time.Duration, len(clients))
 	var wg sync.WaitGroup
 	var failed atomic.Value
+	retries0 := benchRetries.Load()
 	b.ResetTimer()
 	start, cpu0 := time.Now(), cpuTime()
 	for i, c := range clients {
@@ -130,6 +167,9 @@ func run(b *testing.B, clients []*benchClient, unit string, op func(c *benchClie
 	// Process CPU (the whole cell and the clients) per operation: steadier
 	// than the rate on a shared machine.
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+	if r := benchRetries.Load() - retries0; r > 0 {
+		b.ReportMetric(float64(r), "retries")
+	}
 }
 
 func benchClients(b *testing.B, addr string, n int) []*benchClient {
@@ -156,7 +196,7 @@ func BenchmarkLockUnlock(b *testing.B) {
 			clients := benchClients(b, addr, n)
 			ctx := context.Background()
 			for i, c := range clients {
-				if _, err := c.conn.Call(ctx, &wire.Put{Header: c.head(), Path: fmt.Sprintf("/l%d", i)}); err != nil {
+				if _, err := c.call(ctx, &wire.Put{Header: c.head(), Path: fmt.Sprintf("/l%d", i)}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -165,11 +205,11 @@ func BenchmarkLockUnlock(b *testing.B) {
 				paths[c] = fmt.Sprintf("/l%d", i)
 			}
 			run(b, clients, "pairs", func(c *benchClient) error {
-				a, err := wire.Do[*wire.AcquireReply](ctx, c.conn, &wire.Acquire{Header: c.head(), Path: paths[c], Mode: wire.Exclusive})
+				a, err := benchDo[*wire.AcquireReply](ctx, c, &wire.Acquire{Header: c.head(), Path: paths[c], Mode: wire.Exclusive})
 				if err != nil {
 					return err
 				}
-				_, err = c.conn.Call(ctx, &wire.Release{Header: c.head(), Path: paths[c], LockGen: a.Sequencer.LockGen})
+				_, err = c.call(ctx, &wire.Release{Header: c.head(), Path: paths[c], LockGen: a.Sequencer.LockGen})
 				return err
 			})
 		})
@@ -182,15 +222,15 @@ func BenchmarkHandoff(b *testing.B) {
 	_, addr := benchCell(b)
 	clients := benchClients(b, addr, 64)
 	ctx := context.Background()
-	if _, err := clients[0].conn.Call(ctx, &wire.Put{Header: clients[0].head(), Path: "/hot"}); err != nil {
+	if _, err := clients[0].call(ctx, &wire.Put{Header: clients[0].head(), Path: "/hot"}); err != nil {
 		b.Fatal(err)
 	}
 	run(b, clients, "handoffs", func(c *benchClient) error {
-		a, err := wire.Do[*wire.AcquireReply](ctx, c.conn, &wire.Acquire{Header: c.head(), Path: "/hot", Mode: wire.Exclusive, Wait: true})
+		a, err := benchDo[*wire.AcquireReply](ctx, c, &wire.Acquire{Header: c.head(), Path: "/hot", Mode: wire.Exclusive, Wait: true})
 		if err != nil {
 			return err
 		}
-		_, err = c.conn.Call(ctx, &wire.Release{Header: c.head(), Path: "/hot", LockGen: a.Sequencer.LockGen})
+		_, err = c.call(ctx, &wire.Release{Header: c.head(), Path: "/hot", LockGen: a.Sequencer.LockGen})
 		return err
 	})
 }
@@ -208,7 +248,7 @@ func BenchmarkPut(b *testing.B) {
 				paths[c] = fmt.Sprintf("/p%d", i)
 			}
 			run(b, clients, "puts", func(c *benchClient) error {
-				_, err := c.conn.Call(ctx, &wire.Put{Header: c.head(), Path: paths[c], Content: content})
+				_, err := c.call(ctx, &wire.Put{Header: c.head(), Path: paths[c], Content: content})
 				return err
 			})
 		})
@@ -223,11 +263,11 @@ func BenchmarkGet(b *testing.B) {
 			_, addr := benchCell(b)
 			clients := benchClients(b, addr, 64)
 			ctx := context.Background()
-			if _, err := clients[0].conn.Call(ctx, &wire.Put{Header: clients[0].head(), Path: "/g", Content: make([]byte, 64)}); err != nil {
+			if _, err := clients[0].call(ctx, &wire.Put{Header: clients[0].head(), Path: "/g", Content: make([]byte, 64)}); err != nil {
 				b.Fatal(err)
 			}
 			run(b, clients, "gets", func(c *benchClient) error {
-				_, err := c.conn.Call(ctx, &wire.Get{Header: wire.Header{Session: c.sid}, Path: "/g", Stale: stale})
+				_, err := c.call(ctx, &wire.Get{Header: wire.Header{Session: c.sid}, Path: "/g", Stale: stale})
 				return err
 			})
 		})
