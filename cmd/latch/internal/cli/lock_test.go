@@ -75,6 +75,7 @@ func TestLockRunsCommand(t *testing.T) {
 }
 
 func TestLockTimeoutAndTry(t *testing.T) {
+	fresh(t, "/locktest")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errb syncBuffer

@@ -119,3 +119,14 @@ func (r result) failed(t *testing.T, code int, want string) {
 		t.Errorf("stderr = %q; want one line \"latch: ...%s...\"", r.err, want)
 	}
 }
+
+// fresh deletes the subtrees a test works in, so that it starts from the
+// same state however often it runs against the shared cell (-count).
+func fresh(t *testing.T, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		if r := latch(t, "rm", "-r", p); r.code != 0 && r.code != ExitNotFound {
+			t.Fatalf("rm -r %s: exit %d: %s", p, r.code, r.err)
+		}
+	}
+}

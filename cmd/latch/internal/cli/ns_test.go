@@ -23,6 +23,7 @@ func decode[T any](t *testing.T, r result) T {
 }
 
 func TestPutGetStat(t *testing.T) {
+	fresh(t, "/ns")
 	latch(t, "put", "-p", "/ns/a/b", "hello").ok(t)
 	if r := latch(t, "get", "/ns/a/b").ok(t); r.out != "hello" {
 		t.Errorf("get = %q; want hello", r.out)
@@ -59,6 +60,7 @@ func TestPutGetStat(t *testing.T) {
 }
 
 func TestPutStdin(t *testing.T) {
+	fresh(t, "/stdin")
 	content := "line one\nline two\n"
 	invocation{stdin: content}.run(t, "put", "-p", "/stdin/x", "-").ok(t)
 	if r := latch(t, "get", "/stdin/x").ok(t); r.out != content {
@@ -80,6 +82,7 @@ func TestPutStdin(t *testing.T) {
 }
 
 func TestLsTreeRm(t *testing.T) {
+	fresh(t, "/tr")
 	for _, p := range []string{"/tr/x/one", "/tr/x/two", "/tr/y", "/tr/x-z"} {
 		latch(t, "put", "-p", p, "data-"+p).ok(t)
 	}

@@ -12,6 +12,7 @@ import (
 )
 
 func TestWatch(t *testing.T) {
+	fresh(t, "/w")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	latch(t, "put", "-p", "/w/node", "v1").ok(t)
@@ -61,6 +62,7 @@ func TestWatch(t *testing.T) {
 }
 
 func TestElect(t *testing.T) {
+	fresh(t, "/elections/svc")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -156,6 +158,7 @@ func TestMembersAndStatus(t *testing.T) {
 }
 
 func TestPutEphemeral(t *testing.T) {
+	fresh(t, "/eph")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errb syncBuffer
