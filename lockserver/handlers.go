@@ -165,16 +165,33 @@ func (s *Server) openSession(ctx context.Context, m *wire.OpenSession) wire.Mess
 	return &wire.SessionOpened{Session: o.res.Session, Timeout: to}
 }
 
+// closeSession ends the caller's session. It is idempotent: closing a
+// session that is already closed or expired (a retry whose first reply was
+// lost, say) succeeds; only an id that was never issued is refused.
 func (s *Server) closeSession(ctx context.Context, m *wire.CloseSession) wire.Message {
 	if err := s.checkSession(ctx, m.Session, false); err != nil {
+		if s.sessionEnded(m.Session) {
+			return &wire.Ack{}
+		}
 		return err
 	}
 	cmd := namespace.NewCloseSession()
 	o, err := s.write(ctx, kindNamespace, &cmd, &m.Header)
 	if err != nil {
+		if namespace.CodeOf(o.res.Err) == namespace.CodeSessionExpired {
+			return &wire.Ack{Index: o.index}
+		}
 		return err
 	}
 	return &wire.Ack{Index: o.index}
+}
+
+// sessionEnded reports whether sid was issued and has ended (closed or
+// expired), as opposed to never issued.
+func (s *Server) sessionEnded(sid uint64) bool {
+	var err error
+	s.fsm.read(func(t *namespace.Tree) { _, err = t.Session(sid) })
+	return namespace.CodeOf(err) == namespace.CodeSessionExpired
 }
 
 // keepAlive is the long poll: held by the leader's session manager until

@@ -165,8 +165,18 @@ func TestRequests(t *testing.T) {
 		t.Fatalf("Status = %+v", sr)
 	}
 
-	// CloseSession: the session is gone, its ephemeral node too.
-	cl.must(&wire.CloseSession{})
+	// CloseSession: the session is gone, its ephemeral node too. A retry
+	// (its first reply lost) succeeds; a never-issued id does not.
+	cl.must(&wire.Put{Path: "/mine", Ephemeral: true})
+	closeReq := &wire.CloseSession{Header: wire.Header{Session: sid, Request: 7777}}
+	cl.must(closeReq)
+	cl.must(closeReq)
+	if _, err := cl.do(&wire.CloseSession{Header: wire.Header{Session: 1 << 40, Request: 1}}); codeOf(err) != wire.SessionExpired {
+		t.Fatalf("CloseSession of a never-issued id = %v; want SessionExpired", err)
+	}
+	if _, err := cl.do(&wire.StatPath{Path: "/mine"}); codeOf(err) != wire.NotFound {
+		t.Fatalf("ephemeral node after CloseSession: %v; want NotFound", err)
+	}
 	if _, err := cl.do(&wire.Put{Path: "/x"}); codeOf(err) != wire.SessionExpired {
 		t.Fatalf("Put after CloseSession = %v; want SessionExpired", err)
 	}
