@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"runtime"
@@ -49,7 +50,7 @@ func startCell(t testing.TB, mods ...func(*lockserver.Config)) *lockserver.Cell 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cell, err := lockserver.StartCell(ctx, lockserver.CellConfig{N: 3, DataDir: t.TempDir(), Tune: func(cfg *lockserver.Config) {
+	cell, err := startCellRetrying(ctx, lockserver.CellConfig{N: 3, DataDir: t.TempDir(), Tune: func(cfg *lockserver.Config) {
 		tune(cfg)
 		for _, m := range mods {
 			m(cfg)
@@ -67,6 +68,19 @@ func startCell(t testing.TB, mods ...func(*lockserver.Config)) *lockserver.Cell 
 		t.Fatalf("WaitLeader: %v", err)
 	}
 	return cell
+}
+
+// startCellRetrying is lockserver.StartCell, tried again (three times in
+// all) when it drew the same random port for two replicas: StartCell picks
+// each replica's ports separately, so two can collide (reported to the
+// lockserver; it fails with ErrConfig "share the address").
+func startCellRetrying(ctx context.Context, cfg lockserver.CellConfig) (*lockserver.Cell, error) {
+	for try := 1; ; try++ {
+		cell, err := lockserver.StartCell(ctx, cfg)
+		if err == nil || try == 3 || !errors.Is(err, lockserver.ErrConfig) || !strings.Contains(err.Error(), "share the address") {
+			return cell, err
+		}
+	}
 }
 
 // testConfig is a client Config for a test cell: a 1 s session and a 3 s
@@ -198,4 +212,19 @@ func waiters(t testing.TB, c *client.Client, path string) int {
 		}
 	}
 	return 0
+}
+
+// nextState returns the next session event that changes the state,
+// skipping fail-over notices (a loaded test machine may see a real one).
+func nextState(t testing.TB, events <-chan client.SessionEvent, d time.Duration, what string) client.SessionEvent {
+	t.Helper()
+	for {
+		ev, ok := recv(t, events, d, what)
+		if !ok {
+			t.Fatalf("session events closed; want %s", what)
+		}
+		if !ev.Failover {
+			return ev
+		}
+	}
 }

@@ -332,7 +332,7 @@ func TestLostWhenSessionExpires(t *testing.T) {
 	waitFor(t, 5*time.Second, "a to queue", func() bool { return waiters(t, b, "/ls/busy") == 1 })
 
 	client.PauseKeepAlives(a, true)
-	ev, _ := recv(t, events, 10*time.Second, "jeopardy")
+	ev := nextState(t, events, 10*time.Second, "jeopardy")
 	if ev.State != client.StateJeopardy {
 		t.Fatalf("first event %v; want jeopardy", ev)
 	}
@@ -341,7 +341,7 @@ func TestLostWhenSessionExpires(t *testing.T) {
 		t.Fatalf("Lost closed in jeopardy; want it closed only on expiry")
 	default:
 	}
-	ev, _ = recv(t, events, 10*time.Second, "expiry")
+	ev = nextState(t, events, 10*time.Second, "expiry")
 	if ev.State != client.StateExpired {
 		t.Fatalf("second event %v; want expired", ev)
 	}

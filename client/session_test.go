@@ -56,8 +56,8 @@ func TestJeopardyThenSafe(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ev, _ := recv(t, events, 10*time.Second, "jeopardy")
-	if ev.State != client.StateJeopardy || ev.Failover {
+	ev := nextState(t, events, 10*time.Second, "jeopardy")
+	if ev.State != client.StateJeopardy {
 		t.Fatalf("first session event %v; want jeopardy", ev)
 	}
 	if c.State() != client.StateJeopardy {
@@ -109,7 +109,9 @@ func TestExpiryAfterGrace(t *testing.T) {
 	client.PauseKeepAlives(c, true)
 	var states []client.SessionState
 	for ev := range events {
-		states = append(states, ev.State)
+		if !ev.Failover { // a real fail-over notice may come in between
+			states = append(states, ev.State)
+		}
 	}
 	if len(states) != 2 || states[0] != client.StateJeopardy || states[1] != client.StateExpired {
 		t.Fatalf("session events %v; want [jeopardy expired]", states)
