@@ -152,11 +152,7 @@ func TestLockDeletedWhileHeld(t *testing.T) {
 func TestLockLostStopsCommand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	own, err := startCell(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer own.Close()
+	own := ownCell(t, ctx)
 	var out, errb syncBuffer
 	mark := filepath.Join(t.TempDir(), "term")
 	script := `trap 'echo term > "$1"; exit 0' TERM; echo running; while :; do sleep 0.05; done`

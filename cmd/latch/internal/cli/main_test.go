@@ -130,3 +130,15 @@ func fresh(t *testing.T, paths ...string) {
 		}
 	}
 }
+
+// ownCell starts a cell for a test that stops replicas; it is closed at the
+// end of the test.
+func ownCell(t *testing.T, ctx context.Context) *lockserver.Cell {
+	t.Helper()
+	c, err := startCell(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}

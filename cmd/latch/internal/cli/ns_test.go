@@ -216,11 +216,7 @@ func TestCompletion(t *testing.T) {
 func TestNoQuorum(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	own, err := startCell(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer own.Close()
+	own := ownCell(t, ctx)
 	inv := invocation{endpoints: own.Endpoints()}
 	inv.run(t, "put", "-p", "/nq/x", "kept").ok(t)
 	// Wait until every replica has applied the write, then stop two.
