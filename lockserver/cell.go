@@ -61,6 +61,14 @@ func StartCell(ctx context.Context, cfg CellConfig) (*Cell, error) {
 		dir, c.tmp = d, d
 	}
 	members := make(map[uint64]Member, cfg.N)
+	var free []string // every replica's ports, drawn while all are held, so none repeats
+	if cfg.BasePort == 0 {
+		var err error
+		if free, err = freeAddrs(3 * cfg.N); err != nil {
+			c.cleanup()
+			return nil, err
+		}
+	}
 	for i := range cfg.N {
 		var m Member
 		if cfg.BasePort != 0 {
@@ -70,12 +78,7 @@ func StartCell(ctx context.Context, cfg CellConfig) (*Cell, error) {
 				HTTP:   fmt.Sprintf("127.0.0.1:%d", cfg.BasePort+200+i),
 			}
 		} else {
-			addrs, err := freeAddrs(3)
-			if err != nil {
-				c.cleanup()
-				return nil, err
-			}
-			m = Member{Client: addrs[0], Peer: addrs[1], HTTP: addrs[2]}
+			m = Member{Client: free[3*i], Peer: free[3*i+1], HTTP: free[3*i+2]}
 		}
 		members[uint64(i+1)] = m
 	}
