@@ -61,8 +61,10 @@ func StartCell(ctx context.Context, cfg CellConfig) (*Cell, error) {
 		dir, c.tmp = d, d
 	}
 	members := make(map[uint64]Member, cfg.N)
-	var free []string // every replica's ports, drawn while all are held, so none repeats
+	var free []string
 	if cfg.BasePort == 0 {
+		// All at once, every listener held until all are drawn, so no two
+		// replicas get the same port.
 		var err error
 		if free, err = freeAddrs(3 * cfg.N); err != nil {
 			c.cleanup()
@@ -70,14 +72,12 @@ func StartCell(ctx context.Context, cfg CellConfig) (*Cell, error) {
 		}
 	}
 	for i := range cfg.N {
-		var m Member
-		if cfg.BasePort != 0 {
-			m = Member{
-				Client: fmt.Sprintf("127.0.0.1:%d", cfg.BasePort+i),
-				Peer:   fmt.Sprintf("127.0.0.1:%d", cfg.BasePort+100+i),
-				HTTP:   fmt.Sprintf("127.0.0.1:%d", cfg.BasePort+200+i),
-			}
-		} else {
+		m := Member{
+			Client: fmt.Sprintf("127.0.0.1:%d", cfg.BasePort+i),
+			Peer:   fmt.Sprintf("127.0.0.1:%d", cfg.BasePort+100+i),
+			HTTP:   fmt.Sprintf("127.0.0.1:%d", cfg.BasePort+200+i),
+		}
+		if cfg.BasePort == 0 {
 			m = Member{Client: free[3*i], Peer: free[3*i+1], HTTP: free[3*i+2]}
 		}
 		members[uint64(i+1)] = m

@@ -331,3 +331,21 @@ func TestOpenSessionRetry(t *testing.T) {
 		t.Fatalf("ListSessions = %d sessions; want 2", len(ss.Sessions))
 	}
 }
+
+// TestCellPorts checks that a cell on free ports gives every replica its
+// own addresses (a port drawn twice would stop a replica from starting).
+func TestCellPorts(t *testing.T) {
+	for range 20 {
+		addrs, err := freeAddrs(3 * 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, a := range addrs {
+			if seen[a] {
+				t.Fatalf("freeAddrs drew %s twice: %v", a, addrs)
+			}
+			seen[a] = true
+		}
+	}
+}
