@@ -97,8 +97,17 @@ func TestChaos(t *testing.T) {
 	wg.Wait()
 
 	// One more command through the healed cell, then everyone converges.
-	if _, err := c.propose(ctx, 1, []byte("final")); err != nil {
-		t.Fatal(err)
+	// Each attempt is a new command: an attempt that fails with its outcome
+	// unknown (lost leadership) may still be chosen, and retrying the same
+	// bytes would then rightly show up twice.
+	for attempt := 0; ; attempt++ {
+		err := proposeOnce(ctx, c, []byte(fmt.Sprintf("final-%d", attempt)))
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no command completed after the faults healed: %v", err)
+		}
 	}
 	lead := c.leader(1, 10*time.Second)
 	st, err := lead.Status(ctx, 1)
