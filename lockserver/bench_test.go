@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -107,19 +105,8 @@ func (c *benchClient) head() wire.Header {
 	return wire.Header{Session: c.sid, Request: c.rid}
 }
 
-// batchedClients makes the benchmark clients coalesce their writes like
-// the server does (-batchclients); by default they use wire.Dial as is.
-var batchedClients = flag.Bool("batchclients", false, "benchmark clients coalesce their writes (batchConn)")
-
 func benchDial(ctx context.Context, addr string) (*wire.Conn, error) {
-	if !*batchedClients {
-		return wire.Dial(ctx, addr, wire.ConnConfig{}, wire.Hello{Client: "bench"})
-	}
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	return wire.NewConn(ctx, newBatchConn(nc), wire.ConnConfig{}, wire.Hello{Client: "bench"})
+	return wire.Dial(ctx, addr, wire.ConnConfig{}, wire.Hello{Client: "bench"})
 }
 
 // run spreads b.N operations over the clients, one goroutine each, and

@@ -43,7 +43,7 @@ func (s *Server) acceptLoop(ln net.Listener) {
 		go func() {
 			defer s.wg.Done()
 			defer s.metrics.Conns.Add(-1)
-			if err := wire.Serve(s.ctx, newBatchConn(nc), s.connConfig(), s); err != nil {
+			if err := wire.Serve(s.ctx, nc, s.connConfig(), s); err != nil {
 				s.log.Debug("client connection ended", "peer", nc.RemoteAddr().String(), "err", err)
 			}
 		}()

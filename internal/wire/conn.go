@@ -127,13 +127,15 @@ func Dial(ctx context.Context, addr string, cfg ConnConfig, hello Hello) (*Conn,
 // NewConn starts the client side on an established connection nc and sends
 // hello (its version range defaults to what this package speaks). It returns
 // once the server's Welcome arrives; the server's *Error (for example no
-// common version) is returned as the error. On error nc is closed.
+// common version) is returned as the error. On error nc is closed. Writes to
+// nc are coalesced: yamux frames queued together go out in one write.
 func NewConn(ctx context.Context, nc net.Conn, cfg ConnConfig, hello Hello) (*Conn, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
+	nc = newBatchConn(nc, cfg.WriteTimeout)
 	sess, err := yamux.Client(nc, cfg.yamux())
 	if err != nil {
 		nc.Close()
@@ -247,13 +249,14 @@ func (f HandlerFunc) ServeWire(ctx context.Context, req Message) Message { retur
 // RequestTimeout), calls h, writes the reply and closes the stream. A
 // malformed or oversized request gets an *Error reply on its own stream and
 // does not end the connection. The first call must be a Hello; others are
-// refused until it succeeds.
+// refused until it succeeds. Writes to nc are coalesced as in [NewConn].
 func Serve(ctx context.Context, nc net.Conn, cfg ConnConfig, h Handler) error {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		nc.Close()
 		return err
 	}
+	nc = newBatchConn(nc, cfg.WriteTimeout)
 	sess, err := yamux.Server(nc, cfg.yamux())
 	if err != nil {
 		nc.Close()

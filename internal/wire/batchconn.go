@@ -1,4 +1,4 @@
-package lockserver
+package wire
 
 import (
 	"net"
@@ -7,19 +7,24 @@ import (
 	"time"
 )
 
-// batchConn coalesces the writes to a client connection. yamux writes every
-// frame header and body with a write system call of its own, and a call on
-// its own stream costs the server four or five frames (accept, data,
-// window update, close), so under load most of the server's CPU went to
-// write(2). batchConn's Write appends to a buffer and a flusher goroutine
-// writes whatever has accumulated in one system call: an idle connection
-// writes at once (no added delay), a busy one writes many frames at a time.
+// batchConn coalesces the writes to a connection. yamux writes every frame
+// header and body with a write system call of its own, and one call on its
+// own stream costs each side several frames (open, data, window update,
+// close), so under load most of the CPU went to write(2). batchConn's Write
+// appends to a buffer and a flusher goroutine writes whatever has
+// accumulated in one system call: an idle connection writes at once (no
+// added delay), a busy one writes many frames at a time. [Serve] and
+// [NewConn] put one under their yamux session.
 //
 // Write returns before the bytes reach the socket; a failed flush closes the
-// connection and is returned by the next Write. Writes block while maxPending
-// bytes wait, so a client that does not read cannot grow the buffer.
+// connection and is returned by the next Write. Writes block while
+// maxPending bytes wait, so a peer that does not read cannot grow the
+// buffer. Nothing is held back: the flusher writes as soon as it wakes and
+// finds bytes queued.
 type batchConn struct {
 	net.Conn
+	flushTimeout time.Duration // bounds one flush: a peer that stops reading is cut off
+
 	mu      sync.Mutex
 	cond    sync.Cond // signaled when the buffer was taken or the conn failed
 	buf     []byte    // bytes waiting for the flusher
@@ -34,12 +39,15 @@ type batchConn struct {
 const (
 	maxPending    = 4 << 20
 	maxSpareBytes = 256 << 10
-	// flushTimeout bounds one flush: a client that stops reading is cut off.
-	flushTimeout = 10 * time.Second
+	// closeFlushTimeout bounds the last flush on Close, including one the
+	// flusher has in progress.
+	closeFlushTimeout = time.Second
 )
 
-func newBatchConn(c net.Conn) *batchConn {
-	b := &batchConn{Conn: c, wake: make(chan struct{}, 1), done: make(chan struct{})}
+// newBatchConn starts coalescing the writes to c; each flush must finish
+// within flushTimeout. Close stops it.
+func newBatchConn(c net.Conn, flushTimeout time.Duration) *batchConn {
+	b := &batchConn{Conn: c, flushTimeout: flushTimeout, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	b.cond.L = &b.mu
 	go b.flusher()
 	return b
@@ -82,6 +90,10 @@ func (b *batchConn) flusher() {
 		b.spare = nil
 		failed := b.err != nil
 		b.writing = len(out) > 0 && !failed
+		if b.writing {
+			// Under mu, so that a Close that follows shortens it.
+			b.Conn.SetWriteDeadline(time.Now().Add(b.flushTimeout))
+		}
 		b.cond.Broadcast()
 		b.mu.Unlock()
 		if failed {
@@ -90,7 +102,6 @@ func (b *batchConn) flusher() {
 		if len(out) == 0 {
 			continue
 		}
-		b.Conn.SetWriteDeadline(time.Now().Add(flushTimeout))
 		_, err := b.Conn.Write(out)
 		b.mu.Lock()
 		b.writing = false
@@ -124,8 +135,10 @@ func (b *batchConn) flushed() <-chan struct{} {
 	return ch
 }
 
-// Close flushes what is queued (bounded by flushTimeout), then closes the
-// connection and waits for the flusher.
+// Close flushes what is queued, then closes the connection and waits for
+// the flusher. The flush in progress and the last one each get at most
+// closeFlushTimeout, so Close returns promptly even if the peer stopped
+// reading.
 func (b *batchConn) Close() error {
 	var err error
 	b.closing.Do(func() {
@@ -138,13 +151,14 @@ func (b *batchConn) Close() error {
 		}
 		b.cond.Broadcast()
 		b.mu.Unlock()
+		b.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 		select {
 		case b.wake <- struct{}{}:
 		default:
 		}
 		<-b.done
 		if !failed && len(pending) > 0 {
-			b.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+			b.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 			b.Conn.Write(pending)
 		}
 		err = b.Conn.Close()

@@ -1,4 +1,4 @@
-package lockserver
+package wire
 
 import (
 	"bytes"
@@ -7,13 +7,14 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 )
 
 // TestBatchConn checks that coalesced writes arrive complete and in order,
 // that Close flushes what is queued, and that writes after Close fail.
 func TestBatchConn(t *testing.T) {
 	a, b := net.Pipe()
-	bc := newBatchConn(a)
+	bc := newBatchConn(a, 10*time.Second)
 	var want bytes.Buffer
 	got := make(chan []byte)
 	go func() {
@@ -45,7 +46,7 @@ func TestBatchConn(t *testing.T) {
 // Write and closes the connection.
 func TestBatchConnPeerGone(t *testing.T) {
 	a, b := net.Pipe()
-	bc := newBatchConn(a)
+	bc := newBatchConn(a, 10*time.Second)
 	defer bc.Close()
 	b.Close()
 	var err error
@@ -57,5 +58,32 @@ func TestBatchConnPeerGone(t *testing.T) {
 	}
 	if err == nil {
 		t.Fatal("writes to a closed peer kept succeeding")
+	}
+}
+
+// TestBatchConnCloseStuckPeer checks that Close returns although a flush is
+// in progress to a peer that never reads, with a flush timeout far longer
+// than the test may run: Close cuts the flush short.
+func TestBatchConnCloseStuckPeer(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	bc := newBatchConn(a, time.Hour)
+	if _, err := bc.Write([]byte("never read")); err != nil {
+		t.Fatalf("Write = %v", err)
+	}
+	bc.mu.Lock()
+	for !bc.writing {
+		bc.cond.Wait() // the flusher has taken the buffer and is blocked writing it
+	}
+	bc.mu.Unlock()
+	if _, err := bc.Write([]byte("queued")); err != nil {
+		t.Fatalf("second Write = %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- bc.Close() }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("Close did not return while the peer was not reading")
 	}
 }
