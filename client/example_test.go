@@ -16,7 +16,7 @@ import (
 func exampleCell() ([]string, func()) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cell, err := startCellRetrying(ctx, lockserver.CellConfig{N: 3, Tune: tune})
+	cell, err := lockserver.StartCell(ctx, lockserver.CellConfig{N: 3, Tune: tune})
 	if err != nil {
 		log.Fatal(err)
 	}

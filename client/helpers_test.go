@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
 	"runtime"
@@ -50,7 +49,7 @@ func startCell(t testing.TB, mods ...func(*lockserver.Config)) *lockserver.Cell 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cell, err := startCellRetrying(ctx, lockserver.CellConfig{N: 3, DataDir: t.TempDir(), Tune: func(cfg *lockserver.Config) {
+	cell, err := lockserver.StartCell(ctx, lockserver.CellConfig{N: 3, DataDir: t.TempDir(), Tune: func(cfg *lockserver.Config) {
 		tune(cfg)
 		for _, m := range mods {
 			m(cfg)
@@ -68,19 +67,6 @@ func startCell(t testing.TB, mods ...func(*lockserver.Config)) *lockserver.Cell 
 		t.Fatalf("WaitLeader: %v", err)
 	}
 	return cell
-}
-
-// startCellRetrying is lockserver.StartCell, tried again (three times in
-// all) when it drew the same random port for two replicas: StartCell picks
-// each replica's ports separately, so two can collide (reported to the
-// lockserver; it fails with ErrConfig "share the address").
-func startCellRetrying(ctx context.Context, cfg lockserver.CellConfig) (*lockserver.Cell, error) {
-	for try := 1; ; try++ {
-		cell, err := lockserver.StartCell(ctx, cfg)
-		if err == nil || try == 3 || !errors.Is(err, lockserver.ErrConfig) || !strings.Contains(err.Error(), "share the address") {
-			return cell, err
-		}
-	}
 }
 
 // testConfig is a client Config for a test cell: a 1 s session and a 3 s
