@@ -29,7 +29,7 @@ const (
 	Unavailable        Code = 13 // the cell cannot serve now (no quorum, no leader yet); retry
 	BadRequest         Code = 14 // the request is malformed or not allowed in this state
 	Internal           Code = 15 // a server bug; the request may or may not have been applied
-	Canceled           Code = 16 // the call was canceled (Cancel message, or the server is shutting down)
+	Canceled           Code = 16 // the call was withdrawn by a Cancel message (shutdown answers Unavailable)
 )
 
 var codeNames = [...]string{
