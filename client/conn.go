@@ -11,8 +11,9 @@ import (
 )
 
 // conn is one connection to one replica: a wire.Conn (TCP, a yamux session
-// on top, one stream per call, so blocking calls never stall others) and the
-// address it was dialed at. It is safe for concurrent use; once broken it
+// on top, one call stream on which every call is a frame tagged with its
+// call id, so blocking calls never stall others) and the address it was
+// dialed at. It is safe for concurrent use; once broken it
 // stays broken and the pool replaces it.
 type conn struct {
 	addr string
@@ -49,7 +50,7 @@ func dial(ctx context.Context, addr string, name string, logger *slog.Logger) (*
 // welcome returns the replica's answer to the Hello.
 func (c *conn) welcome() *wire.Welcome { return c.wc.Welcome() }
 
-// call sends req on a new stream and returns the reply. A reply that is a
+// call sends req on the connection and returns the reply. A reply that is a
 // *wire.Error is returned as the error. Failures of the stream or connection
 // wrap errTransport; malformed replies wrap ErrProtocol; a frame over the
 // limit wraps ErrTooLarge; if ctx ends first, ctx's error is returned (the
@@ -62,12 +63,12 @@ func (c *conn) call(ctx context.Context, req wire.Message) (wire.Message, error)
 	case errors.As(err, new(*wire.Error)), ctx.Err() != nil && isContextErr(err):
 		return nil, err
 	case pastDeadline(ctx):
-		// wire.Conn sets the stream's deadline to ctx's, and the stream's
-		// timer may fire before ctx records its end: the connection is fine.
+		// ctx's deadline passed while the call failed otherwise (say its
+		// timer had not yet fired): report the deadline, as the caller asked.
 		return nil, context.DeadlineExceeded
 	case errors.Is(err, wire.ErrFrameTooLarge):
-		// A request over the limit is refused before a byte is written; a
-		// reply over it cannot be read. Neither gets better by retrying.
+		// A request over the limit (the smaller of ours and the server's)
+		// is refused before a byte is written; retrying cannot help.
 		return nil, fmt.Errorf("%w: %s: %w", ErrTooLarge, req.Type(), err)
 	case isProtocolErr(err):
 		return nil, fmt.Errorf("%w: reply to %s from %s: %w", ErrProtocol, req.Type(), c.addr, err)

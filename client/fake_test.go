@@ -1,13 +1,11 @@
 package client_test
 
 import (
-	"io"
+	"context"
 	"net"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/yamux"
 
 	"github.com/latchd/latch/internal/wire"
 )
@@ -26,10 +24,12 @@ type fakeServer struct {
 	lease    time.Duration // granted by OpenSession and KeepAlive
 	handle   func(m wire.Message) fakeAnswer
 	done     chan struct{}
+	ctx      context.Context // ends with done
+	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	requests []wire.Message
-	conns    []*yamux.Session
+	conns    []net.Conn
 }
 
 // fakeAnswer is what the fake does with one request.
@@ -48,6 +48,7 @@ func startFake(t testing.TB, id string, handle func(wire.Message) fakeAnswer) *f
 		t.Fatalf("listen: %v", err)
 	}
 	f := &fakeServer{t: t, id: id, ln: ln, leader: "self", kaHold: 200 * time.Millisecond, lease: 10 * time.Second, handle: handle, done: make(chan struct{})}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.wg.Add(1)
 	go f.accept()
 	t.Cleanup(f.close)
@@ -63,6 +64,7 @@ func (f *fakeServer) close() {
 	default:
 	}
 	close(f.done)
+	f.cancel()
 	f.ln.Close()
 	f.mu.Lock()
 	for _, s := range f.conns {
@@ -101,51 +103,32 @@ func (f *fakeServer) accept() {
 		if err != nil {
 			return
 		}
-		cfg := yamux.DefaultConfig()
-		cfg.LogOutput = io.Discard
-		mux, err := yamux.Server(nc, cfg)
-		if err != nil {
-			nc.Close()
-			continue
-		}
 		f.mu.Lock()
-		f.conns = append(f.conns, mux)
+		f.conns = append(f.conns, nc)
 		f.mu.Unlock()
-		f.wg.Add(1)
-		go f.serve(mux)
-	}
-}
-
-func (f *fakeServer) serve(mux *yamux.Session) {
-	defer f.wg.Done()
-	defer mux.Close()
-	for {
-		st, err := mux.AcceptStream()
-		if err != nil {
-			return
-		}
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
-			defer st.Close()
-			m, err := wire.ReadFrame(st, 0)
-			if err != nil {
-				return
-			}
-			a := f.answer(m)
-			switch {
-			case a.drop:
-				mux.Close()
-			case a.hang:
-				select {
-				case <-f.done:
-				case <-mux.CloseChan():
-				}
-			case a.reply != nil:
-				wire.WriteFrame(st, a.reply)
-			}
+			wire.Serve(f.ctx, nc, wire.ConnConfig{}, wire.HandlerFunc(func(ctx context.Context, m wire.Message) wire.Message {
+				return f.serve(ctx, nc, m)
+			}))
 		}()
 	}
+}
+
+// serve answers one request on connection nc (a wire.Handler).
+func (f *fakeServer) serve(ctx context.Context, nc net.Conn, m wire.Message) wire.Message {
+	a := f.answer(m)
+	switch {
+	case a.drop:
+		nc.Close()
+		<-ctx.Done()
+	case a.hang:
+		<-ctx.Done()
+	case a.reply != nil:
+		return a.reply
+	}
+	return wire.Errorf(wire.Canceled, "the fake dropped the call")
 }
 
 func (f *fakeServer) answer(m wire.Message) fakeAnswer {

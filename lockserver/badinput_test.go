@@ -10,33 +10,33 @@ import (
 	"github.com/latchd/latch/internal/wire"
 )
 
-// rawFrame builds a frame by hand: length, version, type, body.
+// rawFrame builds a frame by hand: length, version, type, call id 100, body.
 func rawFrame(version uint8, t wire.Type, body []byte) []byte {
-	b := make([]byte, 7, 7+len(body))
-	binary.BigEndian.PutUint32(b, uint32(3+len(body)))
-	b[4] = version
-	binary.BigEndian.PutUint16(b[5:], uint16(t))
-	return append(b, body...)
+	return wire.AppendRawFrame(nil, version, t, 100, body)
 }
 
-// streamCall writes raw bytes on a new stream and reads one reply frame.
-func streamCall(t *testing.T, rc *rawConn, raw []byte) (wire.Message, error) {
+// closedAfter writes raw bytes on rc's call stream and checks that the
+// server closes the connection (reads end without a reply).
+func closedAfter(t *testing.T, rc *rawConn, raw []byte) {
 	t.Helper()
-	st, err := rc.mux.OpenStream()
-	if err != nil {
-		return nil, err
+	// The server may stop reading mid-frame: write in the background
+	// (the write ends when the connection does).
+	go rc.st.Write(raw)
+	rc.st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if id, m, err := rc.dec.DecodeCall(); err == nil {
+		t.Fatalf("answered on call %d with %+v; want the connection closed", id, m)
 	}
-	defer st.Close()
-	st.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := st.Write(raw); err != nil {
-		return nil, err
+	select {
+	case <-rc.mux.CloseChan():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection was not closed")
 	}
-	return wire.NewDecoder(st, 4<<20).Decode()
 }
 
 // TestBadInput feeds a live cell garbage and checks that each bad input
-// gets its error or closes only its own connection, while a bystander
-// client carries on throughout.
+// closes its own connection (or, for a well-framed request of an unknown
+// type, gets an error on its call id), while a bystander client carries on
+// throughout (docs/protocol.md, Framing).
 func TestBadInput(t *testing.T) {
 	c := testCell(t, func(cfg *Config) { cfg.MaxFrame = 300 << 10 })
 	by := newClient(t, c)
@@ -65,106 +65,69 @@ func TestBadInput(t *testing.T) {
 	})
 
 	// A frame's limit is checked on its 4-byte prefix, before the body is
-	// read: the call gets TooLarge on its own stream and, since every call
-	// has a stream of its own, the connection carries on (docs/protocol.md).
-	t.Run("oversized frame", func(t *testing.T) {
-		rc := dialRaw(t, leader)
-		hdr := make([]byte, 4)
-		binary.BigEndian.PutUint32(hdr, 10<<20)
-		m, err := streamCall(t, rc, hdr)
-		if e, ok := m.(*wire.Error); err != nil || !ok || e.Code != wire.TooLarge {
-			t.Fatalf("oversized frame answered %+v, %v; want TooLarge", m, err)
-		}
-		if _, err := rc.call(&wire.Status{}); err != nil {
-			t.Fatalf("the connection did not carry on: %v", err)
-		}
-		bystanderOK("an oversized frame")
-	})
-
-	t.Run("oversized content frame", func(t *testing.T) {
-		// The server answers after the prefix and never reads the body,
-		// so the writer may block on flow control: write in the background.
-		rc := dialRaw(t, leader)
-		frame, err := wire.Marshal(&wire.Put{Header: wire.Header{Session: by.sid, Request: 9000}, Path: "/big", Content: make([]byte, 400<<10)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := rc.mux.OpenStream()
-		if err != nil {
-			t.Fatal(err)
-		}
-		wrote := make(chan struct{})
-		go func() {
-			defer close(wrote)
-			st.Write(frame)
-		}()
-		st.SetReadDeadline(time.Now().Add(10 * time.Second))
-		m, err := wire.NewDecoder(st, 0).Decode()
-		if e, ok := m.(*wire.Error); err != nil || !ok || e.Code != wire.TooLarge {
-			t.Fatalf("a frame over MaxFrame answered %+v, %v; want TooLarge", m, err)
-		}
-		if _, err := rc.call(&wire.Status{}); err != nil {
-			t.Fatalf("the connection did not carry on: %v", err)
-		}
-		rc.close()
-		<-wrote
-		bystanderOK("an oversized content")
-	})
+	// read or allocated; the stream cannot be resynchronized past it, so
+	// the connection is closed.
+	bigPut, err := wire.MarshalCall(100, &wire.Put{Header: wire.Header{Session: by.sid, Request: 9000}, Path: "/big", Content: make([]byte, 400<<10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := rawFrame(wire.Version, wire.TypeGet, []byte{0x81, 0xa4, 'p', 'a', 't', 'h', 0xa2, '/', 'x'})
+	closing := []struct {
+		name string
+		raw  []byte
+	}{
+		{"oversized frame", binary.BigEndian.AppendUint32(nil, 10<<20)},
+		{"oversized content frame", bigPut},
+		{"garbage on the call stream", []byte("\x00\xff\xfe garbage garbage garbage")},
+		{"malformed msgpack", rawFrame(wire.Version, wire.TypeGet, []byte{0xc1, 0x00})},
+		{"wrong body shape", rawFrame(wire.Version, wire.TypeGet, []byte{0x93, 0x01, 0x02, 0x03})},
+		{"unknown version", rawFrame(9, wire.TypeGet, []byte{0x80})},
+		{"version 1", rawFrame(1, wire.TypeGet, []byte{0x80})},
+		{"trailing bytes", rawFrame(wire.Version, wire.TypeStatus, []byte{0x80, 0x80})},
+		{"extension type", rawFrame(wire.Version, wire.TypeGet, []byte{0xd4, 0x01, 0x02})},
+	}
+	for _, tc := range closing {
+		t.Run(tc.name, func(t *testing.T) {
+			closedAfter(t, dialRaw(t, leader), tc.raw)
+			bystanderOK(tc.name)
+		})
+	}
 
 	t.Run("truncated frame", func(t *testing.T) {
 		rc := dialRaw(t, leader)
-		st, err := rc.mux.OpenStream()
-		if err != nil {
-			t.Fatal(err)
-		}
-		full := rawFrame(1, wire.TypeGet, []byte{0x81, 0xa4, 'p', 'a', 't', 'h', 0xa2, '/', 'x'})
-		st.Write(full[:len(full)-3])
-		st.Close()
-		st.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if m, err := wire.NewDecoder(st, 0).Decode(); err != io.EOF {
-			t.Fatalf("truncated request answered %v, %v; want the stream closed", m, err)
-		}
-		if _, err := rc.call(&wire.Status{}); err != nil {
-			t.Fatalf("the connection did not carry on: %v", err)
+		rc.st.Write(full[:len(full)-3])
+		rc.st.Close() // the stream ends inside the frame
+		rc.st.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, m, err := rc.dec.DecodeCall(); err == nil {
+			t.Fatalf("truncated request answered %v; want the connection closed", m)
 		}
 		bystanderOK("a truncated frame")
 	})
 
-	// These get an error reply and the connection carries on.
-	rc := dialRaw(t, leader)
-	cases := []struct {
-		name string
-		raw  []byte
-	}{
-		{"malformed msgpack", rawFrame(1, wire.TypeGet, []byte{0xc1, 0x00})},
-		{"wrong body shape", rawFrame(1, wire.TypeGet, []byte{0x93, 0x01, 0x02, 0x03})},
-		{"unknown type", rawFrame(1, 999, []byte{0x80})},
-		{"unknown version", rawFrame(9, wire.TypeGet, []byte{0x80})},
-		{"trailing bytes", rawFrame(1, wire.TypeStatus, []byte{0x80, 0x80})},
-		{"extension type", rawFrame(1, wire.TypeGet, []byte{0xd4, 0x01, 0x02})},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			m, err := streamCall(t, rc, tc.raw)
-			if err != nil {
-				t.Fatalf("no reply: %v", err)
-			}
-			if e, ok := m.(*wire.Error); !ok || e.Code != wire.BadRequest {
-				t.Fatalf("reply %+v; want BadRequest", m)
-			}
-			if _, err := rc.call(&wire.Status{}); err != nil {
-				t.Fatalf("the connection did not carry on: %v", err)
-			}
-		})
-	}
+	// A well-framed request of an unknown type is answered on its call id
+	// and the connection carries on.
+	t.Run("unknown type", func(t *testing.T) {
+		rc := dialRaw(t, leader)
+		if _, err := rc.st.Write(rawFrame(wire.Version, 999, []byte{0x80})); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rc.recv(100, 10*time.Second); codeOf(err) != wire.BadRequest {
+			t.Fatalf("unknown type answered %v; want BadRequest", err)
+		}
+		if _, err := rc.call(&wire.Status{}); err != nil {
+			t.Fatalf("the connection did not carry on: %v", err)
+		}
+	})
 
 	t.Run("request before Hello", func(t *testing.T) {
 		nc, err := net.Dial("tcp", leader)
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw := &rawConn{nc: nc}
-		raw.mux, _ = newYamuxClient(nc)
+		raw, err := newRawConn(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer raw.close()
 		if _, err := raw.call(&wire.Status{}); codeOf(err) != wire.BadRequest {
 			t.Fatalf("Status before Hello = %v; want BadRequest", err)

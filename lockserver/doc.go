@@ -5,13 +5,15 @@
 //
 // # Request flow
 //
-//  1. A client connects over TCP, runs yamux on top, and makes every call on
-//     a stream of its own: one request frame, one reply frame. The first
-//     call is Hello.
+//  1. A client connects over TCP, runs yamux on top, and opens one call
+//     stream that carries every call: a request frame and its reply frame
+//     share a call id, and calls are answered in any order. The first call
+//     is Hello.
 //  2. The server validates the request (paths, sizes, mode, known session)
 //     before anything is proposed; a bad request gets a typed error code and
-//     the connection carries on. A frame over the limit or cut short closes
-//     that connection only.
+//     the connection carries on. A frame that cannot be decoded (over the
+//     limit, cut short, malformed, of another version) closes that
+//     connection only.
 //  3. Writes and linearizable reads need the leader. Any other replica
 //     answers NotLeader with the leader's client address (or Unavailable if
 //     it knows of none); the client retries there with the same request id.

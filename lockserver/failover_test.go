@@ -166,17 +166,12 @@ func TestRetryAppliedOnce(t *testing.T) {
 	sid := cl.open(10 * time.Second)
 	leader := c.Endpoints()[c.Leader()]
 
-	// Send a Put and drop its response: close the stream unread.
+	// Send a Put and drop its response: never read it.
 	first := &wire.Put{Header: wire.Header{Session: sid, Request: 1000}, Path: "/r", Content: []byte("first")}
 	rc := dialRaw(t, leader)
-	st, err := rc.mux.OpenStream()
-	if err != nil {
+	if _, err := rc.send(first); err != nil {
 		t.Fatal(err)
 	}
-	if err := wire.NewEncoder(st, 0).Encode(first); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
 	waitFor(t, 10*time.Second, "the dropped Put to apply", func() bool {
 		_, err := cl.do(&wire.StatPath{Path: "/r"})
 		return err == nil

@@ -63,11 +63,17 @@ func testCell(t testing.TB, tune ...func(*Config)) *Cell {
 	return c
 }
 
-// rawConn is a raw wire connection to one replica: TCP, yamux, a stream per
-// call.
+// rawConn is a raw wire connection to one replica: TCP, yamux, and the one
+// call stream of protocol version 2, on which the test writes request
+// frames and reads replies by hand, one call at a time. A failure of the
+// stream closes the connection (the next dial replaces it).
 type rawConn struct {
-	nc  net.Conn
-	mux *yamux.Session
+	nc   net.Conn
+	mux  *yamux.Session
+	st   *yamux.Stream
+	enc  *wire.Encoder
+	dec  *wire.Decoder
+	next uint32 // the last call id used
 }
 
 func dialRaw(t testing.TB, addr string) *rawConn {
@@ -85,13 +91,11 @@ func tryDial(addr string) (*rawConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	mux, err := newYamuxClient(nc)
+	rc, err := newRawConn(nc)
 	if err != nil {
-		nc.Close()
 		return nil, err
 	}
-	rc := &rawConn{nc: nc, mux: mux}
-	m, err := rc.call(&wire.Hello{MinVersion: 1, MaxVersion: 1, Client: "test"})
+	m, err := rc.call(&wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.Version, Client: "test"})
 	if err != nil {
 		rc.close()
 		return nil, err
@@ -103,35 +107,66 @@ func tryDial(addr string) (*rawConn, error) {
 	return rc, nil
 }
 
-func newYamuxClient(nc net.Conn) (*yamux.Session, error) {
+// newRawConn starts yamux on nc and opens the call stream, without Hello.
+func newRawConn(nc net.Conn) (*rawConn, error) {
 	yc := yamux.DefaultConfig()
 	yc.LogOutput = io.Discard
 	yc.MaxStreamWindowSize = 2 << 20
-	return yamux.Client(nc, yc)
+	mux, err := yamux.Client(nc, yc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	st, err := mux.OpenStream()
+	if err != nil {
+		mux.Close()
+		return nil, err
+	}
+	return &rawConn{nc: nc, mux: mux, st: st, enc: wire.NewEncoder(st, 4<<20), dec: wire.NewDecoder(st, 4<<20)}, nil
 }
 
 func (rc *rawConn) close() { rc.mux.Close() }
 
+// send writes req as a new call and returns its call id, without waiting
+// for the reply.
+func (rc *rawConn) send(req wire.Message) (uint32, error) {
+	rc.next++
+	rc.st.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if err := rc.enc.EncodeCall(rc.next, req); err != nil {
+		rc.close()
+		return 0, err
+	}
+	return rc.next, nil
+}
+
+// recv reads replies until the one to call id, dropping replies to calls
+// sent without waiting; a *wire.Error reply is returned as the error.
+func (rc *rawConn) recv(id uint32, timeout time.Duration) (wire.Message, error) {
+	rc.st.SetReadDeadline(time.Now().Add(timeout))
+	for {
+		got, m, err := rc.dec.DecodeCall()
+		if err != nil {
+			rc.close()
+			return nil, err
+		}
+		if got != id {
+			continue
+		}
+		if e, ok := m.(*wire.Error); ok {
+			return nil, e
+		}
+		return m, nil
+	}
+}
+
 // call makes one call and returns the reply; a *wire.Error reply is
 // returned as the error.
 func (rc *rawConn) call(req wire.Message) (wire.Message, error) {
-	st, err := rc.mux.OpenStream()
+	id, err := rc.send(req)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	st.SetDeadline(time.Now().Add(30 * time.Second))
-	if err := wire.NewEncoder(st, 4<<20).Encode(req); err != nil {
-		return nil, err
-	}
-	m, err := wire.NewDecoder(st, 4<<20).Decode()
-	if err != nil {
-		return nil, err
-	}
-	if e, ok := m.(*wire.Error); ok {
-		return nil, e
-	}
-	return m, nil
+	return rc.recv(id, 30*time.Second)
 }
 
 // codeOf returns the wire code of err.

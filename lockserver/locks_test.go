@@ -177,38 +177,25 @@ func TestCancelWait(t *testing.T) {
 	canceler.must(&wire.Cancel{Target: 500})
 	canceler.must(&wire.Cancel{Target: 12345})
 
-	// The protocol's client half-closes its stream after the request: the
-	// wait goes on, and the grant arrives on that stream.
+	// A raw client that sends a waiting Acquire and reads nothing: the
+	// wait goes on, and the grant arrives on its call id.
 	leader := c.Endpoints()[c.Leader()]
 	rc := dialRaw(t, leader)
-	st, err := rc.mux.OpenStream()
+	id, err := rc.send(&wire.Acquire{Header: wire.Header{Session: w.sid, Request: 501}, Path: "/c", Mode: wire.Exclusive, Wait: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	if err := wire.NewEncoder(st, 0).Encode(&wire.Acquire{Header: wire.Header{Session: w.sid, Request: 501}, Path: "/c", Mode: wire.Exclusive, Wait: true}); err != nil {
-		t.Fatal(err)
-	}
-	st.Close() // half-close: the request is complete
 	waitFor(t, 10*time.Second, "the waiter to queue", func() bool {
-		if lockInfo(t, h, "/c").Waiters == 1 {
-			return true
-		}
-		st.SetReadDeadline(time.Now().Add(time.Millisecond))
-		if m, err := wire.NewDecoder(st, 0).Decode(); err == nil {
-			t.Fatalf("the waiting Acquire was answered %+v", m)
-		}
-		return false
+		return lockInfo(t, h, "/c").Waiters == 1
 	})
 	time.Sleep(50 * time.Millisecond)
 	if li := lockInfo(t, h, "/c"); li.Waiters != 1 {
-		t.Fatalf("a half-closed waiting Acquire was withdrawn: %+v", li)
+		t.Fatalf("a waiting Acquire was withdrawn: %+v", li)
 	}
 	h.must(&wire.Release{Path: "/c", LockGen: hs.LockGen})
-	st.SetReadDeadline(time.Now().Add(10 * time.Second))
-	m, err := wire.NewDecoder(st, 0).Decode()
+	m, err := rc.recv(id, 10*time.Second)
 	if err != nil {
-		t.Fatalf("no grant on the half-closed stream: %v", err)
+		t.Fatalf("no grant for the waiting Acquire: %v", err)
 	}
 	if ar, ok := m.(*wire.AcquireReply); !ok || ar.Sequencer.LockGen != hs.LockGen+1 {
 		t.Fatalf("half-closed Acquire answered %+v; want the next grant", m)

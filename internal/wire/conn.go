@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -18,13 +19,19 @@ type ConnConfig struct {
 	// MaxFrame limits the frames this side reads and writes
 	// (DefaultMaxFrame if 0).
 	MaxFrame int
-	// MaxStreams bounds the calls a server serves at once on one
-	// connection (1024 if 0); further streams wait to be accepted.
+	// MaxStreams bounds the calls a server runs at once on one connection
+	// (1024 if 0). The name is from protocol version 1, which had a yamux
+	// stream per call; it now counts calls on the one call stream. Beyond
+	// it the server stops reading the connection until a call returns, so
+	// further requests wait (on the client, in yamux's flow control) rather
+	// than fail.
 	MaxStreams int
-	// RequestTimeout bounds how long a server waits for the request frame
-	// of a new stream (10 s if 0).
+	// RequestTimeout bounds how long a server waits for the client to open
+	// its call stream after the session starts (10 s if 0).
 	RequestTimeout time.Duration
-	// WriteTimeout bounds writing one frame (10 s if 0).
+	// WriteTimeout bounds one write of the queued frames to the call
+	// stream, and yamux's writes to the connection (10 s if 0): a peer that
+	// stops reading for that long is cut off.
 	WriteTimeout time.Duration
 	// PingInterval is the yamux keep-alive interval that detects a dead
 	// connection (15 s if 0).
@@ -62,9 +69,16 @@ func (c ConnConfig) withDefaults() (ConnConfig, error) {
 	return c, nil
 }
 
+// yamux returns the session configuration. A connection has one stream, so
+// the accept backlog is 1 (a second stream is never accepted: it waits in
+// the backlog, within yamux's initial 256 KiB window, until the connection
+// ends; any more are reset by yamux). The stream window is raised so that a
+// frame of MaxFrame bytes fits in flight twice over; its buffer holds only
+// bytes not yet read, so an idle connection costs nothing for it.
 func (c ConnConfig) yamux() *yamux.Config {
 	y := yamux.DefaultConfig()
-	y.AcceptBacklog = c.MaxStreams
+	y.AcceptBacklog = 1
+	y.MaxStreamWindowSize = uint32(max(2*(c.MaxFrame+FrameOverhead), int(y.MaxStreamWindowSize)))
 	y.KeepAliveInterval = c.PingInterval
 	y.ConnectionWriteTimeout = c.WriteTimeout
 	y.LogOutput = nil
@@ -72,47 +86,47 @@ func (c ConnConfig) yamux() *yamux.Config {
 	return y
 }
 
-// pools of codecs, so a call costs no codec allocation.
-var (
-	encoders = sync.Pool{New: func() any { return NewEncoder(nil, DefaultMaxFrame) }}
-	decoders = sync.Pool{New: func() any { return NewDecoder(nil, DefaultMaxFrame) }}
-)
+// readBufSize is the read buffer of a call stream: a burst of small frames
+// costs one stream Read instead of two per frame.
+const readBufSize = 4 << 10
 
-// maxPooledBuf is the largest decode buffer kept in the pool.
-const maxPooledBuf = 64 << 10
-
-func writeMsg(w io.Writer, m Message, maxFrame int) error {
-	e := encoders.Get().(*Encoder)
-	e.Reset(w)
-	e.maxFrame = maxFrame
-	err := e.Encode(m)
-	e.Reset(nil)
-	if e.buf.Cap() <= maxPooledBuf {
-		encoders.Put(e)
-	}
-	return err
-}
-
-func readMsg(r io.Reader, maxFrame int) (Message, error) {
-	d := decoders.Get().(*Decoder)
-	d.Reset(r)
-	d.maxFrame = maxFrame
-	m, err := d.Decode()
-	d.Reset(nil)
-	if cap(d.buf) <= maxPooledBuf {
-		decoders.Put(d)
-	}
-	return m, err
-}
+// ErrConnClosed is returned by calls on a connection that has ended, and by
+// the calls that were in flight when it did.
+var ErrConnClosed = errors.New("wire: connection closed")
 
 // Conn is the client side of a connection: one yamux session over one TCP
-// connection, one stream per call. It is safe for concurrent use; calls do
-// not wait for each other.
+// connection, and on it one stream, the call stream, that carries every
+// call. Each request frame carries a call id that its reply repeats, so
+// calls do not wait for each other and replies come back in any order.
+// Frames of concurrent calls are written together (one stream Write), and
+// one goroutine reads the replies and hands each to its caller. Conn is safe
+// for concurrent use.
 type Conn struct {
 	sess    *yamux.Session
+	st      *yamux.Stream
 	cfg     ConnConfig
+	w       *frameWriter
 	welcome *Welcome
+	readEnd chan struct{} // closed when readLoop has returned
+
+	mu    sync.Mutex
+	calls map[uint32]*pending // calls waiting for a reply, by call id
+	next  uint32              // the last call id given out
+	err   error               // why the connection ended; nil while it runs
 }
+
+// pending is one call waiting for its reply; readLoop or fail sends it
+// exactly one result. Entries are pooled.
+type pending struct {
+	ch chan result // 1-buffered, so a delivery never blocks
+}
+
+type result struct {
+	m   Message
+	err error
+}
+
+var pendingPool = sync.Pool{New: func() any { return &pending{ch: make(chan result, 1)} }}
 
 // Dial connects to addr and performs the handshake (see NewConn).
 func Dial(ctx context.Context, addr string, cfg ConnConfig, hello Hello) (*Conn, error) {
@@ -124,11 +138,13 @@ func Dial(ctx context.Context, addr string, cfg ConnConfig, hello Hello) (*Conn,
 	return NewConn(ctx, nc, cfg, hello)
 }
 
-// NewConn starts the client side on an established connection nc and sends
-// hello (its version range defaults to what this package speaks). It returns
-// once the server's Welcome arrives; the server's *Error (for example no
-// common version) is returned as the error. On error nc is closed. Writes to
-// nc are coalesced: yamux frames queued together go out in one write.
+// NewConn starts the client side on an established connection nc: it opens
+// the call stream and sends hello (its version range defaults to what this
+// package speaks). It returns once the server's Welcome arrives; the
+// server's *Error (for example no common version) is returned as the error.
+// From then on requests are limited to the smaller of cfg.MaxFrame and the
+// server's Limits.MaxFrame. On error nc is closed. Writes to nc are
+// coalesced: yamux frames queued together go out in one write.
 func NewConn(ctx context.Context, nc net.Conn, cfg ConnConfig, hello Hello) (*Conn, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -141,7 +157,14 @@ func NewConn(ctx context.Context, nc net.Conn, cfg ConnConfig, hello Hello) (*Co
 		nc.Close()
 		return nil, fmt.Errorf("wire: start session: %w", err)
 	}
-	c := &Conn{sess: sess, cfg: cfg}
+	st, err := sess.OpenStream()
+	if err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("wire: open call stream: %w", err)
+	}
+	c := &Conn{sess: sess, st: st, cfg: cfg, calls: make(map[uint32]*pending), readEnd: make(chan struct{})}
+	c.w = newFrameWriter(st, cfg.MaxFrame, cfg.WriteTimeout, func() { sess.Close() })
+	go c.readLoop()
 	if hello.MinVersion == 0 && hello.MaxVersion == 0 {
 		hello.MinVersion, hello.MaxVersion = MinVersion, Version
 	}
@@ -155,8 +178,11 @@ func NewConn(ctx context.Context, nc net.Conn, cfg ConnConfig, hello Hello) (*Co
 		}
 	}
 	if err != nil {
-		sess.Close() // closes nc
+		c.Close() // closes nc
 		return nil, err
+	}
+	if n := int(c.welcome.Limits.MaxFrame); n > 0 && n < cfg.MaxFrame {
+		c.w.setMaxFrame(max(n, MinFrame))
 	}
 	return c, nil
 }
@@ -167,49 +193,141 @@ func (c *Conn) Welcome() *Welcome { return c.welcome }
 // Done is closed when the connection has ended.
 func (c *Conn) Done() <-chan struct{} { return c.sess.CloseChan() }
 
-// Close ends the connection; calls in flight fail.
-func (c *Conn) Close() error { return c.sess.Close() }
+// Close ends the connection; calls in flight fail with ErrConnClosed. It
+// returns once the connection's goroutines have.
+func (c *Conn) Close() error {
+	err := c.sess.Close()
+	<-c.readEnd
+	return err
+}
 
-// Call sends req on a new stream and returns the reply. A reply of type
-// *Error is returned as the error (use errors.As). If ctx ends first, the
-// stream is abandoned and ctx's error returned; the server learns nothing
-// of it (a waiting Acquire must be withdrawn with a Cancel call).
+// Call sends req and returns the reply. A reply of type *Error is returned
+// as the error (use errors.As). A request over the frame limit is refused
+// before anything is sent (an error matching ErrFrameTooLarge). If ctx ends
+// first, ctx's error is returned and the server is told with a CancelCall
+// frame, which cancels the context of the call's handler; a waiting Acquire
+// must still be withdrawn from the lock queue with a Cancel request.
 func (c *Conn) Call(ctx context.Context, req Message) (Message, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	st, err := c.sess.OpenStream()
+	p := pendingPool.Get().(*pending)
+	id, err := c.register(p)
 	if err != nil {
-		return nil, fmt.Errorf("wire: open stream: %w", err)
+		pendingPool.Put(p)
+		return nil, err
 	}
-	defer st.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		st.SetDeadline(dl)
+	if err := c.w.send(id, req); err != nil {
+		c.forget(id, p)
+		if errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrMalformed) || errors.Is(err, ErrUnknownType) {
+			return nil, err
+		}
+		return nil, c.endErr(err)
 	}
-	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-
-	st.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
-	if err := writeMsg(st, req, c.cfg.MaxFrame); err != nil {
-		return nil, c.callErr(ctx, "write", err)
+	select {
+	case r := <-p.ch:
+		pendingPool.Put(p)
+		if r.err != nil {
+			return nil, r.err
+		}
+		if e, ok := r.m.(*Error); ok {
+			return nil, e
+		}
+		return r.m, nil
+	case <-ctx.Done():
+		if c.forget(id, p) {
+			c.w.send(id, &CancelCall{}) // best effort: the connection may be ending
+		}
+		return nil, ctx.Err()
 	}
-	st.SetWriteDeadline(time.Time{})
-	st.Close() // half-close: the request is complete
-	reply, err := readMsg(st, c.cfg.MaxFrame)
-	if err != nil {
-		return nil, c.callErr(ctx, "read", err)
-	}
-	if e, ok := reply.(*Error); ok {
-		return nil, e
-	}
-	return reply, nil
 }
 
-func (c *Conn) callErr(ctx context.Context, op string, err error) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
+// register gives p the next free call id.
+func (c *Conn) register(p *pending) (uint32, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
 	}
-	return fmt.Errorf("wire: %s: %w", op, err)
+	id := c.next + 1
+	for id == 0 || c.calls[id] != nil { // after wrapping around
+		id++
+	}
+	c.next = id
+	c.calls[id] = p
+	return id, nil
+}
+
+// forget drops the call id from the pending calls and returns p to the
+// pool. It reports whether the call was still waiting (false if its result
+// was already on its way, which it then drains).
+func (c *Conn) forget(id uint32, p *pending) bool {
+	c.mu.Lock()
+	waiting := c.calls[id] == p
+	if waiting {
+		delete(c.calls, id)
+	}
+	c.mu.Unlock()
+	if !waiting {
+		<-p.ch
+	}
+	pendingPool.Put(p)
+	return waiting
+}
+
+// endErr returns the error of an ended connection, or err if it has not
+// ended (yet).
+func (c *Conn) endErr(err error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	return fmt.Errorf("%w: %v", ErrConnClosed, err)
+}
+
+// readLoop reads reply frames and hands each to its call until the
+// connection ends; then it fails the calls still waiting. A reply to a call
+// that was given up is dropped. It never blocks on a caller.
+func (c *Conn) readLoop() {
+	defer close(c.readEnd)
+	d := NewDecoder(bufio.NewReaderSize(c.st, readBufSize), c.cfg.MaxFrame)
+	var err error
+	for {
+		id, m, derr := d.DecodeCall()
+		if derr != nil && !errors.Is(derr, ErrUnknownType) {
+			err = derr
+			break
+		}
+		c.mu.Lock()
+		p := c.calls[id]
+		delete(c.calls, id)
+		c.mu.Unlock()
+		if p != nil {
+			p.ch <- result{m: m, err: derr} // an unknown type fails only its call
+		}
+	}
+	c.fail(err)
+}
+
+// fail ends the connection after readLoop's error err.
+func (c *Conn) fail(err error) {
+	c.sess.Close()
+	c.w.close()
+	if err == io.EOF || errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, yamux.ErrStreamClosed) || errors.Is(err, yamux.ErrConnectionReset) {
+		err = ErrConnClosed
+	} else {
+		c.cfg.Logger.Debug("wire: connection failed", "err", err)
+		err = fmt.Errorf("%w: %v", ErrConnClosed, err)
+	}
+	c.mu.Lock()
+	c.err = err
+	calls := c.calls
+	c.calls = nil
+	c.mu.Unlock()
+	for _, p := range calls {
+		p.ch <- result{err: err}
+	}
 }
 
 // Do sends req and returns the reply as type R. A reply of another type is
@@ -225,170 +343,4 @@ func Do[R Message](ctx context.Context, c *Conn, req Message) (R, error) {
 		return zero, fmt.Errorf("%w: reply to %v is %v", ErrMalformed, req.Type(), reply.Type())
 	}
 	return r, nil
-}
-
-// Handler serves the requests of one connection. ServeWire is called on its
-// own goroutine for each request and must return a reply message or an
-// *Error; a nil reply is answered with an Internal error. ctx is canceled
-// when the connection ends or Serve's context is done. For Hello, the
-// handler fills in the Welcome (server id, leader, limits); Serve sets the
-// version.
-type Handler interface {
-	ServeWire(ctx context.Context, req Message) Message
-}
-
-// HandlerFunc adapts a function to Handler.
-type HandlerFunc func(ctx context.Context, req Message) Message
-
-// ServeWire calls f.
-func (f HandlerFunc) ServeWire(ctx context.Context, req Message) Message { return f(ctx, req) }
-
-// Serve runs the server side of the client connection nc until the client
-// goes away or ctx is done, then closes nc and returns once every call has
-// returned. Each stream carries one call: Serve reads the request (within
-// RequestTimeout), calls h, writes the reply and closes the stream. A
-// malformed or oversized request gets an *Error reply on its own stream and
-// does not end the connection. The first call must be a Hello; others are
-// refused until it succeeds. Writes to nc are coalesced as in [NewConn].
-func Serve(ctx context.Context, nc net.Conn, cfg ConnConfig, h Handler) error {
-	cfg, err := cfg.withDefaults()
-	if err != nil {
-		nc.Close()
-		return err
-	}
-	nc = newBatchConn(nc, cfg.WriteTimeout)
-	sess, err := yamux.Server(nc, cfg.yamux())
-	if err != nil {
-		nc.Close()
-		return fmt.Errorf("wire: start session: %w", err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { sess.Close() })
-	defer stop()
-
-	s := &server{cfg: cfg, h: h, sem: make(chan struct{}, cfg.MaxStreams)}
-	var wg sync.WaitGroup
-	defer func() {
-		sess.Close() // closes nc
-		cancel()     // ends the calls in flight
-		wg.Wait()
-	}()
-	for {
-		select {
-		case s.sem <- struct{}{}:
-		case <-ctx.Done():
-			return nil
-		}
-		st, err := sess.AcceptStreamWithContext(ctx)
-		if err != nil {
-			<-s.sem
-			if ctx.Err() != nil || errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, io.EOF) {
-				return nil
-			}
-			return fmt.Errorf("wire: accept: %w", err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-s.sem }()
-			s.serveStream(ctx, st)
-		}()
-	}
-}
-
-type server struct {
-	cfg ConnConfig
-	h   Handler
-	sem chan struct{}
-
-	mu      sync.Mutex
-	greeted bool
-}
-
-func (s *server) serveStream(ctx context.Context, st *yamux.Stream) {
-	defer st.Close()
-	st.SetReadDeadline(time.Now().Add(s.cfg.RequestTimeout))
-	req, err := readMsg(st, s.cfg.MaxFrame)
-	st.SetReadDeadline(time.Time{})
-	var reply Message
-	switch {
-	case err != nil:
-		reply = decodeErrorReply(err)
-		if reply == nil {
-			return // the stream broke: nobody to answer
-		}
-		s.cfg.Logger.Debug("wire: bad request", "err", err)
-	default:
-		reply = s.dispatch(ctx, req)
-	}
-	st.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-	if err := writeMsg(st, reply, s.cfg.MaxFrame); err != nil {
-		if errors.Is(err, ErrFrameTooLarge) {
-			err = writeMsg(st, Errorf(TooLarge, "reply %v is over the frame limit", reply.Type()), s.cfg.MaxFrame)
-		}
-		if err != nil {
-			s.cfg.Logger.Debug("wire: write reply", "err", err)
-		}
-	}
-}
-
-// decodeErrorReply maps a request decoding failure to the reply, or nil if
-// the stream itself failed.
-func decodeErrorReply(err error) Message {
-	switch {
-	case errors.Is(err, ErrFrameTooLarge):
-		return &Error{Code: TooLarge, Message: err.Error()}
-	case errors.Is(err, ErrVersion), errors.Is(err, ErrUnknownType), errors.Is(err, ErrMalformed):
-		return &Error{Code: BadRequest, Message: err.Error()}
-	}
-	return nil
-}
-
-func (s *server) dispatch(ctx context.Context, req Message) Message {
-	if hello, ok := req.(*Hello); ok {
-		return s.hello(ctx, hello)
-	}
-	s.mu.Lock()
-	greeted := s.greeted
-	s.mu.Unlock()
-	if !greeted {
-		return Errorf(BadRequest, "%v before Hello", req.Type())
-	}
-	if _, ok := req.(Request); !ok {
-		return Errorf(BadRequest, "%v is not a request", req.Type())
-	}
-	return s.call(ctx, req)
-}
-
-func (s *server) hello(ctx context.Context, h *Hello) Message {
-	if h.MinVersion > h.MaxVersion || h.MaxVersion < MinVersion || h.MinVersion > Version {
-		return Errorf(BadRequest, "no common protocol version: client speaks %d..%d, server %d..%d",
-			h.MinVersion, h.MaxVersion, MinVersion, Version)
-	}
-	reply := s.call(ctx, h)
-	w, ok := reply.(*Welcome)
-	if !ok {
-		return reply
-	}
-	w.Version = min(h.MaxVersion, Version)
-	s.mu.Lock()
-	s.greeted = true
-	s.mu.Unlock()
-	return w
-}
-
-// call runs the handler, turning a nil reply or a panic into Internal.
-func (s *server) call(ctx context.Context, req Message) (reply Message) {
-	defer func() {
-		if p := recover(); p != nil {
-			s.cfg.Logger.Error("wire: handler panicked", "request", req.Type(), "panic", p)
-			reply = Errorf(Internal, "handler failed on %v", req.Type())
-		}
-	}()
-	reply = s.h.ServeWire(ctx, req)
-	if reply == nil || isNilPointer(reply) {
-		return Errorf(Internal, "no reply to %v", req.Type())
-	}
-	return reply
 }

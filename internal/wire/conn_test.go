@@ -1,12 +1,14 @@
 package wire
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hashicorp/yamux"
@@ -18,14 +20,34 @@ func TestMain(m *testing.M) {
 }
 
 // testServer serves a tiny fake lockserver on 127.0.0.1: Get echoes the
-// path, KeepAlive blocks until release is closed or the connection ends.
+// path, KeepAlive blocks until release is closed or its context ends, Get
+// of "/gate" blocks until the test sends on its gate (by request id).
 type testServer struct {
-	ln      net.Listener
-	release chan struct{}
-	held    chan struct{} // one send per KeepAlive that starts waiting
-	wg      sync.WaitGroup
-	cancel  context.CancelFunc
-	cfg     ConnConfig
+	ln       net.Listener
+	release  chan struct{}
+	held     chan struct{} // one send per KeepAlive that starts waiting
+	ended    chan error    // a KeepAlive's context error, when it ends that way
+	wg       sync.WaitGroup
+	cancel   context.CancelFunc
+	cfg      ConnConfig
+	inFlight atomic.Int64
+	maxSeen  atomic.Int64 // the most handlers seen running at once
+
+	mu    sync.Mutex
+	gates map[uint64]chan struct{} // by request id
+	gated chan uint64              // one send per gated Get that starts waiting
+}
+
+// gate returns the channel that releases the gated Get with request id.
+func (s *testServer) gate(id uint64) chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := s.gates[id]
+	if ch == nil {
+		ch = make(chan struct{})
+		s.gates[id] = ch
+	}
+	return ch
 }
 
 func startServer(t *testing.T, cfg ConnConfig) *testServer {
@@ -35,18 +57,37 @@ func startServer(t *testing.T, cfg ConnConfig) *testServer {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &testServer{ln: ln, release: make(chan struct{}), held: make(chan struct{}, 100), cancel: cancel, cfg: cfg}
+	s := &testServer{ln: ln, release: make(chan struct{}), held: make(chan struct{}, 100), ended: make(chan error, 100),
+		cancel: cancel, cfg: cfg, gates: make(map[uint64]chan struct{}), gated: make(chan uint64, 1000)}
 	h := HandlerFunc(func(ctx context.Context, req Message) Message {
+		if _, ok := req.(*Hello); !ok {
+			n := s.inFlight.Add(1)
+			defer s.inFlight.Add(-1)
+			for m := s.maxSeen.Load(); n > m && !s.maxSeen.CompareAndSwap(m, n); m = s.maxSeen.Load() {
+			}
+		}
 		switch r := req.(type) {
 		case *Hello:
 			return &Welcome{ServerID: "r1", Leader: ln.Addr().String(), IsLeader: true,
-				Limits: Limits{MaxFrame: DefaultMaxFrame, MaxContent: DefaultMaxContent}}
+				Limits: Limits{MaxFrame: uint32(cmp.Or(cfg.MaxFrame, DefaultMaxFrame)), MaxContent: DefaultMaxContent}}
 		case *Get:
 			if r.Path == "/panic" {
 				panic("boom")
 			}
 			if r.Path == "/nil" {
 				return nil
+			}
+			if r.Path == "/gate" {
+				gate := s.gate(r.Request)
+				s.gated <- r.Request
+				select {
+				case <-gate:
+				case <-ctx.Done():
+					return Errorf(Canceled, "connection ended")
+				}
+			}
+			if r.Path == "/big" {
+				return &GetReply{Content: make([]byte, cmp.Or(s.cfg.MaxFrame, DefaultMaxFrame))}
 			}
 			return &GetReply{Content: []byte(r.Path), Stat: Stat{Instance: r.Request}}
 		case *Put:
@@ -57,6 +98,7 @@ func startServer(t *testing.T, cfg ConnConfig) *testServer {
 			case <-s.release:
 				return &KeepAliveReply{TTL: 12e9}
 			case <-ctx.Done():
+				s.ended <- ctx.Err()
 				return Errorf(Canceled, "connection ended")
 			}
 		}
@@ -176,6 +218,16 @@ func TestCallCanceled(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled Call = %v; want context.Canceled", err)
 	}
+	// The handler's context ends (the client's CancelCall) while the
+	// connection lives on.
+	if err := <-s.ended; !errors.Is(err, context.Canceled) {
+		t.Fatalf("handler's context ended with %v", err)
+	}
+	select {
+	case <-c.Done():
+		t.Fatal("the connection ended")
+	default:
+	}
 	// The connection still works.
 	if _, err := Do[*GetReply](context.Background(), c, &Get{Path: "/a"}); err != nil {
 		t.Fatalf("Get after a canceled call: %v", err)
@@ -203,14 +255,155 @@ func TestServerEndsHeldCallsWhenClientLeaves(t *testing.T) {
 	// cleanup's WaitGroup and goleak).
 }
 
-func TestHandshakeErrors(t *testing.T) {
+func TestRepliesOutOfOrder(t *testing.T) {
 	s := startServer(t, ConnConfig{})
-	_, err := Dial(context.Background(), s.ln.Addr().String(), ConnConfig{}, Hello{MinVersion: 2, MaxVersion: 3})
-	var we *Error
-	if !errors.As(err, &we) || we.Code != BadRequest {
-		t.Errorf("Dial with versions 2..3 = %v; want BadRequest", err)
+	c := dial(t, s)
+	const n = 20
+	results := make([]chan error, n)
+	for i := range n {
+		results[i] = make(chan error, 1)
+		go func() {
+			r, err := Do[*GetReply](context.Background(), c, &Get{Header: Header{Session: 1, Request: uint64(i)}, Path: "/gate"})
+			if err == nil && r.Stat.Instance != uint64(i) {
+				err = fmt.Errorf("reply for request %d went to request %d", r.Stat.Instance, i)
+			}
+			results[i] <- err
+		}()
 	}
-	// A raw client that skips Hello is refused.
+	for range n {
+		<-s.gated // all n calls are in the handler at once
+	}
+	// Release them last first: each reply must reach its own caller.
+	for i := n - 1; i >= 0; i-- {
+		close(s.gate(uint64(i)))
+		if err := <-results[i]; err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+}
+
+func TestManyConcurrentCalls(t *testing.T) {
+	s := startServer(t, ConnConfig{})
+	c := dial(t, s)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				path := fmt.Sprintf("/g%d/%d", g, i)
+				r, err := Do[*GetReply](context.Background(), c, &Get{Path: path})
+				if err != nil || string(r.Content) != path {
+					errs <- fmt.Errorf("Get(%s) = %v, %v", path, r, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestConnDeathFailsPendingCalls(t *testing.T) {
+	s := startServer(t, ConnConfig{})
+	c := dial(t, s)
+	const n = 5
+	done := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := c.Call(context.Background(), &KeepAlive{})
+			done <- err
+		}()
+	}
+	for range n {
+		<-s.held
+	}
+	s.cancel() // every Serve ends: the server side goes away
+	for range n {
+		if err := <-done; err == nil {
+			t.Error("a pending call succeeded on a dead connection")
+		}
+	}
+	<-c.Done()
+	if _, err := c.Call(context.Background(), &Get{Path: "/a"}); !errors.Is(err, ErrConnClosed) {
+		t.Errorf("Call on a dead connection = %v; want ErrConnClosed", err)
+	}
+}
+
+func TestCallsBeyondMaxStreamsWait(t *testing.T) {
+	s := startServer(t, ConnConfig{MaxStreams: 2})
+	c := dial(t, s)
+	held := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := c.Call(context.Background(), &KeepAlive{})
+			held <- err
+		}()
+	}
+	<-s.held
+	<-s.held // both slots are taken
+	const n = 10
+	done := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := Do[*GetReply](context.Background(), c, &Get{Path: fmt.Sprintf("/w%d", i)})
+			done <- err
+		}()
+	}
+	close(s.release)
+	for range 2 {
+		if err := <-held; err != nil {
+			t.Errorf("KeepAlive = %v", err)
+		}
+	}
+	for range n {
+		if err := <-done; err != nil {
+			t.Errorf("a call beyond MaxStreams failed: %v", err)
+		}
+	}
+	if m := s.maxSeen.Load(); m > 2 {
+		t.Errorf("%d handlers ran at once; MaxStreams is 2", m)
+	}
+}
+
+func TestReplyTooLarge(t *testing.T) {
+	s := startServer(t, ConnConfig{MaxFrame: 4096})
+	c := dial(t, s)
+	if _, err := c.Call(context.Background(), &Get{Path: "/big"}); CodeOf(err) != TooLarge {
+		t.Errorf("Get of a reply over the limit = %v; want TooLarge", err)
+	}
+	// Too large for the server: refused by our own encoder first.
+	if _, err := c.Call(context.Background(), &Put{Path: "/a", Content: make([]byte, 8192)}); !errors.Is(err, ErrFrameTooLarge) {
+		t.Errorf("Call(big) = %v; want ErrFrameTooLarge", err)
+	}
+	// A client with a larger limit of its own keeps to the server's.
+	c2, err := Dial(context.Background(), s.ln.Addr().String(), ConnConfig{MaxFrame: 1 << 20}, Hello{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if _, err := c2.Call(context.Background(), &Put{Path: "/a", Content: make([]byte, 8192)}); !errors.Is(err, ErrFrameTooLarge) {
+		t.Errorf("Call(big) past the server's limit = %v; want ErrFrameTooLarge", err)
+	}
+	if _, err := Do[*GetReply](context.Background(), c, &Get{Path: "/ok"}); err != nil {
+		t.Fatalf("Get after refusals: %v", err)
+	}
+}
+
+// rawClient speaks the protocol by hand on a call stream, for input a Conn
+// would never send.
+type rawClient struct {
+	sess *yamux.Session
+	st   *yamux.Stream
+	dec  *Decoder
+}
+
+func dialRaw(t *testing.T, s *testServer) *rawClient {
+	t.Helper()
 	nc, err := net.Dial("tcp", s.ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -219,18 +412,123 @@ func TestHandshakeErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sess.Close()
-	c := &Conn{sess: sess, cfg: ConnConfig{}.mustDefaults(t)}
-	if _, err := c.Call(context.Background(), &Get{Path: "/a"}); CodeOf(err) != BadRequest {
-		t.Errorf("Get before Hello = %v; want BadRequest", err)
+	t.Cleanup(func() { sess.Close() })
+	st, err := sess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return &rawClient{sess: sess, st: st, dec: NewDecoder(st, 0)}
+}
+
+func (r *rawClient) write(t *testing.T, b []byte) {
+	t.Helper()
+	if _, err := r.st.Write(b); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+}
+
+// call sends m as call id and reads the next frame.
+func (r *rawClient) call(t *testing.T, id uint32, m Message) (uint32, Message) {
+	t.Helper()
+	b, err := MarshalCall(id, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.write(t, b)
+	got, reply, err := r.dec.DecodeCall()
+	if err != nil {
+		t.Fatalf("reply to %v: %v", m.Type(), err)
+	}
+	return got, reply
+}
+
+func (r *rawClient) hello(t *testing.T) {
+	t.Helper()
+	if _, m := r.call(t, 1, &Hello{MinVersion: Version, MaxVersion: Version}); m.Type() != TypeWelcome {
+		t.Fatalf("Hello answered %v", m.Type())
+	}
+}
+
+func TestHandshakeErrors(t *testing.T) {
+	s := startServer(t, ConnConfig{})
+	_, err := Dial(context.Background(), s.ln.Addr().String(), ConnConfig{}, Hello{MinVersion: Version + 1, MaxVersion: Version + 2})
+	var we *Error
+	if !errors.As(err, &we) || we.Code != BadRequest {
+		t.Errorf("Dial with versions %d..%d = %v; want BadRequest", Version+1, Version+2, err)
+	}
+	r := dialRaw(t, s)
+	// A call before Hello is refused, on its own call id.
+	if id, m := r.call(t, 7, &Get{Path: "/a"}); id != 7 || CodeOf(m.(*Error)) != BadRequest {
+		t.Errorf("Get before Hello = %d %v; want BadRequest on call 7", id, m)
+	}
+	r.hello(t)
 	// A reply type sent as a request is refused too.
-	if _, err := c.Call(context.Background(), &Hello{MinVersion: 1, MaxVersion: 1}); err != nil {
-		t.Fatalf("Hello: %v", err)
+	if id, m := r.call(t, 8, &Ack{}); id != 8 || CodeOf(m.(*Error)) != BadRequest {
+		t.Errorf("Ack as a request = %d %v; want BadRequest on call 8", id, m)
 	}
-	if _, err := c.Call(context.Background(), &Ack{}); CodeOf(err) != BadRequest {
-		t.Errorf("Ack as a request = %v; want BadRequest", err)
+}
+
+func TestUnknownTypeAnswered(t *testing.T) {
+	s := startServer(t, ConnConfig{})
+	r := dialRaw(t, s)
+	r.hello(t)
+	r.write(t, AppendRawFrame(nil, Version, 999, 5, []byte{0x80}))
+	id, m, err := r.dec.DecodeCall()
+	if e, ok := m.(*Error); err != nil || id != 5 || !ok || e.Code != BadRequest {
+		t.Fatalf("unknown type answered %d %v %v; want BadRequest on call 5", id, m, err)
 	}
+	// The stream is still in step.
+	if id, m := r.call(t, 6, &Get{Path: "/x"}); id != 6 || string(m.(*GetReply).Content) != "/x" {
+		t.Fatalf("Get after an unknown type = %d %v", id, m)
+	}
+}
+
+func TestBadInputClosesOnlyItsConnection(t *testing.T) {
+	s := startServer(t, ConnConfig{MaxFrame: 4096})
+	by := dial(t, s) // a bystander
+	bigFrame, err := MarshalCall(3, &Put{Path: "/a", Content: make([]byte, 8192)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	getBody := []byte{0x81, 0xa4, 'p', 'a', 't', 'h', 0xa2, '/', 'x'}
+	tests := []struct {
+		name  string
+		frame []byte
+	}{
+		{"oversized", bigFrame},
+		{"claims 4 GiB", binary.BigEndian.AppendUint32(nil, 1<<32-1)},
+		{"garbage body", AppendRawFrame(nil, Version, TypeGet, 3, []byte{0xc1})},
+		{"bad version", AppendRawFrame(nil, 7, TypeGet, 3, getBody)},
+		{"version 1", AppendRawFrame(nil, 1, TypeGet, 3, getBody)},
+		{"short frame", []byte{0, 0, 0, 2, Version, 0}},
+		{"http", []byte("GET / HTTP/1.1\r\nHost: latch\r\n\r\n")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := dialRaw(t, s)
+			r.hello(t)
+			go r.st.Write(tt.frame) // may block on flow control once the server stops reading
+			if id, m, err := r.dec.DecodeCall(); err == nil {
+				t.Fatalf("the server answered %d %v; want the connection closed", id, m)
+			}
+			<-r.sess.CloseChan()
+			if _, err := Do[*GetReply](context.Background(), by, &Get{Path: "/by"}); err != nil {
+				t.Fatalf("the bystander's Get: %v", err)
+			}
+		})
+	}
+	// A call id already in flight is bad input too.
+	r := dialRaw(t, s)
+	r.hello(t)
+	for range 2 {
+		b, _ := MarshalCall(9, &KeepAlive{})
+		r.write(t, b)
+	}
+	<-s.held
+	if id, m, err := r.dec.DecodeCall(); err == nil && m.Type() != TypeError {
+		t.Fatalf("a duplicate call id answered %d %v", id, m)
+	}
+	<-r.sess.CloseChan()
 }
 
 func (c ConnConfig) mustDefaults(t *testing.T) ConnConfig {
@@ -240,55 +538,6 @@ func (c ConnConfig) mustDefaults(t *testing.T) ConnConfig {
 		t.Fatal(err)
 	}
 	return c
-}
-
-func TestBadFramesGetErrorReplies(t *testing.T) {
-	s := startServer(t, ConnConfig{MaxFrame: 4096})
-	c := dial(t, s)
-	// Too large for the server: refused by our own encoder first...
-	big := &Put{Path: "/a", Content: make([]byte, 8192)}
-	if _, err := c.Call(context.Background(), big); !errors.Is(err, ErrFrameTooLarge) {
-		t.Errorf("Call(big) = %v; want ErrFrameTooLarge", err)
-	}
-	// ...and by the server when a client with a larger limit sends it.
-	raw := func(frame []byte) (Message, error) {
-		st, err := c.sess.OpenStream()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
-		if _, err := st.Write(frame); err != nil {
-			t.Fatal(err)
-		}
-		st.Close()
-		return ReadFrame(st, 0)
-	}
-	bigFrame, err := Marshal(big)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name  string
-		frame []byte
-		want  Code
-	}{
-		{"oversized", bigFrame, TooLarge},
-		{"garbage", frameOf(Version, TypeGet, []byte{0xc1}), BadRequest},
-		{"unknown type", frameOf(Version, 999, []byte{0x80}), BadRequest},
-		{"bad version", frameOf(7, TypeGet, []byte{0x80}), BadRequest},
-		{"claims 4 GiB", binary.BigEndian.AppendUint32(nil, 1<<32-1), TooLarge},
-	}
-	for _, tt := range tests {
-		m, err := raw(tt.frame)
-		e, ok := m.(*Error)
-		if err != nil || !ok || e.Code != tt.want {
-			t.Errorf("%s: reply = %v, %v; want *Error %v", tt.name, m, err, tt.want)
-		}
-	}
-	// The connection is still usable after all of that.
-	if _, err := Do[*GetReply](context.Background(), c, &Get{Path: "/ok"}); err != nil {
-		t.Fatalf("Get after bad frames: %v", err)
-	}
 }
 
 func TestConnConfigErrors(t *testing.T) {

@@ -4,12 +4,16 @@
 // # Transport and stream model
 //
 // A client holds one TCP connection to a replica with one yamux session on
-// top. Every call uses its own yamux stream, opened by the client: the client
-// writes one request frame, the server writes one reply frame, and both sides
-// close the stream. Many calls are therefore in flight on one connection, and
-// a blocking call (Acquire with Wait, KeepAlive's long poll) never stalls the
-// others: each blocks only its own stream. [Conn] is the client side of this
-// model and [Serve] the server side.
+// top, and on it one stream, the call stream, opened by the client, that
+// carries every call: each frame has a call id, and a reply carries the id
+// of its request. Many calls are therefore in flight on one connection,
+// answered in any order, and a blocking call (Acquire with Wait,
+// KeepAlive's long poll) never stalls the others: the server runs each
+// request on a goroutine of its own, and neither side's reader ever waits
+// on a handler or a caller. Frames of concurrent calls are coalesced into
+// one stream write. A caller that gives up sends a CancelCall frame, which
+// cancels its handler's context. [Conn] is the client side of this model and
+// [Serve] the server side.
 //
 // Events (watch notifications, lock events, the fail-over event) are not
 // pushed on streams of their own: they ride on KeepAlive replies, in order,
@@ -20,19 +24,21 @@
 // # Framing
 //
 // A frame is a 4-byte big-endian length N, then N bytes: a 1-byte protocol
-// version, a 2-byte big-endian message [Type], and the message body in
-// msgpack. The length is checked against the reader's limit before any buffer
-// is allocated; the body is checked for structure (declared lengths that fit
-// in the frame, a bounded number of array elements, no extension types)
-// before it is decoded. See [Decoder] and [Encoder].
+// version, a 2-byte big-endian message [Type], a 4-byte big-endian call id,
+// and the message body in msgpack. The length is checked against the
+// reader's limit before any buffer is allocated; the body is checked for
+// structure (declared lengths that fit in the frame, a bounded number of
+// array elements, no extension types) before it is decoded. See [Decoder]
+// and [Encoder]. A frame that cannot be decoded closes the connection: with
+// every call on one stream, nothing after it could be trusted.
 //
 // # Versions
 //
-// [Version] is the version this package speaks. A connection starts with a
-// [Hello] naming the range of versions the client speaks and a [Welcome]
-// naming the one the server chose; every later frame carries that version in
-// its header. Hello and Welcome are always framed as version 1, so any future
-// client and server can at least agree that they disagree.
+// [Version] is the version this package speaks (2). A connection starts
+// with a [Hello] naming the range of versions the client speaks and a
+// [Welcome] naming the one the server chose; every later frame carries that
+// version in its header. Hello and Welcome are always framed as version 2,
+// so any future client and server can at least agree that they disagree.
 //
 // # Errors
 //

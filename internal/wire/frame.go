@@ -15,9 +15,12 @@ import (
 // rejected with a *VersionError.
 const (
 	// Version is the newest protocol version, the one this package writes.
-	Version uint8 = 1
-	// MinVersion is the oldest version this package still reads.
-	MinVersion uint8 = 1
+	// Version 2 carries every call of a connection on one stream, each
+	// frame tagged with its call id (docs/protocol.md).
+	Version uint8 = 2
+	// MinVersion is the oldest version this package still reads. Version 1
+	// (a stream per call, no call id) was never released and is gone.
+	MinVersion uint8 = 2
 )
 
 // Frame size limits.
@@ -37,10 +40,14 @@ const (
 	MinFrame = 64
 )
 
-// headerLen is the length prefix plus the version and type.
+// The frame layout: a length prefix, then the header (version, type, call
+// id) and the body, which the length counts.
 const (
 	prefixLen = 4
-	headerLen = 3 // version + type, counted in the frame length
+	headerLen = 7 // version(1) + type(2) + call(4), counted in the frame length
+	// FrameOverhead is the bytes of a frame before its msgpack body: the
+	// length prefix and the header.
+	FrameOverhead = prefixLen + headerLen
 )
 
 // Errors of framing and decoding.
@@ -92,7 +99,7 @@ func (e *SizeError) Is(target error) bool { return target == ErrFrameTooLarge }
 type Encoder struct {
 	w        io.Writer
 	maxFrame int
-	buf      bytes.Buffer
+	out      sliceWriter
 	enc      *msgpack.Encoder
 }
 
@@ -103,22 +110,24 @@ func NewEncoder(w io.Writer, maxFrame int) *Encoder {
 		maxFrame = DefaultMaxFrame
 	}
 	e := &Encoder{w: w, maxFrame: maxFrame}
-	e.enc = msgpack.NewEncoder(&e.buf)
+	e.enc = msgpack.NewEncoder(&e.out)
 	return e
 }
 
 // Reset makes e write to w, keeping its limit and buffer.
 func (e *Encoder) Reset(w io.Writer) { e.w = w }
 
-// Encode writes m as one frame of the current Version. A message whose frame
-// would be over the limit is not written; the error matches
-// ErrFrameTooLarge.
+// Encode writes m as one frame of the current Version with call id 0. A
+// message whose frame would be over the limit is not written; the error
+// matches ErrFrameTooLarge.
 func (e *Encoder) Encode(m Message) error {
-	return e.encode(m, Version)
+	return e.EncodeCall(0, m)
 }
 
-func (e *Encoder) encode(m Message, version uint8) error {
-	frame, err := e.frame(m, version)
+// EncodeCall writes m as one frame of the current Version tagged with the
+// given call id (see [Conn] for what the id means on a connection).
+func (e *Encoder) EncodeCall(call uint32, m Message) error {
+	frame, err := e.frame(call, m)
 	if err != nil {
 		return err
 	}
@@ -126,31 +135,72 @@ func (e *Encoder) encode(m Message, version uint8) error {
 	return err
 }
 
-// frame encodes m into e.buf and returns the whole frame, valid until the
-// next call.
-func (e *Encoder) frame(m Message, version uint8) ([]byte, error) {
+// frame encodes m into e's buffer and returns the whole frame, valid until
+// the next call.
+func (e *Encoder) frame(call uint32, m Message) ([]byte, error) {
+	e.out.b = e.out.b[:0]
+	if err := appendFrame(&e.out, e.enc, call, m, e.maxFrame); err != nil {
+		return nil, err
+	}
+	return e.out.b, nil
+}
+
+// sliceWriter is the msgpack encoders' output: an append to a byte slice.
+type sliceWriter struct{ b []byte }
+
+func (w *sliceWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+func (w *sliceWriter) WriteByte(c byte) error {
+	w.b = append(w.b, c)
+	return nil
+}
+
+// appendFrame appends m as one frame with the given call id to out, whose
+// msgpack encoder is enc. On error out is left as it was.
+func appendFrame(out *sliceWriter, enc *msgpack.Encoder, call uint32, m Message, maxFrame int) error {
 	if m == nil || isNilPointer(m) {
-		return nil, fmt.Errorf("%w: nil message", ErrMalformed)
+		return fmt.Errorf("%w: nil message", ErrMalformed)
 	}
 	t := m.Type()
 	if New(t) == nil {
-		return nil, fmt.Errorf("%w: %d", ErrUnknownType, t)
+		return fmt.Errorf("%w: %d", ErrUnknownType, t)
 	}
-	e.buf.Reset()
-	var hdr [prefixLen + headerLen]byte
-	e.buf.Write(hdr[:])
-	if err := e.enc.Encode(m); err != nil {
-		return nil, fmt.Errorf("wire: encode %v: %w", t, err)
+	start := len(out.b)
+	out.b = append(out.b, make([]byte, FrameOverhead)...)
+	if err := enc.Encode(m); err != nil {
+		out.b = out.b[:start]
+		return fmt.Errorf("wire: encode %v: %w", t, err)
 	}
-	b := e.buf.Bytes()
+	b := out.b[start:]
 	n := len(b) - prefixLen
-	if n > e.maxFrame {
-		return nil, &SizeError{Size: n, Max: e.maxFrame}
+	if n > maxFrame {
+		out.b = out.b[:start]
+		return &SizeError{Size: n, Max: maxFrame}
 	}
+	putHeader(b, n, t, call)
+	return nil
+}
+
+// putHeader writes the length prefix and header of a frame of length n.
+func putHeader(b []byte, n int, t Type, call uint32) {
 	binary.BigEndian.PutUint32(b[0:4], uint32(n))
-	b[4] = version
+	b[4] = Version
 	binary.BigEndian.PutUint16(b[5:7], uint16(t))
-	return b, nil
+	binary.BigEndian.PutUint32(b[7:11], call)
+}
+
+// AppendRawFrame appends a frame built by hand to dst: the length prefix,
+// then version, type and call id, then body as given (not checked). It is
+// for tests that feed a peer frames an Encoder would not write.
+func AppendRawFrame(dst []byte, version uint8, t Type, call uint32, body []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(headerLen+len(body)))
+	dst = append(dst, version)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(t))
+	dst = binary.BigEndian.AppendUint32(dst, call)
+	return append(dst, body...)
 }
 
 // Decoder reads frames from a reader. It checks each frame's length against
@@ -190,31 +240,40 @@ func (d *Decoder) SetMaxElements(n int) {
 	d.maxElements = n
 }
 
-// Decode reads the next frame and returns its message. At a clean end of
-// stream (no byte of a new frame read) it returns io.EOF itself; inside a
-// frame it returns an error matching ErrTruncated. Other failures match
-// ErrFrameTooLarge, ErrVersion, ErrUnknownType or ErrMalformed. After an
-// error the stream position is undefined: close the stream.
+// Decode reads the next frame and returns its message, dropping the call
+// id. At a clean end of stream (no byte of a new frame read) it returns
+// io.EOF itself; inside a frame it returns an error matching ErrTruncated.
+// Other failures match ErrFrameTooLarge, ErrVersion, ErrUnknownType or
+// ErrMalformed. After an error the stream position is undefined: close the
+// stream.
 func (d *Decoder) Decode() (Message, error) {
+	_, m, err := d.DecodeCall()
+	return m, err
+}
+
+// DecodeCall is Decode that also returns the frame's call id. After an
+// error matching ErrUnknownType (and only then) the whole frame was read,
+// the call id is valid, and the stream can go on.
+func (d *Decoder) DecodeCall() (call uint32, m Message, err error) {
 	if _, err := io.ReadFull(d.r, d.hdr[:]); err != nil {
 		if err == io.EOF {
-			return nil, io.EOF
+			return 0, nil, io.EOF
 		}
-		return nil, truncated(err)
+		return 0, nil, truncated(err)
 	}
 	n := int(binary.BigEndian.Uint32(d.hdr[:]))
 	if n > d.maxFrame {
-		return nil, &SizeError{Size: n, Max: d.maxFrame}
+		return 0, nil, &SizeError{Size: n, Max: d.maxFrame}
 	}
 	if n < headerLen {
-		return nil, fmt.Errorf("%w: frame length %d is shorter than its header", ErrMalformed, n)
+		return 0, nil, fmt.Errorf("%w: frame length %d is shorter than its header", ErrMalformed, n)
 	}
 	if cap(d.buf) < n {
 		d.buf = make([]byte, n)
 	}
 	frame := d.buf[:n]
 	if _, err := io.ReadFull(d.r, frame); err != nil {
-		return nil, truncated(err)
+		return 0, nil, truncated(err)
 	}
 	return d.decodeFrame(frame)
 }
@@ -226,31 +285,32 @@ func truncated(err error) error {
 	return err
 }
 
-// decodeFrame decodes version, type and body (the frame without its length
-// prefix).
-func (d *Decoder) decodeFrame(frame []byte) (Message, error) {
+// decodeFrame decodes version, type, call id and body (the frame without
+// its length prefix).
+func (d *Decoder) decodeFrame(frame []byte) (uint32, Message, error) {
 	version := frame[0]
 	if version < MinVersion || version > Version {
-		return nil, &VersionError{Got: version, Min: MinVersion, Max: Version}
+		return 0, nil, &VersionError{Got: version, Min: MinVersion, Max: Version}
 	}
 	t := Type(binary.BigEndian.Uint16(frame[1:3]))
+	call := binary.BigEndian.Uint32(frame[3:7])
 	m := New(t)
 	if m == nil {
-		return nil, fmt.Errorf("%w: %d", ErrUnknownType, t)
+		return call, nil, fmt.Errorf("%w: %d", ErrUnknownType, t)
 	}
 	body := frame[headerLen:]
 	if err := validate(body, d.maxElements); err != nil {
-		return nil, fmt.Errorf("%w: %v: %w", ErrMalformed, t, err)
+		return call, nil, fmt.Errorf("%w: %v: %w", ErrMalformed, t, err)
 	}
 	d.br.Reset(body)
 	d.dec.Reset(&d.br)
 	if err := d.dec.Decode(m); err != nil {
-		return nil, fmt.Errorf("%w: %v: %w", ErrMalformed, t, err)
+		return call, nil, fmt.Errorf("%w: %v: %w", ErrMalformed, t, err)
 	}
 	if d.br.Len() != 0 {
-		return nil, fmt.Errorf("%w: %v: %d trailing bytes", ErrMalformed, t, d.br.Len())
+		return call, nil, fmt.Errorf("%w: %v: %d trailing bytes", ErrMalformed, t, d.br.Len())
 	}
-	return m, nil
+	return call, m, nil
 }
 
 // WriteFrame writes m to w as one frame with a fresh Encoder and the default
@@ -266,10 +326,16 @@ func ReadFrame(r io.Reader, maxFrame int) (Message, error) {
 	return NewDecoder(r, maxFrame).Decode()
 }
 
-// Marshal returns m as one frame, length prefix included.
+// Marshal returns m as one frame with call id 0, length prefix included.
 func Marshal(m Message) ([]byte, error) {
+	return MarshalCall(0, m)
+}
+
+// MarshalCall returns m as one frame with the given call id, length prefix
+// included.
+func MarshalCall(call uint32, m Message) ([]byte, error) {
 	e := NewEncoder(io.Discard, DefaultMaxFrame)
-	b, err := e.frame(m, Version)
+	b, err := e.frame(call, m)
 	if err != nil {
 		return nil, err
 	}

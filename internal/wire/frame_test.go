@@ -213,13 +213,10 @@ func TestEncoderDecoderStream(t *testing.T) {
 	}
 }
 
-// frameOf builds a raw frame with the given version, type and body.
+// frameOf builds a raw frame with the given version, type and body, and
+// call id 0.
 func frameOf(version uint8, t Type, body []byte) []byte {
-	b := make([]byte, 7, 7+len(body))
-	binary.BigEndian.PutUint32(b, uint32(3+len(body)))
-	b[4] = version
-	binary.BigEndian.PutUint16(b[5:], uint16(t))
-	return append(b, body...)
+	return AppendRawFrame(nil, version, t, 0, body)
 }
 
 func TestDecodeErrors(t *testing.T) {
@@ -241,14 +238,14 @@ func TestDecodeErrors(t *testing.T) {
 		{"header only prefix", good[:4], ErrTruncated},
 		{"oversize", append(huge, 1, 0, 10), ErrFrameTooLarge},
 		{"length below header", []byte{0, 0, 0, 2, 1, 0}, ErrMalformed},
-		{"version 0", frameOf(0, TypeGet, good[7:]), ErrVersion},
-		{"version 2", frameOf(Version+1, TypeGet, good[7:]), ErrVersion},
-		{"unknown type", frameOf(Version, 999, good[7:]), ErrUnknownType},
-		{"type 0", frameOf(Version, 0, good[7:]), ErrUnknownType},
+		{"version 0", frameOf(0, TypeGet, good[FrameOverhead:]), ErrVersion},
+		{"version 2", frameOf(Version+1, TypeGet, good[FrameOverhead:]), ErrVersion},
+		{"unknown type", frameOf(Version, 999, good[FrameOverhead:]), ErrUnknownType},
+		{"type 0", frameOf(Version, 0, good[FrameOverhead:]), ErrUnknownType},
 		{"empty body", frameOf(Version, TypeGet, nil), ErrMalformed},
 		{"garbage", frameOf(Version, TypeGet, []byte("\xc1garbage")), ErrMalformed},
 		{"wrong shape", frameOf(Version, TypeGet, []byte{0x81, 0xa4, 'p', 'a', 't', 'h', 0x05}), ErrMalformed},
-		{"trailing in body", frameOf(Version, TypeGet, append(bytes.Clone(good[7:]), 0xc0)), ErrMalformed},
+		{"trailing in body", frameOf(Version, TypeGet, append(bytes.Clone(good[FrameOverhead:]), 0xc0)), ErrMalformed},
 		{"trailing after frame", append(bytes.Clone(good), 0), ErrMalformed},
 		{"ext type", frameOf(Version, TypeGet, []byte{0xd4, 1, 1}), ErrMalformed},
 		{"array claims 4G elements", frameOf(Version, TypeKeepAliveReply, []byte{0x81, 0xa6, 'e', 'v', 'e', 'n', 't', 's', 0xdd, 0xff, 0xff, 0xff, 0xff}), ErrMalformed},
@@ -264,7 +261,7 @@ func TestDecodeErrors(t *testing.T) {
 		})
 	}
 	var ve *VersionError
-	if _, err := Unmarshal(frameOf(9, TypeGet, good[7:]), 0); !errors.As(err, &ve) || ve.Got != 9 {
+	if _, err := Unmarshal(frameOf(9, TypeGet, good[FrameOverhead:]), 0); !errors.As(err, &ve) || ve.Got != 9 {
 		t.Errorf("version error = %v; want *VersionError{Got: 9}", err)
 	}
 	var se *SizeError
@@ -360,5 +357,33 @@ func TestUnknownFieldsIgnored(t *testing.T) {
 	}
 	if g := m.(*Get); g.Path != "/a" {
 		t.Errorf("Path = %q; want /a", g.Path)
+	}
+}
+
+func TestCallIDs(t *testing.T) {
+	var buf bytes.Buffer
+	enc := NewEncoder(&buf, 0)
+	ids := []uint32{0, 1, 1 << 31, 1<<32 - 1}
+	for _, id := range ids {
+		if err := enc.EncodeCall(id, &Get{Path: "/a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf.Write(AppendRawFrame(nil, Version, 999, 42, []byte{0x80}))
+	if err := enc.EncodeCall(43, &CancelCall{}); err != nil {
+		t.Fatal(err)
+	}
+	dec := NewDecoder(&buf, 0)
+	for _, want := range ids {
+		if id, m, err := dec.DecodeCall(); err != nil || id != want || m.(*Get).Path != "/a" {
+			t.Errorf("DecodeCall() = %d, %v, %v; want call %d", id, m, err, want)
+		}
+	}
+	// An unknown type is read whole and keeps its call id; the stream goes on.
+	if id, _, err := dec.DecodeCall(); !errors.Is(err, ErrUnknownType) || id != 42 {
+		t.Errorf("DecodeCall(unknown type) = %d, %v; want ErrUnknownType on call 42", id, err)
+	}
+	if id, m, err := dec.DecodeCall(); err != nil || id != 43 || m.Type() != TypeCancelCall {
+		t.Errorf("DecodeCall() = %d, %v, %v; want CancelCall on call 43", id, m, err)
 	}
 }

@@ -49,8 +49,9 @@ const (
 	TypeStatusReply    Type = 36
 	TypeGetACL         Type = 37
 	TypeACLReply       Type = 38
+	TypeCancelCall     Type = 39
 
-	typeEnd Type = 39 // one past the last type; bump when adding one
+	typeEnd Type = 40 // one past the last type; bump when adding one
 )
 
 // Message is implemented by every message of the protocol.
@@ -146,6 +147,8 @@ func New(t Type) Message {
 		return new(GetACL)
 	case TypeACLReply:
 		return new(ACLReply)
+	case TypeCancelCall:
+		return new(CancelCall)
 	}
 	return nil
 }
@@ -475,6 +478,14 @@ type StatusReply struct {
 	Members  []Member `msgpack:"members,omitempty"`
 }
 
+// CancelCall is a control frame, not a request: the client sends it, with
+// the call id of an earlier request in its frame header, when the caller
+// gave up on that call. The server cancels the context of the call's
+// handler and sends no reply to it (a reply already on its way is dropped
+// by the client). It does not withdraw a queued Acquire from the lock
+// queue; that is what the Cancel request is for.
+type CancelCall struct{}
+
 // Type implementations.
 
 func (*Hello) Type() Type          { return TypeHello }
@@ -514,3 +525,4 @@ func (*WatchReply) Type() Type     { return TypeWatchReply }
 func (*Unwatch) Type() Type        { return TypeUnwatch }
 func (*Status) Type() Type         { return TypeStatus }
 func (*StatusReply) Type() Type    { return TypeStatusReply }
+func (*CancelCall) Type() Type     { return TypeCancelCall }

@@ -1,0 +1,237 @@
+package wire
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/hashicorp/yamux"
+)
+
+// Handler serves the requests of one connection. ServeWire is called on its
+// own goroutine for each request and must return a reply message or an
+// *Error; a nil reply is answered with an Internal error. ctx is canceled
+// when the client gives up on the call (a CancelCall frame), when the
+// connection ends, or when Serve's context is done. For Hello, the handler
+// fills in the Welcome (server id, leader, limits); Serve sets the version.
+type Handler interface {
+	ServeWire(ctx context.Context, req Message) Message
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req Message) Message
+
+// ServeWire calls f.
+func (f HandlerFunc) ServeWire(ctx context.Context, req Message) Message { return f(ctx, req) }
+
+// errCallCanceled is the cause of a handler's context canceled by the
+// client's CancelCall.
+var errCallCanceled = errors.New("wire: call canceled by the client")
+
+// Serve runs the server side of the client connection nc until the client
+// goes away or ctx is done, then closes nc and returns once every call has
+// returned. The client must open its call stream within RequestTimeout.
+// Serve's goroutine reads the request frames; each request runs h on a
+// goroutine of its own with a context of its own, at most MaxStreams at
+// once (beyond that Serve stops reading until one returns), and the replies
+// are written, coalesced, by one writer goroutine.
+//
+// The first call must be a Hello, which runs before the next frame is read;
+// other requests are answered BadRequest until it succeeds. A well-framed
+// frame of an unknown type, or a message that is not a request, is answered
+// BadRequest on its call id and the connection goes on. Anything else that
+// is wrong with the input (a frame over MaxFrame, a version this side does
+// not speak, a body that is not a valid message, a call id already in
+// flight) closes the connection, and only that one: the stream cannot be
+// trusted to be in step any more. A reply over MaxFrame is replaced by a
+// TooLarge error. Writes to nc are coalesced as in [NewConn]. Serve returns
+// an error for a connection closed because of bad input.
+func Serve(ctx context.Context, nc net.Conn, cfg ConnConfig, h Handler) error {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	nc = newBatchConn(nc, cfg.WriteTimeout)
+	sess, err := yamux.Server(nc, cfg.yamux())
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("wire: start session: %w", err)
+	}
+	defer sess.Close() // closes nc
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { sess.Close() })
+	defer stop()
+
+	actx, acancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+	st, err := sess.AcceptStreamWithContext(actx)
+	acancel()
+	if err != nil {
+		if ctx.Err() != nil || errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, io.EOF) {
+			return nil
+		}
+		return fmt.Errorf("wire: accept the call stream: %w", err)
+	}
+	s := &server{
+		cfg:   cfg,
+		h:     h,
+		sess:  sess,
+		sem:   make(chan struct{}, cfg.MaxStreams),
+		calls: make(map[uint32]context.CancelCauseFunc),
+	}
+	s.w = newFrameWriter(st, cfg.MaxFrame, cfg.WriteTimeout, func() { sess.Close() })
+	defer func() {
+		sess.Close()
+		cancel() // ends the calls in flight
+		s.wg.Wait()
+		s.w.close()
+	}()
+	return s.read(ctx, st)
+}
+
+// server is the state of one connection's server side.
+type server struct {
+	cfg     ConnConfig
+	h       Handler
+	sess    *yamux.Session
+	w       *frameWriter
+	sem     chan struct{} // one token per call in flight
+	wg      sync.WaitGroup
+	greeted bool // a Hello succeeded; read's alone
+
+	mu    sync.Mutex
+	calls map[uint32]context.CancelCauseFunc // calls in flight, by call id
+}
+
+// read reads and dispatches request frames until the stream ends or breaks.
+func (s *server) read(ctx context.Context, st *yamux.Stream) error {
+	d := NewDecoder(bufio.NewReaderSize(st, readBufSize), s.cfg.MaxFrame)
+	for {
+		id, m, err := d.DecodeCall()
+		switch {
+		case errors.Is(err, ErrUnknownType):
+			s.reply(id, Errorf(BadRequest, "%v", err))
+			continue
+		case err == io.EOF, ctx.Err() != nil, s.sess.IsClosed():
+			return nil
+		case err != nil:
+			s.cfg.Logger.Debug("wire: bad input, closing the connection", "err", err)
+			return fmt.Errorf("wire: bad input: %w", err)
+		}
+		if err := s.dispatch(ctx, id, m); err != nil {
+			return err
+		}
+	}
+}
+
+// dispatch handles one well-formed frame.
+func (s *server) dispatch(ctx context.Context, id uint32, m Message) error {
+	switch m := m.(type) {
+	case *CancelCall:
+		s.cancelCall(id)
+		return nil
+	case *Hello:
+		s.reply(id, s.hello(ctx, m))
+		return nil
+	}
+	if !s.greeted {
+		s.reply(id, Errorf(BadRequest, "%v before Hello", m.Type()))
+		return nil
+	}
+	if _, ok := m.(Request); !ok {
+		s.reply(id, Errorf(BadRequest, "%v is not a request", m.Type()))
+		return nil
+	}
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil
+	case <-s.sess.CloseChan():
+		return nil
+	}
+	s.mu.Lock()
+	if _, dup := s.calls[id]; dup {
+		s.mu.Unlock()
+		<-s.sem
+		return fmt.Errorf("wire: bad input: call id %d is already in flight", id)
+	}
+	cctx, cancel := context.WithCancelCause(ctx)
+	s.calls[id] = cancel
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go s.serveCall(cctx, cancel, id, m)
+	return nil
+}
+
+// serveCall runs one call on its own goroutine and sends its reply, unless
+// the client gave up on it.
+func (s *server) serveCall(ctx context.Context, cancel context.CancelCauseFunc, id uint32, req Message) {
+	defer s.wg.Done()
+	reply := s.call(ctx, req)
+	s.mu.Lock()
+	delete(s.calls, id)
+	s.mu.Unlock()
+	<-s.sem
+	canceled := context.Cause(ctx) == errCallCanceled
+	cancel(nil)
+	if !canceled {
+		s.reply(id, reply)
+	}
+}
+
+// cancelCall cancels the handler's context of call id, if it is in flight.
+func (s *server) cancelCall(id uint32) {
+	s.mu.Lock()
+	cancel := s.calls[id]
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel(errCallCanceled)
+	}
+}
+
+// reply queues the reply to call id; one over the frame limit is replaced
+// by a TooLarge error. If the connection is ending the reply is dropped.
+func (s *server) reply(id uint32, reply Message) {
+	err := s.w.send(id, reply)
+	if errors.Is(err, ErrFrameTooLarge) {
+		err = s.w.send(id, Errorf(TooLarge, "reply %v is over the frame limit: %v", reply.Type(), err))
+	}
+	if err != nil && !errors.Is(err, errWriterClosed) {
+		s.cfg.Logger.Debug("wire: write reply", "err", err)
+	}
+}
+
+func (s *server) hello(ctx context.Context, h *Hello) Message {
+	if h.MinVersion > h.MaxVersion || h.MaxVersion < MinVersion || h.MinVersion > Version {
+		return Errorf(BadRequest, "no common protocol version: client speaks %d..%d, server %d..%d",
+			h.MinVersion, h.MaxVersion, MinVersion, Version)
+	}
+	reply := s.call(ctx, h)
+	w, ok := reply.(*Welcome)
+	if !ok {
+		return reply
+	}
+	w.Version = min(h.MaxVersion, Version)
+	s.greeted = true
+	return w
+}
+
+// call runs the handler, turning a nil reply or a panic into Internal.
+func (s *server) call(ctx context.Context, req Message) (reply Message) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.cfg.Logger.Error("wire: handler panicked", "request", req.Type(), "panic", p)
+			reply = Errorf(Internal, "handler failed on %v", req.Type())
+		}
+	}()
+	reply = s.h.ServeWire(ctx, req)
+	if reply == nil || isNilPointer(reply) {
+		return Errorf(Internal, "no reply to %v", req.Type())
+	}
+	return reply
+}
