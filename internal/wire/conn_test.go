@@ -50,7 +50,7 @@ func (s *testServer) gate(id uint64) chan struct{} {
 	return ch
 }
 
-func startServer(t *testing.T, cfg ConnConfig) *testServer {
+func startServer(t testing.TB, cfg ConnConfig) *testServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -127,7 +127,7 @@ func startServer(t *testing.T, cfg ConnConfig) *testServer {
 	return s
 }
 
-func dial(t *testing.T, s *testServer) *Conn {
+func dial(t testing.TB, s *testServer) *Conn {
 	t.Helper()
 	c, err := Dial(context.Background(), s.ln.Addr().String(), s.cfg, Hello{Client: "test"})
 	if err != nil {
