@@ -3,6 +3,7 @@ package replica
 import (
 	"bytes"
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,7 @@ func benchPropose(b *testing.B, proposers int) {
 	var left atomic.Int64
 	left.Store(int64(b.N))
 	var wg sync.WaitGroup
+	before := c.stats(b)
 	b.ResetTimer()
 	start := time.Now()
 	for p := range proposers {
@@ -74,6 +76,7 @@ func benchPropose(b *testing.B, proposers int) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
+	reportDiskMetrics(b, before, c.stats(b), elapsed)
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	if len(all) == 0 {
@@ -90,5 +93,43 @@ func benchPropose(b *testing.B, proposers int) {
 			st, _ := r.Status(ctx, 1)
 			b.Logf("replica %d: %+v", id, st.Stats)
 		}
+	}
+}
+
+// stats returns every replica's group 1 counters.
+func (c *cell) stats(b *testing.B) []Stats {
+	var out []Stats
+	for _, id := range slices.Sorted(maps.Keys(c.reps)) {
+		st, err := c.reps[id].Status(context.Background(), 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, st.Stats)
+	}
+	return out
+}
+
+// reportDiskMetrics reports what the cell asked of the disk between two
+// stats snapshots: synced writes per second (all replicas) and commands per
+// synced write of the replica that proposed them.
+func reportDiskMetrics(b *testing.B, before, after []Stats, elapsed time.Duration) {
+	var syncs, props, leadSyncs, batches uint64
+	var syncTime time.Duration
+	for i := range after {
+		syncs += after[i].SyncedWrites - before[i].SyncedWrites
+		syncTime += after[i].SyncTime - before[i].SyncTime
+		p := after[i].Proposals - before[i].Proposals
+		if p > props {
+			props, leadSyncs = p, after[i].SyncedWrites-before[i].SyncedWrites
+			batches = after[i].Batches - before[i].Batches
+		}
+	}
+	b.ReportMetric(float64(syncs)/elapsed.Seconds(), "fsyncs/s")
+	if syncs > 0 {
+		b.ReportMetric(syncTime.Seconds()*1000/float64(syncs), "ms/fsync")
+	}
+	if leadSyncs > 0 && batches > 0 {
+		b.ReportMetric(float64(props)/float64(leadSyncs), "cmds/fsync")
+		b.ReportMetric(float64(props)/float64(batches), "cmds/batch")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,14 +76,15 @@ type pendingBatch struct {
 
 // groupStats are the counters behind Stats.
 type groupStats struct {
-	proposals, batches, applied, writes, dropped, sendErrors atomic.Uint64
-	snapsTook, snapsSent, snapsRecv                          atomic.Uint64
+	proposals, batches, applied, writes, syncs, dropped, sendErrors atomic.Uint64
+	snapsTook, snapsSent, snapsRecv                                 atomic.Uint64
+	syncNanos                                                       atomic.Int64
 }
 
 func (s *groupStats) snapshot() Stats {
 	return Stats{
 		Proposals: s.proposals.Load(), Batches: s.batches.Load(), Applied: s.applied.Load(),
-		Writes: s.writes.Load(), Dropped: s.dropped.Load(), SendErrors: s.sendErrors.Load(),
+		Writes: s.writes.Load(), SyncedWrites: s.syncs.Load(), SyncTime: time.Duration(s.syncNanos.Load()), Dropped: s.dropped.Load(), SendErrors: s.sendErrors.Load(),
 		SnapshotsTook: s.snapsTook.Load(), SnapshotsSent: s.snapsSent.Load(), SnapshotsRecv: s.snapsRecv.Load(),
 	}
 }
@@ -103,6 +105,8 @@ type group struct {
 	reqc   chan func()
 	applyc chan applyItem
 	eventc chan struct{} // wakes the loop for events
+	writec chan writeJob
+	wrotec chan error // the writer's answer to each writec
 
 	evMu   sync.Mutex
 	events []func() // work for the loop from the group's other goroutines
@@ -118,10 +122,12 @@ type group struct {
 	ballot      paxos.Ballot // ballot as of the last Ready
 	queued      []*proposal
 	cmds        [][]byte
-	lastTick    time.Time // monotonic time up to which ticks were delivered
-	awaitAcks   bool      // the last Ready synced entries this leader proposed
-	ackWait     time.Duration
-	ackTimer    *time.Timer
+	lastTick    time.Time   // monotonic time up to which ticks were delivered
+	writing     bool        // rd's synced write is in flight on the writer goroutine
+	rd          paxos.Ready // the outstanding Ready while writing
+	writeStart  time.Time   // when rd's write began
+	holding     bool        // leader: new proposals wait for acks (see hold)
+	holdTimer   *time.Timer
 	recv        *snapReceiver
 	transfers   map[uint64]chan snapAck
 	nextBatch   uint64
@@ -133,28 +139,32 @@ type group struct {
 
 	stats groupStats
 
-	loopDone  chan struct{}
-	applyDone chan struct{}
-	aux       sync.WaitGroup // snapshot senders
+	loopDone   chan struct{}
+	applyDone  chan struct{}
+	writerDone chan struct{}
+	aux        sync.WaitGroup // snapshot senders
 }
 
 // newGroup recovers the group from the log database and builds its core.
 func newGroup(r *Replica, id uint32, sm StateMachine) (*group, error) {
 	g := &group{
-		r:         r,
-		id:        id,
-		log:       r.log.With("group", id),
-		ldb:       r.db.Group(id),
-		sm:        sm,
-		inbox:     make(chan inbound, inboxLen),
-		propc:     make(chan *proposal, propLen),
-		reqc:      make(chan func()),
-		applyc:    make(chan applyItem, applyLen),
-		eventc:    make(chan struct{}, 1),
-		transfers: make(map[uint64]chan snapAck),
-		pending:   make(map[uint64]*pendingBatch),
-		loopDone:  make(chan struct{}),
-		applyDone: make(chan struct{}),
+		r:          r,
+		id:         id,
+		log:        r.log.With("group", id),
+		ldb:        r.db.Group(id),
+		sm:         sm,
+		inbox:      make(chan inbound, inboxLen),
+		propc:      make(chan *proposal, propLen),
+		reqc:       make(chan func()),
+		applyc:     make(chan applyItem, applyLen),
+		eventc:     make(chan struct{}, 1),
+		writec:     make(chan writeJob),
+		wrotec:     make(chan error, 1),
+		transfers:  make(map[uint64]chan snapAck),
+		pending:    make(map[uint64]*pendingBatch),
+		loopDone:   make(chan struct{}),
+		applyDone:  make(chan struct{}),
+		writerDone: make(chan struct{}),
 		// Batch ids only need to be unique among this process's pending
 		// batches; starting from the time keeps a restarted process from
 		// matching a batch of its previous life still in the log.
@@ -212,7 +222,33 @@ func (r *Replica) coreConfig() paxos.Config {
 
 func (g *group) start() {
 	go g.applier.run()
+	go g.writer()
 	go g.loop()
+}
+
+// writeJob is a Ready's synced write and the messages that may leave only
+// once it is durable.
+type writeJob struct {
+	u    logdb.Update
+	msgs []paxos.Message // the Ready's messages; the writer sends the late ones
+}
+
+// writer is the group's log-writing goroutine: it runs the synced writes
+// the loop hands it, so the loop keeps stepping peer messages and taking
+// proposals while a write is in flight. It sends the Ready's remaining
+// messages (Promise, Accepted, ...) itself as soon as the write is durable,
+// sparing them a wake-up of the loop. It ends when the loop closes writec.
+func (g *group) writer() {
+	defer close(g.writerDone)
+	for j := range g.writec {
+		t0 := time.Now()
+		err := g.ldb.Write(j.u)
+		g.stats.syncNanos.Add(int64(time.Since(t0)))
+		if err == nil {
+			g.sendLate(j.msgs)
+		}
+		g.wrotec <- err
+	}
 }
 
 // wait waits for the group's goroutines after r.stop was closed, and fails
@@ -237,6 +273,11 @@ func (g *group) wait() {
 func (g *group) loop() {
 	defer close(g.loopDone)
 	defer func() {
+		if g.writing {
+			<-g.wrotec // the write must end before the DB closes
+		}
+		close(g.writec)
+		<-g.writerDone
 		for _, p := range g.queued {
 			p.done <- result{err: g.r.stoppedErr()}
 		}
@@ -257,6 +298,18 @@ func (g *group) loop() {
 		if len(g.queued) >= g.maxQueued() {
 			propc = nil
 		}
+		// Events (Compact, RestoreSnapshot) run between Advance and the
+		// next Ready; wrotec is live only while a write is in flight.
+		eventc, wrotec := g.eventc, g.wrotec
+		if g.writing {
+			eventc = nil
+		} else {
+			wrotec = nil
+		}
+		var holdc <-chan time.Time
+		if g.holding {
+			holdc = g.holdTimer.C
+		}
 		select {
 		case <-g.r.stop:
 			return
@@ -271,23 +324,99 @@ func (g *group) loop() {
 			g.queued = append(g.queued, p)
 		case f := <-g.reqc:
 			f()
-		case <-g.eventc:
+		case <-eventc:
 			g.runEvents()
-		}
-		g.drainProposals()
-		g.proposeQueued()
-		for g.node.HasReady() {
-			if !g.handleReady() {
+		case err := <-wrotec:
+			if !g.finishReady(err) {
 				return
 			}
-			if g.awaitAcks {
-				g.awaitAcks = false
-				g.waitAcks()
-			}
-			g.drainProposals()
-			g.proposeQueued()
+		case <-holdc:
+			g.holding = false
+		}
+		if !g.pump() {
+			return
 		}
 		g.publish()
+	}
+}
+
+// pump hands queued proposals to the core and runs Readies until one leaves
+// a write in flight or none is left; while a write is in flight it hands
+// what became chosen meanwhile to the apply goroutine. It returns false
+// after a fatal error or once the replica stops.
+func (g *group) pump() bool {
+	g.drainProposals()
+	if g.writing {
+		// Proposals wait in g.queued for the next Ready, which packs
+		// everything that arrived during this write into one batch.
+		if ents := g.node.NewlyChosen(); len(ents) > 0 {
+			return g.toApply(ents)
+		}
+		return true
+	}
+	g.proposeUnlessHeld()
+	for !g.writing && g.node.HasReady() {
+		select {
+		case <-g.eventc: // due between Advance and Ready, not after
+			g.runEvents()
+		default:
+		}
+		if !g.startReady() {
+			return false
+		}
+		g.drainProposals()
+		if !g.writing {
+			g.proposeUnlessHeld()
+		}
+	}
+	return true
+}
+
+// Bounds of the leader's hold on new proposals after its own write.
+const (
+	minHold = 50 * time.Microsecond
+	maxHold = time.Millisecond
+)
+
+// hold starts the leader's short hold on new proposals after it synced
+// entries it proposed, which took d: until every proposed entry is chosen
+// (the followers got them before our write began and are syncing them too,
+// so their acks are due about now) or about one write's duration passed.
+// Meanwhile proposals queue up and go out as one batch, so the cell does
+// fewer, larger writes; without the hold a fast disk would see one write
+// per proposal. The loop keeps stepping messages during the hold.
+func (g *group) hold(d time.Duration) {
+	d = min(max(d, minHold), maxHold)
+	if g.holdTimer == nil {
+		g.holdTimer = time.NewTimer(d)
+	} else {
+		g.holdTimer.Reset(d)
+	}
+	g.holding = true
+}
+
+// proposeUnlessHeld hands queued proposals to the core unless the leader's
+// hold is on; the hold ends early once nothing it proposed awaits acks.
+func (g *group) proposeUnlessHeld() {
+	if g.holding && g.node.Status().InFlight > 0 {
+		return
+	}
+	if g.holding {
+		g.holding = false
+		g.holdTimer.Stop()
+	}
+	g.proposeQueued()
+}
+
+// toApply hands chosen entries to the apply goroutine.
+func (g *group) toApply(ents []paxos.Entry) bool {
+	select {
+	case g.applyc <- applyItem{entries: ents}:
+		return true
+	case <-g.r.stop:
+		return false
+	case <-g.r.fatalC:
+		return false
 	}
 }
 
@@ -307,37 +436,6 @@ func (g *group) tickTo(now time.Time) {
 	for range n {
 		g.node.Tick()
 	}
-}
-
-// Bounds of the leader's wait for acknowledgements after its own write.
-const (
-	minAckWait = 50 * time.Microsecond
-	maxAckWait = time.Millisecond
-)
-
-// waitAcks is the leader's short wait, after syncing entries it proposed,
-// for the followers' acknowledgements of those entries (loop goroutine).
-// Without it the leader would start its next Ready (and fsync) a moment
-// before the acks arrive, and learn that its batch was chosen only a whole
-// fsync later. Waiting at most about one write's duration turns that into
-// one round per batch and lets the next batch grow meanwhile, so the cell
-// needs fewer, larger fsyncs. It returns early on the first message.
-func (g *group) waitAcks() {
-	if g.ackTimer == nil {
-		g.ackTimer = time.NewTimer(g.ackWait)
-	} else {
-		g.ackTimer.Reset(g.ackWait)
-	}
-	select {
-	case in := <-g.inbox:
-		g.handle(in)
-		g.drainInbox()
-	case <-g.ackTimer.C:
-		return
-	case <-g.r.stop:
-	case <-g.r.fatalC:
-	}
-	g.ackTimer.Stop()
 }
 
 // drainInbox handles up to drainBurst more waiting peer messages.
@@ -482,9 +580,11 @@ func sendEarly(t paxos.MessageType) bool {
 	return false
 }
 
-// handleReady runs steps 1-5 of the driver loop in paxos/doc.go. It returns
-// false after a fatal error.
-func (g *group) handleReady() bool {
+// startReady runs steps 1-5 of the driver loop in paxos/doc.go, or, when
+// the Ready needs a synced write, steps 1 to 2 and hands the write to the
+// writer goroutine: finishReady does the rest once it is durable. It
+// returns false after a fatal error or once the replica stops.
+func (g *group) startReady() bool {
 	rd, err := g.node.Ready()
 	if err != nil {
 		g.r.fatal(fmt.Errorf("group %d: core Ready: %w", g.id, err))
@@ -503,42 +603,60 @@ func (g *group) handleReady() bool {
 	// state machine is rebuilt from snapshot and log on restart, so
 	// applying early never exposes anything a crash could take back, and it
 	// saves the proposer waiting for this Ready's fsync.
-	if len(rd.Chosen) > 0 {
-		ents := make([]paxos.Entry, len(rd.Chosen))
-		copy(ents, rd.Chosen)
-		select {
-		case g.applyc <- applyItem{entries: ents}:
-		case <-g.r.stop:
-			return false
-		case <-g.r.fatalC:
-			return false
-		}
+	if len(rd.Chosen) > 0 && !g.toApply(slices.Clone(rd.Chosen)) {
+		return false
 	}
 	// 2. One write, synced when it carries a promise or accepted values.
-	if rd.Promised != nil || len(rd.Accepted) > 0 || rd.ChosenMark != 0 {
-		u := logdb.Update{Entries: rd.Accepted, Chosen: rd.ChosenMark}
-		if rd.Promised != nil {
-			u.Promised = *rd.Promised
+	// A synced write goes to the writer goroutine: meanwhile the loop keeps
+	// stepping messages (the followers' acks among them), queues proposals
+	// for the next Ready and applies what becomes chosen (pump).
+	u := logdb.Update{Entries: rd.Accepted, Chosen: rd.ChosenMark}
+	if rd.Promised != nil {
+		u.Promised = *rd.Promised
+	}
+	g.rd = rd
+	if rd.MustSync {
+		g.writing, g.writeStart = true, time.Now()
+		select {
+		case g.writec <- writeJob{u: u, msgs: rd.Messages}:
+			return true
+		case <-g.r.stop:
+		case <-g.r.fatalC:
 		}
-		t0 := time.Now()
-		err := g.ldb.Write(u)
+		g.writing = false
+		return false
+	}
+	if !u.IsEmpty() {
+		// A chosen mark alone: no sync, cheap enough for the loop.
+		if err := g.ldb.Write(u); err != nil {
+			g.r.fatal(fmt.Errorf("group %d: %w", g.id, err))
+			return false
+		}
+		g.stats.writes.Add(1)
+	}
+	return g.finishReady(nil)
+}
+
+// finishReady runs steps 3b to 5 of the driver loop once the Ready's write
+// returned err. It returns false after a fatal error.
+func (g *group) finishReady(err error) bool {
+	rd := g.rd
+	g.rd = paxos.Ready{}
+	if g.writing {
+		// The writer sent the rest of the messages (3b).
+		g.writing = false
 		if err != nil {
 			g.r.fatal(fmt.Errorf("group %d: %w", g.id, err))
 			return false
 		}
 		g.stats.writes.Add(1)
+		g.stats.syncs.Add(1)
 		if rd.Role == paxos.Leader && len(rd.Accepted) > 0 {
-			// The followers got these entries before our write began
-			// and are syncing them too: their acks are due about now.
-			g.awaitAcks = true
-			g.ackWait = min(max(time.Since(t0), minAckWait), maxAckWait)
+			g.hold(time.Since(g.writeStart))
 		}
-	}
-	// 3b. The rest, now that the state they reveal is durable.
-	for i := range rd.Messages {
-		if !sendEarly(rd.Messages[i].Type) {
-			g.send(&rd.Messages[i])
-		}
+	} else {
+		// 3b. The rest, now that the state they reveal is durable.
+		g.sendLate(rd.Messages)
 	}
 	// Role changes: a replica that stops leading fails what it was waiting
 	// for; the outcome of batches already handed to the core is unknown.
@@ -563,6 +681,16 @@ func (g *group) handleReady() bool {
 		return false
 	}
 	return true
+}
+
+// sendLate sends the messages of msgs that reveal acceptor state (step 3b:
+// only once the Ready's write is durable).
+func (g *group) sendLate(msgs []paxos.Message) {
+	for i := range msgs {
+		if !sendEarly(msgs[i].Type) {
+			g.send(&msgs[i])
+		}
+	}
 }
 
 func (g *group) send(m *paxos.Message) {

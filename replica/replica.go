@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/latchd/latch/replica/logdb"
 	"github.com/latchd/latch/replica/paxos"
@@ -314,15 +315,17 @@ type Status struct {
 
 // Stats counts a group's work since Start.
 type Stats struct {
-	Proposals     uint64 // commands accepted by Propose on this replica
-	Batches       uint64 // instances this replica proposed (batches)
-	Applied       uint64 // commands applied to the state machine
-	Writes        uint64 // log writes (one leveldb batch each)
-	Dropped       uint64 // inbound peer messages dropped (full queue, undecodable)
-	SendErrors    uint64 // outbound messages the network refused
-	SnapshotsTook uint64 // snapshots taken of the local state machine
-	SnapshotsSent uint64 // snapshot transfers completed to peers
-	SnapshotsRecv uint64 // snapshots received and restored
+	Proposals     uint64        // commands accepted by Propose on this replica
+	Batches       uint64        // instances this replica proposed (batches)
+	Applied       uint64        // commands applied to the state machine
+	Writes        uint64        // log writes (one leveldb batch each)
+	SyncedWrites  uint64        // log writes with sync (one fsync each, unless leveldb merged them)
+	SyncTime      time.Duration // total time spent in synced log writes
+	Dropped       uint64        // inbound peer messages dropped (full queue, undecodable)
+	SendErrors    uint64        // outbound messages the network refused
+	SnapshotsTook uint64        // snapshots taken of the local state machine
+	SnapshotsSent uint64        // snapshot transfers completed to peers
+	SnapshotsRecv uint64        // snapshots received and restored
 }
 
 // Status returns the group's state. It asks the group's goroutine, so it

@@ -61,6 +61,11 @@
 //  5. n.Advance(). Why: the core counts its own acceptance and promise
 //     only now that they are durable, and releases the Ready's slices.
 //
+// A driver that keeps stepping messages while its write is in flight (between
+// 1 and 5) may call NewlyChosen to apply what became chosen meanwhile (the
+// followers' acknowledgements alone may make a majority), after the
+// outstanding Ready's Chosen; later Readies continue after it.
+//
 // Reads: a linearizable local read on the leader asks ReadBarrier; if ok, it
 // waits until the state machine applied the returned instance, checks
 // LeaseValid once more, and then reads. ReadBarrier is ok only while the

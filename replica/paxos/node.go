@@ -665,6 +665,27 @@ func (n *Node) Ready() (Ready, error) {
 	return rd, nil
 }
 
+// NewlyChosen returns the entries chosen since the last Ready (or
+// NewlyChosen) handed them out, in instance order, and hands them out: they
+// will not appear in a later Ready.Chosen, which continues after them. The
+// slice is the caller's. Unlike Ready it may be called while a Ready is
+// outstanding: a driver whose write is in flight keeps stepping messages, and
+// applies what they made chosen without waiting for its own sync (a chosen
+// value is durable on a majority; applying it before the local chosen mark
+// is durable is allowed, step 4 of the driver loop). Apply these after the
+// outstanding Ready's Chosen.
+func (n *Node) NewlyChosen() []Entry {
+	if n.applied+1 >= n.commit {
+		return nil
+	}
+	out := make([]Entry, 0, n.commit-n.applied-1)
+	for j := n.applied + 1; j < n.commit; j++ {
+		out = append(out, n.get(j).e)
+	}
+	n.applied = n.commit - 1
+	return out
+}
+
 // sendAcceptBuf sends the entries proposed since the last Ready to p.
 func (n *Node) sendAcceptBuf(p uint64) {
 	size, start := 0, 0

@@ -562,3 +562,36 @@ func TestCandidateLeadsOnlyAfterOwnPromiseIsDurable(t *testing.T) {
 		}
 	}
 }
+
+// NewlyChosen hands out, while the leader's own write is in flight, what
+// the followers' acknowledgements made chosen, and the next Ready's Chosen
+// continues after it (no entry twice, none skipped).
+func TestNewlyChosenWhileReadyOutstanding(t *testing.T) {
+	n, _ := campaignWith(t, 3, Message{From: 2, Commit: 1})
+	step(t, n, Message{Type: MsgAccepted, From: 2, Ballot: n.ballot, Instance: 1, Last: 1})
+	first := ready(t, n) // the no-op is chosen
+	i, err := n.Propose([]byte("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Ready(); err != nil { // the leader's write of v is in flight
+		t.Fatal(err)
+	}
+	if got := n.NewlyChosen(); len(got) != 0 {
+		t.Fatalf("NewlyChosen() = %v before any acknowledgement; want none", got)
+	}
+	// Both followers: a majority without the leader's own acceptance.
+	for _, from := range []uint64{2, 3} {
+		step(t, n, Message{Type: MsgAccepted, From: from, Ballot: n.ballot, Instance: i, Last: i})
+	}
+	got := n.NewlyChosen()
+	if len(got) != 1 || got[0].Instance != i || string(got[0].Value) != "v" {
+		t.Fatalf("NewlyChosen() = %v; want instance %d = v", got, i)
+	}
+	if err := n.Advance(); err != nil {
+		t.Fatal(err)
+	}
+	if rd := ready(t, n); len(rd.Chosen) != 0 || rd.ChosenMark != i {
+		t.Fatalf("next Ready: Chosen %v, mark %d; want none, mark %d (first Ready chose %v)", rd.Chosen, rd.ChosenMark, i, first.Chosen)
+	}
+}
