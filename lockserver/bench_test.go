@@ -245,10 +245,14 @@ func BenchmarkPut(b *testing.B) {
 // BenchmarkGet reads a 64-byte node, linearizably (through the leader's
 // lease and the coalesced read barrier) or stale.
 func BenchmarkGet(b *testing.B) {
-	for _, stale := range []bool{false, true} {
-		b.Run(fmt.Sprintf("stale=%v/clients=64", stale), func(b *testing.B) {
+	for _, bc := range []struct {
+		stale bool
+		n     int
+	}{{false, 1}, {false, 64}, {true, 64}} {
+		stale := bc.stale
+		b.Run(fmt.Sprintf("stale=%v/clients=%d", stale, bc.n), func(b *testing.B) {
 			_, addr := benchCell(b)
-			clients := benchClients(b, addr, 64)
+			clients := benchClients(b, addr, bc.n)
 			ctx := context.Background()
 			if _, err := clients[0].call(ctx, &wire.Put{Header: clients[0].head(), Path: "/g", Content: make([]byte, 64)}); err != nil {
 				b.Fatal(err)

@@ -66,23 +66,30 @@ var commandEncoders = sync.Pool{New: func() any {
 // maxPooledCommand is the largest encoding buffer kept for reuse.
 const maxPooledCommand = 64 << 10
 
-// encodeCommand returns the log entry for cmd, in a buffer that stays valid
-// until release is called.
-func encodeCommand(k kind, cmd *namespace.Command) (entry []byte, release func(), err error) {
-	e := commandEncoders.Get().(*commandEncoder)
-	release = func() {
-		if e.buf.Cap() <= maxPooledCommand {
-			commandEncoders.Put(e)
-		}
-	}
+// encodeCommand encodes the log entry for cmd into a pooled encoder. The
+// entry (e.entry()) stays valid until e.release() returns the encoder to
+// the pool.
+func encodeCommand(k kind, cmd *namespace.Command) (e *commandEncoder, err error) {
+	e = commandEncoders.Get().(*commandEncoder)
 	e.buf.Reset()
 	e.buf.WriteByte(commandVersion)
 	e.buf.WriteByte(byte(k))
 	if err := cmd.EncodeMsgpack(e.enc); err != nil {
-		release()
-		return nil, nil, err
+		e.release()
+		return nil, err
 	}
-	return e.buf.Bytes(), release, nil
+	return e, nil
+}
+
+// entry returns the encoded log entry.
+func (e *commandEncoder) entry() []byte { return e.buf.Bytes() }
+
+// release returns e to the pool (unless its buffer grew too large to
+// keep). Neither e nor its entry may be used afterwards.
+func (e *commandEncoder) release() {
+	if e.buf.Cap() <= maxPooledCommand {
+		commandEncoders.Put(e)
+	}
 }
 
 // commandDecoder decodes log entries, reusing its reader and msgpack
@@ -141,8 +148,7 @@ func appendString(b []byte, s string) []byte {
 
 func appendResult(b []byte, index uint64, r *namespace.Result) []byte {
 	b = binary.AppendUvarint(b, index)
-	var ne *namespace.Error
-	if errors.As(r.Err, &ne) {
+	if ne, ok := errors.AsType[*namespace.Error](r.Err); ok {
 		b = binary.AppendUvarint(b, uint64(ne.Code))
 		b = appendString(b, ne.Msg)
 	} else if r.Err != nil {

@@ -19,12 +19,12 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 func mustEncode(t testing.TB, k kind, cmd namespace.Command) []byte {
 	t.Helper()
-	b, release, err := encodeCommand(k, &cmd)
+	e, err := encodeCommand(k, &cmd)
 	if err != nil {
 		t.Fatalf("encodeCommand(%v): %v", cmd.Op, err)
 	}
-	defer release()
-	return bytes.Clone(b)
+	defer e.release()
+	return bytes.Clone(e.entry())
 }
 
 // goldenCommands are the log entries whose bytes are pinned in testdata:

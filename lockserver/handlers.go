@@ -230,10 +230,7 @@ func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message 
 		}
 		return sessionError(err)
 	}
-	bctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	err = s.barrier.wait(bctx)
-	cancel()
-	if err != nil {
+	if err := s.barrier.wait(ctx); err != nil {
 		return s.replicaError(ctx, err)
 	}
 	if s.term.Load() != t {
@@ -310,10 +307,8 @@ func (s *Server) readable(ctx context.Context, stale bool) *wire.Error {
 	if id, _, ok := s.rep.Leader(group); !ok || id != s.cfg.ID {
 		return s.notLeader()
 	}
-	bctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	defer cancel()
-	if err := s.barrier.wait(bctx); err != nil {
-		return s.replicaError(bctx, err)
+	if err := s.barrier.wait(ctx); err != nil {
+		return s.replicaError(ctx, err)
 	}
 	s.metrics.ReadBarriers.Add(1)
 	return nil

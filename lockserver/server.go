@@ -287,21 +287,20 @@ func (s *Server) leaderAddr() (string, bool) {
 // outcome on this replica. The error is a *wire.Error.
 func (s *Server) propose(ctx context.Context, k kind, cmd *namespace.Command) (outcome, *wire.Error) {
 	cmd.Time = s.clock.Now().UnixNano()
-	b, release, err := encodeCommand(k, cmd)
+	enc, err := encodeCommand(k, cmd)
 	if err != nil {
 		return outcome{}, wire.Errorf(wire.BadRequest, "%v", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	start := time.Now()
-	out, err := s.rep.Propose(ctx, group, b)
+	out, err := s.rep.Propose(ctx, group, enc.entry())
 	s.metrics.observePropose(time.Since(start), err)
 	// The entry's buffer is reused only when the replica is surely done
 	// with it: applied, or refused outright. After a timeout or a lost
 	// leadership the entry may still wait in the replica's queue.
-	var nl *replica.NotLeaderError
-	if err == nil || errors.As(err, &nl) || errors.Is(err, replica.ErrTooLarge) {
-		release()
+	if err == nil || refused(err) {
+		enc.release()
 	}
 	if err != nil {
 		return outcome{}, s.replicaError(ctx, err)
@@ -311,6 +310,16 @@ func (s *Server) propose(ctx context.Context, k kind, cmd *namespace.Command) (o
 		return outcome{}, wire.Errorf(wire.Internal, "%v", err)
 	}
 	return o, nil
+}
+
+// refused reports whether the replica refused a proposal outright (so it
+// holds no reference to the entry).
+func refused(err error) bool {
+	if errors.Is(err, replica.ErrTooLarge) {
+		return true
+	}
+	_, ok := errors.AsType[*replica.NotLeaderError](err)
+	return ok
 }
 
 // replicaError maps an error of the replica to the wire.
@@ -339,6 +348,11 @@ func (s *Server) replicaError(ctx context.Context, err error) *wire.Error {
 // readBarrier coalesces linearizable reads: a read waits for a
 // replica.ReadBarrier that started after the read arrived; all reads that
 // arrive while one barrier runs share the next.
+//
+// Rounds run one at a time. The read that finds no round running runs the
+// next one itself, on its own goroutine, so a lone read costs no goroutine
+// hand-off; if more reads arrived meanwhile, it hands their round to a new
+// goroutine (run) before it returns.
 type readBarrier struct {
 	s       *Server
 	mu      sync.Mutex
@@ -346,12 +360,15 @@ type readBarrier struct {
 	next    *barrierRound
 }
 
+// barrierRound is one replica.ReadBarrier shared by the reads waiting for
+// it: err is set before done is closed.
 type barrierRound struct {
 	done chan struct{}
 	err  error
 }
 
-// wait returns once a barrier started after the call has completed.
+// wait returns once a barrier started after the call has completed. It
+// needs no deadline of its own: every round is bounded by RequestTimeout.
 func (b *readBarrier) wait(ctx context.Context) error {
 	b.mu.Lock()
 	if b.next == nil {
@@ -359,9 +376,13 @@ func (b *readBarrier) wait(ctx context.Context) error {
 	}
 	r := b.next
 	if !b.running {
+		// Run the round here: take it, so later reads wait for the next.
 		b.running = true
-		b.s.wg.Add(1)
-		go b.run()
+		b.next = nil
+		b.mu.Unlock()
+		b.round(r)
+		b.handOff()
+		return r.err
 	}
 	b.mu.Unlock()
 	select {
@@ -370,6 +391,19 @@ func (b *readBarrier) wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// handOff ends the caller's turn as the runner: reads that arrived during
+// its round get a goroutine that runs their rounds.
+func (b *readBarrier) handOff() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.next == nil {
+		b.running = false
+		return
+	}
+	b.s.wg.Add(1)
+	go b.run()
 }
 
 // run serves rounds until no read waits.
@@ -385,9 +419,15 @@ func (b *readBarrier) run() {
 			return
 		}
 		b.mu.Unlock()
-		ctx, cancel := context.WithTimeout(b.s.ctx, b.s.cfg.RequestTimeout)
-		r.err = b.s.rep.ReadBarrier(ctx, group)
-		cancel()
-		close(r.done)
+		b.round(r)
 	}
+}
+
+// round runs one replica.ReadBarrier, bounded by RequestTimeout and the
+// server's life, and wakes the reads waiting for it.
+func (b *readBarrier) round(r *barrierRound) {
+	ctx, cancel := context.WithTimeout(b.s.ctx, b.s.cfg.RequestTimeout)
+	r.err = b.s.rep.ReadBarrier(ctx, group)
+	cancel()
+	close(r.done)
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	radix "github.com/armon/go-radix"
 )
@@ -37,6 +38,10 @@ type watchIndex struct {
 	mu    sync.RWMutex
 	exact map[string][]watcher
 	tree  *radix.Tree // key → *[]watcher
+	// exacts and subtrees count the exact and recursive watchers (changed
+	// under mu), so route skips the lock, or the tree walk, when there are
+	// none: most events of a cell nobody watches cost nothing here.
+	exacts, subtrees atomic.Int64
 }
 
 func (x *watchIndex) init() {
@@ -59,8 +64,10 @@ func (x *watchIndex) add(path string, recursive bool, w watcher) {
 	defer x.mu.Unlock()
 	if !recursive {
 		x.exact[path] = append(x.exact[path], w)
+		x.exacts.Add(1)
 		return
 	}
+	x.subtrees.Add(1)
 	key := subtreeKey(path)
 	if v, ok := x.tree.Get(key); ok {
 		list := v.(*[]watcher)
@@ -70,11 +77,13 @@ func (x *watchIndex) add(path string, recursive bool, w watcher) {
 	x.tree.Insert(key, &[]watcher{w})
 }
 
-func removeWatcher(list []watcher, w watcher) []watcher {
+// removeWatcher drops w from list and counts it off n.
+func removeWatcher(list []watcher, w watcher, n *atomic.Int64) []watcher {
 	if i := slices.Index(list, w); i >= 0 {
 		last := len(list) - 1
 		list[i] = list[last]
 		list = list[:last]
+		n.Add(-1)
 	}
 	return list
 }
@@ -82,7 +91,7 @@ func removeWatcher(list []watcher, w watcher) []watcher {
 // removeLocked drops one watcher. Called with x.mu held.
 func (x *watchIndex) removeLocked(spec watchSpec, w watcher) {
 	if !spec.recursive {
-		list := removeWatcher(x.exact[spec.path], w)
+		list := removeWatcher(x.exact[spec.path], w, &x.exacts)
 		if len(list) == 0 {
 			delete(x.exact, spec.path)
 		} else {
@@ -96,7 +105,7 @@ func (x *watchIndex) removeLocked(spec watchSpec, w watcher) {
 		return
 	}
 	list := v.(*[]watcher)
-	*list = removeWatcher(*list, w)
+	*list = removeWatcher(*list, w, &x.subtrees)
 	if len(*list) == 0 {
 		x.tree.Delete(key)
 	}
@@ -122,12 +131,17 @@ func (x *watchIndex) removeAll(session uint64, specs map[uint64]watchSpec) {
 
 // route returns the sessions watching path.
 func (x *watchIndex) route(path string) []Target {
+	if x.exacts.Load() == 0 && x.subtrees.Load() == 0 {
+		return nil // a watch added meanwhile is ordered after this event
+	}
 	x.mu.RLock()
 	matched := append([]watcher(nil), x.exact[path]...)
-	x.tree.WalkPath(subtreeKey(path), func(_ string, v any) bool {
-		matched = append(matched, *v.(*[]watcher)...)
-		return false
-	})
+	if x.subtrees.Load() > 0 {
+		x.tree.WalkPath(subtreeKey(path), func(_ string, v any) bool {
+			matched = append(matched, *v.(*[]watcher)...)
+			return false
+		})
+	}
 	x.mu.RUnlock()
 	if len(matched) == 0 {
 		return nil
