@@ -294,8 +294,11 @@ func (g *group) loop() {
 		// Past maxQueued proposals waiting for the window, leave the rest
 		// in propc: Propose then blocks (with its ctx), which is the
 		// backpressure.
+		// While a write is in flight or the leader holds, proposals wait in
+		// propc's buffer: they go into the next batch anyway, and taking
+		// them one by one would wake the loop once per proposal.
 		propc := g.propc
-		if len(g.queued) >= g.maxQueued() {
+		if len(g.queued) >= g.maxQueued() || g.writing || g.holding {
 			propc = nil
 		}
 		// Events (Compact, RestoreSnapshot) run between Advance and the
