@@ -170,7 +170,13 @@ func appendFrame(out *sliceWriter, enc *msgpack.Encoder, call uint32, m Message,
 	}
 	start := len(out.b)
 	out.b = append(out.b, make([]byte, FrameOverhead)...)
-	if err := enc.Encode(m); err != nil {
+	var err error
+	if ce, ok := m.(msgpack.CustomEncoder); ok {
+		err = ce.EncodeMsgpack(enc) // typed (codec.go): no reflection at all
+	} else {
+		err = enc.Encode(m)
+	}
+	if err != nil {
 		out.b = out.b[:start]
 		return fmt.Errorf("wire: encode %v: %w", t, err)
 	}
@@ -304,7 +310,13 @@ func (d *Decoder) decodeFrame(frame []byte) (uint32, Message, error) {
 	}
 	d.br.Reset(body)
 	d.dec.Reset(&d.br)
-	if err := d.dec.Decode(m); err != nil {
+	var err error
+	if cd, ok := m.(msgpack.CustomDecoder); ok {
+		err = cd.DecodeMsgpack(d.dec) // typed (codec.go)
+	} else {
+		err = d.dec.Decode(m)
+	}
+	if err != nil {
 		return call, nil, fmt.Errorf("%w: %v: %w", ErrMalformed, t, err)
 	}
 	if d.br.Len() != 0 {

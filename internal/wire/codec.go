@@ -1,0 +1,784 @@
+package wire
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Typed msgpack for the messages of the hot paths (Get, Put, Acquire,
+// Release, KeepAlive, their replies, Ack and Error, and the Stat and
+// Sequencer they carry). Reflection cost more than the rest of a call's
+// encoding and decoding together (a struct-cache lookup, an interface per
+// field, an omitempty check per field). The bytes are exactly those the
+// reflection encoder writes for the struct tags: a map of the fields that
+// are not omitted, in declaration order (an embedded Header's fields
+// first), integers at their full width (uint64 as 0xcf, int64 and Duration
+// as 0xd3, uint8 as 0xcc, uint16 as 0xcd, uint32 as 0xce). The decoders
+// accept what the reflection decoder accepts for a map: keys in any order,
+// unknown keys skipped, nil for zero; they refuse the array form of a
+// struct, which no encoder here writes. TestTypedCodecMatchesReflection
+// holds both to that. The other messages use reflection.
+
+// fieldWriter writes the fields of one struct as a msgpack map. A struct's
+// fields method runs twice: first to count the fields that are not omitted
+// (count set), then, after begin, to write them. (Concrete calls only, so
+// that nothing escapes to the heap.)
+type fieldWriter struct {
+	e     *msgpack.Encoder
+	count bool
+	n     int
+	err   error
+}
+
+func newFieldWriter(e *msgpack.Encoder) fieldWriter { return fieldWriter{e: e, count: true} }
+
+// begin writes the map header after the counting pass.
+func (w *fieldWriter) begin() {
+	w.count = false
+	w.err = w.e.EncodeMapLen(w.n)
+}
+
+// key starts a field; it reports whether to write its value.
+func (w *fieldWriter) key(k string) bool {
+	if w.count {
+		w.n++
+		return false
+	}
+	if w.err == nil {
+		w.err = w.e.EncodeString(k)
+	}
+	return w.err == nil
+}
+
+func (w *fieldWriter) set(err error) {
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+// u64 writes a uint64 field; omit drops a zero value (omitempty).
+func (w *fieldWriter) u64(k string, v uint64, omit bool) {
+	if (!omit || v != 0) && w.key(k) {
+		w.set(w.e.EncodeUint64(v))
+	}
+}
+
+func (w *fieldWriter) u32(k string, v uint32, omit bool) {
+	if (!omit || v != 0) && w.key(k) {
+		w.set(w.e.EncodeUint32(v))
+	}
+}
+
+func (w *fieldWriter) u16(k string, v uint16, omit bool) {
+	if (!omit || v != 0) && w.key(k) {
+		w.set(w.e.EncodeUint16(v))
+	}
+}
+
+func (w *fieldWriter) u8(k string, v uint8, omit bool) {
+	if (!omit || v != 0) && w.key(k) {
+		w.set(w.e.EncodeUint8(v))
+	}
+}
+
+func (w *fieldWriter) i64(k string, v int64, omit bool) {
+	if (!omit || v != 0) && w.key(k) {
+		w.set(w.e.EncodeInt64(v))
+	}
+}
+
+func (w *fieldWriter) dur(k string, v time.Duration, omit bool) { w.i64(k, int64(v), omit) }
+
+func (w *fieldWriter) str(k string, v string, omit bool) {
+	if (!omit || v != "") && w.key(k) {
+		w.set(w.e.EncodeString(v))
+	}
+}
+
+func (w *fieldWriter) bytes(k string, v []byte, omit bool) {
+	if (!omit || len(v) != 0) && w.key(k) {
+		w.set(w.e.EncodeBytes(v))
+	}
+}
+
+func (w *fieldWriter) flag(k string, v bool, omit bool) {
+	if (!omit || v) && w.key(k) {
+		w.set(w.e.EncodeBool(v))
+	}
+}
+
+// events writes KeepAliveReply's events (omitempty), by reflection: they
+// are rare.
+func (w *fieldWriter) events(k string, v []Event) {
+	if len(v) != 0 && w.key(k) {
+		w.set(w.e.Encode(v))
+	}
+}
+
+// stat and seq write a nested struct (never omitted).
+func (w *fieldWriter) stat(k string, v *Stat) {
+	if w.key(k) {
+		w.set(v.EncodeMsgpack(w.e))
+	}
+}
+
+func (w *fieldWriter) seq(k string, v *Sequencer) {
+	if w.key(k) {
+		w.set(v.EncodeMsgpack(w.e))
+	}
+}
+
+// mapReader reads a msgpack map field by field into a struct:
+//
+//	r := newMapReader(d)
+//	for r.next() {
+//		switch string(r.key) { case "path": r.str(&m.Path); default: r.skip() }
+//	}
+//	return r.done()
+//
+// It keeps the first error. The key is read into a buffer of its own (no
+// allocation for keys up to its size); a nil map reads as no fields; the
+// array form of a struct is an error. Readers are pooled: one on the stack
+// would escape anyway (its buffer is read into through an io.Reader).
+type mapReader struct {
+	d   *msgpack.Decoder
+	n   int // fields left
+	key []byte
+	buf [16]byte
+	err error
+}
+
+var mapReaders = sync.Pool{New: func() any { return new(mapReader) }}
+
+func newMapReader(d *msgpack.Decoder) *mapReader {
+	r := mapReaders.Get().(*mapReader)
+	r.d, r.key, r.err = d, nil, nil
+	r.n, r.err = d.DecodeMapLen()
+	return r
+}
+
+// done returns the reader to the pool and returns its error.
+func (r *mapReader) done() error {
+	err := r.err
+	r.d, r.key, r.err = nil, nil, nil
+	mapReaders.Put(r)
+	return err
+}
+
+// next reads the next key; it returns false after the last field or an
+// error.
+func (r *mapReader) next() bool {
+	if r.err != nil || r.n <= 0 {
+		return false
+	}
+	r.n--
+	kn, err := r.d.DecodeBytesLen()
+	if err != nil {
+		r.err = err
+		return false
+	}
+	kn = max(kn, 0) // a nil key is ""
+	if kn <= len(r.buf) {
+		r.key = r.buf[:kn]
+	} else {
+		r.key = make([]byte, kn)
+	}
+	r.err = r.d.ReadFull(r.key)
+	return r.err == nil
+}
+
+func (r *mapReader) set(err error) {
+	if err != nil && r.err == nil {
+		r.err = fmt.Errorf("field %q: %w", string(r.key), err) // a copy: r.key must not escape
+	}
+}
+
+// skip passes over the value of an unknown field.
+func (r *mapReader) skip() { r.set(r.d.Skip()) }
+
+// header reads the fields of an embedded Header, and skips any other.
+func (r *mapReader) header(h *Header) {
+	switch string(r.key) {
+	case "sid":
+		r.u64(&h.Session)
+	case "rid":
+		r.u64(&h.Request)
+	default:
+		r.skip()
+	}
+}
+
+func (r *mapReader) u64(p *uint64) {
+	v, err := r.d.DecodeUint64()
+	*p = v
+	r.set(err)
+}
+
+func (r *mapReader) u32(p *uint32) {
+	v, err := r.d.DecodeUint64()
+	*p = uint32(v)
+	r.set(err)
+}
+
+func (r *mapReader) i64(p *int64) {
+	v, err := r.d.DecodeInt64()
+	*p = v
+	r.set(err)
+}
+
+func (r *mapReader) dur(p *time.Duration) {
+	v, err := r.d.DecodeInt64()
+	*p = time.Duration(v)
+	r.set(err)
+}
+
+func (r *mapReader) str(p *string) {
+	v, err := r.d.DecodeString()
+	*p = v
+	r.set(err)
+}
+
+func (r *mapReader) bytes(p *[]byte) {
+	v, err := r.d.DecodeBytes()
+	*p = v
+	r.set(err)
+}
+
+func (r *mapReader) flag(p *bool) {
+	v, err := r.d.DecodeBool()
+	*p = v
+	r.set(err)
+}
+
+func (r *mapReader) mode(p *LockMode) {
+	v, err := r.d.DecodeUint64()
+	*p = LockMode(v)
+	r.set(err)
+}
+
+// Header (embedded: its fields are inlined in the request's map).
+
+func (h *Header) fields(w *fieldWriter) {
+	w.u64("sid", h.Session, true)
+	w.u64("rid", h.Request, true)
+}
+
+// Stat
+
+func (s *Stat) fields(w *fieldWriter) {
+	w.u64("inst", s.Instance, true)
+	w.u64("cgen", s.ContentGen, true)
+	w.u64("lgen", s.LockGen, true)
+	w.u64("agen", s.ACLGen, true)
+	w.u64("sum", s.Checksum, true)
+	w.u64("size", s.Size, true)
+	w.u64("cidx", s.CreatedIndex, true)
+	w.u64("midx", s.ModifiedIndex, true)
+	w.i64("ctime", s.CreatedTime, true)
+	w.i64("mtime", s.ModifiedTime, true)
+	w.u64("eph", s.EphemeralOwner, true)
+	w.u32("kids", s.Children, true)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (s *Stat) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	s.fields(&w)
+	w.begin()
+	s.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (s *Stat) DecodeMsgpack(d *msgpack.Decoder) error {
+	*s = Stat{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "inst":
+			r.u64(&s.Instance)
+		case "cgen":
+			r.u64(&s.ContentGen)
+		case "lgen":
+			r.u64(&s.LockGen)
+		case "agen":
+			r.u64(&s.ACLGen)
+		case "sum":
+			r.u64(&s.Checksum)
+		case "size":
+			r.u64(&s.Size)
+		case "cidx":
+			r.u64(&s.CreatedIndex)
+		case "midx":
+			r.u64(&s.ModifiedIndex)
+		case "ctime":
+			r.i64(&s.CreatedTime)
+		case "mtime":
+			r.i64(&s.ModifiedTime)
+		case "eph":
+			r.u64(&s.EphemeralOwner)
+		case "kids":
+			r.u32(&s.Children)
+		default:
+			r.skip()
+		}
+	}
+	return r.done()
+}
+
+// Sequencer
+
+func (s *Sequencer) fields(w *fieldWriter) {
+	w.str("path", s.Path, false)
+	w.u8("mode", uint8(s.Mode), false)
+	w.u64("lgen", s.LockGen, false)
+	w.u64("inst", s.Instance, false)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (s *Sequencer) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	s.fields(&w)
+	w.begin()
+	s.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (s *Sequencer) DecodeMsgpack(d *msgpack.Decoder) error {
+	*s = Sequencer{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "path":
+			r.str(&s.Path)
+		case "mode":
+			r.mode(&s.Mode)
+		case "lgen":
+			r.u64(&s.LockGen)
+		case "inst":
+			r.u64(&s.Instance)
+		default:
+			r.skip()
+		}
+	}
+	return r.done()
+}
+
+// Get
+
+func (m *Get) fields(w *fieldWriter) {
+	m.Header.fields(w)
+	w.str("path", m.Path, false)
+	w.flag("stale", m.Stale, true)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *Get) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.fields(&w)
+	w.begin()
+	m.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *Get) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = Get{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "path":
+			r.str(&m.Path)
+		case "stale":
+			r.flag(&m.Stale)
+		default:
+			r.header(&m.Header)
+		}
+	}
+	return r.done()
+}
+
+// GetReply
+
+func (m *GetReply) fields(w *fieldWriter) {
+	w.bytes("content", m.Content, true)
+	w.stat("stat", &m.Stat)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *GetReply) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.fields(&w)
+	w.begin()
+	m.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *GetReply) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = GetReply{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "content":
+			r.bytes(&m.Content)
+		case "stat":
+			r.set(m.Stat.DecodeMsgpack(d))
+		default:
+			r.skip()
+		}
+	}
+	return r.done()
+}
+
+// Put
+
+func (m *Put) fields(w *fieldWriter) {
+	m.Header.fields(w)
+	w.str("path", m.Path, false)
+	w.bytes("content", m.Content, true)
+	w.u64("ifgen", m.IfGen, true)
+	w.flag("create", m.Create, true)
+	w.flag("eph", m.Ephemeral, true)
+	w.flag("parents", m.Parents, true)
+	w.flag("seq", m.Sequential, true)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *Put) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.fields(&w)
+	w.begin()
+	m.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *Put) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = Put{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "path":
+			r.str(&m.Path)
+		case "content":
+			r.bytes(&m.Content)
+		case "ifgen":
+			r.u64(&m.IfGen)
+		case "create":
+			r.flag(&m.Create)
+		case "eph":
+			r.flag(&m.Ephemeral)
+		case "parents":
+			r.flag(&m.Parents)
+		case "seq":
+			r.flag(&m.Sequential)
+		default:
+			r.header(&m.Header)
+		}
+	}
+	return r.done()
+}
+
+// PutReply
+
+func (m *PutReply) fields(w *fieldWriter) {
+	w.str("path", m.Path, false)
+	w.stat("stat", &m.Stat)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *PutReply) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.fields(&w)
+	w.begin()
+	m.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *PutReply) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = PutReply{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "path":
+			r.str(&m.Path)
+		case "stat":
+			r.set(m.Stat.DecodeMsgpack(d))
+		default:
+			r.skip()
+		}
+	}
+	return r.done()
+}
+
+// Acquire
+
+func (m *Acquire) fields(w *fieldWriter) {
+	m.Header.fields(w)
+	w.str("path", m.Path, false)
+	w.u8("mode", uint8(m.Mode), false)
+	w.flag("wait", m.Wait, true)
+	w.dur("delay", m.LockDelay, true)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *Acquire) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.fields(&w)
+	w.begin()
+	m.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *Acquire) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = Acquire{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "path":
+			r.str(&m.Path)
+		case "mode":
+			r.mode(&m.Mode)
+		case "wait":
+			r.flag(&m.Wait)
+		case "delay":
+			r.dur(&m.LockDelay)
+		default:
+			r.header(&m.Header)
+		}
+	}
+	return r.done()
+}
+
+// AcquireReply
+
+func (m *AcquireReply) fields(w *fieldWriter) {
+	w.seq("seq", &m.Sequencer)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *AcquireReply) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.fields(&w)
+	w.begin()
+	m.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *AcquireReply) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = AcquireReply{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "seq":
+			r.set(m.Sequencer.DecodeMsgpack(d))
+		default:
+			r.skip()
+		}
+	}
+	return r.done()
+}
+
+// Release
+
+func (m *Release) fields(w *fieldWriter) {
+	m.Header.fields(w)
+	w.str("path", m.Path, false)
+	w.u64("lgen", m.LockGen, false)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *Release) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.fields(&w)
+	w.begin()
+	m.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *Release) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = Release{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "path":
+			r.str(&m.Path)
+		case "lgen":
+			r.u64(&m.LockGen)
+		default:
+			r.header(&m.Header)
+		}
+	}
+	return r.done()
+}
+
+// Ack
+
+func (m *Ack) fields(w *fieldWriter) {
+	w.u64("idx", m.Index, true)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *Ack) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.fields(&w)
+	w.begin()
+	m.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *Ack) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = Ack{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "idx":
+			r.u64(&m.Index)
+		default:
+			r.skip()
+		}
+	}
+	return r.done()
+}
+
+// KeepAlive
+
+func (m *KeepAlive) fields(w *fieldWriter) {
+	m.Header.fields(w)
+	w.u64("ack", m.Acked, true)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *KeepAlive) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.fields(&w)
+	w.begin()
+	m.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *KeepAlive) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = KeepAlive{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "ack":
+			r.u64(&m.Acked)
+		default:
+			r.header(&m.Header)
+		}
+	}
+	return r.done()
+}
+
+// KeepAliveReply (its events, rarely many, by reflection)
+
+func (m *KeepAliveReply) fields(w *fieldWriter) {
+	w.dur("ttl", m.TTL, false)
+	w.events("events", m.Events)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *KeepAliveReply) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.fields(&w)
+	w.begin()
+	m.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *KeepAliveReply) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = KeepAliveReply{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "ttl":
+			r.dur(&m.TTL)
+		case "events":
+			r.set(d.Decode(&m.Events))
+		default:
+			r.skip()
+		}
+	}
+	return r.done()
+}
+
+// Error
+
+func (m *Error) fields(w *fieldWriter) {
+	w.u16("code", uint16(m.Code), false)
+	w.str("msg", m.Message, true)
+	w.str("leader", m.Leader, true)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *Error) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.fields(&w)
+	w.begin()
+	m.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *Error) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = Error{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "code":
+			var c uint64
+			r.u64(&c)
+			m.Code = Code(c)
+		case "msg":
+			r.str(&m.Message)
+		case "leader":
+			r.str(&m.Leader)
+		default:
+			r.skip()
+		}
+	}
+	return r.done()
+}
+
+// The typed messages, checked by the compiler.
+var (
+	_ msgpack.CustomEncoder = (*Get)(nil)
+	_ msgpack.CustomDecoder = (*Get)(nil)
+	_ msgpack.CustomEncoder = (*GetReply)(nil)
+	_ msgpack.CustomDecoder = (*GetReply)(nil)
+	_ msgpack.CustomEncoder = (*Put)(nil)
+	_ msgpack.CustomDecoder = (*Put)(nil)
+	_ msgpack.CustomEncoder = (*PutReply)(nil)
+	_ msgpack.CustomDecoder = (*PutReply)(nil)
+	_ msgpack.CustomEncoder = (*Acquire)(nil)
+	_ msgpack.CustomDecoder = (*Acquire)(nil)
+	_ msgpack.CustomEncoder = (*AcquireReply)(nil)
+	_ msgpack.CustomDecoder = (*AcquireReply)(nil)
+	_ msgpack.CustomEncoder = (*Release)(nil)
+	_ msgpack.CustomDecoder = (*Release)(nil)
+	_ msgpack.CustomEncoder = (*Ack)(nil)
+	_ msgpack.CustomDecoder = (*Ack)(nil)
+	_ msgpack.CustomEncoder = (*KeepAlive)(nil)
+	_ msgpack.CustomDecoder = (*KeepAlive)(nil)
+	_ msgpack.CustomEncoder = (*KeepAliveReply)(nil)
+	_ msgpack.CustomDecoder = (*KeepAliveReply)(nil)
+	_ msgpack.CustomEncoder = (*Error)(nil)
+	_ msgpack.CustomDecoder = (*Error)(nil)
+	_ msgpack.CustomEncoder = (*Stat)(nil)
+	_ msgpack.CustomDecoder = (*Stat)(nil)
+	_ msgpack.CustomEncoder = (*Sequencer)(nil)
+	_ msgpack.CustomDecoder = (*Sequencer)(nil)
+)
