@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/yamux"
 )
@@ -82,6 +83,7 @@ func Serve(ctx context.Context, nc net.Conn, cfg ConnConfig, h Handler) error {
 		h:     h,
 		sess:  sess,
 		sem:   make(chan struct{}, cfg.MaxStreams),
+		idle:  make(chan call),
 		calls: make(map[uint32]context.CancelCauseFunc),
 	}
 	s.w = newFrameWriter(st, cfg.MaxFrame, cfg.WriteTimeout, func() { sess.Close() })
@@ -101,6 +103,7 @@ type server struct {
 	sess    *yamux.Session
 	w       *frameWriter
 	sem     chan struct{} // one token per call in flight
+	idle    chan call     // unbuffered: a send succeeds when a worker waits for a call
 	wg      sync.WaitGroup
 	greeted bool // a Hello succeeded; read's alone
 
@@ -163,24 +166,64 @@ func (s *server) dispatch(ctx context.Context, id uint32, m Message) error {
 	cctx, cancel := context.WithCancelCause(ctx)
 	s.calls[id] = cancel
 	s.mu.Unlock()
-	s.wg.Add(1)
-	go s.serveCall(cctx, cancel, id, m)
+	j := call{ctx: cctx, cancel: cancel, id: id, req: m}
+	select {
+	case s.idle <- j: // a worker that finished a call takes it
+	default:
+		s.wg.Add(1)
+		go s.worker(ctx, j)
+	}
 	return nil
 }
 
-// serveCall runs one call on its own goroutine and sends its reply, unless
-// the client gave up on it.
-func (s *server) serveCall(ctx context.Context, cancel context.CancelCauseFunc, id uint32, req Message) {
+// call is one request to run.
+type call struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	id     uint32
+	req    Message
+}
+
+// workerIdle is how long a worker that finished a call waits for another
+// before it exits. Reusing workers saves starting a goroutine per call and,
+// above all, growing its stack again (copying it two or three times while
+// the reply is encoded) on every call.
+const workerIdle = 2 * time.Second
+
+// worker runs calls until none comes for workerIdle or the connection ends.
+func (s *server) worker(ctx context.Context, c call) {
 	defer s.wg.Done()
-	reply := s.call(ctx, req)
+	var idle *time.Timer
+	for {
+		s.serveCall(c)
+		if idle == nil {
+			idle = time.NewTimer(workerIdle)
+		} else {
+			idle.Reset(workerIdle)
+		}
+		select {
+		case c = <-s.idle:
+		case <-idle.C:
+			return
+		case <-ctx.Done():
+			idle.Stop()
+			return
+		}
+	}
+}
+
+// serveCall runs one call and sends its reply, unless the client gave up on
+// it.
+func (s *server) serveCall(c call) {
+	reply := s.call(c.ctx, c.req)
 	s.mu.Lock()
-	delete(s.calls, id)
+	delete(s.calls, c.id)
 	s.mu.Unlock()
 	<-s.sem
-	canceled := context.Cause(ctx) == errCallCanceled
-	cancel(nil)
+	canceled := context.Cause(c.ctx) == errCallCanceled
+	c.cancel(nil)
 	if !canceled {
-		s.reply(id, reply)
+		s.reply(c.id, reply)
 	}
 }
 
