@@ -358,6 +358,9 @@ type readBarrier struct {
 	mu      sync.Mutex
 	running bool
 	next    *barrierRound
+
+	// Owned by the goroutine running rounds (one at a time).
+	deadline coarseDeadline
 }
 
 // barrierRound is one replica.ReadBarrier shared by the reads waiting for
@@ -423,11 +426,37 @@ func (b *readBarrier) run() {
 	}
 }
 
-// round runs one replica.ReadBarrier, bounded by RequestTimeout and the
-// server's life, and wakes the reads waiting for it.
+// round runs one replica.ReadBarrier, bounded by RequestTimeout (to
+// 1.25×; see coarseDeadline) and the server's life, and wakes the reads
+// waiting for it.
 func (b *readBarrier) round(r *barrierRound) {
-	ctx, cancel := context.WithTimeout(b.s.ctx, b.s.cfg.RequestTimeout)
+	ctx := b.deadline.get(b.s.ctx, b.s.cfg.RequestTimeout)
 	r.err = b.s.rep.ReadBarrier(ctx, group)
-	cancel()
 	close(r.done)
+}
+
+// coarseDeadline hands out contexts that end between d and 1.25·d after
+// the call (or with their parent), sharing one context, and so one timer,
+// per d/4 of time: a read-barrier round is far more frequent than its
+// timeout, and a context with a timer of its own cost more than the
+// barrier itself. Not safe for concurrent use; a context it returned must
+// be out of use by the next call (the rounds that use it run one at a time).
+type coarseDeadline struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	renew  time.Time // get makes a new context from this time on
+}
+
+// get returns a context derived from parent that ends between d and 1.25·d
+// from now.
+func (c *coarseDeadline) get(parent context.Context, d time.Duration) context.Context {
+	now := time.Now()
+	if c.ctx == nil || !now.Before(c.renew) {
+		if c.cancel != nil {
+			c.cancel() // out of use: stop its timer now
+		}
+		c.ctx, c.cancel = context.WithDeadline(parent, now.Add(d+d/4))
+		c.renew = now.Add(d / 4)
+	}
+	return c.ctx
 }
