@@ -37,9 +37,11 @@ var errCallCanceled = errors.New("wire: call canceled by the client")
 // goes away or ctx is done, then closes nc and returns once every call has
 // returned. The client must open its call stream within RequestTimeout.
 // Serve's goroutine reads the request frames; each request runs h on a
-// goroutine of its own with a context of its own, at most MaxStreams at
-// once (beyond that Serve stops reading until one returns), and the replies
-// are written, coalesced, by one writer goroutine.
+// goroutine of its own (reused for later calls) with a context of its own,
+// at most MaxStreams at once, and the replies are written, coalesced, by one
+// writer goroutine. Beyond MaxStreams Serve stops reading until a call
+// returns, so a CancelCall behind the waiting request is read late: its
+// caller has already returned, and only the handler's work goes on longer.
 //
 // The first call must be a Hello, which runs before the next frame is read;
 // other requests are answered BadRequest until it succeeds. A well-framed
@@ -244,7 +246,7 @@ func (s *server) reply(id uint32, reply Message) {
 	if errors.Is(err, ErrFrameTooLarge) {
 		err = s.w.send(id, Errorf(TooLarge, "reply %v is over the frame limit: %v", reply.Type(), err))
 	}
-	if err != nil && !errors.Is(err, errWriterClosed) {
+	if err != nil && !errors.Is(err, ErrConnClosed) {
 		s.cfg.Logger.Debug("wire: write reply", "err", err)
 	}
 }

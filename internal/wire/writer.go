@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"errors"
 	"runtime"
 	"sync"
 	"time"
@@ -36,9 +35,6 @@ type frameWriter struct {
 	wake     chan struct{}
 	done     chan struct{}
 }
-
-// errWriterClosed is the writer's error after close.
-var errWriterClosed = errors.New("wire: connection closed")
 
 const (
 	// maxQueued bounds the bytes waiting for the writer; senders wait
@@ -134,7 +130,7 @@ func (w *frameWriter) run() {
 func (w *frameWriter) close() {
 	w.mu.Lock()
 	if w.err == nil {
-		w.err = errWriterClosed
+		w.err = ErrConnClosed
 	}
 	w.cond.Broadcast()
 	w.mu.Unlock()
