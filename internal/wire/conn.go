@@ -29,9 +29,10 @@ type ConnConfig struct {
 	// RequestTimeout bounds how long a server waits for the client to open
 	// its call stream after the session starts (10 s if 0).
 	RequestTimeout time.Duration
-	// WriteTimeout bounds one write of the queued frames to the call
-	// stream, and yamux's writes to the connection (10 s if 0): a peer that
-	// stops reading for that long is cut off.
+	// WriteTimeout bounds writing the queued frames to the call stream,
+	// and yamux's writes to the connection (10 s if 0): a peer that stops
+	// reading is cut off after between half of it and all of it (the
+	// stream's deadline is moved forward only once half of it is used).
 	WriteTimeout time.Duration
 	// PingInterval is the yamux keep-alive interval that detects a dead
 	// connection (15 s if 0).

@@ -21,9 +21,10 @@ type callStream interface {
 // so many concurrent calls cost one yamux data frame, not one each. An idle
 // writer is a goroutine parked on a channel and a small buffer.
 type frameWriter struct {
-	st      callStream
-	timeout time.Duration // bounds one Write: a peer that stops reading is cut off
-	onFail  func()        // called once, from run, when a Write fails
+	st       callStream
+	timeout  time.Duration // bounds one Write: a peer that stops reading is cut off
+	deadline time.Time     // the stream's write deadline; run's alone
+	onFail   func()        // called once, from run, when a Write fails
 
 	mu       sync.Mutex
 	cond     sync.Cond // signaled when the buffer was taken or the writer ended
@@ -107,7 +108,7 @@ func (w *frameWriter) run() {
 		if len(out) == 0 {
 			continue
 		}
-		w.st.SetWriteDeadline(time.Now().Add(w.timeout))
+		w.refreshDeadline()
 		_, err := w.st.Write(out)
 		w.mu.Lock()
 		if cap(out) <= maxSpare {
@@ -122,6 +123,17 @@ func (w *frameWriter) run() {
 			w.onFail()
 			return
 		}
+	}
+}
+
+// refreshDeadline keeps the stream's write deadline between timeout/2 and
+// timeout ahead. Setting it costs yamux an allocation, so it is moved only
+// when half of it has been used up, not on every write.
+func (w *frameWriter) refreshDeadline() {
+	now := time.Now()
+	if w.deadline.Sub(now) < w.timeout/2 {
+		w.deadline = now.Add(w.timeout)
+		w.st.SetWriteDeadline(w.deadline)
 	}
 }
 
