@@ -132,8 +132,9 @@ type group struct {
 	transfers   map[uint64]chan snapAck
 	nextBatch   uint64
 
-	pendMu  sync.Mutex
-	pending map[uint64]*pendingBatch // by batch id; shared by loop and apply
+	pendMu   sync.Mutex
+	pending  map[uint64]*pendingBatch // by batch id; shared by loop and apply
+	pendCmds int                      // proposals in pending, under pendMu
 
 	applier *applier
 
@@ -399,9 +400,12 @@ func (g *group) hold(d time.Duration) {
 }
 
 // proposeUnlessHeld hands queued proposals to the core unless the leader's
-// hold is on; the hold ends early once nothing it proposed awaits acks.
+// hold is on. The hold ends early once nothing it proposed awaits acks, or
+// once as many proposals wait as are in flight: waiting longer would not
+// grow the batch (on a slow disk the proposers of the previous batch are
+// all back by the time the write ends) and would only leave the disk idle.
 func (g *group) proposeUnlessHeld() {
-	if g.holding && g.node.Status().InFlight > 0 {
+	if g.holding && g.node.Status().InFlight > 0 && len(g.queued)+len(g.propc) < g.pendingCmds() {
 		return
 	}
 	if g.holding {
@@ -530,10 +534,12 @@ func (g *group) proposeQueued() {
 		copy(props, g.queued[:n])
 		g.pendMu.Lock()
 		g.pending[id] = &pendingBatch{props: props}
+		g.pendCmds += len(props)
 		g.pendMu.Unlock()
 		if _, err := g.node.Propose(value); err != nil {
 			g.pendMu.Lock()
 			delete(g.pending, id)
+			g.pendCmds -= len(props)
 			g.pendMu.Unlock()
 			if errors.Is(err, paxos.ErrWindowFull) {
 				return // retry once the window moves
@@ -716,12 +722,20 @@ func (g *group) failPending(err error) {
 	g.pendMu.Lock()
 	pend := g.pending
 	g.pending = make(map[uint64]*pendingBatch)
+	g.pendCmds = 0
 	g.pendMu.Unlock()
 	for _, pb := range pend {
 		for _, p := range pb.props {
 			p.done <- result{err: err}
 		}
 	}
+}
+
+// pendingCmds is the number of proposals in this replica's pending batches.
+func (g *group) pendingCmds() int {
+	g.pendMu.Lock()
+	defer g.pendMu.Unlock()
+	return g.pendCmds
 }
 
 // takePending removes and returns this replica's pending batch id, if any.
@@ -731,6 +745,7 @@ func (g *group) takePending(id uint64) *pendingBatch {
 	pb := g.pending[id]
 	if pb != nil {
 		delete(g.pending, id)
+		g.pendCmds -= len(pb.props)
 	}
 	return pb
 }
