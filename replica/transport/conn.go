@@ -77,7 +77,7 @@ func (t *Transport) dial(p *peer) (*yamux.Session, error) {
 		conn.Close()
 		return nil, err
 	}
-	s, err := yamux.Client(conn, t.ymux)
+	s, err := yamux.Client(newFrameConn(conn), t.ymux)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
@@ -157,7 +157,7 @@ func (t *Transport) serveConn(conn net.Conn) {
 		conn.Close()
 		return
 	}
-	s, err := yamux.Server(conn, t.ymux)
+	s, err := yamux.Server(newFrameConn(conn), t.ymux)
 	if err != nil {
 		t.log.Error("cannot start yamux", "peer", p.id, "err", err)
 		conn.Close()
