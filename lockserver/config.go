@@ -82,8 +82,8 @@ type Config struct {
 	// wait until one ends.
 	MaxStreams int
 	// RequestTimeout bounds how long a write or a linearizable read waits
-	// for the log (a blocked Acquire or KeepAlive waits longer: see their
-	// docs). A request that times out is answered Unavailable and may have
+	// for the log (a read's shared barrier round: 1 to 1.25 times it; a
+	// blocked Acquire or KeepAlive waits longer: see their docs). A request that times out is answered Unavailable and may have
 	// been applied; its retry with the same request id is deduplicated.
 	RequestTimeout time.Duration
 	// LeaderPoll is how often the server checks whether this replica leads
