@@ -4,16 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/yamux"
 
 	"github.com/latchd/latch/internal/wire"
 )
@@ -63,17 +61,17 @@ func testCell(t testing.TB, tune ...func(*Config)) *Cell {
 	return c
 }
 
-// rawConn is a raw wire connection to one replica: TCP, yamux, and the one
-// call stream of protocol version 2, on which the test writes request
-// frames and reads replies by hand, one call at a time. A failure of the
-// stream closes the connection (the next dial replaces it).
+// rawConn is a raw wire connection to one replica: the TCP connection that
+// carries every call of protocol version 2, on which the test writes
+// request frames and reads replies by hand, one call at a time. A failure
+// closes the connection (the next dial replaces it).
 type rawConn struct {
-	nc   net.Conn
-	mux  *yamux.Session
-	st   *yamux.Stream
-	enc  *wire.Encoder
-	dec  *wire.Decoder
-	next uint32 // the last call id used
+	nc     net.Conn
+	st     net.Conn // nc: the frames go straight on the TCP connection
+	closed atomic.Bool
+	enc    *wire.Encoder
+	dec    *wire.Decoder
+	next   uint32 // the last call id used
 }
 
 func dialRaw(t testing.TB, addr string) *rawConn {
@@ -107,25 +105,15 @@ func tryDial(addr string) (*rawConn, error) {
 	return rc, nil
 }
 
-// newRawConn starts yamux on nc and opens the call stream, without Hello.
+// newRawConn wraps nc, without Hello.
 func newRawConn(nc net.Conn) (*rawConn, error) {
-	yc := yamux.DefaultConfig()
-	yc.LogOutput = io.Discard
-	yc.MaxStreamWindowSize = 2 << 20
-	mux, err := yamux.Client(nc, yc)
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	st, err := mux.OpenStream()
-	if err != nil {
-		mux.Close()
-		return nil, err
-	}
-	return &rawConn{nc: nc, mux: mux, st: st, enc: wire.NewEncoder(st, 4<<20), dec: wire.NewDecoder(st, 4<<20)}, nil
+	return &rawConn{nc: nc, st: nc, enc: wire.NewEncoder(nc, 4<<20), dec: wire.NewDecoder(nc, 4<<20)}, nil
 }
 
-func (rc *rawConn) close() { rc.mux.Close() }
+func (rc *rawConn) close() {
+	rc.closed.Store(true)
+	rc.nc.Close()
+}
 
 // send writes req as a new call and returns its call id, without waiting
 // for the reply.
@@ -203,7 +191,7 @@ func newClient(t testing.TB, c *Cell) *client {
 }
 
 func (cl *client) conn(addr string) (*rawConn, error) {
-	if rc := cl.conns[addr]; rc != nil && !rc.mux.IsClosed() {
+	if rc := cl.conns[addr]; rc != nil && !rc.closed.Load() {
 		return rc, nil
 	}
 	rc, err := tryDial(addr)

@@ -10,8 +10,6 @@ import (
 	"net"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/yamux"
 )
 
 // ConnConfig configures both sides of a connection.
@@ -20,22 +18,24 @@ type ConnConfig struct {
 	// (DefaultMaxFrame if 0).
 	MaxFrame int
 	// MaxStreams bounds the calls a server runs at once on one connection
-	// (1024 if 0). The name is from protocol version 1, which had a yamux
-	// stream per call; it now counts calls on the one call stream. Beyond
-	// it the server stops reading the connection until a call returns, so
-	// further requests wait (on the client, in yamux's flow control) rather
+	// (1024 if 0). The name is from an early draft that had a stream per
+	// call; it counts calls on the connection. Beyond it the server stops
+	// reading the connection until a call returns, so further requests
+	// wait (in TCP's flow control and the client's write buffer) rather
 	// than fail.
 	MaxStreams int
-	// RequestTimeout bounds how long a server waits for the client to open
-	// its call stream after the session starts (10 s if 0).
+	// RequestTimeout bounds how long a server waits for the client's first
+	// frame (its Hello) after the connection starts (10 s if 0).
 	RequestTimeout time.Duration
-	// WriteTimeout bounds writing the queued frames to the call stream,
-	// and yamux's writes to the connection (10 s if 0): a peer that stops
-	// reading is cut off after between half of it and all of it (the
-	// stream's deadline is moved forward only once half of it is used).
+	// WriteTimeout bounds writing the queued frames to the connection
+	// (10 s if 0): a peer that stops reading is cut off after between half
+	// of it and all of it (the deadline is moved forward only once half of
+	// it is used).
 	WriteTimeout time.Duration
-	// PingInterval is the yamux keep-alive interval that detects a dead
-	// connection (15 s if 0).
+	// PingInterval is how long a side waits without reading anything
+	// before it sends a Ping; a connection silent for about two intervals
+	// (between 1.5 and 2, the Ping unanswered) is closed as dead (15 s if
+	// 0).
 	PingInterval time.Duration
 	// Logger receives connection-level failures; nil discards them.
 	Logger *slog.Logger
@@ -70,45 +70,29 @@ func (c ConnConfig) withDefaults() (ConnConfig, error) {
 	return c, nil
 }
 
-// yamux returns the session configuration. A connection has one stream, so
-// the accept backlog is 1 (a second stream is never accepted: it waits in
-// the backlog, within yamux's initial 256 KiB window, until the connection
-// ends; any more are reset by yamux). The stream window is raised so that a
-// frame of MaxFrame bytes fits in flight twice over; its buffer holds only
-// bytes not yet read, so an idle connection costs nothing for it.
-func (c ConnConfig) yamux() *yamux.Config {
-	y := yamux.DefaultConfig()
-	y.AcceptBacklog = 1
-	y.MaxStreamWindowSize = uint32(max(2*(c.MaxFrame+FrameOverhead), int(y.MaxStreamWindowSize)))
-	y.KeepAliveInterval = c.PingInterval
-	y.ConnectionWriteTimeout = c.WriteTimeout
-	y.LogOutput = nil
-	y.Logger = slog.NewLogLogger(c.Logger.Handler(), slog.LevelDebug)
-	return y
-}
-
-// readBufSize is the read buffer of a call stream: a burst of small frames
-// costs one stream Read instead of two per frame.
+// readBufSize is the read buffer of a connection: a burst of small frames
+// costs one read system call instead of two per frame.
 const readBufSize = 4 << 10
 
 // ErrConnClosed is returned by calls on a connection that has ended, and by
 // the calls that were in flight when it did.
 var ErrConnClosed = errors.New("wire: connection closed")
 
-// Conn is the client side of a connection: one yamux session over one TCP
-// connection, and on it one stream, the call stream, that carries every
-// call. Each request frame carries a call id that its reply repeats, so
-// calls do not wait for each other and replies come back in any order.
-// Frames of concurrent calls are written together (one stream Write), and
-// one goroutine reads the replies and hands each to its caller. Conn is safe
+// Conn is the client side of a connection: one TCP connection that carries
+// every call as frames. Each request frame carries a call id that its reply
+// repeats, so calls do not wait for each other and replies come back in any
+// order. A caller writes its own frame when no write is in progress, and
+// frames of concurrent calls are written together (one write); one
+// goroutine reads the replies and hands each to its caller. Conn is safe
 // for concurrent use.
 type Conn struct {
-	sess    *yamux.Session
-	st      *yamux.Stream
+	nc      net.Conn
 	cfg     ConnConfig
 	w       *frameWriter
 	welcome *Welcome
+	done    chan struct{} // closed when the connection has ended
 	readEnd chan struct{} // closed when readLoop has returned
+	closing sync.Once
 
 	mu    sync.Mutex
 	calls map[uint32]*pending // calls waiting for a reply, by call id
@@ -139,32 +123,20 @@ func Dial(ctx context.Context, addr string, cfg ConnConfig, hello Hello) (*Conn,
 	return NewConn(ctx, nc, cfg, hello)
 }
 
-// NewConn starts the client side on an established connection nc: it opens
-// the call stream and sends hello (its version range defaults to what this
-// package speaks). It returns once the server's Welcome arrives; the
-// server's *Error (for example no common version) is returned as the error.
-// From then on requests are limited to the smaller of cfg.MaxFrame and the
-// server's Limits.MaxFrame. On error nc is closed. Writes to nc are
-// coalesced: yamux frames queued together go out in one write.
+// NewConn starts the client side on an established connection nc: it sends
+// hello (its version range defaults to what this package speaks) as the
+// first frame. It returns once the server's Welcome arrives; the server's
+// *Error (for example no common version) is returned as the error. From
+// then on requests are limited to the smaller of cfg.MaxFrame and the
+// server's Limits.MaxFrame. On error nc is closed.
 func NewConn(ctx context.Context, nc net.Conn, cfg ConnConfig, hello Hello) (*Conn, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
-	nc = newBatchConn(nc, cfg.WriteTimeout)
-	sess, err := yamux.Client(nc, cfg.yamux())
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("wire: start session: %w", err)
-	}
-	st, err := sess.OpenStream()
-	if err != nil {
-		sess.Close()
-		return nil, fmt.Errorf("wire: open call stream: %w", err)
-	}
-	c := &Conn{sess: sess, st: st, cfg: cfg, calls: make(map[uint32]*pending), readEnd: make(chan struct{})}
-	c.w = newFrameWriter(st, cfg.MaxFrame, cfg.WriteTimeout, func() { sess.Close() })
+	c := &Conn{nc: nc, cfg: cfg, calls: make(map[uint32]*pending), done: make(chan struct{}), readEnd: make(chan struct{})}
+	c.w = newFrameWriter(nc, cfg.MaxFrame, cfg.WriteTimeout, c.closeConn)
 	go c.readLoop()
 	if hello.MinVersion == 0 && hello.MaxVersion == 0 {
 		hello.MinVersion, hello.MaxVersion = MinVersion, Version
@@ -188,18 +160,23 @@ func NewConn(ctx context.Context, nc net.Conn, cfg ConnConfig, hello Hello) (*Co
 	return c, nil
 }
 
+// closeConn closes the connection once; readLoop then ends it.
+func (c *Conn) closeConn() {
+	c.closing.Do(func() { c.nc.Close() })
+}
+
 // Welcome returns the server's answer to the handshake.
 func (c *Conn) Welcome() *Welcome { return c.welcome }
 
 // Done is closed when the connection has ended.
-func (c *Conn) Done() <-chan struct{} { return c.sess.CloseChan() }
+func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // Close ends the connection; calls in flight fail with ErrConnClosed. It
 // returns once the connection's goroutines have.
 func (c *Conn) Close() error {
-	err := c.sess.Close()
+	c.closeConn()
 	<-c.readEnd
-	return err
+	return nil
 }
 
 // Call sends req and returns the reply. A reply of type *Error is returned
@@ -289,16 +266,26 @@ func (c *Conn) endErr(err error) error {
 
 // readLoop reads reply frames and hands each to its call until the
 // connection ends; then it fails the calls still waiting. A reply to a call
-// that was given up is dropped. It never blocks on a caller.
+// that was given up is dropped; a Ping is answered with a Pong. It never
+// blocks on a caller or on a write.
 func (c *Conn) readLoop() {
 	defer close(c.readEnd)
-	d := NewDecoder(bufio.NewReaderSize(c.st, readBufSize), c.cfg.MaxFrame)
+	ping := func() error { return c.w.sendAsync(0, &Ping{}) }
+	lr := newLiveReader(c.nc, c.cfg.PingInterval, c.cfg.PingInterval, false, ping)
+	d := NewDecoder(bufio.NewReaderSize(lr, readBufSize), c.cfg.MaxFrame)
 	var err error
 	for {
 		id, m, derr := d.DecodeCall()
 		if derr != nil && !errors.Is(derr, ErrUnknownType) {
 			err = derr
 			break
+		}
+		switch m.(type) {
+		case *Ping:
+			c.w.sendAsync(0, &Pong{}) // a failure ends the connection anyway
+			continue
+		case *Pong:
+			continue
 		}
 		c.mu.Lock()
 		p := c.calls[id]
@@ -313,9 +300,9 @@ func (c *Conn) readLoop() {
 
 // fail ends the connection after readLoop's error err.
 func (c *Conn) fail(err error) {
-	c.sess.Close()
+	c.closeConn()
 	c.w.close()
-	if err == io.EOF || errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, yamux.ErrStreamClosed) || errors.Is(err, yamux.ErrConnectionReset) {
+	if err == io.EOF || errors.Is(err, net.ErrClosed) {
 		err = ErrConnClosed
 	} else {
 		c.cfg.Logger.Debug("wire: connection failed", "err", err)
@@ -326,6 +313,7 @@ func (c *Conn) fail(err error) {
 	calls := c.calls
 	c.calls = nil
 	c.mu.Unlock()
+	close(c.done)
 	for _, p := range calls {
 		p.ch <- result{err: err}
 	}

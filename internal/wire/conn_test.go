@@ -6,12 +6,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
-	"github.com/hashicorp/yamux"
 	"go.uber.org/goleak"
 )
 
@@ -394,12 +396,11 @@ func TestReplyTooLarge(t *testing.T) {
 	}
 }
 
-// rawClient speaks the protocol by hand on a call stream, for input a Conn
+// rawClient speaks the protocol by hand on a connection, for input a Conn
 // would never send.
 type rawClient struct {
-	sess *yamux.Session
-	st   *yamux.Stream
-	dec  *Decoder
+	st  net.Conn
+	dec *Decoder
 }
 
 func dialRaw(t *testing.T, s *testServer) *rawClient {
@@ -408,16 +409,8 @@ func dialRaw(t *testing.T, s *testServer) *rawClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess, err := yamux.Client(nc, ConnConfig{}.mustDefaults(t).yamux())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sess.Close() })
-	st, err := sess.OpenStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &rawClient{sess: sess, st: st, dec: NewDecoder(st, 0)}
+	t.Cleanup(func() { nc.Close() })
+	return &rawClient{st: nc, dec: NewDecoder(nc, 0)}
 }
 
 func (r *rawClient) write(t *testing.T, b []byte) {
@@ -511,7 +504,6 @@ func TestBadInputClosesOnlyItsConnection(t *testing.T) {
 			if id, m, err := r.dec.DecodeCall(); err == nil {
 				t.Fatalf("the server answered %d %v; want the connection closed", id, m)
 			}
-			<-r.sess.CloseChan()
 			if _, err := Do[*GetReply](context.Background(), by, &Get{Path: "/by"}); err != nil {
 				t.Fatalf("the bystander's Get: %v", err)
 			}
@@ -521,12 +513,17 @@ func TestBadInputClosesOnlyItsConnection(t *testing.T) {
 	r := dialRaw(t, s)
 	r.hello(t)
 	b, _ := MarshalCall(9, &KeepAlive{})
-	r.st.Write(append(b, b...)) // may report the session's end: the server closes it at once
+	r.st.Write(append(b, b...)) // may report the connection's end: the server closes it at once
 	<-s.held
 	if id, m, err := r.dec.DecodeCall(); err == nil && m.Type() != TypeError {
 		t.Fatalf("a duplicate call id answered %d %v", id, m)
 	}
-	<-r.sess.CloseChan()
+	for range 2 { // the connection ends (after at most the held call's answer)
+		if _, _, err := r.dec.DecodeCall(); err != nil {
+			return
+		}
+	}
+	t.Fatal("the connection goes on after a duplicate call id")
 }
 
 func (c ConnConfig) mustDefaults(t *testing.T) ConnConfig {
@@ -541,5 +538,90 @@ func (c ConnConfig) mustDefaults(t *testing.T) ConnConfig {
 func TestConnConfigErrors(t *testing.T) {
 	if _, err := (ConnConfig{MaxFrame: -1}).withDefaults(); !errors.Is(err, ErrBadConfig) {
 		t.Errorf("withDefaults(-1) = %v", err)
+	}
+}
+
+func TestIdleConnStaysAliveOnPings(t *testing.T) {
+	cfg := ConnConfig{PingInterval: 20 * time.Millisecond}
+	s := startServer(t, cfg)
+	c, err := Dial(context.Background(), s.ln.Addr().String(), cfg, Hello{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Both sides go silent for many ping intervals; the Pings and Pongs
+	// keep the connection open.
+	select {
+	case <-c.Done():
+		t.Fatal("an idle but healthy connection was closed")
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := Do[*GetReply](context.Background(), c, &Get{Path: "/a"}); err != nil {
+		t.Fatalf("Get after idling: %v", err)
+	}
+}
+
+func TestSilentPeerIsCutOff(t *testing.T) {
+	s := startServer(t, ConnConfig{PingInterval: 20 * time.Millisecond})
+	r := dialRaw(t, s)
+	r.hello(t)
+	// The raw client never answers the server's Pings: the server closes.
+	r.st.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for range 10 {
+		_, m, err := r.dec.DecodeCall()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatal("the server did not close the silent connection")
+			}
+			return
+		}
+		if m.Type() != TypePing {
+			t.Fatalf("the server sent %v to a silent client; want Ping", m.Type())
+		}
+	}
+	t.Fatal("the server pings a silent client for ever")
+}
+
+func TestNoHelloIsCutOff(t *testing.T) {
+	s := startServer(t, ConnConfig{RequestTimeout: 20 * time.Millisecond})
+	r := dialRaw(t, s)
+	r.st.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, m, err := r.dec.DecodeCall(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a client that sends nothing got %v, %v; want the connection closed", m, err)
+	}
+}
+
+func TestClientCutsOffSilentServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		// Answer the Hello, then read but never write again.
+		d := NewDecoder(nc, 0)
+		id, _, _ := d.DecodeCall()
+		b, _ := MarshalCall(id, &Welcome{Version: Version})
+		nc.Write(b)
+		accepted <- nc
+		io.Copy(io.Discard, nc)
+	}()
+	c, err := Dial(context.Background(), ln.Addr().String(), ConnConfig{PingInterval: 20 * time.Millisecond}, Hello{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	nc := <-accepted
+	defer nc.Close()
+	select {
+	case <-c.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the client kept a silent connection")
 	}
 }

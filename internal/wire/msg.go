@@ -50,8 +50,10 @@ const (
 	TypeGetACL         Type = 37
 	TypeACLReply       Type = 38
 	TypeCancelCall     Type = 39
+	TypePing           Type = 40
+	TypePong           Type = 41
 
-	typeEnd Type = 40 // one past the last type; bump when adding one
+	typeEnd Type = 42 // one past the last type; bump when adding one
 )
 
 // Message is implemented by every message of the protocol.
@@ -149,6 +151,10 @@ func New(t Type) Message {
 		return new(ACLReply)
 	case TypeCancelCall:
 		return new(CancelCall)
+	case TypePing:
+		return new(Ping)
+	case TypePong:
+		return new(Pong)
 	}
 	return nil
 }
@@ -486,6 +492,15 @@ type StatusReply struct {
 // queue; that is what the Cancel request is for.
 type CancelCall struct{}
 
+// Ping is a control frame, not a request: either side sends it, with call
+// id 0, when it has read nothing from the connection for a while, and the
+// other side answers it with a Pong. A side that has read nothing for
+// another while after its Ping closes the connection: the peer is gone.
+type Ping struct{}
+
+// Pong is the control frame that answers a Ping; it is not answered.
+type Pong struct{}
+
 // Type implementations.
 
 func (*Hello) Type() Type          { return TypeHello }
@@ -526,3 +541,5 @@ func (*Unwatch) Type() Type        { return TypeUnwatch }
 func (*Status) Type() Type         { return TypeStatus }
 func (*StatusReply) Type() Type    { return TypeStatusReply }
 func (*CancelCall) Type() Type     { return TypeCancelCall }
+func (*Ping) Type() Type           { return TypePing }
+func (*Pong) Type() Type           { return TypePong }

@@ -9,8 +9,6 @@ import (
 	"net"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/yamux"
 )
 
 // Handler serves the requests of one connection. ServeWire is called on its
@@ -59,51 +57,37 @@ func Serve(ctx context.Context, nc net.Conn, cfg ConnConfig, h Handler) error {
 		nc.Close()
 		return err
 	}
-	nc = newBatchConn(nc, cfg.WriteTimeout)
-	sess, err := yamux.Server(nc, cfg.yamux())
-	if err != nil {
-		nc.Close()
-		return fmt.Errorf("wire: start session: %w", err)
-	}
-	defer sess.Close() // closes nc
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() { sess.Close() })
-	defer stop()
-
-	actx, acancel := context.WithTimeout(ctx, cfg.RequestTimeout)
-	st, err := sess.AcceptStreamWithContext(actx)
-	acancel()
-	if err != nil {
-		if ctx.Err() != nil || errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, io.EOF) {
-			return nil
-		}
-		return fmt.Errorf("wire: accept the call stream: %w", err)
-	}
 	s := &server{
-		cfg:   cfg,
-		h:     h,
-		sess:  sess,
-		sem:   make(chan struct{}, cfg.MaxStreams),
-		idle:  make(chan call),
-		calls: make(map[uint32]context.CancelCauseFunc),
+		cfg:    cfg,
+		h:      h,
+		nc:     nc,
+		closed: make(chan struct{}),
+		sem:    make(chan struct{}, cfg.MaxStreams),
+		idle:   make(chan call),
+		calls:  make(map[uint32]context.CancelCauseFunc),
 	}
-	s.w = newFrameWriter(st, cfg.MaxFrame, cfg.WriteTimeout, func() { sess.Close() })
+	s.w = newFrameWriter(nc, cfg.MaxFrame, cfg.WriteTimeout, s.closeConn)
+	stop := context.AfterFunc(ctx, s.closeConn)
+	defer stop()
 	defer func() {
-		sess.Close()
+		s.closeConn()
 		cancel() // ends the calls in flight
 		s.wg.Wait()
 		s.w.close()
 	}()
-	return s.read(ctx, st)
+	return s.read(ctx)
 }
 
 // server is the state of one connection's server side.
 type server struct {
 	cfg     ConnConfig
 	h       Handler
-	sess    *yamux.Session
+	nc      net.Conn
 	w       *frameWriter
+	closed  chan struct{} // closed with the connection
+	closing sync.Once
 	sem     chan struct{} // one token per call in flight
 	idle    chan call     // unbuffered: a send succeeds when a worker waits for a call
 	wg      sync.WaitGroup
@@ -113,17 +97,34 @@ type server struct {
 	calls map[uint32]context.CancelCauseFunc // calls in flight, by call id
 }
 
+// closeConn closes the connection once.
+func (s *server) closeConn() {
+	s.closing.Do(func() {
+		s.nc.Close()
+		close(s.closed)
+	})
+}
+
 // read reads and dispatches request frames until the stream ends or breaks.
-func (s *server) read(ctx context.Context, st *yamux.Stream) error {
-	d := NewDecoder(bufio.NewReaderSize(st, readBufSize), s.cfg.MaxFrame)
+func (s *server) read(ctx context.Context) error {
+	ping := func() error { return s.w.sendAsync(0, &Ping{}) }
+	lr := newLiveReader(s.nc, s.cfg.PingInterval, s.cfg.RequestTimeout, true, ping)
+	d := NewDecoder(bufio.NewReaderSize(lr, readBufSize), s.cfg.MaxFrame)
 	for {
 		id, m, err := d.DecodeCall()
 		switch {
 		case errors.Is(err, ErrUnknownType):
-			s.reply(id, Errorf(BadRequest, "%v", err))
+			s.replyAsync(id, Errorf(BadRequest, "%v", err))
 			continue
-		case err == io.EOF, ctx.Err() != nil, s.sess.IsClosed():
+		case err == io.EOF, ctx.Err() != nil, s.isClosed():
 			return nil
+		case errors.Is(err, errFirstFrameLate):
+			return err
+		case errors.Is(err, errPeerSilent):
+			s.cfg.Logger.Debug("wire: closing a silent connection", "err", err)
+			return nil
+		case isConnError(err):
+			return nil // the client went away
 		case err != nil:
 			s.cfg.Logger.Debug("wire: bad input, closing the connection", "err", err)
 			return fmt.Errorf("wire: bad input: %w", err)
@@ -140,23 +141,28 @@ func (s *server) dispatch(ctx context.Context, id uint32, m Message) error {
 	case *CancelCall:
 		s.cancelCall(id)
 		return nil
+	case *Ping:
+		s.w.sendAsync(0, &Pong{}) // the reader never blocks on a write
+		return nil
+	case *Pong:
+		return nil
 	case *Hello:
-		s.reply(id, s.hello(ctx, m))
+		s.replyAsync(id, s.hello(ctx, m))
 		return nil
 	}
 	if !s.greeted {
-		s.reply(id, Errorf(BadRequest, "%v before Hello", m.Type()))
+		s.replyAsync(id, Errorf(BadRequest, "%v before Hello", m.Type()))
 		return nil
 	}
 	if _, ok := m.(Request); !ok {
-		s.reply(id, Errorf(BadRequest, "%v is not a request", m.Type()))
+		s.replyAsync(id, Errorf(BadRequest, "%v is not a request", m.Type()))
 		return nil
 	}
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
 		return nil
-	case <-s.sess.CloseChan():
+	case <-s.closed:
 		return nil
 	}
 	s.mu.Lock()
@@ -239,12 +245,35 @@ func (s *server) cancelCall(id uint32) {
 	}
 }
 
-// reply queues the reply to call id; one over the frame limit is replaced
+// isConnError reports whether err is the connection's failure (reset,
+// closed) rather than bad input.
+func isConnError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) || errors.Is(err, net.ErrClosed)
+}
+
+// isClosed reports whether the connection was closed.
+func (s *server) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// reply writes the reply to call id (or queues it behind a write in
+// progress), for a call's goroutine; one over the frame limit is replaced
 // by a TooLarge error. If the connection is ending the reply is dropped.
-func (s *server) reply(id uint32, reply Message) {
-	err := s.w.send(id, reply)
+func (s *server) reply(id uint32, reply Message) { s.sendReply(id, reply, s.w.send) }
+
+// replyAsync is reply for the reader, which must not block on a write.
+func (s *server) replyAsync(id uint32, reply Message) { s.sendReply(id, reply, s.w.sendAsync) }
+
+func (s *server) sendReply(id uint32, reply Message, send func(uint32, Message) error) {
+	err := send(id, reply)
 	if errors.Is(err, ErrFrameTooLarge) {
-		err = s.w.send(id, Errorf(TooLarge, "reply %v is over the frame limit: %v", reply.Type(), err))
+		err = send(id, Errorf(TooLarge, "reply %v is over the frame limit: %v", reply.Type(), err))
 	}
 	if err != nil && !errors.Is(err, ErrConnClosed) {
 		s.cfg.Logger.Debug("wire: write reply", "err", err)

@@ -1,64 +1,81 @@
 package wire
 
 import (
-	"runtime"
 	"sync"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// callStream is what the frame writer needs of the call stream (a
-// *yamux.Stream).
-type callStream interface {
+// frameSink is what the frame writer needs of the connection (a net.Conn).
+type frameSink interface {
 	Write(p []byte) (int, error)
 	SetWriteDeadline(t time.Time) error
 }
 
-// frameWriter coalesces the frames one side of a connection sends on its
-// call stream. send encodes a frame straight into a shared buffer under mu;
-// one goroutine (run) writes whatever has accumulated with a single Write,
-// so many concurrent calls cost one yamux data frame, not one each. An idle
-// writer is a goroutine parked on a channel and a small buffer.
+// frameWriter coalesces the frames one side of a connection sends. send
+// encodes a frame straight into a shared buffer under mu; the sender that
+// finds no write in progress becomes the flusher and writes, with one
+// write system call, its frame and whatever other senders queued meanwhile
+// ("flush combining"). A sender that finds a write in progress only
+// appends: the flusher writes its frame next. So one caller alone costs
+// one write(2) on its own goroutine, with no hand-off, and many concurrent
+// callers share writes. An idle writer is a small buffer; it has no
+// goroutine.
 type frameWriter struct {
-	st       callStream
+	sink     frameSink
 	timeout  time.Duration // bounds one Write: a peer that stops reading is cut off
-	deadline time.Time     // the stream's write deadline; run's alone
-	onFail   func()        // called once, from run, when a Write fails
+	deadline time.Time     // the sink's write deadline; the flusher's alone
+	onFail   func()        // called once, by the flusher, when a Write fails
 
 	mu       sync.Mutex
-	cond     sync.Cond // signaled when the buffer was taken or the writer ended
+	cond     sync.Cond // signaled when the buffer was taken or the flusher stopped
 	maxFrame int
-	out      sliceWriter // frames waiting for run
+	out      sliceWriter // frames waiting to be written
 	enc      *msgpack.Encoder
-	spare    []byte // run's previous buffer, for reuse
+	spare    []byte // the previous buffer, for reuse
 	err      error  // why the writer ended; nil while it runs
-	wake     chan struct{}
-	done     chan struct{}
+	flushing bool   // a flusher is writing or about to
+	drains   sync.WaitGroup
 }
 
 const (
-	// maxQueued bounds the bytes waiting for the writer; senders wait
+	// maxQueued bounds the bytes waiting to be written; senders wait
 	// beyond it, so a peer that does not read cannot grow the buffer.
 	maxQueued = 4 << 20
 	// maxSpare is the largest buffer kept for reuse between flushes.
 	maxSpare = 64 << 10
+	// maxInlineRounds bounds the writes one sender does for others: past
+	// it, a goroutine of its own takes over the flushing, so a caller is
+	// not kept writing for ever by a steady stream of other callers.
+	maxInlineRounds = 4
 )
 
-// newFrameWriter starts a writer on st; close stops it.
-func newFrameWriter(st callStream, maxFrame int, timeout time.Duration, onFail func()) *frameWriter {
-	w := &frameWriter{st: st, timeout: timeout, onFail: onFail, maxFrame: maxFrame,
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
+// newFrameWriter returns a writer on sink; close stops it.
+func newFrameWriter(sink frameSink, maxFrame int, timeout time.Duration, onFail func()) *frameWriter {
+	w := &frameWriter{sink: sink, timeout: timeout, onFail: onFail, maxFrame: maxFrame}
 	w.cond.L = &w.mu
 	w.enc = msgpack.NewEncoder(&w.out)
-	go w.run()
 	return w
 }
 
-// send queues m as a frame of the given call. It fails if the frame is over
-// the limit (an error matching ErrFrameTooLarge; nothing is queued) or the
-// writer has ended. It waits only while maxQueued bytes are queued.
+// send queues m as a frame of the given call and, if no write is in
+// progress, writes it (with anything else queued) before it returns. It
+// fails if the frame is over the limit (an error matching ErrFrameTooLarge;
+// nothing is queued) or the writer has ended. It waits only while maxQueued
+// bytes are queued, or for its own write (bounded by the timeout).
 func (w *frameWriter) send(call uint32, m Message) error {
+	return w.queue(call, m, true)
+}
+
+// sendAsync is send without waiting for a write: if no write is in
+// progress, a goroutine writes the frame. For a reader answering a Ping,
+// which must never block on the socket.
+func (w *frameWriter) sendAsync(call uint32, m Message) error {
+	return w.queue(call, m, false)
+}
+
+func (w *frameWriter) queue(call uint32, m Message, inline bool) error {
 	w.mu.Lock()
 	for w.err == nil && len(w.out.b) >= maxQueued {
 		w.cond.Wait()
@@ -68,17 +85,79 @@ func (w *frameWriter) send(call uint32, m Message) error {
 		w.mu.Unlock()
 		return err
 	}
-	first := len(w.out.b) == 0
-	err := appendFrame(&w.out, w.enc, call, m, w.maxFrame)
-	w.mu.Unlock()
-	// A non-empty buffer already has a wake-up on its way.
-	if err == nil && first {
-		select {
-		case w.wake <- struct{}{}:
-		default:
+	if err := appendFrame(&w.out, w.enc, call, m, w.maxFrame); err != nil {
+		w.mu.Unlock()
+		return err
+	}
+	if w.flushing {
+		w.mu.Unlock() // the flusher writes it next
+		return nil
+	}
+	w.flushing = true
+	if !inline {
+		w.drains.Add(1)
+		w.mu.Unlock()
+		go w.drain()
+		return nil
+	}
+	w.flush(maxInlineRounds) // unlocks
+	return nil
+}
+
+// drain flushes on a goroutine of its own until nothing is queued.
+func (w *frameWriter) drain() {
+	defer w.drains.Done()
+	w.mu.Lock()
+	w.flush(-1)
+}
+
+// flush writes the queued bytes, with mu held and flushing set, until
+// nothing is queued, the writer ended, or it has written rounds times (if
+// rounds >= 0: then a drain goroutine goes on). It returns with mu
+// unlocked.
+func (w *frameWriter) flush(rounds int) {
+	for w.err == nil && len(w.out.b) > 0 {
+		if rounds == 0 {
+			w.drains.Add(1)
+			w.mu.Unlock()
+			go w.drain()
+			return
+		}
+		rounds--
+		out := w.out.b
+		w.out.b = w.spare[:0]
+		w.spare = nil
+		w.cond.Broadcast()
+		w.mu.Unlock()
+		w.refreshDeadline()
+		_, err := w.sink.Write(out)
+		w.mu.Lock()
+		if cap(out) <= maxSpare {
+			w.spare = out[:0]
+		}
+		if err != nil && w.err == nil {
+			w.err = err
+			w.flushing = false
+			w.cond.Broadcast()
+			w.mu.Unlock()
+			w.onFail()
+			return
 		}
 	}
-	return err
+	w.flushing = false
+	w.cond.Broadcast()
+	w.mu.Unlock()
+}
+
+// refreshDeadline keeps the sink's write deadline between timeout/2 and
+// timeout ahead. It is moved only when half of it has been used up, not on
+// every write.
+func (w *frameWriter) refreshDeadline() {
+	now := time.Now()
+	if w.deadline.Sub(now) < w.timeout/2 {
+		w.deadline = now.Add(w.timeout)
+		w.sink.SetWriteDeadline(w.deadline)
+	}
 }
 
 // setMaxFrame changes the limit on the frames send accepts.
@@ -88,67 +167,18 @@ func (w *frameWriter) setMaxFrame(n int) {
 	w.mu.Unlock()
 }
 
-// run writes the queued frames until close or a failed Write.
-func (w *frameWriter) run() {
-	defer close(w.done)
-	for range w.wake {
-		// Let the senders that are runnable finish their frames first: one
-		// Write for the burst, at the cost of a trip through the scheduler.
-		runtime.Gosched()
-		w.mu.Lock()
-		if w.err != nil {
-			w.mu.Unlock()
-			return
-		}
-		out := w.out.b
-		w.out.b = w.spare[:0]
-		w.spare = nil
-		w.cond.Broadcast()
-		w.mu.Unlock()
-		if len(out) == 0 {
-			continue
-		}
-		w.refreshDeadline()
-		_, err := w.st.Write(out)
-		w.mu.Lock()
-		if cap(out) <= maxSpare {
-			w.spare = out[:0]
-		}
-		if err != nil && w.err == nil {
-			w.err = err
-			w.cond.Broadcast()
-		}
-		w.mu.Unlock()
-		if err != nil {
-			w.onFail()
-			return
-		}
-	}
-}
-
-// refreshDeadline keeps the stream's write deadline between timeout/2 and
-// timeout ahead. Setting it costs yamux an allocation, so it is moved only
-// when half of it has been used up, not on every write.
-func (w *frameWriter) refreshDeadline() {
-	now := time.Now()
-	if w.deadline.Sub(now) < w.timeout/2 {
-		w.deadline = now.Add(w.timeout)
-		w.st.SetWriteDeadline(w.deadline)
-	}
-}
-
-// close stops the writer, dropping what is queued, and waits for run to
-// return. Later sends fail.
+// close stops the writer, dropping what is queued, and waits for a write
+// in progress to return (the caller closes the connection first, or the
+// write ends at its deadline). Later sends fail.
 func (w *frameWriter) close() {
 	w.mu.Lock()
 	if w.err == nil {
 		w.err = ErrConnClosed
 	}
 	w.cond.Broadcast()
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
+	for w.flushing {
+		w.cond.Wait()
 	}
-	<-w.done
+	w.mu.Unlock()
+	w.drains.Wait()
 }
