@@ -10,10 +10,9 @@ import (
 	"github.com/latchd/latch/internal/wire"
 )
 
-// conn is one connection to one replica: a wire.Conn (TCP, a yamux session
-// on top, one call stream on which every call is a frame tagged with its
-// call id, so blocking calls never stall others) and the address it was
-// dialed at. It is safe for concurrent use; once broken it
+// conn is one connection to one replica: a wire.Conn (one TCP connection
+// on which every call is a frame tagged with its call id, so blocking calls
+// never stall others) and the address it was dialed at. It is safe for concurrent use; once broken it
 // stays broken and the pool replaces it.
 type conn struct {
 	addr string
@@ -24,8 +23,9 @@ type conn struct {
 // answer from the replica): the request may or may not have arrived.
 var errTransport = errors.New("transport failure")
 
-// pingInterval is how often yamux checks an idle connection, so a dead
-// replica is noticed even while only a long poll is in flight.
+// pingInterval is how long a connection may stay silent before the client
+// sends a Ping (a replica silent for about two intervals is cut off), so a
+// dead replica is noticed even while only a long poll is in flight.
 const pingInterval = 5 * time.Second
 
 // dial connects to addr, runs the Hello/Welcome exchange and returns the

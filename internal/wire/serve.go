@@ -33,13 +33,15 @@ var errCallCanceled = errors.New("wire: call canceled by the client")
 
 // Serve runs the server side of the client connection nc until the client
 // goes away or ctx is done, then closes nc and returns once every call has
-// returned. The client must open its call stream within RequestTimeout.
-// Serve's goroutine reads the request frames; each request runs h on a
-// goroutine of its own (reused for later calls) with a context of its own,
-// at most MaxStreams at once, and the replies are written, coalesced, by one
-// writer goroutine. Beyond MaxStreams Serve stops reading until a call
-// returns, so a CancelCall behind the waiting request is read late: its
-// caller has already returned, and only the handler's work goes on longer.
+// returned. The client's first frame must arrive within RequestTimeout.
+// Serve's goroutine reads the request frames; each request runs h on a call
+// goroutine (reused for later calls) with a context of its own, at most
+// MaxStreams at once, and that goroutine writes the reply itself when no
+// write is in progress (else the write in progress takes it along). Beyond
+// MaxStreams Serve stops reading until a call returns, so a CancelCall
+// behind the waiting request is read late: its caller has already
+// returned, and only the handler's work goes on longer. A client silent
+// for about two PingIntervals (a Ping unanswered) is cut off.
 //
 // The first call must be a Hello, which runs before the next frame is read;
 // other requests are answered BadRequest until it succeeds. A well-framed
@@ -49,8 +51,8 @@ var errCallCanceled = errors.New("wire: call canceled by the client")
 // not speak, a body that is not a valid message, a call id already in
 // flight) closes the connection, and only that one: the stream cannot be
 // trusted to be in step any more. A reply over MaxFrame is replaced by a
-// TooLarge error. Writes to nc are coalesced as in [NewConn]. Serve returns
-// an error for a connection closed because of bad input.
+// TooLarge error. Serve returns an error for a connection closed because of
+// bad input or a missing Hello.
 func Serve(ctx context.Context, nc net.Conn, cfg ConnConfig, h Handler) error {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
