@@ -128,7 +128,7 @@ func StatusOf(ctx context.Context, addr string) (Status, error) {
 		return Status{}, fmt.Errorf("StatusOf: %w: %w", ErrUnavailable, err)
 	}
 	defer cn.close()
-	m, err := cn.call(ctx, &wire.Status{Header: wire.Header{Request: uint64(time.Now().UnixNano()) | 1}})
+	m, err := cn.call(ctx, &wire.Status{Header: wire.Header{Request: uint64(time.Now().UnixNano()) | 1}}, nil)
 	if err != nil {
 		if we, ok := errors.AsType[*wire.Error](err); ok {
 			return Status{}, mapError("StatusOf", we)

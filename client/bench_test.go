@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/latchd/latch/client"
+	"github.com/latchd/latch/internal/wire"
 )
 
 // Benchmarks of single calls through the client on a local 3-replica cell
@@ -78,6 +80,30 @@ func BenchmarkLockUnlock(b *testing.B) {
 			b.Fatal(err)
 		}
 		if err := l.Unlock(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkGetFake is one Get through the client against a fake replica
+// that answers at once (wire.Serve on loopback, no cell): the client's own
+// cost per call plus one loopback round trip.
+func BenchmarkGetFake(b *testing.B) {
+	f := startFake(b, "1", func(m wire.Message) fakeAnswer {
+		if _, ok := m.(*wire.Get); ok {
+			return answer(&wire.GetReply{Content: []byte("value")})
+		}
+		return fakeAnswer{}
+	})
+	c, err := client.Dial(bg(b, 5*time.Second), client.DefaultConfig(f.addr()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := bg(b, 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Get(ctx, "/bench"); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -292,21 +292,34 @@ func (c *Client) doOn(ctx context.Context, op string, req wire.Message, co callO
 	if c.cfg.NoSession && needsSession(req) {
 		return nil, nil, fmt.Errorf("%s: %w: the client has no session (Config.NoSession)", op, ErrInvalid)
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(c.life, func() { cancel(context.Cause(c.life)) })
-	defer stop()
+	// The call ends when ctx or the session does. The attempt itself gives
+	// up on either without a merged context (cn.call's stop channel, the
+	// backoff's select); only dialing, which is rare, gets one.
+	var dialCtx context.Context
+	var endDial func()
+	defer func() {
+		if endDial != nil {
+			endDial()
+		}
+	}()
+	ended := func() bool { return ctx.Err() != nil || c.life.Err() != nil }
 
 	var lastErr error
 	redirects, canceled := 0, 0
 	for attempt := 0; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return nil, nil, c.ctxError(ctx, op, lastErr)
+		if ended() {
+			return nil, nil, c.ctxError(c.causeCtx(ctx), op, lastErr)
 		}
-		cn, err := c.pool.get(ctx)
+		cn, err := c.pool.current()
+		if cn == nil && err == nil {
+			if dialCtx == nil {
+				dialCtx, endDial = c.withLife(ctx)
+			}
+			cn, err = c.pool.get(dialCtx)
+		}
 		switch {
-		case ctx.Err() != nil:
-			return nil, nil, c.ctxError(ctx, op, lastErr)
+		case ended():
+			return nil, nil, c.ctxError(c.causeCtx(ctx), op, lastErr)
 		case errors.Is(err, ErrClosed):
 			return nil, nil, fmt.Errorf("%s: %w", op, ErrClosed)
 		case err != nil: // no replica answered this round
@@ -318,7 +331,7 @@ func (c *Client) doOn(ctx context.Context, op string, req wire.Message, co callO
 		if !co.blocking {
 			actx, acancel = context.WithTimeout(ctx, c.cfg.AttemptTimeout)
 		}
-		reply, err := cn.call(actx, req)
+		reply, err := cn.call(actx, req, c.life.Done())
 		timedOut := actx.Err() != nil && ctx.Err() == nil
 		acancel()
 		if err != nil && !co.blocking && lastErr == nil {
@@ -357,8 +370,8 @@ func (c *Client) doOn(ctx context.Context, op string, req wire.Message, co callO
 		switch {
 		case errors.Is(err, ErrProtocol), errors.Is(err, ErrTooLarge):
 			return nil, nil, fmt.Errorf("%s: %w", op, err)
-		case ctx.Err() != nil || pastDeadline(ctx):
-			return nil, nil, c.ctxError(ctx, op, lastErr)
+		case ended() || pastDeadline(ctx):
+			return nil, nil, c.ctxError(c.causeCtx(ctx), op, lastErr)
 		}
 		// A transport failure or a replica that did not answer in time: the
 		// request may or may not have arrived; resend it elsewhere.
@@ -401,11 +414,23 @@ func (c *Client) ctxError(ctx context.Context, op string, lastErr error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// sleep waits the backoff for attempt, or until ctx ends.
+// sleep waits the backoff for attempt, or until ctx or the session ends.
 func (c *Client) sleep(ctx context.Context, attempt int) {
 	select {
 	case <-c.cfg.Clock.After(backoff(c.cfg.BackoffMin, c.cfg.BackoffMax, attempt, rand.Float64())):
 	case <-ctx.Done():
+	case <-c.life.Done():
+	}
+}
+
+// withLife returns ctx that also ends, with the session's end as its cause,
+// when the session does; end releases it.
+func (c *Client) withLife(ctx context.Context) (_ context.Context, end func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(c.life, func() { cancel(context.Cause(c.life)) })
+	return ctx, func() {
+		stop()
+		cancel(nil)
 	}
 }
 

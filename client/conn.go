@@ -53,14 +53,14 @@ func (c *conn) welcome() *wire.Welcome { return c.wc.Welcome() }
 // call sends req on the connection and returns the reply. A reply that is a
 // *wire.Error is returned as the error. Failures of the stream or connection
 // wrap errTransport; malformed replies wrap ErrProtocol; a frame over the
-// limit wraps ErrTooLarge; if ctx ends first, ctx's error is returned (the
-// request may still be applied).
-func (c *conn) call(ctx context.Context, req wire.Message) (wire.Message, error) {
-	reply, err := c.wc.Call(ctx, req)
+// limit wraps ErrTooLarge; if ctx ends first, ctx's error is returned, and
+// if stop closes first, wire.ErrStopped (the request may still be applied).
+func (c *conn) call(ctx context.Context, req wire.Message, stop <-chan struct{}) (wire.Message, error) {
+	reply, err := c.wc.CallUntil(ctx, req, stop)
 	switch {
 	case err == nil:
 		return reply, nil
-	case errors.As(err, new(*wire.Error)), ctx.Err() != nil && isContextErr(err):
+	case errors.As(err, new(*wire.Error)), ctx.Err() != nil && isContextErr(err), errors.Is(err, wire.ErrStopped):
 		return nil, err
 	case pastDeadline(ctx):
 		// ctx's deadline passed while the call failed otherwise (say its

@@ -116,7 +116,7 @@ func (c *Client) keepAliveOnce(ctx context.Context, acked uint64) kaResult {
 	actx, cancel := context.WithTimeout(ctx, c.timeout+c.cfg.AttemptTimeout)
 	defer cancel()
 	r := kaResult{conn: cn, sent: c.cfg.Clock.Now()}
-	reply, err := cn.call(actx, &wire.KeepAlive{Header: c.header(), Acked: acked})
+	reply, err := cn.call(actx, &wire.KeepAlive{Header: c.header(), Acked: acked}, nil)
 	r.timedOut = actx.Err() != nil && ctx.Err() == nil
 	if err != nil {
 		r.err = err

@@ -186,6 +186,16 @@ func (c *Conn) Close() error {
 // frame, which cancels the context of the call's handler; a waiting Acquire
 // must still be withdrawn from the lock queue with a Cancel request.
 func (c *Conn) Call(ctx context.Context, req Message) (Message, error) {
+	return c.CallUntil(ctx, req, nil)
+}
+
+// ErrStopped is returned by CallUntil when its stop channel closed first.
+var ErrStopped = errors.New("wire: call stopped")
+
+// CallUntil is Call that also gives up, as if ctx had ended, once stop is
+// closed (a nil stop never is); it then returns ErrStopped. It spares a
+// caller that must end its calls on two signals a merged context per call.
+func (c *Conn) CallUntil(ctx context.Context, req Message, stop <-chan struct{}) (Message, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -213,10 +223,19 @@ func (c *Conn) Call(ctx context.Context, req Message) (Message, error) {
 		}
 		return r.m, nil
 	case <-ctx.Done():
-		if c.forget(id, p) {
-			c.w.send(id, &CancelCall{}) // best effort: the connection may be ending
-		}
+		c.abandon(id, p)
 		return nil, ctx.Err()
+	case <-stop:
+		c.abandon(id, p)
+		return nil, ErrStopped
+	}
+}
+
+// abandon gives up on call id: the server is told with a CancelCall frame
+// unless the reply is already on its way.
+func (c *Conn) abandon(id uint32, p *pending) {
+	if c.forget(id, p) {
+		c.w.send(id, &CancelCall{}) // best effort: the connection may be ending
 	}
 }
 

@@ -207,18 +207,33 @@ func TestBlockingCallDoesNotStallOthers(t *testing.T) {
 }
 
 func TestCallCanceled(t *testing.T) {
+	t.Run("context", func(t *testing.T) { testCallCanceled(t, false) })
+	t.Run("stop", func(t *testing.T) { testCallCanceled(t, true) })
+}
+
+// testCallCanceled gives up on a held call, by its context or by
+// CallUntil's stop channel.
+func testCallCanceled(t *testing.T, byStop bool) {
 	s := startServer(t, ConnConfig{})
 	c := dial(t, s)
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Call(ctx, &KeepAlive{})
+		_, err := c.CallUntil(ctx, &KeepAlive{}, stop)
 		done <- err
 	}()
 	<-s.held
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("canceled Call = %v; want context.Canceled", err)
+	want := context.Canceled
+	if byStop {
+		close(stop)
+		want = ErrStopped
+	} else {
+		cancel()
+	}
+	if err := <-done; !errors.Is(err, want) {
+		t.Fatalf("abandoned Call = %v; want %v", err, want)
 	}
 	// The handler's context ends (the client's CancelCall) while the
 	// connection lives on.
@@ -234,6 +249,7 @@ func TestCallCanceled(t *testing.T) {
 	if _, err := Do[*GetReply](context.Background(), c, &Get{Path: "/a"}); err != nil {
 		t.Fatalf("Get after a canceled call: %v", err)
 	}
+	cancel()
 	if _, err := c.Call(ctx, &Get{Path: "/a"}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Call with a done context = %v", err)
 	}
