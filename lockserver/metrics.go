@@ -26,8 +26,9 @@ type Metrics struct {
 	// Terms counts leader terms started; SessionsExpired expiries proposed
 	// and applied; EventsDelivered watch events queued for sessions.
 	Terms, SessionsExpired, EventsDelivered atomic.Uint64
-	// ReadBarriers counts linearizable reads served.
-	ReadBarriers atomic.Uint64
+	// ReadBarriers counts linearizable reads served; LeaseReads those of
+	// them served on the leader's lease alone, without a barrier round.
+	ReadBarriers, LeaseReads atomic.Uint64
 }
 
 // LatencyBuckets are the upper bounds of the ProposeLatency buckets.
@@ -78,6 +79,7 @@ type MetricsSnapshot struct {
 	SessionsExpired uint64
 	EventsDelivered uint64
 	ReadBarriers    uint64
+	LeaseReads      uint64
 }
 
 // Snapshot copies the counters.
@@ -94,6 +96,7 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		SessionsExpired: m.SessionsExpired.Load(),
 		EventsDelivered: m.EventsDelivered.Load(),
 		ReadBarriers:    m.ReadBarriers.Load(),
+		LeaseReads:      m.LeaseReads.Load(),
 	}
 	for t := range m.Requests {
 		if v := m.Requests[t].Load(); v != 0 {

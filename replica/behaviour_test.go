@@ -35,6 +35,12 @@ func TestReadBarrier(t *testing.T) {
 	if n := c.sms[lead.ID()][1].count(); n != 1 {
 		t.Fatalf("after ReadBarrier the leader's state has %d commands; want 1", n)
 	}
+	if followerOf(c, lead).LeaseRead(1) {
+		t.Fatal("LeaseRead on a follower = true")
+	}
+	if lead.LeaseRead(99) {
+		t.Fatal("LeaseRead on a group not hosted = true")
+	}
 	var nl *NotLeaderError
 	if err := followerOf(c, lead).ReadBarrier(ctx, 1); !errors.As(err, &nl) || nl.Leader != lead.ID() {
 		t.Fatalf("ReadBarrier(follower) = %v; want *NotLeaderError naming %d", err, lead.ID())
@@ -55,6 +61,19 @@ func TestReadBarrier(t *testing.T) {
 	}
 	st2, _ := lead.Status(ctx, 1)
 	t.Logf("lease valid %v: 10 read barriers used %d log instances", st.LeaseValid, st2.Stats.Batches-st.Stats.Batches)
+	// Once a barrier finds the lease, LeaseRead does too (until the lease
+	// lapses on a stalled machine: bounded retries, no timing assertion).
+	leased := false
+	for range 1000 {
+		if lead.LeaseRead(1) {
+			leased = true
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !leased {
+		t.Fatal("the leader never offered a lease read in 10 s")
+	}
 }
 
 // TestIsolatedLeaderCannotRead checks the stale-read hazard: a leader cut
@@ -86,8 +105,11 @@ func TestIsolatedLeaderCannotRead(t *testing.T) {
 	if _, err := lead.Propose(ctx, 1, []byte("after")); err != nil {
 		t.Fatal(err)
 	}
-	// The old leader's lease is over by now: a read barrier must fail
-	// rather than let a stale read through.
+	// The old leader's lease is over by now: neither a lease read nor a
+	// read barrier may let a stale read through.
+	if old.LeaseRead(1) {
+		t.Fatalf("LeaseRead on the isolated old leader = true after the new leader's write; it has %d commands and the cell has 2", c.sms[old.ID()][1].count())
+	}
 	rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	err := old.ReadBarrier(rctx, 1)
 	rcancel()

@@ -112,9 +112,14 @@ type group struct {
 	events []func() // work for the loop from the group's other goroutines
 
 	// Published by the loop for lock-free readers.
-	leader     atomic.Uint64
-	isLeader   atomic.Bool
-	leaseValid atomic.Bool
+	leader   atomic.Uint64
+	isLeader atomic.Bool
+	// The lease read: while leaseEnd (nanoseconds since epoch, monotonic;
+	// 0 for none) is in the future and the state machine has applied
+	// readIndex, a local read is linearizable (see leaseRead).
+	leaseEnd  atomic.Int64
+	readIndex atomic.Uint64
+	epoch     time.Time
 
 	// Owned by the loop.
 	role        paxos.Role
@@ -149,6 +154,7 @@ type group struct {
 // newGroup recovers the group from the log database and builds its core.
 func newGroup(r *Replica, id uint32, sm StateMachine) (*group, error) {
 	g := &group{
+		epoch:      time.Now(),
 		r:          r,
 		id:         id,
 		log:        r.log.With("group", id),
@@ -461,7 +467,44 @@ func (g *group) drainInbox() {
 func (g *group) publish() {
 	g.leader.Store(g.node.Leader())
 	g.isLeader.Store(g.role == paxos.Leader)
-	g.leaseValid.Store(g.node.LeaseValid())
+	g.publishLease()
+}
+
+// publishLease publishes the lease read the core allows now. The core counts
+// the lease in ticks from the current one, which began at g.lastTick, so the
+// lease ends at lastTick + ticks·TickInterval: the same moment tickTo and
+// LeaseValid would find it over. The end is cleared first and set last, so
+// a reader that sees an end sees the read index published with it.
+func (g *group) publishLease() {
+	inst, ticks := g.node.LeaseRead()
+	if ticks == 0 || g.role != paxos.Leader {
+		g.leaseEnd.Store(0)
+		return
+	}
+	end := g.lastTick.Add(time.Duration(ticks) * g.r.cfg.TickInterval)
+	g.leaseEnd.Store(0)
+	g.readIndex.Store(inst)
+	g.leaseEnd.Store(max(int64(end.Sub(g.epoch)), 1))
+}
+
+// leaseRead reports whether a read of the local state machine, made after
+// this call returns true and within the caller's request, is linearizable
+// without a barrier round: the lease the loop last published still holds
+// now, and the state machine has applied the read index published with it.
+// Safe for concurrent use; it never waits.
+//
+// Why it is enough: while this replica's lease holds, no other replica can
+// get a value chosen (acceptors refuse other ballots during a lease they
+// granted, drift margin included), so every write acknowledged before now
+// was chosen at or below the read index (writes of earlier leaders sit
+// below this leader's Phase 1 no-op, which the read index covers) or was
+// proposed here and acknowledged only after it was applied here.
+func (g *group) leaseRead() bool {
+	end := g.leaseEnd.Load()
+	if end == 0 || g.applier.appliedIndex() < g.readIndex.Load() {
+		return false
+	}
+	return int64(time.Since(g.epoch)) < end
 }
 
 func (g *group) handle(in inbound) {
@@ -784,6 +827,9 @@ func (g *group) propose(ctx context.Context, cmd []byte, read bool) ([]byte, err
 
 // readBarrier implements Replica.ReadBarrier.
 func (g *group) readBarrier(ctx context.Context) error {
+	if g.leaseRead() {
+		return nil
+	}
 	type answer struct {
 		instance uint64
 		lease    bool

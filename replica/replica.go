@@ -283,6 +283,18 @@ func (r *Replica) ReadBarrier(ctx context.Context, group uint32) error {
 	return g.readBarrier(ctx)
 }
 
+// LeaseRead reports whether a read of this replica's state machine for the
+// group, made after LeaseRead returns true and before the request it serves
+// is answered, is linearizable without ReadBarrier: this replica leads, its
+// master lease holds now, and its state machine has applied every write
+// acknowledged before the call. It never waits and takes no lock; when it
+// returns false (a follower, no lease, the state machine behind), use
+// ReadBarrier.
+func (r *Replica) LeaseRead(group uint32) bool {
+	g := r.groups[group]
+	return g != nil && g.leaseRead()
+}
+
 // Leader returns the group's leader as this replica knows it: its id and
 // peer address, and ok false when unknown (or the group is not hosted).
 func (r *Replica) Leader(group uint32) (id uint64, addr string, ok bool) {

@@ -592,6 +592,20 @@ func (n *Node) ReadBarrier() (uint64, bool) {
 	return n.commit - 1, true
 }
 
+// LeaseRead is ReadBarrier for a driver that serves reads without asking the
+// core each time: it returns the barrier instance and for how many more
+// ticks the lease holds, counted from the current tick (0: no lease reads
+// now). A read at a moment that falls k whole ticks after the current tick
+// is covered by the lease if k < ticks. The lease never grows shorter
+// between calls except by Tick, so the answer stays true until then.
+func (n *Node) LeaseRead() (instance, ticks uint64) {
+	inst, ok := n.ReadBarrier()
+	if !ok || n.now >= n.leaseUntil {
+		return 0, 0
+	}
+	return inst, n.leaseUntil - n.now
+}
+
 func (n *Node) updateLease() {
 	// q = the highest round acknowledged by a majority (self included).
 	var top [MaxPeers]uint64

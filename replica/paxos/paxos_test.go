@@ -290,9 +290,21 @@ func TestNewLeaderServesLeaseReadsOnlyAfterOwnEntryChosen(t *testing.T) {
 	if bar, ok := n.ReadBarrier(); !ok || bar != 2 {
 		t.Fatalf("ReadBarrier = %d, %v; want 2, true", bar, ok)
 	}
-	for n.LeaseValid() {
+	// LeaseRead counts down the same lease: k ticks from now a read is
+	// covered exactly while ReadBarrier would still allow it then.
+	inst, left := n.LeaseRead()
+	if inst != 2 || left != uint64(n.cfg.LeaseTicks-n.cfg.DriftTicks)-n.now {
+		t.Fatalf("LeaseRead = %d, %d; want 2, %d", inst, left, uint64(n.cfg.LeaseTicks-n.cfg.DriftTicks)-n.now)
+	}
+	for k := uint64(0); n.LeaseValid(); k++ {
+		if k >= left {
+			t.Fatalf("lease still valid %d ticks on; LeaseRead promised %d", k, left)
+		}
 		n.Tick()
 		ready(t, n)
+	}
+	if inst, left := n.LeaseRead(); inst != 0 || left != 0 {
+		t.Fatalf("LeaseRead after the lease = %d, %d; want 0, 0", inst, left)
 	}
 	if n.now != uint64(n.cfg.LeaseTicks-n.cfg.DriftTicks) {
 		t.Fatalf("lease ended at tick %d; want LeaseTicks-DriftTicks = %d", n.now, n.cfg.LeaseTicks-n.cfg.DriftTicks)

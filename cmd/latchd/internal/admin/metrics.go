@@ -19,6 +19,7 @@ type collector struct {
 	conns, connsTotal, connsRejected          *prometheus.Desc
 	proposals, proposalErrors, proposeLatency *prometheus.Desc
 	terms, expired, events, readBarriers      *prometheus.Desc
+	leaseReads                                *prometheus.Desc
 	isLeader, leaseValid                      *prometheus.Desc
 	chosen, applied, snapshot, index          *prometheus.Desc
 	nodes, sessions, tracked, held            *prometheus.Desc
@@ -43,6 +44,7 @@ func newCollector(s Server) *collector {
 		expired:        d("sessions_expired_total", "Session expiries proposed and applied."),
 		events:         d("events_delivered_total", "Watch events queued for sessions."),
 		readBarriers:   d("read_barriers_total", "Linearizable reads served."),
+		leaseReads:     d("lease_reads_total", "Linearizable reads served on the leader's lease alone, without a barrier round."),
 		isLeader:       d("is_leader", "1 if this replica leads the cell and serves sessions."),
 		leaseValid:     d("leader_lease_valid", "1 if this replica leads and holds its master lease."),
 		chosen:         d("paxos_chosen_instance", "Every Paxos instance up to this one is known chosen."),
@@ -63,7 +65,7 @@ func newCollector(s Server) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.requests, c.errors, c.conns, c.connsTotal, c.connsRejected,
-		c.proposals, c.proposalErrors, c.proposeLatency, c.terms, c.expired, c.events, c.readBarriers,
+		c.proposals, c.proposalErrors, c.proposeLatency, c.terms, c.expired, c.events, c.readBarriers, c.leaseReads,
 		c.isLeader, c.leaseValid, c.chosen, c.applied, c.snapshot, c.index,
 		c.nodes, c.sessions, c.tracked, c.held, c.batches, c.writes, c.dropped,
 	} {
@@ -97,6 +99,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.expired, float64(m.SessionsExpired))
 	counter(c.events, float64(m.EventsDelivered))
 	counter(c.readBarriers, float64(m.ReadBarriers))
+	counter(c.leaseReads, float64(m.LeaseReads))
 
 	st := c.s.Status()
 	gauge(c.isLeader, b2f(st.IsLeader))
