@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"runtime"
 	"sync"
 	"time"
 
@@ -15,7 +16,8 @@ type frameSink interface {
 
 // frameWriter coalesces the frames one side of a connection sends. send
 // encodes a frame straight into a shared buffer under mu; the sender that
-// finds no write in progress becomes the flusher and writes, with one
+// finds no write in progress becomes the flusher, yields once so that the
+// senders already runnable queue their frames too, and writes, with one
 // write system call, its frame and whatever other senders queued meanwhile
 // ("flush combining"). A sender that finds a write in progress only
 // appends: the flusher writes its frame next. So one caller alone costs
@@ -100,6 +102,12 @@ func (w *frameWriter) queue(call uint32, m Message, inline bool) error {
 		go w.drain()
 		return nil
 	}
+	// Let the senders that are runnable queue their frames first: one
+	// write for the burst instead of one each. Alone, this costs a trip
+	// through the scheduler and nothing else.
+	w.mu.Unlock()
+	runtime.Gosched()
+	w.mu.Lock()
 	w.flush(maxInlineRounds) // unlocks
 	return nil
 }
