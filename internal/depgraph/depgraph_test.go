@@ -27,13 +27,14 @@ type rule struct {
 var rules = []rule{
 	{pkg: "namespace/...", allowed: []string{"namespace/..."}},
 	{pkg: "replica/paxos/...", allowed: []string{"replica/paxos/..."}, denyStd: []string{"time", "net", "os"}},
-	{pkg: "replica/...", allowed: []string{"replica/..."}},
+	{pkg: "replica/...", allowed: []string{"replica/...", "internal/muxconn"}},
 	{pkg: "session/...", allowed: []string{"session/...", "namespace/..."}},
-	{pkg: "internal/wire/...", allowed: []string{"internal/wire/..."}},
-	{pkg: "client/...", allowed: []string{"client/...", "internal/wire/..."}},
-	{pkg: "lockserver/...", allowed: []string{"lockserver/...", "replica/...", "namespace/...", "session/...", "internal/wire/..."}},
-	{pkg: "cmd/...", allowed: []string{"cmd/...", "lockserver/...", "client/...", "replica/...", "namespace/...", "session/...", "internal/wire/..."}},
-	{pkg: "examples/...", allowed: []string{"examples/...", "replica/..."}},
+	{pkg: "internal/muxconn", allowed: []string{"internal/muxconn"}},
+	{pkg: "internal/wire/...", allowed: []string{"internal/wire/...", "internal/muxconn"}},
+	{pkg: "client/...", allowed: []string{"client/...", "internal/wire/...", "internal/muxconn"}},
+	{pkg: "lockserver/...", allowed: []string{"lockserver/...", "replica/...", "namespace/...", "session/...", "internal/wire/...", "internal/muxconn"}},
+	{pkg: "cmd/...", allowed: []string{"cmd/...", "lockserver/...", "client/...", "replica/...", "namespace/...", "session/...", "internal/wire/...", "internal/muxconn"}},
+	{pkg: "examples/...", allowed: []string{"examples/...", "replica/...", "internal/muxconn"}},
 	{pkg: "internal/depgraph", allowed: []string{"internal/depgraph"}},
 }
 

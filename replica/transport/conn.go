@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+
+	"github.com/latchd/latch/internal/muxconn"
 )
 
 const (
@@ -77,7 +79,7 @@ func (t *Transport) dial(p *peer) (*yamux.Session, error) {
 		conn.Close()
 		return nil, err
 	}
-	s, err := yamux.Client(newFrameConn(conn), t.ymux)
+	s, err := yamux.Client(muxconn.New(conn), t.ymux)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
@@ -157,7 +159,7 @@ func (t *Transport) serveConn(conn net.Conn) {
 		conn.Close()
 		return
 	}
-	s, err := yamux.Server(newFrameConn(conn), t.ymux)
+	s, err := yamux.Server(muxconn.New(conn), t.ymux)
 	if err != nil {
 		t.log.Error("cannot start yamux", "peer", p.id, "err", err)
 		conn.Close()

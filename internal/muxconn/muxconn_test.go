@@ -1,4 +1,4 @@
-package transport
+package muxconn
 
 import (
 	"bytes"
@@ -28,9 +28,9 @@ func yamuxHeader(typ byte, length uint32) []byte {
 
 // A data frame's header and body reach the socket in one write; every other
 // write passes through as it is, and the byte stream never changes.
-func TestFrameConnMergesDataHeaderWithBody(t *testing.T) {
+func TestMergesDataHeaderWithBody(t *testing.T) {
 	rec := &recordConn{}
-	c := newFrameConn(rec)
+	c := New(rec)
 	body := []byte("hello")
 	writes := [][]byte{
 		yamuxHeader(yamuxTypeData, uint32(len(body))), body, // merged

@@ -1,4 +1,8 @@
-package transport
+// Package muxconn adapts a net.Conn to carry a yamux session cheaply: it
+// merges each yamux data frame's header and body into one write. Both yamux
+// users in latch, the peer transport (replica/transport) and the client
+// protocol (internal/wire), put one under their sessions.
+package muxconn
 
 import (
 	"encoding/binary"
@@ -15,15 +19,15 @@ const (
 	mergeCopyMax = 64 << 10
 )
 
-// frameConn merges each yamux data frame's header and body into one write.
+// Conn merges each yamux data frame's header and body into one write.
 // yamux v0.1's send loop writes them with two calls, so every message cost
 // two write system calls (and, on loopback, two segments for the reader to
-// wake up for). frameConn holds a data header whose length announces a body
+// wake up for). Conn holds a data header whose length announces a body
 // and writes it together with the next write (a copy into one buffer, or
 // writev for a large body). The byte stream is unchanged; only where the
 // writes split moves. Only yamux's send loop writes to it, so it needs no
 // lock.
-type frameConn struct {
+type Conn struct {
 	net.Conn
 	hdr  [yamuxHeaderLen]byte
 	held bool
@@ -31,11 +35,13 @@ type frameConn struct {
 	bufs net.Buffers
 }
 
-func newFrameConn(c net.Conn) *frameConn { return &frameConn{Conn: c} }
+// New returns c with merged writes. Only one goroutine may write to it at a
+// time (yamux's send loop is the only writer).
+func New(c net.Conn) *Conn { return &Conn{Conn: c} }
 
 // Write writes p, or holds it when it is a data frame header with a body to
 // come.
-func (c *frameConn) Write(p []byte) (int, error) {
+func (c *Conn) Write(p []byte) (int, error) {
 	if c.held {
 		c.held = false
 		var err error
