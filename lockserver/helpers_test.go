@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/yamux"
 
 	"github.com/latchd/latch/internal/wire"
 )
@@ -61,13 +64,13 @@ func testCell(t testing.TB, tune ...func(*Config)) *Cell {
 	return c
 }
 
-// rawConn is a raw wire connection to one replica: the TCP connection that
-// carries every call of protocol version 2, on which the test writes
-// request frames and reads replies by hand, one call at a time. A failure
-// closes the connection (the next dial replaces it).
+// rawConn is a raw wire connection to one replica: TCP, yamux, and the one
+// call stream of protocol version 2, on which the test writes request
+// frames and reads replies by hand, one call at a time. A failure closes
+// the connection (the next dial replaces it).
 type rawConn struct {
-	nc     net.Conn
-	st     net.Conn // nc: the frames go straight on the TCP connection
+	mux    *yamux.Session
+	st     *yamux.Stream
 	closed atomic.Bool
 	enc    *wire.Encoder
 	dec    *wire.Decoder
@@ -105,14 +108,27 @@ func tryDial(addr string) (*rawConn, error) {
 	return rc, nil
 }
 
-// newRawConn wraps nc, without Hello.
+// newRawConn starts yamux on nc and opens the call stream, without Hello.
 func newRawConn(nc net.Conn) (*rawConn, error) {
-	return &rawConn{nc: nc, st: nc, enc: wire.NewEncoder(nc, 4<<20), dec: wire.NewDecoder(nc, 4<<20)}, nil
+	yc := yamux.DefaultConfig()
+	yc.LogOutput = io.Discard
+	yc.MaxStreamWindowSize = 2 << 20
+	mux, err := yamux.Client(nc, yc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	st, err := mux.OpenStream()
+	if err != nil {
+		mux.Close()
+		return nil, err
+	}
+	return &rawConn{mux: mux, st: st, enc: wire.NewEncoder(st, 4<<20), dec: wire.NewDecoder(st, 4<<20)}, nil
 }
 
 func (rc *rawConn) close() {
 	rc.closed.Store(true)
-	rc.nc.Close()
+	rc.mux.Close() // closes the TCP connection
 }
 
 // send writes req as a new call and returns its call id, without waiting

@@ -10,6 +10,10 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/latchd/latch/internal/muxconn"
 )
 
 // ConnConfig configures both sides of a connection.
@@ -70,6 +74,24 @@ func (c ConnConfig) withDefaults() (ConnConfig, error) {
 	return c, nil
 }
 
+// yamux returns the session config of both sides. The call stream is the
+// session's only stream: the server accepts one (a backlog of 1; a second
+// stream waits unaccepted, further ones are refused). Its window holds two
+// frames of the largest size, so one large reply never stalls on a window
+// update. yamux's keep-alive is off: Ping and Pong frames on the call
+// stream check the whole path, stream included (see liveReader).
+func (c ConnConfig) yamux() *yamux.Config {
+	y := yamux.DefaultConfig()
+	y.AcceptBacklog = 1
+	y.MaxStreamWindowSize = uint32(max(2*(c.MaxFrame+FrameOverhead), int(y.MaxStreamWindowSize)))
+	y.EnableKeepAlive = false
+	y.ConnectionWriteTimeout = c.WriteTimeout
+	y.StreamOpenTimeout = c.RequestTimeout
+	y.LogOutput = nil
+	y.Logger = slog.NewLogLogger(c.Logger.Handler(), slog.LevelDebug)
+	return y
+}
+
 // readBufSize is the read buffer of a connection: a burst of small frames
 // costs one read system call instead of two per frame.
 const readBufSize = 4 << 10
@@ -78,15 +100,17 @@ const readBufSize = 4 << 10
 // the calls that were in flight when it did.
 var ErrConnClosed = errors.New("wire: connection closed")
 
-// Conn is the client side of a connection: one TCP connection that carries
-// every call as frames. Each request frame carries a call id that its reply
+// Conn is the client side of a connection: one TCP connection with a yamux
+// session on top, whose one stream, the call stream, carries every call as
+// frames. Each request frame carries a call id that its reply
 // repeats, so calls do not wait for each other and replies come back in any
 // order. A caller writes its own frame when no write is in progress, and
 // frames of concurrent calls are written together (one write); one
 // goroutine reads the replies and hands each to its caller. Conn is safe
 // for concurrent use.
 type Conn struct {
-	nc      net.Conn
+	sess    *yamux.Session
+	nc      net.Conn // the call stream
 	cfg     ConnConfig
 	w       *frameWriter
 	welcome *Welcome
@@ -135,8 +159,18 @@ func NewConn(ctx context.Context, nc net.Conn, cfg ConnConfig, hello Hello) (*Co
 		nc.Close()
 		return nil, err
 	}
-	c := &Conn{nc: nc, cfg: cfg, calls: make(map[uint32]*pending), done: make(chan struct{}), readEnd: make(chan struct{})}
-	c.w = newFrameWriter(nc, cfg.MaxFrame, cfg.WriteTimeout, c.closeConn)
+	sess, err := yamux.Client(muxconn.New(nc), cfg.yamux())
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("wire: start session: %w", err)
+	}
+	st, err := sess.OpenStream()
+	if err != nil {
+		sess.Close() // closes nc
+		return nil, fmt.Errorf("wire: open the call stream: %w", err)
+	}
+	c := &Conn{sess: sess, nc: st, cfg: cfg, calls: make(map[uint32]*pending), done: make(chan struct{}), readEnd: make(chan struct{})}
+	c.w = newFrameWriter(st, cfg.MaxFrame, cfg.WriteTimeout, c.closeConn)
 	go c.readLoop()
 	if hello.MinVersion == 0 && hello.MaxVersion == 0 {
 		hello.MinVersion, hello.MaxVersion = MinVersion, Version
@@ -162,7 +196,7 @@ func NewConn(ctx context.Context, nc net.Conn, cfg ConnConfig, hello Hello) (*Co
 
 // closeConn closes the connection once; readLoop then ends it.
 func (c *Conn) closeConn() {
-	c.closing.Do(func() { c.nc.Close() })
+	c.closing.Do(func() { c.sess.Close() }) // closes the stream and the TCP connection
 }
 
 // Welcome returns the server's answer to the handshake.
@@ -321,7 +355,7 @@ func (c *Conn) readLoop() {
 func (c *Conn) fail(err error) {
 	c.closeConn()
 	c.w.close()
-	if err == io.EOF || errors.Is(err, net.ErrClosed) {
+	if err == io.EOF || isConnError(err) {
 		err = ErrConnClosed
 	} else {
 		c.cfg.Logger.Debug("wire: connection failed", "err", err)

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/yamux"
 	"go.uber.org/goleak"
 )
 
@@ -412,12 +412,17 @@ func TestReplyTooLarge(t *testing.T) {
 	}
 }
 
-// rawClient speaks the protocol by hand on a connection, for input a Conn
+// rawClient speaks the protocol by hand on a call stream, for input a Conn
 // would never send.
 type rawClient struct {
-	st  net.Conn
-	dec *Decoder
+	sess *yamux.Session
+	st   net.Conn
+	dec  *Decoder
 }
+
+// rawYamux is the yamux config of a hand-made peer: the one both sides of
+// a Conn use.
+func rawYamux(t *testing.T) *yamux.Config { return ConnConfig{}.mustDefaults(t).yamux() }
 
 func dialRaw(t *testing.T, s *testServer) *rawClient {
 	t.Helper()
@@ -425,8 +430,16 @@ func dialRaw(t *testing.T, s *testServer) *rawClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { nc.Close() })
-	return &rawClient{st: nc, dec: NewDecoder(nc, 0)}
+	sess, err := yamux.Client(nc, rawYamux(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	st, err := sess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rawClient{sess: sess, st: st, dec: NewDecoder(st, 0)}
 }
 
 func (r *rawClient) write(t *testing.T, b []byte) {
@@ -586,7 +599,7 @@ func TestSilentPeerIsCutOff(t *testing.T) {
 	for range 10 {
 		_, m, err := r.dec.DecodeCall()
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+			if isTimeout(err) {
 				t.Fatal("the server did not close the silent connection")
 			}
 			return
@@ -602,7 +615,7 @@ func TestNoHelloIsCutOff(t *testing.T) {
 	s := startServer(t, ConnConfig{RequestTimeout: 20 * time.Millisecond})
 	r := dialRaw(t, s)
 	r.st.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if _, m, err := r.dec.DecodeCall(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+	if _, m, err := r.dec.DecodeCall(); err == nil || isTimeout(err) {
 		t.Fatalf("a client that sends nothing got %v, %v; want the connection closed", m, err)
 	}
 }
@@ -613,28 +626,42 @@ func TestClientCutsOffSilentServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
+	accepted := make(chan *yamux.Session, 1)
+	ycfg := rawYamux(t)
 	go func() {
 		nc, err := ln.Accept()
 		if err != nil {
 			close(accepted)
 			return
 		}
+		sess, err := yamux.Server(nc, ycfg)
+		if err != nil {
+			nc.Close()
+			close(accepted)
+			return
+		}
+		accepted <- sess
+		st, err := sess.AcceptStream()
+		if err != nil {
+			return
+		}
 		// Answer the Hello, then read but never write again.
-		d := NewDecoder(nc, 0)
+		d := NewDecoder(st, 0)
 		id, _, _ := d.DecodeCall()
 		b, _ := MarshalCall(id, &Welcome{Version: Version})
-		nc.Write(b)
-		accepted <- nc
-		io.Copy(io.Discard, nc)
+		st.Write(b)
+		io.Copy(io.Discard, st)
 	}()
 	c, err := Dial(context.Background(), ln.Addr().String(), ConnConfig{PingInterval: 20 * time.Millisecond}, Hello{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	nc := <-accepted
-	defer nc.Close()
+	sess := <-accepted
+	if sess == nil {
+		t.Fatal("no connection accepted")
+	}
+	defer sess.Close()
 	select {
 	case <-c.Done():
 	case <-time.After(30 * time.Second):

@@ -60,7 +60,7 @@ func (r *liveReader) Read(p []byte) (int, error) {
 		if err == nil {
 			continue
 		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
+		if !isTimeout(err) {
 			return n, err
 		}
 		if r.strict {
@@ -76,4 +76,14 @@ func (r *liveReader) Read(p []byte) (int, error) {
 		r.deadline = time.Now().Add(r.interval)
 		r.nc.SetReadDeadline(r.deadline)
 	}
+}
+
+// isTimeout reports whether err is a passed read deadline: the os error of
+// a TCP connection or yamux's timeout error of a stream.
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -9,6 +9,10 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/latchd/latch/internal/muxconn"
 )
 
 // Handler serves the requests of one connection. ServeWire is called on its
@@ -59,18 +63,37 @@ func Serve(ctx context.Context, nc net.Conn, cfg ConnConfig, h Handler) error {
 		nc.Close()
 		return err
 	}
+	sess, err := yamux.Server(muxconn.New(nc), cfg.yamux())
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("wire: start session: %w", err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	actx, acancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+	st, err := sess.AcceptStreamWithContext(actx)
+	acancel()
+	if err != nil {
+		sess.Close() // closes nc
+		switch {
+		case ctx.Err() != nil, errors.Is(err, yamux.ErrSessionShutdown), errors.Is(err, io.EOF):
+			return nil
+		case actx.Err() != nil:
+			return errFirstFrameLate
+		}
+		return fmt.Errorf("wire: accept the call stream: %w", err)
+	}
 	s := &server{
 		cfg:    cfg,
 		h:      h,
-		nc:     nc,
+		sess:   sess,
+		nc:     st,
 		closed: make(chan struct{}),
 		sem:    make(chan struct{}, cfg.MaxStreams),
 		idle:   make(chan call),
 		calls:  make(map[uint32]context.CancelCauseFunc),
 	}
-	s.w = newFrameWriter(nc, cfg.MaxFrame, cfg.WriteTimeout, s.closeConn)
+	s.w = newFrameWriter(st, cfg.MaxFrame, cfg.WriteTimeout, s.closeConn)
 	stop := context.AfterFunc(ctx, s.closeConn)
 	defer stop()
 	defer func() {
@@ -86,7 +109,8 @@ func Serve(ctx context.Context, nc net.Conn, cfg ConnConfig, h Handler) error {
 type server struct {
 	cfg     ConnConfig
 	h       Handler
-	nc      net.Conn
+	sess    *yamux.Session
+	nc      net.Conn // the call stream
 	w       *frameWriter
 	closed  chan struct{} // closed with the connection
 	closing sync.Once
@@ -102,7 +126,7 @@ type server struct {
 // closeConn closes the connection once.
 func (s *server) closeConn() {
 	s.closing.Do(func() {
-		s.nc.Close()
+		s.sess.Close() // closes the stream and the TCP connection
 		close(s.closed)
 	})
 }
@@ -251,7 +275,9 @@ func (s *server) cancelCall(id uint32) {
 // closed) rather than bad input.
 func isConnError(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) || errors.Is(err, net.ErrClosed)
+	return errors.As(err, &op) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, yamux.ErrStreamClosed) ||
+		errors.Is(err, yamux.ErrConnectionReset) || errors.Is(err, yamux.ErrStreamsExhausted)
 }
 
 // isClosed reports whether the connection was closed.
