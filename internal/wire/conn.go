@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
-
-	"github.com/latchd/latch/internal/muxconn"
 )
 
 // ConnConfig configures both sides of a connection.
@@ -159,7 +157,7 @@ func NewConn(ctx context.Context, nc net.Conn, cfg ConnConfig, hello Hello) (*Co
 		nc.Close()
 		return nil, err
 	}
-	sess, err := yamux.Client(muxconn.New(nc), cfg.yamux())
+	sess, err := yamux.Client(newBatchConn(nc, cfg.WriteTimeout), cfg.yamux())
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("wire: start session: %w", err)

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
-
-	"github.com/latchd/latch/internal/muxconn"
 )
 
 // Handler serves the requests of one connection. ServeWire is called on its
@@ -63,7 +61,7 @@ func Serve(ctx context.Context, nc net.Conn, cfg ConnConfig, h Handler) error {
 		nc.Close()
 		return err
 	}
-	sess, err := yamux.Server(muxconn.New(nc), cfg.yamux())
+	sess, err := yamux.Server(newBatchConn(nc, cfg.WriteTimeout), cfg.yamux())
 	if err != nil {
 		nc.Close()
 		return fmt.Errorf("wire: start session: %w", err)
