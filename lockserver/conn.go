@@ -10,9 +10,9 @@ import (
 )
 
 // acceptLoop accepts client connections until the listener closes and
-// serves each with wire.Serve (TCP, yamux, one call stream that carries
-// every call; see docs/protocol.md) on a goroutine of its own, with the
-// Server as the handler.
+// serves each with wire.Serve (a yamux session on the TCP connection whose
+// only stream, the call stream, carries every call; see docs/protocol.md)
+// on a goroutine of its own, with the Server as the handler.
 func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
 	var delay time.Duration
@@ -64,8 +64,8 @@ func (s *Server) connConfig() wire.ConnConfig {
 var _ wire.Handler = (*Server)(nil)
 
 // ServeWire answers one client request (wire.Handler). wire.Serve calls it
-// on a goroutine per call; ctx ends when the client gives up on the call
-// (its CancelCall frame) or the connection ends.
+// on a call goroutine (reused for later calls); ctx ends when the client
+// gives up on the call (its CancelCall frame) or the connection ends.
 func (s *Server) ServeWire(ctx context.Context, req wire.Message) wire.Message {
 	s.metrics.request(req.Type())
 	reply := s.dispatch(ctx, req)

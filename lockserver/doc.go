@@ -6,9 +6,9 @@
 // # Request flow
 //
 //  1. A client connects over TCP, runs yamux on top, and opens one call
-//     stream that carries every call: a request frame and its reply frame
-//     share a call id, and calls are answered in any order. The first call
-//     is Hello.
+//     stream, the session's only stream, that carries every call: a
+//     request frame and its reply frame share a call id, and calls are
+//     answered in any order. The first call is Hello.
 //  2. The server validates the request (paths, sizes, mode, known session)
 //     before anything is proposed; a bad request gets a typed error code and
 //     the connection carries on. A frame that cannot be decoded (over the

@@ -22,17 +22,20 @@ type ConnConfig struct {
 	// MaxStreams bounds the calls a server runs at once on one connection
 	// (1024 if 0). The name is from an early draft that had a stream per
 	// call; it counts calls on the connection. Beyond it the server stops
-	// reading the connection until a call returns, so further requests
-	// wait (in TCP's flow control and the client's write buffer) rather
-	// than fail.
+	// reading the call stream until a call returns, so further requests
+	// wait (in the stream's yamux window and the client's write buffer)
+	// rather than fail.
 	MaxStreams int
-	// RequestTimeout bounds how long a server waits for the client's first
-	// frame (its Hello) after the connection starts (10 s if 0).
+	// RequestTimeout bounds how long a server waits for the call stream
+	// and the client's first frame (its Hello) after the connection
+	// starts, and how long a client waits for the server to acknowledge
+	// the call stream (10 s if 0).
 	RequestTimeout time.Duration
-	// WriteTimeout bounds writing the queued frames to the connection
+	// WriteTimeout bounds writing the queued frames to the call stream
 	// (10 s if 0): a peer that stops reading is cut off after between half
 	// of it and all of it (the deadline is moved forward only once half of
-	// it is used).
+	// it is used). It also bounds yamux's writes to the connection and each
+	// flush of the batchConn under them.
 	WriteTimeout time.Duration
 	// PingInterval is how long a side waits without reading anything
 	// before it sends a Ping; a connection silent for about two intervals
@@ -90,8 +93,8 @@ func (c ConnConfig) yamux() *yamux.Config {
 	return y
 }
 
-// readBufSize is the read buffer of a connection: a burst of small frames
-// costs one read system call instead of two per frame.
+// readBufSize is the read buffer on the call stream: a burst of small
+// frames costs one stream Read instead of two per frame.
 const readBufSize = 4 << 10
 
 // ErrConnClosed is returned by calls on a connection that has ended, and by

@@ -3,18 +3,21 @@
 //
 // # Transport and stream model
 //
-// A client holds one TCP connection to a replica that carries every call
-// as frames: each frame has a call id, and a reply carries the id of its
-// request. Many calls are therefore in flight on one connection, answered
-// in any order, and a blocking call (Acquire with Wait, KeepAlive's long
-// poll) never stalls the others: the server runs each request on a call
+// A client holds one TCP connection to a replica, with one yamux session
+// on it whose only stream, the call stream, carries every call as frames:
+// each frame has a call id, and a reply carries the id of its request.
+// Many calls are therefore in flight on one connection, answered in any
+// order, and a blocking call (Acquire with Wait, KeepAlive's long poll)
+// never stalls the others: the server runs each request on a call
 // goroutine, and neither side's reader ever waits on a handler, a caller or
-// a write. A sender writes its own frame when no write is in progress, and
-// frames of concurrent calls are combined into one write. A caller that
-// gives up sends a CancelCall frame, which cancels its handler's context. A
-// side that reads nothing for a while sends a Ping, answered by a Pong; a
-// peer that stays silent is cut off. [Conn] is the client side of this
-// model and [Serve] the server side.
+// a write. A sender writes its own frame into the call stream when no write
+// is in progress, and frames of concurrent calls are combined into one
+// write; under the session, a write coalescer (batchConn) turns yamux's
+// writes into few system calls. A caller that gives up sends a CancelCall
+// frame, which cancels its handler's context. A side that reads nothing on
+// the call stream for a while sends a Ping, answered by a Pong; a peer that
+// stays silent is cut off (yamux's own keep-alive is off). [Conn] is the
+// client side of this model and [Serve] the server side.
 //
 // Events (watch notifications, lock events, the fail-over event) are not
 // pushed on streams of their own: they ride on KeepAlive replies, in order,

@@ -15,8 +15,8 @@ var errPeerSilent = errors.New("wire: peer silent (no answer to a Ping)")
 // within the first, strict, deadline.
 var errFirstFrameLate = errors.New("wire: no frame within the request timeout")
 
-// liveReader reads a connection for its side's reader goroutine and checks
-// the peer is alive, without a goroutine or timer of its own: the read
+// liveReader reads the call stream for its side's reader goroutine and
+// checks the peer is alive, without a goroutine or timer of its own: the read
 // deadline is kept between interval/2 and interval ahead (moved only when
 // half of it is used up, so a busy connection rarely touches it). When it
 // passes with nothing read, the reader sends a Ping and waits one more

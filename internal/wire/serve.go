@@ -35,7 +35,9 @@ var errCallCanceled = errors.New("wire: call canceled by the client")
 
 // Serve runs the server side of the client connection nc until the client
 // goes away or ctx is done, then closes nc and returns once every call has
-// returned. The client's first frame must arrive within RequestTimeout.
+// returned. It runs a yamux session on nc (over a batchConn) and accepts
+// one stream, the call stream, which carries every call; the stream and
+// the client's first frame on it must arrive within RequestTimeout.
 // Serve's goroutine reads the request frames; each request runs h on a call
 // goroutine (reused for later calls) with a context of its own, at most
 // MaxStreams at once, and that goroutine writes the reply itself when no

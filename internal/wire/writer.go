@@ -8,7 +8,8 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// frameSink is what the frame writer needs of the connection (a net.Conn).
+// frameSink is what the frame writer needs of the call stream (a yamux
+// stream, or any net.Conn).
 type frameSink interface {
 	Write(p []byte) (int, error)
 	SetWriteDeadline(t time.Time) error
@@ -18,12 +19,13 @@ type frameSink interface {
 // encodes a frame straight into a shared buffer under mu; the sender that
 // finds no write in progress becomes the flusher, yields once so that the
 // senders already runnable queue their frames too, and writes, with one
-// write system call, its frame and whatever other senders queued meanwhile
-// ("flush combining"). A sender that finds a write in progress only
-// appends: the flusher writes its frame next. So one caller alone costs
-// one write(2) on its own goroutine, with no hand-off, and many concurrent
-// callers share writes. An idle writer is a small buffer; it has no
-// goroutine.
+// Write to the call stream, its frame and whatever other senders queued
+// meanwhile ("flush combining"). A sender that finds a write in progress
+// only appends: the flusher writes its frame next. So one caller alone
+// costs one stream Write on its own goroutine, with no hand-off to a writer
+// goroutine of ours (yamux's send loop and the batchConn flusher under the
+// session carry the bytes on to the socket), and many concurrent callers
+// share writes. An idle writer is a small buffer; it has no goroutine.
 type frameWriter struct {
 	sink     frameSink
 	timeout  time.Duration // bounds one Write: a peer that stops reading is cut off
@@ -72,7 +74,7 @@ func (w *frameWriter) send(call uint32, m Message) error {
 
 // sendAsync is send without waiting for a write: if no write is in
 // progress, a goroutine writes the frame. For a reader answering a Ping,
-// which must never block on the socket.
+// which must never block on a write.
 func (w *frameWriter) sendAsync(call uint32, m Message) error {
 	return w.queue(call, m, false)
 }
