@@ -10,10 +10,11 @@ import (
 	"github.com/latchd/latch/internal/wire"
 )
 
-// conn is one connection to one replica: a wire.Conn (one TCP connection
-// on which every call is a frame tagged with its call id, so blocking calls
-// never stall others) and the address it was dialed at. It is safe for concurrent use; once broken it
-// stays broken and the pool replaces it.
+// conn is one connection to one replica: a wire.Conn (TCP with a yamux
+// session whose one stream carries every call as a frame tagged with its
+// call id, so blocking calls never stall others) and the address it was
+// dialed at. It is safe for concurrent use; once broken it stays broken and
+// the pool replaces it.
 type conn struct {
 	addr string
 	wc   *wire.Conn

@@ -33,11 +33,12 @@ func rawConn(t *testing.T, ctx context.Context, addr string, open *wire.OpenSess
 	return conn, so
 }
 
-// docs/protocol.md: "The client opens a stream, writes one request frame and
-// half-closes its side" and "The server does not notice one abandoned
-// stream". A waiting Acquire must therefore wait after the half-close (the
-// lockserver once took it for abandonment and answered Canceled at once).
-func TestWaitingAcquireSurvivesHalfClose(t *testing.T) {
+// docs/protocol.md: a blocking call waits on its call id while nothing else
+// is sent, and only a CancelCall or a broken connection ends its handler. A
+// waiting Acquire must therefore keep waiting once its request is sent (in
+// protocol version 1 the lockserver once took the request stream's
+// half-close for abandonment and answered Canceled at once).
+func TestWaitingAcquireKeepsWaiting(t *testing.T) {
 	cell := startCell(t)
 	holder := dial(t, cell)
 	ctx := bg(t)

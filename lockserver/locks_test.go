@@ -198,6 +198,6 @@ func TestCancelWait(t *testing.T) {
 		t.Fatalf("no grant for the waiting Acquire: %v", err)
 	}
 	if ar, ok := m.(*wire.AcquireReply); !ok || ar.Sequencer.LockGen != hs.LockGen+1 {
-		t.Fatalf("half-closed Acquire answered %+v; want the next grant", m)
+		t.Fatalf("the waiting Acquire answered %+v; want the next grant", m)
 	}
 }
