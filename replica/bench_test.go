@@ -113,7 +113,7 @@ func (c *cell) stats(b *testing.B) []Stats {
 // stats snapshots: synced writes per second (all replicas) and commands per
 // synced write of the replica that proposed them.
 func reportDiskMetrics(b *testing.B, before, after []Stats, elapsed time.Duration) {
-	var syncs, props, leadSyncs, batches uint64
+	var syncs, props, leadSyncs, batches, piped uint64
 	var syncTime time.Duration
 	for i := range after {
 		syncs += after[i].SyncedWrites - before[i].SyncedWrites
@@ -122,6 +122,7 @@ func reportDiskMetrics(b *testing.B, before, after []Stats, elapsed time.Duratio
 		if p > props {
 			props, leadSyncs = p, after[i].SyncedWrites-before[i].SyncedWrites
 			batches = after[i].Batches - before[i].Batches
+			piped = after[i].Pipelined - before[i].Pipelined
 		}
 	}
 	b.ReportMetric(float64(syncs)/elapsed.Seconds(), "fsyncs/s")
@@ -131,5 +132,6 @@ func reportDiskMetrics(b *testing.B, before, after []Stats, elapsed time.Duratio
 	if leadSyncs > 0 && batches > 0 {
 		b.ReportMetric(float64(props)/float64(leadSyncs), "cmds/fsync")
 		b.ReportMetric(float64(props)/float64(batches), "cmds/batch")
+		b.ReportMetric(float64(piped)/float64(batches), "pipelined/batch")
 	}
 }

@@ -76,14 +76,15 @@ type pendingBatch struct {
 
 // groupStats are the counters behind Stats.
 type groupStats struct {
-	proposals, batches, applied, writes, syncs, dropped, sendErrors atomic.Uint64
-	snapsTook, snapsSent, snapsRecv                                 atomic.Uint64
-	syncNanos                                                       atomic.Int64
+	proposals, batches, pipelined, applied, writes, syncs, dropped atomic.Uint64
+	sendErrors                                                     atomic.Uint64
+	snapsTook, snapsSent, snapsRecv                                atomic.Uint64
+	syncNanos                                                      atomic.Int64
 }
 
 func (s *groupStats) snapshot() Stats {
 	return Stats{
-		Proposals: s.proposals.Load(), Batches: s.batches.Load(), Applied: s.applied.Load(),
+		Proposals: s.proposals.Load(), Batches: s.batches.Load(), Pipelined: s.pipelined.Load(), Applied: s.applied.Load(),
 		Writes: s.writes.Load(), SyncedWrites: s.syncs.Load(), SyncTime: time.Duration(s.syncNanos.Load()), Dropped: s.dropped.Load(), SendErrors: s.sendErrors.Load(),
 		SnapshotsTook: s.snapsTook.Load(), SnapshotsSent: s.snapsSent.Load(), SnapshotsRecv: s.snapsRecv.Load(),
 	}
@@ -303,9 +304,11 @@ func (g *group) loop() {
 		// backpressure.
 		// While a write is in flight or the leader holds, proposals wait in
 		// propc's buffer: they go into the next batch anyway, and taking
-		// them one by one would wake the loop once per proposal.
+		// them one by one would wake the loop once per proposal. The
+		// exception is a leader with few commands in flight, which
+		// pipelines (see pipelining).
 		propc := g.propc
-		if len(g.queued) >= g.maxQueued() || g.writing || g.holding {
+		if len(g.queued) >= g.maxQueued() || g.holding || g.writing && !g.pipelining() {
 			propc = nil
 		}
 		// Events (Compact, RestoreSnapshot) run between Advance and the
@@ -358,7 +361,16 @@ func (g *group) pump() bool {
 	g.drainProposals()
 	if g.writing {
 		// Proposals wait in g.queued for the next Ready, which packs
-		// everything that arrived during this write into one batch.
+		// everything that arrived during this write into one batch,
+		// unless the leader pipelines them.
+		if len(g.queued) > 0 && g.pipelining() {
+			b := g.stats.batches.Load()
+			g.proposeQueued()
+			g.stats.pipelined.Add(g.stats.batches.Load() - b)
+			for _, m := range g.node.Accepts() {
+				g.send(&m)
+			}
+		}
 		if ents := g.node.NewlyChosen(); len(ents) > 0 {
 			return g.toApply(ents)
 		}
@@ -380,6 +392,24 @@ func (g *group) pump() bool {
 		}
 	}
 	return true
+}
+
+// pipeMax is the number of commands in flight below which a leader whose
+// write is in flight proposes new commands at once (see pipelining).
+const pipeMax = 8
+
+// pipelining reports whether the leader proposes the commands that arrive
+// while its write is in flight at once, sending their Accepts (paxos
+// Node.Accepts) instead of holding them until the write ends: it does while
+// fewer than pipeMax commands are in flight. Then the followers start
+// syncing them at once (each behind its own write in flight) and, with their
+// acks, can choose them without the leader's own write; a lock handoff, two
+// commands arriving about together, no longer waits for a whole extra round.
+// With more in flight the next batch gathers them as before: the disk is the
+// bottleneck then, and a wake-up and an instance per arrival would only cost
+// CPU and messages.
+func (g *group) pipelining() bool {
+	return g.role == paxos.Leader && g.pendingCmds() < pipeMax
 }
 
 // Bounds of the leader's hold on new proposals after its own write.
@@ -669,6 +699,12 @@ func (g *group) startReady() bool {
 	g.rd = rd
 	if rd.MustSync {
 		g.writing, g.writeStart = true, time.Now()
+		if g.holding {
+			// Entries proposed during the previous write go out now; what
+			// arrives meanwhile joins the batch after this write anyway.
+			g.holding = false
+			g.holdTimer.Stop()
+		}
 		select {
 		case g.writec <- writeJob{u: u, msgs: rd.Messages}:
 			return true

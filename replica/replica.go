@@ -329,6 +329,7 @@ type Status struct {
 type Stats struct {
 	Proposals     uint64        // commands accepted by Propose on this replica
 	Batches       uint64        // instances this replica proposed (batches)
+	Pipelined     uint64        // of those, proposed while this replica's own write was in flight
 	Applied       uint64        // commands applied to the state machine
 	Writes        uint64        // log writes (one leveldb batch each)
 	SyncedWrites  uint64        // log writes with sync (one fsync each, unless leveldb merged them)

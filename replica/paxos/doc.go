@@ -64,7 +64,11 @@
 // A driver that keeps stepping messages while its write is in flight (between
 // 1 and 5) may call NewlyChosen to apply what became chosen meanwhile (the
 // followers' acknowledgements alone may make a majority), after the
-// outstanding Ready's Chosen; later Readies continue after it.
+// outstanding Ready's Chosen; later Readies continue after it. A leader may
+// also call Accepts there, to send the Accepts of values it proposed since
+// the Ready at once instead of with the next Ready: they reveal no acceptor
+// state, and the leader counts its own acceptance of those values only at
+// the Advance of the Ready that persists them.
 //
 // Reads: a linearizable local read on the leader asks ReadBarrier; if ok, it
 // waits until the state machine applied the returned instance, checks

@@ -49,6 +49,10 @@ func TestSimulationCatchesPlantedBugsEndToEnd(t *testing.T) {
 		{"lease-reads-after-lease", simParams{bugs: bugs{leaseNoExpiry: true}, profile: "partition"}, 200},
 		{"skip-phase1-values", simParams{bugs: bugs{skipPhase1Values: true}}, 50},
 		{"ignore-lower-ballot", simParams{bugs: bugs{ignoreLowerBallot: true}, profile: "partition"}, 50},
+		// A pipelining leader that counts its own acceptance before its
+		// write: it takes a leader crash and a follower down together
+		// (seed 770, about 25 s).
+		{"self-ack-before-sync", simParams{bugs: bugs{selfAckEarly: true}, pipeline: true, earlyApply: true, profile: "crash"}, 1000},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

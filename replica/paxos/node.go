@@ -75,6 +75,7 @@ type bugs struct {
 	skipPhase1Values  bool // fill every instance found in Phase 1 with a no-op
 	ignoreLowerBallot bool // accept Accepts and Heartbeats below the promised ballot
 	leaseNoExpiry     bool // LeaseValid ignores the lease's end
+	selfAckEarly      bool // Accepts counts the leader's own acceptance before its write
 }
 
 // Node is one replica's Multi-Paxos state: acceptor, proposer and learner.
@@ -646,14 +647,7 @@ func (n *Node) Ready() (Ready, error) {
 	if n.readyOut {
 		return Ready{}, ErrReadyPending
 	}
-	if len(n.accBuf) > 0 {
-		for i, p := range n.peers {
-			if i != n.self {
-				n.sendAcceptBuf(p)
-			}
-		}
-		n.accBuf = n.accBuf[:0]
-	}
+	n.cur.msgs = n.appendAccepts(n.cur.msgs)
 	c := n.cur
 	rd := Ready{Accepted: c.accepted, Messages: c.msgs, Snapshots: c.snaps, Role: n.role, Leader: n.leader, Ballot: n.ballot}
 	if n.promisedDirty {
@@ -700,19 +694,67 @@ func (n *Node) NewlyChosen() []Entry {
 	return out
 }
 
-// sendAcceptBuf sends the entries proposed since the last Ready to p.
-func (n *Node) sendAcceptBuf(p uint64) {
+// Accepts hands out now the Accept messages for the values proposed since
+// the last Ready (or Accepts), which the next Ready would otherwise carry.
+// Unlike Ready it may be called while a Ready is outstanding: a leader whose
+// write is in flight takes new proposals and sends their Accepts at once
+// instead of holding them until its write ends. The slice is the caller's;
+// the messages' entries stay valid (as a Ready's do).
+//
+// Why it is safe: an Accept reveals no acceptor state (Type.SendBeforeSync).
+// The proposals are recorded in the core and persisted by the next Ready's
+// write, and the leader counts its own acceptance only at that Ready's
+// Advance; until then only the followers' acknowledgements can choose them
+// (a majority without the leader), which is a choice as any other: the value
+// is durable on that majority. The next Ready persists the record together
+// with (or before) any chosen mark that covers it.
+func (n *Node) Accepts() []Message {
+	if len(n.accBuf) == 0 {
+		return nil
+	}
+	if n.bugs.selfAckEarly {
+		for _, e := range n.accBuf {
+			if s := n.get(e.Instance); s != nil && s.e.Ballot == n.ballot {
+				s.acks |= n.selfBit
+				n.checkChosen(s)
+			}
+		}
+		n.advanceCommit()
+	}
+	return n.appendAccepts(nil)
+}
+
+// appendAccepts appends to msgs the Accepts of the entries proposed since the
+// last Ready or Accepts, for every follower, and empties accBuf.
+func (n *Node) appendAccepts(msgs []Message) []Message {
+	if len(n.accBuf) == 0 {
+		return msgs
+	}
+	for i, p := range n.peers {
+		if i != n.self {
+			msgs = n.appendAcceptBuf(msgs, p)
+		}
+	}
+	n.accBuf = n.accBuf[:0]
+	return msgs
+}
+
+// appendAcceptBuf appends to msgs the Accepts of accBuf's entries for p, in
+// messages of at most MaxMessageBytes of values each.
+func (n *Node) appendAcceptBuf(msgs []Message, p uint64) []Message {
+	accept := func(es []Entry) Message {
+		return Message{Type: MsgAccept, From: n.cfg.ID, To: p, Ballot: n.ballot, Commit: n.commit,
+			Lease: n.leaseRound, Entries: n.cur.carve(es...)}
+	}
 	size, start := 0, 0
 	for k, e := range n.accBuf {
 		if size > 0 && size+len(e.Value) > n.cfg.MaxMessageBytes {
-			n.send(Message{Type: MsgAccept, To: p, Ballot: n.ballot, Commit: n.commit, Lease: n.leaseRound,
-				Entries: n.cur.carve(n.accBuf[start:k]...)})
+			msgs = append(msgs, accept(n.accBuf[start:k]))
 			start, size = k, 0
 		}
 		size += len(e.Value)
 	}
-	n.send(Message{Type: MsgAccept, To: p, Ballot: n.ballot, Commit: n.commit, Lease: n.leaseRound,
-		Entries: n.cur.carve(n.accBuf[start:]...)})
+	return append(msgs, accept(n.accBuf[start:]))
 }
 
 // Advance tells the core that the last Ready was fully handled: its batch is

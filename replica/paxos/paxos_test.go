@@ -607,3 +607,71 @@ func TestNewlyChosenWhileReadyOutstanding(t *testing.T) {
 		t.Fatalf("next Ready: Chosen %v, mark %d; want none, mark %d (first Ready chose %v)", rd.Chosen, rd.ChosenMark, i, first.Chosen)
 	}
 }
+
+// Accepts sends, while the leader's write is in flight, the Accepts of what
+// was proposed after the outstanding Ready; the followers' acks alone choose
+// it, the leader's own acceptance does not count at the outstanding Advance,
+// and the next Ready persists the record (with the mark that covers it)
+// without sending the Accepts again.
+func TestAcceptsWhileReadyOutstanding(t *testing.T) {
+	n, _ := campaignWith(t, 3, Message{From: 2, Commit: 1})
+	step(t, n, Message{Type: MsgAccepted, From: 2, Ballot: n.ballot, Instance: 1, Last: 1})
+	ready(t, n) // the no-op is chosen
+	a, err := n.Propose([]byte("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Ready(); err != nil { // the leader's write of a is in flight
+		t.Fatal(err)
+	}
+	if got := n.Accepts(); len(got) != 0 {
+		t.Fatalf("Accepts() = %v with nothing proposed since the Ready; want none", got)
+	}
+	b, err := n.Propose([]byte("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := n.Accepts()
+	if len(msgs) != 2 {
+		t.Fatalf("Accepts() = %v; want one Accept per follower", msgs)
+	}
+	for _, m := range msgs {
+		if m.Type != MsgAccept || m.From != 1 || m.Ballot != n.ballot || len(m.Entries) != 1 ||
+			m.Entries[0].Instance != b || string(m.Entries[0].Value) != "b" {
+			t.Fatalf("Accepts() sent %+v; want an Accept of instance %d = b", m, b)
+		}
+	}
+	if got := n.Accepts(); len(got) != 0 {
+		t.Fatalf("second Accepts() = %v; want none", got)
+	}
+	// One follower acknowledges b: with the leader's write of b not even
+	// begun, b must not be chosen.
+	step(t, n, Message{Type: MsgAccepted, From: 2, Ballot: n.ballot, Instance: a, Last: b})
+	if err := n.Advance(); err != nil { // a is durable here; b is not
+		t.Fatal(err)
+	}
+	if n.commit != b {
+		t.Fatalf("commit %d after a's Advance; want %d (b needs the leader's write or another ack)", n.commit, b)
+	}
+	rd, err := n.Ready() // the leader's write of b
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := msgsOf(rd, MsgAccept); len(got) != 0 {
+		t.Fatalf("next Ready sends Accepts %v again", got)
+	}
+	if len(rd.Accepted) != 1 || rd.Accepted[0].Instance != b {
+		t.Fatalf("next Ready persists %v; want instance %d", rd.Accepted, b)
+	}
+	// The other follower's ack makes a majority without the leader.
+	step(t, n, Message{Type: MsgAccepted, From: 3, Ballot: n.ballot, Instance: b, Last: b})
+	if got := n.NewlyChosen(); len(got) != 1 || got[0].Instance != b {
+		t.Fatalf("NewlyChosen() = %v; want instance %d", got, b)
+	}
+	if err := n.Advance(); err != nil {
+		t.Fatal(err)
+	}
+	if rd := ready(t, n); len(rd.Chosen) != 0 || rd.ChosenMark != b {
+		t.Fatalf("Ready after b: Chosen %v, mark %d; want none, mark %d", rd.Chosen, rd.ChosenMark, b)
+	}
+}

@@ -53,6 +53,10 @@ type simParams struct {
 	// replica driver does: a Ready's Chosen before its sync, and
 	// NewlyChosen while the sync is in flight.
 	earlyApply bool
+	// pipeline sends the Accepts of values proposed while the sync is in
+	// flight at once (Node.Accepts), as the replica driver's leader does,
+	// instead of with the next Ready.
+	pipeline bool
 	// profile biases the fault mix (see faults).
 	profile string
 	// onlyEndToEnd switches off the direct lease-overlap and durability
@@ -72,9 +76,10 @@ type simResult struct {
 	snapshots int
 	chosen    uint64
 	// coverage of rare paths
-	installs int // snapshots installed from a peer
-	p1values int // Promises that reported accepted values
-	catchUps int // Chosen replies carrying entries
+	installs  int // snapshots installed from a peer
+	p1values  int // Promises that reported accepted values
+	catchUps  int // Chosen replies carrying entries
+	pipelined int // Accepts sent by Node.Accepts while syncing
 }
 
 // ---- event queue ----
@@ -346,6 +351,11 @@ func (r *simReplica) pump() {
 			r.apply(e)
 		}
 		r.serveReads()
+	}
+	if r.up && r.syncing && r.s.p.pipeline {
+		msgs := r.node.Accepts()
+		r.s.res.pipelined += len(msgs)
+		r.sendAll(msgs)
 	}
 	if !r.up || r.syncing || !r.node.HasReady() {
 		return
@@ -984,9 +994,10 @@ func TestSimulation(t *testing.T) {
 			seeds := simSeeds(def)
 			for _, seed := range seeds {
 				// Odd seeds send the SendBeforeSync messages early;
-				// seeds 2, 3 mod 4 apply chosen entries early.
+				// seeds 2, 3 mod 4 apply chosen entries early;
+				// seeds 4-7 mod 8 send Accepts while syncing.
 				res := runSim(simParams{n: n, seed: seed, faultFor: simFaultTime(),
-					earlySend: seed%2 == 1, earlyApply: seed/2%2 == 1})
+					earlySend: seed%2 == 1, earlyApply: seed/2%2 == 1, pipeline: seed/4%2 == 1})
 				if res.err != nil {
 					t.Fatalf("seed %d: %v\nreplay: go test ./replica/paxos -run 'TestSimulation/n=%d$' -seed=%d -simsec=%d -v",
 						seed, res.err, n, seed, simFaultTime()/second)
@@ -1001,13 +1012,14 @@ func TestSimulation(t *testing.T) {
 				total.installs += res.installs
 				total.p1values += res.p1values
 				total.catchUps += res.catchUps
+				total.pipelined += res.pipelined
 			}
 			t.Logf("%d seeds, %.0f simulated s: %d puts ok, %d lease reads ok, %d unknown, %d elections, %d instances; "+
-				"%d snapshots taken, %d installed, %d promises with values, %d catch-up replies",
+				"%d snapshots taken, %d installed, %d promises with values, %d catch-up replies, %d pipelined accepts",
 				len(seeds), float64(total.simTime)/float64(second), total.opsOK, total.readsOK, total.unknown, total.elections,
-				total.chosen, total.snapshots, total.installs, total.p1values, total.catchUps)
-			if len(seeds) >= 10 && (total.installs == 0 || total.p1values == 0 || total.catchUps == 0 || total.elections < len(seeds)) {
-				t.Errorf("the faults did not reach snapshot install, Phase 1 recovery, catch-up and re-election")
+				total.chosen, total.snapshots, total.installs, total.p1values, total.catchUps, total.pipelined)
+			if len(seeds) >= 10 && (total.installs == 0 || total.p1values == 0 || total.catchUps == 0 || total.elections < len(seeds) || total.pipelined == 0) {
+				t.Errorf("the faults did not reach snapshot install, Phase 1 recovery, catch-up, re-election and pipelined accepts")
 			}
 		})
 	}
