@@ -38,6 +38,7 @@ type batchConn struct {
 	wake    chan struct{}
 	done    chan struct{}
 	closing sync.Once
+	onClose func() // run first by Close; set once by setOnClose
 }
 
 const (
@@ -55,6 +56,13 @@ func newBatchConn(c net.Conn, flushTimeout time.Duration) *batchConn {
 	b.cond.L = &b.mu
 	go b.flusher()
 	return b
+}
+
+// setOnClose makes Close call f before anything else.
+func (b *batchConn) setOnClose(f func()) {
+	b.mu.Lock()
+	b.onClose = f
+	b.mu.Unlock()
 }
 
 // Write queues p for the flusher.
@@ -146,6 +154,12 @@ func (b *batchConn) flushed() <-chan struct{} {
 func (b *batchConn) Close() error {
 	var err error
 	b.closing.Do(func() {
+		b.mu.Lock()
+		onClose := b.onClose
+		b.mu.Unlock()
+		if onClose != nil {
+			onClose()
+		}
 		b.mu.Lock()
 		pending := b.buf
 		b.buf = nil

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -111,7 +112,8 @@ var ErrConnClosed = errors.New("wire: connection closed")
 // for concurrent use.
 type Conn struct {
 	sess    *yamux.Session
-	nc      net.Conn // the call stream
+	nc      net.Conn    // the call stream
+	ended   atomic.Bool // the session is ending (wakeOnClose)
 	cfg     ConnConfig
 	w       *frameWriter
 	welcome *Welcome
@@ -160,7 +162,8 @@ func NewConn(ctx context.Context, nc net.Conn, cfg ConnConfig, hello Hello) (*Co
 		nc.Close()
 		return nil, err
 	}
-	sess, err := yamux.Client(newBatchConn(nc, cfg.WriteTimeout), cfg.yamux())
+	bc := newBatchConn(nc, cfg.WriteTimeout)
+	sess, err := yamux.Client(bc, cfg.yamux())
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("wire: start session: %w", err)
@@ -172,6 +175,7 @@ func NewConn(ctx context.Context, nc net.Conn, cfg ConnConfig, hello Hello) (*Co
 	}
 	c := &Conn{sess: sess, nc: st, cfg: cfg, calls: make(map[uint32]*pending), done: make(chan struct{}), readEnd: make(chan struct{})}
 	c.w = newFrameWriter(st, cfg.MaxFrame, cfg.WriteTimeout, c.closeConn)
+	wakeOnClose(bc, st, &c.ended)
 	go c.readLoop()
 	if hello.MinVersion == 0 && hello.MaxVersion == 0 {
 		hello.MinVersion, hello.MaxVersion = MinVersion, Version
@@ -325,7 +329,7 @@ func (c *Conn) endErr(err error) error {
 func (c *Conn) readLoop() {
 	defer close(c.readEnd)
 	ping := func() error { return c.w.sendAsync(0, &Ping{}) }
-	lr := newLiveReader(c.nc, c.cfg.PingInterval, c.cfg.PingInterval, false, ping)
+	lr := newLiveReader(c.nc, c.cfg.PingInterval, c.cfg.PingInterval, false, ping, &c.ended)
 	d := NewDecoder(bufio.NewReaderSize(lr, readBufSize), c.cfg.MaxFrame)
 	var err error
 	for {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -63,7 +64,8 @@ func Serve(ctx context.Context, nc net.Conn, cfg ConnConfig, h Handler) error {
 		nc.Close()
 		return err
 	}
-	sess, err := yamux.Server(newBatchConn(nc, cfg.WriteTimeout), cfg.yamux())
+	bc := newBatchConn(nc, cfg.WriteTimeout)
+	sess, err := yamux.Server(bc, cfg.yamux())
 	if err != nil {
 		nc.Close()
 		return fmt.Errorf("wire: start session: %w", err)
@@ -94,6 +96,7 @@ func Serve(ctx context.Context, nc net.Conn, cfg ConnConfig, h Handler) error {
 		calls:  make(map[uint32]context.CancelCauseFunc),
 	}
 	s.w = newFrameWriter(st, cfg.MaxFrame, cfg.WriteTimeout, s.closeConn)
+	wakeOnClose(bc, st, &s.ended)
 	stop := context.AfterFunc(ctx, s.closeConn)
 	defer stop()
 	defer func() {
@@ -110,7 +113,8 @@ type server struct {
 	cfg     ConnConfig
 	h       Handler
 	sess    *yamux.Session
-	nc      net.Conn // the call stream
+	nc      net.Conn    // the call stream
+	ended   atomic.Bool // the session is ending (wakeOnClose)
 	w       *frameWriter
 	closed  chan struct{} // closed with the connection
 	closing sync.Once
@@ -134,7 +138,7 @@ func (s *server) closeConn() {
 // read reads and dispatches request frames until the stream ends or breaks.
 func (s *server) read(ctx context.Context) error {
 	ping := func() error { return s.w.sendAsync(0, &Ping{}) }
-	lr := newLiveReader(s.nc, s.cfg.PingInterval, s.cfg.RequestTimeout, true, ping)
+	lr := newLiveReader(s.nc, s.cfg.PingInterval, s.cfg.RequestTimeout, true, ping, &s.ended)
 	d := NewDecoder(bufio.NewReaderSize(lr, readBufSize), s.cfg.MaxFrame)
 	for {
 		id, m, err := d.DecodeCall()
