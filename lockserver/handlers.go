@@ -230,8 +230,12 @@ func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message 
 		}
 		return sessionError(err)
 	}
-	if err := s.barrier.wait(ctx); err != nil {
-		return s.replicaError(ctx, err)
+	// The reply promises a lease: this replica must still lead under its
+	// master lease (a lock-free check in the common case, else a barrier).
+	if !s.rep.LeaseRead(group) {
+		if err := s.barrier.wait(ctx); err != nil {
+			return s.replicaError(ctx, err)
+		}
 	}
 	if s.term.Load() != t {
 		return s.notLeader()
