@@ -30,7 +30,7 @@ var rules = []rule{
 	{pkg: "replica/...", allowed: []string{"replica/...", "internal/muxconn"}},
 	{pkg: "session/...", allowed: []string{"session/...", "namespace/..."}},
 	{pkg: "internal/muxconn", allowed: []string{"internal/muxconn"}},
-	{pkg: "internal/wire/...", allowed: []string{"internal/wire/...", "internal/muxconn"}},
+	{pkg: "internal/wire/...", allowed: []string{"internal/wire/..."}},
 	{pkg: "client/...", allowed: []string{"client/...", "internal/wire/...", "internal/muxconn"}},
 	{pkg: "lockserver/...", allowed: []string{"lockserver/...", "replica/...", "namespace/...", "session/...", "internal/wire/...", "internal/muxconn"}},
 	{pkg: "cmd/...", allowed: []string{"cmd/...", "lockserver/...", "client/...", "replica/...", "namespace/...", "session/...", "internal/wire/...", "internal/muxconn"}},

@@ -1,7 +1,9 @@
 // Package muxconn adapts a net.Conn to carry a yamux session cheaply: it
-// merges each yamux data frame's header and body into one write. Both yamux
-// users in latch, the peer transport (replica/transport) and the client
-// protocol (internal/wire), put one under their sessions.
+// merges each yamux data frame's header and body into one write, on yamux's
+// send loop itself. The peer transport (replica/transport) puts one under
+// its sessions. (The client protocol, internal/wire, uses a coalescing
+// writer with a flusher goroutine instead: with many connections of one
+// call each, it measured about 1.5 times the throughput; see batchconn.go.)
 package muxconn
 
 import (
