@@ -231,11 +231,9 @@ func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message 
 		return sessionError(err)
 	}
 	// The reply promises a lease: this replica must still lead under its
-	// master lease (a lock-free check in the common case, else a barrier).
-	if !s.rep.LeaseRead(group) {
-		if err := s.barrier.wait(ctx); err != nil {
-			return s.replicaError(ctx, err)
-		}
+	// master lease.
+	if _, err := s.barrier.wait(ctx); err != nil {
+		return s.replicaError(ctx, err)
 	}
 	if s.term.Load() != t {
 		return s.notLeader()
@@ -311,13 +309,12 @@ func (s *Server) readable(ctx context.Context, stale bool) *wire.Error {
 	if id, _, ok := s.rep.Leader(group); !ok || id != s.cfg.ID {
 		return s.notLeader()
 	}
-	// The common case on a leader: its lease holds and every acknowledged
-	// write is applied, so the tree can be read as it is (no barrier round,
-	// no goroutine hand-off). Otherwise share a barrier round.
-	if s.rep.LeaseRead(group) {
-		s.metrics.LeaseReads.Add(1)
-	} else if err := s.barrier.wait(ctx); err != nil {
+	leased, err := s.barrier.wait(ctx)
+	if err != nil {
 		return s.replicaError(ctx, err)
+	}
+	if leased {
+		s.metrics.LeaseReads.Add(1)
 	}
 	s.metrics.ReadBarriers.Add(1)
 	return nil

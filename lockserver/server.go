@@ -370,9 +370,21 @@ type barrierRound struct {
 	err  error
 }
 
-// wait returns once a barrier started after the call has completed. It
-// needs no deadline of its own: every round is bounded by RequestTimeout.
-func (b *readBarrier) wait(ctx context.Context) error {
+// wait returns once reading the local state is linearizable: at once, with
+// leased true, in the common case on a leader whose lease holds and whose
+// state has every acknowledged write applied (replica.LeaseRead: no round,
+// no goroutine hand-off); otherwise once a barrier round that started after
+// the call has completed. It needs no deadline of its own: every round is
+// bounded by RequestTimeout.
+func (b *readBarrier) wait(ctx context.Context) (leased bool, err error) {
+	if b.s.rep.LeaseRead(group) {
+		return true, nil
+	}
+	return false, b.waitRound(ctx)
+}
+
+// waitRound waits for a barrier round that started after the call.
+func (b *readBarrier) waitRound(ctx context.Context) error {
 	b.mu.Lock()
 	if b.next == nil {
 		b.next = &barrierRound{done: make(chan struct{})}
