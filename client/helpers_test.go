@@ -26,18 +26,7 @@ func TestMain(m *testing.M) {
 // tune gives a cell short timings, so tests elect, fail over and expire
 // quickly.
 func tune(cfg *lockserver.Config) {
-	cfg.Replica.TickInterval = 5 * time.Millisecond
-	cfg.Replica.HeartbeatInterval = 25 * time.Millisecond
-	cfg.Replica.LeaseDuration = 250 * time.Millisecond
-	cfg.Replica.ElectionTimeout = 400 * time.Millisecond
-	cfg.Session.Lease = 2 * time.Second
-	cfg.Session.Margin = 500 * time.Millisecond
-	cfg.MinSessionTimeout = 200 * time.Millisecond
-	cfg.SessionTick = 10 * time.Millisecond
-	cfg.LeaderPoll = 5 * time.Millisecond
-	cfg.RequestTimeout = 5 * time.Second
-	cfg.Namespace.DefaultLockDelay = 200 * time.Millisecond
-	cfg.Namespace.MaxLockDelay = 2 * time.Second
+	lockserver.FastTimings(cfg)
 	if os.Getenv("CLIENT_TEST_SERVER_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -41,6 +41,26 @@ type Cell struct {
 	servers []*Server // nil while stopped
 }
 
+// FastTimings sets sub-second timings on cfg: a 250 ms master lease, a
+// 400 ms election timeout, 2 s sessions, 200 ms lock-delay. A cell tuned so
+// elects, fails over and expires sessions within a second or two, which is
+// what tests (this package's and the client's) and local experiments want;
+// it is too tight for a production cell on a loaded machine.
+func FastTimings(cfg *Config) {
+	cfg.Replica.TickInterval = 5 * time.Millisecond
+	cfg.Replica.HeartbeatInterval = 25 * time.Millisecond
+	cfg.Replica.LeaseDuration = 250 * time.Millisecond
+	cfg.Replica.ElectionTimeout = 400 * time.Millisecond
+	cfg.Session.Lease = 2 * time.Second
+	cfg.Session.Margin = 500 * time.Millisecond
+	cfg.MinSessionTimeout = 200 * time.Millisecond
+	cfg.SessionTick = 10 * time.Millisecond
+	cfg.LeaderPoll = 5 * time.Millisecond
+	cfg.RequestTimeout = 5 * time.Second
+	cfg.Namespace.DefaultLockDelay = 200 * time.Millisecond
+	cfg.Namespace.MaxLockDelay = 2 * time.Second
+}
+
 // StartCell starts a cell of cfg.N replicas on loopback and returns once
 // every replica listens (not necessarily once a leader is elected: see
 // WaitLeader). ctx bounds the start-up only.

@@ -21,18 +21,7 @@ import (
 
 // testTune gives a cell short timings, so tests elect and expire quickly.
 func testTune(cfg *Config) {
-	cfg.Replica.TickInterval = 5 * time.Millisecond
-	cfg.Replica.HeartbeatInterval = 25 * time.Millisecond
-	cfg.Replica.LeaseDuration = 250 * time.Millisecond
-	cfg.Replica.ElectionTimeout = 400 * time.Millisecond
-	cfg.Session.Lease = 2 * time.Second
-	cfg.Session.Margin = 500 * time.Millisecond
-	cfg.MinSessionTimeout = 200 * time.Millisecond
-	cfg.SessionTick = 10 * time.Millisecond
-	cfg.LeaderPoll = 5 * time.Millisecond
-	cfg.RequestTimeout = 5 * time.Second
-	cfg.Namespace.DefaultLockDelay = 200 * time.Millisecond
-	cfg.Namespace.MaxLockDelay = 2 * time.Second
+	FastTimings(cfg)
 	if os.Getenv("LOCKSERVER_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
