@@ -157,7 +157,7 @@ func (c *Client) handleKeepAlive(r kaResult, acked *uint64, lastServer *string) 
 		return kaFailed
 	}
 	c.mu.Lock()
-	state, changed := c.lease.renew(r.sent, r.reply.TTL)
+	state, changed := c.lease.renew(r.sent, r.reply.Held, r.reply.TTL)
 	if changed {
 		c.publish(SessionEvent{State: state, At: c.cfg.Clock.Now()})
 		c.log.Info("client: session safe again")

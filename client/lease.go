@@ -47,7 +47,7 @@ func (s SessionState) String() string {
 // The lease end is estimated conservatively from each KeepAlive (see renew).
 type lease struct {
 	state SessionState
-	end   time.Time // the local lease end: conservative (counted from the send)
+	end   time.Time // the local lease end: conservative (counted from the send plus the cell's hold)
 	grace time.Duration
 }
 
@@ -55,19 +55,19 @@ func newLease(sent time.Time, ttl, grace time.Duration) lease {
 	return lease{state: StateSafe, end: sent.Add(ttl), grace: grace}
 }
 
-// renew records a successful KeepAlive, sent at sent, that granted ttl. The
-// cell guarantees the lease for ttl from when it sent the reply, which is
-// after sent: sent+ttl is a conservative estimate that needs no assumption
-// about the reply's time in flight or the clocks (Chubby §2.8). It works
-// because the cell holds a long poll at most (lease − margin)/2, so the next
-// reply comes well within the lease counted from the previous send. The
-// lease end only moves forward. It returns the new state and whether it
-// changed (jeopardy -> safe). A final state never changes.
-func (l *lease) renew(sent time.Time, ttl time.Duration) (SessionState, bool) {
+// renew records a successful KeepAlive, sent at sent, that the cell held for
+// held (on its clock) and that granted ttl. The cell guarantees the lease for
+// ttl from when it counted it, which is at least held after the call arrived,
+// which is after sent: sent+held+ttl is a conservative estimate that needs no
+// assumption about the reply's time in flight, only that the clocks advance
+// at about the same rate (the session margin covers the difference; Chubby
+// §2.8). The lease end only moves forward. It returns the new state and
+// whether it changed (jeopardy -> safe). A final state never changes.
+func (l *lease) renew(sent time.Time, held, ttl time.Duration) (SessionState, bool) {
 	if l.final() {
 		return l.state, false
 	}
-	if end := sent.Add(ttl); end.After(l.end) {
+	if end := sent.Add(max(held, 0) + ttl); end.After(l.end) {
 		l.end = end
 	}
 	if l.state == StateJeopardy {

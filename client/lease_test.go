@@ -25,8 +25,9 @@ func TestLeaseTransitions(t *testing.T) {
 
 	type step struct {
 		name        string
-		renew       bool          // renew(sent=at(when), ttl) instead of advance(at(when))
+		renew       bool          // renew(sent=at(when), held, ttl) instead of advance(at(when))
 		when        time.Duration // offset from t0
+		held        time.Duration // renew: how long the cell held the call
 		wantState   SessionState
 		wantChanged bool
 		wantDue     time.Duration // deadline offset; -1 for none
@@ -52,12 +53,17 @@ func TestLeaseTransitions(t *testing.T) {
 		{"safe to expired in one late advance", []step{
 			{name: "late", when: 2 * time.Minute, wantState: StateExpired, wantChanged: true, wantDue: -1},
 		}},
-		{"a long poll counts from its send", []step{
-			// Sent at 0, held by the cell (at most (12-3)/2 = 4.5 s): the
-			// lease counts from the send, and the next poll, sent at 4.5 s,
-			// is answered by 9 s, well before 12 s.
-			{name: "held reply", renew: true, when: 0, wantState: StateSafe, wantDue: ttl},
-			{name: "next reply", renew: true, when: 4500 * time.Millisecond, wantState: StateSafe, wantDue: 16500 * time.Millisecond},
+		{"a long poll counts from its send plus the hold", []step{
+			// Sent at 0, held by the cell 9 s (lease 12 s − margin 3 s):
+			// the lease counts from 9 s. The next poll, sent when the
+			// reply arrives at 9.1 s, is held 9 s too: its reply arrives
+			// by 18.2 s, before the lease end at 21 s.
+			{name: "held reply", renew: true, when: 0, held: 9 * time.Second, wantState: StateSafe, wantDue: 9*time.Second + ttl},
+			{name: "next reply", renew: true, when: 9100 * time.Millisecond, held: 9 * time.Second, wantState: StateSafe, wantDue: 18100*time.Millisecond + ttl},
+		}},
+		{"a reply without a hold counts from the send", []step{
+			{name: "reply", renew: true, when: 2 * time.Second, wantState: StateSafe, wantDue: 2*time.Second + ttl},
+			{name: "a negative hold counts as none", renew: true, when: 3 * time.Second, held: -time.Hour, wantState: StateSafe, wantDue: 3*time.Second + ttl},
 		}},
 		{"the lease end never moves back", []step{
 			{name: "renew", renew: true, when: 5 * time.Second, wantState: StateSafe, wantDue: 17 * time.Second},
@@ -71,7 +77,7 @@ func TestLeaseTransitions(t *testing.T) {
 				var state SessionState
 				var changed bool
 				if s.renew {
-					state, changed = l.renew(at(s.when), ttl)
+					state, changed = l.renew(at(s.when), s.held, ttl)
 				} else {
 					state, changed = l.advance(at(s.when))
 				}

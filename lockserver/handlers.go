@@ -199,14 +199,17 @@ func (s *Server) sessionEnded(sid uint64) bool {
 // it still leads (a read barrier under its Paxos lease), so a lease it
 // promises cannot outlive its leadership.
 //
-// The hold is at most (lease − margin)/2 (keepAliveHold), not the session
-// manager's lease − margin: a client counts each reply's TTL from when it
-// sent that KeepAlive, and sends the next one when the reply arrives, so two
-// consecutive holds must fit in one lease with a margin to spare.
+// The hold lasts up to lease − margin (keepAliveHold), as in Chubby. The
+// reply says how long the call was held (Held, on this server's clock, from
+// its arrival to the moment TTL is counted from), so the client can count
+// TTL from its send plus Held instead of from its send alone: without Held,
+// two holds and a margin would have to fit in one lease, and an idle session
+// would cost twice the KeepAlives.
 func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message {
 	if m.Session == 0 {
 		return wire.Errorf(wire.BadRequest, "KeepAlive needs a session")
 	}
+	arrived := s.clock.Now()
 	t, werr := s.leaderTerm(ctx)
 	if werr != nil {
 		return werr
@@ -238,7 +241,14 @@ func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message 
 	if s.term.Load() != t {
 		return s.notLeader()
 	}
-	out := &wire.KeepAliveReply{TTL: rep.TTL}
+	// Count TTL from now, after the barrier: the lease promised never
+	// reaches past the manager's expiry, and Held never past the moment TTL
+	// is counted from.
+	now := s.clock.Now()
+	out := &wire.KeepAliveReply{TTL: rep.Expiry.Sub(now), Held: now.Sub(arrived)}
+	if out.TTL <= 0 {
+		return sessionError(session.ErrExpired)
+	}
 	if len(rep.Items) > 0 {
 		out.Events = make([]wire.Event, len(rep.Items))
 		for i, it := range rep.Items {
@@ -258,11 +268,11 @@ func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message 
 }
 
 // keepAliveHold is how long a KeepAlive of a session with this lease is
-// held at most: half of lease − margin, so that the client's count from its
-// previous send (lease) covers two holds and a margin.
+// held at most: lease − margin, with the session manager's effective margin
+// min(Margin, lease/2). The manager renews the lease when the KeepAlive
+// arrives, so the hold ends a margin before that lease would.
 func (s *Server) keepAliveHold(lease time.Duration) time.Duration {
-	margin := min(s.cfg.Session.Margin, lease/2)
-	return (lease - margin) / 2
+	return lease - min(s.cfg.Session.Margin, lease/2)
 }
 
 // holdKeepAlive runs the manager's long poll with the hold capped by

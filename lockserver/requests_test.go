@@ -283,17 +283,18 @@ func TestErrorCodes(t *testing.T) {
 }
 
 // TestKeepAliveCycles runs the KeepAlive loop a client runs and checks the
-// rule that makes it safe: each reply arrives before the lease the client
-// counts from its previous send, because two holds and a margin fit in one
-// lease. The session stays alive across many leases without anything else.
+// rule that makes it safe: the hold ends a margin before the lease the
+// KeepAlive renewed on arrival, and each reply reports its hold, so the
+// client counts the next lease from its send plus the hold. The session stays
+// alive across many leases without anything else.
 func TestKeepAliveCycles(t *testing.T) {
 	c := testCell(t)
 	s := c.Server(c.Leader())
 	for _, lease := range []time.Duration{200 * time.Millisecond, time.Second, 12 * time.Second, time.Minute} {
 		hold := s.keepAliveHold(lease)
 		margin := min(s.cfg.Session.Margin, lease/2)
-		if hold <= 0 || 2*hold+margin > lease {
-			t.Fatalf("keepAliveHold(%v) = %v: two holds and the margin %v do not fit in the lease", lease, hold, margin)
+		if hold <= 0 || margin <= 0 || hold+margin != lease {
+			t.Fatalf("keepAliveHold(%v) = %v: the hold and the margin %v do not make the lease", lease, hold, margin)
 		}
 	}
 	cl := newClient(t, c)
@@ -301,8 +302,8 @@ func TestKeepAliveCycles(t *testing.T) {
 	var acked uint64
 	for range 8 {
 		ka := cl.must(&wire.KeepAlive{Acked: acked}).(*wire.KeepAliveReply)
-		if ka.TTL <= 0 || ka.TTL > time.Second {
-			t.Fatalf("KeepAlive TTL = %v; want within the 1s lease", ka.TTL)
+		if ka.TTL <= 0 || ka.TTL > time.Second || ka.Held < 0 {
+			t.Fatalf("KeepAlive TTL = %v, held %v; want a TTL within the 1s lease and a hold >= 0", ka.TTL, ka.Held)
 		}
 		for _, e := range ka.Events {
 			acked = e.Seq

@@ -686,6 +686,7 @@ func (m *KeepAlive) DecodeMsgpack(d *msgpack.Decoder) error {
 
 func (m *KeepAliveReply) fields(w *fieldWriter) {
 	w.dur("ttl", m.TTL, false)
+	w.dur("held", m.Held, true)
 	w.events("events", m.Events)
 }
 
@@ -706,6 +707,8 @@ func (m *KeepAliveReply) DecodeMsgpack(d *msgpack.Decoder) error {
 		switch string(r.key) {
 		case "ttl":
 			r.dur(&m.TTL)
+		case "held":
+			r.dur(&m.Held)
 		case "events":
 			r.set(d.Decode(&m.Events))
 		default:

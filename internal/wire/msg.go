@@ -243,10 +243,15 @@ type KeepAlive struct {
 
 // KeepAliveReply answers KeepAlive.
 type KeepAliveReply struct {
-	// TTL is how long, from when the server sent the reply, the lease is
-	// guaranteed. The client starts its local lease from when it sent the
-	// KeepAlive, which is conservative.
-	TTL    time.Duration `msgpack:"ttl"`
+	// TTL is how long, from when the server counted it (just before it
+	// sent the reply), the lease is guaranteed.
+	TTL time.Duration `msgpack:"ttl"`
+	// Held is how long the server held the call before it counted TTL, on
+	// its own clock, from the call's arrival. The call arrived after the
+	// client sent it, so the lease lasts at least until send + Held + TTL
+	// (with clocks that advance at the same rate; the session margin covers
+	// small rate differences). Zero from a server that does not report it.
+	Held   time.Duration `msgpack:"held,omitempty"`
 	Events []Event       `msgpack:"events,omitempty"`
 }
 
