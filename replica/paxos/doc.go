@@ -30,12 +30,16 @@
 // the start of the latest round a majority acknowledged + LeaseTicks −
 // DriftTicks. A restarted replica forgets the leases it granted, so it
 // neither promises to others nor campaigns for LeaseTicks+1 ticks after New.
-// See docs/paxos.md for the argument.
+// A leader that stops gives its lease up instead of letting it run out:
+// Resign ends its lease and leadership in one step and sends Resign, which
+// releases the grants made to its ballot and has the successor it names
+// campaign at once. See docs/paxos.md for both arguments.
 //
 // # The driver loop
 //
-// The driver calls Step, Tick, Propose, Compact and RestoreSnapshot from one
-// goroutine (or under one lock), and runs this loop whenever HasReady:
+// The driver calls Step, Tick, Propose, Resign, Compact and RestoreSnapshot
+// from one goroutine (or under one lock), and runs this loop whenever
+// HasReady:
 //
 //  1. rd, err := n.Ready(). Step, Tick and Propose may be called again
 //     before Advance; what they produce goes to the next Ready. Ready may
@@ -48,7 +52,7 @@
 //     Accepted that leaves before its state is durable can be counted by a
 //     proposer and then forgotten by a crash, and two values get chosen.
 //     Exception: messages whose Type.SendBeforeSync() is true (Prepare,
-//     Accept, Heartbeat, CatchUp, Chosen) may be sent as soon as Ready
+//     Accept, Heartbeat, CatchUp, Chosen, Resign) may be sent as soon as Ready
 //     returns, so a leader's Accepts travel while its own write is in
 //     flight; they reveal no state a crash could take back, because the
 //     core counts its own promise and acceptance only after Advance.
@@ -75,7 +79,10 @@
 // LeaseValid once more, and then reads. ReadBarrier is ok only while the
 // lease holds and once an entry of the leader's own ballot (the no-op it
 // appends after Phase 1) is chosen, so everything chosen before it is below
-// the barrier.
+// the barrier. A driver that caches the lease for readers on other
+// goroutines (LeaseRead) must drop it after Resign and before the Ready
+// that carries the Resign messages is sent: a follower that receives one
+// may promise another leader at once.
 //
 // Snapshots: after the driver has a durable state machine snapshot through
 // instance s (s ≤ the last applied instance), it may delete log records

@@ -76,6 +76,7 @@ type bugs struct {
 	ignoreLowerBallot bool // accept Accepts and Heartbeats below the promised ballot
 	leaseNoExpiry     bool // LeaseValid ignores the lease's end
 	selfAckEarly      bool // Accepts counts the leader's own acceptance before its write
+	resignKeepsLease  bool // Resign sends its messages but the leader keeps leading and its lease
 }
 
 // Node is one replica's Multi-Paxos state: acceptor, proposer and learner.
@@ -131,6 +132,8 @@ type Node struct {
 	leaseRound       uint64
 	roundStart       [leaseRing]uint64
 	peerRound        [MaxPeers]uint64
+	peerCommit       [MaxPeers]uint64 // first unchosen instance each follower last reported
+	peerAckAt        [MaxPeers]uint64 // tick of each follower's last acknowledgement
 	leaseUntil       uint64
 	quorumAt         uint64 // start of the latest round a majority acknowledged
 	accBuf           []Entry
@@ -536,12 +539,74 @@ func (n *Node) becomeLeader() {
 	n.p1 = n.p1[:0]
 	n.advanceCommit()
 	clear(n.peerRound[:])
+	clear(n.peerCommit[:])
+	clear(n.peerAckAt[:])
 	n.leaseRound, n.heartbeatElapsed, n.quorumAt = 0, 0, n.now
 	n.newLeaseRound()
 	n.logger.Info("paxos leader", "ballot", n.ballot, "from", n.p1from, "first_own", n.firstOwn)
 	if needCatchUp && n.p1ahead != 0 {
 		n.noteCommit(n.p1ahead, n.p1commit)
 	}
+}
+
+// Resign gives up this replica's leadership at once, for a shutdown or a
+// hand-off, instead of leaving the others to wait out its lease. It names a
+// successor: the follower that acknowledged the most chosen instances (its
+// log is the most complete, so its Phase 1 is the shortest; ties go to the
+// one heard from last, then to the lowest position), or 0 if no follower
+// acknowledged this ballot. Then, in this one step, the leader stops
+// claiming its lease (LeaseValid is false from now on, whatever role it
+// takes later), releases its own acceptor's grant to itself, steps down to
+// a follower that knows no leader (its election timer restarts, so it does
+// not rush back), and sends every peer a Resign naming the successor. A
+// follower that granted this ballot the lease releases it; the successor
+// campaigns at once. Values in flight are neither lost nor completed: the
+// next leader's Phase 1 finds them. On a replica that is not the leader in
+// Phase 2 Resign does nothing and returns 0.
+//
+// Why it is safe (docs/paxos.md, "Resigning"): no lease read on this
+// replica can start after any follower released its grant, since the
+// release needs a Resign and the lease ends in the step that creates them;
+// and a follower releases only a grant made to this ballot, which no
+// leader uses again (every campaign takes a new round).
+func (n *Node) Resign() (successor uint64) {
+	if n.role != Leader {
+		return 0
+	}
+	successor = n.successor()
+	n.logger.Info("paxos leader resigns", "ballot", n.ballot, "successor", successor)
+	if !n.bugs.resignKeepsLease {
+		n.leaseUntil = n.now
+		if n.grantTo == n.cfg.ID {
+			n.grantUntil = n.now
+		}
+		n.stepDown(0)
+	}
+	for i, p := range n.peers {
+		if i != n.self {
+			n.send(Message{Type: MsgResign, To: p, Ballot: n.ballot, Commit: n.commit, Last: successor})
+		}
+	}
+	return successor
+}
+
+// successor picks the follower Resign names: highest reported first
+// unchosen instance, then latest acknowledgement, then lowest position.
+func (n *Node) successor() uint64 {
+	best := -1
+	for i := range n.peers {
+		if i == n.self || n.peerAckAt[i] == 0 {
+			continue
+		}
+		if best < 0 || n.peerCommit[i] > n.peerCommit[best] ||
+			n.peerCommit[i] == n.peerCommit[best] && n.peerAckAt[i] > n.peerAckAt[best] {
+			best = i
+		}
+	}
+	if best < 0 {
+		return 0
+	}
+	return n.peers[best]
 }
 
 // Propose assigns value to the next free instance and starts Phase 2 for it.

@@ -254,6 +254,80 @@ func TestFollowerRefusesPrepareDuringGrantedLease(t *testing.T) {
 	}
 }
 
+// A follower releases the lease it granted when that very ballot's leader
+// resigns: it then promises to another proposer at once, and the named
+// successor campaigns without waiting for its election timeout.
+func TestFollowerReleasesGrantOnResign(t *testing.T) {
+	n := newTestNode(t, 2, 3, State{})
+	if rd := resignedTo(t, n, 3, b(1, 1)); rd.Role != Follower || rd.Leader != 0 || len(rd.Messages) != 0 {
+		t.Fatalf("after a Resign naming 3: role %v leader %d messages %+v; want a follower with no leader, silent", rd.Role, rd.Leader, rd.Messages)
+	}
+	step(t, n, Message{Type: MsgPrepare, From: 3, Ballot: b(2, 3), Instance: 1})
+	if rd := ready(t, n); len(msgsOf(rd, MsgPromise)) != 1 {
+		t.Fatalf("no promise to 3 right after 1 resigned: %+v", rd.Messages)
+	}
+	s := newTestNode(t, 3, 3, State{})
+	if rd := resignedTo(t, s, 3, b(1, 1)); rd.Role != Candidate || len(msgsOf(rd, MsgPrepare)) != 2 {
+		t.Fatalf("the successor: role %v, messages %+v; want a candidate sending 2 Prepares", rd.Role, rd.Messages)
+	}
+}
+
+// resignedTo has n follow the leaders of ballots (a heartbeat of each, in
+// order), then steps a Resign of the first naming successor, and returns
+// the Ready that follows.
+func resignedTo(t *testing.T, n *Node, successor uint64, ballots ...Ballot) Ready {
+	t.Helper()
+	for _, bal := range ballots {
+		step(t, n, Message{Type: MsgHeartbeat, From: bal.ID, Ballot: bal, Lease: 1})
+	}
+	ready(t, n)
+	step(t, n, Message{Type: MsgResign, From: ballots[0].ID, Ballot: ballots[0], Last: successor})
+	return ready(t, n)
+}
+
+// A Resign of a ballot other than the one promised is stale (a duplicate,
+// or from a leader already superseded): it releases nothing, so the lease
+// granted to the current leader still holds.
+func TestFollowerIgnoresStaleResign(t *testing.T) {
+	n := newTestNode(t, 2, 3, State{})
+	if rd := resignedTo(t, n, 2, b(1, 1), b(2, 3)); rd.Role != Follower || rd.Leader != 3 || len(rd.Messages) != 0 {
+		t.Fatalf("after a stale Resign: role %v leader %d messages %+v; want a silent follower of 3", rd.Role, rd.Leader, rd.Messages)
+	}
+	step(t, n, Message{Type: MsgPrepare, From: 1, Ballot: b(3, 1), Instance: 1})
+	if rd := ready(t, n); len(msgsOf(rd, MsgPromise)) != 0 {
+		t.Fatalf("promised 3.1 inside the lease granted to 3: %+v", rd.Messages)
+	}
+}
+
+// Resign is for a leader only; and a leader that resigned no longer
+// claims its lease, even if it is elected again before that lease would
+// have run out.
+func TestResignEndsTheLeaseForGood(t *testing.T) {
+	n := newTestNode(t, 1, 3, State{})
+	if got := n.Resign(); got != 0 || n.HasReady() {
+		t.Fatalf("Resign on a follower = %d, has ready %v; want a no-op", got, n.HasReady())
+	}
+	n, _ = campaignWith(t, 3, Message{Type: MsgPromise, From: 2, Ballot: b(1, 1), Instance: 1, Commit: 1})
+	step(t, n, Message{Type: MsgAccepted, From: 3, Ballot: n.ballot, Instance: 1, Last: 1, Lease: 1, Commit: 1})
+	if !n.LeaseValid() {
+		t.Fatal("no lease after a majority acknowledged the first round")
+	}
+	if got := n.Resign(); got != 3 || n.LeaseValid() {
+		t.Fatalf("Resign = %d, lease %v; want successor 3 (the only follower heard from), no lease", got, n.LeaseValid())
+	}
+	rd := ready(t, n)
+	if rs := msgsOf(rd, MsgResign); len(rs) != 2 || rs[0].Last != 3 || rs[0].Ballot != b(1, 1) || rd.Role != Follower {
+		t.Fatalf("Ready after Resign: role %v, messages %+v; want a follower sending 2 Resigns of 1.1 naming 3", rd.Role, rd.Messages)
+	}
+	n.Campaign()
+	ready(t, n)
+	step(t, n, Message{Type: MsgPromise, From: 2, Ballot: n.ballot, Instance: n.p1from, Commit: 1})
+	ready(t, n)
+	if n.Status().Role != Leader || n.LeaseValid() {
+		t.Fatalf("re-elected at once: role %v lease %v; want a leader without the resigned lease", n.Status().Role, n.LeaseValid())
+	}
+}
+
 // A restarted replica does not remember to whom it granted a lease, so it
 // refuses every Phase 1 for a full lease.
 func TestRestartedAcceptorWaitsOutUnknownLease(t *testing.T) {
@@ -489,6 +563,9 @@ func TestStepRejectsMalformedMessages(t *testing.T) {
 		"entry ballot":     {Type: MsgAccept, From: 2, To: 1, Ballot: b(2, 2), Entries: []Entry{at(val("x"), 1, b(1, 2))}},
 		"inverted range":   {Type: MsgAccepted, From: 2, To: 1, Ballot: b(1, 1), Instance: 5, Last: 4},
 		"noop with values": {Type: MsgChosen, From: 2, To: 1, Entries: []Entry{{Instance: 1, Noop: true, Value: []byte("x")}}},
+		"resign of other":  {Type: MsgResign, From: 2, To: 1, Ballot: b(1, 3)},
+		"resign to self":   {Type: MsgResign, From: 2, To: 1, Ballot: b(1, 2), Last: 2},
+		"resign to stray":  {Type: MsgResign, From: 2, To: 1, Ballot: b(1, 2), Last: 9},
 	} {
 		if err := n.Step(m); !errors.Is(err, ErrInvalidMessage) {
 			t.Errorf("%s: Step = %v; want ErrInvalidMessage", name, err)

@@ -198,6 +198,10 @@ func (c *scriptCell) run(line string) string {
 		r := c.replica(args[0])
 		r.node.Campaign()
 		c.process(r)
+	case "resign":
+		r := c.replica(args[0])
+		c.printf("%d resigns: successor %d, lease=%v", r.id, r.node.Resign(), r.node.LeaseValid())
+		c.process(r)
 	case "propose":
 		r := c.replica(args[0])
 		for _, v := range args[1:] {
@@ -453,6 +457,8 @@ func fmtMsg(m Message) string {
 		return fmt.Sprintf("CatchUp from=%d", m.Instance)
 	case MsgChosen:
 		return fmt.Sprintf("Chosen commit=%d snap=%d %s", m.Commit, m.Snapshot, fmtEntries(m.Entries))
+	case MsgResign:
+		return fmt.Sprintf("Resign b=%v commit=%d successor=%d", m.Ballot, m.Commit, m.Last)
 	}
 	return m.Type.String()
 }

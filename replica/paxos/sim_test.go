@@ -57,6 +57,9 @@ type simParams struct {
 	// flight at once (Node.Accepts), as the replica driver's leader does,
 	// instead of with the next Ready.
 	pipeline bool
+	// resign has the leader resign (Node.Resign) now and then, as a
+	// shutting-down replica does.
+	resign bool
 	// profile biases the fault mix (see faults).
 	profile string
 	// onlyEndToEnd switches off the direct lease-overlap and durability
@@ -80,6 +83,7 @@ type simResult struct {
 	p1values  int // Promises that reported accepted values
 	catchUps  int // Chosen replies carrying entries
 	pipelined int // Accepts sent by Node.Accepts while syncing
+	resigns   int // leaders that resigned
 }
 
 // ---- event queue ----
@@ -844,6 +848,23 @@ func (s *sim) fault() {
 	s.after(s.uniform(100*ms, 1500*ms), s.fault)
 }
 
+// resigner has the current leader resign now and then (simParams.resign),
+// and is rescheduled while faults last. It runs beside the faults, so a
+// resignation meets partitions, loss, crashes and slow disks too.
+func (s *sim) resigner() {
+	if !s.faulting || s.failed != nil {
+		return
+	}
+	if l := s.leaderIdx(); l >= 0 && s.rng.IntN(3) == 0 {
+		r := s.rs[l]
+		r.node.Resign()
+		s.res.resigns++
+		r.serveReads()
+		r.pump()
+	}
+	s.after(s.uniform(50*ms, 800*ms), s.resigner)
+}
+
 // ---- run ----
 
 func runSim(p simParams) simResult { return newSimRun(p).res }
@@ -860,6 +881,9 @@ func newSimRun(p simParams) *sim {
 	}
 	s.faulting = true
 	s.after(s.uniform(200*ms, second), s.fault)
+	if p.resign {
+		s.after(s.uniform(200*ms, second), s.resigner)
+	}
 	end := p.faultFor
 	healAt := end
 	s.at(healAt, func() {
@@ -995,9 +1019,10 @@ func TestSimulation(t *testing.T) {
 			for _, seed := range seeds {
 				// Odd seeds send the SendBeforeSync messages early;
 				// seeds 2, 3 mod 4 apply chosen entries early;
-				// seeds 4-7 mod 8 send Accepts while syncing.
+				// seeds 4-7 mod 8 send Accepts while syncing;
+				// seeds 8-15 mod 16 have leaders resign.
 				res := runSim(simParams{n: n, seed: seed, faultFor: simFaultTime(),
-					earlySend: seed%2 == 1, earlyApply: seed/2%2 == 1, pipeline: seed/4%2 == 1})
+					earlySend: seed%2 == 1, earlyApply: seed/2%2 == 1, pipeline: seed/4%2 == 1, resign: seed/8%2 == 1})
 				if res.err != nil {
 					t.Fatalf("seed %d: %v\nreplay: go test ./replica/paxos -run 'TestSimulation/n=%d$' -seed=%d -simsec=%d -v",
 						seed, res.err, n, seed, simFaultTime()/second)
@@ -1013,13 +1038,15 @@ func TestSimulation(t *testing.T) {
 				total.p1values += res.p1values
 				total.catchUps += res.catchUps
 				total.pipelined += res.pipelined
+				total.resigns += res.resigns
 			}
 			t.Logf("%d seeds, %.0f simulated s: %d puts ok, %d lease reads ok, %d unknown, %d elections, %d instances; "+
-				"%d snapshots taken, %d installed, %d promises with values, %d catch-up replies, %d pipelined accepts",
+				"%d snapshots taken, %d installed, %d promises with values, %d catch-up replies, %d pipelined accepts, %d resignations",
 				len(seeds), float64(total.simTime)/float64(second), total.opsOK, total.readsOK, total.unknown, total.elections,
-				total.chosen, total.snapshots, total.installs, total.p1values, total.catchUps, total.pipelined)
-			if len(seeds) >= 10 && (total.installs == 0 || total.p1values == 0 || total.catchUps == 0 || total.elections < len(seeds) || total.pipelined == 0) {
-				t.Errorf("the faults did not reach snapshot install, Phase 1 recovery, catch-up, re-election and pipelined accepts")
+				total.chosen, total.snapshots, total.installs, total.p1values, total.catchUps, total.pipelined, total.resigns)
+			if len(seeds) >= 10 && (total.installs == 0 || total.p1values == 0 || total.catchUps == 0 || total.elections < len(seeds) ||
+				total.pipelined == 0 || len(seeds) >= 16 && total.resigns == 0) {
+				t.Errorf("the faults did not reach snapshot install, Phase 1 recovery, catch-up, re-election, pipelined accepts and resignations")
 			}
 		})
 	}

@@ -27,6 +27,8 @@ func (n *Node) Step(m Message) error {
 		n.onCatchUp(m)
 	case MsgChosen:
 		n.onChosen(m)
+	case MsgResign:
+		n.onResign(m)
 	}
 	return nil
 }
@@ -42,8 +44,10 @@ func (n *Node) validate(m Message) error {
 		return bad("addressed to %d, not %d", m.To, n.cfg.ID)
 	case m.From == n.cfg.ID || n.peerIndex(m.From) < 0:
 		return bad("sender is not a peer")
-	case (m.Type == MsgPrepare || m.Type == MsgAccept || m.Type == MsgHeartbeat) && m.Ballot.ID != m.From:
+	case (m.Type == MsgPrepare || m.Type == MsgAccept || m.Type == MsgHeartbeat || m.Type == MsgResign) && m.Ballot.ID != m.From:
 		return bad("ballot %v not owned by the sender", m.Ballot)
+	case m.Type == MsgResign && m.Last != 0 && (m.Last == m.From || n.peerIndex(m.Last) < 0):
+		return bad("successor %d is not another peer", m.Last)
 	case m.Type == MsgAccepted && m.Last < m.Instance:
 		return bad("range %d..%d", m.Instance, m.Last)
 	}
@@ -255,6 +259,8 @@ func (n *Node) onAck(m Message) {
 		return
 	}
 	p := n.peerIndex(m.From)
+	n.peerCommit[p] = max(n.peerCommit[p], m.Commit)
+	n.peerAckAt[p] = max(n.now, 1)
 	if m.Lease <= n.leaseRound && m.Lease > n.peerRound[p] {
 		n.peerRound[p] = m.Lease
 		n.updateLease()
@@ -283,6 +289,31 @@ func (n *Node) onReject(m Message) {
 	if holding {
 		// The followers still refuse others for our lease: take the
 		// leadership back at once with a higher ballot.
+		n.campaign()
+	}
+}
+
+// onResign: the leader of m.Ballot gave up its leadership and its lease.
+// Only a Resign of the ballot this replica is promised to counts (an older
+// or duplicate one is ignored); then a grant made to that leader is
+// released, since it will never claim the lease again, and the named
+// successor campaigns at once. Everyone else keeps its election timer: if
+// the successor fails, they campaign in turn, and their released grants let
+// them promise to whoever does.
+func (n *Node) onResign(m Message) {
+	if m.Ballot != n.promised {
+		n.noteCommit(m.From, m.Commit)
+		return
+	}
+	if n.grantTo == m.From {
+		n.grantUntil = min(n.grantUntil, n.now)
+	}
+	if n.role == Follower && n.leader == m.From {
+		n.setRole(Follower, 0)
+	}
+	n.learnCommit(m)
+	if m.Last == n.cfg.ID && n.now >= n.grantUntil {
+		n.logger.Info("paxos successor campaigns", "resigned", m.Ballot)
 		n.campaign()
 	}
 }

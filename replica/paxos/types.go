@@ -115,12 +115,18 @@ const (
 	// are below the sender's snapshot, Entries is empty and the sender's
 	// driver is asked (Ready.Snapshots) to send a snapshot.
 	MsgChosen
+	// MsgResign: a leader gives up its leadership and lease (Node.Resign).
+	// Ballot is the ballot it led, Commit its first unchosen instance,
+	// Last the successor it names (0: none), which campaigns at once. A
+	// follower that granted the lease to exactly this ballot releases the
+	// grant, so it promises to the successor without waiting it out.
+	MsgResign
 )
 
 var msgTypeNames = [...]string{
 	MsgPrepare: "Prepare", MsgPromise: "Promise", MsgAccept: "Accept",
 	MsgAccepted: "Accepted", MsgHeartbeat: "Heartbeat", MsgHeartbeatAck: "HeartbeatAck",
-	MsgReject: "Reject", MsgCatchUp: "CatchUp", MsgChosen: "Chosen",
+	MsgReject: "Reject", MsgCatchUp: "CatchUp", MsgChosen: "Chosen", MsgResign: "Resign",
 }
 
 // String returns the type's name, e.g. "Accept".
@@ -133,21 +139,21 @@ func (t MessageType) String() string {
 
 // SendBeforeSync reports whether a message of type t may leave before the
 // batch of its Ready is synced (the leader's Accepts then travel while its
-// own write is in flight). True for Prepare, Accept, Heartbeat, CatchUp and
-// Chosen: they reveal no acceptor state that a crash could take back (a
-// candidate or leader counts itself only once its own promise and
-// acceptance are durable). Promise, Accepted, HeartbeatAck and Reject must
-// wait for the sync.
+// own write is in flight). True for Prepare, Accept, Heartbeat, CatchUp,
+// Chosen and Resign: they reveal no acceptor state that a crash could take
+// back (a candidate or leader counts itself only once its own promise and
+// acceptance are durable; a Resign only gives up what the leader claimed).
+// Promise, Accepted, HeartbeatAck and Reject must wait for the sync.
 func (t MessageType) SendBeforeSync() bool {
 	switch t {
-	case MsgPrepare, MsgAccept, MsgHeartbeat, MsgCatchUp, MsgChosen:
+	case MsgPrepare, MsgAccept, MsgHeartbeat, MsgCatchUp, MsgChosen, MsgResign:
 		return true
 	}
 	return false
 }
 
 // Valid reports whether t is a known message type.
-func (t MessageType) Valid() bool { return t >= MsgPrepare && t <= MsgChosen }
+func (t MessageType) Valid() bool { return t >= MsgPrepare && t <= MsgResign }
 
 // Message is one peer message. It is a plain struct of exported fields (no
 // interfaces) so it encodes directly with msgpack; which fields are used
