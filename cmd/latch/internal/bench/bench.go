@@ -37,8 +37,15 @@ var Kinds = []string{"lock", "contended", "put", "get", "sessions"}
 type Config struct {
 	// Kind is one of Kinds.
 	Kind string
-	// Clients is the number of sessions, each driven by one goroutine.
+	// Clients is the number of workers, each one goroutine calling one
+	// operation at a time.
 	Clients int
+	// Sessions is the number of sessions (each a client.Client with its own
+	// connection) the workers share, worker i using session i mod Sessions;
+	// 0 means one each. Fewer sessions than workers puts several calls in
+	// flight on one connection (etcd's benchmark calls these --conns). Not
+	// for contended (its workers must be distinct holders) or sessions.
+	Sessions int
 	// Duration bounds the measured part of the run (for sessions: how
 	// long they stay idle).
 	Duration time.Duration
@@ -78,6 +85,7 @@ type Progress struct {
 type Result struct {
 	Bench      string  `json:"bench"`
 	Clients    int     `json:"clients"`
+	Sessions   int     `json:"sessions"`
 	Seconds    float64 `json:"seconds"`
 	Ops        int64   `json:"ops"`
 	OpsPerSec  float64 `json:"opsPerSec"`
@@ -113,6 +121,11 @@ func (c *Config) Check() error {
 	if c.Duration <= 0 {
 		errs = append(errs, fmt.Sprintf("duration %v must be positive", c.Duration))
 	}
+	if c.Sessions < 0 || c.Sessions > c.Clients {
+		errs = append(errs, fmt.Sprintf("sessions %d must be between 1 and clients (%d), or 0 for one each", c.Sessions, c.Clients))
+	} else if c.Sessions != 0 && c.Sessions != c.Clients && (c.Kind == "contended" || c.Kind == "sessions") {
+		errs = append(errs, fmt.Sprintf("%s needs one session per client", c.Kind))
+	}
 	if c.MaxOps < 0 || c.ValueSize < 0 || c.DialConcurrency < 0 {
 		errs = append(errs, "max-ops, value size and dial concurrency must not be negative")
 	}
@@ -127,6 +140,9 @@ func (c *Config) Check() error {
 	}
 	if c.DialConcurrency == 0 {
 		c.DialConcurrency = 64
+	}
+	if c.Sessions == 0 {
+		c.Sessions = c.Clients
 	}
 	return nil
 }
@@ -170,16 +186,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	// One warm-up op per client, not counted: creates each lock node and
+	// One warm-up op per worker, not counted: creates each lock node and
 	// connects each session to the leader.
-	for i, c := range clients {
-		if _, err := op(ctx, c, i); err != nil {
+	for i := range cfg.Clients {
+		if _, err := op(ctx, clients[i%len(clients)], i); err != nil {
 			return Result{}, fmt.Errorf("%w: warm-up %s: %w", ErrBench, cfg.Kind, err)
 		}
 	}
 	var cnt counters
 	cnt.maxOps = cfg.MaxOps
-	hists := make([]Histogram, len(clients))
+	hists := make([]Histogram, cfg.Clients)
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	deadline, _ := runCtx.Deadline()
@@ -191,7 +207,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	start := time.Now()
 	stopProgress := progress(cfg, "run", start, &cnt)
 	var wg sync.WaitGroup
-	for i, c := range clients {
+	for i := range cfg.Clients {
+		c := clients[i%len(clients)]
 		wg.Go(func() {
 			for runCtx.Err() == nil && cnt.take() {
 				t0 := time.Now()
@@ -231,7 +248,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 func summary(cfg Config, elapsed time.Duration, ops int64, cnt *counters, h *Histogram) Result {
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	r := Result{
-		Bench: cfg.Kind, Clients: cfg.Clients, Seconds: elapsed.Seconds(), Ops: ops,
+		Bench: cfg.Kind, Clients: cfg.Clients, Sessions: cfg.Sessions, Seconds: elapsed.Seconds(), Ops: ops,
 		P50Ms: ms(h.Quantile(0.50)), P99Ms: ms(h.Quantile(0.99)), P999Ms: ms(h.Quantile(0.999)), MaxMs: ms(h.Max()),
 		Errors: cnt.errs.Load(),
 	}
@@ -309,11 +326,11 @@ func unlock(l *client.Lock) error {
 	return l.Unlock(ctx)
 }
 
-// openClients opens cfg.Clients sessions, at most cfg.DialConcurrency at a
+// openClients opens cfg.Sessions sessions, at most cfg.DialConcurrency at a
 // time, recording each Dial's latency in h if h is not nil. On error it
 // returns the sessions opened so far with the first error.
 func openClients(ctx context.Context, cfg Config, onOpen func(time.Duration)) ([]*client.Client, error) {
-	out := make([]*client.Client, cfg.Clients)
+	out := make([]*client.Client, cfg.Sessions)
 	sem := make(chan struct{}, cfg.DialConcurrency)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -334,7 +351,7 @@ func openClients(ctx context.Context, cfg Config, onOpen func(time.Duration)) ([
 			if err != nil {
 				mu.Lock()
 				if first == nil {
-					first = fmt.Errorf("%w: opening session %d of %d: %w", ErrBench, i+1, cfg.Clients, err)
+					first = fmt.Errorf("%w: opening session %d of %d: %w", ErrBench, i+1, cfg.Sessions, err)
 				}
 				mu.Unlock()
 				return

@@ -1,10 +1,14 @@
 package bench
 
 import (
+	"context"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/latchd/latch/client"
 )
 
 func TestBuckets(t *testing.T) {
@@ -64,5 +68,38 @@ func TestCheck(t *testing.T) {
 	c = Config{Kind: "put", Clients: 1, Duration: time.Second, Dial: nil}
 	if err := c.Check(); err == nil {
 		t.Error("Check without Dial: no error")
+	}
+}
+
+// Sessions shared by workers: between 1 and Clients, default one each, and
+// never for the benchmarks whose workers must be distinct sessions.
+func TestCheckSessions(t *testing.T) {
+	dial := func(context.Context) (*client.Client, error) { return nil, nil }
+	cases := []struct {
+		kind            string
+		clients, shared int
+		wantErr         string
+		wantSessionsSet int
+	}{
+		{"get", 64, 0, "", 64},
+		{"get", 64, 8, "", 8},
+		{"lock", 4, 4, "", 4},
+		{"put", 4, 5, "sessions 5 must be between 1 and clients (4)", 0},
+		{"put", 4, -1, "sessions -1 must be between", 0},
+		{"contended", 4, 2, "contended needs one session per client", 0},
+		{"sessions", 4, 2, "sessions needs one session per client", 0},
+		{"contended", 4, 4, "", 4},
+	}
+	for _, tc := range cases {
+		c := Config{Kind: tc.kind, Clients: tc.clients, Sessions: tc.shared, Duration: time.Second, Dial: dial}
+		err := c.Check()
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s clients %d sessions %d: %v", tc.kind, tc.clients, tc.shared, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s clients %d sessions %d: error %v; want one containing %q", tc.kind, tc.clients, tc.shared, err, tc.wantErr)
+		case tc.wantErr == "" && c.Sessions != tc.wantSessionsSet:
+			t.Errorf("%s clients %d sessions %d: Check set Sessions %d; want %d", tc.kind, tc.clients, tc.shared, c.Sessions, tc.wantSessionsSet)
+		}
 	}
 }

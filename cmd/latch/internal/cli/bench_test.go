@@ -24,6 +24,14 @@ func TestBench(t *testing.T) {
 			}
 		})
 	}
+	t.Run("shared sessions", func(t *testing.T) {
+		r := latch(t, "bench", "get", "--clients", "6", "--sessions", "2", "--duration", "300ms").ok(t)
+		res := decode[bench.Result](t, r)
+		if res.Clients != 6 || res.Sessions != 2 || res.Ops == 0 || res.Errors != 0 {
+			t.Errorf("bench get --clients 6 --sessions 2 = %+v", res)
+		}
+		latch(t, "bench", "contended", "--clients", "3", "--sessions", "2", "--duration", "300ms").failed(t, ExitUsage, "one session per client")
+	})
 	t.Run("max-ops", func(t *testing.T) {
 		r := latch(t, "bench", "put", "--clients", "4", "--duration", "30s", "--max-ops", "25", "--runs", "2").ok(t)
 		lines := strings.Split(strings.TrimSpace(r.out), "\n")

@@ -93,7 +93,8 @@ and is not counted.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.IntVar(&cfg.Clients, "clients", 1, "number of client sessions")
+	fl.IntVar(&cfg.Clients, "clients", 1, "number of clients (workers, one call in flight each)")
+	fl.IntVar(&cfg.Sessions, "sessions", 0, "number of sessions (connections) the clients share; 0: one each")
 	fl.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long each run lasts (sessions: how long they stay idle)")
 	fl.Int64Var(&cfg.MaxOps, "max-ops", 10_000_000, "stop a run after this many operations (0: no cap)")
 	fl.IntVar(&cfg.ValueSize, "size", 128, "value size in bytes for put and get")
