@@ -24,6 +24,9 @@
 //   - After ReadBarrier returns nil, the local state reflects every write
 //     acknowledged anywhere before the call. It costs no log round while the
 //     leader holds its master lease.
+//   - Resign, before Close, hands a group's leadership off at once: this
+//     replica stops serving lease reads before any peer hears of it, and
+//     the others need not wait out its lease.
 //   - A replica killed at any instant restarts from its data dir with every
 //     promise and accepted value it acknowledged; an fsync or write error
 //     stops the replica (Err wraps ErrFatal) instead of being retried.

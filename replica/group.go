@@ -134,6 +134,7 @@ type group struct {
 	writeStart  time.Time   // when rd's write began
 	holding     bool        // leader: new proposals wait for acks (see hold)
 	holdTimer   *time.Timer
+	resignSent  []chan struct{} // closed once the next Ready's early messages are sent
 	recv        *snapReceiver
 	transfers   map[uint64]chan snapAck
 	nextBatch   uint64
@@ -654,13 +655,7 @@ func (g *group) notLeader() error {
 // of the sender, so it may leave before the Ready's write is durable
 // (paxos doc.go, step 3). This is how a leader's Accepts reach the
 // followers while its own write is in flight.
-func sendEarly(t paxos.MessageType) bool {
-	switch t {
-	case paxos.MsgPrepare, paxos.MsgAccept, paxos.MsgHeartbeat, paxos.MsgCatchUp, paxos.MsgChosen:
-		return true
-	}
-	return false
-}
+func sendEarly(t paxos.MessageType) bool { return t.SendBeforeSync() }
 
 // startReady runs steps 1-5 of the driver loop in paxos/doc.go, or, when
 // the Ready needs a synced write, steps 1 to 2 and hands the write to the
@@ -678,6 +673,11 @@ func (g *group) startReady() bool {
 			g.send(&rd.Messages[i])
 		}
 	}
+	// The first Ready after a Resign carries its messages: they are out.
+	for _, ch := range g.resignSent {
+		close(ch)
+	}
+	g.resignSent = nil
 	// 4a. Hand the chosen entries to the apply goroutine now, before the
 	// write: a chosen value is durable on a majority already (the leader
 	// counts its own acceptance only after its sync), and the paxos doc
