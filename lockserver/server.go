@@ -142,11 +142,13 @@ func (s *Server) Run(ctx context.Context) error {
 // fatal storage error).
 func (s *Server) Done() <-chan struct{} { return s.rep.Done() }
 
-// Close stops accepting clients, closes every connection (calls in flight
-// are answered Unavailable or cut), ends the leader term, and closes the
-// replica and its data dir. It is safe to call more than once.
+// Close hands the leadership off if this replica leads (see resign), stops
+// accepting clients, closes every connection (calls in flight are answered
+// Unavailable or cut), ends the leader term, and closes the replica and its
+// data dir. It is safe to call more than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.resign()
 		s.mu.Lock()
 		s.closed = true
 		ln := s.ln
@@ -160,6 +162,29 @@ func (s *Server) Close() error {
 		s.log.Info("server closed")
 	})
 	return s.closeErr
+}
+
+// resign gives up the leadership before Close stops the replica, so the
+// others elect a new leader at once instead of waiting out this replica's
+// master lease (replica.Resign). It waits at most the lease, and at most a
+// second: past that, waiting longer costs more than the lease it saves.
+// Clients still connected meanwhile are told the new leader, not cut off.
+func (s *Server) resign() {
+	if id, _, ok := s.rep.Leader(group); !ok || id != s.cfg.ID {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), min(time.Second, s.cfg.Replica.LeaseDuration))
+	defer cancel()
+	err := s.rep.Resign(ctx)
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("could not resign leadership", "err", err)
+		return
+	}
+	// Past the bound the resignation is normally out all the same: what
+	// went unconfirmed is a new leader (the others may still be electing,
+	// or be stopping too, as in latchd dev).
+	id, _, _ := s.rep.Leader(group)
+	s.log.Info("resigned leadership", "leader", id, "confirmed", err == nil)
 }
 
 // ID returns this replica's id.

@@ -76,10 +76,11 @@ func runReplica(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 		}
 	}
 	log.Info("latchd: starting", "client", self.Client, "peer", self.Peer, "http", self.HTTP, "dataDir", cfg.DataDir, "members", len(cfg.Nodes))
+	// SIGTERM or Ctrl-C ends ctx. Run's Close then first hands the
+	// leadership off if this replica leads (lockserver logs "resigned
+	// leadership" with the new leader): the others elect one at once
+	// instead of waiting out this replica's master lease.
 	err = srv.Run(ctx)
-	// lockserver has no leader hand-off yet: Run's Close ends this
-	// replica's term, and the others elect a new leader once the lease
-	// it holds runs out.
 	stopHTTP()
 	if err != nil {
 		return fmt.Errorf("replica %d: %w", cfg.MyID, err)
