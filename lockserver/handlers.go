@@ -199,12 +199,15 @@ func (s *Server) sessionEnded(sid uint64) bool {
 // it still leads (a read barrier under its Paxos lease), so a lease it
 // promises cannot outlive its leadership.
 //
-// The hold lasts up to lease − margin (keepAliveHold), as in Chubby. The
-// reply says how long the call was held (Held, on this server's clock, from
-// its arrival to the moment TTL is counted from), so the client can count
-// TTL from its send plus Held instead of from its send alone: without Held,
-// two holds and a margin would have to fit in one lease, and an idle session
-// would cost twice the KeepAlives.
+// The session manager holds the call up to lease − margin, as in Chubby;
+// its Tick ends the holds that are due, so the replies of many sessions
+// leave together rather than each on a timer of its own (an idle cell
+// wakes once per tick, not once per session). The reply says how long the
+// call was held (Held, on this server's clock, from its arrival to the
+// moment TTL is counted from), so the client can count TTL from its send
+// plus Held instead of from its send alone: without Held, two holds and a
+// margin would have to fit in one lease, and an idle session would cost
+// twice the KeepAlives.
 func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message {
 	if m.Session == 0 {
 		return wire.Errorf(wire.BadRequest, "KeepAlive needs a session")
@@ -218,14 +221,14 @@ func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message 
 	if !ok {
 		return wire.Errorf(wire.Unavailable, "the client has heard from a newer leader than this one; retry")
 	}
-	rep, err := s.holdKeepAlive(ctx, t, m.Session, ack)
+	rep, err := t.mgr.KeepAlive(ctx, m.Session, ack)
 	if errors.Is(err, session.ErrUnknown) {
 		// The term may have started before this replica applied the
 		// session's opening: look again once the state is fresh.
 		if werr := s.readable(ctx, false); werr != nil {
 			return werr
 		}
-		rep, err = s.holdKeepAlive(ctx, t, m.Session, ack)
+		rep, err = t.mgr.KeepAlive(ctx, m.Session, ack)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -267,46 +270,6 @@ func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message 
 	return out
 }
 
-// keepAliveHold is how long a KeepAlive of a session with this lease is
-// held at most: lease − margin, with the session manager's effective margin
-// min(Margin, lease/2). The manager renews the lease when the KeepAlive
-// arrives, so the hold ends a margin before that lease would.
-func (s *Server) keepAliveHold(lease time.Duration) time.Duration {
-	return lease - min(s.cfg.Session.Margin, lease/2)
-}
-
-// holdKeepAlive runs the manager's long poll with the hold capped by
-// keepAliveHold. When the cap ends the poll, a second KeepAlive with a done
-// context renews the lease from now (the manager renews on arrival) and the
-// reply is built from the renewed expiry.
-func (s *Server) holdKeepAlive(ctx context.Context, t *term, sid, ack uint64) (session.Reply[wire.Event], error) {
-	var lease time.Duration
-	s.fsm.read(func(tr *namespace.Tree) {
-		if si, err := tr.Session(sid); err == nil {
-			lease = si.Timeout
-		}
-	})
-	if lease <= 0 {
-		lease = s.cfg.Session.Lease
-	}
-	hctx, cancel := context.WithTimeout(ctx, s.keepAliveHold(lease))
-	rep, err := t.mgr.KeepAlive(hctx, sid, ack)
-	cancel()
-	if err == nil || !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
-		return rep, err
-	}
-	done, stop := context.WithCancel(ctx)
-	stop()
-	rep, err = t.mgr.KeepAlive(done, sid, ack)
-	if err == nil || !errors.Is(err, context.Canceled) {
-		return rep, err // events arrived meanwhile, or the session ended
-	}
-	end, ok := t.mgr.Expiry(sid)
-	if !ok {
-		return rep, session.ErrExpired
-	}
-	return session.Reply[wire.Event]{TTL: end.Sub(s.clock.Now()), Expiry: end}, nil
-}
 
 // Reads.
 

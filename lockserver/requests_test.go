@@ -282,21 +282,12 @@ func TestErrorCodes(t *testing.T) {
 	other.must(&wire.StatPath{Path: "/d/child"})
 }
 
-// TestKeepAliveCycles runs the KeepAlive loop a client runs and checks the
-// rule that makes it safe: the hold ends a margin before the lease the
-// KeepAlive renewed on arrival, and each reply reports its hold, so the
-// client counts the next lease from its send plus the hold. The session stays
-// alive across many leases without anything else.
+// TestKeepAliveCycles runs the KeepAlive loop a client runs: each reply
+// reports its hold, so the client counts the next lease from its send plus
+// the hold, and the session stays alive across many leases without
+// anything else.
 func TestKeepAliveCycles(t *testing.T) {
 	c := testCell(t)
-	s := c.Server(c.Leader())
-	for _, lease := range []time.Duration{200 * time.Millisecond, time.Second, 12 * time.Second, time.Minute} {
-		hold := s.keepAliveHold(lease)
-		margin := min(s.cfg.Session.Margin, lease/2)
-		if hold <= 0 || margin <= 0 || hold+margin != lease {
-			t.Fatalf("keepAliveHold(%v) = %v: the hold and the margin %v do not make the lease", lease, hold, margin)
-		}
-	}
 	cl := newClient(t, c)
 	sid := cl.open(time.Second)
 	var acked uint64
