@@ -25,14 +25,25 @@ type conn struct {
 var errTransport = errors.New("transport failure")
 
 // pingInterval is how long a connection may stay silent before the client
-// sends a Ping (a replica silent for about two intervals is cut off), so a
-// dead replica is noticed even while only a long poll is in flight.
-const pingInterval = 5 * time.Second
+// sends a Ping (a replica silent for about two intervals is cut off). It is
+// longer than the cell holds a KeepAlive of the default 12 s lease (9 s), so
+// the replies of an open session's long poll keep its connection from
+// falling silent and no Pings are sent besides them: with 5 s, two Ping
+// round trips rode on every KeepAlive, and they cost an idle cell more CPU
+// than the KeepAlives did. A replica that stops answering while the long
+// poll is held is noticed by the KeepAlive's own deadline (the session lease
+// plus AttemptTimeout) or by the Pings, whichever ends first; a closed or
+// reset connection at once.
+const pingInterval = 10 * time.Second
+
+// writeTimeout bounds one write to the connection: a replica that stops
+// reading is cut off.
+const writeTimeout = 5 * time.Second
 
 // dial connects to addr, runs the Hello/Welcome exchange and returns the
 // conn. ctx bounds the whole exchange.
 func dial(ctx context.Context, addr string, name string, logger *slog.Logger) (*conn, error) {
-	wc, err := wire.Dial(ctx, addr, wire.ConnConfig{PingInterval: pingInterval, WriteTimeout: pingInterval, Logger: logger},
+	wc, err := wire.Dial(ctx, addr, wire.ConnConfig{PingInterval: pingInterval, WriteTimeout: writeTimeout, Logger: logger},
 		wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.Version, Client: name})
 	if err != nil {
 		if isProtocolErr(err) {
