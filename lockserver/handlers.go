@@ -270,7 +270,6 @@ func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message 
 	return out
 }
 
-
 // Reads.
 
 // readable makes a read linearizable unless it asks for a stale one: only
