@@ -241,9 +241,39 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 		t.Errorf("restarted replica's /status: %v %v", resp, err)
 	}
 
+	// SIGTERM to the leader: it resigns, a follower takes over (confirmed
+	// before the old leader exits), and the client carries on there.
+	var current *node
+	testutil.WaitFor(t, 30*time.Second, "the current leader", func() bool {
+		out, _, code := run(t, ctx, latch, env, "", "-o", "json", "--command-timeout", "2s", "status")
+		var doc struct {
+			Leader string `json:"leader"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &doc) != nil {
+			return false
+		}
+		for _, n := range nodes {
+			if n.client == doc.Leader {
+				current = n
+			}
+		}
+		return current != nil
+	})
+	if code := current.p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Errorf("leader latchd %d exit %d after SIGTERM; want 0", current.id, code)
+	}
+	if out := current.p.out.String(); !strings.Contains(out, `msg="resigned leadership"`) || !strings.Contains(out, "confirmed=true") {
+		t.Errorf("leader latchd %d did not log a confirmed resignation:\n%s", current.id, tail(out, 2000))
+	}
+	if _, err := c.Put(ctx, "/e2e/after-sigterm", []byte("x")); err != nil {
+		t.Errorf("Put after the leader's SIGTERM: %v", err)
+	}
 	c.Close()
-	// SIGTERM stops every replica cleanly.
+	// SIGTERM stops the other replicas cleanly too.
 	for _, n := range nodes {
+		if n == current {
+			continue
+		}
 		if code := n.p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
 			t.Errorf("latchd %d exit %d after SIGTERM; want 0", n.id, code)
 		}
