@@ -210,8 +210,16 @@ func (c *Cell) Server(i int) *Server {
 	return c.servers[i]
 }
 
-// Stop closes replica i (its data dir stays for Restart).
-func (c *Cell) Stop(i int) error {
+// Stop closes replica i (its data dir stays for Restart). A leader hands
+// its leadership off first, as on SIGTERM.
+func (c *Cell) Stop(i int) error { return c.stop(i, true) }
+
+// Crash closes replica i without handing off its leadership: its peers see
+// it vanish as after a crash (kill -9, a power loss) and elect a new leader
+// only once its lease has run out. Its data dir stays for Restart.
+func (c *Cell) Crash(i int) error { return c.stop(i, false) }
+
+func (c *Cell) stop(i int, resign bool) error {
 	c.mu.Lock()
 	s := c.servers[i]
 	c.servers[i] = nil
@@ -219,7 +227,7 @@ func (c *Cell) Stop(i int) error {
 	if s == nil {
 		return nil
 	}
-	return s.Close()
+	return s.close(resign)
 }
 
 // Restart starts replica i again from its data dir (stopping it first if

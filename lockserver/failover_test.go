@@ -15,8 +15,15 @@ import (
 // pass an exclusive lock around, then checks that no acknowledged write was
 // lost and that the lock never had two holders: every holder increments a
 // counter with a conditional write (IfGen) read under the lock, so an
-// overlap would show up as a GenerationMismatch or a lost increment.
+// overlap would show up as a GenerationMismatch or a lost increment. The
+// leader stops both ways: handing off (resign, as on SIGTERM) and vanishing
+// (crash: the others wait out its lease).
 func TestLeaderFailoverWorkload(t *testing.T) {
+	t.Run("resign", func(t *testing.T) { leaderFailoverWorkload(t, (*Cell).Stop) })
+	t.Run("crash", func(t *testing.T) { leaderFailoverWorkload(t, (*Cell).Crash) })
+}
+
+func leaderFailoverWorkload(t *testing.T, stop func(c *Cell, i int) error) {
 	c := testCell(t)
 	setup := newClient(t, c)
 	setup.open(20 * time.Second)
@@ -82,8 +89,8 @@ func TestLeaderFailoverWorkload(t *testing.T) {
 	if old < 0 {
 		t.Fatal("no leader mid-workload")
 	}
-	if err := c.Stop(old); err != nil {
-		t.Fatalf("Stop(%d): %v", old, err)
+	if err := stop(c, old); err != nil {
+		t.Fatalf("stopping %d: %v", old, err)
 	}
 	wg.Wait()
 	close(errs)

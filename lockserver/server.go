@@ -146,9 +146,16 @@ func (s *Server) Done() <-chan struct{} { return s.rep.Done() }
 // accepting clients, closes every connection (calls in flight are answered
 // Unavailable or cut), ends the leader term, and closes the replica and its
 // data dir. It is safe to call more than once.
-func (s *Server) Close() error {
+func (s *Server) Close() error { return s.close(true) }
+
+// close is Close; without resign the leadership is not handed off, so the
+// peers see this replica vanish as after a crash and wait out its lease
+// (Cell.Crash, for tests of that path).
+func (s *Server) close(resign bool) error {
 	s.closeOnce.Do(func() {
-		s.resign()
+		if resign {
+			s.resign()
+		}
 		s.mu.Lock()
 		s.closed = true
 		ln := s.ln
