@@ -272,11 +272,13 @@ func (c *Cell) WaitLeader(ctx context.Context) (int, error) {
 }
 
 // Close stops every replica and removes the data dir if StartCell created
-// it.
+// it. No replica hands its leadership off: the whole cell stops, so there is
+// nobody to hand it to (each leader would resign to the next replica to
+// stop, and the last would wait out the resignation's bound for nothing).
 func (c *Cell) Close() error {
 	var errs []error
 	for i := range c.cfgs {
-		if err := c.Stop(i); err != nil {
+		if err := c.Crash(i); err != nil {
 			errs = append(errs, err)
 		}
 	}

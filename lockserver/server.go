@@ -189,7 +189,7 @@ func (s *Server) resign() {
 	}
 	// Past the bound the resignation is normally out all the same: what
 	// went unconfirmed is a new leader (the others may still be electing,
-	// or be stopping too, as in latchd dev).
+	// or be stopping too, as when a whole cell is shut down).
 	id, _, _ := s.rep.Leader(group)
 	s.log.Info("resigned leadership", "leader", id, "confirmed", err == nil)
 }
