@@ -14,9 +14,10 @@ import (
 )
 
 // The leader is stopped (twice: handing off, then as in a crash) in the
-// middle of a workload of writers and lock holders. Clients carry on through each fail-over: no acknowledged
-// write is lost, no write is applied twice, and no two clients ever hold the
-// exclusive lock at once (each grant's generation is greater than the last).
+// middle of a workload of writers and lock holders. Clients carry on through
+// each fail-over: no acknowledged write is lost, no write is applied twice,
+// and no two clients ever hold the exclusive lock at once (each grant's
+// generation is greater than the last).
 func TestLeaderStoppedMidWorkload(t *testing.T) {
 	cell := startCell(t)
 	long := func(cfg *client.Config) { cfg.Grace = 30 * time.Second }
