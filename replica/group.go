@@ -651,12 +651,6 @@ func (g *group) notLeader() error {
 	return &NotLeaderError{Group: g.id, Leader: l, Addr: g.r.cfg.Members[l]}
 }
 
-// sendEarly reports whether a message of type t carries no acceptor state
-// of the sender, so it may leave before the Ready's write is durable
-// (paxos doc.go, step 3). This is how a leader's Accepts reach the
-// followers while its own write is in flight.
-func sendEarly(t paxos.MessageType) bool { return t.SendBeforeSync() }
-
 // startReady runs steps 1-5 of the driver loop in paxos/doc.go, or, when
 // the Ready needs a synced write, steps 1 to 2 and hands the write to the
 // writer goroutine: finishReady does the rest once it is durable. It
@@ -667,9 +661,11 @@ func (g *group) startReady() bool {
 		g.r.fatal(fmt.Errorf("group %d: core Ready: %w", g.id, err))
 		return false
 	}
-	// 3a. Messages that reveal no acceptor state go out now.
+	// 3a. Messages that reveal no acceptor state go out now, before the
+	// Ready's write is durable (paxos doc.go, step 3): this is how a
+	// leader's Accepts reach the followers while its own write is in flight.
 	for i := range rd.Messages {
-		if sendEarly(rd.Messages[i].Type) {
+		if rd.Messages[i].Type.SendBeforeSync() {
 			g.send(&rd.Messages[i])
 		}
 	}
@@ -775,7 +771,7 @@ func (g *group) finishReady(err error) bool {
 // only once the Ready's write is durable).
 func (g *group) sendLate(msgs []paxos.Message) {
 	for i := range msgs {
-		if !sendEarly(msgs[i].Type) {
+		if !msgs[i].Type.SendBeforeSync() {
 			g.send(&msgs[i])
 		}
 	}
