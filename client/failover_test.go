@@ -20,7 +20,6 @@ import (
 // generation is greater than the last).
 func TestLeaderStoppedMidWorkload(t *testing.T) {
 	cell := startCell(t)
-	long := func(cfg *client.Config) { cfg.Grace = 30 * time.Second }
 	ctx, stop := context.WithCancel(bg(t, 60*time.Second))
 	defer stop()
 
@@ -34,7 +33,7 @@ func TestLeaderStoppedMidWorkload(t *testing.T) {
 	for i := range writers {
 		w := &writer{}
 		ws[i] = w
-		c := dial(t, cell, long)
+		c := dial(t, cell, longGrace)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -60,7 +59,7 @@ func TestLeaderStoppedMidWorkload(t *testing.T) {
 		lastGen uint64
 	)
 	for range lockers {
-		c := dial(t, cell, long)
+		c := dial(t, cell, longGrace)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -58,6 +58,10 @@ func startCell(t testing.TB, mods ...func(*lockserver.Config)) *lockserver.Cell 
 	return cell
 }
 
+// longGrace gives a client a 30 s grace, so it rides out several leader
+// changes in a row without its session expiring.
+func longGrace(cfg *client.Config) { cfg.Grace = 30 * time.Second }
+
 // testConfig is a client Config for a test cell: a 1 s session and a 3 s
 // grace, so expiry tests are quick.
 func testConfig(cell *lockserver.Cell) client.Config {

@@ -49,7 +49,6 @@ var registerModel = porcupine.Model{
 // as open-ended. A failed Get is left out (it observed nothing).
 func TestLinearizableAcrossLeaderChanges(t *testing.T) {
 	cell := startCell(t)
-	long := func(cfg *client.Config) { cfg.Grace = 30 * time.Second }
 	ctx, stop := context.WithCancel(bg(t, 60*time.Second))
 	defer stop()
 	const clients, maxOps = 4, 500
@@ -67,7 +66,7 @@ func TestLinearizableAcrossLeaderChanges(t *testing.T) {
 		done.Add(1)
 	}
 	for i := range clients {
-		c := dial(t, cell, long)
+		c := dial(t, cell, longGrace)
 		rng := rand.New(rand.NewPCG(uint64(i), 7))
 		wg.Go(func() {
 			for n := 0; n < maxOps && ctx.Err() == nil; n++ {
