@@ -1,0 +1,194 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchd/latch/client"
+	"github.com/latchd/latch/cmd/internal/testutil"
+)
+
+// node is one replica of the process-level cell.
+type node struct {
+	id                  int
+	peer, client, admin string
+	config              string
+	p                   *proc
+}
+
+// procCell is a cell of three latchd processes started from config files,
+// as an operator runs one, and the binaries that drive it.
+type procCell struct {
+	t             *testing.T
+	latchd, latch string
+	nodes         []*node
+	endpoints     []string
+	env           []string // LATCH_ENDPOINTS for the CLI
+}
+
+// startProcCell writes a config file per replica (lease 1s, heartbeat
+// 50ms, plus the JSON fields in extra, e.g. `"sessionLease": "3s"`), starts
+// the three latchd processes and returns once one of them leads.
+func startProcCell(t *testing.T, ctx context.Context, extra string) *procCell {
+	t.Helper()
+	latchd, latch := build(t)
+	dir := t.TempDir()
+	addrs := freeAddrs(t, 9)
+	c := &procCell{t: t, latchd: latchd, latch: latch, nodes: make([]*node, 3)}
+	var jsonNodes []string
+	for i := range c.nodes {
+		n := &node{id: i + 1, peer: addrs[3*i], client: addrs[3*i+1], admin: addrs[3*i+2]}
+		c.nodes[i] = n
+		c.endpoints = append(c.endpoints, n.client)
+		jsonNodes = append(jsonNodes, fmt.Sprintf(`{"id": %d, "peer": %q, "client": %q, "http": %q}`, n.id, n.peer, n.client, n.admin))
+	}
+	if extra != "" {
+		extra = ", " + extra
+	}
+	for _, n := range c.nodes {
+		n.config = filepath.Join(dir, fmt.Sprintf("latchd-%d.json", n.id))
+		cfg := fmt.Sprintf(`{"nodes": [%s], "myid": %d, "dataDir": %q, "lease": "1s", "heartbeat": "50ms"%s}`,
+			strings.Join(jsonNodes, ",\n  "), n.id, filepath.Join(dir, fmt.Sprintf("data-%d", n.id)), extra)
+		if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.env = []string{"LATCH_ENDPOINTS=" + strings.Join(c.endpoints, ",")}
+	for _, n := range c.nodes {
+		c.start(n)
+	}
+	c.leader(ctx)
+	return c
+}
+
+// start starts (or restarts) the latchd process of n on its data dir.
+func (c *procCell) start(n *node) {
+	n.p = start(c.t, fmt.Sprintf("latchd %d", n.id), c.latchd, nil, "--config", n.config, "-v")
+}
+
+// leader waits up to 30 s for a replica that `latch status` names as the
+// leader, and returns it.
+func (c *procCell) leader(ctx context.Context) *node {
+	c.t.Helper()
+	var leader *node
+	testutil.WaitFor(c.t, 30*time.Second, "a leader", func() bool {
+		out, _, code := run(c.t, ctx, c.latch, c.env, "", "-o", "json", "--command-timeout", "2s", "status")
+		var doc struct {
+			Leader string `json:"leader"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &doc) != nil {
+			return false
+		}
+		for _, n := range c.nodes {
+			if n.client == doc.Leader {
+				leader = n
+			}
+		}
+		return leader != nil
+	})
+	return leader
+}
+
+// member is one row of `latch members -o json`.
+type member struct {
+	Endpoint  string `json:"endpoint"`
+	Applied   uint64 `json:"applied"`
+	Reachable bool   `json:"reachable"`
+	Leader    bool   `json:"leader"`
+}
+
+// caughtUp waits up to 60 s until the replica n is reachable and has
+// applied at least as much as the leader.
+func (c *procCell) caughtUp(ctx context.Context, n *node) {
+	c.t.Helper()
+	testutil.WaitFor(c.t, 60*time.Second, fmt.Sprintf("latchd %d to catch up", n.id), func() bool {
+		out, _, code := run(c.t, ctx, c.latch, c.env, "", "-o", "json", "members")
+		if code != 0 {
+			return false
+		}
+		var ms []member
+		json.Unmarshal([]byte(out), &ms)
+		var lead, it member
+		for _, m := range ms {
+			if m.Leader {
+				lead = m
+			}
+			if m.Endpoint == n.client {
+				it = m
+			}
+		}
+		return lead.Reachable && it.Reachable && it.Applied > 0 && it.Applied >= lead.Applied
+	})
+}
+
+// writers Put unique keys through one client, each writer one call at a
+// time, and remember every write the cell acknowledged.
+type writers struct {
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	mu    sync.Mutex
+	acked map[string]string // key -> value
+}
+
+// startWriters starts n writers of keys prefix+"w<writer>-<i>"; each call
+// is bounded by callTimeout. halt stops them.
+func startWriters(ctx context.Context, c *client.Client, n int, prefix string, callTimeout time.Duration) *writers {
+	ctx, stop := context.WithCancel(ctx)
+	w := &writers{stop: stop, acked: map[string]string{}}
+	for id := range n {
+		w.wg.Go(func() {
+			for i := 0; i < 100_000 && ctx.Err() == nil; i++ {
+				key, val := fmt.Sprintf("%sw%d-%d", prefix, id, i), fmt.Sprintf("v%d-%d", id, i)
+				cctx, cancel := context.WithTimeout(ctx, callTimeout)
+				_, err := c.Put(cctx, key, []byte(val))
+				cancel()
+				if err == nil {
+					w.mu.Lock()
+					w.acked[key] = val
+					w.mu.Unlock()
+				}
+			}
+		})
+	}
+	return w
+}
+
+// count returns the number of acknowledged writes so far.
+func (w *writers) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.acked)
+}
+
+// halt stops the writers and waits for them.
+func (w *writers) halt() {
+	w.stop()
+	w.wg.Wait()
+}
+
+// verify reads every acknowledged write back through c (linearizable
+// reads) and fails the test at the first one missing or different. It
+// returns one acknowledged key and value, for checks of other paths.
+func (w *writers) verify(t *testing.T, ctx context.Context, c *client.Client) (key, val string) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, v := range w.acked {
+		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		n, err := c.Get(rctx, k)
+		cancel()
+		if err != nil || string(n.Data) != v {
+			t.Fatalf("Get(%q) = %q, %v; want %q (acknowledged)", k, n.Data, err, v)
+		}
+		key, val = k, v
+	}
+	return key, val
+}

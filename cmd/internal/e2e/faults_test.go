@@ -1,0 +1,354 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/latchd/latch/client"
+	"github.com/latchd/latch/cmd/internal/testutil"
+)
+
+// This file holds the process-level fault scenarios of
+// ../shared/notes/reliability.md §7.3 that need nothing but signals:
+// replicas paused with SIGSTOP beyond their lease (S10), a lock holder
+// paused beyond its session lease (S11), and the whole cell killed at once
+// (S4, without dropping unsynced data).
+
+// kvInput is one call on a key: a Put of value, or a Get.
+type kvInput struct {
+	key   string
+	put   bool
+	value string
+}
+
+// kvModel is a set of independent registers, one per key, each absent ("")
+// until a Put; porcupine checks each key's history on its own.
+var kvModel = porcupine.Model{
+	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+		byKey := map[string][]porcupine.Operation{}
+		var keys []string
+		for _, op := range history {
+			k := op.Input.(kvInput).key
+			if _, ok := byKey[k]; !ok {
+				keys = append(keys, k)
+			}
+			byKey[k] = append(byKey[k], op)
+		}
+		out := make([][]porcupine.Operation, 0, len(keys))
+		for _, k := range keys {
+			out = append(out, byKey[k])
+		}
+		return out
+	},
+	Init: func() any { return "" },
+	Step: func(state, input, output any) (bool, any) {
+		in := input.(kvInput)
+		if in.put {
+			return true, in.value
+		}
+		return output.(string) == state.(string), state
+	},
+	DescribeOperation: func(input, output any) string {
+		in := input.(kvInput)
+		if in.put {
+			return fmt.Sprintf("put %s=%s", in.key, in.value)
+		}
+		return fmt.Sprintf("get %s -> %q", in.key, output)
+	},
+}
+
+// history records the operations of a workload for porcupine.
+type history struct {
+	origin time.Time
+	mu     sync.Mutex
+	ops    []porcupine.Operation
+	done   atomic.Int64
+}
+
+func (h *history) now() int64 { return time.Since(h.origin).Nanoseconds() }
+
+// do runs one Put (put set) or linearizable Get of key by client id and
+// records it. A failed Put may or may not have been applied: it is
+// recorded as returning at the end of time. A failed Get observed nothing
+// and is left out.
+func (h *history) do(ctx context.Context, c *client.Client, id int, in kvInput) {
+	call := h.now()
+	op := porcupine.Operation{ClientId: id, Input: in, Call: call, Output: ""}
+	if in.put {
+		_, err := c.Put(ctx, in.key, []byte(in.value))
+		op.Return = h.now()
+		if err != nil {
+			op.Return = math.MaxInt64
+		}
+	} else {
+		n, err := c.Get(ctx, in.key)
+		op.Return = h.now()
+		switch {
+		case err == nil:
+			op.Output = string(n.Data)
+		case errors.Is(err, client.ErrNotFound):
+		default:
+			return
+		}
+	}
+	h.mu.Lock()
+	h.ops = append(h.ops, op)
+	h.mu.Unlock()
+	h.done.Add(1)
+}
+
+// check fails the test unless the history is linearizable.
+func (h *history) check(t *testing.T) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	res, info := porcupine.CheckOperationsVerbose(kvModel, h.ops, 60*time.Second)
+	switch res {
+	case porcupine.Ok:
+		t.Logf("%d operations linearizable", len(h.ops))
+	case porcupine.Illegal:
+		file := filepath.Join(t.TempDir(), "history.html")
+		if f, err := os.Create(file); err == nil {
+			porcupine.Visualize(kvModel, info, f)
+			f.Close()
+		}
+		t.Fatalf("history of %d operations is not linearizable (visualization written to %s)", len(h.ops), file)
+	default:
+		t.Fatalf("porcupine gave up on %d operations within 60 s", len(h.ops))
+	}
+}
+
+// pause stops the process with SIGSTOP for d, then lets it go on with
+// SIGCONT. A test that ends while it is stopped still kills it.
+func (p *proc) pause(t *testing.T, d time.Duration) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP to %s: %v", p.name, err)
+	}
+	time.Sleep(d)
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatalf("SIGCONT to %s: %v", p.name, err)
+	}
+}
+
+// running fails the test if the process has exited.
+func (p *proc) running(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.done:
+		t.Fatalf("%s exited (%v):\n%s", p.name, p.err, tail(p.out.String(), 2000))
+	default:
+	}
+}
+
+// TestPausedReplicas (S10): under a workload of Puts and linearizable Gets
+// on a few keys, the leader is paused with SIGSTOP for three times its
+// lease and let go on; then a follower is. A resumed leader must not answer
+// from its old lease, accept writes as leader, or lose anything: the whole
+// history, closed by a read of every key, must be linearizable, and the
+// paused replicas must catch up.
+func TestPausedReplicas(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cell := startProcCell(t, ctx, "")
+	const clients, keys, lease = 4, 3, time.Second
+
+	h := &history{origin: time.Now()}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	var cs []*client.Client
+	for i := range clients {
+		c, err := client.Dial(ctx, client.Config{Endpoints: cell.endpoints, Grace: time.Minute})
+		if err != nil {
+			t.Fatalf("Dial: %v", err)
+		}
+		defer c.Close()
+		cs = append(cs, c)
+		rng := rand.New(rand.NewPCG(uint64(i), 11))
+		wg.Go(func() {
+			for n := 0; n < 20_000 && wctx.Err() == nil; n++ {
+				// Longer than a pause: some calls are in flight at the
+				// paused leader when it resumes.
+				octx, ocancel := context.WithTimeout(wctx, 5*time.Second)
+				in := kvInput{key: fmt.Sprintf("/k%d", rng.IntN(keys))}
+				if rng.IntN(2) == 0 {
+					in.put, in.value = true, fmt.Sprintf("c%d-%d", i, n)
+				}
+				h.do(octx, c, i, in)
+				ocancel()
+			}
+		})
+	}
+	progress := func(what string) {
+		t.Helper()
+		base := h.done.Load()
+		testutil.WaitFor(t, 60*time.Second, what, func() bool { return h.done.Load() >= base+200 })
+	}
+	progress("progress before the pauses")
+
+	leader := cell.leader(ctx)
+	leader.p.pause(t, 3*lease)
+	progress("progress after the leader's pause")
+	leader.p.running(t)
+	now := cell.leader(ctx)
+	t.Logf("paused leader latchd %d; leader after the pause: latchd %d", leader.id, now.id)
+
+	var follower *node
+	for _, n := range cell.nodes {
+		if n != now {
+			follower = n
+			break
+		}
+	}
+	follower.p.pause(t, 3*lease)
+	progress("progress after a follower's pause")
+	follower.p.running(t)
+
+	stop()
+	wg.Wait()
+	// The last word on each key: a linearizable read after the workload.
+	for k := range keys {
+		h.do(ctx, cs[0], 0, kvInput{key: fmt.Sprintf("/k%d", k)})
+	}
+	if got := h.done.Load(); got == 0 {
+		t.Fatal("no operation completed")
+	}
+	h.check(t)
+	cell.caughtUp(ctx, leader)
+	cell.caughtUp(ctx, follower)
+}
+
+// TestPausedLockHolder (S11): a `latch lock -- CMD` process is paused with
+// SIGSTOP while it holds a lock, longer than its session lease. Its CMD
+// runs on, unaware (the case fencing exists for). The cell expires the
+// session and grants the lock to a second `latch lock`, whose sequencer has
+// a later lock generation, while the paused holder's sequencer no longer
+// checks. Let go on, the first latch finds its lock lost, stops its CMD
+// with SIGTERM and exits with code 5.
+func TestPausedLockHolder(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cell := startProcCell(t, ctx, "")
+	dir := t.TempDir()
+	seqA, termA, seqB := filepath.Join(dir, "seq-a"), filepath.Join(dir, "term-a"), filepath.Join(dir, "seq-b")
+
+	// A's CMD writes its sequencer, then runs for up to a minute, noting a
+	// SIGTERM if it gets one.
+	scriptA := fmt.Sprintf(`trap 'echo term > %s; exit 143' TERM
+echo "$LATCH_SEQUENCER" > %s
+for i in $(seq 600); do sleep 0.1; done`, termA, seqA)
+	a := start(t, "latch lock A", cell.latch, cell.env,
+		"--session-timeout", "2s", "--grace", "5s", "lock", "--lock-delay", "1s", "/e2e-lock", "--", "sh", "-c", scriptA)
+	readSeq := func(file string) client.Sequencer {
+		t.Helper()
+		var text string
+		testutil.WaitFor(t, 30*time.Second, "a sequencer in "+filepath.Base(file), func() bool {
+			b, _ := os.ReadFile(file)
+			text = strings.TrimSpace(string(b))
+			return text != ""
+		})
+		seq, err := client.ParseSequencer(text)
+		if err != nil {
+			t.Fatalf("sequencer %q in %s: %v", text, file, err)
+		}
+		return seq
+	}
+	sa := readSeq(seqA)
+
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP to latch lock A: %v", err)
+	}
+	// B waits in the queue until A's session has expired and the lock-delay
+	// has passed; it holds the lock for two seconds.
+	b := start(t, "latch lock B", cell.latch, cell.env, "lock", "--timeout", "60s", "/e2e-lock", "--",
+		"sh", "-c", fmt.Sprintf(`echo "$LATCH_SEQUENCER" > %s; sleep 2`, seqB))
+	sb := readSeq(seqB)
+	if sb.LockGen <= sa.LockGen {
+		t.Errorf("B's lock generation %d is not after A's %d", sb.LockGen, sa.LockGen)
+	}
+
+	c, err := client.Dial(ctx, client.Config{Endpoints: cell.endpoints})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close()
+	for _, tc := range []struct {
+		who  string
+		seq  client.Sequencer
+		want bool
+	}{{"paused A", sa, false}, {"B", sb, true}} {
+		ok, err := c.CheckSequencer(ctx, tc.seq)
+		if err != nil || ok != tc.want {
+			t.Errorf("CheckSequencer(%s's %v) = %v, %v while B holds the lock; want %v", tc.who, tc.seq, ok, err, tc.want)
+		}
+	}
+	if code := b.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("latch lock B exit %d:\n%s", code, b.out.String())
+	}
+	select {
+	case <-a.done:
+		t.Fatalf("paused latch lock A exited:\n%s", a.out.String())
+	default:
+	}
+
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatalf("SIGCONT to latch lock A: %v", err)
+	}
+	if code := a.wait(t, 60*time.Second); code != 5 {
+		t.Errorf("latch lock A exit %d after it resumed; want 5 (lock lost):\n%s", code, a.out.String())
+	}
+	if !strings.Contains(a.out.String(), "lost") {
+		t.Errorf("latch lock A did not report the lost lock:\n%s", a.out.String())
+	}
+	if got, _ := os.ReadFile(termA); strings.TrimSpace(string(got)) != "term" {
+		t.Errorf("A's command did not get SIGTERM (term file %q)", got)
+	}
+}
+
+// TestKillWholeCell (S4, without losing unsynced data): every replica is
+// killed with SIGKILL at once while writers run, and the cell is started
+// again from its data dirs. Every acknowledged write is there.
+func TestKillWholeCell(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cell := startProcCell(t, ctx, "")
+	c, err := client.Dial(ctx, client.Config{Endpoints: cell.endpoints, Grace: time.Minute})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close()
+
+	w := startWriters(ctx, c, 8, "/", 10*time.Second)
+	testutil.WaitFor(t, 30*time.Second, "writes before the kill", func() bool { return w.count() >= 500 })
+	for _, n := range cell.nodes {
+		n.p.cmd.Process.Signal(syscall.SIGKILL)
+	}
+	for _, n := range cell.nodes {
+		n.p.wait(t, 10*time.Second)
+	}
+	before := w.count()
+	for _, n := range cell.nodes {
+		cell.start(n)
+	}
+	testutil.WaitFor(t, 60*time.Second, "writes after the restart", func() bool { return w.count() >= before+500 })
+	w.halt()
+	t.Logf("%d writes acknowledged, %d before the kill", w.count(), before)
+	w.verify(t, ctx, c)
+	for _, n := range cell.nodes {
+		cell.caughtUp(ctx, n)
+	}
+}
