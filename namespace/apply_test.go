@@ -55,6 +55,13 @@ func runApplyCases(t *testing.T, cases []applyCase) {
 	}
 }
 
+// namedOpen returns an open-session command with a client name.
+func namedOpen(name string) Command {
+	c := NewOpenSession(time.Second)
+	c.Client = name
+	return c
+}
+
 func smallConfig() Config {
 	c := DefaultConfig()
 	c.MaxChildren = 3
@@ -119,6 +126,18 @@ func TestApplySessions(t *testing.T) {
 		}},
 		{name: "open from session", cmd: NewOpenSession(time.Second), as: s1, want: ErrInvalidCommand},
 		{name: "open zero timeout", cmd: NewOpenSession(0), want: ErrInvalidCommand},
+		{name: "open named", cmd: namedOpen(strings.Repeat("n", 256)), check: func(t *testing.T, h *harness, r Result, ev []Event) {
+			if info, err := h.tree.Session(r.Session); err != nil || info.Client != strings.Repeat("n", 256) {
+				t.Errorf("Session(%d).Client = %q, %v; want the 256-byte name", r.Session, info.Client, err)
+			}
+		}},
+		{name: "open name too long", cmd: namedOpen(strings.Repeat("n", 257)), want: ErrInvalidCommand,
+			check: func(t *testing.T, h *harness, r Result, ev []Event) {
+				if !strings.Contains(r.Err.Error(), "257 bytes; the limit is 256") {
+					t.Errorf("error %q does not name the length and the limit", r.Err)
+				}
+			}},
+		{name: "open name not UTF-8", cmd: namedOpen("web\xff"), want: ErrInvalidCommand},
 		{name: "close", setup: func(h *harness) {
 			h.must(NewAcquire("/d", ModeExclusive, false, 0), s1)
 			h.must(NewAcquire("/d/f", ModeExclusive, false, 0), s2)

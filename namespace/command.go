@@ -11,6 +11,9 @@ import (
 // CommandVersion is the format version of Command this code writes and
 // applies. Commands live in the replicated log forever, so a change of their
 // meaning or encoding needs a new version (and Decode keeps reading the old).
+// The one exception is an optional field appended at the end and written
+// only when set (msgpack's omitempty): every command written before it keeps
+// its bytes and its meaning. Version 1 has one, Command.Client.
 const CommandVersion = 1
 
 // Op names what a Command does.
@@ -22,7 +25,8 @@ const (
 	// OpTick does nothing but advance command time; the leader proposes it when
 	// NextDeadline has passed so that lock-delays end in the log.
 	OpTick
-	// OpOpenSession opens a session with Command.Timeout; the result carries its id.
+	// OpOpenSession opens a session with Command.Timeout and Command.Client;
+	// the result carries its id.
 	OpOpenSession
 	// OpCloseSession closes Command.Session: ephemerals deleted, locks released
 	// (no lock-delay), queued acquires dropped.
@@ -165,12 +169,17 @@ type Command struct {
 	LockDelay time.Duration
 	// Target is the session OpExpireSession expires.
 	Target uint64
+	// Client is the name the client gave for OpOpenSession: free text, valid
+	// UTF-8, at most Config.MaxClientNameLen bytes, kept with the session and
+	// shown in session listings. Optional; encoded only when non-empty.
+	Client string
 }
 
 // NewTick returns a tick command.
 func NewTick() Command { return Command{Version: CommandVersion, Op: OpTick} }
 
 // NewOpenSession returns a command that opens a session with the timeout.
+// Set the Client field to name the session's client.
 func NewOpenSession(timeout time.Duration) Command {
 	return Command{Version: CommandVersion, Op: OpOpenSession, Timeout: timeout}
 }
@@ -232,18 +241,28 @@ func NewRelease(path string, ifLockGen uint64) Command {
 	return Command{Version: CommandVersion, Op: OpRelease, Path: path, Generation: ifLockGen}
 }
 
-// commandFieldsV1 is the length of the msgpack array of a version-1 command.
-const commandFieldsV1 = 16
+// The length of the msgpack array of a version-1 command: without the
+// optional Client field, and with it.
+const (
+	commandFieldsV1       = 16
+	commandFieldsV1Client = 17
+)
 
 // EncodeMsgpack writes c as a msgpack array of its fields in declaration
-// order (ACL inlined as three strings). It implements msgpack.CustomEncoder,
-// so a Command can be a field of a larger msgpack message.
+// order (ACL inlined as three strings); Client, the last, only when it is
+// not empty, so commands without it keep the encoding they always had. It
+// implements msgpack.CustomEncoder, so a Command can be a field of a larger
+// msgpack message.
 func (c *Command) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if c.Version != CommandVersion {
 		return fmt.Errorf("%w: cannot encode version %d", ErrUnknownVersion, c.Version)
 	}
 	e := fieldEncoder{enc: enc}
-	e.arrayLen(commandFieldsV1)
+	if c.Client == "" {
+		e.arrayLen(commandFieldsV1)
+	} else {
+		e.arrayLen(commandFieldsV1Client)
+	}
 	e.uint(uint64(c.Version))
 	e.uint(uint64(c.Op))
 	e.int(c.Time)
@@ -260,6 +279,9 @@ func (c *Command) EncodeMsgpack(enc *msgpack.Encoder) error {
 	e.int(int64(c.Timeout))
 	e.int(int64(c.LockDelay))
 	e.uint(c.Target)
+	if c.Client != "" {
+		e.string(c.Client)
+	}
 	return e.err
 }
 
@@ -279,8 +301,8 @@ func (c *Command) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if v != CommandVersion {
 		return fmt.Errorf("%w: command version %d", ErrUnknownVersion, v)
 	}
-	if n != commandFieldsV1 {
-		return fmt.Errorf("%w: version-1 command has %d fields, want %d", ErrInvalidCommand, n, commandFieldsV1)
+	if n != commandFieldsV1 && n != commandFieldsV1Client {
+		return fmt.Errorf("%w: version-1 command has %d fields, want %d or %d", ErrInvalidCommand, n, commandFieldsV1, commandFieldsV1Client)
 	}
 	*c = Command{
 		Version:    v,
@@ -297,6 +319,9 @@ func (c *Command) DecodeMsgpack(dec *msgpack.Decoder) error {
 		Timeout:    time.Duration(d.int("timeout")),
 		LockDelay:  time.Duration(d.int("lock delay")),
 		Target:     d.uint("target", 1<<64-1),
+	}
+	if n == commandFieldsV1Client {
+		c.Client = d.string("client")
 	}
 	if d.err != nil {
 		return d.err

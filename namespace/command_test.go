@@ -14,9 +14,12 @@ func allConstructors() []Command {
 	acl := ACL{Reader: "r", Writer: "w", Changer: "c"}
 	create := NewCreate("/a/b", []byte("hi"), FlagEphemeral|FlagParents|FlagSequential)
 	create.ACL = acl
+	named := NewOpenSession(3 * time.Second)
+	named.Client = "billing-7 on host-12"
 	return []Command{
 		NewTick(),
 		NewOpenSession(12 * time.Second),
+		named,
 		NewCloseSession(),
 		NewExpireSession(7),
 		create,
@@ -100,6 +103,8 @@ func TestDecodeCommandErrors(t *testing.T) {
 		{"version 2", raw(2, 1), ErrUnknownVersion},
 		{"version 0", fields(0, 1, 0, 0), ErrUnknownVersion},
 		{"short", raw(1, 1, 0), ErrInvalidCommand},
+		{"18 fields", raw(1, 2, 0, 0, 0, "", []byte(nil), 0, 0, 0, "", "", "", 1, 0, 0, "c", "x"), ErrInvalidCommand},
+		{"client not a string", raw(1, 2, 0, 0, 0, "", []byte(nil), 0, 0, 0, "", "", "", 1, 0, 0, 7), ErrInvalidCommand},
 		{"op 0", fields(1, 0, 0, 0), ErrUnknownOp},
 		{"op 99", fields(1, 99, 0, 0), ErrUnknownOp},
 		{"bad flags", fields(1, 1, 0x80, 0), ErrInvalidCommand},
@@ -116,6 +121,43 @@ func TestDecodeCommandErrors(t *testing.T) {
 	}
 	if _, err := (&Command{Op: OpTick}).Encode(); !errors.Is(err, ErrUnknownVersion) {
 		t.Errorf("Encode of version 0 = %v; want ErrUnknownVersion", err)
+	}
+}
+
+// The client name is an optional trailing field: a command without one
+// keeps the 16-field encoding of every command written before the field
+// existed, and such a command decodes with no name.
+func TestCommandClientOptional(t *testing.T) {
+	plain := NewOpenSession(time.Second)
+	b, err := plain.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := msgpack.NewDecoder(bytes.NewReader(b)).DecodeArrayLen(); err != nil || n != commandFieldsV1 {
+		t.Fatalf("open-session without a client name encodes %d fields (%v); want %d", n, err, commandFieldsV1)
+	}
+	// What the code before the field existed wrote for it: version 1,
+	// open-session, timeout 1 s.
+	old := []byte{0xdc, 0x00, 0x10, 0x01, 0x02, 0x00, 0x00, 0x00, 0xa0, 0xc0, 0x00, 0x00, 0x00,
+		0xa0, 0xa0, 0xa0, 0xce, 0x3b, 0x9a, 0xca, 0x00, 0x00, 0x00}
+	if !bytes.Equal(b, old) {
+		t.Fatalf("open-session without a client name encodes as % x; want % x", b, old)
+	}
+	got, err := DecodeCommand(old)
+	if err != nil || !reflect.DeepEqual(got, plain) {
+		t.Fatalf("DecodeCommand(old open-session) = %+v, %v; want %+v", got, err, plain)
+	}
+	named := plain
+	named.Client = "web-1"
+	nb, err := named.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := msgpack.NewDecoder(bytes.NewReader(nb)).DecodeArrayLen(); n != commandFieldsV1Client {
+		t.Fatalf("open-session with a client name encodes %d fields; want %d", n, commandFieldsV1Client)
+	}
+	if got, err := DecodeCommand(nb); err != nil || got.Client != "web-1" {
+		t.Fatalf("DecodeCommand(named) = %+v, %v; want client web-1", got, err)
 	}
 }
 

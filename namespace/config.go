@@ -24,6 +24,9 @@ type Config struct {
 	MaxChildren int
 	// MaxEphemerals is the most ephemeral nodes one session owns (default 10,000).
 	MaxEphemerals int
+	// MaxClientNameLen is the longest client name of a session
+	// (Command.Client) in bytes (default 256; 0 allows no names).
+	MaxClientNameLen int
 	// DefaultLockDelay is the lock-delay of an acquire that names none (default 10 s).
 	DefaultLockDelay time.Duration
 	// MaxLockDelay caps the lock-delay an acquire may ask for (default 60 s).
@@ -48,6 +51,7 @@ func DefaultConfig() Config {
 		MaxContent:       256 << 10,
 		MaxChildren:      100_000,
 		MaxEphemerals:    10_000,
+		MaxClientNameLen: 256,
 		DefaultLockDelay: 10 * time.Second,
 		MaxLockDelay:     60 * time.Second,
 		Results:          64,
@@ -71,6 +75,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: MaxChildren %d not in [1, %d]", ErrBadConfig, c.MaxChildren, maxChildrenCap)
 	case c.MaxEphemerals < 0:
 		return fmt.Errorf("%w: MaxEphemerals %d < 0", ErrBadConfig, c.MaxEphemerals)
+	case c.MaxClientNameLen < 0:
+		return fmt.Errorf("%w: MaxClientNameLen %d < 0", ErrBadConfig, c.MaxClientNameLen)
 	case c.DefaultLockDelay < 0:
 		return fmt.Errorf("%w: DefaultLockDelay %v < 0", ErrBadConfig, c.DefaultLockDelay)
 	case c.MaxLockDelay < c.DefaultLockDelay:

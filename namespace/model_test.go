@@ -55,6 +55,7 @@ type mLock struct {
 
 type mSession struct {
 	timeout time.Duration
+	client  string
 	cIndex  uint64
 	cTime   int64
 	results [][2]any // {request uint64, Result}, oldest first
@@ -169,12 +170,12 @@ func (m *model) do(c Command, s *mSession) Result {
 	case OpTick:
 		return Result{}
 	case OpOpenSession:
-		if c.Session != 0 || c.Timeout <= 0 {
+		if c.Session != 0 || c.Timeout <= 0 || len(c.Client) > m.cfg.MaxClientNameLen || !utf8.ValidString(c.Client) {
 			return mErr(CodeInvalidCommand)
 		}
 		id := m.nextSession
 		m.nextSession++
-		m.sessions[id] = &mSession{timeout: c.Timeout, cIndex: m.index, cTime: m.now}
+		m.sessions[id] = &mSession{timeout: c.Timeout, client: c.Client, cIndex: m.index, cTime: m.now}
 		m.emit(Event{Kind: EventSessionOpened, Session: id})
 		return Result{Session: id}
 	case OpCloseSession:

@@ -96,6 +96,7 @@ func TestConfigValidate(t *testing.T) {
 		{"content", func(c *Config) { c.MaxContent = -1 }},
 		{"children", func(c *Config) { c.MaxChildren = 0 }},
 		{"ephemerals", func(c *Config) { c.MaxEphemerals = -1 }},
+		{"client name", func(c *Config) { c.MaxClientNameLen = -1 }},
 		{"delay", func(c *Config) { c.DefaultLockDelay = -1 }},
 		{"delay cap", func(c *Config) { c.MaxLockDelay = c.DefaultLockDelay - 1 }},
 		{"results", func(c *Config) { c.Results = -1 }},

@@ -36,6 +36,7 @@ func propConfig() Config {
 	c.MaxPathLen = 40
 	c.MaxChildren = 3
 	c.MaxEphemerals = 2
+	c.MaxClientNameLen = 8
 	c.MaxContent = 4
 	c.Results = 3
 	c.DefaultLockDelay = 5 * time.Second
@@ -164,6 +165,9 @@ func genFresh(t *rapid.T, ps *propState) Command {
 		if rapid.IntRange(0, 9).Draw(t, "zero-timeout") == 9 {
 			c.Timeout = 0
 		}
+		// No name, names within MaxClientNameLen (8), one over it, and one
+		// that is not UTF-8.
+		c.Client = rapid.SampledFrom([]string{"", "", "web-1", "12345678", "123456789", "w\xff"}).Draw(t, "client")
 	case kind < 91:
 		c = NewCloseSession()
 	case kind < 96:

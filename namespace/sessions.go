@@ -1,12 +1,16 @@
 package namespace
 
-import "time"
+import (
+	"time"
+	"unicode/utf8"
+)
 
 // session is one client session. Its slices are sorted paths; paths share
 // memory with the tree keys.
 type session struct {
 	id         uint64
 	timeout    time.Duration
+	client     string // the client's name, free text
 	cIndex     uint64
 	cTime      int64
 	ephemerals []string // owned ephemeral nodes
@@ -86,11 +90,26 @@ func (t *Tree) openSession(cmd *Command) Result {
 	case cmd.Timeout <= 0:
 		return fail(errorf(CodeInvalidCommand, "session timeout %v <= 0", cmd.Timeout))
 	}
+	if err := t.cfg.checkClientName(cmd.Client); err != nil {
+		return fail(err)
+	}
 	id := t.nextSession
 	t.nextSession++
-	t.sessions[id] = &session{id: id, timeout: cmd.Timeout, cIndex: t.index, cTime: t.now}
+	t.sessions[id] = &session{id: id, timeout: cmd.Timeout, client: cmd.Client, cIndex: t.index, cTime: t.now}
 	t.emit(Event{Kind: EventSessionOpened, Session: id})
 	return Result{Session: id}
+}
+
+// checkClientName validates the client name of an open-session: at most
+// MaxClientNameLen bytes of valid UTF-8 (empty is fine).
+func (c *Config) checkClientName(name string) *Error {
+	switch {
+	case len(name) > c.MaxClientNameLen:
+		return errorf(CodeInvalidCommand, "client name of %d bytes; the limit is %d", len(name), c.MaxClientNameLen)
+	case !utf8.ValidString(name):
+		return errorf(CodeInvalidCommand, "client name %s is not valid UTF-8", quote(name))
+	}
+	return nil
 }
 
 // closeSession applies OpCloseSession for the command's own session.
@@ -141,6 +160,7 @@ func (s *session) info() SessionInfo {
 	return SessionInfo{
 		ID:           s.id,
 		Timeout:      s.timeout,
+		Client:       s.client,
 		CreatedIndex: s.cIndex,
 		CreatedTime:  s.cTime,
 		Ephemerals:   append([]string{}, s.ephemerals...),

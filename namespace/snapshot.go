@@ -14,10 +14,10 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Snapshot format (version 1), a stream of msgpack values:
+// Snapshot format (version 2), a stream of msgpack values:
 //
 //	header   [magic, version, index, now, nextInstance, nextSession, #sessions, #nodes, #locks]
-//	sessions #sessions x [id, timeout, createdIndex, createdTime, [result...]]   by id
+//	sessions #sessions x [id, timeout, createdIndex, createdTime, client, [result...]]   by id
 //	nodes    #nodes x [key, meta, content] or [key, meta, content, reader, writer, changer]  in key order
 //
 // where meta is a bin of varints (instance, contentGen, lockGen, aclGen,
@@ -27,6 +27,9 @@ import (
 //	locks    #locks x [path, mode, delayUntil, [[session, delay]...], [[session, request, mode, delay]...]]  by path
 //	trailer  ["end", crc32c of every byte before the trailer]
 //
+// Version 1 is the same without the sessions' client names; Restore reads
+// both (a version-1 session has no name).
+//
 // Node keys are depth byte + path, so parents come before their children.
 // Derived state (child counts, the sessions' lists of ephemerals, held and
 // awaited locks, the lock-delay heaps) is rebuilt on restore. Everything is
@@ -34,7 +37,10 @@ import (
 
 const (
 	snapshotMagic   = "latch-namespace"
-	snapshotVersion = 1
+	snapshotVersion = 2
+	// snapshotV1 is the oldest version Restore reads: sessions without
+	// client names.
+	snapshotV1 = 1
 	snapshotTrailer = "end"
 	maxMeta         = 11*binary.MaxVarintLen64 + 8
 	// nodeSlab is how many restored nodes share one allocation: fewer
@@ -70,11 +76,12 @@ func (t *Tree) Snapshot(w io.Writer) error {
 
 	for _, id := range ids {
 		s := t.sessions[id]
-		e.arrayLen(5)
+		e.arrayLen(6)
 		e.uint(s.id)
 		e.int(int64(s.timeout))
 		e.uint(s.cIndex)
 		e.int(s.cTime)
+		e.string(s.client)
 		entries := s.results.ordered()
 		e.arrayLen(len(entries))
 		for _, sr := range entries {
@@ -198,6 +205,7 @@ func (t *Tree) Restore(r io.Reader) error {
 // snapshotReader decodes a snapshot into a fresh tree, checking it.
 type snapshotReader struct {
 	t       *Tree
+	version uint64
 	hr      *hashReader
 	d       fieldDecoder
 	lastACL *ACL
@@ -214,8 +222,9 @@ func (rd *snapshotReader) read() error {
 	if d.err == nil && magic != snapshotMagic {
 		return rd.bad("magic %q", magic)
 	}
-	if v := d.uint("version", math.MaxUint64); d.err == nil && v != snapshotVersion {
-		return fmt.Errorf("%w: snapshot version %d", ErrUnknownVersion, v)
+	rd.version = d.uint("version", math.MaxUint64)
+	if d.err == nil && rd.version != snapshotVersion && rd.version != snapshotV1 {
+		return fmt.Errorf("%w: snapshot version %d", ErrUnknownVersion, rd.version)
 	}
 	t.index = d.uint("index", math.MaxUint64)
 	t.now = d.int("now")
@@ -266,12 +275,19 @@ func (rd *snapshotReader) read() error {
 
 func (rd *snapshotReader) session() error {
 	t, d := rd.t, &rd.d
-	d.expectArray("session", 5)
+	if rd.version == snapshotV1 {
+		d.expectArray("session", 5)
+	} else {
+		d.expectArray("session", 6)
+	}
 	s := &session{
 		id:      d.uint("session id", math.MaxUint64),
 		timeout: time.Duration(d.int("timeout")),
 		cIndex:  d.uint("session index", math.MaxUint64),
 		cTime:   d.int("session time"),
+	}
+	if rd.version != snapshotV1 {
+		s.client = d.string("client")
 	}
 	n := d.arrayLen("results")
 	if d.err != nil {
@@ -279,6 +295,11 @@ func (rd *snapshotReader) session() error {
 	}
 	if s.id == 0 || s.id >= t.nextSession || t.sessions[s.id] != nil {
 		return rd.bad("session id %d", s.id)
+	}
+	// Like paths, the name is checked for form but not against the
+	// configured limit, so a cell may lower it without stranding snapshots.
+	if !utf8.ValidString(s.client) {
+		return rd.bad("session %d: client name %s is not valid UTF-8", s.id, quote(s.client))
 	}
 	for i := 0; i < n; i++ {
 		req, res := rd.result()

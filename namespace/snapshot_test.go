@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -124,11 +126,15 @@ func TestRestoreRejectsHeaders(t *testing.T) {
 	if err := tree.Restore(bytes.NewReader(header("other", 1))); !errors.Is(err, ErrBadSnapshot) {
 		t.Errorf("bad magic: %v", err)
 	}
-	if err := tree.Restore(bytes.NewReader(header(snapshotMagic, 2))); !errors.Is(err, ErrUnknownVersion) {
-		t.Errorf("version 2: %v", err)
+	for _, v := range []int{0, 3} {
+		if err := tree.Restore(bytes.NewReader(header(snapshotMagic, v))); !errors.Is(err, ErrUnknownVersion) {
+			t.Errorf("version %d: %v", v, err)
+		}
 	}
-	if err := tree.Restore(bytes.NewReader(header(snapshotMagic, 1))); !errors.Is(err, ErrBadSnapshot) {
-		t.Errorf("no root: %v", err)
+	for _, v := range []int{1, 2} {
+		if err := tree.Restore(bytes.NewReader(header(snapshotMagic, v))); !errors.Is(err, ErrBadSnapshot) {
+			t.Errorf("version %d, no root: %v", v, err)
+		}
 	}
 }
 
@@ -163,5 +169,168 @@ func TestRestoreRejectsBadKeys(t *testing.T) {
 		if err := New(DefaultConfig()).Restore(bytes.NewReader(snap)); !errors.Is(err, ErrBadSnapshot) {
 			t.Errorf("key %q: Restore = %v; want ErrBadSnapshot", key, err)
 		}
+	}
+}
+
+// namedState is richState plus sessions that gave client names, one of
+// them owning an ephemeral node.
+func namedState(t testing.TB) *harness {
+	h := richState(t)
+	web := h.must(namedOpen("web-1 on host-12"), 0).Session
+	h.must(namedOpen("läuft"), 0)
+	h.must(NewCreate("/svc/web/m-", nil, FlagSequential|FlagEphemeral), web)
+	return h
+}
+
+// Version 2 keeps the client names, and identical states still give
+// identical bytes.
+func TestSnapshotKeepsClientNames(t *testing.T) {
+	h := namedState(t)
+	snap := snapshotBytes(t, h.tree)
+	if again := snapshotBytes(t, namedState(t).tree); !bytes.Equal(again, snap) {
+		t.Fatal("two trees built by the same commands give different snapshots")
+	}
+	r := New(DefaultConfig())
+	if err := r.Restore(bytes.NewReader(snap)); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if got, want := r.Sessions(), h.tree.Sessions(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("restored Sessions() = %+v; want %+v", got, want)
+	}
+	var names []string
+	for _, si := range r.Sessions() {
+		names = append(names, si.Client)
+	}
+	if want := []string{"", "web-1 on host-12", "läuft"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("restored client names %q; want %q", names, want)
+	}
+	if again := snapshotBytes(t, r); !bytes.Equal(again, snap) {
+		t.Fatal("snapshot of the restored tree differs")
+	}
+}
+
+// snapshotAsV1 rewrites a version-2 snapshot in the version-1 format, as
+// version-1 code wrote it: the same values, without the sessions' client
+// names, and a new trailer.
+func snapshotAsV1(t testing.TB, v2 []byte) []byte {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("rewriting as version 1: %v", err)
+		}
+	}
+	dec := msgpack.NewDecoder(bytes.NewReader(v2))
+	var buf bytes.Buffer
+	hw := &hashWriter{w: &buf}
+	enc := msgpack.NewEncoder(hw)
+	copyValue := func() {
+		raw, err := dec.DecodeRaw()
+		must(err)
+		must(enc.Encode(raw))
+	}
+	count := func() uint64 {
+		v, err := dec.DecodeUint64()
+		must(err)
+		must(enc.EncodeUint(v))
+		return v
+	}
+	arrayLen := func(want int) {
+		n, err := dec.DecodeArrayLen()
+		must(err)
+		if n != want {
+			t.Fatalf("rewriting as version 1: array of %d, want %d", n, want)
+		}
+	}
+	arrayLen(9) // header
+	must(enc.EncodeArrayLen(9))
+	copyValue() // magic
+	_, err := dec.DecodeUint64()
+	must(err)
+	must(enc.EncodeUint(snapshotV1))
+	for range 4 { // index, now, nextInstance, nextSession
+		copyValue()
+	}
+	sessions, nodes, locks := count(), count(), count()
+	for range sessions {
+		arrayLen(6)
+		must(enc.EncodeArrayLen(5))
+		for range 4 { // id, timeout, createdIndex, createdTime
+			copyValue()
+		}
+		_, err := dec.DecodeString() // the client name
+		must(err)
+		copyValue() // results
+	}
+	for range nodes + locks {
+		copyValue()
+	}
+	sum := hw.crc
+	must(enc.EncodeArrayLen(2))
+	must(enc.EncodeString(snapshotTrailer))
+	must(enc.EncodeUint(uint64(sum)))
+	return buf.Bytes()
+}
+
+// testdata/snapshot_v1.golden was written by the version-1 code from
+// richState (whose sessions have no names). It must keep restoring.
+func TestRestoreVersion1Golden(t *testing.T) {
+	golden, err := os.ReadFile(filepath.Join("testdata", "snapshot_v1.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := richState(t)
+	if got := snapshotAsV1(t, snapshotBytes(t, h.tree)); !bytes.Equal(got, golden) {
+		t.Fatal("snapshotAsV1(richState) differs from what version-1 code wrote (has richState changed?)")
+	}
+	r := New(DefaultConfig())
+	if err := r.Restore(bytes.NewReader(golden)); err != nil {
+		t.Fatalf("Restore(version 1): %v", err)
+	}
+	if err := r.CheckInvariants(); err != nil {
+		t.Fatalf("restored tree: %v", err)
+	}
+	if !reflect.DeepEqual(r.Sessions(), h.tree.Sessions()) || !reflect.DeepEqual(r.Locks(), h.tree.Locks()) {
+		t.Fatal("restored sessions or locks differ")
+	}
+	if !bytes.Equal(snapshotBytes(t, r), snapshotBytes(t, h.tree)) {
+		t.Fatal("the restored version-1 state snapshots differently from the state that wrote it")
+	}
+}
+
+// A version-1 snapshot of sessions with names restores them without.
+func TestRestoreVersion1DropsNothingElse(t *testing.T) {
+	h := namedState(t)
+	v1 := snapshotAsV1(t, snapshotBytes(t, h.tree))
+	r := New(DefaultConfig())
+	if err := r.Restore(bytes.NewReader(v1)); err != nil {
+		t.Fatalf("Restore(version 1): %v", err)
+	}
+	want := h.tree.Sessions()
+	for i := range want {
+		want[i].Client = ""
+	}
+	if got := r.Sessions(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("restored Sessions() = %+v; want %+v", got, want)
+	}
+	if !reflect.DeepEqual(r.Locks(), h.tree.Locks()) {
+		t.Fatal("restored locks differ")
+	}
+	if again := snapshotAsV1(t, snapshotBytes(t, r)); !bytes.Equal(again, v1) {
+		t.Fatal("version-1 round trip differs")
+	}
+}
+
+// A snapshot whose client name is not UTF-8 is refused, checksum or not.
+func TestRestoreRejectsBadClientName(t *testing.T) {
+	h := namedState(t)
+	for _, s := range h.tree.sessions {
+		if s.client != "" {
+			s.client = "web\xff"
+		}
+	}
+	snap := snapshotBytes(t, h.tree)
+	if err := New(DefaultConfig()).Restore(bytes.NewReader(snap)); !errors.Is(err, ErrBadSnapshot) {
+		t.Errorf("Restore = %v; want ErrBadSnapshot", err)
 	}
 }

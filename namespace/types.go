@@ -241,8 +241,10 @@ type LockInfo struct {
 
 // SessionInfo describes one session.
 type SessionInfo struct {
-	ID           uint64
-	Timeout      time.Duration
+	ID      uint64
+	Timeout time.Duration
+	// Client is the name the client gave when it opened the session ("" if none).
+	Client       string
 	CreatedIndex uint64
 	CreatedTime  int64
 	// Ephemerals, Locks and Waiting are the paths of the owned ephemeral
