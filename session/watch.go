@@ -226,6 +226,20 @@ func (m *Manager[E]) Unwatch(id, wid uint64) error {
 	return nil
 }
 
+// Watches returns the number of watches session id has registered (with
+// this Manager, that is: watches do not survive a leader change), or 0 if
+// the session is not tracked. For listings; it takes the session's shard
+// lock briefly.
+func (m *Manager[E]) Watches(id uint64) int {
+	sh := m.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if e, ok := sh.sessions[id]; ok {
+		return len(e.watches)
+	}
+	return 0
+}
+
 // Route returns the sessions with a watch that covers path (an exact watch
 // on path, or a recursive watch on path or an ancestor), in increasing
 // session order, each with its matching watch ids. It does not look at

@@ -96,3 +96,28 @@ func TestWatchErrors(t *testing.T) {
 		t.Errorf("Watch past MaxWatches = %v; want ErrLimit", err)
 	}
 }
+
+func TestWatchesCount(t *testing.T) {
+	m, _ := newTestManager(t, nil)
+	m.Open(1, 0)
+	m.Open(2, 0)
+	count := func(id uint64, want int) {
+		t.Helper()
+		if got := m.Watches(id); got != want {
+			t.Errorf("Watches(%d) = %d; want %d", id, got, want)
+		}
+	}
+	count(1, 0)
+	w, _ := m.Watch(1, "/a", false)
+	m.Watch(1, "/a", true)
+	m.Watch(2, "/", true)
+	count(1, 2)
+	count(2, 1)
+	if err := m.Unwatch(1, w); err != nil {
+		t.Fatal(err)
+	}
+	count(1, 1)
+	m.Remove(2)
+	count(2, 0)
+	count(9, 0) // never tracked
+}
