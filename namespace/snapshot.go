@@ -40,7 +40,7 @@ const (
 	snapshotVersion = 2
 	// snapshotV1 is the oldest version Restore reads: sessions without
 	// client names.
-	snapshotV1 = 1
+	snapshotV1      = 1
 	snapshotTrailer = "end"
 	maxMeta         = 11*binary.MaxVarintLen64 + 8
 	// nodeSlab is how many restored nodes share one allocation: fewer
