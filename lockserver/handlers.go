@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/latchd/latch/internal/wire"
 	"github.com/latchd/latch/namespace"
@@ -115,6 +116,18 @@ func (s *Server) checkSession(ctx context.Context, sid uint64, optional bool) *w
 	return nsError(lookup())
 }
 
+// checkClientName checks the name an OpenSession gives its client, as the
+// namespace will: at most MaxClientNameLen bytes of valid UTF-8.
+func (s *Server) checkClientName(name string) *wire.Error {
+	switch limit := s.cfg.Namespace.MaxClientNameLen; {
+	case len(name) > limit:
+		return wire.Errorf(wire.BadRequest, "client name of %d bytes; the limit is %d", len(name), limit)
+	case !utf8.ValidString(name):
+		return wire.Errorf(wire.BadRequest, "client name %q is not valid UTF-8", name)
+	}
+	return nil
+}
+
 func firstErr(errs ...*wire.Error) *wire.Error {
 	for _, e := range errs {
 		if e != nil {
@@ -147,11 +160,15 @@ func (s *Server) openSession(ctx context.Context, m *wire.OpenSession) wire.Mess
 	case to == 0:
 		to = s.cfg.Session.Lease
 	}
+	if err := s.checkClientName(m.Client); err != nil {
+		return err
+	}
 	to = min(max(to, s.cfg.MinSessionTimeout), s.cfg.MaxSessionTimeout)
 	if t := s.term.Load(); t != nil && t.mgr.Len() >= s.cfg.Session.MaxSessions {
 		return wire.Errorf(wire.Limit, "the cell serves %d sessions, its limit", t.mgr.Len())
 	}
 	cmd := namespace.NewOpenSession(to)
+	cmd.Client = m.Client
 	// The request id is the client's random nonce: a retry with it gets the
 	// session the first attempt opened (see openTable).
 	cmd.Request = m.Request
@@ -416,9 +433,13 @@ func (s *Server) listLocks(t *namespace.Tree, m *wire.ListLocks) wire.Message {
 	return out
 }
 
+// listSessions answers ListSessions from the tree, and the watch counts from
+// the leader's session manager: watches live only there, so a replica that
+// does not lead (answering a stale read) reports none.
 func (s *Server) listSessions(t *namespace.Tree, m *wire.ListSessions) wire.Message {
 	limit := s.page(m.Limit)
 	out := &wire.SessionsReply{}
+	lead := s.term.Load()
 	for _, si := range t.Sessions() {
 		if si.ID <= m.After {
 			continue
@@ -427,10 +448,14 @@ func (s *Server) listSessions(t *namespace.Tree, m *wire.ListSessions) wire.Mess
 			out.More = true
 			break
 		}
-		out.Sessions = append(out.Sessions, wire.SessionInfo{
-			ID: si.ID, Timeout: si.Timeout, Locks: uint32(len(si.Locks)),
+		info := wire.SessionInfo{
+			ID: si.ID, Client: si.Client, Timeout: si.Timeout, Locks: uint32(len(si.Locks)),
 			Ephemerals: uint32(len(si.Ephemerals)), OpenedTime: si.CreatedTime,
-		})
+		}
+		if lead != nil {
+			info.Watches = uint32(lead.mgr.Watches(si.ID))
+		}
+		out.Sessions = append(out.Sessions, info)
 	}
 	return out
 }
