@@ -15,7 +15,9 @@ type Config struct {
 	// Any one reachable replica is enough to find the leader. Required.
 	Endpoints []string
 	// Name identifies this client in the cell's session list (for example
-	// "billing-7f9c on host-12"). Optional.
+	// "billing-7f9c on host-12"); the cell keeps it with the session.
+	// Optional; at most 256 bytes of UTF-8 by default (the cell's
+	// Namespace.MaxClientNameLen), or Dial fails with ErrBadRequest.
 	Name string
 	// NoSession makes Dial connect without opening a session, for tools
 	// that only look: reads (Get, Stat, List, ListEntries, Walk, ACL,
