@@ -355,9 +355,18 @@ func (c *Client) doOn(ctx context.Context, op string, req wire.Message, co callO
 				continue
 			case we.Code == wire.Canceled && !co.canceledIsFinal && canceled < maxCanceled:
 				canceled++
-				fallthrough
-			case we.Code == wire.Unavailable:
 				lastErr = err
+				c.sleep(ctx, attempt)
+				continue
+			case we.Code == wire.Unavailable:
+				// This replica cannot serve now: it knows of no leader
+				// (cut off from its peers, say), is taking over, or its
+				// log did not answer in time. Another may: move on to the
+				// next endpoint, as after a NotLeader that names nobody.
+				// Staying would keep a client on a replica cut off from
+				// the cell until its session expired.
+				lastErr = err
+				c.pool.redirect(cn, "")
 				c.sleep(ctx, attempt)
 				continue
 			case we.Code == wire.SessionExpired:

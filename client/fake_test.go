@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +24,8 @@ type fakeServer struct {
 	kaHold   time.Duration
 	lease    time.Duration // granted by OpenSession and KeepAlive
 	handle   func(m wire.Message) fakeAnswer
+	kaError  *wire.Error  // if set, the answer to every KeepAlive (after kaHold)
+	kas      atomic.Int32 // KeepAlives received
 	done     chan struct{}
 	ctx      context.Context // ends with done
 	cancel   context.CancelFunc
@@ -143,10 +146,14 @@ func (f *fakeServer) answer(m wire.Message) fakeAnswer {
 		}
 		return answer(w)
 	case *wire.KeepAlive:
+		f.kas.Add(1)
 		select {
 		case <-time.After(f.kaHold):
 		case <-f.done:
 			return fakeAnswer{}
+		}
+		if f.kaError != nil {
+			return answer(f.kaError)
 		}
 		return answer(&wire.KeepAliveReply{TTL: f.lease})
 	}

@@ -146,6 +146,9 @@ func (c *Client) handleKeepAlive(r kaResult, acked *uint64, lastServer *string) 
 			case wire.NotLeader:
 				c.pool.redirect(r.conn, we.Leader)
 				return kaRedirected
+			case wire.Unavailable:
+				// As in doOn: another replica may reach the leader.
+				c.pool.redirect(r.conn, "")
 			}
 			c.log.Debug("client: KeepAlive failed", "err", we)
 			return kaFailed

@@ -168,6 +168,44 @@ func TestHungReplicaIsLeftAfterAttemptTimeout(t *testing.T) {
 	}
 }
 
+// A replica that answers Unavailable (one cut off from its peers knows of
+// no leader) is left for the next endpoint, rather than asked again and
+// again: by a call, and by the session's KeepAlives.
+func TestUnavailableReplicaIsLeft(t *testing.T) {
+	unavailable := wire.Errorf(wire.Unavailable, "no leader known; retry")
+	start := func() (a, b *fakeServer) {
+		b = startFake(t, "2", func(m wire.Message) fakeAnswer {
+			if _, ok := m.(*wire.StatPath); ok {
+				return answer(&wire.StatReply{Stat: wire.Stat{Instance: 2}})
+			}
+			return fakeAnswer{}
+		})
+		a = startFake(t, "1", func(m wire.Message) fakeAnswer {
+			if _, ok := m.(*wire.StatPath); ok {
+				return answer(unavailable)
+			}
+			return fakeAnswer{}
+		})
+		a.leader, b.leader = "", "" // neither names a leader to follow
+		return a, b
+	}
+	t.Run("call", func(t *testing.T) {
+		a, b := start()
+		c := dialFake(t, fakeConfig(a.addr(), b.addr()))
+		st, err := c.Stat(bg(t), "/a")
+		if err != nil || st.Instance != 2 {
+			t.Fatalf("Stat = %+v, %v; want replica 2's answer", st, err)
+		}
+	})
+	t.Run("keepalive", func(t *testing.T) {
+		a, b := start()
+		a.kaHold, b.kaHold = 10*time.Millisecond, 10*time.Millisecond
+		a.kaError = unavailable
+		dialFake(t, fakeConfig(a.addr(), b.addr()))
+		waitFor(t, 10*time.Second, "a KeepAlive at replica 2", func() bool { return b.kas.Load() > 0 })
+	})
+}
+
 func TestWireErrorsMapToSentinels(t *testing.T) {
 	cases := []struct {
 		code wire.Code
