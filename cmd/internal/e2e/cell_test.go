@@ -31,28 +31,57 @@ type procCell struct {
 	nodes         []*node
 	endpoints     []string
 	env           []string // LATCH_ENDPOINTS for the CLI
+	// links holds, in a cell started with proxied links, the proxy that
+	// carries the connection between replicas i < j, at links[[2]int{i, j}]
+	// (ids).
+	links map[[2]int]*linkProxy
+}
+
+// cellOptions shape a procCell.
+type cellOptions struct {
+	// extra is more JSON fields for every config, e.g. `"sessionLease": "3s"`.
+	extra string
+	// proxied routes each replica-to-replica connection through a
+	// linkProxy of the test, so that links can be cut (partitions).
+	proxied bool
 }
 
 // startProcCell writes a config file per replica (lease 1s, heartbeat
-// 50ms, plus the JSON fields in extra, e.g. `"sessionLease": "3s"`), starts
-// the three latchd processes and returns once one of them leads.
-func startProcCell(t *testing.T, ctx context.Context, extra string) *procCell {
+// 50ms, plus opts.extra), starts the three latchd processes and returns
+// once one of them leads.
+func startProcCell(t *testing.T, ctx context.Context, opts cellOptions) *procCell {
 	t.Helper()
 	latchd, latch := build(t)
 	dir := t.TempDir()
 	addrs := freeAddrs(t, 9)
-	c := &procCell{t: t, latchd: latchd, latch: latch, nodes: make([]*node, 3)}
-	var jsonNodes []string
+	c := &procCell{t: t, latchd: latchd, latch: latch, nodes: make([]*node, 3), links: map[[2]int]*linkProxy{}}
 	for i := range c.nodes {
 		n := &node{id: i + 1, peer: addrs[3*i], client: addrs[3*i+1], admin: addrs[3*i+2]}
 		c.nodes[i] = n
 		c.endpoints = append(c.endpoints, n.client)
-		jsonNodes = append(jsonNodes, fmt.Sprintf(`{"id": %d, "peer": %q, "client": %q, "http": %q}`, n.id, n.peer, n.client, n.admin))
 	}
+	if opts.proxied {
+		// The lower id dials the higher (replica/transport), so replica i
+		// is told that replica j > i listens on the proxy of link (i, j).
+		for _, a := range c.nodes {
+			for _, b := range c.nodes[a.id:] {
+				c.links[[2]int{a.id, b.id}] = startLinkProxy(t, b.peer)
+			}
+		}
+	}
+	extra := opts.extra
 	if extra != "" {
 		extra = ", " + extra
 	}
 	for _, n := range c.nodes {
+		var jsonNodes []string
+		for _, m := range c.nodes {
+			peer := m.peer
+			if l := c.links[[2]int{n.id, m.id}]; l != nil {
+				peer = l.addr()
+			}
+			jsonNodes = append(jsonNodes, fmt.Sprintf(`{"id": %d, "peer": %q, "client": %q, "http": %q}`, m.id, peer, m.client, m.admin))
+		}
 		n.config = filepath.Join(dir, fmt.Sprintf("latchd-%d.json", n.id))
 		cfg := fmt.Sprintf(`{"nodes": [%s], "myid": %d, "dataDir": %q, "lease": "1s", "heartbeat": "50ms"%s}`,
 			strings.Join(jsonNodes, ",\n  "), n.id, filepath.Join(dir, fmt.Sprintf("data-%d", n.id)), extra)
@@ -77,8 +106,18 @@ func (c *procCell) start(n *node) {
 // leader, and returns it.
 func (c *procCell) leader(ctx context.Context) *node {
 	c.t.Helper()
+	return c.leaderOtherThan(ctx, nil)
+}
+
+// leaderOtherThan is leader that waits for a leader other than old.
+func (c *procCell) leaderOtherThan(ctx context.Context, old *node) *node {
+	c.t.Helper()
 	var leader *node
-	testutil.WaitFor(c.t, 30*time.Second, "a leader", func() bool {
+	what := "a leader"
+	if old != nil {
+		what = fmt.Sprintf("a leader other than latchd %d", old.id)
+	}
+	testutil.WaitFor(c.t, 30*time.Second, what, func() bool {
 		out, _, code := run(c.t, ctx, c.latch, c.env, "", "-o", "json", "--command-timeout", "2s", "status")
 		var doc struct {
 			Leader string `json:"leader"`
@@ -87,13 +126,23 @@ func (c *procCell) leader(ctx context.Context) *node {
 			return false
 		}
 		for _, n := range c.nodes {
-			if n.client == doc.Leader {
+			if n.client == doc.Leader && n != old {
 				leader = n
 			}
 		}
 		return leader != nil
 	})
 	return leader
+}
+
+// other returns a replica other than n.
+func (c *procCell) other(n *node) *node {
+	for _, m := range c.nodes {
+		if m != n {
+			return m
+		}
+	}
+	return nil
 }
 
 // member is one row of `latch members -o json`.

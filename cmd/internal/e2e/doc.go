@@ -2,6 +2,16 @@
 // they are built with `go build` into a temporary directory and run as
 // separate processes on loopback, as an operator would run them (a cell of
 // three latchd processes from config files, a leader killed with SIGKILL
-// under load and restarted, the README's quick start). The tests are
-// skipped with -short. The package has no code of its own.
+// under load and restarted, the README's quick start).
+//
+// It also runs the fault scenarios of the reliability plan that need no
+// privileges (../shared/notes/reliability.md §7.3): replicas paused with
+// SIGSTOP beyond their lease (S10), a lock holder paused beyond its session
+// (S11), the whole cell killed at once (S4, unsynced data kept), and
+// partitions (S5, S6): each replica-to-replica link runs through a proxy of
+// the test (replica i is told that replica j listens on the proxy), which
+// can cut it while clients still reach every replica. Histories of Puts and
+// linearizable Gets are checked with porcupine.
+//
+// The tests are skipped with -short. The package has no code of its own.
 package e2e

@@ -73,7 +73,7 @@ func TestQuickStart(t *testing.T) {
 func TestKillLeaderUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cell := startProcCell(t, ctx, "")
+	cell := startProcCell(t, ctx, cellOptions{})
 	latch, nodes, env := cell.latch, cell.nodes, cell.env
 	leader := cell.leader(ctx)
 

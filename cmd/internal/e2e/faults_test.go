@@ -120,12 +120,14 @@ func (h *history) check(t *testing.T) {
 	case porcupine.Ok:
 		t.Logf("%d operations linearizable", len(h.ops))
 	case porcupine.Illegal:
-		file := filepath.Join(t.TempDir(), "history.html")
-		if f, err := os.Create(file); err == nil {
+		// Kept after the test, for a person to look at.
+		where := "not written"
+		if f, err := os.CreateTemp("", "latch-e2e-history-*.html"); err == nil {
 			porcupine.Visualize(kvModel, info, f)
 			f.Close()
+			where = "written to " + f.Name()
 		}
-		t.Fatalf("history of %d operations is not linearizable (visualization written to %s)", len(h.ops), file)
+		t.Fatalf("history of %d operations is not linearizable (visualization %s)", len(h.ops), where)
 	default:
 		t.Fatalf("porcupine gave up on %d operations within 60 s", len(h.ops))
 	}
@@ -154,6 +156,76 @@ func (p *proc) running(t *testing.T) {
 	}
 }
 
+// kvWorkload is clients doing Puts and linearizable Gets of a few keys,
+// one call at a time each, recorded in a history.
+type kvWorkload struct {
+	h       *history
+	ctx     context.Context // ends when the workload stops
+	stop    context.CancelFunc
+	keys    int
+	clients []*client.Client
+	wg      sync.WaitGroup
+}
+
+// startKVWorkload starts clients on keys /k0.../k<keys-1>: the even ones
+// Put and Get, the odd ones only Get.
+func startKVWorkload(t *testing.T, ctx context.Context, cell *procCell, clients, keys int) *kvWorkload {
+	t.Helper()
+	w := &kvWorkload{h: &history{origin: time.Now()}, keys: keys}
+	w.ctx, w.stop = context.WithCancel(ctx)
+	for i := range clients {
+		w.add(t, cell.endpoints, i%2 == 1)
+	}
+	return w
+}
+
+// add starts one more client, on the given endpoints, that only Gets if
+// reader is set. (A reader is never moved to another replica by a failed
+// write, so it is the one that would see a stale read.) Each call is
+// bounded by 5 s: longer than the faults of these tests, so some calls are
+// in flight at a faulty replica when it recovers.
+func (w *kvWorkload) add(t *testing.T, endpoints []string, reader bool) {
+	t.Helper()
+	c, err := client.Dial(w.ctx, client.Config{Endpoints: endpoints, Grace: time.Minute})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	id := len(w.clients)
+	w.clients = append(w.clients, c)
+	rng := rand.New(rand.NewPCG(uint64(id), 11))
+	w.wg.Go(func() {
+		for n := 0; n < 20_000 && w.ctx.Err() == nil; n++ {
+			octx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
+			in := kvInput{key: fmt.Sprintf("/k%d", rng.IntN(w.keys))}
+			if !reader && rng.IntN(2) == 0 {
+				in.put, in.value = true, fmt.Sprintf("c%d-%d", id, n)
+			}
+			w.h.do(octx, c, id, in)
+			cancel()
+		}
+	})
+}
+
+// progress waits up to a minute for 200 more operations to complete.
+func (w *kvWorkload) progress(t *testing.T, what string) {
+	t.Helper()
+	base := w.h.done.Load()
+	testutil.WaitFor(t, 60*time.Second, what, func() bool { return w.h.done.Load() >= base+200 })
+}
+
+// finish stops the clients, reads every key once more (the last word on
+// each) and checks the history with porcupine.
+func (w *kvWorkload) finish(t *testing.T, ctx context.Context) {
+	t.Helper()
+	w.stop()
+	w.wg.Wait()
+	for k := range w.keys {
+		w.h.do(ctx, w.clients[0], 0, kvInput{key: fmt.Sprintf("/k%d", k)})
+	}
+	w.h.check(t)
+}
+
 // TestPausedReplicas (S10): under a workload of Puts and linearizable Gets
 // on a few keys, the leader is paused with SIGSTOP for three times its
 // lease and let go on; then a follower is. A resumed leader must not answer
@@ -163,73 +235,66 @@ func (p *proc) running(t *testing.T) {
 func TestPausedReplicas(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cell := startProcCell(t, ctx, "")
-	const clients, keys, lease = 4, 3, time.Second
-
-	h := &history{origin: time.Now()}
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
-	var wg sync.WaitGroup
-	var cs []*client.Client
-	for i := range clients {
-		c, err := client.Dial(ctx, client.Config{Endpoints: cell.endpoints, Grace: time.Minute})
-		if err != nil {
-			t.Fatalf("Dial: %v", err)
-		}
-		defer c.Close()
-		cs = append(cs, c)
-		rng := rand.New(rand.NewPCG(uint64(i), 11))
-		wg.Go(func() {
-			for n := 0; n < 20_000 && wctx.Err() == nil; n++ {
-				// Longer than a pause: some calls are in flight at the
-				// paused leader when it resumes.
-				octx, ocancel := context.WithTimeout(wctx, 5*time.Second)
-				in := kvInput{key: fmt.Sprintf("/k%d", rng.IntN(keys))}
-				if rng.IntN(2) == 0 {
-					in.put, in.value = true, fmt.Sprintf("c%d-%d", i, n)
-				}
-				h.do(octx, c, i, in)
-				ocancel()
-			}
-		})
-	}
-	progress := func(what string) {
-		t.Helper()
-		base := h.done.Load()
-		testutil.WaitFor(t, 60*time.Second, what, func() bool { return h.done.Load() >= base+200 })
-	}
-	progress("progress before the pauses")
+	cell := startProcCell(t, ctx, cellOptions{})
+	const lease = time.Second
+	w := startKVWorkload(t, ctx, cell, 4, 3)
+	w.progress(t, "progress before the pauses")
 
 	leader := cell.leader(ctx)
 	leader.p.pause(t, 3*lease)
-	progress("progress after the leader's pause")
+	w.progress(t, "progress after the leader's pause")
 	leader.p.running(t)
 	now := cell.leader(ctx)
 	t.Logf("paused leader latchd %d; leader after the pause: latchd %d", leader.id, now.id)
 
-	var follower *node
-	for _, n := range cell.nodes {
-		if n != now {
-			follower = n
-			break
-		}
-	}
+	follower := cell.other(now)
 	follower.p.pause(t, 3*lease)
-	progress("progress after a follower's pause")
+	w.progress(t, "progress after a follower's pause")
 	follower.p.running(t)
 
-	stop()
-	wg.Wait()
-	// The last word on each key: a linearizable read after the workload.
-	for k := range keys {
-		h.do(ctx, cs[0], 0, kvInput{key: fmt.Sprintf("/k%d", k)})
-	}
-	if got := h.done.Load(); got == 0 {
-		t.Fatal("no operation completed")
-	}
-	h.check(t)
+	w.finish(t, ctx)
 	cell.caughtUp(ctx, leader)
 	cell.caughtUp(ctx, follower)
+}
+
+// TestPartitions (S6, then S5): under the same workload, the leader is cut
+// off from both followers (clients still reach it) for five times its
+// lease, and the link is mended; then one follower is cut off. The
+// isolated leader must stop serving reads once its lease ends and must not
+// acknowledge writes; the majority side elects a leader and goes on. The
+// history must be linearizable and every replica must catch up.
+func TestPartitions(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cell := startProcCell(t, ctx, cellOptions{proxied: true})
+	const lease = time.Second
+	w := startKVWorkload(t, ctx, cell, 4, 3)
+	w.progress(t, "progress before the partitions")
+
+	old := cell.leader(ctx)
+	// A reader that knows only the leader's endpoint: cut off with it, it
+	// would read from it for as long as the leader answered.
+	w.add(t, []string{old.client}, true)
+	w.progress(t, "progress with the pinned reader")
+	cell.isolate(old, true)
+	w.progress(t, "progress while the leader is cut off")
+	now := cell.leaderOtherThan(ctx, old)
+	time.Sleep(5 * lease)
+	cell.isolate(old, false)
+	t.Logf("cut off leader latchd %d; leader on the majority side: latchd %d", old.id, now.id)
+	w.progress(t, "progress after the partition healed")
+
+	follower := cell.other(cell.leader(ctx))
+	cell.isolate(follower, true)
+	w.progress(t, "progress while a follower is cut off")
+	time.Sleep(3 * lease)
+	cell.isolate(follower, false)
+	w.progress(t, "progress after the follower's partition healed")
+
+	w.finish(t, ctx)
+	for _, n := range cell.nodes {
+		cell.caughtUp(ctx, n)
+	}
 }
 
 // TestPausedLockHolder (S11): a `latch lock -- CMD` process is paused with
@@ -242,7 +307,7 @@ func TestPausedReplicas(t *testing.T) {
 func TestPausedLockHolder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cell := startProcCell(t, ctx, "")
+	cell := startProcCell(t, ctx, cellOptions{})
 	dir := t.TempDir()
 	seqA, termA, seqB := filepath.Join(dir, "seq-a"), filepath.Join(dir, "term-a"), filepath.Join(dir, "seq-b")
 
@@ -325,7 +390,7 @@ for i in $(seq 600); do sleep 0.1; done`, termA, seqA)
 func TestKillWholeCell(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cell := startProcCell(t, ctx, "")
+	cell := startProcCell(t, ctx, cellOptions{})
 	c, err := client.Dial(ctx, client.Config{Endpoints: cell.endpoints, Grace: time.Minute})
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
