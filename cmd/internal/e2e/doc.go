@@ -11,7 +11,9 @@
 // partitions (S5, S6): each replica-to-replica link runs through a proxy of
 // the test (replica i is told that replica j listens on the proxy), which
 // can cut it while clients still reach every replica. Histories of Puts and
-// linearizable Gets are checked with porcupine.
+// linearizable Gets, and of Lock, CheckSequencer and Unlock on one lock
+// through a partition, a pause and a kill of the leader (S2), are checked
+// with porcupine.
 //
 // The tests are skipped with -short. The package has no code of its own.
 package e2e
