@@ -13,7 +13,8 @@
 // can cut it while clients still reach every replica. Histories of Puts and
 // linearizable Gets, and of Lock, CheckSequencer and Unlock on one lock
 // through a partition, a pause and a kill of the leader (S2), are checked
-// with porcupine.
+// with porcupine. A rolling restart (S13), with SIGTERM and then SIGKILL,
+// must keep a client's session, lock and ephemeral node.
 //
 // The tests are skipped with -short. The package has no code of its own.
 package e2e

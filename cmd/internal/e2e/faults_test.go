@@ -567,3 +567,90 @@ func TestLockUnderFaults(t *testing.T) {
 	}
 	checkLinearizable(t, lockModel, ops, "lock operations (one exclusive lock)")
 }
+
+// TestRollingRestart (S13): each replica in turn, the leader last, is
+// stopped and started again on its data dir while writers run and a client
+// holds a lock and an ephemeral node: first with SIGTERM (the leader hands
+// off), then with SIGKILL. The holder's session must never expire, its
+// lock and ephemeral node must survive, every acknowledged write must be
+// readable, and every replica must catch up after its restart.
+func TestRollingRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cell := startProcCell(t, ctx, cellOptions{})
+
+	holder, err := client.Dial(ctx, client.Config{Endpoints: cell.endpoints, Grace: time.Minute})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer holder.Close()
+	events := holder.SessionEvents()
+	l, err := holder.Lock(ctx, "/held")
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	if _, err := holder.Put(ctx, "/svc-holder", []byte("here"), client.Ephemeral()); err != nil {
+		t.Fatalf("Put ephemeral: %v", err)
+	}
+	c, err := client.Dial(ctx, client.Config{Endpoints: cell.endpoints, Grace: time.Minute})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close()
+	w := startWriters(ctx, c, 4, "/roll-", 20*time.Second)
+	progress := func(what string) {
+		t.Helper()
+		base := w.count()
+		testutil.WaitFor(t, 60*time.Second, what, func() bool { return w.count() >= base+100 })
+	}
+	progress("writes before the restarts")
+
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		leader := cell.leader(ctx)
+		order := []*node{}
+		for _, n := range cell.nodes {
+			if n != leader {
+				order = append(order, n)
+			}
+		}
+		for _, n := range append(order, leader) {
+			code := n.p.stop(t, sig, 30*time.Second)
+			if sig == syscall.SIGTERM && code != 0 {
+				t.Errorf("latchd %d exit %d after SIGTERM; want 0", n.id, code)
+			}
+			cell.start(n)
+			cell.caughtUp(ctx, n)
+			progress(fmt.Sprintf("writes after latchd %d's restart (%v)", n.id, sig))
+		}
+	}
+	w.halt()
+	w.verify(t, ctx, c)
+
+	select {
+	case <-l.Lost():
+		t.Fatal("the holder's lock was lost during the rolling restart")
+	default:
+	}
+	if err := holder.Err(); err != nil {
+		t.Fatalf("the holder's session ended: %v", err)
+	}
+	for drained := false; !drained; {
+		select {
+		case ev := <-events:
+			if ev.State == client.StateExpired {
+				t.Fatalf("the holder's session expired at %v", ev.At)
+			}
+		default:
+			drained = true
+		}
+	}
+	if ok, err := c.CheckSequencer(ctx, l.Sequencer()); err != nil || !ok {
+		t.Errorf("CheckSequencer(holder's grant) = %v, %v; want true", ok, err)
+	}
+	if n, err := c.Get(ctx, "/svc-holder"); err != nil || string(n.Data) != "here" {
+		t.Errorf("the holder's ephemeral node: %q, %v", n.Data, err)
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Errorf("Unlock after the rolling restart: %v", err)
+	}
+}
