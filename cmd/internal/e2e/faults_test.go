@@ -202,7 +202,7 @@ func (w *kvWorkload) add(t *testing.T, endpoints []string, reader bool) {
 	w.clients = append(w.clients, c)
 	rng := rand.New(rand.NewPCG(uint64(id), 11))
 	w.wg.Go(func() {
-		for n := 0; n < 20_000 && w.ctx.Err() == nil; n++ {
+		for n := 0; n < 10_000 && w.ctx.Err() == nil; n++ {
 			octx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
 			in := kvInput{key: fmt.Sprintf("/k%d", rng.IntN(w.keys))}
 			if !reader && rng.IntN(2) == 0 {
@@ -265,43 +265,78 @@ func TestPausedReplicas(t *testing.T) {
 }
 
 // TestPartitions (S6, then S5): under the same workload, the leader is cut
-// off from both followers (clients still reach it) for five times its
-// lease, and the link is mended; then one follower is cut off. The
-// isolated leader must stop serving reads once its lease ends and must not
-// acknowledge writes; the majority side elects a leader and goes on. The
-// history must be linearizable and every replica must catch up.
+// off from both followers (clients still reach it, and one reader knows
+// only it) for five times its lease, and the links are mended; then one
+// follower is cut off. The isolated leader must stop serving reads once its
+// lease ends and must not acknowledge writes; the majority side elects a
+// leader and goes on. The history must be linearizable and every replica
+// must catch up.
 func TestPartitions(t *testing.T) {
+	leaderLinkFault(t, "cut off", (*procCell).isolate, func(ctx context.Context, cell *procCell, w *kvWorkload) {
+		const lease = time.Second
+		follower := cell.other(cell.leader(ctx))
+		cell.isolate(follower, true)
+		w.progress(t, "progress while a follower is cut off")
+		time.Sleep(3 * lease)
+		cell.isolate(follower, false)
+		w.progress(t, "progress after the follower's partition healed")
+		for _, n := range cell.nodes {
+			cell.caughtUp(ctx, n)
+		}
+	})
+}
+
+// TestBlackholedLeader: the leader's links to both followers stop moving
+// bytes while staying open (packets silently dropped); afterwards new
+// connections get through again, but the stalled ones stay stalled. The
+// followers elect a new leader; the old one must notice its dead
+// connections (the peer transport's keep-alive), dial again and catch up.
+func TestBlackholedLeader(t *testing.T) {
+	leaderLinkFault(t, "blackholed", func(c *procCell, n *node, on bool) {
+		s := linkOpen
+		if on {
+			s = linkBlackhole
+		}
+		c.setLinks(n, s)
+	}, nil)
+}
+
+// TestDeafLeader (S8): everything the followers send to the leader is lost,
+// while what the leader sends still arrives. The leader cannot renew its
+// lease and must stop serving, and the followers must elect another leader
+// although they still hear the old one.
+func TestDeafLeader(t *testing.T) {
+	leaderLinkFault(t, "deaf", (*procCell).deafen, nil)
+}
+
+// leaderLinkFault runs the workload of Puts and Gets, with a reader pinned
+// to the leader, and breaks the leader's links with fault for five times
+// its lease; a new leader must be elected meanwhile and serve. Then the
+// links are mended and the old leader must catch up; then more runs if set;
+// the history must be linearizable.
+func leaderLinkFault(t *testing.T, what string, fault func(c *procCell, n *node, on bool), more func(context.Context, *procCell, *kvWorkload)) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cell := startProcCell(t, ctx, cellOptions{proxied: true})
 	const lease = time.Second
 	w := startKVWorkload(t, ctx, cell, 4, 3)
-	w.progress(t, "progress before the partitions")
+	w.progress(t, "progress before the fault")
 
 	old := cell.leader(ctx)
-	// A reader that knows only the leader's endpoint: cut off with it, it
-	// would read from it for as long as the leader answered.
 	w.add(t, []string{old.client}, true)
-	w.progress(t, "progress with the pinned reader")
-	cell.isolate(old, true)
-	w.progress(t, "progress while the leader is cut off")
+	fault(cell, old, true)
+	w.progress(t, "progress while the leader is "+what)
 	now := cell.leaderOtherThan(ctx, old)
 	time.Sleep(5 * lease)
-	cell.isolate(old, false)
-	t.Logf("cut off leader latchd %d; leader on the majority side: latchd %d", old.id, now.id)
-	w.progress(t, "progress after the partition healed")
-
-	follower := cell.other(cell.leader(ctx))
-	cell.isolate(follower, true)
-	w.progress(t, "progress while a follower is cut off")
-	time.Sleep(3 * lease)
-	cell.isolate(follower, false)
-	w.progress(t, "progress after the follower's partition healed")
-
-	w.finish(t, ctx)
-	for _, n := range cell.nodes {
-		cell.caughtUp(ctx, n)
+	fault(cell, old, false)
+	t.Logf("%s leader latchd %d; leader elected meanwhile: latchd %d", what, old.id, now.id)
+	cell.caughtUp(ctx, old)
+	w.progress(t, "progress after the old leader caught up")
+	if more != nil {
+		more(ctx, cell, w)
 	}
+	w.finish(t, ctx)
 }
 
 // TestPausedLockHolder (S11): a `latch lock -- CMD` process is paused with
