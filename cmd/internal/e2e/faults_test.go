@@ -38,20 +38,7 @@ type kvInput struct {
 // until a Put; porcupine checks each key's history on its own.
 var kvModel = porcupine.Model{
 	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range history {
-			k := op.Input.(kvInput).key
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], op)
-		}
-		out := make([][]porcupine.Operation, 0, len(keys))
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
+		return partitionBy(history, func(op porcupine.Operation) string { return op.Input.(kvInput).key })
 	},
 	Init: func() any { return "" },
 	Step: func(state, input, output any) (bool, any) {
@@ -70,21 +57,75 @@ var kvModel = porcupine.Model{
 	},
 }
 
-// history records the operations of a workload for porcupine.
+// partitionBy splits a history by the key of each operation, in the order
+// the keys first appear.
+func partitionBy(history []porcupine.Operation, key func(porcupine.Operation) string) [][]porcupine.Operation {
+	byKey := map[string][]porcupine.Operation{}
+	var keys []string
+	for _, op := range history {
+		k := key(op)
+		if _, ok := byKey[k]; !ok {
+			keys = append(keys, k)
+		}
+		byKey[k] = append(byKey[k], op)
+	}
+	out := make([][]porcupine.Operation, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, byKey[k])
+	}
+	return out
+}
+
+// opLog is a history of operations for porcupine, each tagged with the
+// window (see kvWorkload.nextWindow) whose keys it used, so that a long run
+// can check and drop the windows that are over.
+type opLog struct {
+	done atomic.Int64 // operations recorded so far
+
+	mu  sync.Mutex
+	ops []porcupine.Operation
+	win []int64 // the window of each op
+}
+
+func (l *opLog) add(op porcupine.Operation, window int64) {
+	l.mu.Lock()
+	l.ops = append(l.ops, op)
+	l.win = append(l.win, window)
+	l.mu.Unlock()
+	l.done.Add(1)
+}
+
+// take removes and returns the operations of windows up to upTo.
+func (l *opLog) take(upTo int64) []porcupine.Operation {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out, keep []porcupine.Operation
+	var keepWin []int64
+	for i, op := range l.ops {
+		if l.win[i] <= upTo {
+			out = append(out, op)
+		} else {
+			keep = append(keep, op)
+			keepWin = append(keepWin, l.win[i])
+		}
+	}
+	l.ops, l.win = keep, keepWin
+	return out
+}
+
+// history records the Puts and Gets of a workload.
 type history struct {
+	opLog
 	origin time.Time
-	mu     sync.Mutex
-	ops    []porcupine.Operation
-	done   atomic.Int64
 }
 
 func (h *history) now() int64 { return time.Since(h.origin).Nanoseconds() }
 
 // do runs one Put (put set) or linearizable Get of key by client id and
-// records it. A failed Put may or may not have been applied: it is
+// records it in window. A failed Put may or may not have been applied: it is
 // recorded as returning at the end of time. A failed Get observed nothing
 // and is left out.
-func (h *history) do(ctx context.Context, c *client.Client, id int, in kvInput) {
+func (h *history) do(ctx context.Context, c *client.Client, id int, window int64, in kvInput) {
 	call := h.now()
 	op := porcupine.Operation{ClientId: id, Input: in, Call: call, Output: ""}
 	if in.put {
@@ -104,18 +145,7 @@ func (h *history) do(ctx context.Context, c *client.Client, id int, in kvInput) 
 			return
 		}
 	}
-	h.mu.Lock()
-	h.ops = append(h.ops, op)
-	h.mu.Unlock()
-	h.done.Add(1)
-}
-
-// check fails the test unless the history is linearizable.
-func (h *history) check(t *testing.T) {
-	t.Helper()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	checkLinearizable(t, kvModel, h.ops, "operations")
+	h.add(op, window)
 }
 
 // checkLinearizable fails the test unless ops are linearizable under model
@@ -167,18 +197,20 @@ func (p *proc) running(t *testing.T) {
 // one call at a time each, recorded in a history.
 type kvWorkload struct {
 	h       *history
+	window  atomic.Int64    // the keys in use are /w<window>-k<i>
 	ctx     context.Context // ends when the workload stops
 	stop    context.CancelFunc
 	keys    int
+	maxOps  int // per client
 	clients []*client.Client
 	wg      sync.WaitGroup
 }
 
-// startKVWorkload starts clients on keys /k0.../k<keys-1>: the even ones
-// Put and Get, the odd ones only Get.
-func startKVWorkload(t *testing.T, ctx context.Context, cell *procCell, clients, keys int) *kvWorkload {
+// startKVWorkload starts clients on keys k0...k<keys-1>, each client doing
+// at most maxOps calls: the even ones Put and Get, the odd ones only Get.
+func startKVWorkload(t *testing.T, ctx context.Context, cell *procCell, clients, keys, maxOps int) *kvWorkload {
 	t.Helper()
-	w := &kvWorkload{h: &history{origin: time.Now()}, keys: keys}
+	w := &kvWorkload{h: &history{origin: time.Now()}, keys: keys, maxOps: maxOps}
 	w.ctx, w.stop = context.WithCancel(ctx)
 	for i := range clients {
 		w.add(t, cell.endpoints, i%2 == 1)
@@ -202,17 +234,26 @@ func (w *kvWorkload) add(t *testing.T, endpoints []string, reader bool) {
 	w.clients = append(w.clients, c)
 	rng := rand.New(rand.NewPCG(uint64(id), 11))
 	w.wg.Go(func() {
-		for n := 0; n < 10_000 && w.ctx.Err() == nil; n++ {
+		for n := 0; n < w.maxOps && w.ctx.Err() == nil; n++ {
 			octx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
-			in := kvInput{key: fmt.Sprintf("/k%d", rng.IntN(w.keys))}
+			win := w.window.Load()
+			in := kvInput{key: w.key(win, rng.IntN(w.keys))}
 			if !reader && rng.IntN(2) == 0 {
 				in.put, in.value = true, fmt.Sprintf("c%d-%d", id, n)
 			}
-			w.h.do(octx, c, id, in)
+			w.h.do(octx, c, id, win, in)
 			cancel()
 		}
 	})
 }
+
+// key returns the path of key i in window win. A new window (nextWindow)
+// starts on fresh keys, so the history of each key, which porcupine checks
+// on its own, stays short however long the workload runs.
+func (w *kvWorkload) key(win int64, i int) string { return fmt.Sprintf("/w%d-k%d", win, i) }
+
+// nextWindow moves the clients to fresh keys.
+func (w *kvWorkload) nextWindow() { w.window.Add(1) }
 
 // progress waits up to a minute for 200 more operations to complete.
 func (w *kvWorkload) progress(t *testing.T, what string) {
@@ -221,16 +262,17 @@ func (w *kvWorkload) progress(t *testing.T, what string) {
 	testutil.WaitFor(t, 60*time.Second, what, func() bool { return w.h.done.Load() >= base+200 })
 }
 
-// finish stops the clients, reads every key once more (the last word on
-// each) and checks the history with porcupine.
+// finish stops the clients, reads every key of the current window once
+// more (the last word on each) and checks the history with porcupine.
 func (w *kvWorkload) finish(t *testing.T, ctx context.Context) {
 	t.Helper()
 	w.stop()
 	w.wg.Wait()
+	win := w.window.Load()
 	for k := range w.keys {
-		w.h.do(ctx, w.clients[0], 0, kvInput{key: fmt.Sprintf("/k%d", k)})
+		w.h.do(ctx, w.clients[0], 0, win, kvInput{key: w.key(win, k)})
 	}
-	w.h.check(t)
+	checkLinearizable(t, kvModel, w.h.take(math.MaxInt64), "operations")
 }
 
 // TestPausedReplicas (S10): under a workload of Puts and linearizable Gets
@@ -244,7 +286,7 @@ func TestPausedReplicas(t *testing.T) {
 	defer cancel()
 	cell := startProcCell(t, ctx, cellOptions{})
 	const lease = time.Second
-	w := startKVWorkload(t, ctx, cell, 4, 3)
+	w := startKVWorkload(t, ctx, cell, 4, 3, 200_000)
 	w.progress(t, "progress before the pauses")
 
 	leader := cell.leader(ctx)
@@ -320,7 +362,7 @@ func leaderLinkFault(t *testing.T, what string, fault func(c *procCell, n *node,
 	defer cancel()
 	cell := startProcCell(t, ctx, cellOptions{proxied: true})
 	const lease = time.Second
-	w := startKVWorkload(t, ctx, cell, 4, 3)
+	w := startKVWorkload(t, ctx, cell, 4, 3, 200_000)
 	w.progress(t, "progress before the fault")
 
 	old := cell.leader(ctx)
@@ -460,21 +502,26 @@ func TestKillWholeCell(t *testing.T) {
 	}
 }
 
-// lockInput is one call on the exclusive lock of the lock workload.
+// lockInput is one call on an exclusive lock of the lock workload.
 type lockInput struct {
+	path string
 	kind string // "grant" (Lock returned), "check" (CheckSequencer) or "release" (Unlock)
 	gen  uint64 // the grant's lock generation (the output of a Lock)
 }
 
-// lockState is the lock as the model sees it: the generation holding it (0
-// if free) and the last one granted.
+// lockState is a lock as the model sees it: the generation holding it (0 if
+// free) and the last one granted.
 type lockState struct{ holder, last uint64 }
 
-// lockModel is one exclusive lock: a grant needs it free and has a later
-// generation than every earlier grant, a release needs the releasing grant
-// to hold it, and CheckSequencer answers true exactly for the holder. Two
-// clients holding the lock at once make a history with no linearization.
+// lockModel is a set of exclusive locks, one per path: a grant needs the
+// lock free and has a later generation than every earlier grant, a release
+// needs the releasing grant to hold it, and CheckSequencer answers true
+// exactly for the holder. Two clients holding one lock at once make a
+// history with no linearization.
 var lockModel = porcupine.Model{
+	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+		return partitionBy(history, func(op porcupine.Operation) string { return op.Input.(lockInput).path })
+	},
 	Init: func() any { return lockState{} },
 	Step: func(state, input, output any) (bool, any) {
 		s, in := state.(lockState), input.(lockInput)
@@ -495,112 +542,137 @@ var lockModel = porcupine.Model{
 	DescribeOperation: func(input, output any) string {
 		in := input.(lockInput)
 		if in.kind == "check" {
-			return fmt.Sprintf("check %d -> %v", in.gen, output)
+			return fmt.Sprintf("%s check %d -> %v", in.path, in.gen, output)
 		}
-		return fmt.Sprintf("%s %d", in.kind, in.gen)
+		return fmt.Sprintf("%s %s %d", in.path, in.kind, in.gen)
 	},
 }
 
-// TestLockUnderFaults: clients take turns on one exclusive lock (Lock,
-// CheckSequencer, Unlock) while the leader is cut off from its followers,
-// then paused beyond its lease, then killed and restarted. Every call has a
-// minute, so each outcome is known; porcupine then checks the history
-// against one exclusive lock: never two holders, generations increasing,
-// a holder's sequencer valid while it holds.
-func TestLockUnderFaults(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cell := startProcCell(t, ctx, cellOptions{proxied: true})
-	const lockers, lease = 4, time.Second
-	origin := time.Now()
-	now := func() int64 { return time.Since(origin).Nanoseconds() }
-	var (
-		mu   sync.Mutex
-		ops  []porcupine.Operation
-		done atomic.Int64
-		errs []error
-	)
-	record := func(id int, in lockInput, out any, call int64) {
-		mu.Lock()
-		ops = append(ops, porcupine.Operation{ClientId: id, Input: in, Output: out, Call: call, Return: now()})
-		mu.Unlock()
-		done.Add(1)
-	}
-	fail := func(err error) {
-		mu.Lock()
-		errs = append(errs, err)
-		mu.Unlock()
-	}
-	wctx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
+// lockWorkload is clients taking turns on one exclusive lock (a fresh one
+// per window): Lock, CheckSequencer, Unlock, each call with a minute, so
+// its outcome is known; a call that fails anyway is an error of the test.
+type lockWorkload struct {
+	opLog
+	origin time.Time
+	window atomic.Int64
+	ctx    context.Context
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+
+	errMu sync.Mutex
+	errs  []error
+}
+
+// startLockWorkload starts lockers clients on the lock, each taking at most
+// maxTurns turns.
+func startLockWorkload(t *testing.T, ctx context.Context, cell *procCell, lockers, maxTurns int) *lockWorkload {
+	t.Helper()
+	w := &lockWorkload{origin: time.Now()}
+	w.ctx, w.stop = context.WithCancel(ctx)
 	for id := range lockers {
 		c, err := client.Dial(ctx, client.Config{Endpoints: cell.endpoints, Grace: time.Minute})
 		if err != nil {
 			t.Fatalf("Dial: %v", err)
 		}
-		defer c.Close()
-		wg.Go(func() {
-			for n := 0; n < 10_000 && wctx.Err() == nil; n++ {
-				// Once a Lock is called it runs to its end, even past the
-				// workload's: an abandoned grant would have no release.
-				octx, cancel := context.WithTimeout(context.WithoutCancel(wctx), time.Minute)
-				call := now()
-				l, err := c.Lock(octx, "/lk")
-				if err != nil {
-					cancel()
-					fail(fmt.Errorf("client %d: Lock: %w", id, err))
+		t.Cleanup(func() { c.Close() })
+		w.wg.Go(func() {
+			for n := 0; n < maxTurns && w.ctx.Err() == nil; n++ {
+				if err := w.turn(c, id); err != nil {
+					w.errMu.Lock()
+					w.errs = append(w.errs, fmt.Errorf("client %d: %w", id, err))
+					w.errMu.Unlock()
 					return
 				}
-				gen := l.Sequencer().LockGen
-				record(id, lockInput{kind: "grant", gen: gen}, nil, call)
-				call = now()
-				ok, err := c.CheckSequencer(octx, l.Sequencer())
-				if err == nil {
-					record(id, lockInput{kind: "check", gen: gen}, ok, call)
-				}
-				call = now()
-				if err := l.Unlock(octx); err != nil {
-					cancel()
-					fail(fmt.Errorf("client %d: Unlock of generation %d: %w", id, gen, err))
-					return
-				}
-				record(id, lockInput{kind: "release", gen: gen}, nil, call)
-				cancel()
 			}
 		})
 	}
-	progress := func(what string) {
-		t.Helper()
-		base := done.Load()
-		testutil.WaitFor(t, 60*time.Second, what, func() bool { return done.Load() >= base+60 })
+	return w
+}
+
+func (w *lockWorkload) now() int64 { return time.Since(w.origin).Nanoseconds() }
+
+func (w *lockWorkload) record(id int, win int64, in lockInput, out any, call int64) {
+	w.add(porcupine.Operation{ClientId: id, Input: in, Output: out, Call: call, Return: w.now()}, win)
+}
+
+// turn is one Lock, CheckSequencer and Unlock of client id. Once a Lock is
+// called it runs to its end, even past the workload's: an abandoned grant
+// would have no release.
+func (w *lockWorkload) turn(c *client.Client, id int) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), time.Minute)
+	defer cancel()
+	win := w.window.Load()
+	path := fmt.Sprintf("/lk-w%d", win)
+	call := w.now()
+	l, err := c.Lock(ctx, path)
+	if err != nil {
+		return fmt.Errorf("Lock %s: %w", path, err)
 	}
-	progress("lock handoffs before the faults")
+	gen := l.Sequencer().LockGen
+	w.record(id, win, lockInput{path: path, kind: "grant", gen: gen}, nil, call)
+	call = w.now()
+	if ok, err := c.CheckSequencer(ctx, l.Sequencer()); err == nil {
+		w.record(id, win, lockInput{path: path, kind: "check", gen: gen}, ok, call)
+	}
+	call = w.now()
+	if err := l.Unlock(ctx); err != nil {
+		return fmt.Errorf("Unlock %s generation %d: %w", path, gen, err)
+	}
+	w.record(id, win, lockInput{path: path, kind: "release", gen: gen}, nil, call)
+	return nil
+}
+
+// progress waits up to a minute for 60 more lock calls to complete.
+func (w *lockWorkload) progress(t *testing.T, what string) {
+	t.Helper()
+	base := w.done.Load()
+	testutil.WaitFor(t, 60*time.Second, what, func() bool { return w.done.Load() >= base+60 })
+}
+
+// finish stops the lockers and checks the history: no failed call, and
+// porcupine against one exclusive lock per path.
+func (w *lockWorkload) finish(t *testing.T) {
+	t.Helper()
+	w.stop()
+	w.wg.Wait()
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	for _, err := range w.errs {
+		t.Errorf("a lock call failed (each has a minute; a minority fault must not stop one): %v", err)
+	}
+	checkLinearizable(t, lockModel, w.take(math.MaxInt64), "lock operations")
+}
+
+// TestLockUnderFaults: clients take turns on one exclusive lock (Lock,
+// CheckSequencer, Unlock) while the leader is cut off from its followers,
+// then paused beyond its lease, then killed and restarted. Porcupine then
+// checks the history against one exclusive lock: never two holders,
+// generations increasing, a holder's sequencer valid while it holds.
+func TestLockUnderFaults(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cell := startProcCell(t, ctx, cellOptions{proxied: true})
+	const lease = time.Second
+	w := startLockWorkload(t, ctx, cell, 4, 100_000)
+	w.progress(t, "lock handoffs before the faults")
 
 	old := cell.leader(ctx)
 	cell.isolate(old, true)
-	progress("lock handoffs while the leader is cut off")
+	w.progress(t, "lock handoffs while the leader is cut off")
 	time.Sleep(3 * lease)
 	cell.isolate(old, false)
-	progress("lock handoffs after the partition healed")
+	w.progress(t, "lock handoffs after the partition healed")
 
 	leader := cell.leader(ctx)
 	leader.p.pause(t, 3*lease)
-	progress("lock handoffs after the leader's pause")
+	w.progress(t, "lock handoffs after the leader's pause")
 
 	leader = cell.leader(ctx)
 	leader.p.stop(t, syscall.SIGKILL, 10*time.Second)
-	progress("lock handoffs after the leader was killed")
+	w.progress(t, "lock handoffs after the leader was killed")
 	cell.start(leader)
-	progress("lock handoffs after the restart")
-	stop()
-	wg.Wait()
-
-	mu.Lock()
-	defer mu.Unlock()
-	for _, err := range errs {
-		t.Errorf("a lock call failed (each has a minute; a minority fault must not stop one): %v", err)
-	}
-	checkLinearizable(t, lockModel, ops, "lock operations (one exclusive lock)")
+	w.progress(t, "lock handoffs after the restart")
+	w.finish(t)
 }
 
 // TestRollingRestart (S13): each replica in turn, the leader last, is

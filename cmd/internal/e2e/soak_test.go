@@ -1,0 +1,160 @@
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	soakTime = flag.Duration("soak", 0, "run TestSoak's random faults for this long (0: skip it)")
+	soakSeed = flag.Uint64("soak-seed", 0, "seed of TestSoak's fault schedule (0: from the clock)")
+)
+
+// nemesis is one kind of fault TestSoak injects: it breaks the cell and
+// returns the function that mends it.
+type nemesis struct {
+	name  string
+	apply func(t *testing.T, cell *procCell, target *node, rng *rand.Rand) (heal func())
+}
+
+// nemeses are the faults of the soak, each aimed at the leader or a
+// follower (reliability.md S28: a random composition of the single-fault
+// scenarios).
+var nemeses = []nemesis{
+	{"cut off", func(t *testing.T, c *procCell, n *node, _ *rand.Rand) func() {
+		c.isolate(n, true)
+		return func() { c.isolate(n, false) }
+	}},
+	{"blackholed", func(t *testing.T, c *procCell, n *node, _ *rand.Rand) func() {
+		c.setLinks(n, linkBlackhole)
+		return func() { c.setLinks(n, linkOpen) }
+	}},
+	{"deaf", func(t *testing.T, c *procCell, n *node, _ *rand.Rand) func() {
+		c.deafen(n, true)
+		return func() { c.deafen(n, false) }
+	}},
+	{"paused", func(t *testing.T, c *procCell, n *node, _ *rand.Rand) func() {
+		if err := n.p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatalf("SIGSTOP to %s: %v", n.p.name, err)
+		}
+		return func() { n.p.cmd.Process.Signal(syscall.SIGCONT) }
+	}},
+	{"killed", func(t *testing.T, c *procCell, n *node, _ *rand.Rand) func() {
+		n.p.stop(t, syscall.SIGKILL, 10*time.Second)
+		return func() { c.start(n) }
+	}},
+	{"stopped with SIGTERM", func(t *testing.T, c *procCell, n *node, _ *rand.Rand) func() {
+		if code := n.p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+			t.Errorf("latchd %d exit %d after SIGTERM; want 0", n.id, code)
+		}
+		return func() { c.start(n) }
+	}},
+}
+
+// waitUntil polls cond every 50 ms for up to d and reports whether it held.
+func waitUntil(d time.Duration, cond func() bool) bool {
+	for end := time.Now().Add(d); ; time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+		if time.Now().After(end) {
+			return false
+		}
+	}
+}
+
+// TestSoak (S28) runs the Put/Get and lock workloads for -soak, injecting
+// one random fault after another (a replica cut off, blackholed, deaf,
+// paused, killed or stopped; the leader half of the time) for one to five
+// seconds each, healing it, and requiring progress of both workloads
+// before the next. Each fault cycle moves the workloads to fresh keys and a
+// fresh lock, and porcupine checks (and forgets) the histories of the
+// cycles that are over as the soak goes, so it can run for hours. It is skipped unless -soak is set:
+//
+//	go test ./cmd/internal/e2e -run TestSoak -soak=10m -timeout 0 -v
+//
+// A failure prints the seed; -soak-seed replays the fault schedule (not
+// the timing).
+func TestSoak(t *testing.T) {
+	if *soakTime <= 0 {
+		t.Skip("run with -soak=D (and -timeout 0 for long runs) to soak the cell in random faults")
+	}
+	seed := *soakSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("soak seed %d (replay the schedule with -soak-seed=%d)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	ctx, cancel := context.WithTimeout(context.Background(), *soakTime+5*time.Minute)
+	defer cancel()
+	cell := startProcCell(t, ctx, cellOptions{proxied: true})
+	// The workloads end with the soak (ctx), not after a count.
+	kv := startKVWorkload(t, ctx, cell, 4, 3, math.MaxInt)
+	locks := startLockWorkload(t, ctx, cell, 3, math.MaxInt)
+	progress := func(what string) {
+		t.Helper()
+		kvBase, lockBase := kv.h.done.Load(), locks.done.Load()
+		ok := waitUntil(60*time.Second, func() bool {
+			return kv.h.done.Load() >= kvBase+200 && locks.done.Load() >= lockBase+60
+		})
+		if !ok {
+			out, errs, _ := run(t, ctx, cell.latch, cell.env, "", "-o", "json", "--command-timeout", "2s", "members")
+			t.Fatalf("no progress within 60 s %s: %d Put/Get calls and %d lock calls completed since (want 200 and 60); members: %s %s",
+				what, kv.h.done.Load()-kvBase, locks.done.Load()-lockBase, out, errs)
+		}
+	}
+	progress("before the faults")
+
+	// Each cycle starts a window; the histories of a window are checked,
+	// and dropped, once no call of it can still be running: 5 s for Puts
+	// and Gets, a minute for a lock turn.
+	started := []time.Time{kv.h.origin}
+	over := func(grace time.Duration) int64 {
+		last := int64(-1)
+		for w := 1; w < len(started); w++ {
+			if time.Since(started[w]) > grace {
+				last = int64(w - 1)
+			}
+		}
+		return last
+	}
+	end := time.Now().Add(*soakTime)
+	for cycle := 1; time.Now().Before(end); cycle++ {
+		kv.nextWindow()
+		locks.window.Add(1)
+		started = append(started, time.Now())
+		nem := nemeses[rng.IntN(len(nemeses))]
+		target := cell.leader(ctx)
+		role := "leader"
+		if rng.IntN(2) == 0 {
+			target, role = cell.nodes[(target.id+rng.IntN(2))%len(cell.nodes)], "follower"
+		}
+		hold := time.Duration(1000+rng.IntN(4000)) * time.Millisecond
+		t.Logf("cycle %d: %s latchd %d %s for %v", cycle, role, target.id, nem.name, hold)
+		heal := nem.apply(t, cell, target, rng)
+		time.Sleep(hold)
+		heal()
+		progress(fmt.Sprintf("after cycle %d (%s %s)", cycle, role, nem.name))
+		for _, n := range cell.nodes {
+			n.p.running(t)
+		}
+		if ops := kv.h.take(over(6 * time.Second)); len(ops) > 0 {
+			checkLinearizable(t, kvModel, ops, "Puts and Gets of earlier cycles")
+		}
+		if ops := locks.take(over(65 * time.Second)); len(ops) > 0 {
+			checkLinearizable(t, lockModel, ops, "lock calls of earlier cycles")
+		}
+		time.Sleep(time.Duration(200+rng.IntN(1500)) * time.Millisecond)
+	}
+	for _, n := range cell.nodes {
+		cell.caughtUp(ctx, n)
+	}
+	kv.finish(t, ctx)
+	locks.finish(t)
+}
