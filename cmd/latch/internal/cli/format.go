@@ -4,9 +4,11 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/latchd/latch/client"
@@ -149,6 +151,16 @@ func newTable(out io.Writer, header ...string) *table {
 	return t
 }
 
-func (t *table) row(cols ...string) { fmt.Fprintln(t.w, strings.Join(cols, "\t")) }
+// row writes one row. A column with control characters (a tab or a
+// newline in a client's session name, say) is written quoted, so it cannot
+// break the table's columns or rows.
+func (t *table) row(cols ...string) {
+	for i, c := range cols {
+		if strings.ContainsFunc(c, unicode.IsControl) {
+			cols[i] = strconv.Quote(c)
+		}
+	}
+	fmt.Fprintln(t.w, strings.Join(cols, "\t"))
+}
 
 func (t *table) flush() error { return t.w.Flush() }
