@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -44,17 +45,20 @@ type cellOptions struct {
 	// proxied routes each replica-to-replica connection through a
 	// linkProxy of the test, so that links can be cut (partitions).
 	proxied bool
+	// replicas is the size of the cell (3 if 0).
+	replicas int
 }
 
 // startProcCell writes a config file per replica (lease 1s, heartbeat
-// 50ms, plus opts.extra), starts the three latchd processes and returns
-// once one of them leads.
+// 50ms, plus opts.extra), starts the latchd processes and returns once one
+// of them leads.
 func startProcCell(t *testing.T, ctx context.Context, opts cellOptions) *procCell {
 	t.Helper()
 	latchd, latch := build(t)
 	dir := t.TempDir()
-	addrs := freeAddrs(t, 9)
-	c := &procCell{t: t, latchd: latchd, latch: latch, nodes: make([]*node, 3), links: map[[2]int]*linkProxy{}}
+	size := cmp.Or(opts.replicas, 3)
+	addrs := freeAddrs(t, 3*size)
+	c := &procCell{t: t, latchd: latchd, latch: latch, nodes: make([]*node, size), links: map[[2]int]*linkProxy{}}
 	for i := range c.nodes {
 		n := &node{id: i + 1, peer: addrs[3*i], client: addrs[3*i+1], admin: addrs[3*i+2]}
 		c.nodes[i] = n

@@ -11,7 +11,8 @@
 // partitions (S5, S6): each replica-to-replica link runs through a proxy of
 // the test (replica i is told that replica j listens on the proxy), which
 // can cut it, blackhole it, or blackhole one direction (S8) while clients
-// still reach every replica. Histories of Puts and
+// still reach every replica; partitions of any shape (a bridge, a ring of
+// majorities: S7) are made of cut links. Histories of Puts and
 // linearizable Gets, and of Lock, CheckSequencer and Unlock on one lock
 // through a partition, a pause and a kill of the leader (S2), are checked
 // with porcupine. A rolling restart (S13), with SIGTERM and then SIGKILL,

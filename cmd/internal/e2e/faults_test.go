@@ -381,6 +381,40 @@ func leaderLinkFault(t *testing.T, what string, fault func(c *procCell, n *node,
 	w.finish(t, ctx)
 }
 
+// TestBridgeAndRing (S7): in a cell of five, the replicas are split into
+// {1, 2} and {4, 5} with 3 linked to both sides (a bridge: two majorities
+// that share 3), then every replica is linked only to its two neighbours
+// on a ring (each sees a different majority), each for eight seconds under
+// the Put/Get workload. Either way some majority can elect a leader and
+// keep it; the cell must make progress meanwhile (no leaders deposing each
+// other for ever) and the history must be linearizable.
+func TestBridgeAndRing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cell := startProcCell(t, ctx, cellOptions{proxied: true, replicas: 5})
+	w := startKVWorkload(t, ctx, cell, 4, 3, 200_000)
+	w.progress(t, "progress before the partitions")
+	for _, p := range []struct {
+		name      string
+		connected func(a, b int) bool
+	}{
+		{"bridge", func(a, b int) bool { return a == 3 || b == 3 || (a <= 2) == (b <= 2) }},
+		{"ring", func(a, b int) bool { return b-a == 1 || b-a == 4 }},
+	} {
+		cell.shape(p.connected)
+		w.progress(t, "progress in the "+p.name)
+		time.Sleep(8 * time.Second)
+		w.progress(t, "progress late in the "+p.name)
+		t.Logf("%s: leader latchd %d", p.name, cell.leader(ctx).id)
+		cell.shape(func(a, b int) bool { return true })
+		w.progress(t, "progress after the "+p.name+" healed")
+	}
+	w.finish(t, ctx)
+	for _, n := range cell.nodes {
+		cell.caughtUp(ctx, n)
+	}
+}
+
 // TestPausedLockHolder (S11): a `latch lock -- CMD` process is paused with
 // SIGSTOP while it holds a lock, longer than its session lease. Its CMD
 // runs on, unaware (the case fencing exists for). The cell expires the

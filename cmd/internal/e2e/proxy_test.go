@@ -229,6 +229,18 @@ func (c *procCell) deafen(n *node, deaf bool) {
 	}
 }
 
+// shape cuts every link between replicas a < b (ids) that connected
+// reports false and opens every other: a partition of any shape.
+func (c *procCell) shape(connected func(a, b int) bool) {
+	for ends, l := range c.links {
+		if connected(ends[0], ends[1]) {
+			l.set(linkOpen)
+		} else {
+			l.set(linkCut)
+		}
+	}
+}
+
 // setLinks sets the state of every link of replica n.
 func (c *procCell) setLinks(n *node, s linkState) {
 	for ends, l := range c.links {

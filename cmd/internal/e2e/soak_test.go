@@ -49,6 +49,19 @@ var nemeses = []nemesis{
 		n.p.stop(t, syscall.SIGKILL, 10*time.Second)
 		return func() { c.start(n) }
 	}},
+	{"killed with the whole cell", func(t *testing.T, c *procCell, _ *node, _ *rand.Rand) func() {
+		for _, n := range c.nodes {
+			n.p.cmd.Process.Signal(syscall.SIGKILL)
+		}
+		for _, n := range c.nodes {
+			n.p.wait(t, 10*time.Second)
+		}
+		return func() {
+			for _, n := range c.nodes {
+				c.start(n)
+			}
+		}
+	}},
 	{"stopped with SIGTERM", func(t *testing.T, c *procCell, n *node, _ *rand.Rand) func() {
 		if code := n.p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
 			t.Errorf("latchd %d exit %d after SIGTERM; want 0", n.id, code)
@@ -71,11 +84,12 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 
 // TestSoak (S28) runs the Put/Get and lock workloads for -soak, injecting
 // one random fault after another (a replica cut off, blackholed, deaf,
-// paused, killed or stopped; the leader half of the time) for one to five
-// seconds each, healing it, and requiring progress of both workloads
-// before the next. Each fault cycle moves the workloads to fresh keys and a
-// fresh lock, and porcupine checks (and forgets) the histories of the
-// cycles that are over as the soak goes, so it can run for hours. It is skipped unless -soak is set:
+// paused, killed or stopped, the leader half of the time; or the whole
+// cell killed) for one to five seconds each, healing it, and requiring
+// progress of both workloads before the next. Each fault cycle moves the
+// workloads to fresh keys and a fresh lock, and porcupine checks (and
+// forgets) the histories of the cycles that are over as the soak goes, so
+// it can run for hours. It is skipped unless -soak is set:
 //
 //	go test ./cmd/internal/e2e -run TestSoak -soak=10m -timeout 0 -v
 //
