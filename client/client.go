@@ -359,14 +359,17 @@ func (c *Client) doOn(ctx context.Context, op string, req wire.Message, co callO
 				c.sleep(ctx, attempt)
 				continue
 			case we.Code == wire.Unavailable:
-				// This replica cannot serve now: it knows of no leader
-				// (cut off from its peers, say), is taking over, or its
-				// log did not answer in time. Another may: move on to the
-				// next endpoint, as after a NotLeader that names nobody.
-				// Staying would keep a client on a replica cut off from
+				// This replica cannot serve now. If it names itself as the
+				// leader (taking over, or its log was slow), retry here;
+				// if it names another replica, go there; if it knows of no
+				// leader (cut off from its peers, say), move on to the
+				// next endpoint, as after a NotLeader that names nobody:
+				// staying would keep a client on a replica cut off from
 				// the cell until its session expired.
 				lastErr = err
-				c.pool.redirect(cn, "")
+				if we.Leader != cn.addr {
+					c.pool.redirect(cn, we.Leader)
+				}
 				c.sleep(ctx, attempt)
 				continue
 			case we.Code == wire.SessionExpired:

@@ -147,8 +147,11 @@ func (c *Client) handleKeepAlive(r kaResult, acked *uint64, lastServer *string) 
 				c.pool.redirect(r.conn, we.Leader)
 				return kaRedirected
 			case wire.Unavailable:
-				// As in doOn: another replica may reach the leader.
-				c.pool.redirect(r.conn, "")
+				// As in doOn: stay if the replica names itself as the
+				// leader, else go to the one it names or the next.
+				if we.Leader != r.conn.addr {
+					c.pool.redirect(r.conn, we.Leader)
+				}
 			}
 			c.log.Debug("client: KeepAlive failed", "err", we)
 			return kaFailed

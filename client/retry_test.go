@@ -168,10 +168,12 @@ func TestHungReplicaIsLeftAfterAttemptTimeout(t *testing.T) {
 	}
 }
 
-// A replica that answers Unavailable (one cut off from its peers knows of
-// no leader) is left for the next endpoint, rather than asked again and
-// again: by a call, and by the session's KeepAlives.
-func TestUnavailableReplicaIsLeft(t *testing.T) {
+// A replica that answers Unavailable naming no leader (one cut off from its
+// peers knows of none) is left for the next endpoint, rather than asked
+// again and again: by a call, and by the session's KeepAlives. One that
+// names itself (a leader taking over, or whose log was slow) is asked again
+// on the same connection.
+func TestUnavailableMovesOnUnlessTheReplicaLeads(t *testing.T) {
 	unavailable := wire.Errorf(wire.Unavailable, "no leader known; retry")
 	start := func() (a, b *fakeServer) {
 		b = startFake(t, "2", func(m wire.Message) fakeAnswer {
@@ -195,6 +197,35 @@ func TestUnavailableReplicaIsLeft(t *testing.T) {
 		st, err := c.Stat(bg(t), "/a")
 		if err != nil || st.Instance != 2 {
 			t.Fatalf("Stat = %+v, %v; want replica 2's answer", st, err)
+		}
+	})
+	t.Run("naming itself", func(t *testing.T) {
+		// A leader that names itself (taking over, or its log was slow)
+		// is asked again on the same connection.
+		var a *fakeServer
+		var n atomic.Int32
+		a = startFake(t, "1", func(m wire.Message) fakeAnswer {
+			if _, ok := m.(*wire.StatPath); ok {
+				if n.Add(1) <= 3 {
+					e := wire.Errorf(wire.Unavailable, "taking over")
+					e.Leader = a.addr()
+					return answer(e)
+				}
+				return answer(&wire.StatReply{Stat: wire.Stat{Instance: 1}})
+			}
+			return fakeAnswer{}
+		})
+		b := startFake(t, "2", nil)
+		c := dialFake(t, fakeConfig(a.addr(), b.addr()))
+		st, err := c.Stat(bg(t), "/a")
+		if err != nil || st.Instance != 1 {
+			t.Fatalf("Stat = %+v, %v; want replica 1's answer", st, err)
+		}
+		a.mu.Lock()
+		conns := len(a.conns)
+		a.mu.Unlock()
+		if conns != 1 || n.Load() != 4 {
+			t.Errorf("replica 1 saw %d connections and %d Stats; want 1 and 4", conns, n.Load())
 		}
 	})
 	t.Run("keepalive", func(t *testing.T) {

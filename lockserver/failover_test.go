@@ -253,4 +253,9 @@ func TestRedirects(t *testing.T) {
 	if codeOf(err) != wire.Unavailable {
 		t.Fatalf("Put without a quorum = %v; want Unavailable", err)
 	}
+	// It names itself (its log timed out: retry here) or nobody (it has
+	// stepped down: try elsewhere), never a replica that is gone.
+	if we := err.(*wire.Error); we.Leader != "" && we.Leader != c.Endpoints()[lead] {
+		t.Fatalf("Unavailable without a quorum names %s; want %s or nobody", we.Leader, c.Endpoints()[lead])
+	}
 }

@@ -297,10 +297,22 @@ func (s *Server) notLeader() *wire.Error {
 	case !ok:
 		return wire.Errorf(wire.Unavailable, "no leader known; retry")
 	case id == s.cfg.ID:
-		return wire.Errorf(wire.Unavailable, "this replica is taking over as leader; retry")
+		return s.unavailable("this replica is taking over as leader; retry")
 	}
 	return &wire.Error{Code: wire.NotLeader, Message: fmt.Sprintf("replica %d is not the leader; replica %d is", s.cfg.ID, id),
 		Leader: s.cfg.Members[id].Client}
+}
+
+// unavailable is an Unavailable error that names the leader when this
+// replica knows it (itself, if it leads but cannot serve the call just
+// now), so that the client retries there rather than moving on to another
+// replica: an Unavailable that names nobody sends clients elsewhere.
+func (s *Server) unavailable(format string, args ...any) *wire.Error {
+	e := wire.Errorf(wire.Unavailable, format, args...)
+	if addr, ok := s.leaderAddr(); ok {
+		e.Leader = addr
+	}
+	return e
 }
 
 // leaderAddr returns the leader's client address, or "".
@@ -363,11 +375,11 @@ func (s *Server) replicaError(ctx context.Context, err error) *wire.Error {
 	case errors.Is(err, replica.ErrTooLarge):
 		return wire.Errorf(wire.TooLarge, "%v", err)
 	case errors.Is(err, replica.ErrLeadershipLost):
-		return wire.Errorf(wire.Unavailable, "leadership changed; the request may have been applied: retry with the same request id")
+		return s.unavailable("leadership changed; the request may have been applied: retry with the same request id")
 	case errors.Is(err, replica.ErrClosed), errors.Is(err, replica.ErrFatal), errors.Is(err, replica.ErrNotStarted):
 		return wire.Errorf(wire.Unavailable, "replica is shutting down")
 	case errors.Is(err, context.DeadlineExceeded):
-		return wire.Errorf(wire.Unavailable, "timed out waiting for the log; the request may have been applied: retry with the same request id")
+		return s.unavailable("timed out waiting for the log; the request may have been applied: retry with the same request id")
 	case errors.Is(err, context.Canceled):
 		if s.ctx.Err() != nil {
 			return wire.Errorf(wire.Unavailable, "server shutting down")

@@ -73,8 +73,11 @@ func (c Code) Retryable() bool { return c == NotLeader || c == Unavailable }
 type Error struct {
 	Code    Code   `msgpack:"code"`
 	Message string `msgpack:"msg,omitempty"`
-	// Leader is the leader's client address when Code is NotLeader and the
-	// replica knows it; empty otherwise.
+	// Leader is the leader's client address when Code is NotLeader or
+	// Unavailable and the replica knows it; empty otherwise. An Unavailable
+	// that names the answering replica itself (a leader taking over, or
+	// one whose log did not answer in time) means "retry here"; one that
+	// names nobody means "try another replica".
 	Leader string `msgpack:"leader,omitempty"`
 }
 
