@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -137,6 +138,34 @@ func (c *procCell) leaderOtherThan(ctx context.Context, old *node) *node {
 		return leader != nil
 	})
 	return leader
+}
+
+// dial opens a client session on the given endpoints (the cell's if none),
+// with a minute of grace so that a fault of a few seconds does not end it;
+// it is closed at the end of the test.
+func (c *procCell) dial(ctx context.Context, endpoints ...string) *client.Client {
+	c.t.Helper()
+	if len(endpoints) == 0 {
+		endpoints = c.endpoints
+	}
+	cl, err := client.Dial(ctx, client.Config{Endpoints: endpoints, Grace: time.Minute})
+	if err != nil {
+		c.t.Fatalf("Dial: %v", err)
+	}
+	c.t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// killAll kills every replica with SIGKILL at once and waits for them to
+// exit; start brings each back on its data dir.
+func (c *procCell) killAll() {
+	c.t.Helper()
+	for _, n := range c.nodes {
+		n.p.cmd.Process.Signal(syscall.SIGKILL)
+	}
+	for _, n := range c.nodes {
+		n.p.wait(c.t, 10*time.Second)
+	}
 }
 
 // other returns a replica other than n.

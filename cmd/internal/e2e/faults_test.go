@@ -196,6 +196,7 @@ func (p *proc) running(t *testing.T) {
 // kvWorkload is clients doing Puts and linearizable Gets of a few keys,
 // one call at a time each, recorded in a history.
 type kvWorkload struct {
+	cell    *procCell
 	h       *history
 	window  atomic.Int64    // the keys in use are /w<window>-k<i>
 	ctx     context.Context // ends when the workload stops
@@ -210,7 +211,7 @@ type kvWorkload struct {
 // at most maxOps calls: the even ones Put and Get, the odd ones only Get.
 func startKVWorkload(t *testing.T, ctx context.Context, cell *procCell, clients, keys, maxOps int) *kvWorkload {
 	t.Helper()
-	w := &kvWorkload{h: &history{origin: time.Now()}, keys: keys, maxOps: maxOps}
+	w := &kvWorkload{cell: cell, h: &history{origin: time.Now()}, keys: keys, maxOps: maxOps}
 	w.ctx, w.stop = context.WithCancel(ctx)
 	for i := range clients {
 		w.add(t, cell.endpoints, i%2 == 1)
@@ -225,11 +226,7 @@ func startKVWorkload(t *testing.T, ctx context.Context, cell *procCell, clients,
 // in flight at a faulty replica when it recovers.
 func (w *kvWorkload) add(t *testing.T, endpoints []string, reader bool) {
 	t.Helper()
-	c, err := client.Dial(w.ctx, client.Config{Endpoints: endpoints, Grace: time.Minute})
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := w.cell.dial(w.ctx, endpoints...)
 	id := len(w.clients)
 	w.clients = append(w.clients, c)
 	rng := rand.New(rand.NewPCG(uint64(id), 11))
@@ -464,11 +461,7 @@ for i in $(seq 600); do sleep 0.1; done`, termA, seqA)
 		t.Errorf("B's lock generation %d is not after A's %d", sb.LockGen, sa.LockGen)
 	}
 
-	c, err := client.Dial(ctx, client.Config{Endpoints: cell.endpoints})
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	defer c.Close()
+	c := cell.dial(ctx)
 	for _, tc := range []struct {
 		who  string
 		seq  client.Sequencer
@@ -509,20 +502,10 @@ func TestKillWholeCell(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cell := startProcCell(t, ctx, cellOptions{})
-	c, err := client.Dial(ctx, client.Config{Endpoints: cell.endpoints, Grace: time.Minute})
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	defer c.Close()
-
+	c := cell.dial(ctx)
 	w := startWriters(ctx, c, 8, "/", 10*time.Second)
 	testutil.WaitFor(t, 30*time.Second, "writes before the kill", func() bool { return w.count() >= 500 })
-	for _, n := range cell.nodes {
-		n.p.cmd.Process.Signal(syscall.SIGKILL)
-	}
-	for _, n := range cell.nodes {
-		n.p.wait(t, 10*time.Second)
-	}
+	cell.killAll()
 	before := w.count()
 	for _, n := range cell.nodes {
 		cell.start(n)
@@ -604,11 +587,7 @@ func startLockWorkload(t *testing.T, ctx context.Context, cell *procCell, locker
 	w := &lockWorkload{origin: time.Now()}
 	w.ctx, w.stop = context.WithCancel(ctx)
 	for id := range lockers {
-		c, err := client.Dial(ctx, client.Config{Endpoints: cell.endpoints, Grace: time.Minute})
-		if err != nil {
-			t.Fatalf("Dial: %v", err)
-		}
-		t.Cleanup(func() { c.Close() })
+		c := cell.dial(ctx)
 		w.wg.Go(func() {
 			for n := 0; n < maxTurns && w.ctx.Err() == nil; n++ {
 				if err := w.turn(c, id); err != nil {
@@ -720,11 +699,7 @@ func TestRollingRestart(t *testing.T) {
 	defer cancel()
 	cell := startProcCell(t, ctx, cellOptions{})
 
-	holder, err := client.Dial(ctx, client.Config{Endpoints: cell.endpoints, Grace: time.Minute})
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	defer holder.Close()
+	holder := cell.dial(ctx)
 	events := holder.SessionEvents()
 	l, err := holder.Lock(ctx, "/held")
 	if err != nil {
@@ -733,11 +708,7 @@ func TestRollingRestart(t *testing.T) {
 	if _, err := holder.Put(ctx, "/svc-holder", []byte("here"), client.Ephemeral()); err != nil {
 		t.Fatalf("Put ephemeral: %v", err)
 	}
-	c, err := client.Dial(ctx, client.Config{Endpoints: cell.endpoints, Grace: time.Minute})
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	defer c.Close()
+	c := cell.dial(ctx)
 	w := startWriters(ctx, c, 4, "/roll-", 20*time.Second)
 	progress := func(what string) {
 		t.Helper()

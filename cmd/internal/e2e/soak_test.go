@@ -50,12 +50,7 @@ var nemeses = []nemesis{
 		return func() { c.start(n) }
 	}},
 	{"killed with the whole cell", func(t *testing.T, c *procCell, _ *node, _ *rand.Rand) func() {
-		for _, n := range c.nodes {
-			n.p.cmd.Process.Signal(syscall.SIGKILL)
-		}
-		for _, n := range c.nodes {
-			n.p.wait(t, 10*time.Second)
-		}
+		c.killAll()
 		return func() {
 			for _, n := range c.nodes {
 				c.start(n)

@@ -155,12 +155,14 @@ func newTable(out io.Writer, header ...string) *table {
 // newline in a client's session name, say) is written quoted, so it cannot
 // break the table's columns or rows.
 func (t *table) row(cols ...string) {
+	out := make([]string, len(cols))
 	for i, c := range cols {
+		out[i] = c
 		if strings.ContainsFunc(c, unicode.IsControl) {
-			cols[i] = strconv.Quote(c)
+			out[i] = strconv.Quote(c)
 		}
 	}
-	fmt.Fprintln(t.w, strings.Join(cols, "\t"))
+	fmt.Fprintln(t.w, strings.Join(out, "\t"))
 }
 
 func (t *table) flush() error { return t.w.Flush() }
