@@ -22,6 +22,7 @@ type node struct {
 	id                  int
 	peer, client, admin string
 	config              string
+	data                string // its dataDir
 	p                   *proc
 }
 
@@ -88,8 +89,9 @@ func startProcCell(t *testing.T, ctx context.Context, opts cellOptions) *procCel
 			jsonNodes = append(jsonNodes, fmt.Sprintf(`{"id": %d, "peer": %q, "client": %q, "http": %q}`, m.id, peer, m.client, m.admin))
 		}
 		n.config = filepath.Join(dir, fmt.Sprintf("latchd-%d.json", n.id))
+		n.data = filepath.Join(dir, fmt.Sprintf("data-%d", n.id))
 		cfg := fmt.Sprintf(`{"nodes": [%s], "myid": %d, "dataDir": %q, "lease": "1s", "heartbeat": "50ms"%s}`,
-			strings.Join(jsonNodes, ",\n  "), n.id, filepath.Join(dir, fmt.Sprintf("data-%d", n.id)), extra)
+			strings.Join(jsonNodes, ",\n  "), n.id, n.data, extra)
 		if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -688,6 +688,67 @@ func TestLockUnderFaults(t *testing.T) {
 	w.finish(t)
 }
 
+// TestCorruptLogRefused (S20, detection): one byte in the middle of a
+// stopped follower's Paxos journal is flipped. Started again, the replica
+// must refuse to run on it, with an error that says so (LevelDB's journal
+// checksums in strict mode), rather than drop records it may have
+// acknowledged; the other two replicas carry on.
+func TestCorruptLogRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cell := startProcCell(t, ctx, cellOptions{})
+	c := cell.dial(ctx)
+	w := startWriters(ctx, c, 8, "/", 10*time.Second)
+	victim := cell.other(cell.leader(ctx))
+	journal := func() (string, int64) {
+		files, _ := filepath.Glob(filepath.Join(victim.data, "paxos", "leveldb", "*.log"))
+		var name string
+		var size int64
+		for _, f := range files {
+			if st, err := os.Stat(f); err == nil && st.Size() > size {
+				name, size = f, st.Size()
+			}
+		}
+		return name, size
+	}
+	// Enough journal that its middle is far from the tail (a torn tail of
+	// never-synced records is repaired, not refused).
+	testutil.WaitFor(t, 60*time.Second, "a journal of 512 KiB on the follower", func() bool {
+		_, size := journal()
+		return size >= 512<<10
+	})
+	w.halt()
+	if code := victim.p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("latchd %d exit %d after SIGTERM", victim.id, code)
+	}
+	name, size := journal()
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, size/2); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x40
+	if _, err := f.WriteAt(b, size/2); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	cell.start(victim)
+	if code := victim.p.wait(t, 30*time.Second); code == 0 {
+		t.Fatalf("latchd %d ran on a corrupt journal (exit 0):\n%s", victim.id, tail(victim.p.out.String(), 2000))
+	}
+	if out := victim.p.out.String(); !strings.Contains(out, "corrupt") {
+		t.Errorf("latchd %d's error does not say the data is corrupt:\n%s", victim.id, tail(out, 2000))
+	}
+	if _, err := c.Put(ctx, "/after-corruption", []byte("x")); err != nil {
+		t.Errorf("Put on the two healthy replicas: %v", err)
+	}
+	w.verify(t, ctx, c)
+}
+
 // TestRollingRestart (S13): each replica in turn, the leader last, is
 // stopped and started again on its data dir while writers run and a client
 // holds a lock and an ephemeral node: first with SIGTERM (the leader hands
