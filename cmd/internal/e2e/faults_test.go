@@ -80,12 +80,16 @@ func partitionBy(history []porcupine.Operation, key func(porcupine.Operation) st
 // window (see kvWorkload.nextWindow) whose keys it used, so that a long run
 // can check and drop the windows that are over.
 type opLog struct {
-	done atomic.Int64 // operations recorded so far
+	origin time.Time    // operation times are counted from here
+	done   atomic.Int64 // operations recorded so far
 
 	mu  sync.Mutex
 	ops []porcupine.Operation
 	win []int64 // the window of each op
 }
+
+// now is the time for an operation's Call or Return.
+func (l *opLog) now() int64 { return time.Since(l.origin).Nanoseconds() }
 
 func (l *opLog) add(op porcupine.Operation, window int64) {
 	l.mu.Lock()
@@ -114,12 +118,7 @@ func (l *opLog) take(upTo int64) []porcupine.Operation {
 }
 
 // history records the Puts and Gets of a workload.
-type history struct {
-	opLog
-	origin time.Time
-}
-
-func (h *history) now() int64 { return time.Since(h.origin).Nanoseconds() }
+type history struct{ opLog }
 
 // do runs one Put (put set) or linearizable Get of key by client id and
 // records it in window. A failed Put may or may not have been applied: it is
@@ -211,7 +210,7 @@ type kvWorkload struct {
 // at most maxOps calls: the even ones Put and Get, the odd ones only Get.
 func startKVWorkload(t *testing.T, ctx context.Context, cell *procCell, clients, keys, maxOps int) *kvWorkload {
 	t.Helper()
-	w := &kvWorkload{cell: cell, h: &history{origin: time.Now()}, keys: keys, maxOps: maxOps}
+	w := &kvWorkload{cell: cell, h: &history{opLog{origin: time.Now()}}, keys: keys, maxOps: maxOps}
 	w.ctx, w.stop = context.WithCancel(ctx)
 	for i := range clients {
 		w.add(t, cell.endpoints, i%2 == 1)
@@ -570,7 +569,6 @@ var lockModel = porcupine.Model{
 // its outcome is known; a call that fails anyway is an error of the test.
 type lockWorkload struct {
 	opLog
-	origin time.Time
 	window atomic.Int64
 	ctx    context.Context
 	stop   context.CancelFunc
@@ -584,7 +582,7 @@ type lockWorkload struct {
 // maxTurns turns.
 func startLockWorkload(t *testing.T, ctx context.Context, cell *procCell, lockers, maxTurns int) *lockWorkload {
 	t.Helper()
-	w := &lockWorkload{origin: time.Now()}
+	w := &lockWorkload{opLog: opLog{origin: time.Now()}}
 	w.ctx, w.stop = context.WithCancel(ctx)
 	for id := range lockers {
 		c := cell.dial(ctx)
@@ -601,8 +599,6 @@ func startLockWorkload(t *testing.T, ctx context.Context, cell *procCell, locker
 	}
 	return w
 }
-
-func (w *lockWorkload) now() int64 { return time.Since(w.origin).Nanoseconds() }
 
 func (w *lockWorkload) record(id int, win int64, in lockInput, out any, call int64) {
 	w.add(porcupine.Operation{ClientId: id, Input: in, Output: out, Call: call, Return: w.now()}, win)
