@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,14 +58,36 @@ func TestStoreSnapshotRestore(t *testing.T) {
 	}
 }
 
+// usedPorts holds the addresses freePort has returned: the listener that
+// proved an address free is closed before the address is used, so the
+// kernel may offer it again.
+var usedPorts struct {
+	sync.Mutex
+	addrs map[string]bool
+}
+
+// freePort returns a free loopback address it has not returned before.
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	usedPorts.Lock()
+	defer usedPorts.Unlock()
+	if usedPorts.addrs == nil {
+		usedPorts.addrs = map[string]bool{}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	for range 1000 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !usedPorts.addrs[addr] {
+			usedPorts.addrs[addr] = true
+			return addr
+		}
+	}
+	t.Fatal("no fresh loopback port")
+	return ""
 }
 
 // TestThreeReplicas runs three kvstore servers over loopback TCP, the way

@@ -197,7 +197,7 @@ func (p *proc) running(t *testing.T) {
 type kvWorkload struct {
 	cell    *procCell
 	h       *history
-	window  atomic.Int64    // the keys in use are /w<window>-k<i>
+	window  atomic.Int64    // the keys in use are /w<window>-g<gen>-k<i>
 	ctx     context.Context // ends when the workload stops
 	stop    context.CancelFunc
 	keys    int
@@ -233,7 +233,7 @@ func (w *kvWorkload) add(t *testing.T, endpoints []string, reader bool) {
 		for n := 0; n < w.maxOps && w.ctx.Err() == nil; n++ {
 			octx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
 			win := w.window.Load()
-			in := kvInput{key: w.key(win, rng.IntN(w.keys))}
+			in := kvInput{key: w.key(win, w.generation(), rng.IntN(w.keys))}
 			if !reader && rng.IntN(2) == 0 {
 				in.put, in.value = true, fmt.Sprintf("c%d-%d", id, n)
 			}
@@ -243,10 +243,21 @@ func (w *kvWorkload) add(t *testing.T, endpoints []string, reader bool) {
 	})
 }
 
-// key returns the path of key i in window win. A new window (nextWindow)
-// starts on fresh keys, so the history of each key, which porcupine checks
-// on its own, stays short however long the workload runs.
-func (w *kvWorkload) key(win int64, i int) string { return fmt.Sprintf("/w%d-k%d", win, i) }
+// key returns the path of key i in window win and generation gen. A new
+// window (nextWindow) or generation starts on fresh keys, so the history of
+// each key, which porcupine checks on its own, stays short however long the
+// workload runs and however fast the machine is.
+func (w *kvWorkload) key(win, gen int64, i int) string {
+	return fmt.Sprintf("/w%d-g%d-k%d", win, gen, i)
+}
+
+// opsPerGeneration is how many operations the workload records before its
+// clients move to fresh keys: porcupine checks a few thousand operations
+// of one key in seconds, but not a hundred thousand.
+const opsPerGeneration = 2000
+
+// generation is the key generation for the next operation.
+func (w *kvWorkload) generation() int64 { return w.h.done.Load() / opsPerGeneration }
 
 // nextWindow moves the clients to fresh keys.
 func (w *kvWorkload) nextWindow() { w.window.Add(1) }
@@ -264,9 +275,9 @@ func (w *kvWorkload) finish(t *testing.T, ctx context.Context) {
 	t.Helper()
 	w.stop()
 	w.wg.Wait()
-	win := w.window.Load()
+	win, gen := w.window.Load(), w.generation()
 	for k := range w.keys {
-		w.h.do(ctx, w.clients[0], 0, win, kvInput{key: w.key(win, k)})
+		w.h.do(ctx, w.clients[0], 0, win, kvInput{key: w.key(win, gen, k)})
 	}
 	checkLinearizable(t, kvModel, w.h.take(math.MaxInt64), "operations")
 }

@@ -148,11 +148,25 @@ func run(t *testing.T, ctx context.Context, bin string, env []string, stdin stri
 	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
 }
 
+// handedOut holds every port freeAddrs has returned in this test binary.
+// The listeners that proved a port free are closed before the port is used,
+// so without it a later call (a link proxy's, say) could draw a port a
+// replica was given but has not bound yet.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
 // freeAddrs returns n free loopback addresses, drawn below the usual
 // ephemeral port range so that no outgoing connection takes one while a
-// replica is down.
+// replica is down, and never one it returned before.
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
 	var out []string
 	var lns []net.Listener
 	defer func() {
@@ -160,11 +174,19 @@ func freeAddrs(t *testing.T, n int) []string {
 			ln.Close()
 		}
 	}()
-	for len(out) < n {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 100000 {
+			t.Fatalf("no %d free loopback ports left in 20000-31999", n)
+		}
+		port := 20000 + rand.IntN(12000)
+		if handedOut.ports[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue
 		}
+		handedOut.ports[port] = true
 		lns = append(lns, ln)
 		out = append(out, ln.Addr().String())
 	}
@@ -175,11 +197,21 @@ func freeAddrs(t *testing.T, n int) []string {
 // (i < 3) are free: what `latchd dev --base-port` needs.
 func freeBase(t *testing.T) int {
 	t.Helper()
+	offsets := []int{0, 1, 2, 100, 101, 102, 200, 201, 202}
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
 	for range 100 {
 		base := 20000 + rand.IntN(11000)
 		var lns []net.Listener
 		ok := true
-		for _, off := range []int{0, 1, 2, 100, 101, 102, 200, 201, 202} {
+		for _, off := range offsets {
+			if handedOut.ports[base+off] {
+				ok = false
+				break
+			}
 			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+off))
 			if err != nil {
 				ok = false
@@ -191,6 +223,9 @@ func freeBase(t *testing.T) int {
 			ln.Close()
 		}
 		if ok {
+			for _, off := range offsets {
+				handedOut.ports[base+off] = true
+			}
 			return base
 		}
 	}
