@@ -102,6 +102,12 @@ type Node struct {
 	grantTo         uint64 // lease granted to this replica (unknownHolder after restart)
 	grantUntil      uint64 // ... until this tick (exclusive)
 
+	// Rebuilding (State.Rebuild): not voting until fenced and caught up.
+	rebuild      uint64 // the rebuild nonce; 0 once rebuilt (or never lost)
+	fence        Ballot // highest ballot a leader reported fenced for us
+	fenceAt      uint64 // ... and the first instance it proposed on its own
+	rebuiltDirty bool   // the rebuild ended since the last Ready
+
 	// Log: log[k] is instance base+k.
 	log      []slot
 	base     uint64
@@ -134,6 +140,9 @@ type Node struct {
 	peerRound        [MaxPeers]uint64
 	peerCommit       [MaxPeers]uint64 // first unchosen instance each follower last reported
 	peerAckAt        [MaxPeers]uint64 // tick of each follower's last acknowledgement
+	rebuildNonce     [MaxPeers]uint64 // latest MsgRebuild nonce from each peer
+	fenceNonce       [MaxPeers]uint64 // the nonces this ballot's Phase 1 began after
+	fenceCampaignAt  uint64           // tick of the last campaign run to fence
 	leaseUntil       uint64
 	quorumAt         uint64 // start of the latest round a majority acknowledged
 	accBuf           []Entry
@@ -191,6 +200,7 @@ func (n *Node) recover(st State) error {
 		return bad("applied %d outside [snapshot %d, chosen %d]", applied, st.Snapshot, st.Chosen)
 	}
 	n.promised, n.promisedDurable = st.Promised, st.Promised
+	n.rebuild = st.Rebuild
 	n.maxRound = st.Promised.Round
 	n.snapshot, n.base = st.Snapshot, st.Snapshot+1
 	n.applied, n.mark = applied, st.Chosen
@@ -355,7 +365,7 @@ func (n *Node) Tick() {
 		}
 	default:
 		n.electionElapsed++
-		if n.electionElapsed >= n.electionTimeout && n.now >= n.grantUntil {
+		if n.electionElapsed >= n.electionTimeout && n.now >= n.grantUntil && n.rebuild == 0 {
 			n.campaign()
 		}
 	}
@@ -365,28 +375,37 @@ func (n *Node) Tick() {
 }
 
 // heartbeat starts a lease round: heartbeats to every follower, and
-// retransmission of accepts they have not acknowledged.
+// retransmission of accepts they have not acknowledged. What each follower
+// is resent is decided before anything is: resending an entry stamps its
+// sentAt, which must not hold it back from the followers after (a follower
+// that never acknowledges, being down or rebuilding, would otherwise starve
+// the others of retransmissions).
 func (n *Node) heartbeat() {
 	n.newLeaseRound()
-	for i, p := range n.peers {
+	var due [MaxPeers][2]uint64 // per peer position: the range to resend
+	for i := range n.peers {
 		if i == n.self {
 			continue
 		}
-		n.send(Message{Type: MsgHeartbeat, To: p, Ballot: n.ballot, Commit: n.commit, Lease: n.leaseRound})
 		bit := uint64(1) << uint(i)
-		lo, hi := uint64(0), uint64(0)
 		for j := n.commit; j < n.next; j++ {
 			s := n.get(j)
 			if s == nil || s.chosen || !s.has || s.e.Ballot != n.ballot || s.acks&bit != 0 ||
 				n.now-s.sentAt < uint64(n.cfg.HeartbeatTicks) {
 				continue
 			}
-			if lo == 0 {
-				lo = j
+			if due[i][0] == 0 {
+				due[i][0] = j
 			}
-			hi = j
+			due[i][1] = j
 		}
-		if lo != 0 {
+	}
+	for i, p := range n.peers {
+		if i == n.self {
+			continue
+		}
+		n.send(Message{Type: MsgHeartbeat, To: p, Ballot: n.ballot, Commit: n.commit, Lease: n.leaseRound})
+		if lo, hi := due[i][0], due[i][1]; lo != 0 {
 			n.sendAccepts(p, lo, hi)
 		}
 	}
@@ -432,10 +451,16 @@ func (n *Node) sendAccepts(p uint64, lo, hi uint64) {
 
 // Campaign starts Phase 1 now with a new ballot (tests, leadership
 // transfer). It ignores leases this replica granted; the promises of the
-// others still respect theirs.
-func (n *Node) Campaign() { n.campaign() }
+// others still respect theirs. A rebuilding replica does not campaign.
+func (n *Node) Campaign() {
+	if n.rebuild == 0 {
+		n.campaign()
+	}
+}
 
 func (n *Node) campaign() {
+	// This Phase 1 fences for the rebuilding replicas heard from so far.
+	n.fenceNonce = n.rebuildNonce
 	n.maxRound = max(n.maxRound, n.promised.Round) + 1
 	n.ballot = Ballot{Round: n.maxRound, ID: n.cfg.ID}
 	n.promise(n.ballot)
@@ -482,11 +507,9 @@ func (n *Node) maybeWinPhase1() {
 	if n.role != Candidate {
 		return
 	}
-	// Never lead before our own promise is durable, even if the others
-	// alone make a majority: a crash before that sync would let this
-	// replica reuse the ballot after restart, and an Accept sent under it
-	// could meet acceptors holding another value under the same ballot.
-	// (This is also what makes sending Prepare before the sync safe.)
+	// Never lead before our own promise is durable. (Prepares leave only
+	// after that sync anyway, Type.SendBeforeSync, so no ballot is ever
+	// issued twice; this also covers a driver that sends them early.)
 	if n.promisedDurable != n.ballot {
 		return
 	}
@@ -701,7 +724,7 @@ func (n *Node) HasReady() bool {
 		return false
 	}
 	c := n.cur
-	return n.promisedDirty || len(c.accepted) > 0 || len(c.msgs) > 0 || len(n.accBuf) > 0 ||
+	return n.promisedDirty || n.rebuiltDirty || len(c.accepted) > 0 || len(c.msgs) > 0 || len(n.accBuf) > 0 ||
 		len(c.snaps) > 0 || n.applied+1 < n.commit || n.mark+1 < n.commit || n.softChanged
 }
 
@@ -722,7 +745,10 @@ func (n *Node) Ready() (Ready, error) {
 			rd.Promised = &n.outPromised
 		}
 	}
-	rd.MustSync = rd.Promised != nil || len(rd.Accepted) > 0
+	if n.rebuiltDirty {
+		rd.Rebuilt, n.rebuiltDirty = true, false
+	}
+	rd.MustSync = rd.Promised != nil || len(rd.Accepted) > 0 || rd.Rebuilt
 	if n.commit-1 > n.mark {
 		n.mark = n.commit - 1
 		rd.ChosenMark = n.mark
@@ -892,6 +918,7 @@ func (n *Node) RestoreSnapshot(instance uint64) error {
 	n.advanceCommit()
 	n.knownCommit = max(n.knownCommit, n.commit)
 	n.logger.Info("paxos restored snapshot", "instance", instance)
+	n.maybeRebuilt()
 	return nil
 }
 
@@ -900,6 +927,7 @@ func (n *Node) Status() Status {
 	st := Status{
 		ID: n.cfg.ID, Role: n.role, Leader: n.leader, Ballot: n.ballot, Promised: n.promised,
 		Commit: n.commit, Applied: n.applied, Snapshot: n.snapshot, LeaseValid: n.LeaseValid(), Now: n.now,
+		Rebuilding: n.rebuild != 0,
 	}
 	if n.role == Leader {
 		st.Next = n.next

@@ -752,3 +752,112 @@ func TestAcceptsWhileReadyOutstanding(t *testing.T) {
 		t.Fatalf("Ready after b: Chosen %v, mark %d; want none, mark %d", rd.Chosen, rd.ChosenMark, b)
 	}
 }
+
+// A replica that lost its state (State.Rebuild) learns but does not vote:
+// no Promise, no Accepted, no HeartbeatAck, no campaign; it votes again
+// only after a Fenced with its own nonce and once it learned through the
+// fence's first own instance, and then it promises the fence's ballot.
+func TestRebuildingReplicaVotesOnlyWhenFencedAndCaughtUp(t *testing.T) {
+	n := newTestNode(t, 3, 3, State{Rebuild: 42})
+	if !n.Status().Rebuilding {
+		t.Fatal("Status().Rebuilding = false for State.Rebuild = 42")
+	}
+	step(t, n, Message{Type: MsgPrepare, From: 2, Ballot: b(5, 2), Instance: 1, Commit: 1})
+	step(t, n, Message{Type: MsgAccept, From: 1, Ballot: b(4, 1), Commit: 1, Entries: []Entry{at(val("x"), 1, b(4, 1))}})
+	step(t, n, Message{Type: MsgHeartbeat, From: 1, Ballot: b(4, 1), Commit: 3})
+	for range 50 {
+		n.Tick()
+	}
+	rd := ready(t, n)
+	for _, typ := range []MessageType{MsgPromise, MsgAccepted, MsgHeartbeatAck, MsgReject, MsgPrepare} {
+		if ms := msgsOf(rd, typ); len(ms) > 0 {
+			t.Errorf("a rebuilding replica sent %v: %+v", typ, ms)
+		}
+	}
+	if rd.Promised != nil || len(rd.Accepted) > 0 {
+		t.Errorf("a rebuilding replica persisted a promise %v or accepted %v", rd.Promised, rd.Accepted)
+	}
+	if ms := msgsOf(rd, MsgRebuild); len(ms) == 0 || ms[0].To != 1 || ms[0].Lease != 42 {
+		t.Errorf("Rebuild to the leader with nonce 42 missing: %+v", ms)
+	}
+
+	// A Fenced for another nonce (an earlier rebuild) is ignored; ours
+	// counts, but only once instances 1..2 (the fence's first own is 2)
+	// are learned.
+	step(t, n, Message{Type: MsgFenced, From: 1, Ballot: b(4, 1), Instance: 2, Lease: 41, Commit: 3})
+	step(t, n, Message{Type: MsgFenced, From: 1, Ballot: b(4, 1), Instance: 2, Lease: 42, Commit: 3})
+	if !n.Status().Rebuilding {
+		t.Fatal("rebuild ended before the replica caught up through the fence")
+	}
+	step(t, n, Message{Type: MsgChosen, From: 1, Instance: 1, Commit: 3,
+		Entries: []Entry{at(val("x"), 1, b(4, 1)), {Instance: 2, Ballot: b(4, 1), Noop: true}}})
+	if n.Status().Rebuilding {
+		t.Fatal("still rebuilding after the fence and the catch-up")
+	}
+	rd = ready(t, n)
+	if !rd.Rebuilt || !rd.MustSync || rd.Promised == nil || *rd.Promised != b(4, 1) {
+		t.Fatalf("Ready ending the rebuild: Rebuilt=%v MustSync=%v Promised=%v; want true, true, 4.1", rd.Rebuilt, rd.MustSync, rd.Promised)
+	}
+	// Like any restarted replica it refuses Prepares for a lease, since it
+	// does not know whom it granted one; then it votes.
+	step(t, n, Message{Type: MsgPrepare, From: 2, Ballot: b(5, 2), Instance: 3, Commit: 3})
+	if ms := msgsOf(ready(t, n), MsgReject); len(ms) != 1 {
+		t.Fatalf("Prepare inside the assumed lease: want a Reject, got %+v", ms)
+	}
+	for range testConfig(3, 3).LeaseTicks + 1 {
+		n.Tick()
+	}
+	step(t, n, Message{Type: MsgPrepare, From: 2, Ballot: b(6, 2), Instance: 3, Commit: 3})
+	if ms := msgsOf(ready(t, n), MsgPromise); len(ms) != 1 {
+		t.Fatalf("Prepare after the rebuild and the lease: want a Promise, got %+v", ms)
+	}
+}
+
+// A leader fences for a rebuilding replica only with a Phase 1 that began
+// after its Rebuild and that every other replica promised, and only while
+// every other replica answers: with one of them silent it does not
+// campaign (it would only depose itself again and again).
+func TestLeaderFencesOnlyWithEveryOtherReplica(t *testing.T) {
+	n, _ := campaignWith(t, 5, Message{From: 2, Commit: 1}, Message{From: 3, Commit: 1})
+	ballot := n.ballot
+	for _, p := range []uint64{2, 3} {
+		step(t, n, Message{Type: MsgHeartbeatAck, From: p, Ballot: ballot, Commit: 1})
+	}
+	// 4 has never answered this leader: no fence, no campaign.
+	step(t, n, Message{Type: MsgRebuild, From: 5, Lease: 9, Commit: 1})
+	rd := ready(t, n)
+	if n.role != Leader || len(msgsOf(rd, MsgFenced)) > 0 || len(msgsOf(rd, MsgPrepare)) > 0 {
+		t.Fatalf("with 4 silent: role %v, messages %+v; want leader, no Fenced, no Prepare", n.role, rd.Messages)
+	}
+	step(t, n, Message{Type: MsgHeartbeatAck, From: 4, Ballot: ballot, Commit: 1})
+	step(t, n, Message{Type: MsgRebuild, From: 5, Lease: 9, Commit: 1})
+	rd = ready(t, n)
+	if n.role != Candidate || len(msgsOf(rd, MsgPrepare)) != 4 {
+		t.Fatalf("with every other replica answering: role %v, %d Prepares; want a new Phase 1", n.role, len(msgsOf(rd, MsgPrepare)))
+	}
+	fence := n.ballot
+	for _, p := range []uint64{2, 3} {
+		step(t, n, Message{Type: MsgPromise, From: p, Ballot: fence, Instance: n.p1from, Commit: 1})
+	}
+	ready(t, n)
+	if n.role != Leader {
+		t.Fatalf("role %v after a majority promised; want leader", n.role)
+	}
+	// A majority is not enough for the fence: 4 must promise too (late).
+	step(t, n, Message{Type: MsgRebuild, From: 5, Lease: 9, Commit: 1})
+	if ms := msgsOf(ready(t, n), MsgFenced); len(ms) > 0 {
+		t.Fatalf("Fenced before every other replica promised: %+v", ms)
+	}
+	step(t, n, Message{Type: MsgPromise, From: 4, Ballot: fence, Instance: n.p1from, Commit: 1})
+	step(t, n, Message{Type: MsgRebuild, From: 5, Lease: 9, Commit: 1})
+	ms := msgsOf(ready(t, n), MsgFenced)
+	if len(ms) != 1 || ms[0].Ballot != fence || ms[0].Lease != 9 || ms[0].Instance != n.firstOwn {
+		t.Fatalf("Fenced = %+v; want ballot %v, nonce 9, first own %d", ms, fence, n.firstOwn)
+	}
+	// A Rebuild with a new nonce (the replica lost its disk again) needs a
+	// Phase 1 that began after it.
+	step(t, n, Message{Type: MsgRebuild, From: 5, Lease: 10, Commit: 1})
+	if ms := msgsOf(ready(t, n), MsgFenced); len(ms) > 0 {
+		t.Fatalf("Fenced for a nonce the Phase 1 did not begin after: %+v", ms)
+	}
+}

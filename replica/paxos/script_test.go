@@ -267,6 +267,11 @@ func (c *scriptCell) run(line string) string {
 		c.queue = slices.DeleteFunc(c.queue, func(m scriptMsg) bool { return m.m.To == r.id })
 	case "restart":
 		c.start(c.replica(args[0]))
+	case "wipe":
+		// The disk of a crashed replica is emptied; it will restart
+		// rebuilding, with nonce 7.
+		r := c.replica(args[0])
+		r.disk, r.snap, r.sm = simDisk{log: map[uint64]Entry{}, rebuild: 7}, scriptSnap{}, nil
 	case "compact":
 		r := c.replica(args[0])
 		i, _ := strconv.ParseUint(args[1], 10, 64)
@@ -318,6 +323,10 @@ func (c *scriptCell) process(r *scriptReplica) {
 			r.disk.log[e.Instance] = e
 		}
 		r.disk.chosen = max(r.disk.chosen, rd.ChosenMark)
+		if rd.Rebuilt {
+			r.disk.rebuild = 0
+			c.printf("%d rebuilt: votes again (promised %v)", r.id, r.node.Status().Promised)
+		}
 		for _, m := range rd.Messages {
 			if c.sent == nil {
 				c.sent = map[MessageType]int{}
@@ -421,8 +430,12 @@ func (c *scriptCell) status(r *scriptReplica) {
 		return
 	}
 	st := r.node.Status()
-	c.printf("%d: %s leader=%d ballot=%v promised=%v commit=%d applied=%d snapshot=%d lease=%v sm=[%s]",
-		r.id, st.Role, st.Leader, st.Ballot, st.Promised, st.Commit, st.Applied, st.Snapshot, st.LeaseValid, strings.Join(r.sm, " "))
+	rebuilding := ""
+	if st.Rebuilding {
+		rebuilding = " rebuilding"
+	}
+	c.printf("%d: %s%s leader=%d ballot=%v promised=%v commit=%d applied=%d snapshot=%d lease=%v sm=[%s]",
+		r.id, st.Role, rebuilding, st.Leader, st.Ballot, st.Promised, st.Commit, st.Applied, st.Snapshot, st.LeaseValid, strings.Join(r.sm, " "))
 }
 
 func fmtEntries(es []Entry) string {
@@ -459,6 +472,10 @@ func fmtMsg(m Message) string {
 		return fmt.Sprintf("Chosen commit=%d snap=%d %s", m.Commit, m.Snapshot, fmtEntries(m.Entries))
 	case MsgResign:
 		return fmt.Sprintf("Resign b=%v commit=%d successor=%d", m.Ballot, m.Commit, m.Last)
+	case MsgRebuild:
+		return fmt.Sprintf("Rebuild nonce=%d commit=%d", m.Lease, m.Commit)
+	case MsgFenced:
+		return fmt.Sprintf("Fenced b=%v first=%d nonce=%d commit=%d", m.Ballot, m.Instance, m.Lease, m.Commit)
 	}
 	return m.Type.String()
 }

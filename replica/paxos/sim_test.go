@@ -60,6 +60,15 @@ type simParams struct {
 	// resign has the leader resign (Node.Resign) now and then, as a
 	// shutting-down replica does.
 	resign bool
+	// wipe adds a fault that empties a replica's disk, as a replaced or
+	// wiped disk does; the replica restarts rebuilding (State.Rebuild).
+	wipe bool
+	// wipeVotes plants the bug rebuilding fixes: a wiped replica restarts
+	// as a voter that never voted (at most one wipe per run).
+	wipeVotes bool
+	// impatient makes the first workload client give up on a call after
+	// 300 ms instead of 2 s.
+	impatient bool
 	// profile biases the fault mix (see faults).
 	profile string
 	// onlyEndToEnd switches off the direct lease-overlap and durability
@@ -84,6 +93,8 @@ type simResult struct {
 	catchUps  int // Chosen replies carrying entries
 	pipelined int // Accepts sent by Node.Accepts while syncing
 	resigns   int // leaders that resigned
+	wipes     int // disks wiped
+	rebuilds  int // wiped replicas that finished rebuilding
 }
 
 // ---- event queue ----
@@ -126,10 +137,11 @@ type simDisk struct {
 	log      map[uint64]Entry
 	chosen   uint64
 	snap     simSnap
+	rebuild  uint64 // State.Rebuild
 }
 
 func (d *simDisk) state() State {
-	st := State{Promised: d.promised, Chosen: max(d.chosen, d.snap.instance), Snapshot: d.snap.instance}
+	st := State{Promised: d.promised, Chosen: max(d.chosen, d.snap.instance), Snapshot: d.snap.instance, Rebuild: d.rebuild}
 	for _, i := range slices.Sorted(maps.Keys(d.log)) {
 		if i > d.snap.instance {
 			st.Entries = append(st.Entries, d.log[i])
@@ -418,6 +430,10 @@ func (r *simReplica) finish() {
 		for _, e := range rd.Accepted {
 			r.disk.log[e.Instance] = e
 		}
+		if rd.Rebuilt {
+			r.disk.rebuild = 0
+			s.res.rebuilds++
+		}
 		r.disk.chosen = max(r.disk.chosen, r.volMark, rd.ChosenMark)
 		r.volMark = 0
 	} else {
@@ -688,7 +704,14 @@ func (s *sim) issue(slot, client int) {
 	r := leaders[s.rng.IntN(len(leaders))]
 	s.opSeq++
 	key := fmt.Sprintf("k%d", s.rng.IntN(3))
-	op := &clientOp{client: client, slot: slot, replica: r.idx, call: s.now, deadline: s.now + 2*second}
+	// Clients give up on a call after 2 s; an impatient one after 300 ms,
+	// so that one stuck at a deposed leader moves on (and may read from
+	// it) instead of waiting out the whole fault.
+	timeout := 2 * second
+	if s.p.impatient && slot == 0 {
+		timeout = 300 * ms
+	}
+	op := &clientOp{client: client, slot: slot, replica: r.idx, call: s.now, deadline: s.now + timeout}
 	if s.rng.IntN(2) == 0 {
 		op.id = fmt.Sprintf("o%d", s.opSeq)
 		op.in = kvInput{put: true, key: key, value: op.id}
@@ -760,6 +783,11 @@ func (s *sim) fault() {
 	}
 	n := s.p.n
 	k := s.rng.IntN(100)
+	if s.p.wipe && s.rng.IntN(10) == 0 {
+		s.wipeOne()
+		s.after(s.uniform(100*ms, 1500*ms), s.fault)
+		return
+	}
 	if s.rng.IntN(30) == 0 || (s.p.profile == "crash" && s.rng.IntN(4) == 0) {
 		// Whole-cell crash: every replica loses what it had not synced.
 		for _, r := range s.rs {
@@ -846,6 +874,39 @@ func (s *sim) fault() {
 	default: // quiet period
 	}
 	s.after(s.uniform(100*ms, 1500*ms), s.fault)
+}
+
+// wipeOne crashes a replica (the leader half the time), empties its disk and
+// restarts it rebuilding a little later: unless another replica is still
+// rebuilding, since two replicas that lost their votes are more than a cell
+// of three survives (and with wipeVotes, only once per run).
+func (s *sim) wipeOne() {
+	for _, r := range s.rs {
+		if r.disk.rebuild != 0 || s.p.wipeVotes && s.res.wipes > 0 {
+			return
+		}
+	}
+	i := s.rng.IntN(s.p.n)
+	if s.rng.IntN(2) == 0 && s.leaderIdx() >= 0 {
+		i = s.leaderIdx()
+	}
+	r := s.rs[i]
+	if r.up {
+		r.crash()
+	}
+	s.res.wipes++
+	r.disk = simDisk{log: map[uint64]Entry{}}
+	if !s.p.wipeVotes {
+		r.disk.rebuild = s.rng.Uint64() | 1
+	}
+	// The durability audits compare the disk with what the replica
+	// revealed before; a wiped disk forgets that by definition.
+	r.revealed, r.acked = Ballot{}, map[uint64]Ballot{}
+	s.after(s.uniform(50*ms, 500*ms), func() {
+		if !r.up {
+			r.start()
+		}
+	})
 }
 
 // resigner has the current leader resign now and then (simParams.resign),
@@ -962,6 +1023,10 @@ func (s *sim) checkConverged() {
 		}
 	}
 	for _, r := range s.rs {
+		if r.node.Status().Rebuilding {
+			s.fail("replica %d still rebuilding after healing", r.id)
+			return
+		}
 		if r.applied != top.applied {
 			s.fail("replica %d applied %d, replica %d applied %d, after healing", r.id, r.applied, top.id, top.applied)
 			return
@@ -1020,9 +1085,12 @@ func TestSimulation(t *testing.T) {
 				// Odd seeds send the SendBeforeSync messages early;
 				// seeds 2, 3 mod 4 apply chosen entries early;
 				// seeds 4-7 mod 8 send Accepts while syncing;
-				// seeds 8-15 mod 16 have leaders resign.
-				res := runSim(simParams{n: n, seed: seed, faultFor: simFaultTime(),
-					earlySend: seed%2 == 1, earlyApply: seed/2%2 == 1, pipeline: seed/4%2 == 1, resign: seed/8%2 == 1})
+				// seeds 8-15 mod 16 have leaders resign;
+				// seeds 16-31 mod 32 have an impatient client;
+				// every seed may wipe a replica's disk.
+				res := runSim(simParams{n: n, seed: seed, faultFor: simFaultTime(), wipe: true,
+					earlySend: seed%2 == 1, earlyApply: seed/2%2 == 1, pipeline: seed/4%2 == 1, resign: seed/8%2 == 1,
+					impatient: seed/16%2 == 1})
 				if res.err != nil {
 					t.Fatalf("seed %d: %v\nreplay: go test ./replica/paxos -run 'TestSimulation/n=%d$' -seed=%d -simsec=%d -v",
 						seed, res.err, n, seed, simFaultTime()/second)
@@ -1039,14 +1107,18 @@ func TestSimulation(t *testing.T) {
 				total.catchUps += res.catchUps
 				total.pipelined += res.pipelined
 				total.resigns += res.resigns
+				total.wipes += res.wipes
+				total.rebuilds += res.rebuilds
 			}
 			t.Logf("%d seeds, %.0f simulated s: %d puts ok, %d lease reads ok, %d unknown, %d elections, %d instances; "+
-				"%d snapshots taken, %d installed, %d promises with values, %d catch-up replies, %d pipelined accepts, %d resignations",
+				"%d snapshots taken, %d installed, %d promises with values, %d catch-up replies, %d pipelined accepts, %d resignations, "+
+				"%d disks wiped, %d rebuilt",
 				len(seeds), float64(total.simTime)/float64(second), total.opsOK, total.readsOK, total.unknown, total.elections,
-				total.chosen, total.snapshots, total.installs, total.p1values, total.catchUps, total.pipelined, total.resigns)
+				total.chosen, total.snapshots, total.installs, total.p1values, total.catchUps, total.pipelined, total.resigns,
+				total.wipes, total.rebuilds)
 			if len(seeds) >= 10 && (total.installs == 0 || total.p1values == 0 || total.catchUps == 0 || total.elections < len(seeds) ||
-				total.pipelined == 0 || len(seeds) >= 16 && total.resigns == 0) {
-				t.Errorf("the faults did not reach snapshot install, Phase 1 recovery, catch-up, re-election, pipelined accepts and resignations")
+				total.pipelined == 0 || len(seeds) >= 16 && total.resigns == 0 || total.rebuilds == 0) {
+				t.Errorf("the faults did not reach snapshot install, Phase 1 recovery, catch-up, re-election, pipelined accepts, resignations and rebuilds")
 			}
 		})
 	}

@@ -29,7 +29,12 @@ func (n *Node) Step(m Message) error {
 		n.onChosen(m)
 	case MsgResign:
 		n.onResign(m)
+	case MsgRebuild:
+		n.onRebuild(m)
+	case MsgFenced:
+		n.onFenced(m)
 	}
+	n.maybeRebuilt()
 	return nil
 }
 
@@ -44,8 +49,11 @@ func (n *Node) validate(m Message) error {
 		return bad("addressed to %d, not %d", m.To, n.cfg.ID)
 	case m.From == n.cfg.ID || n.peerIndex(m.From) < 0:
 		return bad("sender is not a peer")
-	case (m.Type == MsgPrepare || m.Type == MsgAccept || m.Type == MsgHeartbeat || m.Type == MsgResign) && m.Ballot.ID != m.From:
+	case (m.Type == MsgPrepare || m.Type == MsgAccept || m.Type == MsgHeartbeat || m.Type == MsgResign || m.Type == MsgFenced) &&
+		m.Ballot.ID != m.From:
 		return bad("ballot %v not owned by the sender", m.Ballot)
+	case (m.Type == MsgRebuild || m.Type == MsgFenced) && m.Lease == 0:
+		return bad("no rebuild nonce")
 	case m.Type == MsgResign && m.Last != 0 && (m.Last == m.From || n.peerIndex(m.Last) < 0):
 		return bad("successor %d is not another peer", m.Last)
 	case m.Type == MsgAccepted && m.Last < m.Instance:
@@ -80,6 +88,10 @@ func (n *Node) reject(m Message) {
 // ballot, and report every entry at or above the proposer's first unchosen
 // instance.
 func (n *Node) onPrepare(m Message) {
+	if n.rebuild != 0 {
+		n.noteCommit(m.From, m.Commit) // no vote; only learn
+		return
+	}
 	if m.Ballot.Less(n.promised) || n.inLease(m.From) {
 		n.reject(m)
 		return
@@ -102,10 +114,16 @@ func (n *Node) onPrepare(m Message) {
 }
 
 func (n *Node) onPromise(m Message) {
+	bit := uint64(1) << uint(n.peerIndex(m.From))
+	if n.role == Leader && m.Ballot == n.ballot && m.Instance == n.p1from {
+		// A late promise: Phase 1 is over (a majority's reports were
+		// merged), but it still fences lower ballots for a rebuild.
+		n.p1votes |= bit
+		return
+	}
 	if n.role != Candidate || m.Ballot != n.ballot || m.Instance != n.p1from {
 		return
 	}
-	bit := uint64(1) << uint(n.peerIndex(m.From))
 	if n.p1votes&bit != 0 {
 		return
 	}
@@ -153,6 +171,10 @@ func (n *Node) admitLeader(m Message) bool {
 }
 
 func (n *Node) onAccept(m Message) {
+	if n.rebuild != 0 {
+		n.rebuildFollow(m)
+		return
+	}
 	if !n.admitLeader(m) {
 		return
 	}
@@ -245,6 +267,11 @@ func (n *Node) requestCatchUp(from uint64) {
 }
 
 func (n *Node) onHeartbeat(m Message) {
+	if n.rebuild != 0 {
+		n.rebuildFollow(m)
+		n.send(Message{Type: MsgRebuild, To: m.From, Lease: n.rebuild, Commit: n.commit})
+		return
+	}
 	if !n.admitLeader(m) {
 		return
 	}
@@ -301,7 +328,7 @@ func (n *Node) onReject(m Message) {
 // the successor fails, they campaign in turn, and their released grants let
 // them promise to whoever does.
 func (n *Node) onResign(m Message) {
-	if m.Ballot != n.promised {
+	if m.Ballot != n.promised || n.rebuild != 0 {
 		n.noteCommit(m.From, m.Commit)
 		return
 	}

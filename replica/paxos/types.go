@@ -121,12 +121,24 @@ const (
 	// follower that granted the lease to exactly this ballot releases the
 	// grant, so it promises to the successor without waiting it out.
 	MsgResign
+	// MsgRebuild: a replica that lost its durable state and is rebuilding
+	// it (State.Rebuild) tells the leader it follows. Lease = its rebuild
+	// nonce, Commit = its first unchosen instance. The leader answers with
+	// MsgFenced once a Phase 1 that began after this message was promised
+	// by every other replica.
+	MsgRebuild
+	// MsgFenced: the leader's answer to MsgRebuild. Ballot = the leader's
+	// ballot, whose Phase 1 every replica but the rebuilding one promised
+	// after the rebuild began; Instance = the first instance that ballot
+	// proposed on its own (the no-op after Phase 1); Lease = the nonce.
+	MsgFenced
 )
 
 var msgTypeNames = [...]string{
 	MsgPrepare: "Prepare", MsgPromise: "Promise", MsgAccept: "Accept",
 	MsgAccepted: "Accepted", MsgHeartbeat: "Heartbeat", MsgHeartbeatAck: "HeartbeatAck",
 	MsgReject: "Reject", MsgCatchUp: "CatchUp", MsgChosen: "Chosen", MsgResign: "Resign",
+	MsgRebuild: "Rebuild", MsgFenced: "Fenced",
 }
 
 // String returns the type's name, e.g. "Accept".
@@ -139,21 +151,24 @@ func (t MessageType) String() string {
 
 // SendBeforeSync reports whether a message of type t may leave before the
 // batch of its Ready is synced (the leader's Accepts then travel while its
-// own write is in flight). True for Prepare, Accept, Heartbeat, CatchUp,
-// Chosen and Resign: they reveal no acceptor state that a crash could take
-// back (a candidate or leader counts itself only once its own promise and
-// acceptance are durable; a Resign only gives up what the leader claimed).
-// Promise, Accepted, HeartbeatAck and Reject must wait for the sync.
+// own write is in flight). True for Accept, Heartbeat, CatchUp, Chosen,
+// Resign, Rebuild and Fenced: they reveal no acceptor state that a crash
+// could take back (a leader counts itself only once its own acceptance is
+// durable; a Resign only gives up what the leader claimed). Promise,
+// Accepted, HeartbeatAck and Reject must wait for the sync, and so must
+// Prepare: a ballot leaves its candidate only once the candidate's own
+// promise of it is durable, so no replica ever issues a ballot twice (which
+// rebuilding a replica that lost its state relies on; docs/paxos.md).
 func (t MessageType) SendBeforeSync() bool {
 	switch t {
-	case MsgPrepare, MsgAccept, MsgHeartbeat, MsgCatchUp, MsgChosen, MsgResign:
+	case MsgAccept, MsgHeartbeat, MsgCatchUp, MsgChosen, MsgResign, MsgRebuild, MsgFenced:
 		return true
 	}
 	return false
 }
 
 // Valid reports whether t is a known message type.
-func (t MessageType) Valid() bool { return t >= MsgPrepare && t <= MsgResign }
+func (t MessageType) Valid() bool { return t >= MsgPrepare && t <= MsgFenced }
 
 // Message is one peer message. It is a plain struct of exported fields (no
 // interfaces) so it encodes directly with msgpack; which fields are used
@@ -212,6 +227,15 @@ type State struct {
 	// machine; 0 means Snapshot. The core hands out Chosen entries from
 	// Applied+1.
 	Applied uint64
+	// Rebuild, when non-zero, says this acceptor lost its durable state
+	// (an empty or replaced disk) and must rebuild it before it votes
+	// again: it is the nonce the driver drew (at random, non-zero) when it
+	// found the state missing, and stays durable until a Ready reports
+	// Rebuilt. A rebuilding replica learns the chosen log from its peers
+	// but promises, accepts and campaigns for nothing until the leader
+	// fenced every ballot it may have voted for (MsgFenced). See
+	// docs/paxos.md, "Rebuilding a replica that lost its state".
+	Rebuild uint64
 }
 
 // Ready is the output of one step of the core: what to persist, send and
@@ -229,8 +253,12 @@ type Ready struct {
 	// ChosenMark, when non-zero, is the new durable chosen mark (see
 	// State.Chosen). It may be written without sync, in the same batch.
 	ChosenMark uint64
-	// MustSync is true when Promised or Accepted is set: the batch must be
-	// synced before any message of this Ready is sent.
+	// Rebuilt is true once in the Ready that ends a rebuild (State.Rebuild):
+	// persist in this batch, with Promised, that the replica no longer
+	// rebuilds. From this Ready on it votes again.
+	Rebuilt bool
+	// MustSync is true when Promised, Accepted or Rebuilt is set: the batch
+	// must be synced before any message of this Ready is sent.
 	MustSync bool
 	// Messages to send once the batch above is durable.
 	Messages []Message
@@ -261,6 +289,7 @@ type Status struct {
 	Snapshot   uint64 // log truncated through this instance
 	Next       uint64 // next instance a leader would assign
 	InFlight   int    // instances proposed and not yet chosen (leader)
+	Rebuilding bool   // State.Rebuild: not voting until fenced and caught up
 	LeaseValid bool
 	Now        uint64 // ticks since New
 }

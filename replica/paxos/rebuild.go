@@ -1,0 +1,92 @@
+package paxos
+
+// Rebuilding a replica that lost its durable state (State.Rebuild).
+//
+// An acceptor that forgot its promises and accepted values must not vote
+// again as if it had never voted: a value chosen with its vote may then be
+// held by a minority only, and a ballot it promised may still be running
+// its Phase 1 somewhere. So it votes again only after two things:
+//
+//  1. Fenced: a leader ran a Phase 1 that began after the replica's
+//     MsgRebuild reached it and was promised by every other replica
+//     (MsgFenced reports its ballot B). Every ballot the replica ever
+//     promised was durably promised first by the replica that issued it
+//     (Prepares leave only after that sync), so all of them are below B
+//     (their issuers promised B); from then on no lower ballot gets a value
+//     accepted by anybody but the rebuilt replica, which promises B. And B's
+//     Phase 1 saw a majority of the others, which holds every value chosen
+//     with the lost votes, and re-proposed them below its own first
+//     instance.
+//  2. Caught up: it learned (durably) every instance through B's first own
+//     instance, so the values chosen with its lost votes are on its disk
+//     again, as chosen values.
+//
+// Then it promises B and votes like any replica that restarted (it refuses
+// every Prepare for a lease, since it does not know whom it granted one).
+// Until then it follows the leader only as a learner: no Promise, Accepted,
+// HeartbeatAck or Reject, no campaign. See docs/paxos.md.
+
+// rebuildFollow handles an Accept or Heartbeat while rebuilding: follow
+// the sender as the leader to learn from, without accepting anything.
+func (n *Node) rebuildFollow(m Message) {
+	if n.leader != m.From && !m.Ballot.Less(n.fence) {
+		n.setRole(Follower, m.From)
+	}
+	n.noteCommit(m.From, m.Commit)
+}
+
+// onRebuild: a rebuilding replica asks the leader for a fence. The leader
+// answers at once if its ballot's Phase 1 began after the replica's rebuild
+// and every other replica promised it; otherwise it runs such a Phase 1,
+// when every other replica answered it lately and it has not done so for
+// an election timeout (a replica that is down would only make it campaign
+// again and again).
+func (n *Node) onRebuild(m Message) {
+	p := n.peerIndex(m.From)
+	n.rebuildNonce[p] = m.Lease
+	if n.role != Leader {
+		return
+	}
+	bit := uint64(1) << uint(p)
+	all := uint64(1)<<uint(len(n.peers)) - 1
+	if n.fenceNonce[p] == m.Lease && n.p1votes|n.selfBit|bit == all {
+		n.send(Message{Type: MsgFenced, To: m.From, Ballot: n.ballot, Instance: n.firstOwn, Lease: m.Lease, Commit: n.commit})
+		return
+	}
+	if n.fenceCampaignAt != 0 && n.now-n.fenceCampaignAt < uint64(n.cfg.ElectionTicks) {
+		return
+	}
+	for i := range n.peers {
+		if i != n.self && i != p && (n.peerAckAt[i] == 0 || n.peerAckAt[i]+uint64(2*n.cfg.HeartbeatTicks) < n.now) {
+			return
+		}
+	}
+	n.fenceCampaignAt = max(n.now, 1)
+	n.logger.Info("paxos fences for a rebuilding replica", "replica", m.From, "ballot", n.ballot)
+	n.campaign()
+}
+
+// onFenced records a fence for this replica's rebuild.
+func (n *Node) onFenced(m Message) {
+	if n.rebuild == 0 || m.Lease != n.rebuild || !n.fence.Less(m.Ballot) {
+		return
+	}
+	n.fence, n.fenceAt = m.Ballot, m.Instance
+	n.noteCommit(m.From, m.Commit)
+}
+
+// maybeRebuilt ends the rebuild once fenced and caught up through the
+// fence's first own instance.
+func (n *Node) maybeRebuilt() {
+	if n.rebuild == 0 || n.fence.IsZero() || n.commit <= n.fenceAt {
+		return
+	}
+	n.logger.Info("paxos rebuild done", "fence", n.fence, "commit", n.commit)
+	n.rebuild, n.rebuiltDirty = 0, true
+	n.promise(n.fence)
+	n.observe(n.fence)
+	if n.cfg.LeaseTicks > 0 {
+		n.grantTo, n.grantUntil = unknownHolder, n.now+uint64(n.cfg.LeaseTicks)+1
+	}
+	n.resetElectionTimer()
+}
