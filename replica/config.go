@@ -24,6 +24,15 @@ type Config struct {
 	Listen string
 	// DataDir holds the durable log (DataDir/leveldb) and snapshots.
 	DataDir string
+	// RebuildEmpty makes a replica whose DataDir holds no state yet (a new
+	// or wiped disk) rebuild it from its peers instead of starting as a
+	// founding member of a new cell: it learns the chosen log but votes
+	// only once a leader fenced every ballot it may have voted for before
+	// its state was lost (paxos.State.Rebuild). Leave it unset only for
+	// the first start of a brand-new cell; a replica that lost its disk
+	// and starts without it may break agreement. latchd sets it unless
+	// --new-cell is given. See docs/operations.md.
+	RebuildEmpty bool
 	// Groups are the ids of the Paxos groups this process hosts; every
 	// replica of the cell must host the same groups. Each group needs a
 	// StateMachine (see New).

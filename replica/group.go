@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -183,6 +184,19 @@ func newGroup(r *Replica, id uint32, sm StateMachine) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r.cfg.RebuildEmpty && st.IsEmpty() {
+		// A new or wiped disk: this replica may have voted before and
+		// forgotten it, so it rebuilds (paxos.State.Rebuild). The mark
+		// is durable first, so a crash meanwhile restarts the rebuild.
+		st.Rebuild = rand.Uint64() | 1
+		if err := g.ldb.MarkRebuild(st.Rebuild); err != nil {
+			return nil, err
+		}
+		g.log.Warn("no durable state: rebuilding it from the peers before voting " +
+			"(the first start of a brand-new cell must not rebuild: latchd --new-cell)")
+	} else if st.Rebuild != 0 {
+		g.log.Warn("resuming a rebuild of lost state: learning from the peers, not voting")
+	}
 	g.applier = newApplier(g)
 	if st.Snapshot.Instance > 0 {
 		if err := g.applier.restoreStored(); err != nil {
@@ -195,6 +209,7 @@ func newGroup(r *Replica, id uint32, sm StateMachine) (*group, error) {
 		Snapshot: st.Snapshot.Instance,
 		Applied:  g.applier.applied,
 		Entries:  st.Entries,
+		Rebuild:  st.Rebuild,
 	}
 	node, err := paxos.New(r.coreConfig(), ps)
 	if err != nil {
@@ -688,7 +703,7 @@ func (g *group) startReady() bool {
 	// A synced write goes to the writer goroutine: meanwhile the loop keeps
 	// stepping messages (the followers' acks among them), queues proposals
 	// for the next Ready and applies what becomes chosen (pump).
-	u := logdb.Update{Entries: rd.Accepted, Chosen: rd.ChosenMark}
+	u := logdb.Update{Entries: rd.Accepted, Chosen: rd.ChosenMark, Rebuilt: rd.Rebuilt}
 	if rd.Promised != nil {
 		u.Promised = *rd.Promised
 	}
@@ -754,6 +769,9 @@ func (g *group) finishReady(err error) bool {
 		if f := g.r.cfg.OnRoleChange; f != nil {
 			f(RoleChange{Group: g.id, Role: rd.Role, Leader: rd.Leader, Ballot: rd.Ballot})
 		}
+	}
+	if rd.Rebuilt {
+		g.log.Info("rebuilt: the lost state is fenced and learned again; voting")
 	}
 	// 4. Start snapshot transfers (applying was handed off above).
 	for _, peer := range rd.Snapshots {
@@ -947,6 +965,6 @@ func (g *group) status(ctx context.Context) (Status, error) {
 		Promised: ps.Promised, LeaseValid: ps.LeaseValid,
 		Chosen:  max(ps.Commit, 1) - 1,
 		Applied: g.applier.appliedIndex(), Snapshot: snap.Instance,
-		InFlight: ps.InFlight, Stats: g.stats.snapshot(),
+		InFlight: ps.InFlight, Rebuilding: ps.Rebuilding, Stats: g.stats.snapshot(),
 	}, nil
 }

@@ -3,7 +3,10 @@ package replica
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -99,7 +102,12 @@ func TestTCPFailoverTime(t *testing.T) {
 	c.checkSame(1)
 }
 
-func TestTCPWipedFollowerCatchesUpBySnapshot(t *testing.T) {
+// TestTCPWipedFollowerRebuilds: a follower loses its data dir and restarts
+// with RebuildEmpty. It learns what it missed by snapshot, rebuilds (a
+// fence by the leader), and votes again: with the other follower stopped,
+// the cell still commits, which needs its vote.
+func TestTCPWipedFollowerRebuilds(t *testing.T) {
+	logs := &logLines{}
 	c := newCell(t, cellOpts{tcp: true, tune: func(cfg *Config) {
 		cfg.SnapshotEvery = 40
 		cfg.SnapshotChunk = 1024 // several chunks
@@ -108,11 +116,14 @@ func TestTCPWipedFollowerCatchesUpBySnapshot(t *testing.T) {
 	defer cancel()
 	acked := c.proposeMany(ctx, 1, "a", 4, 100)
 	lead := c.leader(1, 10*time.Second).ID()
-	var victim uint64
-	for id := range c.reps {
-		if id != lead {
+	var victim, other uint64
+	for _, id := range c.ids() {
+		switch {
+		case id == lead:
+		case victim == 0:
 			victim = id
-			break
+		default:
+			other = id
 		}
 	}
 	c.stop(victim)
@@ -120,8 +131,21 @@ func TestTCPWipedFollowerCatchesUpBySnapshot(t *testing.T) {
 	if err := os.RemoveAll(c.cfgs[victim].DataDir); err != nil {
 		t.Fatal(err)
 	}
+	cfg := c.cfgs[victim]
+	cfg.RebuildEmpty = true
+	cfg.Logger = slog.New(logs)
+	c.cfgs[victim] = cfg
 	c.start(victim)
+	waitFor(t, 30*time.Second, "the wiped replica to rebuild", func() bool {
+		st, err := c.reps[victim].Status(ctx, 1)
+		return err == nil && !st.Rebuilding && logs.has("rebuilt:")
+	})
+	if !logs.has("no durable state: rebuilding") {
+		t.Fatalf("the wiped replica did not say it rebuilds; its log:\n%s", logs)
+	}
+	c.stop(other)
 	acked = append(acked, c.proposeMany(ctx, 1, "c", 4, 20)...)
+	c.start(other)
 	c.waitApplied(1, len(acked), 30*time.Second)
 	c.waitConverged(1, 30*time.Second)
 	c.checkContains(1, acked)
@@ -133,4 +157,44 @@ func TestTCPWipedFollowerCatchesUpBySnapshot(t *testing.T) {
 		t.Fatalf("wiped replica %d caught up without a snapshot: %+v", victim, st.Stats)
 	}
 	t.Logf("wiped replica %d: %+v", victim, st.Stats)
+}
+
+// logLines is a slog.Handler that keeps the messages it gets.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logLines) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logLines) WithGroup(string) slog.Handler            { return l }
+func (l *logLines) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.lines = append(l.lines, r.Message)
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *logLines) has(prefix string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.ContainsFunc(l.lines, func(s string) bool { return strings.HasPrefix(s, prefix) })
+}
+
+func (l *logLines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// waitFor polls cond every 10 ms until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -20,6 +20,7 @@ type Log struct {
 
 	prefix      [groupPrefixLen]byte
 	keyPromised []byte
+	keyRebuild  []byte
 	keyChosen   []byte
 	keySnapshot []byte
 
@@ -92,12 +93,34 @@ func (l *Log) Write(u Update) error {
 		l.vbuf = sealUint64(l.vbuf[:0], u.Chosen)
 		b.Put(l.keyChosen, l.vbuf)
 	}
+	if u.Rebuilt {
+		b.Delete(l.keyRebuild)
+	}
 	wo := l.db.wsync
-	if u.Promised.IsZero() && len(u.Entries) == 0 {
+	if u.Promised.IsZero() && len(u.Entries) == 0 && !u.Rebuilt {
 		wo = l.db.wnosync
 	}
 	if err := l.db.ldb.Write(b, wo); err != nil {
 		return l.db.fail(fmt.Sprintf("write group %d", l.group), err)
+	}
+	return nil
+}
+
+// MarkRebuild records, synced, that the group lost its state and rebuilds
+// it from its peers under nonce (non-zero); the mark stays until a Write
+// with Rebuilt. Call it only on an empty group (State.IsEmpty).
+func (l *Log) MarkRebuild(nonce uint64) error {
+	if nonce == 0 {
+		return fmt.Errorf("%w: rebuild nonce 0 (group %d)", ErrInvalid, l.group)
+	}
+	if err := l.db.usable(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.vbuf = sealUint64(l.vbuf[:0], nonce)
+	if err := l.db.ldb.Put(l.keyRebuild, l.vbuf, l.db.wsync); err != nil {
+		return l.db.fail(fmt.Sprintf("mark group %d rebuilding", l.group), err)
 	}
 	return nil
 }
@@ -115,6 +138,9 @@ func (l *Log) Load() (State, error) {
 		return st, err
 	}
 	if st.Chosen, err = l.getUint64(l.keyChosen); err != nil {
+		return st, err
+	}
+	if st.Rebuild, err = l.getUint64(l.keyRebuild); err != nil {
 		return st, err
 	}
 	if st.Snapshot, err = l.Snapshot(); err != nil && !errors.Is(err, ErrNoSnapshot) {

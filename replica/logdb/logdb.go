@@ -73,11 +73,14 @@ type Update struct {
 	Entries []Entry
 	// Chosen is the new chosen mark; 0 leaves it as is.
 	Chosen uint64
+	// Rebuilt removes the rebuild mark (Log.MarkRebuild): the group no
+	// longer rebuilds lost state. Such a write is synced.
+	Rebuilt bool
 }
 
 // IsEmpty reports whether u would write nothing.
 func (u *Update) IsEmpty() bool {
-	return u.Promised.IsZero() && len(u.Entries) == 0 && u.Chosen == 0
+	return u.Promised.IsZero() && len(u.Entries) == 0 && u.Chosen == 0 && !u.Rebuilt
 }
 
 // SnapshotMeta describes a durable snapshot.
@@ -102,6 +105,15 @@ type State struct {
 	Snapshot SnapshotMeta
 	// Entries are the accepted entries above Snapshot.Instance, ascending.
 	Entries []Entry
+	// Rebuild is the rebuild mark's nonce (Log.MarkRebuild), 0 if none.
+	Rebuild uint64
+}
+
+// IsEmpty reports whether the group holds no state at all: nothing
+// promised, accepted, chosen or snapshotted, and no rebuild under way. A
+// group is empty on a new disk, or on one that lost its data.
+func (st *State) IsEmpty() bool {
+	return st.Promised.IsZero() && st.Chosen == 0 && st.Snapshot.Instance == 0 && len(st.Entries) == 0 && st.Rebuild == 0
 }
 
 // Options tune Open. The zero value is usable.
@@ -136,6 +148,7 @@ type DB struct {
 //	0x01 group(4) 'a' instance(8)          accepted entry
 //	0x01 group(4) 'c'                      chosen mark
 //	0x01 group(4) 'p'                      promised ballot
+//	0x01 group(4) 'r'                      rebuild mark (nonce)
 //	0x01 group(4) 's'                      snapshot meta
 //
 // All integers are big-endian, so iteration order is numeric order.
@@ -146,6 +159,7 @@ const (
 	subEntry    = 'a'
 	subChosen   = 'c'
 	subPromised = 'p'
+	subRebuild  = 'r'
 	subSnapshot = 's'
 
 	groupPrefixLen = 1 + 4
@@ -280,6 +294,7 @@ func (db *DB) Group(id uint32) *Log {
 	binary.BigEndian.PutUint32(l.prefix[1:], id)
 	l.prefix[0] = kindGroup
 	l.keyPromised = l.subKey(subPromised)
+	l.keyRebuild = l.subKey(subRebuild)
 	l.keyChosen = l.subKey(subChosen)
 	l.keySnapshot = l.subKey(subSnapshot)
 	db.groups[id] = l

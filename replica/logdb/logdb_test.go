@@ -429,3 +429,42 @@ func BenchmarkSyncedWrite(b *testing.B) {
 		})
 	}
 }
+
+// The rebuild mark survives a reopen until a Write with Rebuilt removes it;
+// a group is empty only with no state and no mark.
+func TestRebuildMark(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	l := db.Group(1)
+	st, err := l.Load()
+	if err != nil || !st.IsEmpty() {
+		t.Fatalf("new group: IsEmpty = %v, err %v; want true", st.IsEmpty(), err)
+	}
+	if err := l.MarkRebuild(0); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("MarkRebuild(0) = %v; want ErrInvalid", err)
+	}
+	if err := l.MarkRebuild(77); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Write(Update{Entries: []Entry{ent(1, 2, 1, "x")}}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = openT(t, dir)
+	l = db.Group(1)
+	if st, err = l.Load(); err != nil || st.Rebuild != 77 || st.IsEmpty() {
+		t.Fatalf("after reopen: Rebuild = %d, IsEmpty = %v, err %v; want 77, false", st.Rebuild, st.IsEmpty(), err)
+	}
+	if other, _ := db.Group(2).Load(); other.Rebuild != 0 {
+		t.Fatalf("group 2 sees group 1's mark: %d", other.Rebuild)
+	}
+	if err := l.Write(Update{Promised: Ballot{Round: 3, ID: 2}, Rebuilt: true}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = openT(t, dir)
+	defer db.Close()
+	if st, err = db.Group(1).Load(); err != nil || st.Rebuild != 0 || st.Promised != (Ballot{Round: 3, ID: 2}) || len(st.Entries) != 1 {
+		t.Fatalf("after Rebuilt: %+v, err %v; want no mark, promise 3.2, one entry", st, err)
+	}
+}
