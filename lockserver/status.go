@@ -26,6 +26,10 @@ type Status struct {
 	Chosen, Applied uint64
 	// Snapshot is the instance the last stored snapshot covers.
 	Snapshot uint64
+	// Rebuilding: this replica lost its state and learns it again from
+	// its peers; it does not vote until a leader fenced it
+	// (replica.Config.RebuildEmpty).
+	Rebuilding bool
 	// Index is the last command index applied to the namespace (commands,
 	// not instances: one instance carries a batch).
 	Index uint64
@@ -64,6 +68,7 @@ func (s *Server) Status() Status {
 		out.Ballot = st.Ballot.String()
 		out.LeaseValid = st.LeaseValid
 		out.Chosen, out.Applied, out.Snapshot = st.Chosen, st.Applied, st.Snapshot
+		out.Rebuilding = st.Rebuilding
 		out.Proposals, out.Batches, out.Writes, out.Dropped = st.Stats.Proposals, st.Stats.Batches, st.Stats.Writes, st.Stats.Dropped
 	}
 	s.fsm.read(func(t *namespace.Tree) {

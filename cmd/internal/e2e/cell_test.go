@@ -98,15 +98,19 @@ func startProcCell(t *testing.T, ctx context.Context, opts cellOptions) *procCel
 	}
 	c.env = []string{"LATCH_ENDPOINTS=" + strings.Join(c.endpoints, ",")}
 	for _, n := range c.nodes {
-		c.start(n)
+		c.start(n, "--new-cell")
 	}
 	c.leader(ctx)
 	return c
 }
 
-// start starts (or restarts) the latchd process of n on its data dir.
-func (c *procCell) start(n *node) {
-	n.p = start(c.t, fmt.Sprintf("latchd %d", n.id), c.latchd, nil, "--config", n.config, "-v")
+// start starts (or restarts) the latchd process of n on its data dir, with
+// more flags if given. As an operator would, the cell's first start passes
+// --new-cell and restarts do not: a replica restarted on an empty data dir
+// rebuilds it from its peers.
+func (c *procCell) start(n *node, flags ...string) {
+	args := append([]string{"--config", n.config, "-v"}, flags...)
+	n.p = start(c.t, fmt.Sprintf("latchd %d", n.id), c.latchd, nil, args...)
 }
 
 // leader waits up to 30 s for a replica that `latch status` names as the

@@ -24,8 +24,9 @@ import (
 // This file holds the process-level fault scenarios of
 // ../shared/notes/reliability.md §7.3 that need nothing but signals:
 // replicas paused with SIGSTOP beyond their lease (S10), a lock holder
-// paused beyond its session lease (S11), and the whole cell killed at once
-// (S4, without dropping unsynced data).
+// paused beyond its session lease (S11), the whole cell killed at once
+// (S4, without dropping unsynced data), and a replica whose data dir was
+// deleted (S21).
 
 // kvInput is one call on a key: a Put of value, or a Get.
 type kvInput struct {
@@ -754,6 +755,58 @@ func TestCorruptLogRefused(t *testing.T) {
 		t.Errorf("Put on the two healthy replicas: %v", err)
 	}
 	w.verify(t, ctx, c)
+}
+
+// TestWipedReplicaRebuilds (S21): under the Put/Get workload a follower is
+// killed with SIGKILL, its data dir deleted (a lost disk), and it is
+// started again without --new-cell. It must say it rebuilds, let the cell
+// go on meanwhile, and report on /status once it rebuilt and votes again.
+// Then the other follower is killed: the cell can only go on with the
+// rebuilt replica's vote. The history must be linearizable.
+func TestWipedReplicaRebuilds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cell := startProcCell(t, ctx, cellOptions{})
+	w := startKVWorkload(t, ctx, cell, 4, 3, 200_000)
+	w.progress(t, "progress before the wipe")
+
+	wiped := cell.other(cell.leader(ctx))
+	wiped.p.stop(t, syscall.SIGKILL, 10*time.Second)
+	if err := os.RemoveAll(wiped.data); err != nil {
+		t.Fatal(err)
+	}
+	cell.start(wiped)
+	w.progress(t, "progress while the wiped replica rebuilds")
+	testutil.WaitFor(t, 60*time.Second, fmt.Sprintf("latchd %d to rebuild (/status rebuilding false)", wiped.id), func() bool {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		doc, err := httpGetJSON(sctx, "http://"+wiped.admin+"/status")
+		groups, _ := doc["groups"].([]any)
+		if err != nil || len(groups) != 1 {
+			return false
+		}
+		g, _ := groups[0].(map[string]any)
+		return g["rebuilding"] == false
+	})
+	for _, want := range []string{"no durable state: rebuilding", "rebuilt:"} {
+		if out := wiped.p.out.String(); !strings.Contains(out, want) {
+			t.Fatalf("latchd %d's log lacks %q:\n%s", wiped.id, want, tail(out, 2000))
+		}
+	}
+	cell.caughtUp(ctx, wiped)
+
+	leader := cell.leader(ctx)
+	var other *node
+	for _, n := range cell.nodes {
+		if n != wiped && n != leader {
+			other = n
+		}
+	}
+	other.p.stop(t, syscall.SIGKILL, 10*time.Second)
+	w.progress(t, fmt.Sprintf("progress with latchd %d down (needs the rebuilt replica's vote)", other.id))
+	cell.start(other)
+	t.Logf("wiped latchd %d; then killed latchd %d under leader latchd %d", wiped.id, other.id, leader.id)
+	w.finish(t, ctx)
 }
 
 // TestRollingRestart (S13): each replica in turn, the leader last, is

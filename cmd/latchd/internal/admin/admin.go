@@ -145,14 +145,15 @@ type StatusDoc struct {
 
 // GroupDoc is one Paxos group's position and counters.
 type GroupDoc struct {
-	Group     uint32 `json:"group"`
-	Chosen    uint64 `json:"chosen"`
-	Applied   uint64 `json:"applied"`
-	Snapshot  uint64 `json:"snapshot"`
-	Proposals uint64 `json:"proposals"`
-	Batches   uint64 `json:"batches"`
-	Writes    uint64 `json:"writes"`
-	Dropped   uint64 `json:"dropped"`
+	Group      uint32 `json:"group"`
+	Chosen     uint64 `json:"chosen"`
+	Applied    uint64 `json:"applied"`
+	Snapshot   uint64 `json:"snapshot"`
+	Rebuilding bool   `json:"rebuilding"` // lost its state: learning it again, not voting until fenced
+	Proposals  uint64 `json:"proposals"`
+	Batches    uint64 `json:"batches"`
+	Writes     uint64 `json:"writes"`
+	Dropped    uint64 `json:"dropped"`
 }
 
 // MemberDoc is one member of the cell with its lag behind the leader.
@@ -190,7 +191,7 @@ func (h *handler) statusDoc(ctx context.Context) StatusDoc {
 		LeaseValid: st.LeaseValid, Index: st.Index, Nodes: st.Nodes, Sessions: st.Sessions,
 		TrackedSessions: st.Tracked, HeldKeepAlives: st.HeldKeepAlives, Info: h.opts.Info,
 		Groups: []GroupDoc{{
-			Group: 1, Chosen: st.Chosen, Applied: st.Applied, Snapshot: st.Snapshot,
+			Group: 1, Chosen: st.Chosen, Applied: st.Applied, Snapshot: st.Snapshot, Rebuilding: st.Rebuilding,
 			Proposals: st.Proposals, Batches: st.Batches, Writes: st.Writes, Dropped: st.Dropped,
 		}},
 	}

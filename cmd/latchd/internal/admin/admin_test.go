@@ -41,7 +41,7 @@ func (f *fakeServer) Done() <-chan struct{}        { return f.done }
 
 func TestHandler(t *testing.T) {
 	f := &fakeServer{done: make(chan struct{}), st: lockserver.Status{
-		ID: 2, Leader: 1, Role: "follower", Applied: 40, Chosen: 41,
+		ID: 2, Leader: 1, Role: "follower", Applied: 40, Chosen: 41, Rebuilding: true,
 		Members: []lockserver.MemberStatus{{ID: 1, Client: "a:1"}, {ID: 2, Client: "b:1"}, {ID: 3, Client: "c:1"}},
 	}}
 	peers := func(ctx context.Context, addr string) (client.Status, error) {
@@ -64,7 +64,7 @@ func TestHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if doc.ID != 2 || doc.Leader != 1 || doc.Groups[0].Chosen != 41 {
+	if doc.ID != 2 || doc.Leader != 1 || doc.Groups[0].Chosen != 41 || !doc.Groups[0].Rebuilding {
 		t.Errorf("/status = %+v", doc)
 	}
 	m := doc.Members

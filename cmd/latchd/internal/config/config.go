@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/latchd/latch/lockserver"
@@ -105,6 +106,16 @@ type Config struct {
 
 	MaxContent int // 0: the lock server's default
 	MaxConns   int // 0: the lock server's default
+
+	// NewCell is latchd's --new-cell: this is the first start of a
+	// brand-new cell, so an empty DataDir starts as a founding member.
+	// Otherwise an empty DataDir means a lost disk, and the replica
+	// rebuilds it from its peers before it votes
+	// (replica.Config.RebuildEmpty). A DataDir that holds state ignores
+	// it. It is a flag only, never a field of the file: kept in a file,
+	// it would let a replica that lost its disk vote as if it had never
+	// voted.
+	NewCell bool
 }
 
 // Load reads and strictly decodes the file at path.
@@ -159,7 +170,11 @@ func decodeError(err error) error {
 		if uerr != nil {
 			name = msg[len(prefix):]
 		}
-		return &FieldError{Field: name, Reason: "unknown field"}
+		reason := "unknown field"
+		if strings.EqualFold(strings.ReplaceAll(name, "-", ""), "newcell") {
+			reason += ": --new-cell is a command-line flag only, for the first start of a brand-new cell (docs/operations.md)"
+		}
+		return &FieldError{Field: name, Reason: reason}
 	}
 	return fmt.Errorf("%w: %w", ErrConfig, err)
 }
@@ -336,6 +351,7 @@ func (c Config) Server(logger *slog.Logger) (lockserver.Config, error) {
 	sc.ID = c.MyID
 	sc.DataDir = c.DataDir
 	sc.Logger = logger
+	sc.Replica.RebuildEmpty = !c.NewCell
 	sc.Members = make(map[uint64]lockserver.Member, len(c.Nodes))
 	for _, n := range c.Nodes {
 		sc.Members[n.ID] = lockserver.Member{Peer: n.Peer, Client: n.Client, HTTP: n.HTTP}

@@ -59,6 +59,13 @@ func TestParseGood(t *testing.T) {
 		sc.Session.Lease != 12*time.Second || sc.Namespace.MaxLockDelay != time.Minute {
 		t.Errorf("Server() timings: %+v %+v", sc.Replica, sc.Session)
 	}
+	if !sc.Replica.RebuildEmpty {
+		t.Errorf("Server().Replica.RebuildEmpty = false without NewCell; want true (an empty dataDir is a lost disk)")
+	}
+	c.NewCell = true
+	if sc, _ := c.Server(nil); sc.Replica.RebuildEmpty {
+		t.Errorf("Server().Replica.RebuildEmpty = true with NewCell; want false (a founding member)")
+	}
 }
 
 func TestDefaultsAreValid(t *testing.T) {
@@ -122,6 +129,7 @@ func TestBadConfig(t *testing.T) {
 		{"lock-delay over its cap", `{` + nodes + `, "myid": 1, "dataDir": "/d", "lockDelay": "90s"}`, "lockDelay", "must not exceed lockDelayCap"},
 		{"groups", `{` + nodes + `, "myid": 1, "dataDir": "/d", "groups": 4}`, "groups", "only 1"},
 		{"unknown field", `{` + nodes + `, "myid": 1, "dataDir": "/d", "leese": "3s"}`, "leese", "unknown field"},
+		{"new cell in the file", `{` + nodes + `, "myid": 1, "dataDir": "/d", "newCell": true}`, "newCell", "--new-cell is a command-line flag only"},
 		{"unknown node field", `{"nodes": [{"id": 1, "peer": "a:1", "client": "a:2", "adress": "x"}], "myid": 1, "dataDir": "/d"}`, "adress", "unknown field"},
 		{"id as string", `{"nodes": [{"id": "1", "peer": "a:1", "client": "a:2"}], "myid": 1, "dataDir": "/d"}`, "nodes.id", "want uint64"},
 		{"negative myid", `{` + nodes + `, "myid": -1, "dataDir": "/d"}`, "myid", "want uint64"},

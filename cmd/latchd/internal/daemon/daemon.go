@@ -95,6 +95,11 @@ Run it on each machine of the cell with the same configuration file (only
 "myid" differs, or pass --id); see docs/operations.md. For development,
 "latchd dev" runs a whole three-replica cell in one process on loopback.
 
+The very first start of a brand-new cell takes --new-cell on every replica,
+and later starts must not: without it, a replica that finds its data dir
+empty takes it for a lost disk and rebuilds its state from the others before
+it votes again.
+
 SIGINT or SIGTERM stops the replica cleanly.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,

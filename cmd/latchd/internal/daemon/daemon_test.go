@@ -103,15 +103,46 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// devProc is a `latchd dev` run by a test.
+type devProc struct {
+	t         *testing.T
+	out, errb testutil.SyncBuffer
+	cancel    context.CancelFunc
+	done      chan int
+}
+
+// startDev runs `latchd dev` with args (and free ports) and returns once it
+// printed the line to paste.
+func startDev(t *testing.T, args ...string) *devProc {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &devProc{t: t, cancel: cancel, done: make(chan int, 1)}
+	t.Cleanup(cancel)
+	go func() { d.done <- Main(ctx, append([]string{"dev", "--base-port", "0"}, args...), &d.out, &d.errb) }()
+	testutil.WaitFor(t, 30*time.Second, "the export line", func() bool { return strings.Contains(d.out.String(), "export LATCH_ENDPOINTS=") })
+	return d
+}
+
+// stop stops the cell as Ctrl-C would and fails the test unless it exits 0.
+func (d *devProc) stop() {
+	d.t.Helper()
+	d.cancel()
+	select {
+	case code := <-d.done:
+		if code != ExitOK {
+			d.t.Errorf("exit code %d; want 0 (stderr %s)", code, d.errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		d.t.Fatal("latchd dev did not stop")
+	}
+}
+
 // TestDev runs `latchd dev` on free ports, uses the cell and its admin
 // endpoints, and stops it as Ctrl-C would.
 func TestDev(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errb testutil.SyncBuffer
-	done := make(chan int, 1)
-	go func() { done <- Main(ctx, []string{"dev", "--base-port", "0"}, &out, &errb) }()
-	testutil.WaitFor(t, 30*time.Second, "the export line", func() bool { return strings.Contains(out.String(), "export LATCH_ENDPOINTS=") })
+	ctx := context.Background()
+	dev := startDev(t)
+	out := &dev.out
 
 	m := regexp.MustCompile(`export LATCH_ENDPOINTS=(\S+)`).FindStringSubmatch(out.String())
 	endpoints := strings.Split(m[1], ",")
@@ -160,15 +191,7 @@ func TestDev(t *testing.T) {
 		t.Errorf("/debug/pprof/ = %d", code)
 	}
 
-	cancel()
-	select {
-	case code := <-done:
-		if code != ExitOK {
-			t.Errorf("exit code %d; want 0 (stderr %s)", code, errb.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("latchd dev did not stop")
-	}
+	dev.stop()
 	if !strings.Contains(out.String(), "latchd dev: stopped") {
 		t.Errorf("output lacks the stop line:\n%s", out.String())
 	}
@@ -194,7 +217,7 @@ func TestReplicasFromConfig(t *testing.T) {
 	done := make(chan int, 3)
 	var errs [3]testutil.SyncBuffer
 	for i := range 3 {
-		args := []string{"--config", cfgFile, "--id", fmt.Sprint(i + 1), "--data-dir", filepath.Join(dir, fmt.Sprint(i+1)), "--log-format", "json", "-v"}
+		args := []string{"--config", cfgFile, "--id", fmt.Sprint(i + 1), "--data-dir", filepath.Join(dir, fmt.Sprint(i+1)), "--new-cell", "--log-format", "json", "-v"}
 		go func() { done <- Main(ctx, args, io.Discard, &errs[i]) }()
 	}
 	endpoints := []string{addrs[1], addrs[4], addrs[7]}
@@ -235,4 +258,102 @@ func TestReplicasFromConfig(t *testing.T) {
 	if !strings.Contains(errs[0].String(), "latchd: stopped") {
 		t.Errorf("replica 1 did not log its stop:\n%s", errs[0].String())
 	}
+	if strings.Contains(errs[0].String(), "rebuilding") {
+		t.Errorf("replica 1 of a new cell rebuilds:\n%s", errs[0].String())
+	}
+}
+
+// TestNewCellFlag checks that --new-cell is documented in latchd's help.
+func TestNewCellFlag(t *testing.T) {
+	var out bytes.Buffer
+	if code := Main(context.Background(), []string{"--help"}, &out, io.Discard); code != ExitOK {
+		t.Fatalf("latchd --help: exit code %d", code)
+	}
+	for _, want := range []string{"--new-cell", "first start of a brand-new cell", "holds state ignores it"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("latchd --help lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestNewDevCell(t *testing.T) {
+	dir := t.TempDir()
+	mkdir := func(p string) {
+		if err := os.MkdirAll(filepath.Join(dir, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkdir("empty/r1")
+	mkdir("empty/r2")
+	mkdir("used/r2/paxos")
+	mkdir("file")
+	os.WriteFile(filepath.Join(dir, "file", "r1"), []byte("x"), 0o644)
+	tests := []struct {
+		dataDir string
+		want    bool
+		err     string
+	}{
+		{"", true, ""},
+		{filepath.Join(dir, "missing"), true, ""},
+		{filepath.Join(dir, "empty"), true, ""},
+		{filepath.Join(dir, "used"), false, ""},
+		{filepath.Join(dir, "file"), false, "not a directory"},
+	}
+	for _, tt := range tests {
+		got, err := newDevCell(tt.dataDir, 3)
+		if got != tt.want || (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("newDevCell(%q) = %v, %v; want %v, error %q", tt.dataDir, got, err, tt.want, tt.err)
+		}
+	}
+	var errb bytes.Buffer
+	code := Main(context.Background(), []string{"dev", "--base-port", "0", "--data-dir", filepath.Join(dir, "file")}, io.Discard, &errb)
+	if code != ExitError || !strings.Contains(errb.String(), "--data-dir "+filepath.Join(dir, "file")) {
+		t.Errorf("latchd dev on a data dir whose r1 is a file: exit %d, %q; want %d and an error naming --data-dir", code, errb.String(), ExitError)
+	}
+}
+
+// TestDevWipedReplica runs `latchd dev --data-dir`, stops it, wipes one
+// replica's data dir and starts it again: that replica rebuilds its state
+// from the other two (not a new cell, since they hold state) and serves
+// what was written before.
+func TestDevWipedReplica(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
+	defer cancel()
+	run := func(wiped bool) {
+		t.Helper()
+		dev := startDev(t, "--data-dir", dir, "-v")
+		out := &dev.out
+		endpoints := strings.Split(regexp.MustCompile(`export LATCH_ENDPOINTS=(\S+)`).FindStringSubmatch(out.String())[1], ",")
+		c, err := client.Dial(ctx, client.Config{Endpoints: endpoints})
+		if err != nil {
+			t.Fatalf("Dial: %v", err)
+		}
+		if !wiped {
+			if _, err := c.Put(ctx, "/before", []byte("x")); err != nil {
+				t.Fatalf("Put: %v", err)
+			}
+		} else {
+			admin2 := regexp.MustCompile(`replica 2 .* admin http://(\S+)`).FindStringSubmatch(out.String())[1]
+			testutil.WaitFor(t, 60*time.Second, "replica 2 to rebuild and catch up", func() bool {
+				var st admin.StatusDoc
+				getJSON(t, "http://"+admin2+"/status", &st)
+				return !st.Groups[0].Rebuilding && st.Groups[0].Applied > 0
+			})
+			if n, err := c.Get(ctx, "/before"); err != nil || string(n.Data) != "x" {
+				t.Errorf("Get(/before) after the wipe = %q, %v; want x", n.Data, err)
+			}
+		}
+		c.Close()
+		dev.stop()
+		logs := dev.errb.String()
+		if rebuilt := strings.Contains(logs, "no durable state: rebuilding") && strings.Contains(logs, "rebuilt:"); rebuilt != wiped {
+			t.Errorf("a replica rebuilt: %v; want %v. The log:\n%s", rebuilt, wiped, logs)
+		}
+	}
+	run(false)
+	if err := os.RemoveAll(filepath.Join(dir, "r2")); err != nil {
+		t.Fatal(err)
+	}
+	run(true)
 }

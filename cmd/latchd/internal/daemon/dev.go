@@ -2,9 +2,13 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -38,6 +42,11 @@ clients on base-port+i-1 (7101, 7102, 7103 by default), peers on base-port+100+i
 and admin HTTP on base-port+200+i-1. Its data lives in a temporary directory
 removed on exit, unless --data-dir names one (kept, so the cell can be started
 again with its data). Ctrl-C stops it.
+
+dev decides by itself whether the cell is new: when every replica's data dir
+(DIR/r1, r2, ...) is missing or empty, they start as a new cell; otherwise a
+replica whose data dir is empty (wiped) rebuilds its state from the others
+before it votes again.
 
 Then, in another shell:
   export LATCH_ENDPOINTS=127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103
@@ -79,11 +88,18 @@ Then, in another shell:
 // temporary data dir).
 func runDev(ctx context.Context, f devFlags, out io.Writer, log *slog.Logger) error {
 	defaults := config.Default()
+	newCell, err := newDevCell(f.dataDir, f.replicas)
+	if err != nil {
+		return err
+	}
 	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cell, err := lockserver.StartCell(startCtx, lockserver.CellConfig{
 		N: f.replicas, BasePort: f.basePort, DataDir: f.dataDir, Logger: log,
-		Tune: func(sc *lockserver.Config) { config.Tune(sc, defaults) },
+		Tune: func(sc *lockserver.Config) {
+			config.Tune(sc, defaults)
+			sc.Replica.RebuildEmpty = !newCell
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("starting the cell: %w", err)
@@ -115,6 +131,10 @@ func runDev(ctx context.Context, f devFlags, out io.Writer, log *slog.Logger) er
 	}
 	if err != nil {
 		fmt.Fprintf(out, "latchd dev: no leader elected yet (%v); the replicas keep trying\n", err)
+		if allRebuilding(cell) {
+			fmt.Fprintf(out, "latchd dev: every replica found its data dir empty and waits for a leader to rebuild "+
+				"its state from, which none of them can become: %s holds no cell; remove it to start a new one\n", f.dataDir)
+		}
 	}
 	if f.ready != nil {
 		f.ready()
@@ -127,6 +147,41 @@ func runDev(ctx context.Context, f devFlags, out io.Writer, log *slog.Logger) er
 	}
 	fmt.Fprintln(out, "latchd dev: stopped")
 	return nil
+}
+
+// newDevCell reports whether the cell in dataDir is a new one: no data dir
+// given (a temporary one), or each replica's (dataDir/r1, r2, ...: see
+// lockserver.CellConfig) missing or empty. Then every replica starts as a
+// founding member. Otherwise a replica whose data dir is empty lost it and
+// rebuilds it from the others before it votes (replica.Config.RebuildEmpty).
+func newDevCell(dataDir string, replicas int) (bool, error) {
+	if dataDir == "" {
+		return true, nil
+	}
+	for i := range replicas {
+		dir := filepath.Join(dataDir, fmt.Sprintf("r%d", i+1))
+		entries, err := os.ReadDir(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return false, fmt.Errorf("--data-dir %s: %w", dataDir, err)
+		case len(entries) > 0:
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// allRebuilding reports whether every replica of the cell waits to rebuild
+// lost state: a cell whose data dirs hold no state (say, one stopped
+// before it first elected a leader) that was not started as a new one.
+func allRebuilding(cell *lockserver.Cell) bool {
+	for i := range cell.N() {
+		if s := cell.Server(i); s == nil || !s.Status().Rebuilding {
+			return false
+		}
+	}
+	return true
 }
 
 // devReady prints where the cell is and the line to paste.

@@ -22,6 +22,7 @@ type runFlags struct {
 	id      uint64
 	dataDir string
 	http    string
+	newCell bool
 }
 
 func (f *runFlags) register(cmd *cobra.Command) {
@@ -30,6 +31,8 @@ func (f *runFlags) register(cmd *cobra.Command) {
 	fl.Uint64Var(&f.id, "id", 0, "this replica's id (overrides myid)")
 	fl.StringVar(&f.dataDir, "data-dir", "", "data directory (overrides dataDir)")
 	fl.StringVar(&f.http, "http", "", `admin HTTP address (overrides this node's "http"; "" turns it off)`)
+	fl.BoolVar(&f.newCell, "new-cell", false, "this is the first start of a brand-new cell: an empty data dir starts as a founding member "+
+		"instead of rebuilding lost state from the peers; a data dir that holds state ignores it. Never keep it in a unit file")
 }
 
 // config reads the file and applies the flags that were given.
@@ -51,7 +54,9 @@ func (f *runFlags) config(cmd *cobra.Command) (config.Config, error) {
 	if cmd.Flags().Changed("http") {
 		o.HTTP = &f.http
 	}
-	return file.Apply(o).Resolve()
+	c, err := file.Apply(o).Resolve()
+	c.NewCell = f.newCell
+	return c, err
 }
 
 // runReplica runs one replica until ctx ends: New (recovering the data dir),
@@ -75,7 +80,7 @@ func runReplica(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 			return err
 		}
 	}
-	log.Info("latchd: starting", "client", self.Client, "peer", self.Peer, "http", self.HTTP, "dataDir", cfg.DataDir, "members", len(cfg.Nodes))
+	log.Info("latchd: starting", "client", self.Client, "peer", self.Peer, "http", self.HTTP, "dataDir", cfg.DataDir, "members", len(cfg.Nodes), "newCell", cfg.NewCell)
 	// SIGTERM or Ctrl-C ends ctx. Run's Close then first hands the
 	// leadership off if this replica leads (lockserver logs "resigned
 	// leadership" with the new leader): the others elect one at once
