@@ -280,3 +280,34 @@ func (w *writers) verify(t *testing.T, ctx context.Context, c *client.Client) (k
 	}
 	return key, val
 }
+
+// wipe kills n with SIGKILL and deletes its data dir, as a lost disk does.
+func (c *procCell) wipe(n *node) {
+	c.t.Helper()
+	n.p.stop(c.t, syscall.SIGKILL, 10*time.Second)
+	if err := os.RemoveAll(n.data); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// rebuilt waits until n, restarted on a wiped data dir, has rebuilt its
+// state (its /status says rebuilding false) and its log says it did.
+func (c *procCell) rebuilt(ctx context.Context, n *node) {
+	c.t.Helper()
+	testutil.WaitFor(c.t, 60*time.Second, fmt.Sprintf("latchd %d to rebuild (/status rebuilding false)", n.id), func() bool {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		doc, err := httpGetJSON(sctx, "http://"+n.admin+"/status")
+		groups, _ := doc["groups"].([]any)
+		if err != nil || len(groups) != 1 {
+			return false
+		}
+		g, _ := groups[0].(map[string]any)
+		return g["rebuilding"] == false
+	})
+	for _, want := range []string{"no durable state: rebuilding", "rebuilt:"} {
+		if out := n.p.out.String(); !strings.Contains(out, want) {
+			c.t.Fatalf("latchd %d's log lacks %q:\n%s", n.id, want, tail(out, 2000))
+		}
+	}
+}

@@ -771,28 +771,10 @@ func TestWipedReplicaRebuilds(t *testing.T) {
 	w.progress(t, "progress before the wipe")
 
 	wiped := cell.other(cell.leader(ctx))
-	wiped.p.stop(t, syscall.SIGKILL, 10*time.Second)
-	if err := os.RemoveAll(wiped.data); err != nil {
-		t.Fatal(err)
-	}
+	cell.wipe(wiped)
 	cell.start(wiped)
 	w.progress(t, "progress while the wiped replica rebuilds")
-	testutil.WaitFor(t, 60*time.Second, fmt.Sprintf("latchd %d to rebuild (/status rebuilding false)", wiped.id), func() bool {
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		doc, err := httpGetJSON(sctx, "http://"+wiped.admin+"/status")
-		groups, _ := doc["groups"].([]any)
-		if err != nil || len(groups) != 1 {
-			return false
-		}
-		g, _ := groups[0].(map[string]any)
-		return g["rebuilding"] == false
-	})
-	for _, want := range []string{"no durable state: rebuilding", "rebuilt:"} {
-		if out := wiped.p.out.String(); !strings.Contains(out, want) {
-			t.Fatalf("latchd %d's log lacks %q:\n%s", wiped.id, want, tail(out, 2000))
-		}
-	}
+	cell.rebuilt(ctx, wiped)
 	cell.caughtUp(ctx, wiped)
 
 	leader := cell.leader(ctx)

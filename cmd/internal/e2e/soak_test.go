@@ -57,6 +57,13 @@ var nemeses = []nemesis{
 			}
 		}
 	}},
+	{"wiped (disk lost, rebuilt)", func(t *testing.T, c *procCell, n *node, _ *rand.Rand) func() {
+		c.wipe(n)
+		return func() {
+			c.start(n)
+			c.rebuilt(context.Background(), n)
+		}
+	}},
 	{"stopped with SIGTERM", func(t *testing.T, c *procCell, n *node, _ *rand.Rand) func() {
 		if code := n.p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
 			t.Errorf("latchd %d exit %d after SIGTERM; want 0", n.id, code)
@@ -79,8 +86,9 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 
 // TestSoak (S28) runs the Put/Get and lock workloads for -soak, injecting
 // one random fault after another (a replica cut off, blackholed, deaf,
-// paused, killed or stopped, the leader half of the time; or the whole
-// cell killed) for one to five seconds each, healing it, and requiring
+// paused, killed, wiped (restarted on an empty data dir, which it must
+// rebuild before the next fault) or stopped, the leader half of the time;
+// or the whole cell killed) for one to five seconds each, healing it, and requiring
 // progress of both workloads before the next. Each fault cycle moves the
 // workloads to fresh keys and a fresh lock, and porcupine checks (and
 // forgets) the histories of the cycles that are over as the soak goes, so
