@@ -20,7 +20,7 @@ type collector struct {
 	proposals, proposalErrors, proposeLatency *prometheus.Desc
 	terms, expired, events, readBarriers      *prometheus.Desc
 	leaseReads                                *prometheus.Desc
-	isLeader, leaseValid                      *prometheus.Desc
+	isLeader, leaseValid, rebuilding          *prometheus.Desc
 	chosen, applied, snapshot, index          *prometheus.Desc
 	nodes, sessions, tracked, held            *prometheus.Desc
 	batches, writes, dropped                  *prometheus.Desc
@@ -47,6 +47,7 @@ func newCollector(s Server) *collector {
 		leaseReads:     d("lease_reads_total", "Linearizable reads served on the leader's lease alone, without a barrier round."),
 		isLeader:       d("is_leader", "1 if this replica leads the cell and serves sessions."),
 		leaseValid:     d("leader_lease_valid", "1 if this replica leads and holds its master lease."),
+		rebuilding:     d("paxos_rebuilding", "1 while this replica rebuilds lost state: it learns but does not vote (docs/operations.md)."),
 		chosen:         d("paxos_chosen_instance", "Every Paxos instance up to this one is known chosen."),
 		applied:        d("paxos_applied_instance", "Last Paxos instance applied to the namespace."),
 		snapshot:       d("paxos_snapshot_instance", "Instance covered by the last stored snapshot."),
@@ -66,7 +67,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.requests, c.errors, c.conns, c.connsTotal, c.connsRejected,
 		c.proposals, c.proposalErrors, c.proposeLatency, c.terms, c.expired, c.events, c.readBarriers, c.leaseReads,
-		c.isLeader, c.leaseValid, c.chosen, c.applied, c.snapshot, c.index,
+		c.isLeader, c.leaseValid, c.rebuilding, c.chosen, c.applied, c.snapshot, c.index,
 		c.nodes, c.sessions, c.tracked, c.held, c.batches, c.writes, c.dropped,
 	} {
 		ch <- d
@@ -104,6 +105,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.s.Status()
 	gauge(c.isLeader, b2f(st.IsLeader))
 	gauge(c.leaseValid, b2f(st.LeaseValid))
+	gauge(c.rebuilding, b2f(st.Rebuilding))
 	gauge(c.chosen, float64(st.Chosen))
 	gauge(c.applied, float64(st.Applied))
 	gauge(c.snapshot, float64(st.Snapshot))

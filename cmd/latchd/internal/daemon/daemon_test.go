@@ -182,7 +182,7 @@ func TestDev(t *testing.T) {
 		}
 	}
 	code, metrics := get(t, base+"/metrics")
-	for _, want := range []string{"latch_paxos_applied_instance", "latch_requests_total", "go_goroutines", "process_cpu_seconds_total", "latch_propose_duration_seconds_bucket"} {
+	for _, want := range []string{"latch_paxos_applied_instance", "latch_paxos_rebuilding 0", "latch_requests_total", "go_goroutines", "process_cpu_seconds_total", "latch_propose_duration_seconds_bucket"} {
 		if code != 200 || !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s (status %d)", want, code)
 		}
