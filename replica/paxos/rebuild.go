@@ -12,11 +12,11 @@ package paxos
 //     (MsgFenced reports its ballot B). Every ballot the replica ever
 //     promised was durably promised first by the replica that issued it
 //     (Prepares leave only after that sync), so all of them are below B
-//     (their issuers promised B); from then on no lower ballot gets a value
-//     accepted by anybody but the rebuilt replica, which promises B. And B's
-//     Phase 1 saw a majority of the others, which holds every value chosen
-//     with the lost votes, and re-proposed them below its own first
-//     instance.
+//     (their issuers promised B). From then on every other replica refuses
+//     lower ballots, and the rebuilt one will promise B, so no value is
+//     chosen below B that B's Phase 1 did not see. That Phase 1 saw a
+//     majority of the others, which holds every value chosen with the lost
+//     votes, and re-proposed them below its own first instance.
 //  2. Caught up: it learned (durably) every instance through B's first own
 //     instance, so the values chosen with its lost votes are on its disk
 //     again, as chosen values.
