@@ -696,11 +696,13 @@ func TestLockUnderFaults(t *testing.T) {
 	w.finish(t)
 }
 
-// TestCorruptLogRefused (S20, detection): one byte in the middle of a
-// stopped follower's Paxos journal is flipped. Started again, the replica
-// must refuse to run on it, with an error that says so (LevelDB's journal
+// TestCorruptLogRefused (S20): one byte in the middle of a stopped
+// follower's Paxos journal is flipped. Started again, the replica must
+// refuse to run on it, with an error that says so (LevelDB's journal
 // checksums in strict mode), rather than drop records it may have
-// acknowledged; the other two replicas carry on.
+// acknowledged; the other two replicas carry on. The way back is the one
+// for a lost disk: delete the data dir and start the replica, which
+// rebuilds its state from the others and catches up.
 func TestCorruptLogRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -754,6 +756,14 @@ func TestCorruptLogRefused(t *testing.T) {
 	if _, err := c.Put(ctx, "/after-corruption", []byte("x")); err != nil {
 		t.Errorf("Put on the two healthy replicas: %v", err)
 	}
+	// The way back: delete the corrupt data dir; the replica rebuilds its
+	// state from the other two and catches up.
+	if err := os.RemoveAll(victim.data); err != nil {
+		t.Fatal(err)
+	}
+	cell.start(victim)
+	cell.rebuilt(ctx, victim)
+	cell.caughtUp(ctx, victim)
 	w.verify(t, ctx, c)
 }
 
