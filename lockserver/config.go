@@ -204,6 +204,13 @@ func (c Config) replicaConfig() replica.Config {
 	return rc
 }
 
+// HasState reports whether dataDir, a Config.DataDir, holds the durable
+// Paxos state of a server that has voted (replica.HasState). Call it before
+// the server starts.
+func HasState(dataDir string) (bool, error) {
+	return replica.HasState(dataDir+"/paxos", []uint32{group})
+}
+
 // sessionConfig is the session.Config the leader's manager runs with.
 func (c Config) sessionConfig() session.Config {
 	sc := c.Session

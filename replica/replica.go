@@ -2,8 +2,12 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -100,6 +104,34 @@ func New(cfg Config, sms map[uint32]StateMachine, net Network) (*Replica, error)
 		r.groups[id] = g
 	}
 	return r, nil
+}
+
+// HasState reports whether dataDir holds durable Paxos state for any of
+// groups: a promise, an accepted or chosen entry, a snapshot or a rebuild
+// under way. A data dir that does not exist, or that a replica opened but
+// which never voted, holds none. It opens and closes the log database, so
+// call it before New, never while a Replica runs on dataDir.
+func HasState(dataDir string, groups []uint32) (bool, error) {
+	if _, err := os.Stat(filepath.Join(dataDir, "leveldb")); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("replica: data dir: %w", err)
+	}
+	db, err := logdb.Open(dataDir, logdb.Options{})
+	if err != nil {
+		return false, fmt.Errorf("replica: open data dir: %w", err)
+	}
+	defer db.Close()
+	for _, g := range groups {
+		st, err := db.Group(g).Load()
+		if err != nil {
+			return false, fmt.Errorf("replica: group %d: %w", g, err)
+		}
+		if !st.IsEmpty() {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // Start joins the network and starts every group's goroutines. It returns

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/latchd/latch/replica/logdb"
 )
 
 // proposeMany proposes n commands named prefix-i from workers goroutines
@@ -196,5 +199,53 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// HasState: none for a missing dir or one a replica opened without voting;
+// some once the replica has voted; a rebuild mark counts too.
+func TestHasState(t *testing.T) {
+	dir := t.TempDir()
+	check := func(path string, want bool) {
+		t.Helper()
+		got, err := HasState(path, []uint32{1})
+		if err != nil || got != want {
+			t.Fatalf("HasState(%s) = %v, %v; want %v", path, got, err, want)
+		}
+	}
+	check(filepath.Join(dir, "missing"), false)
+	opened := filepath.Join(dir, "opened")
+	db, err := logdb.Open(opened, logdb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	check(opened, false)
+
+	c := newCell(t, cellOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.propose(ctx, 1, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(1)
+	check(c.cfgs[1].DataDir, true)
+
+	marked := filepath.Join(dir, "marked")
+	if db, err = logdb.Open(marked, logdb.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Group(1).MarkRebuild(5); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	check(marked, true)
+	if _, err := HasState(filepath.Join(dir, "missing", "x"), []uint32{1}); err != nil {
+		t.Fatalf("HasState under a missing dir: %v", err)
+	}
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, []byte("x"), 0o644)
+	if _, err := HasState(file, []uint32{1}); err == nil {
+		t.Fatal("HasState of a file: no error")
 	}
 }

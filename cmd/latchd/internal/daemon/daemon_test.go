@@ -18,6 +18,7 @@ import (
 	"github.com/latchd/latch/client"
 	"github.com/latchd/latch/cmd/internal/testutil"
 	"github.com/latchd/latch/cmd/latchd/internal/admin"
+	"github.com/latchd/latch/replica/logdb"
 )
 
 // freePorts returns n distinct free loopback addresses.
@@ -285,7 +286,23 @@ func TestNewDevCell(t *testing.T) {
 	}
 	mkdir("empty/r1")
 	mkdir("empty/r2")
-	mkdir("used/r2/paxos")
+	// A replica's Paxos log, opened (as by a cell stopped before it
+	// voted), or holding a promise.
+	logAt := func(p string, promise bool) {
+		db, err := logdb.Open(filepath.Join(dir, p), logdb.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if promise {
+			if err := db.Group(1).Write(logdb.Update{Promised: logdb.Ballot{Round: 1, ID: 2}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	logAt("unvoted/r1/paxos", false)
+	logAt("unvoted/r2/paxos", false)
+	logAt("used/r2/paxos", true)
 	mkdir("file")
 	os.WriteFile(filepath.Join(dir, "file", "r1"), []byte("x"), 0o644)
 	tests := []struct {
@@ -296,6 +313,7 @@ func TestNewDevCell(t *testing.T) {
 		{"", true, ""},
 		{filepath.Join(dir, "missing"), true, ""},
 		{filepath.Join(dir, "empty"), true, ""},
+		{filepath.Join(dir, "unvoted"), true, ""},
 		{filepath.Join(dir, "used"), false, ""},
 		{filepath.Join(dir, "file"), false, "not a directory"},
 	}

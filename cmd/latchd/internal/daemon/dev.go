@@ -2,12 +2,9 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -43,10 +40,10 @@ and admin HTTP on base-port+200+i-1. Its data lives in a temporary directory
 removed on exit, unless --data-dir names one (kept, so the cell can be started
 again with its data). Ctrl-C stops it.
 
-dev decides by itself whether the cell is new: when every replica's data dir
-(DIR/r1, r2, ...) is missing or empty, they start as a new cell; otherwise a
-replica whose data dir is empty (wiped) rebuilds its state from the others
-before it votes again.
+dev decides by itself whether the cell is new: when no replica's data dir
+(DIR/r1, r2, ...) holds Paxos state (missing, or the cell never voted), they
+start as a new cell; otherwise a replica whose data dir holds none (wiped)
+rebuilds its state from the others before it votes again.
 
 Then, in another shell:
   export LATCH_ENDPOINTS=127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103
@@ -150,22 +147,22 @@ func runDev(ctx context.Context, f devFlags, out io.Writer, log *slog.Logger) er
 }
 
 // newDevCell reports whether the cell in dataDir is a new one: no data dir
-// given (a temporary one), or each replica's (dataDir/r1, r2, ...: see
-// lockserver.CellConfig) missing or empty. Then every replica starts as a
-// founding member. Otherwise a replica whose data dir is empty lost it and
-// rebuilds it from the others before it votes (replica.Config.RebuildEmpty).
+// given (a temporary one), or no replica's (dataDir/r1, r2, ...: see
+// lockserver.CellConfig) holding durable state (lockserver.HasState: a
+// missing dir, or one of a cell stopped before it first voted). Then every
+// replica starts as a founding member. Otherwise a replica whose data dir
+// holds no state lost it and rebuilds it from the others before it votes
+// (replica.Config.RebuildEmpty).
 func newDevCell(dataDir string, replicas int) (bool, error) {
 	if dataDir == "" {
 		return true, nil
 	}
 	for i := range replicas {
-		dir := filepath.Join(dataDir, fmt.Sprintf("r%d", i+1))
-		entries, err := os.ReadDir(dir)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-		case err != nil:
+		has, err := lockserver.HasState(filepath.Join(dataDir, fmt.Sprintf("r%d", i+1)))
+		if err != nil {
 			return false, fmt.Errorf("--data-dir %s: %w", dataDir, err)
-		case len(entries) > 0:
+		}
+		if has {
 			return false, nil
 		}
 	}
