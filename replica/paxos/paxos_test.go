@@ -566,6 +566,9 @@ func TestStepRejectsMalformedMessages(t *testing.T) {
 		"resign of other":  {Type: MsgResign, From: 2, To: 1, Ballot: b(1, 3)},
 		"resign to self":   {Type: MsgResign, From: 2, To: 1, Ballot: b(1, 2), Last: 2},
 		"resign to stray":  {Type: MsgResign, From: 2, To: 1, Ballot: b(1, 2), Last: 9},
+		"rebuild no nonce": {Type: MsgRebuild, From: 2, To: 1, Commit: 1},
+		"fenced no nonce":  {Type: MsgFenced, From: 2, To: 1, Ballot: b(1, 2), Instance: 1},
+		"fenced of other":  {Type: MsgFenced, From: 2, To: 1, Ballot: b(1, 3), Instance: 1, Lease: 7},
 	} {
 		if err := n.Step(m); !errors.Is(err, ErrInvalidMessage) {
 			t.Errorf("%s: Step = %v; want ErrInvalidMessage", name, err)
