@@ -9,10 +9,11 @@ package paxos
 //
 //  1. Fenced: a leader ran a Phase 1 that began after the replica's
 //     MsgRebuild reached it and was promised by every other replica
-//     (MsgFenced reports its ballot B). Every ballot the replica ever
-//     promised was durably promised first by the replica that issued it
-//     (Prepares leave only after that sync), so all of them are below B
-//     (their issuers promised B). From then on every other replica refuses
+//     (MsgFenced reports its ballot B). Every other replica's ballot it
+//     ever promised was durably promised first by the replica that issued
+//     it (Prepares leave only after that sync), so all of them are below B
+//     (their issuers promised B); its own old ballots only it could use,
+//     counting the others' promises, which are intact. From then on every other replica refuses
 //     lower ballots, and the rebuilt one will promise B, so no value is
 //     chosen below B that B's Phase 1 did not see. That Phase 1 saw a
 //     majority of the others, which holds every value chosen with the lost
