@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -174,10 +175,10 @@ func (c *procCell) killAll() {
 	}
 }
 
-// other returns a replica other than n.
-func (c *procCell) other(n *node) *node {
+// other returns a replica that is none of not.
+func (c *procCell) other(not ...*node) *node {
 	for _, m := range c.nodes {
-		if m != n {
+		if !slices.Contains(not, m) {
 			return m
 		}
 	}

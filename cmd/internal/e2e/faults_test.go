@@ -795,12 +795,7 @@ func TestWipedReplicaRebuilds(t *testing.T) {
 	cell.caughtUp(ctx, wiped)
 
 	leader := cell.leader(ctx)
-	var other *node
-	for _, n := range cell.nodes {
-		if n != wiped && n != leader {
-			other = n
-		}
-	}
+	other := cell.other(wiped, leader)
 	other.p.stop(t, syscall.SIGKILL, 10*time.Second)
 	w.progress(t, fmt.Sprintf("progress with latchd %d down (needs the rebuilt replica's vote)", other.id))
 	cell.start(other)

@@ -170,8 +170,10 @@ func newDevCell(dataDir string, replicas int) (bool, error) {
 }
 
 // allRebuilding reports whether every replica of the cell waits to rebuild
-// lost state: a cell whose data dirs hold no state (say, one stopped
-// before it first elected a leader) that was not started as a new one.
+// lost state, which none of them can finish: every data dir holds a rebuild
+// mark and nothing else (say, dirs of a cell first started without
+// --new-cell, copied in). A dir without any state starts a new cell
+// (newDevCell), so dev itself never leaves such dirs behind.
 func allRebuilding(cell *lockserver.Cell) bool {
 	for i := range cell.N() {
 		if s := cell.Server(i); s == nil || !s.Status().Rebuilding {
