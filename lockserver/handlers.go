@@ -317,28 +317,9 @@ func (s *Server) page(limit uint32) int {
 }
 
 func (s *Server) read(ctx context.Context, req wire.Request) wire.Message {
-	var path string
-	var stale bool
-	switch m := req.(type) {
-	case *wire.Get:
-		path, stale = m.Path, m.Stale
-	case *wire.StatPath:
-		path, stale = m.Path, m.Stale
-	case *wire.List:
-		path, stale = m.Path, m.Stale
-	case *wire.Walk:
-		path, stale = m.Path, m.Stale
-	case *wire.GetACL:
-		path, stale = m.Path, m.Stale
-	case *wire.CheckSequencer:
-		path, stale = m.Sequencer.Path, m.Stale
-		if !m.Sequencer.Mode.Valid() {
-			return wire.Errorf(wire.BadRequest, "sequencer mode %v", m.Sequencer.Mode)
-		}
-	case *wire.ListLocks:
-		path, stale = m.Path, m.Stale
-	case *wire.ListSessions:
-		path, stale = "/", m.Stale
+	path, stale, err := readArgs(req)
+	if err != nil {
+		return err
 	}
 	if err := s.checkPath(path); err != nil {
 		return err
@@ -346,9 +327,79 @@ func (s *Server) read(ctx context.Context, req wire.Request) wire.Message {
 	if err := s.readable(ctx, stale); err != nil {
 		return err
 	}
+	return s.readNow(req)
+}
+
+// readNow answers a read from the tree as it stands.
+func (s *Server) readNow(req wire.Request) wire.Message {
 	var out wire.Message
 	s.fsm.read(func(t *namespace.Tree) { out = s.readTree(t, req) })
 	return out
+}
+
+// readArgs returns the path a read request names and whether it allows a
+// stale answer.
+func readArgs(req wire.Request) (path string, stale bool, err *wire.Error) {
+	switch m := req.(type) {
+	case *wire.Get:
+		return m.Path, m.Stale, nil
+	case *wire.StatPath:
+		return m.Path, m.Stale, nil
+	case *wire.List:
+		return m.Path, m.Stale, nil
+	case *wire.Walk:
+		return m.Path, m.Stale, nil
+	case *wire.GetACL:
+		return m.Path, m.Stale, nil
+	case *wire.CheckSequencer:
+		if !m.Sequencer.Mode.Valid() {
+			return "", false, wire.Errorf(wire.BadRequest, "sequencer mode %v", m.Sequencer.Mode)
+		}
+		return m.Sequencer.Path, m.Stale, nil
+	case *wire.ListLocks:
+		return m.Path, m.Stale, nil
+	case *wire.ListSessions:
+		return "/", m.Stale, nil
+	}
+	return "", false, wire.Errorf(wire.BadRequest, "%v is not a read", req.Type())
+}
+
+// ServeQuick answers a small read on the connection's reader goroutine,
+// without handing it to a call goroutine, when it needs no wait: a stale
+// read, or a linearizable one on the leader while its lease holds
+// (replica.LeaseRead). Anything else, including a read that needs a
+// barrier round or is malformed, it leaves to ServeWire
+// (wire.QuickHandler).
+func (s *Server) ServeQuick(req wire.Message) (wire.Message, bool) {
+	switch req.(type) {
+	case *wire.Get, *wire.StatPath, *wire.List, *wire.GetACL, *wire.CheckSequencer:
+	default:
+		return nil, false // Walk and the listings can be long: not on the reader
+	}
+	r := req.(wire.Request)
+	path, stale, err := readArgs(r)
+	if err != nil || s.checkPath(path) != nil {
+		return nil, false // ServeWire answers with the error
+	}
+	if !stale && !s.leaseReadable() {
+		return nil, false
+	}
+	s.metrics.request(req.Type())
+	reply := s.readNow(r)
+	s.metrics.reply(reply)
+	return reply, true
+}
+
+// leaseReadable reports whether this replica leads and may answer a
+// linearizable read from its state at once (replica.LeaseRead), counting
+// the read if so.
+func (s *Server) leaseReadable() bool {
+	if id, _, ok := s.rep.Leader(group); !ok || id != s.cfg.ID || !s.rep.LeaseRead(group) {
+		return false
+	}
+	s.metrics.LeaseReads.Add(1)
+	s.metrics.ReadBarriers.Add(1)
+	return true
 }
 
 // readTree answers a read from the tree (under the fsm's read lock).

@@ -23,7 +23,8 @@ func TestMain(m *testing.M) {
 
 // testServer serves a tiny fake lockserver on 127.0.0.1: Get echoes the
 // path, KeepAlive blocks until release is closed or its context ends, Get
-// of "/gate" blocks until the test sends on its gate (by request id).
+// of "/gate" blocks until the test sends on its gate (by request id), and
+// a Get under "/quick/" is answered by ServeQuick (quickTestHandler).
 type testServer struct {
 	ln       net.Listener
 	release  chan struct{}
@@ -34,6 +35,7 @@ type testServer struct {
 	cfg      ConnConfig
 	inFlight atomic.Int64
 	maxSeen  atomic.Int64 // the most handlers seen running at once
+	quick    atomic.Int64 // Gets answered by ServeQuick
 
 	mu    sync.Mutex
 	gates map[uint64]chan struct{} // by request id
@@ -61,7 +63,7 @@ func startServer(t testing.TB, cfg ConnConfig) *testServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &testServer{ln: ln, release: make(chan struct{}), held: make(chan struct{}, 100), ended: make(chan error, 100),
 		cancel: cancel, cfg: cfg, gates: make(map[uint64]chan struct{}), gated: make(chan uint64, 1000)}
-	h := HandlerFunc(func(ctx context.Context, req Message) Message {
+	h := quickTestHandler{s: s, Handler: HandlerFunc(func(ctx context.Context, req Message) Message {
 		if _, ok := req.(*Hello); !ok {
 			n := s.inFlight.Add(1)
 			defer s.inFlight.Add(-1)
@@ -105,7 +107,7 @@ func startServer(t testing.TB, cfg ConnConfig) *testServer {
 			}
 		}
 		return Errorf(BadRequest, "unexpected %v", req.Type())
-	})
+	})}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

@@ -24,6 +24,20 @@ type Handler interface {
 	ServeWire(ctx context.Context, req Message) Message
 }
 
+// QuickHandler is a Handler that can answer some requests at once, on the
+// connection's reader goroutine, instead of on a call goroutine: a read
+// served from memory, for instance. Serve offers it every request (after
+// the Hello) before it starts a call; ServeQuick returns ok false for one
+// it leaves to ServeWire, and must never wait (no I/O, no lock held for
+// long), since the connection reads nothing more meanwhile. The replies of
+// the requests that arrived together go out with one write once the reader
+// has taken in the burst: with many calls in flight on a connection, this
+// saves a goroutine hand-off per call and most of the writes.
+type QuickHandler interface {
+	Handler
+	ServeQuick(req Message) (reply Message, ok bool)
+}
+
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, req Message) Message
 
@@ -42,7 +56,9 @@ var errCallCanceled = errors.New("wire: call canceled by the client")
 // Serve's goroutine reads the request frames; each request runs h on a call
 // goroutine (reused for later calls) with a context of its own, at most
 // MaxStreams at once, and that goroutine writes the reply itself when no
-// write is in progress (else the write in progress takes it along). Beyond
+// write is in progress (else the write in progress takes it along). If h
+// is a QuickHandler, the reader first offers it the request and writes the
+// replies it gets that way once it has read the burst they came in. Beyond
 // MaxStreams Serve stops reading until a call returns, so a CancelCall
 // behind the waiting request is read late: its caller has already
 // returned, and only the handler's work goes on longer. A client silent
@@ -95,6 +111,7 @@ func Serve(ctx context.Context, nc net.Conn, cfg ConnConfig, h Handler) error {
 		idle:   make(chan call),
 		calls:  make(map[uint32]context.CancelCauseFunc),
 	}
+	s.quick, _ = h.(QuickHandler)
 	s.w = newFrameWriter(st, cfg.MaxFrame, cfg.WriteTimeout, s.closeConn)
 	wakeOnClose(bc, st, &s.ended)
 	stop := context.AfterFunc(ctx, s.closeConn)
@@ -112,6 +129,7 @@ func Serve(ctx context.Context, nc net.Conn, cfg ConnConfig, h Handler) error {
 type server struct {
 	cfg     ConnConfig
 	h       Handler
+	quick   QuickHandler // h, if it answers some requests at once
 	sess    *yamux.Session
 	nc      net.Conn    // the call stream
 	ended   atomic.Bool // the session is ending (wakeOnClose)
@@ -139,8 +157,12 @@ func (s *server) closeConn() {
 func (s *server) read(ctx context.Context) error {
 	ping := func() error { return s.w.sendAsync(0, &Ping{}) }
 	lr := newLiveReader(s.nc, s.cfg.PingInterval, s.cfg.RequestTimeout, true, ping, &s.ended)
-	d := NewDecoder(bufio.NewReaderSize(lr, readBufSize), s.cfg.MaxFrame)
+	br := bufio.NewReaderSize(lr, readBufSize)
+	d := NewDecoder(br, s.cfg.MaxFrame)
 	for {
+		if br.Buffered() == 0 {
+			s.w.flushHeld() // the replies of the burst, before waiting for more
+		}
 		id, m, err := d.DecodeCall()
 		switch {
 		case errors.Is(err, ErrUnknownType):
@@ -188,12 +210,23 @@ func (s *server) dispatch(ctx context.Context, id uint32, m Message) error {
 		s.replyAsync(id, Errorf(BadRequest, "%v is not a request", m.Type()))
 		return nil
 	}
+	if s.quick != nil {
+		if reply, ok := s.quickCall(m); ok {
+			s.sendReply(id, reply, s.w.hold)
+			return nil
+		}
+	}
 	select {
 	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil
-	case <-s.closed:
-		return nil
+	default:
+		s.w.flushHeld() // held replies must not wait for a call to end
+		select {
+		case s.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		case <-s.closed:
+			return nil
+		}
 	}
 	s.mu.Lock()
 	if _, dup := s.calls[id]; dup {
@@ -327,15 +360,39 @@ func (s *server) hello(ctx context.Context, h *Hello) Message {
 	return w
 }
 
+// quickCall offers req to the QuickHandler, turning a nil reply or a panic
+// into Internal as call does.
+func (s *server) quickCall(req Message) (reply Message, ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			reply, ok = s.panicked(req, p), true
+		}
+	}()
+	reply, ok = s.quick.ServeQuick(req)
+	if ok {
+		reply = checkReply(req, reply)
+	}
+	return reply, ok
+}
+
 // call runs the handler, turning a nil reply or a panic into Internal.
 func (s *server) call(ctx context.Context, req Message) (reply Message) {
 	defer func() {
 		if p := recover(); p != nil {
-			s.cfg.Logger.Error("wire: handler panicked", "request", req.Type(), "panic", p)
-			reply = Errorf(Internal, "handler failed on %v", req.Type())
+			reply = s.panicked(req, p)
 		}
 	}()
-	reply = s.h.ServeWire(ctx, req)
+	return checkReply(req, s.h.ServeWire(ctx, req))
+}
+
+// panicked logs a handler's panic and returns the reply for it.
+func (s *server) panicked(req Message, p any) Message {
+	s.cfg.Logger.Error("wire: handler panicked", "request", req.Type(), "panic", p)
+	return Errorf(Internal, "handler failed on %v", req.Type())
+}
+
+// checkReply turns a handler's nil reply into Internal.
+func checkReply(req, reply Message) Message {
 	if reply == nil || isNilPointer(reply) {
 		return Errorf(Internal, "no reply to %v", req.Type())
 	}

@@ -63,25 +63,61 @@ func newFrameWriter(sink frameSink, maxFrame int, timeout time.Duration, onFail 
 	return w
 }
 
+// writeMode says who writes a frame that queue finds no write in progress
+// for.
+type writeMode int
+
+const (
+	writeInline writeMode = iota // the sender itself (send)
+	writeAsync                   // a drain goroutine (sendAsync)
+	writeHeld                    // flushHeld, later (hold)
+)
+
 // send queues m as a frame of the given call and, if no write is in
 // progress, writes it (with anything else queued) before it returns. It
 // fails if the frame is over the limit (an error matching ErrFrameTooLarge;
 // nothing is queued) or the writer has ended. It waits only while maxQueued
 // bytes are queued, or for its own write (bounded by the timeout).
 func (w *frameWriter) send(call uint32, m Message) error {
-	return w.queue(call, m, true)
+	return w.queue(call, m, writeInline)
 }
 
 // sendAsync is send without waiting for a write: if no write is in
 // progress, a goroutine writes the frame. For a reader answering a Ping,
 // which must never block on a write.
 func (w *frameWriter) sendAsync(call uint32, m Message) error {
-	return w.queue(call, m, false)
+	return w.queue(call, m, writeAsync)
 }
 
-func (w *frameWriter) queue(call uint32, m Message, inline bool) error {
+// hold queues m as a frame without writing it: a write in progress takes
+// it along, or else the next flushHeld (or any send) writes it. So a reader
+// that answers a burst of requests itself writes the replies with one
+// write once it has read the burst. Past holdMax bytes queued, hold writes
+// them at once.
+func (w *frameWriter) hold(call uint32, m Message) error {
+	return w.queue(call, m, writeHeld)
+}
+
+// holdMax bounds the bytes hold leaves queued without a write.
+const holdMax = 64 << 10
+
+// flushHeld writes what hold queued, unless a write in progress is already
+// taking it along. It waits for its write, like send.
+func (w *frameWriter) flushHeld() {
 	w.mu.Lock()
-	for w.err == nil && len(w.out.b) >= maxQueued {
+	if w.flushing || w.err != nil || len(w.out.b) == 0 {
+		w.mu.Unlock()
+		return
+	}
+	w.flushing = true
+	w.flush(maxInlineRounds) // unlocks
+}
+
+func (w *frameWriter) queue(call uint32, m Message, mode writeMode) error {
+	w.mu.Lock()
+	// Only a write in progress drains the buffer; without one, the sender
+	// writes it (hold's bytes stay below holdMax).
+	for w.err == nil && w.flushing && len(w.out.b) >= maxQueued {
 		w.cond.Wait()
 	}
 	if w.err != nil {
@@ -93,15 +129,19 @@ func (w *frameWriter) queue(call uint32, m Message, inline bool) error {
 		w.mu.Unlock()
 		return err
 	}
-	if w.flushing {
-		w.mu.Unlock() // the flusher writes it next
+	if w.flushing || (mode == writeHeld && len(w.out.b) < holdMax) {
+		w.mu.Unlock() // the flusher, or flushHeld, writes it next
 		return nil
 	}
 	w.flushing = true
-	if !inline {
+	switch mode {
+	case writeAsync:
 		w.drains.Add(1)
 		w.mu.Unlock()
 		go w.drain()
+		return nil
+	case writeHeld:
+		w.flush(maxInlineRounds) // unlocks
 		return nil
 	}
 	// Let the senders that are runnable queue their frames first: one
