@@ -23,6 +23,8 @@ type Metrics struct {
 	// ProposeLatency is a histogram of proposal latencies: bucket i counts
 	// proposals that took less than LatencyBuckets[i] (the last: the rest).
 	ProposeLatency [len(LatencyBuckets) + 1]atomic.Uint64
+	// ProposeNanos is the sum of the proposal latencies, in nanoseconds.
+	ProposeNanos atomic.Uint64
 	// Terms counts leader terms started; SessionsExpired expiries proposed
 	// and applied; EventsDelivered watch events queued for sessions.
 	Terms, SessionsExpired, EventsDelivered atomic.Uint64
@@ -51,6 +53,7 @@ func (m *Metrics) observePropose(d time.Duration, err error) {
 		i++
 	}
 	m.ProposeLatency[i].Add(1)
+	m.ProposeNanos.Add(uint64(max(d, 0)))
 }
 
 func (m *Metrics) request(t wire.Type) {
@@ -74,7 +77,8 @@ type MetricsSnapshot struct {
 	ConnsRejected   int64
 	Proposals       uint64
 	ProposalErrors  uint64
-	ProposeLatency  []uint64 // per bucket of LatencyBuckets, then the rest
+	ProposeLatency  []uint64      // per bucket of LatencyBuckets, then the rest
+	ProposeTotal    time.Duration // the sum of the proposal latencies
 	Terms           uint64
 	SessionsExpired uint64
 	EventsDelivered uint64
@@ -92,6 +96,7 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		ConnsRejected:   m.ConnsRejected.Load(),
 		Proposals:       m.Proposals.Load(),
 		ProposalErrors:  m.ProposalErrors.Load(),
+		ProposeTotal:    time.Duration(m.ProposeNanos.Load()),
 		Terms:           m.Terms.Load(),
 		SessionsExpired: m.SessionsExpired.Load(),
 		EventsDelivered: m.EventsDelivered.Load(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -85,6 +86,19 @@ func TestHandler(t *testing.T) {
 	close(f.done)
 	if resp, _ := http.Get(srv.URL + "/healthz"); resp.StatusCode != 503 {
 		t.Errorf("/healthz after stop = %s; want 503", resp.Status)
+	}
+	f.m.ProposeLatency[3].Add(2)
+	f.m.ProposeNanos.Add(3e6)
+	resp, err = http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"latch_propose_duration_seconds_sum 0.003", "latch_propose_duration_seconds_count 2"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 	if resp, _ := http.Post(srv.URL+"/status", "text/plain", nil); resp.StatusCode != 405 {
 		t.Errorf("POST /status = %s; want 405", resp.Status)

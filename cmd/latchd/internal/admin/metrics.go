@@ -2,7 +2,6 @@ package admin
 
 import (
 	"maps"
-	"math"
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,7 +38,7 @@ func newCollector(s Server) *collector {
 		connsRejected:  d("client_connections_rejected_total", "Client connections refused (MaxConns)."),
 		proposals:      d("proposals_total", "Commands proposed to the Paxos log."),
 		proposalErrors: d("proposal_errors_total", "Proposals that failed."),
-		proposeLatency: d("propose_duration_seconds", "Time from proposing a command to its result (the sum is not tracked: NaN)."),
+		proposeLatency: d("propose_duration_seconds", "Time from proposing a command to its result."),
 		terms:          d("leader_terms_total", "Leader terms started by this replica."),
 		expired:        d("sessions_expired_total", "Session expiries proposed and applied."),
 		events:         d("events_delivered_total", "Watch events queued for sessions."),
@@ -95,7 +94,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.proposals, float64(m.Proposals))
 	counter(c.proposalErrors, float64(m.ProposalErrors))
 	count, buckets := cumulative(m.ProposeLatency)
-	ch <- prometheus.MustNewConstHistogram(c.proposeLatency, count, math.NaN(), buckets)
+	ch <- prometheus.MustNewConstHistogram(c.proposeLatency, count, m.ProposeTotal.Seconds(), buckets)
 	counter(c.terms, float64(m.Terms))
 	counter(c.expired, float64(m.SessionsExpired))
 	counter(c.events, float64(m.EventsDelivered))
