@@ -84,9 +84,10 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 }
 
 // Members returns the cell's members, each asked directly (StatusOf, in
-// parallel, within AttemptTimeout) how far it has applied the log, with its
-// lag behind the leader. A member that does not answer is returned with
-// Reachable false and Applied 0.
+// parallel, within AttemptTimeout) how far it has applied the log and
+// whether it is rebuilding lost state, with its lag behind the leader. A
+// member that does not answer is returned with Reachable false, Applied 0
+// and Rebuilding false.
 func (c *Client) Members(ctx context.Context) ([]Member, error) {
 	st, err := c.Status(ctx)
 	if err != nil {
@@ -100,9 +101,9 @@ func (c *Client) Members(ctx context.Context) ([]Member, error) {
 			defer cancel()
 			s, err := StatusOf(mctx, ms[i].ClientAddr)
 			ms[i].Reachable = err == nil
-			ms[i].Applied = 0
+			ms[i].Applied, ms[i].Rebuilding = 0, false
 			if err == nil {
-				ms[i].Applied = s.Applied
+				ms[i].Applied, ms[i].Rebuilding = s.Applied, s.Rebuilding
 			}
 		})
 	}

@@ -186,7 +186,11 @@ type Status struct {
 	// same units as Stat's CreatedIndex and ModifiedIndex (which count
 	// commands); compare Applied only with other Applied values.
 	Applied uint64
-	Members []Member
+	// Rebuilding: the answering replica lost its state (its data dir was
+	// wiped) and is learning it again from its peers; it does not vote
+	// until the leader fenced it. Always false from servers that predate it.
+	Rebuilding bool
+	Members    []Member
 }
 
 // Member describes one replica of the cell.
@@ -205,13 +209,19 @@ type Member struct {
 	// Lag is how many instances the member has applied fewer than the
 	// leader; 0 for the leader or when either position is unknown.
 	Lag uint64
+	// Rebuilding: the member is rebuilding lost state (see
+	// Status.Rebuilding); false if unknown (Status knows only the
+	// answering replica's; Members asks each).
+	Rebuilding bool
 }
 
 func statusFromWire(addr string, r *wire.StatusReply) Status {
-	s := Status{Server: r.ServerID, Addr: addr, Leader: r.Leader, IsLeader: r.IsLeader, Applied: r.Applied}
+	s := Status{Server: r.ServerID, Addr: addr, Leader: r.Leader, IsLeader: r.IsLeader, Applied: r.Applied,
+		Rebuilding: r.Rebuilding}
 	for _, m := range r.Members {
 		s.Members = append(s.Members, Member{ID: m.ID, ClientAddr: m.ClientAddr, PeerAddr: m.PeerAddr,
-			Leader: m.Leader, Reachable: m.Reachable, Applied: m.Applied})
+			Leader: m.Leader, Reachable: m.Reachable, Applied: m.Applied,
+			Rebuilding: m.ID == r.ServerID && r.Rebuilding})
 	}
 	setLag(s.Members)
 	return s

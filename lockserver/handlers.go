@@ -811,9 +811,10 @@ func (t *pendingTable) get(sid, req uint64) *pendingAcquire {
 func (s *Server) statusReply() wire.Message {
 	st := s.Status()
 	out := &wire.StatusReply{
-		ServerID: strconv.FormatUint(st.ID, 10),
-		IsLeader: st.IsLeader,
-		Applied:  st.Applied,
+		ServerID:   strconv.FormatUint(st.ID, 10),
+		IsLeader:   st.IsLeader,
+		Applied:    st.Applied,
+		Rebuilding: st.Rebuilding,
 	}
 	if st.Leader != 0 {
 		out.Leader = s.cfg.Members[st.Leader].Client

@@ -487,6 +487,9 @@ type StatusReply struct {
 	IsLeader bool     `msgpack:"isleader,omitempty"`
 	Applied  uint64   `msgpack:"applied,omitempty"` // last applied log index on this replica
 	Members  []Member `msgpack:"members,omitempty"`
+	// Rebuilding: this replica lost its state and is learning it again; it
+	// does not vote until a leader fenced it. Older servers omit it.
+	Rebuilding bool `msgpack:"rebuilding,omitempty"`
 }
 
 // CancelCall is a control frame, not a request: the client sends it, with

@@ -21,7 +21,10 @@ type ReplicaJSON struct {
 	Reachable bool   `json:"reachable"`
 	Applied   uint64 `json:"applied"`
 	Lag       uint64 `json:"lag"`
-	Error     string `json:"error,omitempty"`
+	// Rebuilding: the replica lost its state and is learning it again; it
+	// does not vote until the leader fenced it.
+	Rebuilding bool   `json:"rebuilding,omitempty"`
+	Error      string `json:"error,omitempty"`
 }
 
 // CellJSON is status' -o json output.
@@ -31,7 +34,7 @@ type CellJSON struct {
 }
 
 // probe asks each address for its status at once (no session, no retries)
-// and fills in Reachable, ID, Leader, Applied and Lag.
+// and fills in Reachable, ID, Leader, Applied, Rebuilding and Lag.
 func (g *globals) probe(ctx context.Context, addrs []string) ([]ReplicaJSON, []client.Status) {
 	out := make([]ReplicaJSON, len(addrs))
 	sts := make([]client.Status, len(addrs))
@@ -48,6 +51,7 @@ func (g *globals) probe(ctx context.Context, addrs []string) ([]ReplicaJSON, []c
 			}
 			sts[i] = st
 			out[i].Reachable, out[i].ID, out[i].Leader, out[i].Applied = true, st.Server, st.IsLeader, st.Applied
+			out[i].Rebuilding = st.Rebuilding
 		})
 	}
 	wg.Wait()
@@ -60,14 +64,28 @@ func (g *globals) probe(ctx context.Context, addrs []string) ([]ReplicaJSON, []c
 	return out, sts
 }
 
+// role is r's ROLE column in status and members: leader, rebuilding (lost
+// its state, not voting yet) or follower.
+func role(r ReplicaJSON) string {
+	switch {
+	case r.Leader:
+		return "leader"
+	case r.Rebuilding:
+		return "rebuilding"
+	}
+	return "follower"
+}
+
 func statusCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
 		Short: "ask each endpoint how it sees the cell (works without a quorum)",
 		Long: `status asks every endpoint directly (no session, so it works while the cell
 has no leader) for its id, whether it leads, and how far it has applied the
-log, and prints each one's lag behind the leader. It exits 0 when a leader is
-known, and 6 when no endpoint answered or none knows a leader.`,
+log, and prints each one's lag behind the leader. A replica that lost its
+state and is learning it again (not voting until the leader fences it) shows
+the role rebuilding. It exits 0 when a leader is known, and 6 when no
+endpoint answered or none knows a leader.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			eps, err := g.endpointList()
@@ -96,11 +114,7 @@ known, and 6 when no endpoint answered or none knows a leader.`,
 						t.row(r.Endpoint, "-", "-", "-", "-", "unreachable: "+r.Error)
 						continue
 					}
-					role := "follower"
-					if r.Leader {
-						role = "leader"
-					}
-					t.row(r.Endpoint, r.ID, role, fmt.Sprint(r.Applied), fmt.Sprint(r.Lag), "ok")
+					t.row(r.Endpoint, r.ID, role(r), fmt.Sprint(r.Applied), fmt.Sprint(r.Lag), "ok")
 				}
 				t.flush()
 				leader := doc.Leader
@@ -167,15 +181,11 @@ while the cell has no leader. Exit code 6 if no endpoint answered.`,
 			}
 			t := newTable(g.env.Stdout, "ID", "CLIENT", "PEER", "ROLE", "APPLIED", "LAG", "STATUS")
 			for _, r := range reps {
-				role := "follower"
-				if r.Leader {
-					role = "leader"
-				}
 				status, applied, lag := "ok", fmt.Sprint(r.Applied), fmt.Sprint(r.Lag)
 				if !r.Reachable {
 					status, applied, lag = "unreachable: "+r.Error, "-", "-"
 				}
-				t.row(r.ID, r.Endpoint, r.Peer, role, applied, lag, status)
+				t.row(r.ID, r.Endpoint, r.Peer, role(r), applied, lag, status)
 			}
 			return t.flush()
 		},

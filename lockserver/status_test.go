@@ -1,0 +1,54 @@
+package lockserver
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/latchd/latch/internal/wire"
+)
+
+// TestStatusReplyRebuilding: a replica restarted on a wiped data dir says
+// Rebuilding in its StatusReply while it cannot be fenced (its peers are
+// down), and stops saying so once a leader fenced it and it caught up.
+func TestStatusReplyRebuilding(t *testing.T) {
+	c := testCell(t)
+	for i := range c.N() {
+		if err := c.Crash(i); err != nil {
+			t.Fatalf("Crash(%d): %v", i, err)
+		}
+	}
+	// Replica 3 lost its disk, and starts as a replica of an existing cell
+	// does (latchd without --new-cell): an empty data dir is lost state.
+	const victim = 2
+	c.cfgs[victim].Replica.RebuildEmpty = true
+	if err := os.RemoveAll(c.cfgs[victim].DataDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(victim); err != nil {
+		t.Fatalf("Restart(%d): %v", victim, err)
+	}
+	status := func() *wire.StatusReply {
+		t.Helper()
+		rc := dialRaw(t, c.Endpoints()[victim])
+		defer rc.close()
+		m, err := rc.call(&wire.Status{})
+		if err != nil {
+			t.Fatalf("Status: %v", err)
+		}
+		return m.(*wire.StatusReply)
+	}
+	if sr := status(); !sr.Rebuilding || sr.IsLeader || sr.ServerID != "3" {
+		t.Fatalf("Status of the wiped replica alone = %+v; want server 3, Rebuilding, not leader", sr)
+	}
+
+	for i := range victim {
+		if err := c.Restart(i); err != nil {
+			t.Fatalf("Restart(%d): %v", i, err)
+		}
+	}
+	waitFor(t, 30*time.Second, "the wiped replica to be fenced and rebuilt", func() bool {
+		sr := status()
+		return !sr.Rebuilding && sr.Leader != ""
+	})
+}
