@@ -162,6 +162,59 @@ func TestTCPWipedFollowerRebuilds(t *testing.T) {
 	t.Logf("wiped replica %d: %+v", victim, st.Stats)
 }
 
+// Two replicas of five that lost their disks at the same time rebuild
+// together (one fence serves both), and then vote: with the other two
+// followers stopped, the leader and the two rebuilt replicas commit.
+func TestTCPTwoWipedReplicasRebuildTogether(t *testing.T) {
+	c := newCell(t, cellOpts{n: 5, tcp: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	acked := c.proposeMany(ctx, 1, "a", 4, 50)
+	lead := c.leader(1, 10*time.Second).ID()
+	var victims, others []uint64
+	for _, id := range c.ids() {
+		switch {
+		case id == lead:
+		case len(victims) < 2:
+			victims = append(victims, id)
+		default:
+			others = append(others, id)
+		}
+	}
+	logs := map[uint64]*logLines{}
+	for _, v := range victims {
+		c.stop(v)
+	}
+	acked = append(acked, c.proposeMany(ctx, 1, "b", 4, 50)...)
+	for _, v := range victims {
+		if err := os.RemoveAll(c.cfgs[v].DataDir); err != nil {
+			t.Fatal(err)
+		}
+		logs[v] = &logLines{}
+		cfg := c.cfgs[v]
+		cfg.RebuildEmpty = true
+		cfg.Logger = slog.New(logs[v])
+		c.cfgs[v] = cfg
+		c.start(v)
+	}
+	for _, v := range victims {
+		waitFor(t, 45*time.Second, fmt.Sprintf("wiped replica %d to rebuild", v), func() bool {
+			st, err := c.reps[v].Status(ctx, 1)
+			return err == nil && !st.Rebuilding && logs[v].has("rebuilt:")
+		})
+	}
+	for _, o := range others {
+		c.stop(o)
+	}
+	acked = append(acked, c.proposeMany(ctx, 1, "c", 4, 20)...)
+	for _, o := range others {
+		c.start(o)
+	}
+	c.waitApplied(1, len(acked), 30*time.Second)
+	c.waitConverged(1, 30*time.Second)
+	c.checkContains(1, acked)
+}
+
 // logLines is a slog.Handler that keeps the messages it gets.
 type logLines struct {
 	mu    sync.Mutex

@@ -45,6 +45,14 @@ type Config struct {
 	// Accept or Chosen message (a message always carries at least one
 	// entry). Promise messages are not split (see docs/paxos.md).
 	MaxMessageBytes int
+	// Incarnation tells this start of the replica from its earlier ones:
+	// the driver draws it at random (non-zero) each time it creates the
+	// Node. A Prepare carries it and a Promise counts only if it echoes
+	// it, so a Promise made to an earlier incarnation that issued the same
+	// ballot is never counted. Only a replica that lost its state can
+	// issue a ballot again (docs/paxos.md, "Rebuilding a replica that lost
+	// its state"); zero (tests) leaves every start the same.
+	Incarnation uint64
 	// Rand, if set, supplies the randomness for election offsets; nil
 	// gives deterministic offsets staggered by the replica's position.
 	Rand func() uint64

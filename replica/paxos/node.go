@@ -141,7 +141,9 @@ type Node struct {
 	peerCommit       [MaxPeers]uint64 // first unchosen instance each follower last reported
 	peerAckAt        [MaxPeers]uint64 // tick of each follower's last acknowledgement
 	rebuildNonce     [MaxPeers]uint64 // latest MsgRebuild nonce from each peer
+	rebuildAt        [MaxPeers]uint64 // tick of each peer's latest MsgRebuild
 	fenceNonce       [MaxPeers]uint64 // the nonces this ballot's Phase 1 began after
+	p1rebuilding     uint64           // peers still rebuilding with their fenceNonce under this ballot
 	fenceCampaignAt  uint64           // tick of the last campaign run to fence
 	leaseUntil       uint64
 	quorumAt         uint64 // start of the latest round a majority acknowledged
@@ -460,7 +462,7 @@ func (n *Node) Campaign() {
 
 func (n *Node) campaign() {
 	// This Phase 1 fences for the rebuilding replicas heard from so far.
-	n.fenceNonce = n.rebuildNonce
+	n.fenceNonce, n.p1rebuilding = n.rebuildNonce, 0
 	n.maxRound = max(n.maxRound, n.promised.Round) + 1
 	n.ballot = Ballot{Round: n.maxRound, ID: n.cfg.ID}
 	n.promise(n.ballot)
@@ -479,7 +481,7 @@ func (n *Node) campaign() {
 	n.logger.Info("paxos phase 1", "ballot", n.ballot, "from", n.p1from)
 	for i, p := range n.peers {
 		if i != n.self {
-			n.send(Message{Type: MsgPrepare, To: p, Ballot: n.ballot, Instance: n.p1from, Commit: n.commit})
+			n.send(Message{Type: MsgPrepare, To: p, Ballot: n.ballot, Instance: n.p1from, Commit: n.commit, Lease: n.cfg.Incarnation})
 		}
 	}
 	n.maybeWinPhase1()

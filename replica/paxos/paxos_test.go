@@ -847,20 +847,130 @@ func TestLeaderFencesOnlyWithEveryOtherReplica(t *testing.T) {
 		t.Fatalf("role %v after a majority promised; want leader", n.role)
 	}
 	// A majority is not enough for the fence: 4 must promise too (late).
-	step(t, n, Message{Type: MsgRebuild, From: 5, Lease: 9, Commit: 1})
+	step(t, n, Message{Type: MsgRebuild, From: 5, Ballot: fence, Lease: 9, Commit: 1})
 	if ms := msgsOf(ready(t, n), MsgFenced); len(ms) > 0 {
 		t.Fatalf("Fenced before every other replica promised: %+v", ms)
 	}
 	step(t, n, Message{Type: MsgPromise, From: 4, Ballot: fence, Instance: n.p1from, Commit: 1})
-	step(t, n, Message{Type: MsgRebuild, From: 5, Lease: 9, Commit: 1})
+	step(t, n, Message{Type: MsgRebuild, From: 5, Ballot: fence, Lease: 9, Commit: 1})
 	ms := msgsOf(ready(t, n), MsgFenced)
 	if len(ms) != 1 || ms[0].Ballot != fence || ms[0].Lease != 9 || ms[0].Instance != n.firstOwn {
 		t.Fatalf("Fenced = %+v; want ballot %v, nonce 9, first own %d", ms, fence, n.firstOwn)
 	}
 	// A Rebuild with a new nonce (the replica lost its disk again) needs a
 	// Phase 1 that began after it.
-	step(t, n, Message{Type: MsgRebuild, From: 5, Lease: 10, Commit: 1})
+	step(t, n, Message{Type: MsgRebuild, From: 5, Ballot: fence, Lease: 10, Commit: 1})
 	if ms := msgsOf(ready(t, n), MsgFenced); len(ms) > 0 {
 		t.Fatalf("Fenced for a nonce the Phase 1 did not begin after: %+v", ms)
+	}
+}
+
+// promiseFrom has each of from promise the node's current ballot.
+func promiseFrom(t *testing.T, n *Node, from ...uint64) {
+	t.Helper()
+	for _, p := range from {
+		step(t, n, Message{Type: MsgPromise, From: p, Ballot: n.ballot, Instance: n.p1from, Commit: 1})
+	}
+	ready(t, n)
+}
+
+// rebuildFenced steps a Rebuild from a rebuilding replica that answers a
+// heartbeat of ballot bal, and returns the Fenced messages it brings.
+func rebuildFenced(t *testing.T, n *Node, from uint64, bal Ballot, nonce uint64) []Message {
+	t.Helper()
+	step(t, n, Message{Type: MsgRebuild, From: from, Ballot: bal, Lease: nonce, Commit: 1})
+	return msgsOf(ready(t, n), MsgFenced)
+}
+
+// Two replicas of five that lost their disks are fenced by one ballot,
+// which every replica that votes promised: neither needs the other's
+// promise, which a rebuilding replica never gives. Each must have been
+// rebuilding since before that ballot's Phase 1 began (its nonce reached the
+// leader first) and still be rebuilding under it (a Rebuild that answers
+// that ballot's Heartbeat).
+func TestOneFenceForTwoRebuildingReplicas(t *testing.T) {
+	n, _ := campaignWith(t, 5, Message{From: 2, Commit: 1}, Message{From: 3, Commit: 1})
+	ballot := n.ballot
+	for _, p := range []uint64{2, 3} {
+		step(t, n, Message{Type: MsgHeartbeatAck, From: p, Ballot: ballot, Commit: 1})
+	}
+	rebuildFenced(t, n, 4, ballot, 7)
+	if n.role != Leader {
+		t.Fatalf("with 5 silent: role %v; want no new Phase 1", n.role)
+	}
+	// 5 answers too (rebuilding): every other replica is heard from.
+	rebuildFenced(t, n, 5, ballot, 9)
+	if n.role != Candidate {
+		t.Fatalf("with every other replica heard from: role %v; want a new Phase 1", n.role)
+	}
+	fence := n.ballot
+	promiseFrom(t, n, 2, 3)
+	// 4 still rebuilding, but its Rebuild answers the old ballot: it does
+	// not show that 4 is still rebuilding under the fence, so 5 waits.
+	rebuildFenced(t, n, 4, ballot, 7)
+	if ms := rebuildFenced(t, n, 5, fence, 9); len(ms) > 0 {
+		t.Fatalf("Fenced 5 before 4 answered the fence ballot: %+v", ms)
+	}
+	if ms := rebuildFenced(t, n, 4, fence, 7); len(ms) != 1 || ms[0].To != 4 || ms[0].Ballot != fence || ms[0].Lease != 7 {
+		t.Fatalf("Fenced = %+v; want 4 fenced by %v with nonce 7", ms, fence)
+	}
+	if ms := rebuildFenced(t, n, 5, fence, 9); len(ms) != 1 || ms[0].To != 5 || ms[0].Ballot != fence || ms[0].Lease != 9 {
+		t.Fatalf("Fenced = %+v; want 5 fenced by %v with nonce 9", ms, fence)
+	}
+}
+
+// A replica whose Rebuild reached the leader only after the Phase 1 began
+// is not left out of the fence: its earlier life may have run ballots that
+// nobody fenced yet, so the other rebuilding replica waits for a later
+// Phase 1.
+func TestFenceNeedsRebuildingSinceBeforePhase1(t *testing.T) {
+	n, _ := campaignWith(t, 5, Message{From: 2, Commit: 1}, Message{From: 3, Commit: 1})
+	for _, p := range []uint64{2, 3, 4} {
+		step(t, n, Message{Type: MsgHeartbeatAck, From: p, Ballot: n.ballot, Commit: 1})
+	}
+	rebuildFenced(t, n, 5, n.ballot, 9)
+	if n.role != Candidate {
+		t.Fatalf("role %v after a Rebuild with every other replica answering; want a new Phase 1", n.role)
+	}
+	fence := n.ballot
+	promiseFrom(t, n, 2, 3)
+	// 4 lost its disk after the Phase 1 began: it never promised, and its
+	// nonce is new to this Phase 1.
+	rebuildFenced(t, n, 4, fence, 7)
+	if ms := rebuildFenced(t, n, 5, fence, 9); len(ms) > 0 {
+		t.Fatalf("Fenced with 4 rebuilding only since the Phase 1 began: %+v", ms)
+	}
+}
+
+// A Promise counts only if it answers a Prepare of this start of the
+// replica (Config.Incarnation): one made to an earlier start that issued
+// the same ballot says nothing about what the acceptor holds now.
+func TestPromiseToAnEarlierIncarnationIgnored(t *testing.T) {
+	cfg := testConfig(1, 3)
+	cfg.Incarnation = 5
+	n, err := New(cfg, State{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Campaign()
+	rd := ready(t, n)
+	for _, m := range msgsOf(rd, MsgPrepare) {
+		if m.Lease != 5 {
+			t.Fatalf("Prepare %+v; want it to carry incarnation 5", m)
+		}
+	}
+	step(t, n, Message{Type: MsgPromise, From: 2, Ballot: n.ballot, Instance: n.p1from, Lease: 4, Commit: 1})
+	if n.role != Candidate {
+		t.Fatalf("role %v after a Promise to incarnation 4; want candidate", n.role)
+	}
+	step(t, n, Message{Type: MsgPromise, From: 2, Ballot: n.ballot, Instance: n.p1from, Lease: 5, Commit: 1})
+	if n.role != Leader {
+		t.Fatalf("role %v after a Promise to incarnation 5; want leader", n.role)
+	}
+	// The acceptor side echoes the Prepare's incarnation.
+	a := newTestNode(t, 2, 3, State{})
+	step(t, a, Message{Type: MsgPrepare, From: 1, Ballot: b(3, 1), Instance: 1, Lease: 5})
+	if ms := msgsOf(ready(t, a), MsgPromise); len(ms) != 1 || ms[0].Lease != 5 {
+		t.Fatalf("Promise = %+v; want incarnation 5 echoed", ms)
 	}
 }

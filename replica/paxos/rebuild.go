@@ -7,17 +7,24 @@ package paxos
 // held by a minority only, and a ballot it promised may still be running
 // its Phase 1 somewhere. So it votes again only after two things:
 //
-//  1. Fenced: a leader ran a Phase 1 that began after the replica's
-//     MsgRebuild reached it and was promised by every other replica
-//     (MsgFenced reports its ballot B). Every other replica's ballot it
-//     ever promised was durably promised first by the replica that issued
-//     it (Prepares leave only after that sync), so all of them are below B
-//     (their issuers promised B); its own old ballots only it could use,
-//     counting the others' promises, which are intact. From then on every other replica refuses
-//     lower ballots, and the rebuilt one will promise B, so no value is
-//     chosen below B that B's Phase 1 did not see. That Phase 1 saw a
-//     majority of the others, which holds every value chosen with the lost
-//     votes, and re-proposed them below its own first instance.
+//  1. Fenced: a leader ran a Phase 1 of ballot B that began after the
+//     replica's MsgRebuild reached it, and every other replica promised B,
+//     except replicas that were rebuilding too, since before that Phase 1
+//     began (their nonce had reached the leader) and still under B (they
+//     answered B's Heartbeats with MsgRebuild of that nonce). MsgFenced
+//     reports B. Every ballot of a replica that promised B is below B (a
+//     ballot leaves its issuer only once the issuer durably promised it,
+//     so the issuer promised B later); the incarnations of a replica that
+//     was rebuilding since before B's Phase 1 all ended before it, so
+//     their ballots completed their Phase 1 before it too, with promises
+//     from a majority, which one of B's promisers remembers, so they are
+//     below B as well; and a later incarnation that issues one of those
+//     numbers again counts no promise made to an earlier one
+//     (Config.Incarnation). From then on every replica that votes refuses
+//     ballots below B, so no value is chosen below B that B's Phase 1 did
+//     not see. That Phase 1 saw every replica not rebuilding, among them a
+//     member of every majority, so every value chosen with the lost votes,
+//     and re-proposed them below its own first instance.
 //  2. Caught up: it learned (durably) every instance through B's first own
 //     instance, so the values chosen with its lost votes are on its disk
 //     again, as chosen values.
@@ -25,7 +32,9 @@ package paxos
 // Then it promises B and votes like any replica that restarted (it refuses
 // every Prepare for a lease, since it does not know whom it granted one).
 // Until then it follows the leader only as a learner: no Promise, Accepted,
-// HeartbeatAck or Reject, no campaign. See docs/paxos.md.
+// HeartbeatAck or Reject, no campaign. One ballot may fence several
+// replicas rebuilding at once (at most a minority can be: the leader needs
+// a majority of promises). See docs/paxos.md.
 
 // rebuildFollow handles an Accept or Heartbeat while rebuilding: follow
 // the sender as the leader to learn from, without accepting anything.
@@ -38,27 +47,31 @@ func (n *Node) rebuildFollow(m Message) {
 
 // onRebuild: a rebuilding replica asks the leader for a fence. The leader
 // answers at once if its ballot's Phase 1 began after the replica's rebuild
-// and every other replica promised it; otherwise it runs such a Phase 1,
-// when every other replica answered it lately and it has not done so for
-// an election timeout (a replica that is down would only make it campaign
-// again and again).
+// and every other replica promised it or is rebuilding as well (see
+// above); otherwise it runs such a Phase 1, when every other replica
+// answered it lately and it has not done so for an election timeout (a
+// replica that is down would only make it campaign again and again).
 func (n *Node) onRebuild(m Message) {
 	p := n.peerIndex(m.From)
-	n.rebuildNonce[p] = m.Lease
+	n.rebuildNonce[p], n.rebuildAt[p] = m.Lease, max(n.now, 1)
 	if n.role != Leader {
 		return
 	}
 	bit := uint64(1) << uint(p)
+	if n.fenceNonce[p] == m.Lease && m.Ballot == n.ballot {
+		n.p1rebuilding |= bit // rebuilding since before this Phase 1, and still
+	}
 	all := uint64(1)<<uint(len(n.peers)) - 1
-	if n.fenceNonce[p] == m.Lease && n.p1votes|n.selfBit|bit == all {
+	if n.fenceNonce[p] == m.Lease && n.p1votes|n.p1rebuilding|n.selfBit|bit == all {
 		n.send(Message{Type: MsgFenced, To: m.From, Ballot: n.ballot, Instance: n.firstOwn, Lease: m.Lease, Commit: n.commit})
 		return
 	}
 	if n.fenceCampaignAt != 0 && n.now-n.fenceCampaignAt < uint64(n.cfg.ElectionTicks) {
 		return
 	}
+	recent := func(at uint64) bool { return at != 0 && at+uint64(2*n.cfg.HeartbeatTicks) >= n.now }
 	for i := range n.peers {
-		if i != n.self && i != p && (n.peerAckAt[i] == 0 || n.peerAckAt[i]+uint64(2*n.cfg.HeartbeatTicks) < n.now) {
+		if i != n.self && i != p && !recent(n.peerAckAt[i]) && !recent(n.rebuildAt[i]) {
 			return
 		}
 	}

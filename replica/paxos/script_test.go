@@ -473,7 +473,7 @@ func fmtMsg(m Message) string {
 	case MsgResign:
 		return fmt.Sprintf("Resign b=%v commit=%d successor=%d", m.Ballot, m.Commit, m.Last)
 	case MsgRebuild:
-		return fmt.Sprintf("Rebuild nonce=%d commit=%d", m.Lease, m.Commit)
+		return fmt.Sprintf("Rebuild b=%v nonce=%d commit=%d", m.Ballot, m.Lease, m.Commit)
 	case MsgFenced:
 		return fmt.Sprintf("Fenced b=%v first=%d nonce=%d commit=%d", m.Ballot, m.Instance, m.Lease, m.Commit)
 	}

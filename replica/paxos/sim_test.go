@@ -95,6 +95,7 @@ type simResult struct {
 	resigns   int // leaders that resigned
 	wipes     int // disks wiped
 	rebuilds  int // wiped replicas that finished rebuilding
+	twoLost   int // wipes while another replica was rebuilding (n=5)
 }
 
 // ---- event queue ----
@@ -240,6 +241,7 @@ type sim struct {
 	rs     []*simReplica
 	peers  []uint64
 	failed error
+	starts uint64 // replica starts so far: each one's Config.Incarnation
 
 	// network
 	cut      [][]bool // cut[from][to]: messages dropped
@@ -309,6 +311,8 @@ func (r *simReplica) start() {
 	s := r.s
 	cfg := simConfig(r.id, s.peers)
 	cfg.Rand = s.rng.Uint64
+	s.starts++
+	cfg.Incarnation = s.starts
 	st := r.disk.state()
 	if s.p.onlyEndToEnd {
 		r.revealed, r.acked = Ballot{}, map[uint64]Ballot{}
@@ -877,20 +881,31 @@ func (s *sim) fault() {
 }
 
 // wipeOne crashes a replica (the leader half the time), empties its disk and
-// restarts it rebuilding a little later: unless another replica is still
-// rebuilding, since two replicas that lost their votes are more than a cell
-// of three survives (and with wipeVotes, only once per run).
+// restarts it rebuilding a little later, as long as the replicas that lost
+// their votes and have not rebuilt them stay a minority (one of three, two
+// of five: more is beyond what any cell survives), and with wipeVotes only
+// once per run.
 func (s *sim) wipeOne() {
+	lost := 0
 	for _, r := range s.rs {
-		if r.disk.rebuild != 0 || s.p.wipeVotes && s.res.wipes > 0 {
-			return
+		if r.disk.rebuild != 0 {
+			lost++
 		}
+	}
+	if lost+1 > (s.p.n-1)/2 || s.p.wipeVotes && s.res.wipes > 0 {
+		return
 	}
 	i := s.rng.IntN(s.p.n)
 	if s.rng.IntN(2) == 0 && s.leaderIdx() >= 0 {
 		i = s.leaderIdx()
 	}
 	r := s.rs[i]
+	if r.disk.rebuild != 0 {
+		return // rebuilding already
+	}
+	if lost > 0 {
+		s.res.twoLost++
+	}
 	if r.up {
 		r.crash()
 	}
@@ -1109,16 +1124,19 @@ func TestSimulation(t *testing.T) {
 				total.resigns += res.resigns
 				total.wipes += res.wipes
 				total.rebuilds += res.rebuilds
+				total.twoLost += res.twoLost
 			}
 			t.Logf("%d seeds, %.0f simulated s: %d puts ok, %d lease reads ok, %d unknown, %d elections, %d instances; "+
 				"%d snapshots taken, %d installed, %d promises with values, %d catch-up replies, %d pipelined accepts, %d resignations, "+
-				"%d disks wiped, %d rebuilt",
+				"%d disks wiped (%d while another replica rebuilt), %d rebuilt",
 				len(seeds), float64(total.simTime)/float64(second), total.opsOK, total.readsOK, total.unknown, total.elections,
 				total.chosen, total.snapshots, total.installs, total.p1values, total.catchUps, total.pipelined, total.resigns,
-				total.wipes, total.rebuilds)
+				total.wipes, total.twoLost, total.rebuilds)
 			if len(seeds) >= 10 && (total.installs == 0 || total.p1values == 0 || total.catchUps == 0 || total.elections < len(seeds) ||
-				total.pipelined == 0 || len(seeds) >= 16 && total.resigns == 0 || total.rebuilds == 0) {
-				t.Errorf("the faults did not reach snapshot install, Phase 1 recovery, catch-up, re-election, pipelined accepts, resignations and rebuilds")
+				total.pipelined == 0 || len(seeds) >= 16 && total.resigns == 0 || total.rebuilds == 0 ||
+				n >= 5 && len(seeds) >= 50 && total.twoLost == 0) {
+				t.Errorf("the faults did not reach snapshot install, Phase 1 recovery, catch-up, re-election, pipelined accepts, resignations, " +
+					"rebuilds and (with five replicas) two replicas rebuilding at once")
 			}
 		})
 	}

@@ -109,11 +109,14 @@ func (n *Node) onPrepare(m Message) {
 	}
 	es := n.cur.arena[start:len(n.cur.arena):len(n.cur.arena)]
 	n.send(Message{Type: MsgPromise, To: m.From, Ballot: m.Ballot, Instance: m.Instance,
-		Commit: n.commit, Snapshot: n.snapshot, Entries: es})
+		Commit: n.commit, Snapshot: n.snapshot, Entries: es, Lease: m.Lease})
 	n.noteCommit(m.From, m.Commit)
 }
 
 func (n *Node) onPromise(m Message) {
+	if m.Lease != n.cfg.Incarnation {
+		return // made to an earlier start of this replica (Config.Incarnation)
+	}
 	bit := uint64(1) << uint(n.peerIndex(m.From))
 	if n.role == Leader && m.Ballot == n.ballot && m.Instance == n.p1from {
 		// A late promise: Phase 1 is over (a majority's reports were
@@ -269,7 +272,7 @@ func (n *Node) requestCatchUp(from uint64) {
 func (n *Node) onHeartbeat(m Message) {
 	if n.rebuild != 0 {
 		n.rebuildFollow(m)
-		n.send(Message{Type: MsgRebuild, To: m.From, Lease: n.rebuild, Commit: n.commit})
+		n.send(Message{Type: MsgRebuild, To: m.From, Ballot: m.Ballot, Lease: n.rebuild, Commit: n.commit})
 		return
 	}
 	if !n.admitLeader(m) {

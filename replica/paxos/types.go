@@ -84,12 +84,14 @@ type MessageType uint8
 // The message types. See docs/paxos.md for the fields each one uses.
 const (
 	// MsgPrepare is Phase 1a: Ballot, and Instance = first instance covered
-	// (the proposer's first unchosen instance; Phase 1 covers all above).
+	// (the proposer's first unchosen instance; Phase 1 covers all above),
+	// Lease = the proposer's Config.Incarnation.
 	MsgPrepare MessageType = iota + 1
 	// MsgPromise is Phase 1b: Ballot promised, Instance as in the Prepare,
 	// Entries = every entry the acceptor holds at or above Instance,
 	// Commit = acceptor's first unchosen instance (entries below it are
-	// chosen values), Snapshot = acceptor's snapshot instance.
+	// chosen values), Snapshot = acceptor's snapshot instance, Lease =
+	// the Prepare's incarnation, echoed.
 	MsgPromise
 	// MsgAccept is Phase 2a: Ballot, Entries (contiguous instances, all
 	// with Ballot), Commit (leader's first unchosen instance), Lease
@@ -122,13 +124,14 @@ const (
 	// grant, so it promises to the successor without waiting it out.
 	MsgResign
 	// MsgRebuild: a replica that lost its durable state and is rebuilding
-	// it (State.Rebuild) tells the leader it follows. Lease = its rebuild
-	// nonce, Commit = its first unchosen instance. The leader answers with
-	// MsgFenced once a Phase 1 that began after this message was promised
-	// by every other replica.
+	// it (State.Rebuild) answers a leader's Heartbeat. Ballot = the
+	// Heartbeat's, Lease = its rebuild nonce, Commit = its first unchosen
+	// instance. The leader answers with MsgFenced once a Phase 1 that
+	// began after this nonce reached it was promised by every other
+	// replica, except those rebuilding since before that Phase 1 too.
 	MsgRebuild
 	// MsgFenced: the leader's answer to MsgRebuild. Ballot = the leader's
-	// ballot, whose Phase 1 every replica but the rebuilding one promised
+	// ballot, whose Phase 1 every replica but the rebuilding ones promised
 	// after the rebuild began; Instance = the first instance that ballot
 	// proposed on its own (the no-op after Phase 1); Lease = the nonce.
 	MsgFenced
