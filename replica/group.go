@@ -134,6 +134,7 @@ type group struct {
 	rd          paxos.Ready // the outstanding Ready while writing
 	writeStart  time.Time   // when rd's write began
 	holding     bool        // leader: new proposals wait for acks (see hold)
+	rebuilding  bool        // the disk says this replica rebuilds (State.Rebuild): until Rebuilt is durable
 	holdTimer   *time.Timer
 	resignSent  []chan struct{} // closed once the next Ready's early messages are sent
 	recv        *snapReceiver
@@ -197,6 +198,7 @@ func newGroup(r *Replica, id uint32, sm StateMachine) (*group, error) {
 	} else if st.Rebuild != 0 {
 		g.log.Warn("resuming a rebuild of lost state: learning from the peers, not voting")
 	}
+	g.rebuilding = st.Rebuild != 0
 	g.applier = newApplier(g)
 	if st.Snapshot.Instance > 0 {
 		if err := g.applier.restoreStored(); err != nil {
@@ -772,6 +774,7 @@ func (g *group) finishReady(err error) bool {
 		}
 	}
 	if rd.Rebuilt {
+		g.rebuilding = false // durable now: the write above carried it
 		g.log.Info("rebuilt: the lost state is fenced and learned again; voting")
 	}
 	// 4. Start snapshot transfers (applying was handed off above).
@@ -955,8 +958,12 @@ func (g *group) onLoop(ctx context.Context, f func()) error {
 
 // status implements Replica.Status.
 func (g *group) status(ctx context.Context) (Status, error) {
-	ch := make(chan paxos.Status, 1)
-	ps, err := askLoop(ctx, g, func() { ch <- g.node.Status() }, ch)
+	type loopStatus struct {
+		paxos.Status
+		rebuilding bool
+	}
+	ch := make(chan loopStatus, 1)
+	ps, err := askLoop(ctx, g, func() { ch <- loopStatus{g.node.Status(), g.rebuilding} }, ch)
 	if err != nil {
 		return Status{}, err
 	}
@@ -966,6 +973,6 @@ func (g *group) status(ctx context.Context) (Status, error) {
 		Promised: ps.Promised, LeaseValid: ps.LeaseValid,
 		Chosen:  max(ps.Commit, 1) - 1,
 		Applied: g.applier.appliedIndex(), Snapshot: snap.Instance,
-		InFlight: ps.InFlight, Rebuilding: ps.Rebuilding, Stats: g.stats.snapshot(),
+		InFlight: ps.InFlight, Rebuilding: ps.rebuilding, Stats: g.stats.snapshot(),
 	}, nil
 }

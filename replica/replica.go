@@ -354,7 +354,7 @@ type Status struct {
 	Applied    uint64       // last instance applied to the state machine
 	Snapshot   uint64       // last instance covered by the stored snapshot
 	InFlight   int          // instances proposed, not yet chosen (leader)
-	Rebuilding bool         // rebuilding lost state: learning, not voting (Config.RebuildEmpty)
+	Rebuilding bool         // rebuilding lost state: learning, not voting (Config.RebuildEmpty), until its end is durable
 	Stats      Stats
 }
 
