@@ -14,11 +14,13 @@ import (
 	"github.com/latchd/latch/replica/paxos"
 )
 
-// applyItem is work for the apply goroutine: chosen entries in order, or
-// (restore != 0) "restore the stored snapshot that covers restore".
+// applyItem is work for the apply goroutine: chosen entries in order,
+// (restore != 0) "restore the stored snapshot that covers restore", or
+// (backup != nil) "snapshot the state machine for Replica.Backup".
 type applyItem struct {
 	entries []paxos.Entry
 	restore uint64
+	backup  *backupReq
 }
 
 // applier owns the group's StateMachine: every call to it happens on the
@@ -55,9 +57,12 @@ func (a *applier) run() {
 		select {
 		case it := <-g.applyc:
 			var err error
-			if it.restore != 0 {
+			switch {
+			case it.backup != nil:
+				a.backup(it.backup)
+			case it.restore != 0:
 				err = a.restoreReceived(it.restore)
-			} else {
+			default:
 				err = a.applyEntries(it.entries)
 			}
 			if err != nil {
