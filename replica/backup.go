@@ -168,6 +168,11 @@ func ReadBackup(r io.Reader) (BackupMeta, []byte, error) {
 	return BackupMeta{Group: group, Instance: inst, Index: idx, Size: int64(size)}, body, nil
 }
 
+// BackupState returns the part of a backup's body (as ReadBackup returned
+// it) that the StateMachine's Snapshot wrote, for a caller that checks it
+// with its own Restore first.
+func BackupState(body []byte) []byte { return body[snapHeaderLen:] }
+
 // Restore makes dataDir the data dir of a replica of a new cell that starts
 // from the backup in body (as ReadBackup returned it): the group's stored
 // snapshot at the backup's instance, nothing promised, nothing in the log.
