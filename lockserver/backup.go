@@ -10,6 +10,12 @@ import (
 	"github.com/latchd/latch/replica"
 )
 
+// RestoreRenumber is how far Restore moves every number the namespace hands
+// out (namespace.Tree.Renumber): the old cell may have gone on after the
+// backup, and nothing the new cell hands out may equal what it did. As
+// etcd's restore suggests for its revisions: a billion.
+const RestoreRenumber = 1_000_000_000
+
 // Backup writes the cell's state as this replica has applied it (the
 // namespace, sessions, locks) to w as a backup file (replica.Backup) and
 // returns what it holds. Take it on the leader for the latest state; a
@@ -18,12 +24,21 @@ func (s *Server) Backup(ctx context.Context, w io.Writer) (replica.BackupMeta, e
 	return s.rep.Backup(ctx, group, w)
 }
 
-// Restore reads a backup file from r, checks it (its framing and checksum,
-// then that it decodes as lock server state under ns, the namespace limits
-// the new cell runs with) and makes dataDir (a replica's Config.DataDir)
-// start a new cell from it: every replica of the new cell must be restored
-// from the same file. dataDir must hold no Paxos state
-// (replica.ErrHasState).
+// Restore reads a backup file from r and makes dataDir (a replica's
+// Config.DataDir, which must hold no Paxos state: replica.ErrHasState) a
+// replica of a new cell that starts from it. Every replica of the new cell
+// must be restored from the same file; Restore is deterministic, so they
+// start from the same state.
+//
+// The state is the backup's, under ns (the namespace limits the new cell
+// runs with), except that it is made safe for a cell that does not know
+// what the old one did after the backup: every session of the old cell is
+// expired (its ephemeral nodes deleted, its locks released with their
+// lock-delay, its waits canceled), so no client of the old cell believes
+// it still holds a lock; and every number the namespace hands out moves up
+// by RestoreRenumber, so no sequencer, generation or session id of the old
+// cell matches anything. It returns the backup's meta with the command
+// index the new cell starts after.
 func Restore(dataDir string, r io.Reader, ns namespace.Config) (replica.BackupMeta, error) {
 	meta, body, err := replica.ReadBackup(r)
 	if err != nil {
@@ -32,8 +47,43 @@ func Restore(dataDir string, r io.Reader, ns namespace.Config) (replica.BackupMe
 	if meta.Group != group {
 		return meta, fmt.Errorf("%w: group %d; a lock server backup is of group %d", replica.ErrBadBackup, meta.Group, group)
 	}
-	if err := newFSM(ns).Restore(bytes.NewReader(replica.BackupState(body))); err != nil {
+	f := newFSM(ns)
+	if err := f.Restore(bytes.NewReader(replica.BackupState(body))); err != nil {
 		return meta, fmt.Errorf("%w: %w", replica.ErrBadBackup, err)
 	}
-	return meta, replica.Restore(dataDir+"/paxos", meta, body)
+	if meta.Index, err = f.forNewCell(meta.Index); err != nil {
+		return meta, err
+	}
+	var state bytes.Buffer
+	if err := f.Snapshot(&state); err != nil {
+		return meta, err
+	}
+	return meta, replica.Restore(dataDir+"/paxos", meta, state.Bytes())
+}
+
+// forNewCell renumbers the state (RestoreRenumber) and expires every
+// session, applying the expiries as commands after index (moved up too).
+// It returns the index of the last one.
+func (f *fsm) forNewCell(index uint64) (uint64, error) {
+	if err := f.tree.Renumber(RestoreRenumber); err != nil {
+		return index, err
+	}
+	index += RestoreRenumber
+	for _, si := range f.tree.Sessions() {
+		cmd := namespace.NewExpireSession(si.ID)
+		enc, err := encodeCommand(kindNamespace, &cmd)
+		if err != nil {
+			return index, err
+		}
+		index++
+		res, err := decodeResult(f.Apply(index, enc.entry()))
+		enc.release()
+		if err != nil {
+			return index, err
+		}
+		if res.res.Err != nil {
+			return index, fmt.Errorf("lockserver: expire session %d of the backup: %w", si.ID, res.res.Err)
+		}
+	}
+	return index, nil
 }

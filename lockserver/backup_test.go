@@ -20,6 +20,11 @@ func TestBackupAndRestore(t *testing.T) {
 	cl := newClient(t, c)
 	cl.must(&wire.Put{Path: "/config/a", Content: []byte("one"), Parents: true})
 	cl.must(&wire.Put{Path: "/config/b", Content: []byte("two")})
+	// A session of the old cell with an ephemeral node and a lock.
+	cl.open(time.Minute)
+	cl.must(&wire.Put{Path: "/eph", Ephemeral: true})
+	cl.must(&wire.Put{Path: "/config/lock"})
+	seq := cl.must(&wire.Acquire{Path: "/config/lock", Mode: wire.Exclusive}).(*wire.AcquireReply).Sequencer
 	var buf bytes.Buffer
 	meta, err := c.Server(c.Leader()).Backup(ctx, &buf)
 	if err != nil {
@@ -47,6 +52,29 @@ func TestBackupAndRestore(t *testing.T) {
 			t.Errorf("restored %s = %q; want %q", path, g.Content, want)
 		}
 	}
+	// The old cell's session is gone, with its ephemeral node and its lock;
+	// its sequencer matches nothing, and the next grant is numbered above
+	// everything the old cell could have handed out.
+	if m, err := cl2.do(&wire.Get{Path: "/eph"}); codeOf(err) != wire.NotFound {
+		t.Errorf("the old session's ephemeral node after the restore: %v, %v; want NotFound", m, err)
+	}
+	if ss := cl2.must(&wire.ListSessions{}).(*wire.SessionsReply); len(ss.Sessions) != 0 {
+		t.Errorf("sessions after the restore: %+v; want none", ss.Sessions)
+	}
+	if v := cl2.must(&wire.CheckSequencer{Sequencer: seq}).(*wire.CheckReply); v.Valid {
+		t.Errorf("the old cell's sequencer %+v is valid after the restore", seq)
+	}
+	cl2.open(time.Minute)
+	waitFor(t, 10*time.Second, "the old lock's lock-delay to end", func() bool {
+		m, err := cl2.do(&wire.Acquire{Path: "/config/lock", Mode: wire.Exclusive})
+		if err != nil {
+			return false
+		}
+		if got := m.(*wire.AcquireReply).Sequencer; got.LockGen <= seq.LockGen+RestoreRenumber {
+			t.Fatalf("lock generation %d after the restore; want above %d", got.LockGen, seq.LockGen+RestoreRenumber)
+		}
+		return true
+	})
 	cl2.must(&wire.Put{Path: "/config/c", Content: []byte("three")})
 	if g := cl2.must(&wire.Get{Path: "/config/c"}).(*wire.GetReply); string(g.Content) != "three" {
 		t.Errorf("a write after the restore reads %q", g.Content)

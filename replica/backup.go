@@ -174,14 +174,17 @@ func ReadBackup(r io.Reader) (BackupMeta, []byte, error) {
 func BackupState(body []byte) []byte { return body[snapHeaderLen:] }
 
 // Restore makes dataDir the data dir of a replica of a new cell that starts
-// from the backup in body (as ReadBackup returned it): the group's stored
-// snapshot at the backup's instance, nothing promised, nothing in the log.
+// from a backup: the group's stored snapshot at meta.Instance, whose state
+// machine has applied commands through meta.Index and holds state (what
+// StateMachine.Snapshot writes: BackupState of the body ReadBackup returned,
+// or the caller's own transformation of it, such as renumbering), nothing
+// promised, nothing in the log.
 // Start every replica of the new cell from the same backup (the replicas
 // then agree on everything up to its instance), as members of a new cell:
 // none of them voted before. dataDir must hold no Paxos state (ErrHasState):
 // restoring into a replica of a running cell would make it forget its
 // votes. Restore creates dataDir if needed.
-func Restore(dataDir string, meta BackupMeta, body []byte) error {
+func Restore(dataDir string, meta BackupMeta, state []byte) error {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return fmt.Errorf("replica: restore: %w", err)
 	}
@@ -198,6 +201,7 @@ func Restore(dataDir string, meta BackupMeta, body []byte) error {
 	if !st.IsEmpty() {
 		return fmt.Errorf("%w: %s, group %d", ErrHasState, dataDir, meta.Group)
 	}
+	body := append(appendSnapHeader(nil, meta.Instance, meta.Index), state...)
 	if _, err := l.SaveSnapshot(meta.Instance, body); err != nil {
 		return fmt.Errorf("replica: restore: store the snapshot: %w", err)
 	}

@@ -30,7 +30,7 @@ func TestBackupRestoresANewCell(t *testing.T) {
 		t.Fatalf("ReadBackup = %+v, %v; want %+v", got, err, meta)
 	}
 	restored := newCell(t, cellOpts{tune: func(cfg *Config) {
-		if err := Restore(cfg.DataDir, got, body); err != nil {
+		if err := Restore(cfg.DataDir, got, BackupState(body)); err != nil {
 			t.Fatalf("Restore(%s): %v", cfg.DataDir, err)
 		}
 	}})
@@ -42,7 +42,7 @@ func TestBackupRestoresANewCell(t *testing.T) {
 	restored.checkContains(1, acked)
 	// A restored data dir holds state now: restoring again is refused.
 	restored.closeAll()
-	if err := Restore(restored.cfgs[1].DataDir, got, body); !errors.Is(err, ErrHasState) {
+	if err := Restore(restored.cfgs[1].DataDir, got, BackupState(body)); !errors.Is(err, ErrHasState) {
 		t.Errorf("Restore into a data dir with state = %v; want ErrHasState", err)
 	}
 }
