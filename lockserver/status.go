@@ -33,8 +33,9 @@ type Status struct {
 	// Index is the last command index applied to the namespace (commands,
 	// not instances: one instance carries a batch).
 	Index uint64
-	// Nodes and Sessions count the namespace's nodes and live sessions.
-	Nodes, Sessions int
+	// Nodes and Sessions count the namespace's nodes and live sessions;
+	// LocksHeld the locks with holders, LockWaiters the acquires queued.
+	Nodes, Sessions, LocksHeld, LockWaiters int
 	// Tracked is the number of sessions the leader's manager tracks, and
 	// HeldKeepAlives the long polls it holds (0 off the leader).
 	Tracked, HeldKeepAlives int
@@ -42,6 +43,17 @@ type Status struct {
 	Members []MemberStatus
 	// Replica counts the Paxos group's work.
 	Proposals, Batches, Writes, Dropped uint64
+	// SyncedWrites counts the log writes with fsync, SyncTime their total
+	// time; SnapshotBytes is the size of the stored snapshot.
+	SyncedWrites  uint64
+	SyncTime      time.Duration
+	SnapshotBytes int64
+	// BatchSizes and ApplyLatency are the replica's histograms
+	// (replica.Stats, replica.BatchSizeBuckets and ApplyLatencyBuckets);
+	// ApplyTime is the total of the latter.
+	BatchSizes, ApplyLatency []uint64
+	BatchCommands            uint64
+	ApplyTime                time.Duration
 }
 
 // MemberStatus is one member of the cell as this replica sees it.
@@ -70,11 +82,15 @@ func (s *Server) Status() Status {
 		out.Chosen, out.Applied, out.Snapshot = st.Chosen, st.Applied, st.Snapshot
 		out.Rebuilding = st.Rebuilding
 		out.Proposals, out.Batches, out.Writes, out.Dropped = st.Stats.Proposals, st.Stats.Batches, st.Stats.Writes, st.Stats.Dropped
+		out.SyncedWrites, out.SyncTime, out.SnapshotBytes = st.Stats.SyncedWrites, st.Stats.SyncTime, st.SnapshotBytes
+		out.BatchSizes, out.ApplyLatency, out.ApplyTime = st.Stats.BatchSizes, st.Stats.ApplyLatency, st.Stats.ApplyTime
+		out.BatchCommands = st.Stats.BatchCommands
 	}
 	s.fsm.read(func(t *namespace.Tree) {
 		out.Index = t.AppliedIndex()
 		out.Nodes = t.Len()
 		out.Sessions = s.fsm.sessions
+		out.LocksHeld, out.LockWaiters = t.LockCounts()
 	})
 	if t := s.term.Load(); t != nil {
 		out.Tracked = t.mgr.Len()

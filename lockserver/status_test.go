@@ -52,3 +52,36 @@ func TestStatusReplyRebuilding(t *testing.T) {
 		return !sr.Rebuilding && sr.Leader != ""
 	})
 }
+
+// Status counts held locks and queued acquires, and carries the replica's
+// histograms: the batches the leader proposed and the instances applied.
+func TestStatusCountsLocksAndBatches(t *testing.T) {
+	c := testCell(t)
+	a, b := newClient(t, c), newClient(t, c)
+	a.open(time.Minute)
+	b.open(time.Minute)
+	a.must(&wire.Put{Path: "/l"})
+	a.must(&wire.Acquire{Path: "/l", Mode: wire.Exclusive})
+	queued := async(b, &wire.Acquire{Path: "/l", Mode: wire.Exclusive, Wait: true})
+	lead := c.Server(c.Leader())
+	waitFor(t, 10*time.Second, "one lock held and one acquire queued", func() bool {
+		st := lead.Status()
+		return st.LocksHeld == 1 && st.LockWaiters == 1
+	})
+	a.must(&wire.Release{Path: "/l", LockGen: lockInfo(t, a, "/l").LockGen})
+	recv(t, queued, "the queued acquire")
+	st := lead.Status()
+	var batches, applied uint64
+	for _, n := range st.BatchSizes {
+		batches += n
+	}
+	for _, n := range st.ApplyLatency {
+		applied += n
+	}
+	if batches == 0 || batches != st.Batches || st.BatchCommands < batches || applied == 0 || st.ApplyTime <= 0 {
+		t.Errorf("leader status: %d batches (%d in the histogram, %d commands), %d applied in %v", st.Batches, batches, st.BatchCommands, applied, st.ApplyTime)
+	}
+	if st.SyncedWrites == 0 || st.SyncTime <= 0 {
+		t.Errorf("leader status: %d synced writes in %v", st.SyncedWrites, st.SyncTime)
+	}
+}

@@ -180,3 +180,24 @@ func TestExpiryDropsWaitsAndGrantsOthers(t *testing.T) {
 		"wait-canceled /l inst=2 session=2 reason=session-expired",
 		"lock-acquired /l inst=2 session=3 seq=/l:shared:1:2")
 }
+
+// LockCounts counts locks with holders and queued acquires.
+func TestLockCounts(t *testing.T) {
+	h := newHarness(t)
+	s1, s2 := h.open(), h.open()
+	for _, p := range []string{"/a", "/b", "/c"} {
+		h.must(NewCreate(p, nil, 0), s1)
+	}
+	if held, waiting := h.tree.LockCounts(); held != 0 || waiting != 0 {
+		t.Fatalf("LockCounts of no locks = %d, %d", held, waiting)
+	}
+	h.must(NewAcquire("/a", ModeExclusive, false, 0), s1)
+	h.must(NewAcquire("/b", ModeShared, false, 0), s1)
+	h.must(NewAcquire("/b", ModeShared, false, 0), s2)
+	if r := h.must(NewAcquire("/a", ModeExclusive, true, 0), s2); !r.Queued {
+		t.Fatalf("second acquire of /a not queued: %+v", r)
+	}
+	if held, waiting := h.tree.LockCounts(); held != 2 || waiting != 1 {
+		t.Fatalf("LockCounts = %d held, %d waiting; want 2, 1", held, waiting)
+	}
+}

@@ -183,6 +183,18 @@ func (t *Tree) NextDeadline() (int64, bool) {
 	return t.blocked.items[0].delayUntil, true
 }
 
+// LockCounts returns how many locks have holders and how many acquires
+// wait in their queues, cheaply (no list is built, unlike Locks).
+func (t *Tree) LockCounts() (held, waiting int) {
+	for _, ls := range t.locks {
+		if len(ls.holders) > 0 {
+			held++
+		}
+		waiting += len(ls.waiters)
+	}
+	return held, waiting
+}
+
 // AppliedIndex returns the largest log index applied.
 func (t *Tree) AppliedIndex() uint64 { return t.index }
 

@@ -86,7 +86,9 @@ func (a *applier) applyEntries(ents []paxos.Entry) error {
 		if e.Instance != a.applied+1 {
 			return fmt.Errorf("chosen instance %d handed out after %d: a gap in the log", e.Instance, a.applied)
 		}
+		t0 := time.Now()
 		a.applyEntry(e)
+		a.g.stats.observeApply(time.Since(t0))
 		a.applied = e.Instance
 	}
 	a.publish()

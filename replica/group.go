@@ -80,15 +80,58 @@ type groupStats struct {
 	proposals, batches, pipelined, applied, writes, syncs, dropped atomic.Uint64
 	sendErrors                                                     atomic.Uint64
 	snapsTook, snapsSent, snapsRecv                                atomic.Uint64
-	syncNanos                                                      atomic.Int64
+	syncNanos, applyNanos                                          atomic.Int64
+	batchCmds                                                      atomic.Uint64
+	batchSizes                                                     [len(BatchSizeBuckets) + 1]atomic.Uint64
+	applyLatency                                                   [len(ApplyLatencyBuckets) + 1]atomic.Uint64
+}
+
+// BatchSizeBuckets are the upper bounds (inclusive) of Stats.BatchSizes, in
+// commands per batch.
+var BatchSizeBuckets = [...]int{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}
+
+// ApplyLatencyBuckets are the upper bounds (exclusive) of
+// Stats.ApplyLatency.
+var ApplyLatencyBuckets = [...]time.Duration{
+	10 * time.Microsecond, 50 * time.Microsecond, 100 * time.Microsecond, 500 * time.Microsecond,
+	time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
+}
+
+// observeBatch counts a proposed batch of n commands.
+func (s *groupStats) observeBatch(n int) {
+	s.batches.Add(1)
+	s.batchCmds.Add(uint64(n))
+	i := 0
+	for i < len(BatchSizeBuckets) && n > BatchSizeBuckets[i] {
+		i++
+	}
+	s.batchSizes[i].Add(1)
+}
+
+// observeApply counts one chosen batch applied in d.
+func (s *groupStats) observeApply(d time.Duration) {
+	s.applyNanos.Add(int64(d))
+	i := 0
+	for i < len(ApplyLatencyBuckets) && d >= ApplyLatencyBuckets[i] {
+		i++
+	}
+	s.applyLatency[i].Add(1)
 }
 
 func (s *groupStats) snapshot() Stats {
-	return Stats{
+	st := Stats{
 		Proposals: s.proposals.Load(), Batches: s.batches.Load(), Pipelined: s.pipelined.Load(), Applied: s.applied.Load(),
 		Writes: s.writes.Load(), SyncedWrites: s.syncs.Load(), SyncTime: time.Duration(s.syncNanos.Load()), Dropped: s.dropped.Load(), SendErrors: s.sendErrors.Load(),
 		SnapshotsTook: s.snapsTook.Load(), SnapshotsSent: s.snapsSent.Load(), SnapshotsRecv: s.snapsRecv.Load(),
+		ApplyTime: time.Duration(s.applyNanos.Load()), BatchCommands: s.batchCmds.Load(),
 	}
+	for i := range s.batchSizes {
+		st.BatchSizes = append(st.BatchSizes, s.batchSizes[i].Load())
+	}
+	for i := range s.applyLatency {
+		st.ApplyLatency = append(st.ApplyLatency, s.applyLatency[i].Load())
+	}
+	return st
 }
 
 // group is one Paxos group on this replica. Its loop goroutine alone owns
@@ -644,7 +687,7 @@ func (g *group) proposeQueued() {
 				p.done <- result{err: err}
 			}
 		} else {
-			g.stats.batches.Add(1)
+			g.stats.observeBatch(len(g.cmds))
 		}
 		clear(g.queued[:n])
 		g.queued = g.queued[n:]
@@ -967,12 +1010,12 @@ func (g *group) status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	snap, _ := g.ldb.Snapshot()
+	snap, _ := g.ldb.Snapshot() // zero if none
 	return Status{
 		Group: g.id, ID: ps.ID, Role: ps.Role, Leader: ps.Leader, Ballot: ps.Ballot,
 		Promised: ps.Promised, LeaseValid: ps.LeaseValid,
 		Chosen:  max(ps.Commit, 1) - 1,
-		Applied: g.applier.appliedIndex(), Snapshot: snap.Instance,
+		Applied: g.applier.appliedIndex(), Snapshot: snap.Instance, SnapshotBytes: snap.Size,
 		InFlight: ps.InFlight, Rebuilding: ps.rebuilding, Stats: g.stats.snapshot(),
 	}, nil
 }

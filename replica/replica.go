@@ -353,9 +353,11 @@ type Status struct {
 	Chosen     uint64       // every instance at or below is known chosen
 	Applied    uint64       // last instance applied to the state machine
 	Snapshot   uint64       // last instance covered by the stored snapshot
-	InFlight   int          // instances proposed, not yet chosen (leader)
-	Rebuilding bool         // rebuilding lost state: learning, not voting (Config.RebuildEmpty), until its end is durable
-	Stats      Stats
+	// SnapshotBytes is the size of the stored snapshot (0 if none).
+	SnapshotBytes int64
+	InFlight      int  // instances proposed, not yet chosen (leader)
+	Rebuilding    bool // rebuilding lost state: learning, not voting (Config.RebuildEmpty), until its end is durable
+	Stats         Stats
 }
 
 // Stats counts a group's work since Start.
@@ -372,6 +374,18 @@ type Stats struct {
 	SnapshotsTook uint64        // snapshots taken of the local state machine
 	SnapshotsSent uint64        // snapshot transfers completed to peers
 	SnapshotsRecv uint64        // snapshots received and restored
+	// BatchSizes counts the batches this replica proposed by size:
+	// BatchSizes[i] those of at most BatchSizeBuckets[i] commands (and
+	// more than the bucket before), the last one the larger ones;
+	// BatchCommands is the commands in them.
+	BatchSizes    []uint64
+	BatchCommands uint64
+	// ApplyLatency counts the chosen instances applied to the state machine
+	// by the time it took: ApplyLatency[i] those under
+	// ApplyLatencyBuckets[i], the last one the slower ones. ApplyTime is
+	// their total.
+	ApplyLatency []uint64
+	ApplyTime    time.Duration
 }
 
 // Status returns the group's state. It asks the group's goroutine, so it

@@ -3,10 +3,12 @@ package admin
 import (
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/latchd/latch/lockserver"
+	"github.com/latchd/latch/replica"
 )
 
 // collector exports a replica's lockserver.Metrics and Status to
@@ -23,6 +25,9 @@ type collector struct {
 	chosen, applied, snapshot, index          *prometheus.Desc
 	nodes, sessions, tracked, held            *prometheus.Desc
 	batches, writes, dropped                  *prometheus.Desc
+	locksHeld, lockWaiters, snapshotBytes     *prometheus.Desc
+	syncedWrites, syncSeconds                 *prometheus.Desc
+	batchSize, applyLatency                   *prometheus.Desc
 }
 
 func newCollector(s Server) *collector {
@@ -58,6 +63,13 @@ func newCollector(s Server) *collector {
 		batches:        d("paxos_batches_total", "Paxos instances proposed by this replica as leader."),
 		writes:         d("paxos_writes_total", "Synced log writes."),
 		dropped:        d("paxos_dropped_total", "Peer messages dropped (full inbox)."),
+		locksHeld:      d("locks_held", "Locks with at least one holder."),
+		lockWaiters:    d("lock_waiters", "Acquires waiting in lock queues."),
+		snapshotBytes:  d("paxos_snapshot_bytes", "Size of the stored state machine snapshot."),
+		syncedWrites:   d("paxos_synced_writes_total", "Log writes with fsync."),
+		syncSeconds:    d("paxos_sync_seconds_total", "Time spent in log writes with fsync (divide by paxos_synced_writes_total for the mean)."),
+		batchSize:      d("paxos_batch_commands", "Commands per batch (Paxos instance) this replica proposed as leader."),
+		applyLatency:   d("apply_duration_seconds", "Time to apply one chosen instance to the namespace."),
 	}
 }
 
@@ -68,6 +80,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.proposals, c.proposalErrors, c.proposeLatency, c.terms, c.expired, c.events, c.readBarriers, c.leaseReads,
 		c.isLeader, c.leaseValid, c.rebuilding, c.chosen, c.applied, c.snapshot, c.index,
 		c.nodes, c.sessions, c.tracked, c.held, c.batches, c.writes, c.dropped,
+		c.locksHeld, c.lockWaiters, c.snapshotBytes, c.syncedWrites, c.syncSeconds, c.batchSize, c.applyLatency,
 	} {
 		ch <- d
 	}
@@ -116,21 +129,53 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.batches, float64(st.Batches))
 	counter(c.writes, float64(st.Writes))
 	counter(c.dropped, float64(st.Dropped))
+	gauge(c.locksHeld, float64(st.LocksHeld))
+	gauge(c.lockWaiters, float64(st.LockWaiters))
+	gauge(c.snapshotBytes, float64(st.SnapshotBytes))
+	counter(c.syncedWrites, float64(st.SyncedWrites))
+	counter(c.syncSeconds, st.SyncTime.Seconds())
+	sizes := make([]float64, len(replica.BatchSizeBuckets))
+	for i, b := range replica.BatchSizeBuckets {
+		sizes[i] = float64(b)
+	}
+	if len(st.BatchSizes) > 0 {
+		count, buckets := cumulativeBy(st.BatchSizes, sizes)
+		ch <- prometheus.MustNewConstHistogram(c.batchSize, count, float64(st.BatchCommands), buckets)
+	}
+	if len(st.ApplyLatency) > 0 {
+		count, buckets := cumulativeBy(st.ApplyLatency, seconds(replica.ApplyLatencyBuckets[:]))
+		ch <- prometheus.MustNewConstHistogram(c.applyLatency, count, st.ApplyTime.Seconds(), buckets)
+	}
 }
 
 // cumulative turns lockserver's per-bucket latency counts (bucket i: below
 // LatencyBuckets[i]; the last: the rest) into Prometheus' cumulative
 // buckets keyed by upper bound in seconds, and the total count.
 func cumulative(perBucket []uint64) (uint64, map[float64]uint64) {
-	out := make(map[float64]uint64, len(lockserver.LatencyBuckets))
+	return cumulativeBy(perBucket, seconds(lockserver.LatencyBuckets[:]))
+}
+
+// cumulativeBy is cumulative for buckets with the given upper bounds (one
+// fewer than perBucket: the last bucket is the rest, +Inf).
+func cumulativeBy(perBucket []uint64, bounds []float64) (uint64, map[float64]uint64) {
+	out := make(map[float64]uint64, len(bounds))
 	var sum uint64
 	for i, n := range perBucket {
 		sum += n
-		if i < len(lockserver.LatencyBuckets) {
-			out[lockserver.LatencyBuckets[i].Seconds()] = sum
+		if i < len(bounds) {
+			out[bounds[i]] = sum
 		}
 	}
 	return sum, out
+}
+
+// seconds converts durations to seconds.
+func seconds(ds []time.Duration) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = d.Seconds()
+	}
+	return out
 }
 
 func b2f(b bool) float64 {
