@@ -1,15 +1,20 @@
 // Package admin is latchd's admin HTTP server: /healthz, /readyz, /status,
-// /metrics and /debug/pprof for one replica.
+// /metrics, /backup and /debug/pprof for one replica.
 //
 // /status and /metrics read the replica's lockserver.Status and Metrics.
 // /status also asks every other member of the cell for its position in the
 // log (over the client protocol, with a short timeout), so it can show each
-// peer's lag behind the leader.
+// peer's lag behind the leader. /backup serves lockserver.Server.Backup.
+//
+// There is no authentication: whoever reaches the server can read the
+// whole namespace (/backup) and profile the process (/debug/pprof).
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -24,6 +29,7 @@ import (
 	"github.com/latchd/latch/client"
 	"github.com/latchd/latch/cmd/internal/cellstat"
 	"github.com/latchd/latch/lockserver"
+	"github.com/latchd/latch/replica"
 )
 
 // Server is what the admin endpoints read from a replica
@@ -32,6 +38,7 @@ type Server interface {
 	Status() lockserver.Status
 	Metrics() *lockserver.Metrics
 	Done() <-chan struct{}
+	Backup(ctx context.Context, w io.Writer) (replica.BackupMeta, error)
 }
 
 // PeerStatus asks the replica at a client address for its status; it is
@@ -73,6 +80,7 @@ func Handler(s Server, opts Options) http.Handler {
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
 	mux.HandleFunc("GET /status", h.status)
+	mux.HandleFunc("GET /backup", h.backup)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slogErrorLog{opts.Logger}}))
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
@@ -91,7 +99,17 @@ type handler struct {
 
 func (h *handler) index(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write([]byte("latchd admin: /healthz /readyz /status /metrics /debug/pprof/\n"))
+	_, _ = w.Write([]byte("latchd admin: /healthz /readyz /status /metrics /backup /debug/pprof/\n"))
+}
+
+// stopped reports whether the replica has stopped.
+func (h *handler) stopped() bool {
+	select {
+	case <-h.s.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // healthz answers 200 while the replica runs (liveness).
@@ -108,11 +126,9 @@ func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
 // readyz answers 200 when the replica runs and knows a leader, so clients
 // it serves can be answered (readiness).
 func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
-	select {
-	case <-h.s.Done():
+	if h.stopped() {
 		http.Error(w, "stopped", http.StatusServiceUnavailable)
 		return
-	default:
 	}
 	st := h.s.Status()
 	if st.Leader == 0 {
@@ -121,6 +137,42 @@ func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte("ok: leader " + strconv.FormatUint(st.Leader, 10) + "\n"))
+}
+
+// backup serves the replica's Backup as a file download, with what it
+// holds in X-Latch-Instance and X-Latch-Index, and in X-Latch-Leader
+// whether this replica led when asked (a follower's backup may lag). The
+// backup is taken into memory first, so that its headers, and an error
+// status if it fails, come before the body.
+func (h *handler) backup(w http.ResponseWriter, r *http.Request) {
+	if h.stopped() {
+		http.Error(w, "stopped: no backup", http.StatusServiceUnavailable)
+		return
+	}
+	leader := h.s.Status().IsLeader
+	var buf bytes.Buffer
+	meta, err := h.s.Backup(r.Context(), &buf)
+	if err != nil {
+		code := http.StatusInternalServerError
+		if h.stopped() {
+			code = http.StatusServiceUnavailable
+		}
+		h.opts.Logger.Warn("admin: backup failed", "err", err)
+		http.Error(w, "backup failed: "+err.Error(), code)
+		return
+	}
+	inst := strconv.FormatUint(meta.Instance, 10)
+	hd := w.Header()
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Content-Disposition", `attachment; filename="latch-`+inst+`.backup"`)
+	hd.Set("Content-Length", strconv.Itoa(buf.Len()))
+	hd.Set("X-Latch-Instance", inst)
+	hd.Set("X-Latch-Index", strconv.FormatUint(meta.Index, 10))
+	hd.Set("X-Latch-Leader", strconv.FormatBool(leader))
+	h.opts.Logger.Info("admin: backup taken", "instance", meta.Instance, "index", meta.Index, "bytes", buf.Len(), "leader", leader)
+	if _, err := buf.WriteTo(w); err != nil {
+		h.opts.Logger.Warn("admin: writing /backup", "err", err)
+	}
 }
 
 // StatusDoc is the JSON document /status serves.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/latchd/latch/client"
 	"github.com/latchd/latch/lockserver"
+	"github.com/latchd/latch/replica"
 )
 
 func TestCumulative(t *testing.T) {
@@ -29,16 +30,26 @@ func TestCumulative(t *testing.T) {
 	}
 }
 
-// fakeServer is a replica whose status is fixed.
+// fakeServer is a replica whose status is fixed and whose backup is
+// backup (or backupErr).
 type fakeServer struct {
-	st   lockserver.Status
-	m    lockserver.Metrics
-	done chan struct{}
+	st        lockserver.Status
+	m         lockserver.Metrics
+	done      chan struct{}
+	backup    []byte
+	backupErr error
 }
 
 func (f *fakeServer) Status() lockserver.Status    { return f.st }
 func (f *fakeServer) Metrics() *lockserver.Metrics { return &f.m }
 func (f *fakeServer) Done() <-chan struct{}        { return f.done }
+func (f *fakeServer) Backup(ctx context.Context, w io.Writer) (replica.BackupMeta, error) {
+	if f.backupErr != nil {
+		return replica.BackupMeta{}, f.backupErr
+	}
+	_, err := w.Write(f.backup)
+	return replica.BackupMeta{Group: 1, Instance: 7, Index: 12, Size: int64(len(f.backup))}, err
+}
 
 func TestHandler(t *testing.T) {
 	f := &fakeServer{done: make(chan struct{}), st: lockserver.Status{
@@ -102,5 +113,57 @@ func TestHandler(t *testing.T) {
 	}
 	if resp, _ := http.Post(srv.URL+"/status", "text/plain", nil); resp.StatusCode != 405 {
 		t.Errorf("POST /status = %s; want 405", resp.Status)
+	}
+}
+
+func TestBackup(t *testing.T) {
+	f := &fakeServer{done: make(chan struct{}), backup: []byte("LTBK\x01 the rest"), st: lockserver.Status{ID: 1, Leader: 1, IsLeader: true}}
+	srv := httptest.NewServer(Handler(f, Options{}))
+	defer srv.Close()
+	get := func() (*http.Response, string) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + "/backup")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+
+	resp, body := get()
+	if resp.StatusCode != 200 || body != string(f.backup) || !strings.HasPrefix(body, "LTBK") {
+		t.Errorf("GET /backup = %s %q; want 200 %q", resp.Status, body, f.backup)
+	}
+	for k, want := range map[string]string{
+		"Content-Type":        "application/octet-stream",
+		"Content-Disposition": `attachment; filename="latch-7.backup"`,
+		"X-Latch-Instance":    "7",
+		"X-Latch-Index":       "12",
+		"X-Latch-Leader":      "true",
+	} {
+		if got := resp.Header.Get(k); got != want {
+			t.Errorf("GET /backup: %s = %q; want %q", k, got, want)
+		}
+	}
+
+	f.st.IsLeader = false
+	if resp, _ := get(); resp.Header.Get("X-Latch-Leader") != "false" {
+		t.Errorf("GET /backup of a follower: X-Latch-Leader = %q; want false", resp.Header.Get("X-Latch-Leader"))
+	}
+	if resp, _ := http.Post(srv.URL+"/backup", "text/plain", nil); resp.StatusCode != 405 {
+		t.Errorf("POST /backup = %s; want 405", resp.Status)
+	}
+
+	f.backupErr = errors.New("replica: nothing applied yet: no backup to take")
+	resp, body = get()
+	if resp.StatusCode != 500 || !strings.Contains(body, "backup failed: replica: nothing applied yet") || resp.Header.Get("X-Latch-Instance") != "" {
+		t.Errorf("GET /backup failing = %s %q (X-Latch-Instance %q); want 500 with the error and no X-Latch headers",
+			resp.Status, body, resp.Header.Get("X-Latch-Instance"))
+	}
+
+	close(f.done)
+	if resp, body := get(); resp.StatusCode != 503 {
+		t.Errorf("GET /backup after stop = %s %q; want 503", resp.Status, body)
 	}
 }

@@ -1,6 +1,7 @@
 // Package daemon is the command line of latchd, the latch server: one
-// replica of a cell from a configuration file (`latchd --config FILE`), or a
-// whole three-replica cell on loopback for development (`latchd dev`).
+// replica of a cell from a configuration file (`latchd --config FILE`), a
+// whole three-replica cell on loopback for development (`latchd dev`), or
+// the data dirs of a new cell restored from a backup (`latchd restore`).
 //
 // cmd/latchd's main only sets up signals and calls Main. Everything the
 // process does, it does here: flags → config.Config → lockserver.Config →
@@ -82,7 +83,8 @@ func (f logFlags) logger(w io.Writer, level slog.Leveler) (*slog.Logger, error) 
 	return nil, fmt.Errorf("%w: --log-format %q: want json or text", errUsage, f.format)
 }
 
-// Command returns latchd's root command (with the dev subcommand).
+// Command returns latchd's root command (with the dev and restore
+// subcommands).
 func Command(stdout, stderr io.Writer) *cobra.Command {
 	var lf logFlags
 	var rf runFlags
@@ -93,7 +95,8 @@ func Command(stdout, stderr io.Writer) *cobra.Command {
 
 Run it on each machine of the cell with the same configuration file (only
 "myid" differs, or pass --id); see docs/operations.md. For development,
-"latchd dev" runs a whole three-replica cell in one process on loopback.
+"latchd dev" runs a whole three-replica cell in one process on loopback;
+"latchd restore" makes empty data dirs a new cell that starts from a backup.
 
 The very first start of a brand-new cell takes --new-cell on every replica,
 and later starts must not: without it, a replica that finds its data dir
@@ -123,6 +126,6 @@ SIGINT or SIGTERM stops the replica cleanly.`,
 	pf.CountVarP(&lf.verbose, "verbose", "v", "log more: -v state transitions, -vv debug")
 	pf.StringVar(&lf.format, "log-format", "text", "log format: text or json")
 	rf.register(root)
-	root.AddCommand(devCommand(stdout, stderr, &lf))
+	root.AddCommand(devCommand(stdout, stderr, &lf), restoreCommand(stdout))
 	return root
 }

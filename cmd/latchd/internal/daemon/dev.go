@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ type devFlags struct {
 	dataDir  string
 	replicas int
 	noHTTP   bool
+	restore  string // a backup file to start the cell from
 	ready    func() // called once the cell has a leader (or gave up waiting)
 }
 
@@ -44,6 +46,10 @@ dev decides by itself whether the cell is new: when no replica's data dir
 (DIR/r1, r2, ...) holds Paxos state (missing, or the cell never voted), they
 start as a new cell; otherwise a replica whose data dir holds none (wiped)
 rebuilds its state from the others before it votes again.
+
+--restore FILE starts the cell from a backup (GET /backup of a cell's admin
+HTTP): before starting, it restores FILE into every replica's data dir, which
+must hold no state, as "latchd restore" does.
 
 Then, in another shell:
   export LATCH_ENDPOINTS=127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103
@@ -78,6 +84,7 @@ Then, in another shell:
 	fl.StringVar(&f.dataDir, "data-dir", "", "keep the replicas' data here (default: a temporary directory, removed on exit)")
 	fl.IntVar(&f.replicas, "replicas", 3, "number of replicas")
 	fl.BoolVar(&f.noHTTP, "no-http", false, "do not serve the admin HTTP endpoints")
+	fl.StringVar(&f.restore, "restore", "", "start the cell from this backup file, restored into every replica's data dir (which must hold no state)")
 	return cmd
 }
 
@@ -85,6 +92,24 @@ Then, in another shell:
 // temporary data dir).
 func runDev(ctx context.Context, f devFlags, out io.Writer, log *slog.Logger) error {
 	defaults := config.Default()
+	temporary := f.dataDir == ""
+	if f.restore != "" {
+		if temporary {
+			// StartCell removes only a temporary dir it made itself.
+			d, err := os.MkdirTemp("", "latch-cell-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(d)
+			f.dataDir = d
+		}
+		// The restored dirs hold state: the cell starts as an existing
+		// one (newDevCell), and since every replica's dir holds state,
+		// none rebuilds.
+		if err := restoreDirs(f.restore, devDataDirs(f.dataDir, f.replicas), namespaceConfig(defaults), out); err != nil {
+			return fmt.Errorf("--restore: %w", err)
+		}
+	}
 	newCell, err := newDevCell(f.dataDir, f.replicas)
 	if err != nil {
 		return err
@@ -136,7 +161,7 @@ func runDev(ctx context.Context, f devFlags, out io.Writer, log *slog.Logger) er
 	if f.ready != nil {
 		f.ready()
 	}
-	devReady(out, cell, f.dataDir, leader)
+	devReady(out, cell, temporary, leader)
 	<-ctx.Done()
 	fmt.Fprintln(out, "latchd dev: stopping")
 	if err := stop(); err != nil {
@@ -157,8 +182,8 @@ func newDevCell(dataDir string, replicas int) (bool, error) {
 	if dataDir == "" {
 		return true, nil
 	}
-	for i := range replicas {
-		has, err := lockserver.HasState(filepath.Join(dataDir, fmt.Sprintf("r%d", i+1)))
+	for _, dir := range devDataDirs(dataDir, replicas) {
+		has, err := lockserver.HasState(dir)
 		if err != nil {
 			return false, fmt.Errorf("--data-dir %s: %w", dataDir, err)
 		}
@@ -167,6 +192,16 @@ func newDevCell(dataDir string, replicas int) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// devDataDirs returns the data dirs of a dev cell's replicas in dataDir
+// (dataDir/r1, r2, ...: see lockserver.CellConfig).
+func devDataDirs(dataDir string, replicas int) []string {
+	dirs := make([]string, replicas)
+	for i := range dirs {
+		dirs[i] = filepath.Join(dataDir, fmt.Sprintf("r%d", i+1))
+	}
+	return dirs
 }
 
 // allRebuilding reports whether every replica of the cell waits to rebuild
@@ -184,10 +219,10 @@ func allRebuilding(cell *lockserver.Cell) bool {
 }
 
 // devReady prints where the cell is and the line to paste.
-func devReady(out io.Writer, cell *lockserver.Cell, dataDir string, leader int) {
-	tmp := " (temporary, removed on exit)"
-	if dataDir != "" {
-		tmp = ""
+func devReady(out io.Writer, cell *lockserver.Cell, temporary bool, leader int) {
+	tmp := ""
+	if temporary {
+		tmp = " (temporary, removed on exit)"
 	}
 	fmt.Fprintf(out, "latchd dev: a %d-replica cell on loopback%s\n", cell.N(), tmp)
 	for i := range cell.N() {
