@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latchd/latch/client"
 	"github.com/latchd/latch/lockserver"
@@ -100,13 +101,25 @@ func TestHandler(t *testing.T) {
 	}
 	f.m.ProposeLatency[3].Add(2)
 	f.m.ProposeNanos.Add(3e6)
+	f.st.LocksHeld, f.st.LockWaiters, f.st.SnapshotBytes = 4, 2, 1234
+	f.st.SyncedWrites, f.st.SyncTime = 10, 5*time.Millisecond
+	f.st.BatchSizes = make([]uint64, len(replica.BatchSizeBuckets)+1)
+	f.st.BatchSizes[0], f.st.BatchSizes[3], f.st.BatchCommands = 3, 1, 10 // three of 1, one of 7
+	f.st.ApplyLatency = make([]uint64, len(replica.ApplyLatencyBuckets)+1)
+	f.st.ApplyLatency[1], f.st.ApplyTime = 4, 80*time.Microsecond
 	resp, err = http.Get(srv.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"latch_propose_duration_seconds_sum 0.003", "latch_propose_duration_seconds_count 2"} {
+	for _, want := range []string{"latch_propose_duration_seconds_sum 0.003", "latch_propose_duration_seconds_count 2",
+		"latch_locks_held 4", "latch_lock_waiters 2", "latch_paxos_snapshot_bytes 1234",
+		"latch_paxos_synced_writes_total 10", "latch_paxos_sync_seconds_total 0.005",
+		`latch_paxos_batch_commands_bucket{le="1"} 3`, `latch_paxos_batch_commands_bucket{le="8"} 4`,
+		"latch_paxos_batch_commands_sum 10", "latch_paxos_batch_commands_count 4",
+		`latch_apply_duration_seconds_bucket{le="1e-05"} 0`, `latch_apply_duration_seconds_bucket{le="5e-05"} 4`,
+		"latch_apply_duration_seconds_sum 8e-05", "latch_apply_duration_seconds_count 4"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
