@@ -79,8 +79,8 @@ type Node struct {
 	Peer string `json:"peer"`
 	// Client is the address clients (and the latch CLI) connect to.
 	Client string `json:"client"`
-	// HTTP is the admin HTTP address (/healthz, /status, /metrics,
-	// /debug/pprof); empty means none.
+	// HTTP is the admin HTTP address (/healthz, /readyz, /status,
+	// /metrics, /backup, /debug/pprof); empty means none.
 	HTTP string `json:"http,omitempty"`
 }
 
