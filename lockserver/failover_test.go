@@ -1,6 +1,8 @@
 package lockserver
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -257,5 +259,36 @@ func TestRedirects(t *testing.T) {
 	// stepped down: try elsewhere), never a replica that is gone.
 	if we := err.(*wire.Error); we.Leader != "" && we.Leader != c.Endpoints()[lead] {
 		t.Fatalf("Unavailable without a quorum names %s; want %s or nobody", we.Leader, c.Endpoints()[lead])
+	}
+}
+
+// TransferLeadership moves the leadership to another replica at once while
+// the old leader keeps running; a session carries on through it, and a
+// replica that does not lead refuses.
+func TestTransferLeadership(t *testing.T) {
+	c := testCell(t)
+	cl := newClient(t, c)
+	cl.open(time.Minute)
+	cl.must(&wire.Put{Path: "/before", Content: []byte("1")})
+	old := c.Leader()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	other := c.Server((old + 1) % c.N())
+	if _, err := other.TransferLeadership(ctx); !errors.Is(err, ErrNotLeading) {
+		t.Errorf("TransferLeadership on a follower = %v; want ErrNotLeading", err)
+	}
+	to, err := c.Server(old).TransferLeadership(ctx)
+	if err != nil {
+		t.Fatalf("TransferLeadership: %v", err)
+	}
+	if to == 0 || to == c.Server(old).ID() {
+		t.Fatalf("new leader %d; want another replica than %d", to, c.Server(old).ID())
+	}
+	cl.must(&wire.Put{Path: "/after", Content: []byte("2")})
+	if g := cl.must(&wire.Get{Path: "/before"}).(*wire.GetReply); string(g.Content) != "1" {
+		t.Errorf("/before after the transfer = %q", g.Content)
+	}
+	if l := c.Leader(); l == old {
+		t.Errorf("replica %d still leads after the transfer", old)
 	}
 }

@@ -194,6 +194,29 @@ func (s *Server) resign() {
 	s.log.Info("resigned leadership", "leader", id, "confirmed", err == nil)
 }
 
+// ErrNotLeading: TransferLeadership on a replica that does not lead.
+var ErrNotLeading = errors.New("lockserver: this replica does not lead")
+
+// TransferLeadership hands the leadership to another replica while this one
+// keeps running, as a leader does before it stops (replica.Resign): it ends
+// its master lease at once and names the most up-to-date follower, which is
+// elected without waiting out a lease; sessions keep their leases (the new
+// leader gives each a fresh one and a Failover event). It returns the new
+// leader once one is known, or ctx's error; ErrNotLeading if this replica
+// does not lead. For maintenance of a leader's machine, or to move the
+// leadership away from a slow one (etcd's move-leader).
+func (s *Server) TransferLeadership(ctx context.Context) (uint64, error) {
+	if id, _, ok := s.rep.Leader(group); !ok || id != s.cfg.ID {
+		return 0, ErrNotLeading
+	}
+	if err := s.rep.Resign(ctx); err != nil {
+		return 0, err
+	}
+	id, _, _ := s.rep.Leader(group)
+	s.log.Info("leadership transferred", "leader", id)
+	return id, nil
+}
+
 // ID returns this replica's id.
 func (s *Server) ID() uint64 { return s.cfg.ID }
 

@@ -1,19 +1,23 @@
 // Package admin is latchd's admin HTTP server: /healthz, /readyz, /status,
-// /metrics, /backup and /debug/pprof for one replica.
+// /metrics, /backup, /resign and /debug/pprof for one replica.
 //
 // /status and /metrics read the replica's lockserver.Status and Metrics.
 // /status also asks every other member of the cell for its position in the
 // log (over the client protocol, with a short timeout), so it can show each
-// peer's lag behind the leader. /backup serves lockserver.Server.Backup.
+// peer's lag behind the leader. /backup serves lockserver.Server.Backup;
+// POST /resign, lockserver.Server.TransferLeadership.
 //
 // There is no authentication: whoever reaches the server can read the
-// whole namespace (/backup) and profile the process (/debug/pprof).
+// whole namespace (/backup), move the leadership (/resign) and profile the
+// process (/debug/pprof).
 package admin
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -39,6 +43,7 @@ type Server interface {
 	Metrics() *lockserver.Metrics
 	Done() <-chan struct{}
 	Backup(ctx context.Context, w io.Writer) (replica.BackupMeta, error)
+	TransferLeadership(ctx context.Context) (uint64, error)
 }
 
 // PeerStatus asks the replica at a client address for its status; it is
@@ -81,6 +86,7 @@ func Handler(s Server, opts Options) http.Handler {
 	mux.HandleFunc("GET /readyz", h.readyz)
 	mux.HandleFunc("GET /status", h.status)
 	mux.HandleFunc("GET /backup", h.backup)
+	mux.HandleFunc("POST /resign", h.resign)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slogErrorLog{opts.Logger}}))
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
@@ -99,7 +105,7 @@ type handler struct {
 
 func (h *handler) index(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write([]byte("latchd admin: /healthz /readyz /status /metrics /backup /debug/pprof/\n"))
+	_, _ = w.Write([]byte("latchd admin: /healthz /readyz /status /metrics /backup /resign (POST) /debug/pprof/\n"))
 }
 
 // stopped reports whether the replica has stopped.
@@ -173,6 +179,40 @@ func (h *handler) backup(w http.ResponseWriter, r *http.Request) {
 	if _, err := buf.WriteTo(w); err != nil {
 		h.opts.Logger.Warn("admin: writing /backup", "err", err)
 	}
+}
+
+// resignTimeout bounds a POST /resign's wait for the new leader.
+const resignTimeout = 10 * time.Second
+
+// ResignDoc is the JSON document POST /resign answers with.
+type ResignDoc struct {
+	Leader uint64 `json:"leader"` // the new leader
+}
+
+// resign hands the leadership to another replica (TransferLeadership):
+// 200 with the new leader; 409 if this replica does not lead (the body
+// names the leader it knows); 503 if it stopped or no new leader was known
+// in time.
+func (h *handler) resign(w http.ResponseWriter, r *http.Request) {
+	if h.stopped() {
+		http.Error(w, "stopped", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), resignTimeout)
+	defer cancel()
+	leader, err := h.s.TransferLeadership(ctx)
+	switch {
+	case errors.Is(err, lockserver.ErrNotLeading):
+		http.Error(w, fmt.Sprintf("not the leader: the leader is replica %d", h.s.Status().Leader), http.StatusConflict)
+		return
+	case err != nil:
+		h.opts.Logger.Warn("admin: resign failed", "err", err)
+		http.Error(w, "resign failed: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	h.opts.Logger.Info("admin: leadership transferred", "leader", leader)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(ResignDoc{Leader: leader})
 }
 
 // StatusDoc is the JSON document /status serves.

@@ -39,6 +39,12 @@ type fakeServer struct {
 	done      chan struct{}
 	backup    []byte
 	backupErr error
+	resignTo  uint64 // TransferLeadership's answer, with resignErr
+	resignErr error
+}
+
+func (f *fakeServer) TransferLeadership(ctx context.Context) (uint64, error) {
+	return f.resignTo, f.resignErr
 }
 
 func (f *fakeServer) Status() lockserver.Status    { return f.st }
@@ -178,5 +184,42 @@ func TestBackup(t *testing.T) {
 	close(f.done)
 	if resp, body := get(); resp.StatusCode != 503 {
 		t.Errorf("GET /backup after stop = %s %q; want 503", resp.Status, body)
+	}
+}
+
+// POST /resign answers the new leader, 409 off the leader, 503 when the
+// transfer fails or the replica stopped; GET is not allowed.
+func TestResign(t *testing.T) {
+	f := &fakeServer{done: make(chan struct{}), st: lockserver.Status{ID: 1, Leader: 1, IsLeader: true}, resignTo: 3}
+	srv := httptest.NewServer(Handler(f, Options{}))
+	defer srv.Close()
+	post := func() (*http.Response, string) {
+		t.Helper()
+		resp, err := http.Post(srv.URL+"/resign", "text/plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	if resp, body := post(); resp.StatusCode != 200 || !strings.Contains(body, `"leader":3`) {
+		t.Errorf("POST /resign = %s %q; want 200 naming leader 3", resp.Status, body)
+	}
+	f.resignErr, f.st.Leader = lockserver.ErrNotLeading, 2
+	if resp, body := post(); resp.StatusCode != http.StatusConflict || !strings.Contains(body, "replica 2") {
+		t.Errorf("POST /resign off the leader = %s %q; want 409 naming replica 2", resp.Status, body)
+	}
+	f.resignErr = context.DeadlineExceeded
+	if resp, _ := post(); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("POST /resign that timed out = %s; want 503", resp.Status)
+	}
+	if resp, _ := http.Get(srv.URL + "/resign"); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET /resign = %s; want 405", resp.Status)
+	}
+	close(f.done)
+	f.resignErr = nil
+	if resp, _ := post(); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("POST /resign after stop = %s; want 503", resp.Status)
 	}
 }
