@@ -540,13 +540,18 @@ func (n *Node) becomeLeader() {
 		switch {
 		case s.chosen:
 			e.Value, e.Noop = s.e.Value, s.e.Noop
-		case p.has && !n.bugs.skipPhase1Values:
-			e.Value, e.Noop = p.e.Value, p.e.Noop
 		case j < n.p1commit:
-			// Chosen at a promiser that has truncated it: learn it by
-			// catch-up (a snapshot), never overwrite it with a no-op.
+			// Chosen, but the promiser that knows it chosen has truncated
+			// it (a snapshot covers it), and nobody reported its value as
+			// chosen (that would have been learned: s.chosen). A value
+			// reported as merely accepted may be an older one: the
+			// chosen value's acceptors in this Phase 1's quorum may all
+			// have truncated it. So learn it by catch-up (a snapshot),
+			// never overwrite it, with a no-op or with such a value.
 			needCatchUp = true
 			continue
+		case p.has && !n.bugs.skipPhase1Values:
+			e.Value, e.Noop = p.e.Value, p.e.Noop
 		}
 		n.record(s, e)
 		if p.chosen && !s.chosen {

@@ -1,0 +1,36 @@
+package paxos
+
+import "testing"
+
+// An instance below a promiser's first unchosen one is chosen; if that
+// promiser truncated it (its snapshot covers it) and so reported no value,
+// the new leader must learn it by catch-up and never re-propose a value
+// another promiser (or itself) accepted at a lower ballot: that value may
+// not be the chosen one, and a follower that accepted the chosen value
+// without knowing it chosen would take the stale one at the new ballot,
+// choosing a second value.
+func TestLeaderNeverReproposesBelowATruncatedCommit(t *testing.T) {
+	// Replica 1 accepted "stale" for instance 1 at ballot 1.3, then promised
+	// 2.2 and heard no more: 2.2 chose another value there with replicas 2
+	// and 3, and replica 2 has since truncated it (snapshot 5).
+	n := newTestNode(t, 1, 3, State{Promised: b(2, 2), Entries: []Entry{at(val("stale"), 1, b(1, 3))}})
+	n.Campaign()
+	ready(t, n)
+	step(t, n, Message{Type: MsgPromise, From: 2, Ballot: n.ballot, Instance: n.p1from, Commit: 6, Snapshot: 5})
+	if n.role != Leader {
+		t.Fatalf("role %v after a majority promised", n.role)
+	}
+	for _, m := range ready(t, n).Messages {
+		if m.Type != MsgAccept {
+			continue
+		}
+		for _, e := range m.Entries {
+			if e.Instance < 6 && !e.Noop {
+				t.Fatalf("the new leader re-proposed %s below instance 6, which promiser 2 reported chosen and truncated", fmtEntries(m.Entries))
+			}
+			if e.Instance < 6 {
+				t.Fatalf("the new leader proposed a no-op for chosen instance %d", e.Instance)
+			}
+		}
+	}
+}
