@@ -52,10 +52,22 @@ type cellOptions struct {
 	replicas int
 }
 
-// startProcCell writes a config file per replica (lease 1s, heartbeat
-// 50ms, plus opts.extra), starts the latchd processes and returns once one
-// of them leads.
+// startProcCell writes a config file per replica (newProcCell), starts
+// the latchd processes of a new cell and returns once one of them leads.
 func startProcCell(t *testing.T, ctx context.Context, opts cellOptions) *procCell {
+	t.Helper()
+	c := newProcCell(t, opts)
+	for _, n := range c.nodes {
+		c.start(n, "--new-cell")
+	}
+	c.leader(ctx)
+	return c
+}
+
+// newProcCell picks the addresses of a cell and writes a config file per
+// replica (lease 1s, heartbeat 50ms, plus opts.extra), with the data dirs
+// not created yet; it starts no process.
+func newProcCell(t *testing.T, opts cellOptions) *procCell {
 	t.Helper()
 	latchd, latch := build(t)
 	dir := t.TempDir()
@@ -98,10 +110,6 @@ func startProcCell(t *testing.T, ctx context.Context, opts cellOptions) *procCel
 		}
 	}
 	c.env = []string{"LATCH_ENDPOINTS=" + strings.Join(c.endpoints, ",")}
-	for _, n := range c.nodes {
-		c.start(n, "--new-cell")
-	}
-	c.leader(ctx)
 	return c
 }
 
@@ -255,6 +263,13 @@ func (w *writers) count() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.acked)
+}
+
+// progress waits up to 60 s for 100 more acknowledged writes.
+func (w *writers) progress(t *testing.T, what string) {
+	t.Helper()
+	base := w.count()
+	testutil.WaitFor(t, 60*time.Second, what, func() bool { return w.count() >= base+100 })
 }
 
 // halt stops the writers and waits for them.

@@ -18,8 +18,11 @@
 // with porcupine. A rolling restart (S13), with SIGTERM and then SIGKILL,
 // must keep a client's session, lock and ephemeral node; a replica whose
 // journal was corrupted must refuse to start (S20); a replica whose data
-// dir was deleted must rebuild it from its peers before it votes (S21). TestSoak (opt-in,
-// -soak=D) strings random faults together for as long as it is given.
+// dir was deleted must rebuild it from its peers before it votes (S21), and
+// in a cell of five two such replicas must rebuild together. A backup taken
+// from the leader's /backup must start a new cell with `latchd restore`.
+// TestSoak (opt-in, -soak=D) strings random faults together for as long as
+// it is given.
 //
 // The tests are skipped with -short. The package has no code of its own.
 package e2e
