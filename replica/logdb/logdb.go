@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/syndtr/goleveldb/leveldb"
 	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
@@ -43,6 +44,9 @@ var (
 	// ErrInvalid means an argument breaks the API's contract (for example
 	// instance 0, which is never used).
 	ErrInvalid = errors.New("logdb: invalid argument")
+	// ErrInUse means another process (a running replica) has the
+	// directory's database open: leveldb's lock file is held.
+	ErrInUse = errors.New("logdb: the data dir is in use by another process")
 )
 
 // FormatVersion is the on-disk format this package reads and writes.
@@ -218,6 +222,9 @@ func Open(dir string, o Options) (*DB, error) {
 	if err != nil {
 		if lerrors.IsCorrupted(err) {
 			return nil, fmt.Errorf("%w: open %s: %w", ErrCorrupt, ldbDir, err)
+		}
+		if errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EAGAIN) {
+			return nil, fmt.Errorf("%w (its lock is held): open %s: %w", ErrInUse, ldbDir, err)
 		}
 		return nil, fmt.Errorf("logdb: open %s: %w", ldbDir, err)
 	}

@@ -468,3 +468,20 @@ func TestRebuildMark(t *testing.T) {
 		t.Fatalf("after Rebuilt: %+v, err %v; want no mark, promise 3.2, one entry", st, err)
 	}
 }
+
+// A data dir another process (here: another Open) holds is refused with
+// ErrInUse, not an obscure lock error.
+func TestOpenInUse(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if db2, err := Open(dir, Options{}); !errors.Is(err, ErrInUse) {
+		if db2 != nil {
+			db2.Close()
+		}
+		t.Fatalf("second Open = %v; want ErrInUse", err)
+	}
+}

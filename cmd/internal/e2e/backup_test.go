@@ -165,14 +165,14 @@ func TestBackupRestoreNewCell(t *testing.T) {
 	}
 
 	// Restore refuses the data dirs of the new cell and writes nothing: a
-	// running replica's (its store is locked, so the refusal need not say
-	// why), and a stopped one's, which holds state.
+	// running replica's (its store is locked: in use), and a stopped
+	// one's, which holds state.
 	n := cell.nodes[1]
 	restore := func() (string, string, int) {
 		return run(t, ctx, cell.latchd, nil, "", "restore", "--from", file, "--config", n.config, n.data)
 	}
-	if out, errOut, code := restore(); code != 1 {
-		t.Errorf("latchd restore into the running latchd %d's data dir: exit %d, stdout %q, stderr %q; want exit 1", n.id, code, out, errOut)
+	if out, errOut, code := restore(); code != 1 || !strings.Contains(errOut, "in use") {
+		t.Errorf("latchd restore into the running latchd %d's data dir: exit %d, stdout %q, stderr %q; want exit 1 and 'in use'", n.id, code, out, errOut)
 	}
 	if code := n.p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
 		t.Errorf("latchd %d exit %d after SIGTERM; want 0", n.id, code)
