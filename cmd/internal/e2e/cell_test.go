@@ -27,8 +27,9 @@ type node struct {
 	p                   *proc
 }
 
-// procCell is a cell of three latchd processes started from config files,
-// as an operator runs one, and the binaries that drive it.
+// procCell is a cell of latchd processes (three, or as many as asked)
+// started from config files, as an operator runs one, and the binaries that
+// drive it.
 type procCell struct {
 	t             *testing.T
 	latchd, latch string
