@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/latchd/latch/namespace"
+	"github.com/latchd/latch/replica"
 )
 
 // Status describes this replica and what it knows of the cell, for the
@@ -54,6 +55,10 @@ type Status struct {
 	BatchSizes, ApplyLatency []uint64
 	BatchCommands            uint64
 	ApplyTime                time.Duration
+	// Peers is the leader's view of each follower: the last instance it
+	// reported chosen and how long ago it last acknowledged (empty off the
+	// leader).
+	Peers []replica.PeerStatus
 }
 
 // MemberStatus is one member of the cell as this replica sees it.
@@ -85,6 +90,7 @@ func (s *Server) Status() Status {
 		out.SyncedWrites, out.SyncTime, out.SnapshotBytes = st.Stats.SyncedWrites, st.Stats.SyncTime, st.SnapshotBytes
 		out.BatchSizes, out.ApplyLatency, out.ApplyTime = st.Stats.BatchSizes, st.Stats.ApplyLatency, st.Stats.ApplyTime
 		out.BatchCommands = st.Stats.BatchCommands
+		out.Peers = st.Peers
 	}
 	s.fsm.read(func(t *namespace.Tree) {
 		out.Index = t.AppliedIndex()

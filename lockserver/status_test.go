@@ -85,3 +85,24 @@ func TestStatusCountsLocksAndBatches(t *testing.T) {
 		t.Errorf("leader status: %d synced writes in %v", st.SyncedWrites, st.SyncTime)
 	}
 }
+
+// The leader's Status carries its view of every follower; a follower's
+// carries none.
+func TestStatusPeersOnTheLeader(t *testing.T) {
+	c := testCell(t)
+	cl := newClient(t, c)
+	cl.must(&wire.Put{Path: "/p"})
+	lead := c.Leader()
+	waitFor(t, 10*time.Second, "both followers to acknowledge the leader", func() bool {
+		ps := c.Server(lead).Status().Peers
+		return len(ps) == c.N()-1 && ps[0].LastAck >= 0 && ps[1].LastAck >= 0
+	})
+	for _, p := range c.Server(lead).Status().Peers {
+		if p.ID == c.Server(lead).ID() || p.LastAck > 10*time.Second {
+			t.Errorf("leader's view of a peer: %+v", p)
+		}
+	}
+	if ps := c.Server((lead + 1) % c.N()).Status().Peers; len(ps) != 0 {
+		t.Errorf("a follower's Status has Peers %+v", ps)
+	}
+}

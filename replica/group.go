@@ -999,6 +999,19 @@ func (g *group) onLoop(ctx context.Context, f func()) error {
 	}
 }
 
+// peerStatus converts the core's view of the followers.
+func (g *group) peerStatus(ps []paxos.PeerStatus) []PeerStatus {
+	var out []PeerStatus
+	for _, p := range ps {
+		st := PeerStatus{ID: p.ID, Chosen: max(p.Commit, 1) - 1, LastAck: -1}
+		if p.Acked {
+			st.LastAck = time.Duration(p.AckAgo) * g.r.cfg.TickInterval
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
 // status implements Replica.Status.
 func (g *group) status(ctx context.Context) (Status, error) {
 	type loopStatus struct {
@@ -1017,5 +1030,6 @@ func (g *group) status(ctx context.Context) (Status, error) {
 		Chosen:  max(ps.Commit, 1) - 1,
 		Applied: g.applier.appliedIndex(), Snapshot: snap.Instance, SnapshotBytes: snap.Size,
 		InFlight: ps.InFlight, Rebuilding: ps.rebuilding, Stats: g.stats.snapshot(),
+		Peers: g.peerStatus(ps.Peers),
 	}, nil
 }

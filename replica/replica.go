@@ -358,6 +358,19 @@ type Status struct {
 	InFlight      int  // instances proposed, not yet chosen (leader)
 	Rebuilding    bool // rebuilding lost state: learning, not voting (Config.RebuildEmpty), until its end is durable
 	Stats         Stats
+	// Peers is the leader's view of each follower (empty off the leader).
+	Peers []PeerStatus
+}
+
+// PeerStatus is what a leader knows of one follower.
+type PeerStatus struct {
+	ID uint64
+	// Chosen is the last instance the follower reported it knows chosen
+	// (the leader's Chosen minus it is the follower's lag).
+	Chosen uint64
+	// LastAck is how long ago the follower last acknowledged this leader,
+	// -1 if it has not since the leader took office.
+	LastAck time.Duration
 }
 
 // Stats counts a group's work since Start.

@@ -939,6 +939,16 @@ func (n *Node) Status() Status {
 	if n.role == Leader {
 		st.Next = n.next
 		st.InFlight = int(n.next - n.commit)
+		for i, p := range n.peers {
+			if i == n.self {
+				continue
+			}
+			ps := PeerStatus{ID: p, Commit: n.peerCommit[i], Acked: n.peerAckAt[i] != 0}
+			if ps.Acked {
+				ps.AckAgo = n.now - n.peerAckAt[i]
+			}
+			st.Peers = append(st.Peers, ps)
+		}
 	}
 	return st
 }

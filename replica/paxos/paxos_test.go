@@ -974,3 +974,33 @@ func TestPromiseToAnEarlierIncarnationIgnored(t *testing.T) {
 		t.Fatalf("Promise = %+v; want incarnation 5 echoed", ms)
 	}
 }
+
+// The leader's Status reports what each follower last acknowledged.
+func TestLeaderStatusPeers(t *testing.T) {
+	n, _ := campaignWith(t, 3, Message{From: 2, Commit: 1})
+	n.Tick()
+	step(t, n, Message{Type: MsgHeartbeatAck, From: 2, Ballot: n.ballot, Commit: 2})
+	n.Tick()
+	n.Tick()
+	st := n.Status()
+	if len(st.Peers) != 2 {
+		t.Fatalf("Peers = %+v; want the two followers", st.Peers)
+	}
+	for _, p := range st.Peers {
+		switch p.ID {
+		case 2:
+			if !p.Acked || p.Commit != 2 || p.AckAgo != 2 {
+				t.Errorf("peer 2 = %+v; want acked 2 ticks ago with commit 2", p)
+			}
+		case 3:
+			if p.Acked {
+				t.Errorf("peer 3 = %+v; want not acked", p)
+			}
+		default:
+			t.Errorf("unexpected peer %+v", p)
+		}
+	}
+	if f := newTestNode(t, 2, 3, State{}); len(f.Status().Peers) != 0 {
+		t.Errorf("a follower's Status has Peers %+v", f.Status().Peers)
+	}
+}

@@ -294,5 +294,14 @@ type Status struct {
 	InFlight   int    // instances proposed and not yet chosen (leader)
 	Rebuilding bool   // State.Rebuild: not voting until fenced and caught up
 	LeaseValid bool
-	Now        uint64 // ticks since New
+	Now        uint64       // ticks since New
+	Peers      []PeerStatus // the leader's view of each follower (leader only)
+}
+
+// PeerStatus is what a leader knows of one follower since it took office.
+type PeerStatus struct {
+	ID     uint64
+	Commit uint64 // the follower's first unchosen instance, as it last reported it
+	Acked  bool   // it acknowledged this leader's ballot
+	AckAgo uint64 // ticks since its last acknowledgement (if Acked)
 }

@@ -262,6 +262,22 @@ type MemberDoc struct {
 	// leader (the most advanced member if the leader did not answer).
 	Lag   uint64 `json:"lag"`
 	Error string `json:"error,omitempty"`
+	// Seen is the leader's own view of the member, on the leader only
+	// (nil elsewhere, and for the leader itself).
+	Seen *SeenDoc `json:"seenByLeader,omitempty"`
+}
+
+// SeenDoc is what the leader knows of a follower from its acknowledgements,
+// without asking it: it shows a follower the leader cannot reach even when
+// /status itself can.
+type SeenDoc struct {
+	// Chosen is the last instance the follower reported it knows chosen;
+	// ChosenLag the leader's Chosen minus it.
+	Chosen    uint64 `json:"chosen"`
+	ChosenLag uint64 `json:"chosenLag"`
+	// LastAckMs is how long ago it last acknowledged the leader, in
+	// milliseconds; -1 if not since the leader took office.
+	LastAckMs int64 `json:"lastAckMs"`
 }
 
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
@@ -292,6 +308,9 @@ func (h *handler) statusDoc(ctx context.Context) StatusDoc {
 	for i, m := range st.Members {
 		d := &doc.Members[i]
 		*d = MemberDoc{ID: m.ID, Client: m.Client, Peer: m.Peer, HTTP: m.HTTP, Self: m.ID == st.ID, Leader: m.ID == st.Leader}
+		if ps, ok := peerOf(st.Peers, m.ID); ok {
+			d.Seen = seenDoc(ps, st.Chosen)
+		}
 		if d.Self {
 			d.Reachable, d.Applied = true, st.Applied
 			continue
@@ -310,6 +329,28 @@ func (h *handler) statusDoc(ctx context.Context) StatusDoc {
 	wg.Wait()
 	FillLag(doc.Members)
 	return doc
+}
+
+// peerOf finds member id among the leader's peers.
+func peerOf(peers []replica.PeerStatus, id uint64) (replica.PeerStatus, bool) {
+	for _, p := range peers {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return replica.PeerStatus{}, false
+}
+
+// seenDoc is the leader's view of a follower, against its own chosen mark.
+func seenDoc(p replica.PeerStatus, chosen uint64) *SeenDoc {
+	d := &SeenDoc{Chosen: p.Chosen, LastAckMs: -1}
+	if chosen > p.Chosen {
+		d.ChosenLag = chosen - p.Chosen
+	}
+	if p.LastAck >= 0 {
+		d.LastAckMs = p.LastAck.Milliseconds()
+	}
+	return d
 }
 
 // FillLag sets each reachable member's Lag behind the leader's applied

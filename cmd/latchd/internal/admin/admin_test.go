@@ -113,6 +113,7 @@ func TestHandler(t *testing.T) {
 	f.st.BatchSizes[0], f.st.BatchSizes[3], f.st.BatchCommands = 3, 1, 10 // three of 1, one of 7
 	f.st.ApplyLatency = make([]uint64, len(replica.ApplyLatencyBuckets)+1)
 	f.st.ApplyLatency[1], f.st.ApplyTime = 4, 80*time.Microsecond
+	f.st.Chosen, f.st.Peers = 41, []replica.PeerStatus{{ID: 1, Chosen: 38, LastAck: 20 * time.Millisecond}, {ID: 3, LastAck: -1}}
 	resp, err = http.Get(srv.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -125,10 +126,28 @@ func TestHandler(t *testing.T) {
 		`latch_paxos_batch_commands_bucket{le="1"} 3`, `latch_paxos_batch_commands_bucket{le="8"} 4`,
 		"latch_paxos_batch_commands_sum 10", "latch_paxos_batch_commands_count 4",
 		`latch_apply_duration_seconds_bucket{le="1e-05"} 0`, `latch_apply_duration_seconds_bucket{le="5e-05"} 4`,
-		"latch_apply_duration_seconds_sum 8e-05", "latch_apply_duration_seconds_count 4"} {
+		"latch_apply_duration_seconds_sum 8e-05", "latch_apply_duration_seconds_count 4",
+		`latch_peer_chosen_lag_instances{peer="1"} 3`, `latch_peer_chosen_lag_instances{peer="3"} 41`,
+		`latch_peer_last_ack_seconds{peer="1"} 0.02`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	if strings.Contains(string(body), `latch_peer_last_ack_seconds{peer="3"}`) {
+		t.Errorf("/metrics has a last ack for a peer that never acknowledged")
+	}
+	// /status shows the leader's view of a member it knows.
+	resp, err = http.Get(srv.URL + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc2 StatusDoc
+	if err := json.NewDecoder(resp.Body).Decode(&doc2); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if s := doc2.Members[0].Seen; s == nil || s.Chosen != 38 || s.ChosenLag != 3 || s.LastAckMs != 20 || doc2.Members[1].Seen != nil {
+		t.Errorf("/status seenByLeader: member 1 %+v, member 2 %+v", doc2.Members[0].Seen, doc2.Members[1].Seen)
 	}
 	if resp, _ := http.Post(srv.URL+"/status", "text/plain", nil); resp.StatusCode != 405 {
 		t.Errorf("POST /status = %s; want 405", resp.Status)

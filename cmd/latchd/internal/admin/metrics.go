@@ -3,6 +3,7 @@ package admin
 import (
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,7 @@ type collector struct {
 	locksHeld, lockWaiters, snapshotBytes     *prometheus.Desc
 	syncedWrites, syncSeconds                 *prometheus.Desc
 	batchSize, applyLatency                   *prometheus.Desc
+	peerLag, peerLastAck                      *prometheus.Desc
 }
 
 func newCollector(s Server) *collector {
@@ -70,6 +72,8 @@ func newCollector(s Server) *collector {
 		syncSeconds:    d("paxos_sync_seconds_total", "Time spent in log writes with fsync (divide by paxos_synced_writes_total for the mean)."),
 		batchSize:      d("paxos_batch_commands", "Commands per batch (Paxos instance) this replica proposed as leader."),
 		applyLatency:   d("apply_duration_seconds", "Time to apply one chosen instance to the namespace."),
+		peerLag:        d("peer_chosen_lag_instances", "On the leader: how many instances a follower knows chosen fewer than the leader, by its last report.", "peer"),
+		peerLastAck:    d("peer_last_ack_seconds", "On the leader: time since a follower last acknowledged it (absent until it has).", "peer"),
 	}
 }
 
@@ -81,6 +85,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.isLeader, c.leaseValid, c.rebuilding, c.chosen, c.applied, c.snapshot, c.index,
 		c.nodes, c.sessions, c.tracked, c.held, c.batches, c.writes, c.dropped,
 		c.locksHeld, c.lockWaiters, c.snapshotBytes, c.syncedWrites, c.syncSeconds, c.batchSize, c.applyLatency,
+		c.peerLag, c.peerLastAck,
 	} {
 		ch <- d
 	}
@@ -141,6 +146,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if len(st.BatchSizes) > 0 {
 		count, buckets := cumulativeBy(st.BatchSizes, sizes)
 		ch <- prometheus.MustNewConstHistogram(c.batchSize, count, float64(st.BatchCommands), buckets)
+	}
+	for _, p := range st.Peers {
+		id := strconv.FormatUint(p.ID, 10)
+		d := seenDoc(p, st.Chosen)
+		ch <- prometheus.MustNewConstMetric(c.peerLag, prometheus.GaugeValue, float64(d.ChosenLag), id)
+		if p.LastAck >= 0 {
+			ch <- prometheus.MustNewConstMetric(c.peerLastAck, prometheus.GaugeValue, p.LastAck.Seconds(), id)
+		}
 	}
 	if len(st.ApplyLatency) > 0 {
 		count, buckets := cumulativeBy(st.ApplyLatency, seconds(replica.ApplyLatencyBuckets[:]))
