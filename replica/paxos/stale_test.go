@@ -34,3 +34,23 @@ func TestLeaderNeverReproposesBelowATruncatedCommit(t *testing.T) {
 		}
 	}
 }
+
+// A candidate so far behind that a promise reports values beyond what its
+// Phase 1 can hold (maxAhead past its first unchosen instance) must not
+// lead: it would drop those reports and later propose other values where
+// one may be chosen. It gives up this Phase 1 and catches up first.
+func TestFarBehindCandidateDoesNotLead(t *testing.T) {
+	n := newTestNode(t, 1, 3, State{})
+	n.Campaign()
+	ready(t, n)
+	far := uint64(maxAhead) + 100
+	step(t, n, Message{Type: MsgPromise, From: 2, Ballot: n.ballot, Instance: n.p1from, Commit: far, Snapshot: far - 1,
+		Entries: []Entry{at(val("x"), far+5, b(1, 2))}})
+	if n.role == Leader {
+		t.Fatalf("a candidate %d instances behind became leader", far)
+	}
+	rd := ready(t, n)
+	if cu := msgsOf(rd, MsgCatchUp); len(cu) != 1 || cu[0].To != 2 {
+		t.Fatalf("messages %+v; want a CatchUp to 2", rd.Messages)
+	}
+}

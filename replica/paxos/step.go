@@ -130,6 +130,15 @@ func (n *Node) onPromise(m Message) {
 	if n.p1votes&bit != 0 {
 		return
 	}
+	if n.beyondPhase1(m) {
+		// This Phase 1 cannot hold what the promiser reports (it would
+		// drop values that may be chosen): catch up first, and let a
+		// replica that is not so far behind lead meanwhile.
+		n.logger.Info("paxos gives up phase 1: too far behind to lead", "ballot", n.ballot, "from", n.p1from, "promiser_commit", m.Commit)
+		n.stepDown(0)
+		n.noteCommit(m.From, m.Commit)
+		return
+	}
 	n.p1votes |= bit
 	for _, e := range m.Entries {
 		chosen := e.Instance < m.Commit
@@ -144,6 +153,22 @@ func (n *Node) onPromise(m Message) {
 	n.advanceCommit()
 	n.noteCommit(m.From, m.Commit)
 	n.maybeWinPhase1()
+}
+
+// beyondPhase1 reports whether a Promise reaches maxAhead or more past the
+// candidate's first unchosen instance, with its first unchosen instance or
+// with a reported record: a Phase 1 tracks (and a leader's log holds) only
+// maxAhead instances from there, so it would drop such a record.
+func (n *Node) beyondPhase1(m Message) bool {
+	if m.Commit > n.p1from && m.Commit-n.p1from >= maxAhead {
+		return true
+	}
+	for _, e := range m.Entries {
+		if e.Instance >= n.p1from && e.Instance-n.p1from >= maxAhead {
+			return true
+		}
+	}
+	return false
 }
 
 // follow handles the part common to Accept and Heartbeat from a leader of
