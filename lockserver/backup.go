@@ -26,39 +26,65 @@ func (s *Server) Backup(ctx context.Context, w io.Writer) (replica.BackupMeta, e
 
 // Restore reads a backup file from r and makes dataDir (a replica's
 // Config.DataDir, which must hold no Paxos state: replica.ErrHasState) a
-// replica of a new cell that starts from it. Every replica of the new cell
-// must be restored from the same file; Restore is deterministic, so they
-// start from the same state.
-//
-// The state is the backup's, under ns (the namespace limits the new cell
-// runs with), except that it is made safe for a cell that does not know
-// what the old one did after the backup: every session of the old cell is
-// expired (its ephemeral nodes deleted, its locks released with their
-// lock-delay, its waits canceled), so no client of the old cell believes
-// it still holds a lock; and every number the namespace hands out moves up
-// by RestoreRenumber, so no sequencer, generation or session id of the old
-// cell matches anything. It returns the backup's meta with the command
-// index the new cell starts after.
+// replica of a new cell that starts from it: ReadRestore, then WriteTo.
+// Every replica of the new cell must be restored from the same file; the
+// result is deterministic, so they start from the same state. It returns
+// the backup's meta with the command index the new cell starts after.
 func Restore(dataDir string, r io.Reader, ns namespace.Config) (replica.BackupMeta, error) {
-	meta, body, err := replica.ReadBackup(r)
+	rs, err := ReadRestore(r, ns)
 	if err != nil {
-		return meta, err
+		return rs.Meta, err
+	}
+	return rs.Meta, rs.WriteTo(dataDir)
+}
+
+// RestoreState is a backup made ready to start a new cell (ReadRestore).
+// WriteTo puts it into as many data dirs as the new cell has replicas.
+type RestoreState struct {
+	// Meta is the backup's, with the command index the new cell starts
+	// after.
+	Meta  replica.BackupMeta
+	state []byte
+}
+
+// ReadRestore reads a backup file from r, checks it (its framing and
+// checksum, then that it decodes as lock server state under ns, the
+// namespace limits the new cell runs with) and prepares its state for a
+// new cell. The state is the backup's, made safe for a cell that does not
+// know what the old one did after the backup: every session of the old
+// cell is expired (its ephemeral nodes deleted, its locks released with
+// their lock-delay, its waits canceled), so no client of the old cell
+// believes it still holds a lock; and every number the namespace hands out
+// moves up by RestoreRenumber, so no sequencer, generation or session id
+// of the old cell matches anything.
+func ReadRestore(r io.Reader, ns namespace.Config) (*RestoreState, error) {
+	meta, body, err := replica.ReadBackup(r)
+	rs := &RestoreState{Meta: meta}
+	if err != nil {
+		return rs, err
 	}
 	if meta.Group != group {
-		return meta, fmt.Errorf("%w: group %d; a lock server backup is of group %d", replica.ErrBadBackup, meta.Group, group)
+		return rs, fmt.Errorf("%w: group %d; a lock server backup is of group %d", replica.ErrBadBackup, meta.Group, group)
 	}
 	f := newFSM(ns)
 	if err := f.Restore(bytes.NewReader(replica.BackupState(body))); err != nil {
-		return meta, fmt.Errorf("%w: %w", replica.ErrBadBackup, err)
+		return rs, fmt.Errorf("%w: %w", replica.ErrBadBackup, err)
 	}
-	if meta.Index, err = f.forNewCell(meta.Index); err != nil {
-		return meta, err
+	if rs.Meta.Index, err = f.forNewCell(meta.Index); err != nil {
+		return rs, err
 	}
 	var state bytes.Buffer
 	if err := f.Snapshot(&state); err != nil {
-		return meta, err
+		return rs, err
 	}
-	return meta, replica.Restore(dataDir+"/paxos", meta, state.Bytes())
+	rs.state = state.Bytes()
+	return rs, nil
+}
+
+// WriteTo makes dataDir a replica of the new cell (replica.Restore into
+// dataDir/paxos); a data dir that holds Paxos state is refused.
+func (rs *RestoreState) WriteTo(dataDir string) error {
+	return replica.Restore(dataDir+"/paxos", rs.Meta, rs.state)
 }
 
 // forNewCell renumbers the state (RestoreRenumber) and expires every

@@ -101,11 +101,15 @@ func restoreDirs(file string, dirs []string, ns namespace.Config, out io.Writer)
 			return fmt.Errorf("restore: %s: %w: restore only into the empty data dir of a replica of a new cell, never into one of a running cell", dir, replica.ErrHasState)
 		}
 	}
+	rs, err := lockserver.ReadRestore(bytes.NewReader(b), ns)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", file, err)
+	}
 	for _, dir := range dirs {
-		meta, err := lockserver.Restore(dir, bytes.NewReader(b), ns)
-		if err != nil {
+		if err := rs.WriteTo(dir); err != nil {
 			return fmt.Errorf("restore %s into %s: %w", file, dir, err)
 		}
+		meta := rs.Meta
 		fmt.Fprintf(out, "restored %s: instance %d, index %d, %d bytes\n", dir, meta.Instance, meta.Index, meta.Size)
 	}
 	return nil
