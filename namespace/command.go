@@ -13,7 +13,9 @@ import (
 // meaning or encoding needs a new version (and Decode keeps reading the old).
 // The one exception is an optional field appended at the end and written
 // only when set (msgpack's omitempty): every command written before it keeps
-// its bytes and its meaning. Version 1 has one, Command.Client.
+// its bytes and its meaning. Version 1 has two, Command.Client and
+// Command.Principal; and two flags, FlagRestricted and FlagSuperuser,
+// that only new kinds of session carry.
 const CommandVersion = 1
 
 // Op names what a Command does.
@@ -68,7 +70,7 @@ func (o Op) String() string {
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
 
-// Flags modify OpCreate, OpDelete and OpAcquire.
+// Flags modify OpOpenSession, OpCreate, OpDelete and OpAcquire.
 type Flags uint8
 
 // Command flags. The values are part of the log format.
@@ -85,7 +87,17 @@ const (
 	FlagRecursive
 	// FlagWait (acquire): queue behind the holders instead of failing.
 	FlagWait
-	flagsAll = FlagEphemeral | FlagParents | FlagSequential | FlagRecursive | FlagWait
+	// FlagRestricted (open-session): the session's writes are checked
+	// against the ACLs as Command.Principal. A server sets it, or
+	// FlagSuperuser, on every session it opens. A session opened with
+	// neither is not restricted, as every session was before ACLs were
+	// enforced: so the commands already in logs keep their meaning.
+	FlagRestricted
+	// FlagSuperuser (open-session): the session's principal is a superuser
+	// (the server's configuration says), whom no ACL restricts and who may
+	// also set the root's ACL names.
+	FlagSuperuser
+	flagsAll = FlagEphemeral | FlagParents | FlagSequential | FlagRecursive | FlagWait | FlagRestricted | FlagSuperuser
 )
 
 // Mode is a lock mode.
@@ -114,10 +126,11 @@ func (m Mode) String() string {
 	return fmt.Sprintf("mode(%d)", uint8(m))
 }
 
-// ACL holds the three ACL names of a node, as in Chubby: the names of ACL files
-// for readers, writers and ACL changers. The namespace records them (and their
-// generation); it does not check identities against them (see docs/namespace.md).
-// The zero ACL in a create means "inherit the parent's".
+// ACL holds the three ACL names of a node, as in Chubby: the names of ACL
+// files in ACLDir for readers, writers and ACL changers; an empty name
+// admits everyone. Apply checks a session's principal against them (see
+// Right and docs/namespace.md). The zero ACL in a create means "inherit the
+// parent's".
 type ACL struct {
 	Reader  string
 	Writer  string
@@ -173,6 +186,12 @@ type Command struct {
 	// UTF-8, at most Config.MaxClientNameLen bytes, kept with the session and
 	// shown in session listings. Optional; encoded only when non-empty.
 	Client string
+	// Principal is the authenticated name of the client that opens a
+	// session (OpOpenSession; "" for an anonymous one), as its server
+	// established it: with FlagRestricted, the session's writes are
+	// checked against the ACLs as this principal. Same limits as Client.
+	// Encoded only when non-empty.
+	Principal string
 }
 
 // NewTick returns a tick command.
@@ -242,15 +261,17 @@ func NewRelease(path string, ifLockGen uint64) Command {
 }
 
 // The length of the msgpack array of a version-1 command: without the
-// optional Client field, and with it.
+// optional Client and Principal fields, with Client, and with both.
 const (
-	commandFieldsV1       = 16
-	commandFieldsV1Client = 17
+	commandFieldsV1          = 16
+	commandFieldsV1Client    = 17
+	commandFieldsV1Principal = 18
 )
 
 // EncodeMsgpack writes c as a msgpack array of its fields in declaration
-// order (ACL inlined as three strings); Client, the last, only when it is
-// not empty, so commands without it keep the encoding they always had. It
+// order (ACL inlined as three strings); Client and Principal, the last two,
+// only when they are not empty (Client then possibly empty), so commands
+// without them keep the encoding they always had. It
 // implements msgpack.CustomEncoder, so a Command can be a field of a larger
 // msgpack message.
 func (c *Command) EncodeMsgpack(enc *msgpack.Encoder) error {
@@ -258,11 +279,14 @@ func (c *Command) EncodeMsgpack(enc *msgpack.Encoder) error {
 		return fmt.Errorf("%w: cannot encode version %d", ErrUnknownVersion, c.Version)
 	}
 	e := fieldEncoder{enc: enc}
-	if c.Client == "" {
-		e.arrayLen(commandFieldsV1)
-	} else {
-		e.arrayLen(commandFieldsV1Client)
+	n := commandFieldsV1
+	switch {
+	case c.Principal != "":
+		n = commandFieldsV1Principal
+	case c.Client != "":
+		n = commandFieldsV1Client
 	}
+	e.arrayLen(n)
 	e.uint(uint64(c.Version))
 	e.uint(uint64(c.Op))
 	e.int(c.Time)
@@ -279,8 +303,11 @@ func (c *Command) EncodeMsgpack(enc *msgpack.Encoder) error {
 	e.int(int64(c.Timeout))
 	e.int(int64(c.LockDelay))
 	e.uint(c.Target)
-	if c.Client != "" {
+	if n >= commandFieldsV1Client {
 		e.string(c.Client)
+	}
+	if n == commandFieldsV1Principal {
+		e.string(c.Principal)
 	}
 	return e.err
 }
@@ -301,8 +328,8 @@ func (c *Command) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if v != CommandVersion {
 		return fmt.Errorf("%w: command version %d", ErrUnknownVersion, v)
 	}
-	if n != commandFieldsV1 && n != commandFieldsV1Client {
-		return fmt.Errorf("%w: version-1 command has %d fields, want %d or %d", ErrInvalidCommand, n, commandFieldsV1, commandFieldsV1Client)
+	if n < commandFieldsV1 || n > commandFieldsV1Principal {
+		return fmt.Errorf("%w: version-1 command has %d fields, want %d to %d", ErrInvalidCommand, n, commandFieldsV1, commandFieldsV1Principal)
 	}
 	*c = Command{
 		Version:    v,
@@ -320,8 +347,11 @@ func (c *Command) DecodeMsgpack(dec *msgpack.Decoder) error {
 		LockDelay:  time.Duration(d.int("lock delay")),
 		Target:     d.uint("target", 1<<64-1),
 	}
-	if n == commandFieldsV1Client {
+	if n >= commandFieldsV1Client {
 		c.Client = d.string("client")
+	}
+	if n == commandFieldsV1Principal {
+		c.Principal = d.string("principal")
 	}
 	if d.err != nil {
 		return d.err

@@ -16,10 +16,16 @@ func allConstructors() []Command {
 	create.ACL = acl
 	named := NewOpenSession(3 * time.Second)
 	named.Client = "billing-7 on host-12"
+	principal := NewOpenSession(3 * time.Second)
+	principal.Principal, principal.Flags = "alice", FlagRestricted
+	super := NewOpenSession(3 * time.Second)
+	super.Client, super.Principal, super.Flags = "ops", "root", FlagSuperuser
 	return []Command{
 		NewTick(),
 		NewOpenSession(12 * time.Second),
 		named,
+		principal,
+		super,
 		NewCloseSession(),
 		NewExpireSession(7),
 		create,
@@ -103,7 +109,8 @@ func TestDecodeCommandErrors(t *testing.T) {
 		{"version 2", raw(2, 1), ErrUnknownVersion},
 		{"version 0", fields(0, 1, 0, 0), ErrUnknownVersion},
 		{"short", raw(1, 1, 0), ErrInvalidCommand},
-		{"18 fields", raw(1, 2, 0, 0, 0, "", []byte(nil), 0, 0, 0, "", "", "", 1, 0, 0, "c", "x"), ErrInvalidCommand},
+		{"19 fields", raw(1, 2, 0, 0, 0, "", []byte(nil), 0, 0, 0, "", "", "", 1, 0, 0, "c", "p", "x"), ErrInvalidCommand},
+		{"principal not a string", raw(1, 2, 0, 0, 0, "", []byte(nil), 0, 0, 0, "", "", "", 1, 0, 0, "c", 7), ErrInvalidCommand},
 		{"client not a string", raw(1, 2, 0, 0, 0, "", []byte(nil), 0, 0, 0, "", "", "", 1, 0, 0, 7), ErrInvalidCommand},
 		{"op 0", fields(1, 0, 0, 0), ErrUnknownOp},
 		{"op 99", fields(1, 99, 0, 0), ErrUnknownOp},
@@ -158,6 +165,20 @@ func TestCommandClientOptional(t *testing.T) {
 	}
 	if got, err := DecodeCommand(nb); err != nil || got.Client != "web-1" {
 		t.Fatalf("DecodeCommand(named) = %+v, %v; want client web-1", got, err)
+	}
+	// A principal comes after the client name, which is then written even
+	// when empty.
+	anon := plain
+	anon.Principal = "alice"
+	ab, err := anon.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := msgpack.NewDecoder(bytes.NewReader(ab)).DecodeArrayLen(); n != commandFieldsV1Principal {
+		t.Fatalf("open-session with a principal encodes %d fields; want %d", n, commandFieldsV1Principal)
+	}
+	if got, err := DecodeCommand(ab); err != nil || got.Client != "" || got.Principal != "alice" {
+		t.Fatalf("DecodeCommand(with principal) = %+v, %v; want principal alice and no client", got, err)
 	}
 }
 

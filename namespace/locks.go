@@ -83,7 +83,8 @@ func (t *Tree) lockTarget(cmd *Command, s *session) (*node, *Error) {
 	return n, err
 }
 
-// acquire applies OpAcquire. Checks: session, mode, path, existence; then a
+// acquire applies OpAcquire. Checks: session, mode, path, existence, write
+// right (either mode, as in Chubby: a reader cannot block writers); then a
 // holder asking again gets its sequencer (same mode) or ErrLocked (other
 // mode), and a waiter asking again stays queued.
 func (t *Tree) acquire(cmd *Command, s *session) Result {
@@ -95,6 +96,9 @@ func (t *Tree) acquire(cmd *Command, s *session) Result {
 	}
 	n, err := t.lockTarget(cmd, s)
 	if err != nil {
+		return fail(err)
+	}
+	if err := t.checkRight(cmd.Path, n, RightWrite, s); err != nil {
 		return fail(err)
 	}
 	ls := t.locks[cmd.Path]

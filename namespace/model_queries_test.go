@@ -53,7 +53,8 @@ func (m *model) sessionInfos() []SessionInfo {
 	out := make([]SessionInfo, 0, len(ids))
 	for _, id := range ids {
 		s := m.sessions[id]
-		out = append(out, SessionInfo{ID: id, Timeout: s.timeout, Client: s.client, CreatedIndex: s.cIndex, CreatedTime: s.cTime,
+		out = append(out, SessionInfo{ID: id, Timeout: s.timeout, Client: s.client, Principal: s.principal,
+			Restricted: s.restricted, Superuser: s.superuser, CreatedIndex: s.cIndex, CreatedTime: s.cTime,
 			Ephemerals: append([]string{}, m.ephemerals(id)...), Locks: append([]string{}, m.lockPaths(id, false)...),
 			Waiting: append([]string{}, m.lockPaths(id, true)...)})
 	}

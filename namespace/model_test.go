@@ -54,11 +54,14 @@ type mLock struct {
 }
 
 type mSession struct {
-	timeout time.Duration
-	client  string
-	cIndex  uint64
-	cTime   int64
-	results [][2]any // {request uint64, Result}, oldest first
+	timeout    time.Duration
+	client     string
+	principal  string
+	restricted bool // FlagRestricted
+	superuser  bool // FlagSuperuser
+	cIndex     uint64
+	cTime      int64
+	results    [][2]any // {request uint64, Result}, oldest first
 }
 
 func newModel(cfg Config) *model {
@@ -155,7 +158,8 @@ func (m *model) takeEvents() []Event {
 }
 
 func (m *model) do(c Command, s *mSession) Result {
-	allowed := map[Op]Flags{OpCreate: FlagEphemeral | FlagParents | FlagSequential, OpDelete: FlagRecursive, OpAcquire: FlagWait}
+	allowed := map[Op]Flags{OpOpenSession: FlagRestricted | FlagSuperuser,
+		OpCreate: FlagEphemeral | FlagParents | FlagSequential, OpDelete: FlagRecursive, OpAcquire: FlagWait}
 	switch {
 	case c.Version != CommandVersion:
 		return mErr(CodeUnknownVersion)
@@ -170,12 +174,15 @@ func (m *model) do(c Command, s *mSession) Result {
 	case OpTick:
 		return Result{}
 	case OpOpenSession:
-		if c.Session != 0 || c.Timeout <= 0 || len(c.Client) > m.cfg.MaxClientNameLen || !utf8.ValidString(c.Client) {
+		if c.Session != 0 || c.Timeout <= 0 || len(c.Client) > m.cfg.MaxClientNameLen || !utf8.ValidString(c.Client) ||
+			len(c.Principal) > m.cfg.MaxClientNameLen || !utf8.ValidString(c.Principal) ||
+			c.Flags == FlagRestricted|FlagSuperuser {
 			return mErr(CodeInvalidCommand)
 		}
 		id := m.nextSession
 		m.nextSession++
-		m.sessions[id] = &mSession{timeout: c.Timeout, client: c.Client, cIndex: m.index, cTime: m.now}
+		m.sessions[id] = &mSession{timeout: c.Timeout, client: c.Client, principal: c.Principal,
+			restricted: c.Flags == FlagRestricted, superuser: c.Flags == FlagSuperuser, cIndex: m.index, cTime: m.now}
 		m.emit(Event{Kind: EventSessionOpened, Session: id})
 		return Result{Session: id}
 	case OpCloseSession:
@@ -222,6 +229,34 @@ func (m *model) maySet(n *mNode, session uint64) bool {
 	return n.owner == 0 || session == 0 || n.owner == session
 }
 
+// allowed reports whether the session may exercise r on the node at p, as
+// docs/namespace.md says: session 0 and sessions that are not restricted
+// always; else when the node names no ACL for r, or names one whose file
+// /acl/NAME has a line (trimmed, not a comment) that is "*" or the
+// session's non-empty principal.
+func (m *model) allowed(p string, r Right, session uint64) bool {
+	s := m.sessions[session]
+	if session == 0 || !s.restricted {
+		return true
+	}
+	acl := m.nodes[p].acl
+	name := map[Right]string{RightRead: acl.Reader, RightWrite: acl.Writer, RightChange: acl.Changer}[r]
+	if name == "" {
+		return true
+	}
+	f := m.nodes["/acl/"+name]
+	if f == nil {
+		return false
+	}
+	for _, line := range strings.Split(f.content, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "#") && (line == "*" || line != "" && line == s.principal) {
+			return true
+		}
+	}
+	return false
+}
+
 func (m *model) badACL(a ACL) bool {
 	for _, n := range []string{a.Reader, a.Writer, a.Changer} {
 		if n != "" && (len(n) > m.cfg.MaxNameLen || strings.ContainsAny(n, "/\x00") || n == "." || n == ".." || !utf8.ValidString(n)) {
@@ -262,7 +297,7 @@ func (m *model) create(c Command) Result {
 		missing = append([]string{anc}, missing...)
 		anc = parentOf(anc)
 	}
-	if m.nodes[anc].owner != 0 {
+	if m.nodes[anc].owner != 0 || !m.allowed(anc, RightWrite, c.Session) {
 		return mErr(CodePermission)
 	}
 	if seq {
@@ -321,7 +356,7 @@ func (m *model) setContent(c Command) Result {
 	switch {
 	case n == nil:
 		return mErr(CodeNotFound)
-	case c.Path == "/" || !m.maySet(n, c.Session):
+	case c.Path == "/" || !m.maySet(n, c.Session) || !m.allowed(c.Path, RightWrite, c.Session):
 		return mErr(CodePermission)
 	case c.Generation != 0 && c.Generation != n.contentGen:
 		return mErr(CodeGenerationMismatch)
@@ -344,7 +379,8 @@ func (m *model) setACL(c Command) Result {
 	switch {
 	case n == nil:
 		return mErr(CodeNotFound)
-	case c.Path == "/" && c.Session != 0 || !m.maySet(n, c.Session):
+	case c.Path == "/" && c.Session != 0 && !m.sessions[c.Session].superuser || !m.maySet(n, c.Session) ||
+		!m.allowed(c.Path, RightChange, c.Session):
 		return mErr(CodePermission)
 	case c.Generation != 0 && c.Generation != n.aclGen:
 		return mErr(CodeGenerationMismatch)
@@ -366,7 +402,7 @@ func (m *model) delete(c Command) Result {
 	switch {
 	case n == nil:
 		return mErr(CodeNotFound)
-	case !m.maySet(n, c.Session):
+	case !m.maySet(n, c.Session) || !m.allowed(c.Path, RightWrite, c.Session):
 		return mErr(CodePermission)
 	case c.Generation != 0 && c.Generation != n.contentGen:
 		return mErr(CodeGenerationMismatch)
@@ -384,7 +420,7 @@ func (m *model) delete(c Command) Result {
 		return di > dj || di == dj && sub[i] < sub[j]
 	})
 	for _, q := range sub {
-		if !m.maySet(m.nodes[q], c.Session) {
+		if !m.maySet(m.nodes[q], c.Session) || !m.allowed(q, RightWrite, c.Session) {
 			return mErr(CodePermission)
 		}
 	}
@@ -539,6 +575,9 @@ func (m *model) lockCheck(c Command) (Result, bool) {
 func (m *model) acquire(c Command) Result {
 	if r, bad := m.lockCheck(c); bad {
 		return r
+	}
+	if !m.allowed(c.Path, RightWrite, c.Session) {
+		return mErr(CodePermission)
 	}
 	l := m.locks[c.Path]
 	if l == nil {

@@ -33,8 +33,9 @@ func (t *Tree) checkACL(a ACL) *Error {
 
 // create applies OpCreate. Checks, in order: session for ephemerals, path,
 // content size, ACL names, parent (or nearest ancestor with FlagParents),
-// ephemeral ancestor, sequence counter, existence, children limit, ephemeral
-// limit. Nothing changes unless all pass.
+// ephemeral ancestor, write right on that ancestor, sequence counter,
+// existence, children limit, ephemeral limit. Nothing changes unless all
+// pass.
 func (t *Tree) create(cmd *Command, s *session) Result {
 	eph := cmd.Flags&FlagEphemeral != 0
 	seq := cmd.Flags&FlagSequential != 0
@@ -75,6 +76,9 @@ func (t *Tree) create(cmd *Command, s *session) Result {
 	}
 	if anc.owner != 0 {
 		return fail(errorf(CodePermission, "%s is ephemeral and cannot have children", quote(ancPath)))
+	}
+	if err := t.checkRight(ancPath, anc, RightWrite, s); err != nil {
+		return fail(err)
 	}
 	if seq {
 		var next uint32
@@ -148,7 +152,7 @@ func (t *Tree) addNode(p string, depth int, parent *node, parentPath, content st
 }
 
 // setContent applies OpSetContent. Checks: path, size, existence, root,
-// owner, generation.
+// owner, write right, generation.
 func (t *Tree) setContent(cmd *Command, s *session) Result {
 	depth, err := t.cfg.checkPath(cmd.Path)
 	if err != nil {
@@ -165,7 +169,11 @@ func (t *Tree) setContent(cmd *Command, s *session) Result {
 		return fail(errorf(CodePermission, "the root has no content"))
 	case !mayModify(n, s):
 		return fail(ownerError(cmd.Path, n))
-	case cmd.Generation != 0 && cmd.Generation != n.contentGen:
+	}
+	if err := t.checkRight(cmd.Path, n, RightWrite, s); err != nil {
+		return fail(err)
+	}
+	if cmd.Generation != 0 && cmd.Generation != n.contentGen {
 		return fail(errorf(CodeGenerationMismatch, "content generation of %s is %d, not %d", quote(cmd.Path), n.contentGen, cmd.Generation))
 	}
 	n.content = string(cmd.Content)
@@ -176,8 +184,9 @@ func (t *Tree) setContent(cmd *Command, s *session) Result {
 	return Result{Stat: n.stat()}
 }
 
-// setACL applies OpSetACL. Checks: path, ACL names, existence, root (leader
-// or operator only), owner, ACL generation.
+// setACL applies OpSetACL. Checks: path, ACL names, existence, root (the
+// leader, an operator or an unrestricted session only), owner, change
+// right, ACL generation.
 func (t *Tree) setACL(cmd *Command, s *session) Result {
 	depth, err := t.cfg.checkPath(cmd.Path)
 	if err != nil {
@@ -190,11 +199,15 @@ func (t *Tree) setACL(cmd *Command, s *session) Result {
 	switch {
 	case n == nil:
 		return fail(errorf(CodeNotFound, "%s", quote(cmd.Path)))
-	case depth == 0 && s != nil:
-		return fail(errorf(CodePermission, "only the leader or an operator sets the root's ACL"))
+	case depth == 0 && !mayChangeRoot(s):
+		return fail(errorf(CodePermission, "only the leader, an operator or a superuser sets the root's ACL"))
 	case !mayModify(n, s):
 		return fail(ownerError(cmd.Path, n))
-	case cmd.Generation != 0 && cmd.Generation != n.aclGen:
+	}
+	if err := t.checkRight(cmd.Path, n, RightChange, s); err != nil {
+		return fail(err)
+	}
+	if cmd.Generation != 0 && cmd.Generation != n.aclGen {
 		return fail(errorf(CodeGenerationMismatch, "ACL generation of %s is %d, not %d", quote(cmd.Path), n.aclGen, cmd.Generation))
 	}
 	if cmd.ACL.IsZero() {
@@ -208,8 +221,9 @@ func (t *Tree) setACL(cmd *Command, s *session) Result {
 	return Result{Stat: n.stat()}
 }
 
-// delete applies OpDelete. Checks: path, root, existence, owner, generation,
-// children (without FlagRecursive), owners of ephemerals in the subtree.
+// delete applies OpDelete. Checks: path, root, existence, owner, write
+// right, generation, children (without FlagRecursive), owners of
+// ephemerals and write right on every node in the subtree.
 // A subtree goes deepest first, in path order within a depth, the node last.
 func (t *Tree) delete(cmd *Command, s *session) Result {
 	p := cmd.Path
@@ -226,6 +240,11 @@ func (t *Tree) delete(cmd *Command, s *session) Result {
 		return fail(errorf(CodeNotFound, "%s", quote(p)))
 	case !mayModify(n, s):
 		return fail(ownerError(p, n))
+	}
+	if err := t.checkRight(p, n, RightWrite, s); err != nil {
+		return fail(err)
+	}
+	switch {
 	case cmd.Generation != 0 && cmd.Generation != n.contentGen:
 		return fail(errorf(CodeGenerationMismatch, "content generation of %s is %d, not %d", quote(p), n.contentGen, cmd.Generation))
 	case n.children > 0 && cmd.Flags&FlagRecursive == 0:
@@ -244,6 +263,9 @@ func (t *Tree) delete(cmd *Command, s *session) Result {
 		for i, dn := range nodes {
 			if !mayModify(dn, s) {
 				return fail(ownerError(keyPath(keys[i]), dn))
+			}
+			if err := t.checkRight(keyPath(keys[i]), dn, RightWrite, s); err != nil {
+				return fail(err)
 			}
 		}
 	}

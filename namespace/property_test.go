@@ -55,6 +55,8 @@ func genPath(t *rapid.T, ps *propState, label string) string {
 	case k == 19:
 		return rapid.SampledFrom([]string{"", "a", "/a/", "//", "/a\x00", "/" + strings.Repeat("x", 13),
 			"/a/b/c/a", "/.", "/", "/\xff"}).Draw(t, label+"-bad")
+	case k >= 16:
+		return rapid.SampledFrom([]string{ACLDir, ACLDir + "/r", ACLDir + "/w", ACLDir + "/c"}).Draw(t, label+"-acl")
 	}
 	depth := rapid.IntRange(1, 3).Draw(t, label+"-depth")
 	var b strings.Builder
@@ -98,6 +100,16 @@ func aimLock(t *rapid.T, ps *propState, c *Command, waiter bool) {
 	case !waiter && len(l.Holders) > 0:
 		c.Session = rapid.SampledFrom(l.Holders).Draw(t, "aimed-holder")
 	}
+}
+
+// genContent draws node content of up to 5 bytes (propConfig allows 4):
+// filler, or an ACL file's lines naming the principals p and q, everyone,
+// or a comment.
+func genContent(t *rapid.T, filler string) []byte {
+	if rapid.IntRange(0, 2).Draw(t, "acl-content") == 0 {
+		return []byte(rapid.SampledFrom([]string{"p", "q\np", " p ", "*", "#p", "q", "\n*", "\nq"}).Draw(t, "principals"))
+	}
+	return []byte(strings.Repeat(filler, rapid.IntRange(0, 5).Draw(t, "size")))
 }
 
 // genSession mostly picks a live session, sometimes none (the leader), a
@@ -144,21 +156,22 @@ func genFresh(t *rapid.T, ps *propState) Command {
 		if flags&FlagSequential != 0 && rapid.Bool().Draw(t, "seq-prefix") {
 			path = strings.TrimSuffix(path, "/") + "/q"
 		}
-		c = NewCreate(path, []byte(strings.Repeat("x", rapid.IntRange(0, 5).Draw(t, "size"))), flags)
+		c = NewCreate(path, genContent(t, "x"), flags)
 		if rapid.IntRange(0, 4).Draw(t, "has-acl") == 4 {
-			c.ACL = ACL{Reader: rapid.SampledFrom([]string{"r", "", "a/b"}).Draw(t, "reader")}
+			c.ACL = ACL{Reader: rapid.SampledFrom([]string{"r", "", "a/b"}).Draw(t, "reader"),
+				Writer: rapid.SampledFrom([]string{"", "w"}).Draw(t, "writer")}
 		}
 	case kind < 55:
 		c = NewRelease(genPath(t, ps, "path"), uint64(rapid.IntRange(0, 3).Draw(t, "gen")))
 	case kind < 65:
-		c = NewSetContent(genPath(t, ps, "path"), []byte(strings.Repeat("y", rapid.IntRange(0, 5).Draw(t, "size"))),
-			uint64(rapid.IntRange(0, 3).Draw(t, "gen")))
+		c = NewSetContent(genPath(t, ps, "path"), genContent(t, "y"), uint64(rapid.IntRange(0, 3).Draw(t, "gen")))
 	case kind < 71:
 		c = NewCancel(genPath(t, ps, "path"))
 	case kind < 78:
 		c = NewDelete(genPath(t, ps, "path"), rapid.Bool().Draw(t, "recursive"), uint64(rapid.IntRange(0, 2).Draw(t, "gen")))
 	case kind < 82:
-		c = NewSetACL(genPath(t, ps, "path"), ACL{Writer: rapid.SampledFrom([]string{"w", "", ".."}).Draw(t, "writer")},
+		c = NewSetACL(genPath(t, ps, "path"), ACL{Writer: rapid.SampledFrom([]string{"w", "", ".."}).Draw(t, "writer"),
+			Changer: rapid.SampledFrom([]string{"", "c"}).Draw(t, "changer")},
 			uint64(rapid.IntRange(0, 2).Draw(t, "gen")))
 	case kind < 88:
 		c = NewOpenSession(time.Duration(rapid.IntRange(1, 3).Draw(t, "timeout")) * time.Second)
@@ -168,6 +181,12 @@ func genFresh(t *rapid.T, ps *propState) Command {
 		// No name, names within MaxClientNameLen (8), one over it, and one
 		// that is not UTF-8.
 		c.Client = rapid.SampledFrom([]string{"", "", "web-1", "12345678", "123456789", "w\xff"}).Draw(t, "client")
+		// Anonymous, two principals, one over the limit, and one that is
+		// not UTF-8; restricted mostly, and now and then a superuser's, an
+		// unchecked one (as before ACLs) or both flags (an error).
+		c.Principal = rapid.SampledFrom([]string{"", "p", "q", "p", "123456789", "p\xff"}).Draw(t, "principal")
+		c.Flags = rapid.SampledFrom([]Flags{FlagRestricted, FlagRestricted, FlagRestricted, FlagSuperuser, 0,
+			FlagRestricted | FlagSuperuser}).Draw(t, "access")
 	case kind < 91:
 		c = NewCloseSession()
 	case kind < 96:

@@ -11,6 +11,8 @@ type session struct {
 	id         uint64
 	timeout    time.Duration
 	client     string // the client's name, free text
+	principal  string // the authenticated name it was opened with
+	access     access
 	cIndex     uint64
 	cTime      int64
 	ephemerals []string // owned ephemeral nodes
@@ -90,24 +92,38 @@ func (t *Tree) openSession(cmd *Command) Result {
 	case cmd.Timeout <= 0:
 		return fail(errorf(CodeInvalidCommand, "session timeout %v <= 0", cmd.Timeout))
 	}
-	if err := t.cfg.checkClientName(cmd.Client); err != nil {
+	if err := t.cfg.checkClientName("client", cmd.Client); err != nil {
 		return fail(err)
+	}
+	if err := t.cfg.checkClientName("principal", cmd.Principal); err != nil {
+		return fail(err)
+	}
+	acc := accessUnchecked
+	switch cmd.Flags & (FlagRestricted | FlagSuperuser) {
+	case FlagRestricted:
+		acc = accessRestricted
+	case FlagSuperuser:
+		acc = accessSuperuser
+	case FlagRestricted | FlagSuperuser:
+		return fail(errorf(CodeInvalidCommand, "a session is either restricted or a superuser's"))
 	}
 	id := t.nextSession
 	t.nextSession++
-	t.sessions[id] = &session{id: id, timeout: cmd.Timeout, client: cmd.Client, cIndex: t.index, cTime: t.now}
+	t.sessions[id] = &session{id: id, timeout: cmd.Timeout, client: cmd.Client, principal: cmd.Principal,
+		access: acc, cIndex: t.index, cTime: t.now}
 	t.emit(Event{Kind: EventSessionOpened, Session: id})
 	return Result{Session: id}
 }
 
-// checkClientName validates the client name of an open-session: at most
-// MaxClientNameLen bytes of valid UTF-8 (empty is fine).
-func (c *Config) checkClientName(name string) *Error {
+// checkClientName validates the client name or principal (what) of an
+// open-session: at most MaxClientNameLen bytes of valid UTF-8 (empty is
+// fine).
+func (c *Config) checkClientName(what, name string) *Error {
 	switch {
 	case len(name) > c.MaxClientNameLen:
-		return errorf(CodeInvalidCommand, "client name of %d bytes; the limit is %d", len(name), c.MaxClientNameLen)
+		return errorf(CodeInvalidCommand, "%s name of %d bytes; the limit is %d", what, len(name), c.MaxClientNameLen)
 	case !utf8.ValidString(name):
-		return errorf(CodeInvalidCommand, "client name %s is not valid UTF-8", quote(name))
+		return errorf(CodeInvalidCommand, "%s name %s is not valid UTF-8", what, quote(name))
 	}
 	return nil
 }
@@ -161,6 +177,9 @@ func (s *session) info() SessionInfo {
 		ID:           s.id,
 		Timeout:      s.timeout,
 		Client:       s.client,
+		Principal:    s.principal,
+		Restricted:   s.access == accessRestricted,
+		Superuser:    s.access == accessSuperuser,
 		CreatedIndex: s.cIndex,
 		CreatedTime:  s.cTime,
 		Ephemerals:   append([]string{}, s.ephemerals...),

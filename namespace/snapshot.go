@@ -14,10 +14,11 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Snapshot format (version 2), a stream of msgpack values:
+// Snapshot format (version 3), a stream of msgpack values:
 //
 //	header   [magic, version, index, now, nextInstance, nextSession, #sessions, #nodes, #locks]
 //	sessions #sessions x [id, timeout, createdIndex, createdTime, client, [result...]]   by id
+//	         or [id, timeout, createdIndex, createdTime, client, principal, access, [result...]]
 //	nodes    #nodes x [key, meta, content] or [key, meta, content, reader, writer, changer]  in key order
 //
 // where meta is a bin of varints (instance, contentGen, lockGen, aclGen,
@@ -27,8 +28,10 @@ import (
 //	locks    #locks x [path, mode, delayUntil, [[session, delay]...], [[session, request, mode, delay]...]]  by path
 //	trailer  ["end", crc32c of every byte before the trailer]
 //
-// Version 1 is the same without the sessions' client names; Restore reads
-// both (a version-1 session has no name).
+// A session is written in the longer form only when it has a principal or
+// its access is not 0 (1 restricted, 2 superuser). Version 2 is the same without the longer form, version 1
+// also without the sessions' client names; Restore reads all three (their
+// sessions have no principal and are not restricted, as they were).
 //
 // Node keys are depth byte + path, so parents come before their children.
 // Derived state (child counts, the sessions' lists of ephemerals, held and
@@ -37,7 +40,7 @@ import (
 
 const (
 	snapshotMagic   = "latch-namespace"
-	snapshotVersion = 2
+	snapshotVersion = 3
 	// snapshotV1 is the oldest version Restore reads: sessions without
 	// client names.
 	snapshotV1      = 1
@@ -76,12 +79,21 @@ func (t *Tree) Snapshot(w io.Writer) error {
 
 	for _, id := range ids {
 		s := t.sessions[id]
-		e.arrayLen(6)
+		long := s.principal != "" || s.access != accessUnchecked
+		if long {
+			e.arrayLen(8)
+		} else {
+			e.arrayLen(6)
+		}
 		e.uint(s.id)
 		e.int(int64(s.timeout))
 		e.uint(s.cIndex)
 		e.int(s.cTime)
 		e.string(s.client)
+		if long {
+			e.string(s.principal)
+			e.uint(uint64(s.access))
+		}
 		entries := s.results.ordered()
 		e.arrayLen(len(entries))
 		for _, sr := range entries {
@@ -223,7 +235,7 @@ func (rd *snapshotReader) read() error {
 		return rd.bad("magic %q", magic)
 	}
 	rd.version = d.uint("version", math.MaxUint64)
-	if d.err == nil && rd.version != snapshotVersion && rd.version != snapshotV1 {
+	if d.err == nil && (rd.version < snapshotV1 || rd.version > snapshotVersion) {
 		return fmt.Errorf("%w: snapshot version %d", ErrUnknownVersion, rd.version)
 	}
 	t.index = d.uint("index", math.MaxUint64)
@@ -275,10 +287,18 @@ func (rd *snapshotReader) read() error {
 
 func (rd *snapshotReader) session() error {
 	t, d := rd.t, &rd.d
-	if rd.version == snapshotV1 {
-		d.expectArray("session", 5)
-	} else {
-		d.expectArray("session", 6)
+	fields := d.arrayLen("session")
+	var ok bool
+	switch rd.version {
+	case snapshotV1:
+		ok = fields == 5
+	case 2:
+		ok = fields == 6
+	default:
+		ok = fields == 6 || fields == 8
+	}
+	if d.err == nil && !ok {
+		return rd.bad("session of %d fields in a version-%d snapshot", fields, rd.version)
 	}
 	s := &session{
 		id:      d.uint("session id", math.MaxUint64),
@@ -288,6 +308,10 @@ func (rd *snapshotReader) session() error {
 	}
 	if rd.version != snapshotV1 {
 		s.client = d.string("client")
+	}
+	if fields == 8 {
+		s.principal = d.string("principal")
+		s.access = access(d.uint("access", uint64(accessEnd-1)))
 	}
 	n := d.arrayLen("results")
 	if d.err != nil {
@@ -300,6 +324,9 @@ func (rd *snapshotReader) session() error {
 	// configured limit, so a cell may lower it without stranding snapshots.
 	if !utf8.ValidString(s.client) {
 		return rd.bad("session %d: client name %s is not valid UTF-8", s.id, quote(s.client))
+	}
+	if !utf8.ValidString(s.principal) {
+		return rd.bad("session %d: principal %s is not valid UTF-8", s.id, quote(s.principal))
 	}
 	for i := 0; i < n; i++ {
 		req, res := rd.result()

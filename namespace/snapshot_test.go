@@ -126,12 +126,12 @@ func TestRestoreRejectsHeaders(t *testing.T) {
 	if err := tree.Restore(bytes.NewReader(header("other", 1))); !errors.Is(err, ErrBadSnapshot) {
 		t.Errorf("bad magic: %v", err)
 	}
-	for _, v := range []int{0, 3} {
+	for _, v := range []int{0, 4} {
 		if err := tree.Restore(bytes.NewReader(header(snapshotMagic, v))); !errors.Is(err, ErrUnknownVersion) {
 			t.Errorf("version %d: %v", v, err)
 		}
 	}
-	for _, v := range []int{1, 2} {
+	for _, v := range []int{1, 2, 3} {
 		if err := tree.Restore(bytes.NewReader(header(snapshotMagic, v))); !errors.Is(err, ErrBadSnapshot) {
 			t.Errorf("version %d, no root: %v", v, err)
 		}

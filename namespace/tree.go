@@ -189,9 +189,10 @@ func (t *Tree) apply(cmd *Command, s *session) Result {
 
 // opFlags are the flags each op accepts.
 var opFlags = [opEnd]Flags{
-	OpCreate:  FlagEphemeral | FlagParents | FlagSequential,
-	OpDelete:  FlagRecursive,
-	OpAcquire: FlagWait,
+	OpOpenSession: FlagRestricted | FlagSuperuser,
+	OpCreate:      FlagEphemeral | FlagParents | FlagSequential,
+	OpDelete:      FlagRecursive,
+	OpAcquire:     FlagWait,
 }
 
 func fail(err *Error) Result { return Result{Err: err} }

@@ -244,7 +244,15 @@ type SessionInfo struct {
 	ID      uint64
 	Timeout time.Duration
 	// Client is the name the client gave when it opened the session ("" if none).
-	Client       string
+	Client string
+	// Principal is the authenticated name it was opened with ("" if
+	// anonymous); Restricted says its writes are checked against the ACLs
+	// as that principal (FlagRestricted), Superuser that it was opened as a
+	// superuser's (FlagSuperuser). A session with neither predates ACL
+	// enforcement and is not checked.
+	Principal    string
+	Restricted   bool
+	Superuser    bool
 	CreatedIndex uint64
 	CreatedTime  int64
 	// Ephemerals, Locks and Waiting are the paths of the owned ephemeral

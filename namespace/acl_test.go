@@ -1,0 +1,217 @@
+package namespace
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+)
+
+// aclHarness is a tree with /acl/ops listing alice, /acl/all listing
+// everyone, /app (writer ops, changer ops, reader all) with child /app/x,
+// and sessions of several kinds.
+type aclHarness struct {
+	*harness
+	alice, bob, anon, super, legacy uint64
+}
+
+func openAs(h *harness, principal string, flags Flags) uint64 {
+	h.t.Helper()
+	c := NewOpenSession(10 * time.Second)
+	c.Principal, c.Flags = principal, flags
+	return h.must(c, 0).Session
+}
+
+// aclConfig is smallConfig with room for ACL files.
+func aclConfig() Config {
+	c := smallConfig()
+	c.MaxContent = 64
+	c.MaxChildren = 16
+	return c
+}
+
+func newACLHarness(t *testing.T) *aclHarness {
+	h := &aclHarness{harness: newHarnessConfig(t, aclConfig())}
+	h.must(NewCreate("/acl/ops", []byte("# operators\n  alice \n\ncarol\n"), FlagParents), 0)
+	h.must(NewCreate("/acl/all", []byte("*\n"), 0), 0)
+	app := NewCreate("/app", nil, 0)
+	app.ACL = ACL{Reader: "all", Writer: "ops", Changer: "ops"}
+	h.must(app, 0)
+	h.must(NewCreate("/app/x", []byte("v"), 0), 0)
+	h.alice = openAs(h.harness, "alice", FlagRestricted)
+	h.bob = openAs(h.harness, "bob", FlagRestricted)
+	h.anon = openAs(h.harness, "", FlagRestricted)
+	h.super = openAs(h.harness, "root", FlagSuperuser)
+	h.legacy = openAs(h.harness, "", 0)
+	return h
+}
+
+func TestACLWrites(t *testing.T) {
+	acquire := NewAcquire("/app/x", ModeShared, false, -1)
+	cmds := []struct {
+		name string
+		cmd  Command
+	}{
+		{"create child", NewCreate("/app/y", nil, 0)},
+		{"create with parents", NewCreate("/app/p/q", nil, FlagParents)},
+		{"set content", NewSetContent("/app/x", []byte("w"), 0)},
+		{"delete", NewDelete("/app/x", false, 0)},
+		{"recursive delete", NewDelete("/app", true, 0)},
+		{"acquire shared", acquire},
+		{"set ACL", NewSetACL("/app", ACL{Writer: "all"}, 0)},
+	}
+	for _, c := range cmds {
+		t.Run(c.name, func(t *testing.T) {
+			for _, who := range []struct {
+				name string
+				sid  func(h *aclHarness) uint64
+				want error
+			}{
+				{"listed", func(h *aclHarness) uint64 { return h.alice }, nil},
+				{"not listed", func(h *aclHarness) uint64 { return h.bob }, ErrPermission},
+				{"anonymous", func(h *aclHarness) uint64 { return h.anon }, ErrPermission},
+				{"superuser", func(h *aclHarness) uint64 { return h.super }, nil},
+				{"unchecked (opened before ACLs)", func(h *aclHarness) uint64 { return h.legacy }, nil},
+				{"operator", func(h *aclHarness) uint64 { return 0 }, nil},
+			} {
+				if who.name == "operator" && c.cmd.Op == OpAcquire {
+					continue // acquire needs a session
+				}
+				h := newACLHarness(t)
+				r, ev := h.apply(c.cmd, who.sid(h), 0)
+				wantErr(t, c.name+" by "+who.name, r.Err, who.want)
+				if who.want != nil && len(ev) != 0 {
+					t.Errorf("%s by %s: denied command emitted %v", c.name, who.name, ev)
+				}
+			}
+		})
+	}
+}
+
+func TestACLFileDecides(t *testing.T) {
+	h := newACLHarness(t)
+	// Nobody but superusers passes an ACL whose file is missing.
+	h.must(NewSetACL("/app/x", ACL{Writer: "gone"}, 0), 0)
+	r, _ := h.apply(NewSetContent("/app/x", []byte("a"), 0), h.alice, 0)
+	wantErr(t, "missing ACL file", r.Err, ErrPermission)
+	h.must(NewSetContent("/app/x", []byte("s"), 0), h.super)
+	// The file's content is read at apply time: listing bob lets him in.
+	h.must(NewCreate("/acl/gone", []byte("bob"), 0), 0)
+	h.must(NewSetContent("/app/x", []byte("b"), 0), h.bob)
+	r, _ = h.apply(NewSetContent("/app/x", []byte("a"), 0), h.alice, 0)
+	wantErr(t, "alice not listed", r.Err, ErrPermission)
+	// Everyone admits the anonymous principal; a comment is not a name.
+	h.must(NewSetContent("/acl/gone", []byte("#bob\n*"), 0), 0)
+	h.must(NewSetContent("/app/x", []byte("n"), 0), h.anon)
+	h.must(NewSetContent("/acl/gone", []byte("#bob"), 0), 0)
+	r, _ = h.apply(NewSetContent("/app/x", []byte("b"), 0), h.bob, 0)
+	wantErr(t, "commented out", r.Err, ErrPermission)
+	// A child created without ACL names inherits its parent's.
+	h.must(NewCreate("/app/kid", nil, 0), h.alice)
+	r, _ = h.apply(NewSetContent("/app/kid", []byte("b"), 0), h.bob, 0)
+	wantErr(t, "inherited writer", r.Err, ErrPermission)
+}
+
+func TestACLRecursiveDeleteChecksSubtree(t *testing.T) {
+	h := newACLHarness(t)
+	h.must(NewCreate("/open/deep", nil, FlagParents), 0)
+	h.must(NewSetACL("/open/deep", ACL{Writer: "ops"}, 0), 0)
+	r, _ := h.apply(NewDelete("/open", true, 0), h.bob, 0)
+	wantErr(t, "subtree denies bob", r.Err, ErrPermission)
+	if _, err := h.tree.Get("/open/deep"); err != nil {
+		t.Fatalf("denied delete removed a node: %v", err)
+	}
+	h.must(NewDelete("/open", true, 0), h.alice)
+}
+
+func TestACLRootAndSessions(t *testing.T) {
+	h := newACLHarness(t)
+	acl := ACL{Writer: "ops"}
+	r, _ := h.apply(NewSetACL("/", acl, 0), h.legacy, 0)
+	wantErr(t, "root ACL by an unchecked session", r.Err, ErrPermission)
+	r, _ = h.apply(NewSetACL("/", acl, 0), h.alice, 0)
+	wantErr(t, "root ACL by a restricted session", r.Err, ErrPermission)
+	h.must(NewSetACL("/", acl, 0), h.super)
+	r, _ = h.apply(NewCreate("/top", nil, 0), h.bob, 0)
+	wantErr(t, "create under a root bob may not write", r.Err, ErrPermission)
+
+	both := NewOpenSession(time.Second)
+	both.Flags = FlagRestricted | FlagSuperuser
+	r, _ = h.apply(both, 0, 0)
+	wantErr(t, "restricted superuser", r.Err, ErrInvalidCommand)
+	long := NewOpenSession(time.Second)
+	long.Principal = string(bytes.Repeat([]byte("p"), aclConfig().MaxClientNameLen+1))
+	r, _ = h.apply(long, 0, 0)
+	wantErr(t, "principal over the limit", r.Err, ErrInvalidCommand)
+	bad := NewOpenSession(time.Second)
+	bad.Principal = "p\xff"
+	r, _ = h.apply(bad, 0, 0)
+	wantErr(t, "principal not UTF-8", r.Err, ErrInvalidCommand)
+
+	for _, c := range []struct {
+		sid                   uint64
+		principal             string
+		restricted, superuser bool
+	}{
+		{h.alice, "alice", true, false},
+		{h.anon, "", true, false},
+		{h.super, "root", false, true},
+		{h.legacy, "", false, false},
+	} {
+		info, err := h.tree.Session(c.sid)
+		if err != nil || info.Principal != c.principal || info.Restricted != c.restricted || info.Superuser != c.superuser {
+			t.Errorf("Session(%d) = %+v, %v; want principal %q restricted %v superuser %v",
+				c.sid, info, err, c.principal, c.restricted, c.superuser)
+		}
+	}
+}
+
+func TestPermits(t *testing.T) {
+	h := newACLHarness(t)
+	h.must(NewSetACL("/app/x", ACL{Reader: "ops"}, 0), 0)
+	for _, c := range []struct {
+		path   string
+		r      Right
+		caller Caller
+		want   error
+	}{
+		{"/app/x", RightRead, Caller{Principal: "alice"}, nil},
+		{"/app/x", RightRead, Caller{Principal: "bob"}, ErrPermission},
+		{"/app/x", RightRead, Caller{}, ErrPermission},
+		{"/app/x", RightRead, Caller{Principal: "bob", Superuser: true}, nil},
+		{"/app", RightRead, Caller{}, nil}, // reader "all" lists *
+		{"/app", RightChange, Caller{Principal: "carol"}, nil},
+		{"/", RightWrite, Caller{}, nil}, // no ACL names: everyone
+		{"/nope", RightRead, Caller{Principal: "alice"}, ErrNotFound},
+	} {
+		err := h.tree.Permits(c.path, c.r, c.caller)
+		if c.want == nil && err != nil || c.want != nil && !errors.Is(err, c.want) {
+			t.Errorf("Permits(%s, %v, %+v) = %v; want %v", c.path, c.r, c.caller, err, c.want)
+		}
+	}
+}
+
+// Principals and access survive a snapshot; a session written without the
+// longer form (no principal, unchecked) keeps the short one.
+func TestSnapshotKeepsPrincipals(t *testing.T) {
+	h := newACLHarness(t)
+	var buf bytes.Buffer
+	if err := h.tree.Snapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	restored := New(aclConfig())
+	if err := restored.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	for _, sid := range []uint64{h.alice, h.anon, h.super, h.legacy} {
+		a, _ := h.tree.Session(sid)
+		b, err := restored.Session(sid)
+		if err != nil || a.Principal != b.Principal || a.Restricted != b.Restricted || a.Superuser != b.Superuser {
+			t.Errorf("session %d restored as %+v, %v; was %+v", sid, b, err, a)
+		}
+	}
+	var again bytes.Buffer
+	if err := restored.Snapshot(&again); err != nil || !bytes.Equal(again.Bytes(), buf.Bytes()) {
+		t.Errorf("snapshot of the restored tree differs (%v)", err)
+	}
+}
