@@ -109,26 +109,36 @@ const (
 	accessEnd
 )
 
-// sessionCaller is the caller of a command: its session's principal,
-// unrestricted unless the session is restricted; session 0 (the leader or
-// an operator) is never restricted.
-func sessionCaller(s *session) Caller {
-	if s == nil {
-		return Caller{Superuser: true}
+// commandCaller is who a command acts for: its session's principal,
+// unrestricted unless the session is restricted; for a command without a
+// session, the leader or an operator (never restricted) unless the server
+// marked it FlagRestricted, acting for Command.Principal.
+func commandCaller(cmd *Command, s *session) Caller {
+	switch {
+	case s != nil:
+		return Caller{Principal: s.principal, Superuser: s.access != accessRestricted}
+	case cmd.Flags&FlagRestricted != 0:
+		return Caller{Principal: cmd.Principal}
 	}
-	return Caller{Principal: s.principal, Superuser: s.access != accessRestricted}
+	return Caller{Superuser: true}
 }
 
-// mayChangeRoot reports whether session s (nil: the leader or an
-// operator) may set the root's ACL names.
-func mayChangeRoot(s *session) bool {
-	return s == nil || s.access == accessSuperuser
+// operator reports whether cmd comes from the leader or an operator:
+// no session, and not restricted.
+func operator(cmd *Command, s *session) bool {
+	return s == nil && cmd.Flags&FlagRestricted == 0
 }
 
-// checkRight returns an ErrPermission error unless session s may exercise
-// r on n (at path p).
-func (t *Tree) checkRight(p string, n *node, r Right, s *session) *Error {
-	return t.check(p, n, r, sessionCaller(s))
+// mayChangeRoot reports whether cmd may set the root's ACL names: only
+// the leader, an operator or a superuser's session may.
+func mayChangeRoot(cmd *Command, s *session) bool {
+	return operator(cmd, s) || s != nil && s.access == accessSuperuser
+}
+
+// checkRight returns an ErrPermission error unless cmd may exercise r on n
+// (at path p).
+func (t *Tree) checkRight(p string, n *node, r Right, cmd *Command, s *session) *Error {
+	return t.check(p, n, r, commandCaller(cmd, s))
 }
 
 // check returns an ErrPermission error unless c may exercise r on n (at

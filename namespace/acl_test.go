@@ -215,3 +215,36 @@ func TestSnapshotKeepsPrincipals(t *testing.T) {
 		t.Errorf("snapshot of the restored tree differs (%v)", err)
 	}
 }
+
+// A write without a session is the leader's or an operator's, never
+// checked, unless the server marked it FlagRestricted for a principal.
+func TestACLSessionlessWrites(t *testing.T) {
+	h := newACLHarness(t)
+	as := func(principal string, c Command) Command {
+		c.Flags |= FlagRestricted
+		c.Principal = principal
+		return c
+	}
+	h.must(as("alice", NewSetContent("/app/x", []byte("a"), 0)), 0)
+	r, _ := h.apply(as("bob", NewSetContent("/app/x", []byte("b"), 0)), 0, 0)
+	wantErr(t, "bob without a session", r.Err, ErrPermission)
+	r, _ = h.apply(as("", NewCreate("/app/y", nil, 0)), 0, 0)
+	wantErr(t, "anonymous create", r.Err, ErrPermission)
+	h.must(NewCreate("/app/y", nil, 0), 0) // an operator's
+	r, _ = h.apply(as("alice", NewSetACL("/", ACL{}, 0)), 0, 0)
+	wantErr(t, "root ACL, restricted", r.Err, ErrPermission)
+
+	// Ephemeral nodes stay their owner's: a restricted write is not an
+	// operator's.
+	h.must(NewCreate("/eph", nil, FlagEphemeral), h.bob)
+	r, _ = h.apply(as("bob", NewDelete("/eph", false, 0)), 0, 0)
+	wantErr(t, "another's ephemeral", r.Err, ErrPermission)
+	h.must(NewDelete("/eph", false, 0), 0)
+
+	r, _ = h.apply(as("alice", NewSetContent("/app/x", nil, 0)), h.alice, 0)
+	wantErr(t, "restricted flag with a session", r.Err, ErrInvalidCommand)
+	r, _ = h.apply(as("p\xff", NewSetContent("/app/x", nil, 0)), 0, 0)
+	wantErr(t, "principal not UTF-8", r.Err, ErrInvalidCommand)
+	r, _ = h.apply(as("alice", NewAcquire("/app/x", ModeShared, false, 0)), h.alice, 0)
+	wantErr(t, "restricted acquire", r.Err, ErrInvalidCommand)
+}

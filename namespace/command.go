@@ -70,7 +70,7 @@ func (o Op) String() string {
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
 
-// Flags modify OpOpenSession, OpCreate, OpDelete and OpAcquire.
+// Flags modify the ops; opFlags says which flags each accepts.
 type Flags uint8
 
 // Command flags. The values are part of the log format.
@@ -92,6 +92,10 @@ const (
 	// FlagSuperuser, on every session it opens. A session opened with
 	// neither is not restricted, as every session was before ACLs were
 	// enforced: so the commands already in logs keep their meaning.
+	// (create, set-content, set-acl, delete without a session): the write
+	// is checked as Command.Principal, not taken as the leader's or an
+	// operator's; a server sets it on the sessionless writes of clients
+	// that are not superusers.
 	FlagRestricted
 	// FlagSuperuser (open-session): the session's principal is a superuser
 	// (the server's configuration says), whom no ACL restricts and who may
@@ -186,11 +190,11 @@ type Command struct {
 	// UTF-8, at most Config.MaxClientNameLen bytes, kept with the session and
 	// shown in session listings. Optional; encoded only when non-empty.
 	Client string
-	// Principal is the authenticated name of the client that opens a
-	// session (OpOpenSession; "" for an anonymous one), as its server
-	// established it: with FlagRestricted, the session's writes are
-	// checked against the ACLs as this principal. Same limits as Client.
-	// Encoded only when non-empty.
+	// Principal is the authenticated name of the client, as its server
+	// established it ("" for an anonymous one), for OpOpenSession and the
+	// sessionless writes: with FlagRestricted, the session's writes (or
+	// the write) are checked against the ACLs as this principal. Same
+	// limits as Client. Encoded only when non-empty.
 	Principal string
 }
 

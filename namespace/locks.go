@@ -98,7 +98,7 @@ func (t *Tree) acquire(cmd *Command, s *session) Result {
 	if err != nil {
 		return fail(err)
 	}
-	if err := t.checkRight(cmd.Path, n, RightWrite, s); err != nil {
+	if err := t.checkRight(cmd.Path, n, RightWrite, cmd, s); err != nil {
 		return fail(err)
 	}
 	ls := t.locks[cmd.Path]

@@ -159,7 +159,10 @@ func (m *model) takeEvents() []Event {
 
 func (m *model) do(c Command, s *mSession) Result {
 	allowed := map[Op]Flags{OpOpenSession: FlagRestricted | FlagSuperuser,
-		OpCreate: FlagEphemeral | FlagParents | FlagSequential, OpDelete: FlagRecursive, OpAcquire: FlagWait}
+		OpCreate:     FlagEphemeral | FlagParents | FlagSequential | FlagRestricted,
+		OpSetContent: FlagRestricted, OpSetACL: FlagRestricted,
+		OpDelete: FlagRecursive | FlagRestricted, OpAcquire: FlagWait}
+	restrictedWrite := c.Op != OpOpenSession && c.Flags&FlagRestricted != 0
 	switch {
 	case c.Version != CommandVersion:
 		return mErr(CodeUnknownVersion)
@@ -168,6 +171,8 @@ func (m *model) do(c Command, s *mSession) Result {
 	case c.Session != 0 && s == nil:
 		return m.sessionErr(c.Session)
 	case c.Flags&^allowed[c.Op] != 0:
+		return mErr(CodeInvalidCommand)
+	case restrictedWrite && (c.Session != 0 || len(c.Principal) > m.cfg.MaxClientNameLen || !utf8.ValidString(c.Principal)):
 		return mErr(CodeInvalidCommand)
 	}
 	switch c.Op {
@@ -225,18 +230,28 @@ func (m *model) pathErr(p string) (Result, bool) {
 	return Result{}, false
 }
 
-func (m *model) maySet(n *mNode, session uint64) bool {
-	return n.owner == 0 || session == 0 || n.owner == session
+// mOperator: no session and not restricted.
+func mOperator(c Command) bool { return c.Session == 0 && c.Flags&FlagRestricted == 0 }
+
+func (m *model) maySet(n *mNode, c Command) bool {
+	return n.owner == 0 || mOperator(c) || c.Session != 0 && n.owner == c.Session
 }
 
-// allowed reports whether the session may exercise r on the node at p, as
-// docs/namespace.md says: session 0 and sessions that are not restricted
-// always; else when the node names no ACL for r, or names one whose file
-// /acl/NAME has a line (trimmed, not a comment) that is "*" or the
-// session's non-empty principal.
-func (m *model) allowed(p string, r Right, session uint64) bool {
-	s := m.sessions[session]
-	if session == 0 || !s.restricted {
+// allowed reports whether c may exercise r on the node at p, as
+// docs/namespace.md says: operators (session 0 without FlagRestricted) and
+// sessions that are not restricted always; else (a restricted session, or a
+// restricted sessionless write, as Command.Principal) when the node names
+// no ACL for r, or names one whose file /acl/NAME has a line (trimmed, not
+// a comment) that is "*" or the non-empty principal.
+func (m *model) allowed(p string, r Right, c Command) bool {
+	principal := c.Principal
+	if c.Session != 0 {
+		s := m.sessions[c.Session]
+		if !s.restricted {
+			return true
+		}
+		principal = s.principal
+	} else if mOperator(c) {
 		return true
 	}
 	acl := m.nodes[p].acl
@@ -250,7 +265,7 @@ func (m *model) allowed(p string, r Right, session uint64) bool {
 	}
 	for _, line := range strings.Split(f.content, "\n") {
 		line = strings.TrimSpace(line)
-		if !strings.HasPrefix(line, "#") && (line == "*" || line != "" && line == s.principal) {
+		if !strings.HasPrefix(line, "#") && (line == "*" || line != "" && line == principal) {
 			return true
 		}
 	}
@@ -297,7 +312,7 @@ func (m *model) create(c Command) Result {
 		missing = append([]string{anc}, missing...)
 		anc = parentOf(anc)
 	}
-	if m.nodes[anc].owner != 0 || !m.allowed(anc, RightWrite, c.Session) {
+	if m.nodes[anc].owner != 0 || !m.allowed(anc, RightWrite, c) {
 		return mErr(CodePermission)
 	}
 	if seq {
@@ -356,7 +371,7 @@ func (m *model) setContent(c Command) Result {
 	switch {
 	case n == nil:
 		return mErr(CodeNotFound)
-	case c.Path == "/" || !m.maySet(n, c.Session) || !m.allowed(c.Path, RightWrite, c.Session):
+	case c.Path == "/" || !m.maySet(n, c) || !m.allowed(c.Path, RightWrite, c):
 		return mErr(CodePermission)
 	case c.Generation != 0 && c.Generation != n.contentGen:
 		return mErr(CodeGenerationMismatch)
@@ -379,8 +394,8 @@ func (m *model) setACL(c Command) Result {
 	switch {
 	case n == nil:
 		return mErr(CodeNotFound)
-	case c.Path == "/" && c.Session != 0 && !m.sessions[c.Session].superuser || !m.maySet(n, c.Session) ||
-		!m.allowed(c.Path, RightChange, c.Session):
+	case c.Path == "/" && !mOperator(c) && (c.Session == 0 || !m.sessions[c.Session].superuser) || !m.maySet(n, c) ||
+		!m.allowed(c.Path, RightChange, c):
 		return mErr(CodePermission)
 	case c.Generation != 0 && c.Generation != n.aclGen:
 		return mErr(CodeGenerationMismatch)
@@ -402,7 +417,7 @@ func (m *model) delete(c Command) Result {
 	switch {
 	case n == nil:
 		return mErr(CodeNotFound)
-	case !m.maySet(n, c.Session) || !m.allowed(c.Path, RightWrite, c.Session):
+	case !m.maySet(n, c) || !m.allowed(c.Path, RightWrite, c):
 		return mErr(CodePermission)
 	case c.Generation != 0 && c.Generation != n.contentGen:
 		return mErr(CodeGenerationMismatch)
@@ -420,7 +435,7 @@ func (m *model) delete(c Command) Result {
 		return di > dj || di == dj && sub[i] < sub[j]
 	})
 	for _, q := range sub {
-		if !m.maySet(m.nodes[q], c.Session) || !m.allowed(q, RightWrite, c.Session) {
+		if !m.maySet(m.nodes[q], c) || !m.allowed(q, RightWrite, c) {
 			return mErr(CodePermission)
 		}
 	}
@@ -576,7 +591,7 @@ func (m *model) acquire(c Command) Result {
 	if r, bad := m.lockCheck(c); bad {
 		return r
 	}
-	if !m.allowed(c.Path, RightWrite, c.Session) {
+	if !m.allowed(c.Path, RightWrite, c) {
 		return mErr(CodePermission)
 	}
 	l := m.locks[c.Path]

@@ -11,10 +11,10 @@ const seqDigits = 10
 
 var seqPlaceholder = fmt.Sprintf("%0*d", seqDigits, 0)
 
-// mayModify reports whether session s (nil: the leader or an operator) may
-// change or delete n: only the owner may touch an ephemeral node.
-func mayModify(n *node, s *session) bool {
-	return n.owner == 0 || s == nil || n.owner == s.id
+// mayModify reports whether cmd, from session s, may change or delete n:
+// only the owner, the leader or an operator may touch an ephemeral node.
+func mayModify(n *node, cmd *Command, s *session) bool {
+	return n.owner == 0 || operator(cmd, s) || s != nil && n.owner == s.id
 }
 
 func ownerError(p string, n *node) *Error {
@@ -77,7 +77,7 @@ func (t *Tree) create(cmd *Command, s *session) Result {
 	if anc.owner != 0 {
 		return fail(errorf(CodePermission, "%s is ephemeral and cannot have children", quote(ancPath)))
 	}
-	if err := t.checkRight(ancPath, anc, RightWrite, s); err != nil {
+	if err := t.checkRight(ancPath, anc, RightWrite, cmd, s); err != nil {
 		return fail(err)
 	}
 	if seq {
@@ -167,10 +167,10 @@ func (t *Tree) setContent(cmd *Command, s *session) Result {
 		return fail(errorf(CodeNotFound, "%s", quote(cmd.Path)))
 	case depth == 0:
 		return fail(errorf(CodePermission, "the root has no content"))
-	case !mayModify(n, s):
+	case !mayModify(n, cmd, s):
 		return fail(ownerError(cmd.Path, n))
 	}
-	if err := t.checkRight(cmd.Path, n, RightWrite, s); err != nil {
+	if err := t.checkRight(cmd.Path, n, RightWrite, cmd, s); err != nil {
 		return fail(err)
 	}
 	if cmd.Generation != 0 && cmd.Generation != n.contentGen {
@@ -199,12 +199,12 @@ func (t *Tree) setACL(cmd *Command, s *session) Result {
 	switch {
 	case n == nil:
 		return fail(errorf(CodeNotFound, "%s", quote(cmd.Path)))
-	case depth == 0 && !mayChangeRoot(s):
+	case depth == 0 && !mayChangeRoot(cmd, s):
 		return fail(errorf(CodePermission, "only the leader, an operator or a superuser sets the root's ACL"))
-	case !mayModify(n, s):
+	case !mayModify(n, cmd, s):
 		return fail(ownerError(cmd.Path, n))
 	}
-	if err := t.checkRight(cmd.Path, n, RightChange, s); err != nil {
+	if err := t.checkRight(cmd.Path, n, RightChange, cmd, s); err != nil {
 		return fail(err)
 	}
 	if cmd.Generation != 0 && cmd.Generation != n.aclGen {
@@ -238,10 +238,10 @@ func (t *Tree) delete(cmd *Command, s *session) Result {
 	switch {
 	case n == nil:
 		return fail(errorf(CodeNotFound, "%s", quote(p)))
-	case !mayModify(n, s):
+	case !mayModify(n, cmd, s):
 		return fail(ownerError(p, n))
 	}
-	if err := t.checkRight(p, n, RightWrite, s); err != nil {
+	if err := t.checkRight(p, n, RightWrite, cmd, s); err != nil {
 		return fail(err)
 	}
 	switch {
@@ -261,10 +261,10 @@ func (t *Tree) delete(cmd *Command, s *session) Result {
 			})
 		}
 		for i, dn := range nodes {
-			if !mayModify(dn, s) {
+			if !mayModify(dn, cmd, s) {
 				return fail(ownerError(keyPath(keys[i]), dn))
 			}
-			if err := t.checkRight(keyPath(keys[i]), dn, RightWrite, s); err != nil {
+			if err := t.checkRight(keyPath(keys[i]), dn, RightWrite, cmd, s); err != nil {
 				return fail(err)
 			}
 		}

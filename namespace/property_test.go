@@ -209,6 +209,19 @@ func genFresh(t *rapid.T, ps *propState) Command {
 	if (c.Op == OpOpenSession || c.Op == OpExpireSession) && rapid.IntRange(0, 9).Draw(t, "leader-op-from-session") < 9 {
 		c.Session = 0
 	}
+	switch c.Op {
+	case OpCreate, OpSetContent, OpSetACL, OpDelete:
+		// A write for a principal (as a server marks the sessionless
+		// writes of clients that are not superusers), mostly without a
+		// session as it should be.
+		if rapid.IntRange(0, 2).Draw(t, "restricted-write") == 0 {
+			c.Flags |= FlagRestricted
+			c.Principal = rapid.SampledFrom([]string{"", "p", "q", "123456789"}).Draw(t, "write-principal")
+			if rapid.IntRange(0, 9).Draw(t, "restricted-with-session") > 0 {
+				c.Session = 0
+			}
+		}
+	}
 	ps.nextRequest++
 	c.Request = ps.nextRequest
 	if rapid.IntRange(0, 4).Draw(t, "no-request") == 4 {

@@ -154,6 +154,16 @@ func (t *Tree) Session(id uint64) (SessionInfo, error) {
 	return s.info(), nil
 }
 
+// SessionPrincipal returns the principal live session id was opened with,
+// without copying the rest of its state (servers check it on every call).
+func (t *Tree) SessionPrincipal(id uint64) (string, error) {
+	s := t.sessions[id]
+	if s == nil {
+		return "", t.sessionError(id)
+	}
+	return s.principal, nil
+}
+
 // Sessions returns every live session, sorted by id.
 func (t *Tree) Sessions() []SessionInfo {
 	ids := t.sessionIDs()

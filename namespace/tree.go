@@ -160,6 +160,14 @@ func (t *Tree) apply(cmd *Command, s *session) Result {
 	if allowed := opFlags[cmd.Op]; cmd.Flags&^allowed != 0 {
 		return fail(errorf(CodeInvalidCommand, "flags %#x not allowed for %s", uint8(cmd.Flags&^allowed), cmd.Op))
 	}
+	if cmd.Op != OpOpenSession && cmd.Flags&FlagRestricted != 0 {
+		if cmd.Session != 0 {
+			return fail(errorf(CodeInvalidCommand, "%s from session %d: FlagRestricted is for commands without a session", cmd.Op, cmd.Session))
+		}
+		if err := t.cfg.checkClientName("principal", cmd.Principal); err != nil {
+			return fail(err)
+		}
+	}
 	switch cmd.Op {
 	case OpTick:
 		return Result{}
@@ -190,8 +198,10 @@ func (t *Tree) apply(cmd *Command, s *session) Result {
 // opFlags are the flags each op accepts.
 var opFlags = [opEnd]Flags{
 	OpOpenSession: FlagRestricted | FlagSuperuser,
-	OpCreate:      FlagEphemeral | FlagParents | FlagSequential,
-	OpDelete:      FlagRecursive,
+	OpCreate:      FlagEphemeral | FlagParents | FlagSequential | FlagRestricted,
+	OpSetContent:  FlagRestricted,
+	OpSetACL:      FlagRestricted,
+	OpDelete:      FlagRecursive | FlagRestricted,
 	OpAcquire:     FlagWait,
 }
 
