@@ -86,8 +86,10 @@ func entriesFromWire(ws []wire.Entry) []Entry {
 	return out
 }
 
-// ACL names the principals allowed to read a node, write it (content,
-// children, locks), and change its ACL. An empty list means anyone.
+// ACL names the ACL files that say who may read a node, write it (content,
+// children, locks), and change its ACL: each list holds at most one name N,
+// standing for the principals listed in the content of /acl/N (one per
+// line; "*" for everyone). An empty list means anyone.
 type ACL struct {
 	Read, Write, Admin []string
 }

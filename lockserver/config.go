@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/latchd/latch/internal/wire"
 	"github.com/latchd/latch/namespace"
@@ -91,6 +92,11 @@ type Config struct {
 	LeaderPoll time.Duration
 	// SessionTick is how often the leader checks leases and lock-delays.
 	SessionTick time.Duration
+	// Superusers are the principals (client certificate CNs) that no ACL
+	// restricts: their sessions are opened as superusers', and their
+	// sessionless writes and reads are not checked. Each must be a
+	// non-empty name; the anonymous principal can never be one.
+	Superusers []string
 
 	// Clock is the time source; nil means the system clock.
 	Clock Clock
@@ -185,6 +191,11 @@ func (c Config) Validate() error {
 	}
 	if c.SessionTick >= c.Session.Lease-c.Session.Margin && c.Session.Lease > c.Session.Margin {
 		bad("SessionTick %v must be well below the KeepAlive hold time", c.SessionTick)
+	}
+	for _, u := range c.Superusers {
+		if u == "" || len(u) > c.Namespace.MaxClientNameLen || !utf8.ValidString(u) {
+			bad("superuser %q must be a non-empty principal of at most %d bytes of UTF-8", u, c.Namespace.MaxClientNameLen)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/latchd/latch/internal/wire"
+	"github.com/latchd/latch/namespace"
 )
 
 // acceptLoop accepts client connections until the listener closes and
@@ -44,7 +46,8 @@ func (s *Server) acceptLoop(ln net.Listener) {
 		go func() {
 			defer s.wg.Done()
 			defer s.metrics.Conns.Add(-1)
-			if err := wire.Serve(s.ctx, nc, s.connConfig(), s); err != nil {
+			h := &connHandler{s: s, caller: s.callerFor("")}
+			if err := wire.Serve(s.ctx, nc, s.connConfig(), h); err != nil {
 				s.log.Debug("client connection ended", "peer", nc.RemoteAddr().String(), "err", err)
 			}
 		}()
@@ -61,14 +64,50 @@ func (s *Server) connConfig() wire.ConnConfig {
 	}
 }
 
-var _ wire.Handler = (*Server)(nil)
+// connHandler serves the calls of one client connection, for the
+// principal that connection authenticated as.
+type connHandler struct {
+	s      *Server
+	caller namespace.Caller
+}
 
-// ServeWire answers one client request (wire.Handler). wire.Serve calls it
-// on a call goroutine (reused for later calls); ctx ends when the client
-// gives up on the call (its CancelCall frame) or the connection ends.
+var _ wire.QuickHandler = (*connHandler)(nil)
+
+// ServeWire answers one request of the connection (wire.Handler).
+// wire.Serve calls it on a call goroutine (reused for later calls); ctx
+// ends when the client gives up on the call (its CancelCall frame) or the
+// connection ends.
+func (h *connHandler) ServeWire(ctx context.Context, req wire.Message) wire.Message {
+	return h.s.serve(ctx, h.caller, req)
+}
+
+// ServeQuick answers a small read at once if it can (wire.QuickHandler).
+func (h *connHandler) ServeQuick(req wire.Message) (wire.Message, bool) {
+	return h.s.serveQuick(h.caller, req)
+}
+
+// callerFor is who a connection authenticated as principal ("" when
+// anonymous) acts as: a superuser if Config.Superusers names it.
+func (s *Server) callerFor(principal string) namespace.Caller {
+	return namespace.Caller{Principal: principal, Superuser: principal != "" && slices.Contains(s.cfg.Superusers, principal)}
+}
+
+var _ wire.QuickHandler = (*Server)(nil)
+
+// ServeWire answers one request of an anonymous client (wire.Handler), as
+// connHandler.ServeWire does for its connection's principal.
 func (s *Server) ServeWire(ctx context.Context, req wire.Message) wire.Message {
+	return s.serve(ctx, s.callerFor(""), req)
+}
+
+// ServeQuick is connHandler.ServeQuick for an anonymous client.
+func (s *Server) ServeQuick(req wire.Message) (wire.Message, bool) {
+	return s.serveQuick(s.callerFor(""), req)
+}
+
+func (s *Server) serve(ctx context.Context, c namespace.Caller, req wire.Message) wire.Message {
 	s.metrics.request(req.Type())
-	reply := s.dispatch(ctx, req)
+	reply := s.dispatch(ctx, c, req)
 	s.metrics.reply(reply)
 	return reply
 }

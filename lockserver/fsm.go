@@ -102,6 +102,7 @@ func (f *fsm) resolvePut(cmd *namespace.Command) {
 	}
 	set := namespace.NewSetContent(cmd.Path, cmd.Content, 0)
 	set.Time, set.Session, set.Request = cmd.Time, cmd.Session, cmd.Request
+	set.Flags, set.Principal = cmd.Flags&namespace.FlagRestricted, cmd.Principal
 	*cmd = set
 }
 

@@ -17,35 +17,35 @@ import (
 // dispatch answers one request. Every request is validated here, before
 // anything is proposed; the reply is the request's reply type or a
 // *wire.Error. (wire.Serve refuses every call before a successful Hello.)
-func (s *Server) dispatch(ctx context.Context, msg wire.Message) wire.Message {
+func (s *Server) dispatch(ctx context.Context, c namespace.Caller, msg wire.Message) wire.Message {
 	switch m := msg.(type) {
 	case *wire.Hello:
 		return s.hello(m)
 	case *wire.OpenSession:
-		return s.openSession(ctx, m)
+		return s.openSession(ctx, c, m)
 	case *wire.CloseSession:
-		return s.closeSession(ctx, m)
+		return s.closeSession(ctx, c, m)
 	case *wire.KeepAlive:
-		return s.keepAlive(ctx, m)
+		return s.keepAlive(ctx, c, m)
 	case *wire.Get, *wire.StatPath, *wire.List, *wire.Walk, *wire.GetACL,
 		*wire.CheckSequencer, *wire.ListLocks, *wire.ListSessions:
-		return s.read(ctx, m.(wire.Request))
+		return s.read(ctx, c, m.(wire.Request))
 	case *wire.Put:
-		return s.put(ctx, m)
+		return s.put(ctx, c, m)
 	case *wire.Delete:
-		return s.delete(ctx, m)
+		return s.delete(ctx, c, m)
 	case *wire.SetACL:
-		return s.setACL(ctx, m)
+		return s.setACL(ctx, c, m)
 	case *wire.Acquire:
-		return s.acquire(ctx, m)
+		return s.acquire(ctx, c, m)
 	case *wire.Release:
-		return s.release(ctx, m)
+		return s.release(ctx, c, m)
 	case *wire.Cancel:
-		return s.cancelRequest(ctx, m)
+		return s.cancelRequest(ctx, c, m)
 	case *wire.Watch:
-		return s.watch(ctx, m)
+		return s.watch(ctx, c, m)
 	case *wire.Unwatch:
-		return s.unwatch(ctx, m)
+		return s.unwatch(ctx, c, m)
 	case *wire.Status:
 		return s.statusReply()
 	}
@@ -91,29 +91,44 @@ func (s *Server) checkContent(b []byte) *wire.Error {
 	return nil
 }
 
-// checkSession checks that sid is a live session. With optional, 0 (no
-// session) is allowed too. A "no" from the local state is trusted only after
-// a read barrier on the leader: the state may lag an OpenSession (on a
-// follower, or on a new leader that has not applied its whole log yet).
-func (s *Server) checkSession(ctx context.Context, sid uint64, optional bool) *wire.Error {
+// checkSession checks that sid is a live session opened by c's principal
+// (so a session cannot be used from a connection that authenticated as
+// someone else). With optional, 0 (no session) is allowed too. A "no" from
+// the local state is trusted only after a read barrier on the leader: the
+// state may lag an OpenSession (on a follower, or on a new leader that has
+// not applied its whole log yet).
+func (s *Server) checkSession(ctx context.Context, c namespace.Caller, sid uint64, optional bool) *wire.Error {
 	if sid == 0 {
 		if optional {
 			return nil
 		}
 		return wire.Errorf(wire.BadRequest, "the call needs a session")
 	}
+	var principal string
 	lookup := func() error {
 		var err error
-		s.fsm.read(func(t *namespace.Tree) { _, err = t.Session(sid) })
+		s.fsm.read(func(t *namespace.Tree) { principal, err = t.SessionPrincipal(sid) })
 		return err
 	}
-	if lookup() == nil {
-		return nil
+	err := lookup()
+	if err != nil {
+		if werr := s.readable(ctx, false); werr != nil {
+			return werr
+		}
+		if err = lookup(); err != nil {
+			return nsError(err)
+		}
 	}
-	if err := s.readable(ctx, false); err != nil {
-		return err
+	return checkOwner(c, sid, principal)
+}
+
+// checkOwner refuses the use of session sid, opened by principal, from a
+// connection authenticated as another.
+func checkOwner(c namespace.Caller, sid uint64, principal string) *wire.Error {
+	if principal != c.Principal {
+		return wire.Errorf(wire.Permission, "session %d belongs to another principal", sid)
 	}
-	return nsError(lookup())
+	return nil
 }
 
 // checkClientName checks the name an OpenSession gives its client, as the
@@ -137,9 +152,16 @@ func firstErr(errs ...*wire.Error) *wire.Error {
 	return nil
 }
 
-// write proposes cmd on behalf of a request and maps a failed outcome.
-func (s *Server) write(ctx context.Context, k kind, cmd *namespace.Command, h *wire.Header) (outcome, *wire.Error) {
+// write proposes cmd on behalf of a request by c and maps a failed
+// outcome. A write without a session from a client that is not a superuser
+// is marked restricted, so the namespace checks it as c's principal
+// (namespace.FlagRestricted).
+func (s *Server) write(ctx context.Context, c namespace.Caller, k kind, cmd *namespace.Command, h *wire.Header) (outcome, *wire.Error) {
 	cmd.Session, cmd.Request = h.Session, h.Request
+	if h.Session == 0 && !c.Superuser {
+		cmd.Flags |= namespace.FlagRestricted
+		cmd.Principal = c.Principal
+	}
 	o, err := s.propose(ctx, k, cmd)
 	if err != nil {
 		return o, err
@@ -149,7 +171,7 @@ func (s *Server) write(ctx context.Context, k kind, cmd *namespace.Command, h *w
 
 // Sessions.
 
-func (s *Server) openSession(ctx context.Context, m *wire.OpenSession) wire.Message {
+func (s *Server) openSession(ctx context.Context, c namespace.Caller, m *wire.OpenSession) wire.Message {
 	if m.Session != 0 {
 		return wire.Errorf(wire.BadRequest, "OpenSession from session %d", m.Session)
 	}
@@ -168,7 +190,12 @@ func (s *Server) openSession(ctx context.Context, m *wire.OpenSession) wire.Mess
 		return wire.Errorf(wire.Limit, "the cell serves %d sessions, its limit", t.mgr.Len())
 	}
 	cmd := namespace.NewOpenSession(to)
-	cmd.Client = m.Client
+	cmd.Client, cmd.Principal = m.Client, c.Principal
+	if c.Superuser {
+		cmd.Flags = namespace.FlagSuperuser
+	} else {
+		cmd.Flags = namespace.FlagRestricted
+	}
 	// The request id is the client's random nonce: a retry with it gets the
 	// session the first attempt opened (see openTable).
 	cmd.Request = m.Request
@@ -185,15 +212,15 @@ func (s *Server) openSession(ctx context.Context, m *wire.OpenSession) wire.Mess
 // closeSession ends the caller's session. It is idempotent: closing a
 // session that is already closed or expired (a retry whose first reply was
 // lost, say) succeeds; only an id that was never issued is refused.
-func (s *Server) closeSession(ctx context.Context, m *wire.CloseSession) wire.Message {
-	if err := s.checkSession(ctx, m.Session, false); err != nil {
+func (s *Server) closeSession(ctx context.Context, c namespace.Caller, m *wire.CloseSession) wire.Message {
+	if err := s.checkSession(ctx, c, m.Session, false); err != nil {
 		if s.sessionEnded(m.Session) {
 			return &wire.Ack{}
 		}
 		return err
 	}
 	cmd := namespace.NewCloseSession()
-	o, err := s.write(ctx, kindNamespace, &cmd, &m.Header)
+	o, err := s.write(ctx, c, kindNamespace, &cmd, &m.Header)
 	if err != nil {
 		if namespace.CodeOf(o.res.Err) == namespace.CodeSessionExpired {
 			return &wire.Ack{Index: o.index}
@@ -225,9 +252,20 @@ func (s *Server) sessionEnded(sid uint64) bool {
 // plus Held instead of from its send alone: without Held, two holds and a
 // margin would have to fit in one lease, and an idle session would cost
 // twice the KeepAlives.
-func (s *Server) keepAlive(ctx context.Context, m *wire.KeepAlive) wire.Message {
+func (s *Server) keepAlive(ctx context.Context, c namespace.Caller, m *wire.KeepAlive) wire.Message {
 	if m.Session == 0 {
 		return wire.Errorf(wire.BadRequest, "KeepAlive needs a session")
+	}
+	// Only the session's own principal keeps it alive. A session this
+	// replica does not know yet is left to the manager, which answers for
+	// it after a barrier, below; its owner is checked on the next call.
+	var principal string
+	var perr error
+	s.fsm.read(func(t *namespace.Tree) { principal, perr = t.SessionPrincipal(m.Session) })
+	if perr == nil {
+		if err := checkOwner(c, m.Session, principal); err != nil {
+			return err
+		}
 	}
 	arrived := s.clock.Now()
 	t, werr := s.leaderTerm(ctx)
@@ -316,7 +354,7 @@ func (s *Server) page(limit uint32) int {
 	return int(limit)
 }
 
-func (s *Server) read(ctx context.Context, req wire.Request) wire.Message {
+func (s *Server) read(ctx context.Context, c namespace.Caller, req wire.Request) wire.Message {
 	path, stale, err := readArgs(req)
 	if err != nil {
 		return err
@@ -327,13 +365,13 @@ func (s *Server) read(ctx context.Context, req wire.Request) wire.Message {
 	if err := s.readable(ctx, stale); err != nil {
 		return err
 	}
-	return s.readNow(req)
+	return s.readNow(c, req)
 }
 
-// readNow answers a read from the tree as it stands.
-func (s *Server) readNow(req wire.Request) wire.Message {
+// readNow answers a read by c from the tree as it stands.
+func (s *Server) readNow(c namespace.Caller, req wire.Request) wire.Message {
 	var out wire.Message
-	s.fsm.read(func(t *namespace.Tree) { out = s.readTree(t, req) })
+	s.fsm.read(func(t *namespace.Tree) { out = s.readTree(t, c, req) })
 	return out
 }
 
@@ -364,13 +402,13 @@ func readArgs(req wire.Request) (path string, stale bool, err *wire.Error) {
 	return "", false, wire.Errorf(wire.BadRequest, "%v is not a read", req.Type())
 }
 
-// ServeQuick answers a small read on the connection's reader goroutine,
-// without handing it to a call goroutine, when it needs no wait: a stale
-// read, or a linearizable one on the leader while its lease holds
-// (replica.LeaseRead). Anything else, including a read that needs a
+// serveQuick answers a small read by c on the connection's reader
+// goroutine, without handing it to a call goroutine, when it needs no
+// wait: a stale read, or a linearizable one on the leader while its lease
+// holds (replica.LeaseRead). Anything else, including a read that needs a
 // barrier round or is malformed, it leaves to ServeWire
 // (wire.QuickHandler).
-func (s *Server) ServeQuick(req wire.Message) (wire.Message, bool) {
+func (s *Server) serveQuick(c namespace.Caller, req wire.Message) (wire.Message, bool) {
 	switch req.(type) {
 	case *wire.Get, *wire.StatPath, *wire.List, *wire.GetACL, *wire.CheckSequencer:
 	default:
@@ -385,7 +423,7 @@ func (s *Server) ServeQuick(req wire.Message) (wire.Message, bool) {
 		return nil, false
 	}
 	s.metrics.request(req.Type())
-	reply := s.readNow(r)
+	reply := s.readNow(c, r)
 	s.metrics.reply(reply)
 	return reply, true
 }
@@ -402,8 +440,17 @@ func (s *Server) leaseReadable() bool {
 	return true
 }
 
-// readTree answers a read from the tree (under the fsm's read lock).
-func (s *Server) readTree(t *namespace.Tree, req wire.Request) wire.Message {
+// readTree answers a read by c from the tree (under the fsm's read lock).
+// Every read but CheckSequencer and ListSessions needs the read right on
+// the node it names; Walk and ListLocks leave out the nodes c may not read.
+func (s *Server) readTree(t *namespace.Tree, c namespace.Caller, req wire.Request) wire.Message {
+	switch req.(type) {
+	case *wire.Get, *wire.StatPath, *wire.GetACL, *wire.List, *wire.Walk, *wire.ListLocks:
+		path, _, _ := readArgs(req)
+		if err := t.Permits(path, namespace.RightRead, c); err != nil {
+			return nsError(err)
+		}
+	}
 	switch m := req.(type) {
 	case *wire.Get:
 		n, err := t.Get(m.Path)
@@ -434,22 +481,22 @@ func (s *Server) readTree(t *namespace.Tree, req wire.Request) wire.Message {
 		}
 		return out
 	case *wire.Walk:
-		return s.walk(t, m)
+		return s.walk(t, c, m)
 	case *wire.CheckSequencer:
 		return &wire.CheckReply{Valid: t.CheckSequencer(nsSequencer(m.Sequencer))}
 	case *wire.ListLocks:
-		return s.listLocks(t, m)
+		return s.listLocks(t, c, m)
 	case *wire.ListSessions:
 		return s.listSessions(t, m)
 	}
 	return wire.Errorf(wire.Internal, "unhandled read %v", req.Type())
 }
 
-func (s *Server) walk(t *namespace.Tree, m *wire.Walk) wire.Message {
+func (s *Server) walk(t *namespace.Tree, c namespace.Caller, m *wire.Walk) wire.Message {
 	limit := s.page(m.Limit)
 	out := &wire.WalkReply{}
 	err := t.Walk(m.Path, func(p string, st namespace.Stat) bool {
-		if m.After != "" && !walkLess(m.After, p) {
+		if m.After != "" && !walkLess(m.After, p) || t.Permits(p, namespace.RightRead, c) != nil {
 			return true
 		}
 		if len(out.Entries) == limit {
@@ -465,11 +512,11 @@ func (s *Server) walk(t *namespace.Tree, m *wire.Walk) wire.Message {
 	return out
 }
 
-func (s *Server) listLocks(t *namespace.Tree, m *wire.ListLocks) wire.Message {
+func (s *Server) listLocks(t *namespace.Tree, c namespace.Caller, m *wire.ListLocks) wire.Message {
 	limit := s.page(m.Limit)
 	out := &wire.LocksReply{}
 	for _, l := range t.Locks() {
-		if !under(l.Path, m.Path) || m.After != "" && l.Path <= m.After {
+		if !under(l.Path, m.Path) || m.After != "" && l.Path <= m.After || t.Permits(l.Path, namespace.RightRead, c) != nil {
 			continue
 		}
 		if len(out.Locks) == limit {
@@ -513,8 +560,8 @@ func (s *Server) listSessions(t *namespace.Tree, m *wire.ListSessions) wire.Mess
 
 // Writes.
 
-func (s *Server) put(ctx context.Context, m *wire.Put) wire.Message {
-	err := firstErr(s.checkPath(m.Path), s.checkContent(m.Content), s.checkSession(ctx, m.Session, !m.Ephemeral))
+func (s *Server) put(ctx context.Context, c namespace.Caller, m *wire.Put) wire.Message {
+	err := firstErr(s.checkPath(m.Path), s.checkContent(m.Content), s.checkSession(ctx, c, m.Session, !m.Ephemeral))
 	switch {
 	case err != nil:
 		return err
@@ -544,7 +591,7 @@ func (s *Server) put(ctx context.Context, m *wire.Put) wire.Message {
 		cmd = namespace.NewCreate(m.Path, m.Content, flags)
 		k = kindPut
 	}
-	o, err := s.write(ctx, k, &cmd, &m.Header)
+	o, err := s.write(ctx, c, k, &cmd, &m.Header)
 	if err != nil {
 		return err
 	}
@@ -555,25 +602,25 @@ func (s *Server) put(ctx context.Context, m *wire.Put) wire.Message {
 	return &wire.PutReply{Path: p, Stat: wireStat(o.res.Stat)}
 }
 
-func (s *Server) delete(ctx context.Context, m *wire.Delete) wire.Message {
-	if err := firstErr(s.checkPath(m.Path), s.checkSession(ctx, m.Session, true)); err != nil {
+func (s *Server) delete(ctx context.Context, c namespace.Caller, m *wire.Delete) wire.Message {
+	if err := firstErr(s.checkPath(m.Path), s.checkSession(ctx, c, m.Session, true)); err != nil {
 		return err
 	}
 	cmd := namespace.NewDelete(m.Path, m.Recursive, m.IfGen)
-	o, err := s.write(ctx, kindNamespace, &cmd, &m.Header)
+	o, err := s.write(ctx, c, kindNamespace, &cmd, &m.Header)
 	if err != nil {
 		return err
 	}
 	return &wire.Ack{Index: o.index}
 }
 
-func (s *Server) setACL(ctx context.Context, m *wire.SetACL) wire.Message {
+func (s *Server) setACL(ctx context.Context, c namespace.Caller, m *wire.SetACL) wire.Message {
 	acl, err := nsACL(m.ACL)
-	if err = firstErr(s.checkPath(m.Path), err, s.checkSession(ctx, m.Session, true)); err != nil {
+	if err = firstErr(s.checkPath(m.Path), err, s.checkSession(ctx, c, m.Session, true)); err != nil {
 		return err
 	}
 	cmd := namespace.NewSetACL(m.Path, acl, m.IfGen)
-	o, err := s.write(ctx, kindNamespace, &cmd, &m.Header)
+	o, err := s.write(ctx, c, kindNamespace, &cmd, &m.Header)
 	if err != nil {
 		return err
 	}
@@ -598,8 +645,8 @@ func (s *Server) checkLockDelay(d time.Duration) *wire.Error {
 // up withdraws the wait with Cancel{Target: request id}; the server does not
 // treat a closed stream or connection as a cancel, since a retry may be on
 // its way.
-func (s *Server) acquire(ctx context.Context, m *wire.Acquire) wire.Message {
-	err := firstErr(s.checkPath(m.Path), s.checkLockDelay(m.LockDelay), s.checkSession(ctx, m.Session, false))
+func (s *Server) acquire(ctx context.Context, c namespace.Caller, m *wire.Acquire) wire.Message {
+	err := firstErr(s.checkPath(m.Path), s.checkLockDelay(m.LockDelay), s.checkSession(ctx, c, m.Session, false))
 	if err != nil {
 		return err
 	}
@@ -608,7 +655,7 @@ func (s *Server) acquire(ctx context.Context, m *wire.Acquire) wire.Message {
 	}
 	cmd := namespace.NewAcquire(m.Path, nsMode(m.Mode), m.Wait, m.LockDelay)
 	if !m.Wait {
-		o, err := s.write(ctx, kindNamespace, &cmd, &m.Header)
+		o, err := s.write(ctx, c, kindNamespace, &cmd, &m.Header)
 		if err != nil {
 			return err
 		}
@@ -618,7 +665,7 @@ func (s *Server) acquire(ctx context.Context, m *wire.Acquire) wire.Message {
 	defer s.pending.remove(p)
 	ch := s.fsm.waits.add(m.Session, m.Path)
 	defer s.fsm.waits.remove(m.Session, m.Path, ch)
-	o, err := s.write(ctx, kindNamespace, &cmd, &m.Header)
+	o, err := s.write(ctx, c, kindNamespace, &cmd, &m.Header)
 	if err != nil {
 		return err
 	}
@@ -662,12 +709,12 @@ func (s *Server) cancelWait(ctx context.Context, sid uint64, path string) *wire.
 	return nsError(o.res.Err)
 }
 
-func (s *Server) release(ctx context.Context, m *wire.Release) wire.Message {
-	if err := firstErr(s.checkPath(m.Path), s.checkSession(ctx, m.Session, false)); err != nil {
+func (s *Server) release(ctx context.Context, c namespace.Caller, m *wire.Release) wire.Message {
+	if err := firstErr(s.checkPath(m.Path), s.checkSession(ctx, c, m.Session, false)); err != nil {
 		return err
 	}
 	cmd := namespace.NewRelease(m.Path, m.LockGen)
-	o, err := s.write(ctx, kindNamespace, &cmd, &m.Header)
+	o, err := s.write(ctx, c, kindNamespace, &cmd, &m.Header)
 	if err != nil {
 		return err
 	}
@@ -677,8 +724,8 @@ func (s *Server) release(ctx context.Context, m *wire.Release) wire.Message {
 // cancelRequest withdraws the session's waiting Acquire with request id
 // Target, wherever it is: still being proposed on this replica, or queued in
 // the namespace. Canceling what is not waiting succeeds and does nothing.
-func (s *Server) cancelRequest(ctx context.Context, m *wire.Cancel) wire.Message {
-	if err := s.checkSession(ctx, m.Session, false); err != nil {
+func (s *Server) cancelRequest(ctx context.Context, c namespace.Caller, m *wire.Cancel) wire.Message {
+	if err := s.checkSession(ctx, c, m.Session, false); err != nil {
 		return err
 	}
 	// Only the leader, with every earlier write applied, may conclude that
@@ -697,7 +744,7 @@ func (s *Server) cancelRequest(ctx context.Context, m *wire.Cancel) wire.Message
 		return &wire.Ack{}
 	}
 	cmd := namespace.NewCancel(path)
-	o, err := s.write(ctx, kindNamespace, &cmd, &m.Header)
+	o, err := s.write(ctx, c, kindNamespace, &cmd, &m.Header)
 	if err != nil && err.Code != wire.NotHolder {
 		return err
 	}
@@ -727,9 +774,17 @@ func findWaiting(t *namespace.Tree, sid, req uint64) string {
 
 // Watches.
 
-func (s *Server) watch(ctx context.Context, m *wire.Watch) wire.Message {
-	if err := firstErr(s.checkPath(m.Path), s.checkSession(ctx, m.Session, false)); err != nil {
+// watch registers a watch of the session's on a node or subtree. It needs
+// the read right on the node if it exists (a watch may wait for a node to
+// be created); the events are not checked again when they fire.
+func (s *Server) watch(ctx context.Context, c namespace.Caller, m *wire.Watch) wire.Message {
+	if err := firstErr(s.checkPath(m.Path), s.checkSession(ctx, c, m.Session, false)); err != nil {
 		return err
+	}
+	var perr error
+	s.fsm.read(func(t *namespace.Tree) { perr = t.Permits(m.Path, namespace.RightRead, c) })
+	if namespace.CodeOf(perr) == namespace.CodePermission {
+		return nsError(perr)
 	}
 	t, err := s.leaderTerm(ctx)
 	if err != nil {
@@ -748,9 +803,9 @@ func (s *Server) watch(ctx context.Context, m *wire.Watch) wire.Message {
 	return &wire.WatchReply{Watch: id}
 }
 
-func (s *Server) unwatch(ctx context.Context, m *wire.Unwatch) wire.Message {
-	if m.Session == 0 {
-		return wire.Errorf(wire.BadRequest, "Unwatch needs a session")
+func (s *Server) unwatch(ctx context.Context, c namespace.Caller, m *wire.Unwatch) wire.Message {
+	if err := s.checkSession(ctx, c, m.Session, false); err != nil {
+		return err
 	}
 	t, err := s.leaderTerm(ctx)
 	if err != nil {

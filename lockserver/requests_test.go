@@ -90,7 +90,9 @@ func TestRequests(t *testing.T) {
 		_ = i
 	}
 
-	// ACLs.
+	// ACLs (their files admit everyone; acl_test.go tests who they keep out).
+	cl.must(&wire.Put{Path: "/acl/readers", Content: []byte("*"), Parents: true})
+	cl.must(&wire.Put{Path: "/acl/ops", Content: []byte("*")})
 	acl := cl.must(&wire.SetACL{Path: "/app", ACL: wire.ACL{Read: []string{"readers"}, Write: []string{"ops"}}}).(*wire.StatReply)
 	if acl.Stat.ACLGen != 2 {
 		t.Fatalf("SetACL ACL gen = %d; want 2", acl.Stat.ACLGen)

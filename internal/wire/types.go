@@ -33,8 +33,9 @@ type Entry struct {
 	Stat Stat   `msgpack:"stat"`
 }
 
-// ACL names the principals allowed to read, write (content, children, locks)
-// and change the ACL of a node. An empty list means "anyone".
+// ACL names the ACL files (/acl/NAME, whose content lists principals) that
+// say who may read, write (content, children, locks) and change the ACL of
+// a node: at most one name each. An empty list means "anyone".
 type ACL struct {
 	Read  []string `msgpack:"r,omitempty"`
 	Write []string `msgpack:"w,omitempty"`
