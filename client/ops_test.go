@@ -176,30 +176,51 @@ func TestACLs(t *testing.T) {
 	cell := startCell(t)
 	c := dial(t, cell)
 	ctx := bg(t)
-	if _, err := c.Put(ctx, "/acl", nil); err != nil {
+	// The ACL files: readers and writers admit everyone (this client is
+	// anonymous), admins too until the end.
+	for _, f := range []string{"/acl/readers", "/acl/writers", "/acl/admins"} {
+		if _, err := c.Put(ctx, f, []byte("*\n"), client.CreateParents()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Put(ctx, "/guarded", nil); err != nil {
 		t.Fatal(err)
 	}
-	acl, st, err := c.ACL(ctx, "/acl")
+	acl, st, err := c.ACL(ctx, "/guarded")
 	if err != nil {
 		t.Fatalf("ACL: %v", err)
 	}
 	want := client.ACL{Read: []string{"readers"}, Write: []string{"writers"}, Admin: []string{"admins"}}
-	st2, err := c.SetACL(ctx, "/acl", want)
+	st2, err := c.SetACL(ctx, "/guarded", want)
 	if err != nil {
 		t.Fatalf("SetACL: %v", err)
 	}
 	if st2.ACLGen != st.ACLGen+1 {
 		t.Fatalf("ACL generation %d after SetACL; want %d", st2.ACLGen, st.ACLGen+1)
 	}
-	if _, err := c.SetACL(ctx, "/acl", want, client.IfGeneration(st2.ACLGen+5)); !errors.Is(err, client.ErrGenerationMismatch) {
+	if _, err := c.SetACL(ctx, "/guarded", want, client.IfGeneration(st2.ACLGen+5)); !errors.Is(err, client.ErrGenerationMismatch) {
 		t.Fatalf("SetACL with a wrong generation = %v; want ErrGenerationMismatch", err)
 	}
-	if st3, err := c.SetACL(ctx, "/acl", want, client.IfGeneration(st2.ACLGen)); err != nil || st3.ACLGen != st2.ACLGen+1 {
+	if st3, err := c.SetACL(ctx, "/guarded", want, client.IfGeneration(st2.ACLGen)); err != nil || st3.ACLGen != st2.ACLGen+1 {
 		t.Fatalf("SetACL with the right generation = %+v, %v", st3, err)
 	}
-	got, _, err := c.ACL(ctx, "/acl")
+	got, _, err := c.ACL(ctx, "/guarded")
 	if err != nil || !slices.Equal(got.Read, want.Read) || !slices.Equal(got.Write, want.Write) || !slices.Equal(got.Admin, want.Admin) {
 		t.Fatalf("ACL after SetACL = %+v, %v; want %+v (before: %+v)", got, err, want, acl)
+	}
+	// Once the writers file names someone else, this anonymous client may
+	// no longer write, lock or change the ACL, but still reads.
+	if _, err := c.Put(ctx, "/acl/writers", []byte("alice\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(ctx, "/guarded", []byte("x")); !errors.Is(err, client.ErrPermission) {
+		t.Fatalf("Put under a writers ACL without this client = %v; want ErrPermission", err)
+	}
+	if _, err := c.TryLock(ctx, "/guarded"); !errors.Is(err, client.ErrPermission) {
+		t.Fatalf("TryLock under a writers ACL without this client = %v; want ErrPermission", err)
+	}
+	if _, err := c.Get(ctx, "/guarded"); err != nil {
+		t.Fatalf("Get under a readers ACL of everyone = %v", err)
 	}
 }
 
