@@ -58,6 +58,7 @@ func (c *Client) Sessions(ctx context.Context, opts ...Option) ([]SessionInfo, e
 			out = append(out, SessionInfo{
 				ID: s.ID, Client: s.Client, Timeout: s.Timeout, Locks: int(s.Locks),
 				Ephemerals: int(s.Ephemerals), Watches: int(s.Watches), Opened: unixTime(s.OpenedTime),
+				Principal: s.Principal, Superuser: s.Superuser,
 			})
 		}
 		if len(r.Sessions) == 0 {

@@ -175,6 +175,11 @@ type SessionInfo struct {
 	Ephemerals int
 	Watches    int
 	Opened     time.Time
+	// Principal is who opened it (the CN of its TLS client certificate; ""
+	// if anonymous), and Superuser whether the cell counts it a
+	// superuser's session, which no ACL restricts.
+	Principal string
+	Superuser bool
 }
 
 // Status describes the cell as seen by the replica that answered.

@@ -549,6 +549,7 @@ func (s *Server) listSessions(t *namespace.Tree, m *wire.ListSessions) wire.Mess
 		info := wire.SessionInfo{
 			ID: si.ID, Client: si.Client, Timeout: si.Timeout, Locks: uint32(len(si.Locks)),
 			Ephemerals: uint32(len(si.Ephemerals)), OpenedTime: si.CreatedTime,
+			Principal: si.Principal, Superuser: si.Superuser,
 		}
 		if lead != nil {
 			info.Watches = uint32(lead.mgr.Watches(si.ID))

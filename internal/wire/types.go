@@ -161,6 +161,10 @@ type SessionInfo struct {
 	Ephemerals uint32        `msgpack:"eph,omitempty"`
 	Watches    uint32        `msgpack:"watches,omitempty"`
 	OpenedTime int64         `msgpack:"opened,omitempty"` // Unix nanoseconds
+	// Principal is who opened it: the CN of its client certificate ("" if
+	// anonymous); Superuser says the session is a superuser's.
+	Principal string `msgpack:"principal,omitempty"`
+	Superuser bool   `msgpack:"super,omitempty"`
 }
 
 // Member describes one replica of the cell for Status.

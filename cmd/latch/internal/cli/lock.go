@@ -267,6 +267,20 @@ type SessionJSON struct {
 	Ephemerals int       `json:"ephemerals"`
 	Watches    int       `json:"watches"`
 	Opened     time.Time `json:"opened"`
+	Principal  string    `json:"principal"`
+	Superuser  bool      `json:"superuser"`
+}
+
+// principalLabel shows a session's principal in a table: "-" when
+// anonymous, a trailing "*" for a superuser's.
+func principalLabel(p string, super bool) string {
+	if p == "" {
+		p = "-"
+	}
+	if super {
+		p += "*"
+	}
+	return p
 }
 
 func sessionsCommand(g *globals) *cobra.Command {
@@ -284,14 +298,15 @@ func sessionsCommand(g *globals) *cobra.Command {
 					out := make([]SessionJSON, len(ss))
 					for i, s := range ss {
 						out[i] = SessionJSON{ID: s.ID, Client: s.Client, TimeoutMs: s.Timeout.Milliseconds(), Locks: s.Locks,
-							Ephemerals: s.Ephemerals, Watches: s.Watches, Opened: s.Opened.UTC()}
+							Ephemerals: s.Ephemerals, Watches: s.Watches, Opened: s.Opened.UTC(), Principal: s.Principal, Superuser: s.Superuser}
 					}
 					return g.printJSON(out)
 				}
 				now := time.Now()
-				t := newTable(g.env.Stdout, "ID", "TIMEOUT", "LOCKS", "EPHEMERALS", "WATCHES", "AGE", "CLIENT")
+				t := newTable(g.env.Stdout, "ID", "TIMEOUT", "LOCKS", "EPHEMERALS", "WATCHES", "AGE", "PRINCIPAL", "CLIENT")
 				for _, s := range ss {
-					t.row(fmt.Sprint(s.ID), s.Timeout.String(), fmt.Sprint(s.Locks), fmt.Sprint(s.Ephemerals), fmt.Sprint(s.Watches), age(s.Opened, now), s.Client)
+					t.row(fmt.Sprint(s.ID), s.Timeout.String(), fmt.Sprint(s.Locks), fmt.Sprint(s.Ephemerals), fmt.Sprint(s.Watches),
+						age(s.Opened, now), principalLabel(s.Principal, s.Superuser), s.Client)
 				}
 				return t.flush()
 			})

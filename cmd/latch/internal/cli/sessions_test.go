@@ -53,7 +53,7 @@ func TestSessionsShowsClientAndWatches(t *testing.T) {
 		t.Errorf("sessions -o json lists %d of the test's %d sessions", found, len(want))
 	}
 
-	// The table: ID TIMEOUT LOCKS EPHEMERALS WATCHES AGE CLIENT.
+	// The table: ID TIMEOUT LOCKS EPHEMERALS WATCHES AGE PRINCIPAL CLIENT.
 	table := latch(t, "sessions").ok(t).out
 	rows := map[string][]string{}
 	for _, line := range strings.Split(strings.TrimSpace(table), "\n") {
@@ -61,12 +61,12 @@ func TestSessionsShowsClientAndWatches(t *testing.T) {
 			rows[f[0]] = f
 		}
 	}
-	if h := rows["ID"]; len(h) != 7 || h[4] != "WATCHES" || h[6] != "CLIENT" {
-		t.Fatalf("sessions header %q; want ID ... WATCHES AGE CLIENT", h)
+	if h := rows["ID"]; len(h) != 8 || h[4] != "WATCHES" || h[6] != "PRINCIPAL" || h[7] != "CLIENT" {
+		t.Fatalf("sessions header %q; want ID ... WATCHES AGE PRINCIPAL CLIENT", h)
 	}
 	for id, w := range want {
 		r := rows[fmt.Sprint(id)]
-		if len(r) != 7 || r[2] != fmt.Sprint(w.Locks) || r[4] != fmt.Sprint(w.Watches) || r[6] != w.Client {
+		if len(r) != 8 || r[2] != fmt.Sprint(w.Locks) || r[4] != fmt.Sprint(w.Watches) || r[6] != "-" || r[7] != w.Client {
 			t.Errorf("sessions row of %d = %q; want %d locks, %d watches, client %s\n%s", id, r, w.Locks, w.Watches, w.Client, table)
 		}
 	}
