@@ -139,7 +139,7 @@ codes.`,
 	pf.StringVar(&g.name, "name", "", "name of this client's session in `latch sessions` (default latch-cli/COMMAND on HOST)")
 
 	root.AddCommand(
-		lsCommand(g), treeCommand(g), getCommand(g), statCommand(g), putCommand(g), rmCommand(g),
+		lsCommand(g), treeCommand(g), getCommand(g), statCommand(g), putCommand(g), rmCommand(g), aclCommand(g),
 		lockCommand(g), locksCommand(g), sessionsCommand(g), watchCommand(g), electCommand(g),
 		membersCommand(g), statusCommand(g), benchCommand(g),
 	)
