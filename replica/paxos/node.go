@@ -916,6 +916,14 @@ func (n *Node) RestoreSnapshot(instance uint64) error {
 	if instance <= n.applied {
 		return nil
 	}
+	// A leader steps down: its commit may now cover instances where it
+	// proposed a value that was not the one chosen (if a higher ballot
+	// exists), and followers mark chosen what carries its ballot below its
+	// commit. Its followers granted it the lease, so nobody else may lead
+	// before that runs out: it campaigns again at once, from past the
+	// snapshot (a new leader that needed the snapshot to fill a truncated
+	// gap, becomeLeader, gets its leadership back at once).
+	wasLeader := n.role == Leader
 	if n.role != Follower {
 		n.stepDown(0)
 	}
@@ -926,6 +934,9 @@ func (n *Node) RestoreSnapshot(instance uint64) error {
 	n.knownCommit = max(n.knownCommit, n.commit)
 	n.logger.Info("paxos restored snapshot", "instance", instance)
 	n.maybeRebuilt()
+	if wasLeader {
+		n.campaign()
+	}
 	return nil
 }
 
