@@ -445,7 +445,7 @@ func (s *Server) leaseReadable() bool {
 // the node it names; Walk and ListLocks leave out the nodes c may not read.
 func (s *Server) readTree(t *namespace.Tree, c namespace.Caller, req wire.Request) wire.Message {
 	switch req.(type) {
-	case *wire.Get, *wire.StatPath, *wire.GetACL, *wire.List, *wire.Walk, *wire.ListLocks:
+	case *wire.StatPath, *wire.GetACL, *wire.List, *wire.Walk, *wire.ListLocks:
 		path, _, _ := readArgs(req)
 		if err := t.Permits(path, namespace.RightRead, c); err != nil {
 			return nsError(err)
@@ -453,7 +453,12 @@ func (s *Server) readTree(t *namespace.Tree, c namespace.Caller, req wire.Reques
 	}
 	switch m := req.(type) {
 	case *wire.Get:
+		// The hot read: the node carries its ACL names, so a node without
+		// a reader ACL (the usual case) costs no second lookup.
 		n, err := t.Get(m.Path)
+		if err == nil && n.ACL.Reader != "" {
+			err = t.Permits(m.Path, namespace.RightRead, c)
+		}
 		if err != nil {
 			return nsError(err)
 		}
