@@ -136,9 +136,13 @@ func newCell(t testing.TB, o cellOpts) *cell {
 	}
 	c := &cell{t: t, cfgs: map[uint64]Config{}, reps: map[uint64]*Replica{}, sms: map[uint64]map[uint32]*testSM{}, groups: o.groups, wrap: o.wrap}
 	members := map[uint64]string{}
+	var addrs []string
+	if o.tcp {
+		addrs = freeAddrs(t, o.n)
+	}
 	for id := uint64(1); id <= uint64(o.n); id++ {
 		if o.tcp {
-			members[id] = freeAddr(t)
+			members[id] = addrs[id-1]
 		} else {
 			members[id] = fmt.Sprintf("mem-%d", id)
 		}
@@ -179,14 +183,21 @@ func testConfig() Config {
 	return cfg
 }
 
-func freeAddr(t testing.TB) string {
+// freeAddrs returns n distinct free loopback addresses: their listeners
+// are all open before any closes, so the kernel cannot hand out one port
+// twice (it did, once: two members with one address).
+func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs[i] = ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
 
 // start (re)starts replica id from its data dir with fresh state machines.
