@@ -36,6 +36,8 @@ var rules = []rule{
 	{pkg: "cmd/...", allowed: []string{"cmd/...", "lockserver/...", "client/...", "replica/...", "namespace/...", "session/...", "internal/wire/...", "internal/muxconn"}},
 	{pkg: "examples/...", allowed: []string{"examples/...", "replica/...", "internal/muxconn"}},
 	{pkg: "internal/depgraph", allowed: []string{"internal/depgraph"}},
+	// The certificates of the TLS tests of lockserver, client, replica/transport and cmd: imported by tests only.
+	{pkg: "internal/testcerts", allowed: []string{"internal/testcerts"}},
 }
 
 type pkgInfo struct {

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -53,6 +54,16 @@ type Config struct {
 	// KeepAlive is the yamux ping interval that detects a dead connection.
 	// Default 10 s.
 	KeepAlive time.Duration
+	// TLS, if set, secures every peer connection with mutual TLS, on both
+	// sides: the dialer verifies the listener's certificate against
+	// RootCAs (for the host of the peer's address, unless ServerName is
+	// set), and the listener requires a client certificate and verifies it
+	// against ClientCAs, before the hello. So TLS must have a certificate
+	// (Certificates or GetCertificate), RootCAs, ClientCAs, and ClientAuth
+	// tls.RequireAndVerifyClientCert; a replica's certificate must be good
+	// for server and client authentication. Every replica must use TLS or
+	// none. Nil means plain TCP.
+	TLS *tls.Config
 	// Logger receives connection state changes and protocol errors; nil
 	// discards them.
 	Logger *slog.Logger
@@ -109,6 +120,17 @@ func (c Config) Validate() error {
 	}
 	if c.KeepAlive <= 0 {
 		bad("KeepAlive %v must be positive", c.KeepAlive)
+	}
+	if t := c.TLS; t != nil {
+		if len(t.Certificates) == 0 && t.GetCertificate == nil {
+			bad("TLS has no certificate: set TLS.Certificates")
+		}
+		if t.RootCAs == nil {
+			bad("TLS.RootCAs is nil: set the CA that signs the replicas' certificates")
+		}
+		if t.ClientCAs == nil || t.ClientAuth != tls.RequireAndVerifyClientCert {
+			bad("peer TLS must be mutual: set TLS.ClientCAs and TLS.ClientAuth = tls.RequireAndVerifyClientCert")
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -66,15 +67,19 @@ func (t *Transport) dialLoop(p *peer) {
 // dial connects to p and runs the dialer's half of the handshake.
 func (t *Transport) dial(p *peer) (*yamux.Session, error) {
 	d := net.Dialer{Timeout: t.cfg.DialTimeout}
-	conn, err := d.DialContext(t.ctx, "tcp", p.addr)
+	raw, err := d.DialContext(t.ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, err
 	}
-	if !t.track(conn) {
-		conn.Close()
+	if !t.track(raw) {
+		raw.Close()
 		return nil, ErrClosed
 	}
-	defer t.untrack(conn)
+	defer t.untrack(raw)
+	conn := raw
+	if t.cfg.TLS != nil {
+		conn = tls.Client(raw, t.clientTLS(p))
+	}
 	if err := t.greetAsDialer(conn, p); err != nil {
 		conn.Close()
 		return nil, err
@@ -87,8 +92,31 @@ func (t *Transport) dial(p *peer) (*yamux.Session, error) {
 	return s, nil
 }
 
+// clientTLS is the TLS config to dial p with: Config.TLS, with the host of
+// p's address as the name to verify if it names none.
+func (t *Transport) clientTLS(p *peer) *tls.Config {
+	c := t.cfg.TLS
+	if c.ServerName == "" {
+		c = c.Clone()
+		c.ServerName, _, _ = net.SplitHostPort(p.addr)
+	}
+	return c
+}
+
+// handshake runs the TLS handshake on conn, if it is a TLS connection,
+// within the deadline set on it.
+func handshake(conn net.Conn) error {
+	if tc, ok := conn.(*tls.Conn); ok {
+		return tc.Handshake()
+	}
+	return nil
+}
+
 func (t *Transport) greetAsDialer(conn net.Conn, p *peer) error {
 	conn.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
+	if err := handshake(conn); err != nil {
+		return fmt.Errorf("%w: TLS with replica %d at %s: %w", ErrHandshake, p.id, p.addr, err)
+	}
 	if err := writeMsg(conn, hello{From: t.cfg.ID, To: p.id, Cell: t.cell}); err != nil {
 		return err
 	}
@@ -140,15 +168,19 @@ func (t *Transport) acceptLoop() {
 	}
 }
 
-// serveConn runs the listener's half of the handshake on an inbound
-// connection and then serves it.
-func (t *Transport) serveConn(conn net.Conn) {
-	if !t.track(conn) {
-		conn.Close()
+// serveConn runs the listener's half of the handshake (TLS first, with
+// Config.TLS) on an inbound connection and then serves it.
+func (t *Transport) serveConn(raw net.Conn) {
+	if !t.track(raw) {
+		raw.Close()
 		return
 	}
+	conn := raw
+	if t.cfg.TLS != nil {
+		conn = tls.Server(raw, t.cfg.TLS)
+	}
 	p, err := t.greetAsListener(conn)
-	t.untrack(conn)
+	t.untrack(raw)
 	if err != nil {
 		t.rejected.Add(1)
 		level := slog.LevelError
@@ -173,6 +205,9 @@ func (t *Transport) serveConn(conn net.Conn) {
 // gets an answer naming the reason, so the dialer can log it too.
 func (t *Transport) greetAsListener(conn net.Conn) (*peer, error) {
 	conn.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
+	if err := handshake(conn); err != nil {
+		return nil, fmt.Errorf("%w: TLS: %w", ErrHandshake, err)
+	}
 	var h hello
 	err := readMsg(conn, &h)
 	if err == nil {
