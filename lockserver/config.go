@@ -1,6 +1,7 @@
 package lockserver
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/latchd/latch/internal/wire"
 	"github.com/latchd/latch/namespace"
 	"github.com/latchd/latch/replica"
+	"github.com/latchd/latch/replica/transport"
 	"github.com/latchd/latch/session"
 )
 
@@ -55,6 +57,17 @@ type Config struct {
 	PeerListen string
 	// DataDir holds the Paxos log and snapshots (in DataDir/paxos).
 	DataDir string
+	// TLS, if set, makes the client listener speak TLS: each connection's
+	// handshake runs on the connection's goroutine, within
+	// RequestTimeout. To require client certificates, set ClientAuth to
+	// tls.RequireAndVerifyClientCert and ClientCAs; the Subject
+	// CommonName of a verified client certificate is the connection's
+	// principal. Nil means plain TCP.
+	TLS *tls.Config
+	// PeerTLS, if set, secures the connections between replicas with
+	// mutual TLS (replica/transport's Config.TLS, which says what it must
+	// hold). Every replica of the cell must set it, or none.
+	PeerTLS *tls.Config
 
 	// Replica holds the Paxos timings and batching knobs. Its ID, Members,
 	// Listen, DataDir, Groups and Logger are set by the server from the
@@ -186,6 +199,14 @@ func (c Config) Validate() error {
 	if c.MaxConns < 1 || c.MaxStreams < 1 {
 		bad("MaxConns (%d) and MaxStreams (%d) must be positive", c.MaxConns, c.MaxStreams)
 	}
+	if t := c.TLS; t != nil && len(t.Certificates) == 0 && t.GetCertificate == nil && t.GetConfigForClient == nil {
+		bad("TLS has no certificate: set TLS.Certificates")
+	}
+	if c.PeerTLS != nil {
+		if err := transport.CheckTLS(c.PeerTLS); err != nil {
+			errs = append(errs, fmt.Errorf("%w: PeerTLS: %w", ErrConfig, err))
+		}
+	}
 	if c.RequestTimeout <= 0 || c.LeaderPoll <= 0 || c.SessionTick <= 0 {
 		bad("RequestTimeout, LeaderPoll and SessionTick must be positive")
 	}
@@ -213,6 +234,15 @@ func (c Config) replicaConfig() replica.Config {
 	rc.Groups = []uint32{group}
 	rc.Logger = c.logger().With("component", "replica")
 	return rc
+}
+
+// peerNetwork is how the replica reaches its peers: nil (the replica's
+// default, TCPNetwork) unless PeerTLS is set.
+func (c Config) peerNetwork() replica.Network {
+	if c.PeerTLS == nil {
+		return nil
+	}
+	return replica.TCPNetwork{Tune: func(tc *transport.Config) { tc.TLS = c.PeerTLS }}
 }
 
 // HasState reports whether dataDir, a Config.DataDir, holds the durable

@@ -2,6 +2,7 @@ package lockserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"slices"
@@ -12,9 +13,7 @@ import (
 )
 
 // acceptLoop accepts client connections until the listener closes and
-// serves each with wire.Serve (a yamux session on the TCP connection whose
-// only stream, the call stream, carries every call; see docs/protocol.md)
-// on a goroutine of its own, with the Server as the handler.
+// serves each on a goroutine of its own (serveConn).
 func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
 	var delay time.Duration
@@ -46,12 +45,49 @@ func (s *Server) acceptLoop(ln net.Listener) {
 		go func() {
 			defer s.wg.Done()
 			defer s.metrics.Conns.Add(-1)
-			h := &connHandler{s: s, caller: s.callerFor("")}
-			if err := wire.Serve(s.ctx, nc, s.connConfig(), h); err != nil {
-				s.log.Debug("client connection ended", "peer", nc.RemoteAddr().String(), "err", err)
-			}
+			s.serveConn(nc)
 		}()
 	}
+}
+
+// serveConn serves one client connection: the TLS handshake first with
+// Config.TLS (within RequestTimeout), then wire.Serve (a yamux session on
+// the connection whose only stream, the call stream, carries every call;
+// see docs/protocol.md) with a connHandler for the connection's principal.
+// A failed handshake closes this connection only.
+func (s *Server) serveConn(nc net.Conn) {
+	if s.cfg.TLS != nil {
+		tc := tls.Server(nc, s.cfg.TLS)
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			s.metrics.TLSHandshakeErrors.Add(1)
+			s.log.Debug("client TLS handshake failed", "peer", nc.RemoteAddr().String(), "err", err)
+			tc.Close()
+			return
+		}
+		nc = tc
+	}
+	h := &connHandler{s: s, caller: s.callerFor(""), principal: principalOf(nc)}
+	if err := wire.Serve(s.ctx, nc, s.connConfig(), h); err != nil {
+		s.log.Debug("client connection ended", "peer", nc.RemoteAddr().String(), "err", err)
+	}
+}
+
+// principalOf is who the client on nc proved to be: the Subject
+// CommonName of its verified TLS client certificate, or "" without one
+// (plain TCP, or TLS without client certificates).
+func principalOf(nc net.Conn) string {
+	tc, ok := nc.(*tls.Conn)
+	if !ok {
+		return ""
+	}
+	chains := tc.ConnectionState().VerifiedChains
+	if len(chains) == 0 || len(chains[0]) == 0 {
+		return ""
+	}
+	return chains[0][0].Subject.CommonName
 }
 
 // connConfig is the server side of the client connections.
@@ -69,6 +105,11 @@ func (s *Server) connConfig() wire.ConnConfig {
 type connHandler struct {
 	s      *Server
 	caller namespace.Caller
+	// principal is the identity the connection proved (principalOf): the
+	// CommonName of its verified TLS client certificate, "" without one.
+	// caller does not take it yet (callerFor(principal) will, with the
+	// ACL change's go-ahead).
+	principal string
 }
 
 var _ wire.QuickHandler = (*connHandler)(nil)

@@ -18,6 +18,9 @@ type Metrics struct {
 	// Conns is the number of open client connections; ConnsTotal counts
 	// connections accepted and ConnsRejected those refused (MaxConns).
 	Conns, ConnsTotal, ConnsRejected atomic.Int64
+	// TLSHandshakeErrors counts client connections closed because their
+	// TLS handshake failed (Config.TLS).
+	TLSHandshakeErrors atomic.Uint64
 	// Proposals counts commands proposed, ProposalErrors those that failed.
 	Proposals, ProposalErrors atomic.Uint64
 	// ProposeLatency is a histogram of proposal latencies: bucket i counts
@@ -70,38 +73,40 @@ func (m *Metrics) reply(msg wire.Message) {
 
 // MetricsSnapshot is a copy of Metrics at one moment.
 type MetricsSnapshot struct {
-	Requests        map[string]uint64 // by message type name
-	Errors          map[string]uint64 // by code name
-	Conns           int64
-	ConnsTotal      int64
-	ConnsRejected   int64
-	Proposals       uint64
-	ProposalErrors  uint64
-	ProposeLatency  []uint64      // per bucket of LatencyBuckets, then the rest
-	ProposeTotal    time.Duration // the sum of the proposal latencies
-	Terms           uint64
-	SessionsExpired uint64
-	EventsDelivered uint64
-	ReadBarriers    uint64
-	LeaseReads      uint64
+	Requests           map[string]uint64 // by message type name
+	Errors             map[string]uint64 // by code name
+	Conns              int64
+	ConnsTotal         int64
+	ConnsRejected      int64
+	TLSHandshakeErrors uint64
+	Proposals          uint64
+	ProposalErrors     uint64
+	ProposeLatency     []uint64      // per bucket of LatencyBuckets, then the rest
+	ProposeTotal       time.Duration // the sum of the proposal latencies
+	Terms              uint64
+	SessionsExpired    uint64
+	EventsDelivered    uint64
+	ReadBarriers       uint64
+	LeaseReads         uint64
 }
 
 // Snapshot copies the counters.
 func (m *Metrics) Snapshot() MetricsSnapshot {
 	s := MetricsSnapshot{
-		Requests:        map[string]uint64{},
-		Errors:          map[string]uint64{},
-		Conns:           m.Conns.Load(),
-		ConnsTotal:      m.ConnsTotal.Load(),
-		ConnsRejected:   m.ConnsRejected.Load(),
-		Proposals:       m.Proposals.Load(),
-		ProposalErrors:  m.ProposalErrors.Load(),
-		ProposeTotal:    time.Duration(m.ProposeNanos.Load()),
-		Terms:           m.Terms.Load(),
-		SessionsExpired: m.SessionsExpired.Load(),
-		EventsDelivered: m.EventsDelivered.Load(),
-		ReadBarriers:    m.ReadBarriers.Load(),
-		LeaseReads:      m.LeaseReads.Load(),
+		Requests:           map[string]uint64{},
+		Errors:             map[string]uint64{},
+		Conns:              m.Conns.Load(),
+		ConnsTotal:         m.ConnsTotal.Load(),
+		ConnsRejected:      m.ConnsRejected.Load(),
+		TLSHandshakeErrors: m.TLSHandshakeErrors.Load(),
+		Proposals:          m.Proposals.Load(),
+		ProposalErrors:     m.ProposalErrors.Load(),
+		ProposeTotal:       time.Duration(m.ProposeNanos.Load()),
+		Terms:              m.Terms.Load(),
+		SessionsExpired:    m.SessionsExpired.Load(),
+		EventsDelivered:    m.EventsDelivered.Load(),
+		ReadBarriers:       m.ReadBarriers.Load(),
+		LeaseReads:         m.LeaseReads.Load(),
 	}
 	for t := range m.Requests {
 		if v := m.Requests[t].Load(); v != 0 {

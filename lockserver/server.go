@@ -78,7 +78,7 @@ func New(cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	rc := cfg.replicaConfig()
 	rc.OnRoleChange = s.onRoleChange
-	rep, err := replica.New(rc, map[uint32]replica.StateMachine{group: s.fsm}, nil)
+	rep, err := replica.New(rc, map[uint32]replica.StateMachine{group: s.fsm}, cfg.peerNetwork())
 	if err != nil {
 		s.cancel()
 		return nil, fmt.Errorf("lockserver: %w", err)

@@ -121,16 +121,26 @@ func (c Config) Validate() error {
 	if c.KeepAlive <= 0 {
 		bad("KeepAlive %v must be positive", c.KeepAlive)
 	}
-	if t := c.TLS; t != nil {
-		if len(t.Certificates) == 0 && t.GetCertificate == nil {
-			bad("TLS has no certificate: set TLS.Certificates")
-		}
-		if t.RootCAs == nil {
-			bad("TLS.RootCAs is nil: set the CA that signs the replicas' certificates")
-		}
-		if t.ClientCAs == nil || t.ClientAuth != tls.RequireAndVerifyClientCert {
-			bad("peer TLS must be mutual: set TLS.ClientCAs and TLS.ClientAuth = tls.RequireAndVerifyClientCert")
-		}
+	if c.TLS != nil {
+		errs = append(errs, CheckTLS(c.TLS))
+	}
+	return errors.Join(errs...)
+}
+
+// CheckTLS reports every reason c cannot be a Config.TLS, each wrapping
+// ErrConfig: it needs a certificate, RootCAs, ClientCAs and ClientAuth
+// tls.RequireAndVerifyClientCert.
+func CheckTLS(c *tls.Config) error {
+	var errs []error
+	bad := func(msg string) { errs = append(errs, fmt.Errorf("%w: %s", ErrConfig, msg)) }
+	if len(c.Certificates) == 0 && c.GetCertificate == nil {
+		bad("TLS has no certificate: set TLS.Certificates")
+	}
+	if c.RootCAs == nil {
+		bad("TLS.RootCAs is nil: set the CA that signs the replicas' certificates")
+	}
+	if c.ClientCAs == nil || c.ClientAuth != tls.RequireAndVerifyClientCert {
+		bad("peer TLS must be mutual: set TLS.ClientCAs and TLS.ClientAuth = tls.RequireAndVerifyClientCert")
 	}
 	return errors.Join(errs...)
 }

@@ -107,6 +107,7 @@ func TestHandler(t *testing.T) {
 	}
 	f.m.ProposeLatency[3].Add(2)
 	f.m.ProposeNanos.Add(3e6)
+	f.m.TLSHandshakeErrors.Add(5)
 	f.st.LocksHeld, f.st.LockWaiters, f.st.SnapshotBytes = 4, 2, 1234
 	f.st.SyncedWrites, f.st.SyncTime = 10, 5*time.Millisecond
 	f.st.BatchSizes = make([]uint64, len(replica.BatchSizeBuckets)+1)
@@ -128,7 +129,7 @@ func TestHandler(t *testing.T) {
 		`latch_apply_duration_seconds_bucket{le="1e-05"} 0`, `latch_apply_duration_seconds_bucket{le="5e-05"} 4`,
 		"latch_apply_duration_seconds_sum 8e-05", "latch_apply_duration_seconds_count 4",
 		`latch_peer_chosen_lag_instances{peer="1"} 3`, `latch_peer_chosen_lag_instances{peer="3"} 41`,
-		`latch_peer_last_ack_seconds{peer="1"} 0.02`} {
+		`latch_peer_last_ack_seconds{peer="1"} 0.02`, "latch_client_tls_handshake_errors_total 5"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

@@ -19,6 +19,7 @@ type collector struct {
 
 	requests, errors                          *prometheus.Desc
 	conns, connsTotal, connsRejected          *prometheus.Desc
+	tlsHandshakeErrors                        *prometheus.Desc
 	proposals, proposalErrors, proposeLatency *prometheus.Desc
 	terms, expired, events, readBarriers      *prometheus.Desc
 	leaseReads                                *prometheus.Desc
@@ -37,50 +38,51 @@ func newCollector(s Server) *collector {
 		return prometheus.NewDesc("latch_"+name, help, labels, nil)
 	}
 	return &collector{
-		s:              s,
-		requests:       d("requests_total", "Client requests received, by message type.", "type"),
-		errors:         d("request_errors_total", "Error replies sent to clients, by code.", "code"),
-		conns:          d("client_connections", "Open client connections."),
-		connsTotal:     d("client_connections_total", "Client connections accepted."),
-		connsRejected:  d("client_connections_rejected_total", "Client connections refused (MaxConns)."),
-		proposals:      d("proposals_total", "Commands proposed to the Paxos log."),
-		proposalErrors: d("proposal_errors_total", "Proposals that failed."),
-		proposeLatency: d("propose_duration_seconds", "Time from proposing a command to its result."),
-		terms:          d("leader_terms_total", "Leader terms started by this replica."),
-		expired:        d("sessions_expired_total", "Session expiries proposed and applied."),
-		events:         d("events_delivered_total", "Watch events queued for sessions."),
-		readBarriers:   d("read_barriers_total", "Linearizable reads served."),
-		leaseReads:     d("lease_reads_total", "Linearizable reads served on the leader's lease alone, without a barrier round."),
-		isLeader:       d("is_leader", "1 if this replica leads the cell and serves sessions."),
-		leaseValid:     d("leader_lease_valid", "1 if this replica leads and holds its master lease."),
-		rebuilding:     d("paxos_rebuilding", "1 while this replica rebuilds lost state: it learns but does not vote (docs/operations.md)."),
-		chosen:         d("paxos_chosen_instance", "Every Paxos instance up to this one is known chosen."),
-		applied:        d("paxos_applied_instance", "Last Paxos instance applied to the namespace."),
-		snapshot:       d("paxos_snapshot_instance", "Instance covered by the last stored snapshot."),
-		index:          d("applied_index", "Last command index applied to the namespace."),
-		nodes:          d("namespace_nodes", "Nodes in the namespace."),
-		sessions:       d("sessions", "Live sessions in the namespace."),
-		tracked:        d("sessions_tracked", "Sessions the leader's lease keeper tracks (0 off the leader)."),
-		held:           d("keepalives_held", "KeepAlive long polls held (0 off the leader)."),
-		batches:        d("paxos_batches_total", "Paxos instances proposed by this replica as leader."),
-		writes:         d("paxos_writes_total", "Synced log writes."),
-		dropped:        d("paxos_dropped_total", "Peer messages dropped (full inbox)."),
-		locksHeld:      d("locks_held", "Locks with at least one holder."),
-		lockWaiters:    d("lock_waiters", "Acquires waiting in lock queues."),
-		snapshotBytes:  d("paxos_snapshot_bytes", "Size of the stored state machine snapshot."),
-		syncedWrites:   d("paxos_synced_writes_total", "Log writes with fsync."),
-		syncSeconds:    d("paxos_sync_seconds_total", "Time spent in log writes with fsync (divide by paxos_synced_writes_total for the mean)."),
-		batchSize:      d("paxos_batch_commands", "Commands per batch (Paxos instance) this replica proposed as leader."),
-		applyLatency:   d("apply_duration_seconds", "Time to apply one chosen instance to the namespace."),
-		peerLag:        d("peer_chosen_lag_instances", "On the leader: how many instances a follower knows chosen fewer than the leader, by its last report.", "peer"),
-		peerLastAck:    d("peer_last_ack_seconds", "On the leader: time since a follower last acknowledged it (absent until it has).", "peer"),
+		s:                  s,
+		requests:           d("requests_total", "Client requests received, by message type.", "type"),
+		errors:             d("request_errors_total", "Error replies sent to clients, by code.", "code"),
+		conns:              d("client_connections", "Open client connections."),
+		connsTotal:         d("client_connections_total", "Client connections accepted."),
+		connsRejected:      d("client_connections_rejected_total", "Client connections refused (MaxConns)."),
+		tlsHandshakeErrors: d("client_tls_handshake_errors_total", "Client connections closed because their TLS handshake failed."),
+		proposals:          d("proposals_total", "Commands proposed to the Paxos log."),
+		proposalErrors:     d("proposal_errors_total", "Proposals that failed."),
+		proposeLatency:     d("propose_duration_seconds", "Time from proposing a command to its result."),
+		terms:              d("leader_terms_total", "Leader terms started by this replica."),
+		expired:            d("sessions_expired_total", "Session expiries proposed and applied."),
+		events:             d("events_delivered_total", "Watch events queued for sessions."),
+		readBarriers:       d("read_barriers_total", "Linearizable reads served."),
+		leaseReads:         d("lease_reads_total", "Linearizable reads served on the leader's lease alone, without a barrier round."),
+		isLeader:           d("is_leader", "1 if this replica leads the cell and serves sessions."),
+		leaseValid:         d("leader_lease_valid", "1 if this replica leads and holds its master lease."),
+		rebuilding:         d("paxos_rebuilding", "1 while this replica rebuilds lost state: it learns but does not vote (docs/operations.md)."),
+		chosen:             d("paxos_chosen_instance", "Every Paxos instance up to this one is known chosen."),
+		applied:            d("paxos_applied_instance", "Last Paxos instance applied to the namespace."),
+		snapshot:           d("paxos_snapshot_instance", "Instance covered by the last stored snapshot."),
+		index:              d("applied_index", "Last command index applied to the namespace."),
+		nodes:              d("namespace_nodes", "Nodes in the namespace."),
+		sessions:           d("sessions", "Live sessions in the namespace."),
+		tracked:            d("sessions_tracked", "Sessions the leader's lease keeper tracks (0 off the leader)."),
+		held:               d("keepalives_held", "KeepAlive long polls held (0 off the leader)."),
+		batches:            d("paxos_batches_total", "Paxos instances proposed by this replica as leader."),
+		writes:             d("paxos_writes_total", "Synced log writes."),
+		dropped:            d("paxos_dropped_total", "Peer messages dropped (full inbox)."),
+		locksHeld:          d("locks_held", "Locks with at least one holder."),
+		lockWaiters:        d("lock_waiters", "Acquires waiting in lock queues."),
+		snapshotBytes:      d("paxos_snapshot_bytes", "Size of the stored state machine snapshot."),
+		syncedWrites:       d("paxos_synced_writes_total", "Log writes with fsync."),
+		syncSeconds:        d("paxos_sync_seconds_total", "Time spent in log writes with fsync (divide by paxos_synced_writes_total for the mean)."),
+		batchSize:          d("paxos_batch_commands", "Commands per batch (Paxos instance) this replica proposed as leader."),
+		applyLatency:       d("apply_duration_seconds", "Time to apply one chosen instance to the namespace."),
+		peerLag:            d("peer_chosen_lag_instances", "On the leader: how many instances a follower knows chosen fewer than the leader, by its last report.", "peer"),
+		peerLastAck:        d("peer_last_ack_seconds", "On the leader: time since a follower last acknowledged it (absent until it has).", "peer"),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.requests, c.errors, c.conns, c.connsTotal, c.connsRejected,
+		c.requests, c.errors, c.conns, c.connsTotal, c.connsRejected, c.tlsHandshakeErrors,
 		c.proposals, c.proposalErrors, c.proposeLatency, c.terms, c.expired, c.events, c.readBarriers, c.leaseReads,
 		c.isLeader, c.leaseValid, c.rebuilding, c.chosen, c.applied, c.snapshot, c.index,
 		c.nodes, c.sessions, c.tracked, c.held, c.batches, c.writes, c.dropped,
@@ -109,6 +111,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.conns, float64(m.Conns))
 	counter(c.connsTotal, float64(m.ConnsTotal))
 	counter(c.connsRejected, float64(m.ConnsRejected))
+	counter(c.tlsHandshakeErrors, float64(m.TLSHandshakeErrors))
 	counter(c.proposals, float64(m.Proposals))
 	counter(c.proposalErrors, float64(m.ProposalErrors))
 	count, buckets := cumulative(m.ProposeLatency)
