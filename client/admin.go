@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -100,7 +101,7 @@ func (c *Client) Members(ctx context.Context) ([]Member, error) {
 		wg.Go(func() {
 			mctx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
 			defer cancel()
-			s, err := StatusOf(mctx, ms[i].ClientAddr)
+			s, err := StatusOfTLS(mctx, ms[i].ClientAddr, c.cfg.TLS)
 			ms[i].Reachable = err == nil
 			ms[i].Applied, ms[i].Rebuilding = 0, false
 			if err == nil {
@@ -117,15 +118,20 @@ func (c *Client) Members(ctx context.Context) ([]Member, error) {
 // Endpoints) about the cell, over a connection of its own, with no retries
 // and no session. It is how an operator looks at one replica, such as a
 // follower that cannot reach the leader. An unreachable replica gives
-// ErrUnavailable.
+// ErrUnavailable (and ErrTLS, if TLS failed).
 func StatusOf(ctx context.Context, addr string) (Status, error) {
+	return StatusOfTLS(ctx, addr, nil)
+}
+
+// StatusOfTLS is StatusOf over TLS with tc (as Config.TLS; nil: plain TCP).
+func StatusOfTLS(ctx context.Context, addr string, tc *tls.Config) (Status, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultAttemptTimeout)
 		defer cancel()
 	}
 	cfg := DefaultConfig(addr).withDefaults()
-	cn, err := dial(ctx, addr, "status", cfg.Logger)
+	cn, err := dial(ctx, addr, "status", tc, cfg.Logger)
 	if err != nil {
 		return Status{}, fmt.Errorf("StatusOf: %w: %w", ErrUnavailable, err)
 	}

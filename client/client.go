@@ -322,6 +322,8 @@ func (c *Client) doOn(ctx context.Context, op string, req wire.Message, co callO
 			return nil, nil, c.ctxError(c.causeCtx(ctx), op, lastErr)
 		case errors.Is(err, ErrClosed):
 			return nil, nil, fmt.Errorf("%s: %w", op, ErrClosed)
+		case errors.Is(err, ErrTLS): // every replica failed TLS: a configuration error
+			return nil, nil, fmt.Errorf("%s: %w", op, err)
 		case err != nil: // no replica answered this round
 			lastErr = err
 			c.sleep(ctx, attempt)

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -35,8 +36,16 @@ type Config struct {
 	// client declares it expired. Default 45 s, as in Chubby.
 	Grace time.Duration
 
-	// DialTimeout bounds one connection attempt to one replica (TCP connect
-	// plus the Hello/Welcome exchange). Default 2 s.
+	// TLS, if set, makes the client connect to the replicas over TLS with
+	// this config: RootCAs verifies their certificates (nil: the system's
+	// roots), for the host of each endpoint unless ServerName is set, and
+	// Certificates holds the client's certificate for a cell that requires
+	// one. Nil means plain TCP. A replica that fails TLS for want of trust
+	// (see ErrTLS) is not retried.
+	TLS *tls.Config
+
+	// DialTimeout bounds one connection attempt to one replica (TCP connect,
+	// the TLS handshake and the Hello/Welcome exchange). Default 2 s.
 	DialTimeout time.Duration
 	// AttemptTimeout bounds one attempt of a call that does not block by
 	// design (everything but Lock's wait and the KeepAlive long poll): after

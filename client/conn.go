@@ -2,9 +2,12 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/latchd/latch/internal/wire"
@@ -40,12 +43,23 @@ const pingInterval = 10 * time.Second
 // reading is cut off.
 const writeTimeout = 5 * time.Second
 
-// dial connects to addr, runs the Hello/Welcome exchange and returns the
-// conn. ctx bounds the whole exchange.
-func dial(ctx context.Context, addr string, name string, logger *slog.Logger) (*conn, error) {
-	wc, err := wire.Dial(ctx, addr, wire.ConnConfig{PingInterval: pingInterval, WriteTimeout: writeTimeout, Logger: logger},
+// dial connects to addr (over TLS with tc, if not nil), runs the
+// Hello/Welcome exchange and returns the conn. ctx bounds the whole
+// exchange. A TLS failure wraps ErrTLS.
+func dial(ctx context.Context, addr string, name string, tc *tls.Config, logger *slog.Logger) (*conn, error) {
+	nc, err := dialNet(ctx, addr, tc)
+	if err != nil {
+		if isTLSErr(err) {
+			return nil, fmt.Errorf("%w: %s: %w", ErrTLS, addr, err)
+		}
+		return nil, fmt.Errorf("%w: dial %s: %w", errTransport, addr, err)
+	}
+	wc, err := wire.NewConn(ctx, nc, wire.ConnConfig{PingInterval: pingInterval, WriteTimeout: writeTimeout, Logger: logger},
 		wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.Version, Client: name})
 	if err != nil {
+		if t, ok := nc.(*tlsConn); ok && isTLSErr(t.readErr()) {
+			return nil, fmt.Errorf("%w: %s refused this client: %w", ErrTLS, addr, t.readErr())
+		}
 		if isProtocolErr(err) {
 			return nil, fmt.Errorf("%w: hello to %s: %w", ErrProtocol, addr, err)
 		}
@@ -57,6 +71,62 @@ func dial(ctx context.Context, addr string, name string, logger *slog.Logger) (*
 			ErrProtocol, addr, v, wire.MinVersion, wire.Version)
 	}
 	return &conn{addr: addr, wc: wc}, nil
+}
+
+// dialNet opens the connection to addr: TCP, and TLS on it with tc (the
+// name to verify is addr's host unless tc names one).
+func dialNet(ctx context.Context, addr string, tc *tls.Config) (net.Conn, error) {
+	if tc == nil {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	nc, err := (&tls.Dialer{Config: tc}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &tlsConn{Conn: nc.(*tls.Conn)}, nil
+}
+
+// tlsConn is a TLS connection that remembers the first error a Read
+// returned. With TLS 1.3 a replica refuses a client's certificate (or its
+// lack of one) after the client's side of the handshake is done: the
+// replica's alert ends the first read, under yamux, which reports only a
+// closed connection. dial reports the alert instead.
+type tlsConn struct {
+	*tls.Conn
+	err atomic.Pointer[error]
+}
+
+func (c *tlsConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.err.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+// readErr is the first error a Read returned, or nil.
+func (c *tlsConn) readErr() error {
+	if p := c.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// isTLSErr reports whether err is TLS failing for want of trust, which
+// retrying cannot cure: a replica's certificate this client does not
+// accept, or an alert from a replica that does not accept this client's.
+func isTLSErr(err error) bool {
+	if err == nil {
+		return false
+	}
+	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+		return true
+	}
+	// crypto/tls reports an alert from the peer as a *net.OpError with
+	// Op "remote error" (its alert type is not exported).
+	oe, ok := errors.AsType[*net.OpError](err)
+	return ok && oe.Op == "remote error"
 }
 
 // welcome returns the replica's answer to the Hello.

@@ -58,6 +58,12 @@ var (
 	// ErrProtocol: a replica sent something this client cannot understand
 	// (an unknown version, a malformed frame or an unexpected reply).
 	ErrProtocol = errors.New("client: protocol error")
+	// ErrTLS: TLS with a replica failed for want of trust: its
+	// certificate is not signed by a CA of Config.TLS.RootCAs or not valid
+	// for the endpoint's host, or it refused this client's certificate
+	// (or its lack of one). Retrying cannot help, so a call fails with it
+	// at once when every endpoint tried failed so.
+	ErrTLS = errors.New("client: TLS failed")
 	// ErrCanceled: the cell canceled the call.
 	ErrCanceled = errors.New("client: canceled by the cell")
 	// ErrClosed: the Client was closed.

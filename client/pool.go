@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -20,6 +22,7 @@ type pool struct {
 	endpoints   []string
 	name        string
 	dialTimeout time.Duration
+	tls         *tls.Config
 	log         *slog.Logger
 
 	sem chan struct{} // held while dialing
@@ -37,6 +40,7 @@ func newPool(cfg Config) *pool {
 		endpoints:   slices.Clone(cfg.Endpoints),
 		name:        cfg.Name,
 		dialTimeout: cfg.DialTimeout,
+		tls:         cfg.TLS,
 		log:         cfg.Logger,
 		sem:         make(chan struct{}, 1),
 	}
@@ -113,12 +117,14 @@ func (p *pool) candidates() []string {
 }
 
 // connect tries the candidates once each and returns the first leader it
-// reaches, or failing that the first replica that answered.
+// reaches, or failing that the first replica that answered. If none
+// answered and every one failed TLS, the error wraps ErrTLS.
 func (p *pool) connect(ctx context.Context) (*conn, error) {
 	todo := p.candidates()
 	tried := make(map[string]bool, len(todo))
 	var fallback *conn
 	var lastErr error
+	allTLS := true
 	for len(todo) > 0 {
 		addr := todo[0]
 		todo = todo[1:]
@@ -127,13 +133,14 @@ func (p *pool) connect(ctx context.Context) (*conn, error) {
 		}
 		tried[addr] = true
 		dctx, cancel := context.WithTimeout(ctx, p.dialTimeout)
-		c, err := dial(dctx, addr, p.name, p.log)
+		c, err := dial(dctx, addr, p.name, p.tls, p.log)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
 			lastErr = err
+			allTLS = allTLS && errors.Is(err, ErrTLS)
 			p.skip(addr)
 			continue
 		}
@@ -159,8 +166,12 @@ func (p *pool) connect(ctx context.Context) (*conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if lastErr == nil {
+	switch {
+	case lastErr == nil:
 		lastErr = fmt.Errorf("%w: no endpoints", errTransport)
+	case !allTLS && errors.Is(lastErr, ErrTLS):
+		// Some replica failed otherwise (it may be down): worth retrying.
+		lastErr = fmt.Errorf("%w: %v", errTransport, lastErr)
 	}
 	return nil, lastErr
 }
