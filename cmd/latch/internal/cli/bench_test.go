@@ -80,11 +80,11 @@ func TestScrapeMetric(t *testing.T) {
 		w.Write([]byte("process_cpu_seconds_total_x 1\nprocess_cpu_seconds_total 3.25\n"))
 	}))
 	defer srv.Close()
-	d, err := scrapeCPU(context.Background(), []string{srv.URL, srv.URL})
+	d, err := scrapeCPU(context.Background(), http.DefaultClient, []string{srv.URL, srv.URL})
 	if err != nil || d != 6500*time.Millisecond {
 		t.Errorf("scrapeCPU = %v, %v; want 6.5s", d, err)
 	}
-	if _, err := scrapeMetric(context.Background(), srv.URL, "nope"); err == nil {
+	if _, err := scrapeMetric(context.Background(), http.DefaultClient, srv.URL, "nope"); err == nil {
 		t.Errorf("scrapeMetric of a missing metric: no error")
 	}
 }

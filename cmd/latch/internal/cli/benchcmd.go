@@ -59,7 +59,11 @@ and is not counted.`,
 			cfg.ProcessCPU = processCPU
 			if metricsURLs != "" {
 				urls := strings.Split(metricsURLs, ",")
-				cfg.ServerCPU = func(ctx context.Context) (time.Duration, error) { return scrapeCPU(ctx, urls) }
+				hc := http.DefaultClient
+				if g.tls != nil {
+					hc = &http.Client{Transport: &http.Transport{TLSClientConfig: g.tls}}
+				}
+				cfg.ServerCPU = func(ctx context.Context) (time.Duration, error) { return scrapeCPU(ctx, hc, urls) }
 			}
 			if err := cfg.Check(); err != nil {
 				return usageErr(err)
@@ -145,11 +149,12 @@ func processCPU() (time.Duration, error) {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
-// scrapeCPU sums process_cpu_seconds_total from each /metrics URL.
-func scrapeCPU(ctx context.Context, urls []string) (time.Duration, error) {
+// scrapeCPU sums process_cpu_seconds_total from each /metrics URL, fetched
+// with hc (which carries the TLS flags, for https URLs).
+func scrapeCPU(ctx context.Context, hc *http.Client, urls []string) (time.Duration, error) {
 	var total float64
 	for _, u := range urls {
-		v, err := scrapeMetric(ctx, u, "process_cpu_seconds_total")
+		v, err := scrapeMetric(ctx, hc, u, "process_cpu_seconds_total")
 		if err != nil {
 			return 0, err
 		}
@@ -159,14 +164,14 @@ func scrapeCPU(ctx context.Context, urls []string) (time.Duration, error) {
 }
 
 // scrapeMetric reads one unlabeled sample from a Prometheus text page.
-func scrapeMetric(ctx context.Context, url, name string) (float64, error) {
+func scrapeMetric(ctx context.Context, hc *http.Client, url, name string) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, err
 	}

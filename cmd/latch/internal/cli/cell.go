@@ -44,7 +44,7 @@ func (g *globals) probe(ctx context.Context, addrs []string) ([]ReplicaJSON, []c
 			pctx, cancel := context.WithTimeout(ctx, g.commandTimeout)
 			defer cancel()
 			out[i].Endpoint = a
-			st, err := client.StatusOf(pctx, a)
+			st, err := client.StatusOfTLS(pctx, a, g.tls)
 			if err != nil {
 				out[i].Error = err.Error()
 				return
@@ -151,7 +151,7 @@ while the cell has no leader. Exit code 6 if no endpoint answered.`,
 			var lastErr error
 			for _, ep := range eps {
 				ctx, cancel := g.call(cmd)
-				st, err := client.StatusOf(ctx, ep)
+				st, err := client.StatusOfTLS(ctx, ep, g.tls)
 				cancel()
 				if err == nil {
 					members = st.Members

@@ -9,6 +9,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/latchd/latch/client"
+	"github.com/latchd/latch/cmd/internal/tlsfiles"
 )
 
 // DefaultEndpoints are the client addresses of `latchd dev`'s cell.
@@ -28,6 +30,14 @@ const DefaultEndpoints = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"
 // EnvEndpoints names the environment variable read when --endpoints is not
 // given.
 const EnvEndpoints = "LATCH_ENDPOINTS"
+
+// EnvCACert, EnvCert and EnvKey name the variables read when --cacert,
+// --cert and --key are not given.
+const (
+	EnvCACert = "LATCH_CACERT"
+	EnvCert   = "LATCH_CERT"
+	EnvKey    = "LATCH_KEY"
+)
 
 // EnvSequencer names the variable that carries the lock's sequencer to the
 // command run by `latch lock` and `latch elect`.
@@ -68,6 +78,9 @@ type globals struct {
 	name           string
 	sessionTimeout time.Duration
 	grace          time.Duration
+
+	cacert, cert, key string      // the TLS flags
+	tls               *tls.Config // from them, set before a command runs; nil: plain TCP
 }
 
 // Main runs the CLI with args (without the program name) and returns the
@@ -122,7 +135,9 @@ codes.`,
 			if g.commandTimeout <= 0 {
 				return usagef("--command-timeout %v must be positive", g.commandTimeout)
 			}
-			return nil
+			var err error
+			g.tls, err = g.tlsConfig()
+			return err
 		},
 	}
 	root.SetOut(env.Stdout)
@@ -137,6 +152,9 @@ codes.`,
 	pf.DurationVar(&g.sessionTimeout, "session-timeout", 0, "session lease to ask the cell for (0: the cell's default, 12s)")
 	pf.DurationVar(&g.grace, "grace", 0, "how long a session that lost touch with the cell keeps trying before its locks count as lost (0: 45s)")
 	pf.StringVar(&g.name, "name", "", "name of this client's session in `latch sessions` (default latch-cli/COMMAND on HOST)")
+	pf.StringVar(&g.cacert, "cacert", "", "connect over TLS, verifying the replicas' certificates with the CAs in this PEM file (default $"+EnvCACert+")")
+	pf.StringVar(&g.cert, "cert", "", "connect over TLS with this PEM client certificate (default $"+EnvCert+"); needs --key")
+	pf.StringVar(&g.key, "key", "", "the PEM private key of --cert (default $"+EnvKey+")")
 
 	root.AddCommand(
 		lsCommand(g), treeCommand(g), getCommand(g), statCommand(g), putCommand(g), rmCommand(g), aclCommand(g),
@@ -166,6 +184,49 @@ func (g *globals) endpointList() ([]string, error) {
 	return out, nil
 }
 
+// tlsConfig returns the TLS config of --cacert, --cert and --key (each
+// else its variable): nil if none is set, else TLS that verifies the
+// replicas with the CAs of --cacert (the system's roots without it) and
+// presents --cert. A bad file is a usage error naming the flag.
+func (g *globals) tlsConfig() (*tls.Config, error) {
+	type setting struct{ path, name string }
+	get := func(flag, v, env string) setting {
+		if v != "" {
+			return setting{v, "--" + flag}
+		}
+		return setting{g.env.Getenv(env), "$" + env}
+	}
+	ca, cert, key := get("cacert", g.cacert, EnvCACert), get("cert", g.cert, EnvCert), get("key", g.key, EnvKey)
+	if ca.path == "" && cert.path == "" && key.path == "" {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	switch {
+	case cert.path != "" && key.path == "":
+		return nil, usagef("%s needs --key (or $%s), its private key", cert.name, EnvKey)
+	case key.path != "" && cert.path == "":
+		return nil, usagef("%s needs --cert (or $%s), its certificate", key.name, EnvCert)
+	case cert.path != "":
+		pair, err := tlsfiles.KeyPair(cert.path, key.path, time.Now())
+		if err != nil {
+			name := cert.name
+			if fe, ok := errors.AsType[*tlsfiles.Error](err); ok && fe.Which == tlsfiles.Key {
+				name = key.name
+			}
+			return nil, usagef("%s: %v", name, err)
+		}
+		c.Certificates = []tls.Certificate{pair}
+	}
+	if ca.path != "" {
+		pool, err := tlsfiles.Pool(ca.path)
+		if err != nil {
+			return nil, usagef("%s: %v", ca.name, err)
+		}
+		c.RootCAs = pool
+	}
+	return c, nil
+}
+
 // clientConfig is the client.Config of this run's sessions.
 func (g *globals) clientConfig(cmd *cobra.Command) (client.Config, error) {
 	eps, err := g.endpointList()
@@ -174,6 +235,7 @@ func (g *globals) clientConfig(cmd *cobra.Command) (client.Config, error) {
 	}
 	cfg := client.DefaultConfig(eps...)
 	cfg.Name = g.name
+	cfg.TLS = g.tls
 	cfg.SessionTimeout, cfg.Grace = g.sessionTimeout, g.grace
 	if g.sessionTimeout > 0 && cfg.DialTimeout >= g.sessionTimeout {
 		// One hung dial must not use up a whole lease.

@@ -61,6 +61,7 @@ type invocation struct {
 	ctx       context.Context
 	stdin     string
 	endpoints []string
+	env       map[string]string // the environment variables of the run
 }
 
 // latch runs the CLI in-process against the shared cell.
@@ -90,7 +91,7 @@ func (inv invocation) start(ctx context.Context, out, errb *syncBuffer, args ...
 	}
 	env := Env{
 		Stdin: strings.NewReader(inv.stdin), Stdout: out, Stderr: errb,
-		Getenv:  func(k string) string { return "" },
+		Getenv:  func(k string) string { return inv.env[k] },
 		Environ: os.Environ(),
 	}
 	full := append([]string{"--endpoints", strings.Join(eps, ",")}, args...)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,6 +71,13 @@ type File struct {
 	// MaxConns bounds the client connections one replica serves (default
 	// 10000).
 	MaxConns int `json:"maxConns,omitempty"`
+
+	// TLS, if set, makes the client listener speak TLS and the admin HTTP
+	// server HTTPS, optionally requiring client certificates.
+	TLS *TLSFiles `json:"tls,omitempty"`
+	// PeerTLS, if set, makes the replicas talk to each other over mutual
+	// TLS. Every replica of the cell must set it, or none.
+	PeerTLS *PeerTLSFiles `json:"peerTLS,omitempty"`
 }
 
 // Node is one replica of the cell as the others and the clients reach it.
@@ -106,6 +114,14 @@ type Config struct {
 
 	MaxContent int // 0: the lock server's default
 	MaxConns   int // 0: the lock server's default
+
+	// TLS is the client listener's and the admin HTTP server's TLS config
+	// (the "tls" section); nil means plain TCP and HTTP. ClientTLS is what
+	// this replica dials the other replicas' client ports with (/status):
+	// it trusts tls.caFile (the system's roots without it) and presents
+	// this replica's certificate. PeerTLS is the mutual TLS between
+	// replicas (the "peerTLS" section); nil means plain TCP.
+	TLS, ClientTLS, PeerTLS *tls.Config
 
 	// NewCell is latchd's --new-cell: this is the first start of a
 	// brand-new cell, so an empty DataDir starts as a founding member.
@@ -171,8 +187,11 @@ func decodeError(err error) error {
 			name = msg[len(prefix):]
 		}
 		reason := "unknown field"
-		if strings.EqualFold(strings.ReplaceAll(name, "-", ""), "newcell") {
+		switch {
+		case strings.EqualFold(strings.ReplaceAll(name, "-", ""), "newcell"):
 			reason += ": --new-cell is a command-line flag only, for the first start of a brand-new cell (docs/operations.md)"
+		case name == "clientCertAuth":
+			reason += `: it belongs in "tls"; "peerTLS" always requires the replicas' certificates`
 		}
 		return &FieldError{Field: name, Reason: reason}
 	}
@@ -185,6 +204,14 @@ type Overrides struct {
 	ID      *uint64 // --id: myid
 	DataDir *string // --data-dir: dataDir
 	HTTP    *string // --http: this replica's nodes[].http ("" turns it off)
+
+	// --cert-file, --key-file, --trusted-ca-file, --client-cert-auth: the
+	// fields of "tls" (a file without the section gets one).
+	CertFile, KeyFile, CAFile *string
+	ClientCertAuth            *bool
+	// --peer-cert-file, --peer-key-file, --peer-trusted-ca-file: the
+	// fields of "peerTLS".
+	PeerCertFile, PeerKeyFile, PeerCAFile *string
 }
 
 // Apply returns f with o's fields set. The HTTP override applies to the
@@ -204,7 +231,7 @@ func (f File) Apply(o Overrides) File {
 			}
 		}
 	}
-	return f
+	return f.applyTLS(o)
 }
 
 // Resolve checks f and returns the Config with defaults filled in. The error
@@ -311,6 +338,8 @@ func (f File) Resolve() (Config, error) {
 		bad("maxConns", "%d must be positive", f.MaxConns)
 	}
 	c.MaxContent, c.MaxConns = f.MaxContent, f.MaxConns
+	c.TLS, c.ClientTLS = resolveTLS(f.TLS, selfHost(f, false), bad)
+	c.PeerTLS = resolvePeerTLS(f.PeerTLS, selfHost(f, true), bad)
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)
 	}
@@ -352,6 +381,7 @@ func (c Config) Server(logger *slog.Logger) (lockserver.Config, error) {
 	sc.DataDir = c.DataDir
 	sc.Logger = logger
 	sc.Replica.RebuildEmpty = !c.NewCell
+	sc.TLS, sc.PeerTLS = c.TLS, c.PeerTLS
 	sc.Members = make(map[uint64]lockserver.Member, len(c.Nodes))
 	for _, n := range c.Nodes {
 		sc.Members[n.ID] = lockserver.Member{Peer: n.Peer, Client: n.Client, HTTP: n.HTTP}

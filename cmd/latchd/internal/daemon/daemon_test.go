@@ -18,6 +18,7 @@ import (
 	"github.com/latchd/latch/client"
 	"github.com/latchd/latch/cmd/internal/testutil"
 	"github.com/latchd/latch/cmd/latchd/internal/admin"
+	"github.com/latchd/latch/internal/testcerts"
 	"github.com/latchd/latch/replica/logdb"
 )
 
@@ -44,11 +45,17 @@ func TestUsageErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.json")
 	os.WriteFile(bad, []byte(`{"nodes": [{"id": 1, "peer": "127.0.0.1:1", "client": "127.0.0.1:2"}], "myid": 2, "dataDir": "/x", "lease": "soon"}`), 0o644)
+	badTLS := filepath.Join(dir, "bad-tls.json")
+	os.WriteFile(badTLS, []byte(`{"nodes": [{"id": 1, "peer": "127.0.0.1:1", "client": "127.0.0.1:2"}], "myid": 1, "dataDir": "/x",
+		"tls": {"certFile": "/nope.crt", "keyFile": "/nope.key", "clientCertAuth": true}}`), 0o644)
 	tests := []struct {
 		name string
 		args []string
 		want []string // parts of the one-line error
 	}{
+		{"bad tls", []string{"--config", badTLS}, []string{"tls.certFile: open /nope.crt", "tls.clientCertAuth: needs tls.caFile"}},
+		{"bad tls flag", []string{"--config", badTLS, "--cert-file", "/other.crt"}, []string{"tls.certFile: open /other.crt"}},
+		{"bad peer tls flag", []string{"--config", badTLS, "--peer-trusted-ca-file", "/ca.crt"}, []string{"peerTLS.caFile: open /ca.crt", "peerTLS.certFile: missing"}},
 		{"no config", nil, []string{"--config FILE is required"}},
 		{"missing file", []string{"--config", filepath.Join(dir, "nope.json")}, []string{"no such file"}},
 		{"bad config", []string{"--config", bad}, []string{"myid: 2 is not the id", "lease: bad duration"}},
@@ -201,9 +208,21 @@ func TestDev(t *testing.T) {
 	}
 }
 
-// TestReplicasFromConfig runs three replicas from config files in one
-// process, as three machines would, and stops them.
-func TestReplicasFromConfig(t *testing.T) {
+// replicas are three replicas run from one config file in one process, as
+// three machines would run them.
+type replicas struct {
+	t                *testing.T
+	endpoints, https []string // client and admin addresses
+	errs             [3]testutil.SyncBuffer
+	cancel           context.CancelFunc
+	done             chan int
+}
+
+// startReplicas writes a config file of three nodes with the extra fields
+// (JSON, "" for none) and runs each replica i (1-based) with args(i) on top
+// of --config, --id, --data-dir and --new-cell.
+func startReplicas(t *testing.T, extra string, args func(i int) []string) *replicas {
+	t.Helper()
 	dir := t.TempDir()
 	addrs := freePorts(t, 9)
 	var nodes []string
@@ -211,20 +230,42 @@ func TestReplicasFromConfig(t *testing.T) {
 		nodes = append(nodes, fmt.Sprintf(`{"id": %d, "peer": %q, "client": %q, "http": %q}`, i+1, addrs[3*i], addrs[3*i+1], addrs[3*i+2]))
 	}
 	cfgFile := filepath.Join(dir, "latchd.json")
-	os.WriteFile(cfgFile, []byte(`{"nodes": [`+strings.Join(nodes, ",")+`], "myid": 1, "dataDir": "unused"}`), 0o644)
-
+	os.WriteFile(cfgFile, []byte(`{"nodes": [`+strings.Join(nodes, ",")+`], "myid": 1, "dataDir": "unused"`+extra+`}`), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan int, 3)
-	var errs [3]testutil.SyncBuffer
+	t.Cleanup(cancel)
+	r := &replicas{t: t, cancel: cancel, done: make(chan int, 3)}
 	for i := range 3 {
-		args := []string{"--config", cfgFile, "--id", fmt.Sprint(i + 1), "--data-dir", filepath.Join(dir, fmt.Sprint(i+1)), "--new-cell", "--log-format", "json", "-v"}
-		go func() { done <- Main(ctx, args, io.Discard, &errs[i]) }()
+		a := append([]string{"--config", cfgFile, "--id", fmt.Sprint(i + 1), "--data-dir", filepath.Join(dir, fmt.Sprint(i+1)), "--new-cell"}, args(i+1)...)
+		go func() { r.done <- Main(ctx, a, io.Discard, &r.errs[i]) }()
+		r.endpoints = append(r.endpoints, addrs[3*i+1])
+		r.https = append(r.https, addrs[3*i+2])
 	}
-	endpoints := []string{addrs[1], addrs[4], addrs[7]}
-	dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
-	c, err := client.Dial(dctx, client.Config{Endpoints: endpoints})
-	dcancel()
+	return r
+}
+
+// stop stops the replicas as SIGTERM would and checks that each exits 0.
+func (r *replicas) stop() {
+	r.t.Helper()
+	r.cancel()
+	for range 3 {
+		select {
+		case code := <-r.done:
+			if code != ExitOK {
+				r.t.Errorf("exit code %d; want 0\nreplica logs:\n%s\n%s\n%s", code, r.errs[0].String(), r.errs[1].String(), r.errs[2].String())
+			}
+		case <-time.After(30 * time.Second):
+			r.t.Fatal("a replica did not stop")
+		}
+	}
+}
+
+// TestReplicasFromConfig runs three replicas from config files in one
+// process, as three machines would, and stops them.
+func TestReplicasFromConfig(t *testing.T) {
+	r := startReplicas(t, "", func(int) []string { return []string{"--log-format", "json", "-v"} })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, client.Config{Endpoints: r.endpoints})
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
@@ -234,33 +275,72 @@ func TestReplicasFromConfig(t *testing.T) {
 	c.Close()
 	for i := range 3 {
 		var st admin.StatusDoc
-		getJSON(t, "http://"+addrs[3*i+2]+"/status", &st)
+		getJSON(t, "http://"+r.https[i]+"/status", &st)
 		if st.ID != uint64(i+1) || st.Leader == 0 {
 			t.Errorf("replica %d /status = id %d leader %d", i+1, st.ID, st.Leader)
 		}
 	}
-	cancel()
-	for range 3 {
-		select {
-		case code := <-done:
-			if code != ExitOK {
-				t.Errorf("exit code %d; want 0", code)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("a replica did not stop")
-		}
-	}
+	r.stop()
 	// -v with --log-format json: JSON lines with the replica's id.
-	line, _, _ := strings.Cut(errs[0].String(), "\n")
+	line, _, _ := strings.Cut(r.errs[0].String(), "\n")
 	var rec map[string]any
 	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec["replica"] == nil {
 		t.Errorf("first log line %q is not JSON with a replica (%v)", line, err)
 	}
-	if !strings.Contains(errs[0].String(), "latchd: stopped") {
-		t.Errorf("replica 1 did not log its stop:\n%s", errs[0].String())
+	if !strings.Contains(r.errs[0].String(), "latchd: stopped") {
+		t.Errorf("replica 1 did not log its stop:\n%s", r.errs[0].String())
 	}
-	if strings.Contains(errs[0].String(), "rebuilding") {
-		t.Errorf("replica 1 of a new cell rebuilds:\n%s", errs[0].String())
+	if strings.Contains(r.errs[0].String(), "rebuilding") {
+		t.Errorf("replica 1 of a new cell rebuilds:\n%s", r.errs[0].String())
+	}
+}
+
+// TestReplicasWithTLS runs three replicas with TLS from the file's "tls"
+// and "peerTLS" sections (the CA and clientCertAuth) and the flags (each
+// replica's certificate and key): a client with a certificate writes, the
+// admin HTTPS server requires one too, and /status reaches every member
+// over TLS.
+func TestReplicasWithTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, "latch")
+	caFile := ca.WriteCA(t, dir, "ca.crt")
+	extra := fmt.Sprintf(`, "tls": {"caFile": %q, "clientCertAuth": true}, "peerTLS": {"caFile": %q}`, caFile, caFile)
+	r := startReplicas(t, extra, func(i int) []string {
+		cert, key := ca.Issue(t, fmt.Sprintf("replica %d", i)).Write(t, dir, fmt.Sprintf("r%d", i))
+		return []string{"--cert-file", cert, "--key-file", key, "--peer-cert-file", cert, "--peer-key-file", key}
+	})
+	defer r.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, client.Config{Endpoints: r.endpoints, TLS: ca.ClientConfig(t, "alice")})
+	if err != nil {
+		t.Fatalf("Dial over TLS: %v", err)
+	}
+	defer c.Close()
+	if _, err := c.Put(ctx, "/tls", []byte("x")); err != nil {
+		t.Fatalf("Put over TLS: %v", err)
+	}
+
+	https := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.ClientConfig(t, "operator")}}
+	resp, err := https.Get("https://" + r.https[0] + "/status")
+	if err != nil {
+		t.Fatalf("GET /status over HTTPS: %v", err)
+	}
+	var st admin.StatusDoc
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || st.Leader == 0 || len(st.Members) != 3 {
+		t.Fatalf("/status = %+v, %v; want a leader and three members", st, err)
+	}
+	for _, m := range st.Members {
+		if !m.Reachable {
+			t.Errorf("/status: member %d unreachable over TLS: %s", m.ID, m.Error)
+		}
+	}
+	anonymous := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.ClientConfig(t, "")}}
+	if resp, err := anonymous.Get("https://" + r.https[0] + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Errorf("GET /healthz without a client certificate: %s; want it refused", resp.Status)
 	}
 }
 

@@ -137,7 +137,7 @@ func runDev(ctx context.Context, f devFlags, out io.Writer, log *slog.Logger) er
 		for i := range cell.N() {
 			c := cell.Config(i)
 			h := admin.Handler(cell.Server(i), admin.Options{Logger: log.With("replica", c.ID), Info: timings(defaults)})
-			s, err := serveAdmin(c.Members[c.ID].HTTP, h, log)
+			s, err := serveAdmin(c.Members[c.ID].HTTP, h, nil, log)
 			if err != nil {
 				stop()
 				return err

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/latchd/latch/client"
 	"github.com/latchd/latch/cmd/latchd/internal/admin"
 	"github.com/latchd/latch/cmd/latchd/internal/config"
 	"github.com/latchd/latch/lockserver"
@@ -23,6 +25,10 @@ type runFlags struct {
 	dataDir string
 	http    string
 	newCell bool
+
+	certFile, keyFile, caFile             string
+	clientCertAuth                        bool
+	peerCertFile, peerKeyFile, peerCAFile string
 }
 
 func (f *runFlags) register(cmd *cobra.Command) {
@@ -33,6 +39,13 @@ func (f *runFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.http, "http", "", `admin HTTP address (overrides this node's "http"; "" turns it off)`)
 	fl.BoolVar(&f.newCell, "new-cell", false, "this is the first start of a brand-new cell: an empty data dir starts as a founding member "+
 		"instead of rebuilding lost state from the peers; a data dir that holds state ignores it. Never keep it in a unit file")
+	fl.StringVar(&f.certFile, "cert-file", "", "PEM certificate of the client listener and admin HTTPS (overrides tls.certFile)")
+	fl.StringVar(&f.keyFile, "key-file", "", "PEM private key of --cert-file (overrides tls.keyFile)")
+	fl.StringVar(&f.caFile, "trusted-ca-file", "", "PEM CAs of the client certificates (overrides tls.caFile)")
+	fl.BoolVar(&f.clientCertAuth, "client-cert-auth", false, "require client certificates signed by --trusted-ca-file (overrides tls.clientCertAuth)")
+	fl.StringVar(&f.peerCertFile, "peer-cert-file", "", "PEM certificate for the replicas' mutual TLS (overrides peerTLS.certFile)")
+	fl.StringVar(&f.peerKeyFile, "peer-key-file", "", "PEM private key of --peer-cert-file (overrides peerTLS.keyFile)")
+	fl.StringVar(&f.peerCAFile, "peer-trusted-ca-file", "", "PEM CAs of the replicas' peer certificates (overrides peerTLS.caFile)")
 }
 
 // config reads the file and applies the flags that were given.
@@ -54,6 +67,22 @@ func (f *runFlags) config(cmd *cobra.Command) (config.Config, error) {
 	if cmd.Flags().Changed("http") {
 		o.HTTP = &f.http
 	}
+	for _, fl := range []struct {
+		name string
+		v    *string
+		o    **string
+	}{
+		{"cert-file", &f.certFile, &o.CertFile}, {"key-file", &f.keyFile, &o.KeyFile}, {"trusted-ca-file", &f.caFile, &o.CAFile},
+		{"peer-cert-file", &f.peerCertFile, &o.PeerCertFile}, {"peer-key-file", &f.peerKeyFile, &o.PeerKeyFile},
+		{"peer-trusted-ca-file", &f.peerCAFile, &o.PeerCAFile},
+	} {
+		if cmd.Flags().Changed(fl.name) {
+			*fl.o = fl.v
+		}
+	}
+	if cmd.Flags().Changed("client-cert-auth") {
+		o.ClientCertAuth = &f.clientCertAuth
+	}
 	c, err := file.Apply(o).Resolve()
 	c.NewCell = f.newCell
 	return c, err
@@ -74,7 +103,13 @@ func runReplica(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 	self := cfg.Self()
 	stopHTTP := func() {}
 	if self.HTTP != "" {
-		stopHTTP, err = serveAdmin(self.HTTP, admin.Handler(srv, admin.Options{Logger: log, Info: timings(cfg)}), log)
+		opts := admin.Options{Logger: log, Info: timings(cfg)}
+		if cfg.ClientTLS != nil {
+			opts.Peers = func(ctx context.Context, addr string) (client.Status, error) {
+				return client.StatusOfTLS(ctx, addr, cfg.ClientTLS)
+			}
+		}
+		stopHTTP, err = serveAdmin(self.HTTP, admin.Handler(srv, opts), cfg.TLS, log)
 		if err != nil {
 			srv.Close()
 			return err
@@ -103,18 +138,23 @@ func timings(c config.Config) map[string]any {
 	}
 }
 
-// serveAdmin listens on addr and serves h until the returned stop is
-// called. Listening happens here, so a port in use is an error at once.
-func serveAdmin(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+// serveAdmin listens on addr and serves h (HTTPS with tc, if not nil)
+// until the returned stop is called. Listening happens here, so a port in
+// use is an error at once.
+func serveAdmin(addr string, h http.Handler, tc *tls.Config, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin HTTP: %w", err)
 	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tc}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := hs.Serve
+		if tc != nil {
+			serve = func(ln net.Listener) error { return hs.ServeTLS(ln, "", "") }
+		}
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("admin HTTP stopped", "addr", addr, "err", err)
 		}
 	}()
