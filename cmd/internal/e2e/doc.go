@@ -1,8 +1,8 @@
 // Package e2e holds process-level tests of the latchd and latch binaries:
 // they are built with `go build` into a temporary directory and run as
 // separate processes on loopback, as an operator would run them (a cell of
-// three latchd processes from config files, a leader killed with SIGKILL
-// under load and restarted, the README's quick start).
+// three latchd processes from config files, with TLS or without, a leader
+// killed with SIGKILL under load and restarted, the README's quick start).
 //
 // It also runs the fault scenarios of the reliability plan that need no
 // privileges (../shared/notes/reliability.md §7.3): replicas paused with
