@@ -69,7 +69,7 @@ func (s *Server) serveConn(nc net.Conn) {
 		}
 		nc = tc
 	}
-	h := &connHandler{s: s, caller: s.callerFor(""), principal: principalOf(nc)}
+	h := &connHandler{s: s, caller: s.callerFor(principalOf(nc))}
 	if err := wire.Serve(s.ctx, nc, s.connConfig(), h); err != nil {
 		s.log.Debug("client connection ended", "peer", nc.RemoteAddr().String(), "err", err)
 	}
@@ -101,15 +101,11 @@ func (s *Server) connConfig() wire.ConnConfig {
 }
 
 // connHandler serves the calls of one client connection, for the
-// principal that connection authenticated as.
+// principal that connection authenticated as (principalOf: the CommonName
+// of its verified TLS client certificate, "" without one).
 type connHandler struct {
 	s      *Server
 	caller namespace.Caller
-	// principal is the identity the connection proved (principalOf): the
-	// CommonName of its verified TLS client certificate, "" without one.
-	// caller does not take it yet (callerFor(principal) will, with the
-	// ACL change's go-ahead).
-	principal string
 }
 
 var _ wire.QuickHandler = (*connHandler)(nil)

@@ -24,7 +24,7 @@ func TestTLSCell(t *testing.T) {
 	cert, key := ca.Issue(t, "replica").Write(t, dir, "replica")
 	opCert, opKey := ca.Issue(t, "operator").Write(t, dir, "operator")
 	c := newProcCell(t, cellOptions{extra: fmt.Sprintf(
-		`"tls": {"certFile": %q, "keyFile": %q, "caFile": %q, "clientCertAuth": true}, "peerTLS": {"certFile": %q, "keyFile": %q, "caFile": %q}`,
+		`"tls": {"certFile": %q, "keyFile": %q, "caFile": %q, "clientCertAuth": true}, "peerTLS": {"certFile": %q, "keyFile": %q, "caFile": %q}, "superusers": ["operator"]`,
 		cert, key, caFile, cert, key, caFile)})
 	noCert := append(slices.Clone(c.env), "LATCH_CACERT="+caFile)
 	c.env = append(c.env, "LATCH_CACERT="+caFile, "LATCH_CERT="+opCert, "LATCH_KEY="+opKey)
@@ -42,4 +42,32 @@ func TestTLSCell(t *testing.T) {
 	if _, errs, code := run(t, ctx, c.latch, noCert, "", "get", "/tls/hello"); code == 0 || !strings.Contains(errs, "tls: certificate required") {
 		t.Errorf("latch get without a client certificate: exit %d: %s; want refused", code, errs)
 	}
+
+	// ACLs see the certificates' CNs: the operator (a superuser) lets
+	// alice, not bob, read and write /tls/app.
+	as := func(cn string) []string {
+		certFile, keyFile := ca.Issue(t, cn).Write(t, dir, cn)
+		return append(slices.Clone(noCert), "LATCH_CERT="+certFile, "LATCH_KEY="+keyFile)
+	}
+	alice, bob := as("alice"), as("bob")
+	latch := func(env []string, wantCode int, args ...string) string {
+		t.Helper()
+		out, errs, code := run(t, ctx, c.latch, env, "", args...)
+		if code != wantCode {
+			t.Fatalf("latch %v: exit %d (%s); want %d", args, code, errs, wantCode)
+		}
+		return out + errs
+	}
+	latch(c.env, 0, "put", "-p", "/acl/app", "alice")
+	latch(c.env, 0, "put", "/tls/app", "v1")
+	latch(c.env, 0, "acl", "set", "/tls/app", "--read", "app", "--write", "app", "--change", "app")
+	latch(alice, 0, "put", "/tls/app", "v2")
+	if out := latch(alice, 0, "get", "/tls/app"); out != "v2" {
+		t.Errorf("alice's get = %q; want v2", out)
+	}
+	if out := latch(bob, 7, "put", "/tls/app", "v3"); !strings.Contains(out, `principal "bob" may not write "/tls/app"`) {
+		t.Errorf("bob's put: %q; want the ACL's refusal", out)
+	}
+	latch(bob, 7, "get", "/tls/app")
+	latch(c.env, 0, "put", "/tls/app", "v4") // the superuser is never refused
 }

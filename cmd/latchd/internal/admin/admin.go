@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -61,6 +62,12 @@ type Options struct {
 	Info map[string]any
 	// Logger receives errors serving requests; nil discards them.
 	Logger *slog.Logger
+	// Superusers, if any, are the only principals (CNs of verified client
+	// certificates, so the server must require them: tls.clientCertAuth)
+	// that may use /backup (every node's content), /resign and
+	// /debug/pprof; anyone else gets 403. Without superusers they are
+	// open to whoever reaches the admin address.
+	Superusers []string
 }
 
 // Handler returns the admin HTTP handler for one replica.
@@ -85,15 +92,15 @@ func Handler(s Server, opts Options) http.Handler {
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
 	mux.HandleFunc("GET /status", h.status)
-	mux.HandleFunc("GET /backup", h.backup)
-	mux.HandleFunc("POST /resign", h.resign)
+	mux.HandleFunc("GET /backup", h.superuser(h.backup))
+	mux.HandleFunc("POST /resign", h.superuser(h.resign))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slogErrorLog{opts.Logger}}))
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /debug/pprof/", h.superuser(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/cmdline", h.superuser(pprof.Cmdline))
+	mux.HandleFunc("GET /debug/pprof/profile", h.superuser(pprof.Profile))
+	mux.HandleFunc("GET /debug/pprof/symbol", h.superuser(pprof.Symbol))
+	mux.HandleFunc("POST /debug/pprof/symbol", h.superuser(pprof.Symbol))
+	mux.HandleFunc("GET /debug/pprof/trace", h.superuser(pprof.Trace))
 	mux.HandleFunc("GET /{$}", h.index)
 	return mux
 }
@@ -101,6 +108,29 @@ func Handler(s Server, opts Options) http.Handler {
 type handler struct {
 	s    Server
 	opts Options
+}
+
+// superuser guards next: with Options.Superusers set, only a request over
+// TLS whose verified client certificate's CN is one of them gets through.
+func (h *handler) superuser(next http.HandlerFunc) http.HandlerFunc {
+	if len(h.opts.Superusers) == 0 {
+		return next
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		cn := ""
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+			cn = r.TLS.VerifiedChains[0][0].Subject.CommonName
+		}
+		if cn == "" || !slices.Contains(h.opts.Superusers, cn) {
+			who := "an anonymous client"
+			if cn != "" {
+				who = fmt.Sprintf("principal %q", cn)
+			}
+			http.Error(w, fmt.Sprintf("forbidden: %s is not a superuser of this cell (config: superusers)", who), http.StatusForbidden)
+			return
+		}
+		next(w, r)
+	}
 }
 
 func (h *handler) index(w http.ResponseWriter, r *http.Request) {

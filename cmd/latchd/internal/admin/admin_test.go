@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/latchd/latch/client"
+	"github.com/latchd/latch/internal/testcerts"
 	"github.com/latchd/latch/lockserver"
 	"github.com/latchd/latch/replica"
 )
@@ -241,5 +242,47 @@ func TestResign(t *testing.T) {
 	f.resignErr = nil
 	if resp, _ := post(); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("POST /resign after stop = %s; want 503", resp.Status)
+	}
+}
+
+// With superusers configured, /backup, /resign and /debug/pprof answer only
+// requests whose verified client certificate names one; the rest stays
+// open to every client the TLS server lets in.
+func TestSuperusersOnly(t *testing.T) {
+	ca := testcerts.NewCA(t, "admin-test-ca")
+	f := &fakeServer{done: make(chan struct{}), backup: []byte("LTBK\x01"), st: lockserver.Status{ID: 1, Leader: 1, IsLeader: true}, resignTo: 2}
+	srv := httptest.NewUnstartedServer(Handler(f, Options{Superusers: []string{"root"}}))
+	srv.TLS = ca.ServerConfig(t, "127.0.0.1", true)
+	srv.StartTLS()
+	defer srv.Close()
+	as := func(cn string) *http.Client {
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: ca.ClientConfig(t, cn)}}
+	}
+	for _, c := range []struct {
+		cn, method, path string
+		want             int
+	}{
+		{"root", "GET", "/backup", 200},
+		{"bob", "GET", "/backup", http.StatusForbidden},
+		{"root", "POST", "/resign", 200},
+		{"bob", "POST", "/resign", http.StatusForbidden},
+		{"bob", "GET", "/debug/pprof/cmdline", http.StatusForbidden},
+		{"root", "GET", "/debug/pprof/cmdline", 200},
+		{"bob", "GET", "/status", 200},
+		{"bob", "GET", "/healthz", 200},
+	} {
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, nil)
+		resp, err := as(c.cn).Do(req)
+		if err != nil {
+			t.Fatalf("%s %s as %s: %v", c.method, c.path, c.cn, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s %s as %s = %s %q; want %d", c.method, c.path, c.cn, resp.Status, body, c.want)
+		}
+		if c.want == http.StatusForbidden && !strings.Contains(string(body), `principal "bob" is not a superuser`) {
+			t.Errorf("%s %s as bob: body %q; want the reason", c.method, c.path, body)
+		}
 	}
 }

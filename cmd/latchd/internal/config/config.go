@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -78,6 +79,11 @@ type File struct {
 	// PeerTLS, if set, makes the replicas talk to each other over mutual
 	// TLS. Every replica of the cell must set it, or none.
 	PeerTLS *PeerTLSFiles `json:"peerTLS,omitempty"`
+	// Superusers are the principals (CNs of client certificates) that no
+	// ACL restricts and that may use the admin HTTP's /backup and
+	// /resign when tls.clientCertAuth is on. They need tls.clientCertAuth:
+	// without it no client proves a principal.
+	Superusers []string `json:"superusers,omitempty"`
 }
 
 // Node is one replica of the cell as the others and the clients reach it.
@@ -114,6 +120,9 @@ type Config struct {
 
 	MaxContent int // 0: the lock server's default
 	MaxConns   int // 0: the lock server's default
+
+	// Superusers: see File.Superusers.
+	Superusers []string
 
 	// TLS is the client listener's and the admin HTTP server's TLS config
 	// (the "tls" section); nil means plain TCP and HTTP. ClientTLS is what
@@ -339,6 +348,13 @@ func (f File) Resolve() (Config, error) {
 	}
 	c.MaxContent, c.MaxConns = f.MaxContent, f.MaxConns
 	c.TLS, c.ClientTLS = resolveTLS(f.TLS, selfHost(f, false), bad)
+	switch {
+	case len(f.Superusers) > 0 && (f.TLS == nil || !f.TLS.ClientCertAuth):
+		bad("superusers", "need tls.clientCertAuth: without client certificates no client proves a principal")
+	case slices.Contains(f.Superusers, ""):
+		bad("superusers", "an empty name is the anonymous principal, which cannot be a superuser")
+	}
+	c.Superusers = f.Superusers
 	c.PeerTLS = resolvePeerTLS(f.PeerTLS, selfHost(f, true), bad)
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)
@@ -382,6 +398,7 @@ func (c Config) Server(logger *slog.Logger) (lockserver.Config, error) {
 	sc.Logger = logger
 	sc.Replica.RebuildEmpty = !c.NewCell
 	sc.TLS, sc.PeerTLS = c.TLS, c.PeerTLS
+	sc.Superusers = c.Superusers
 	sc.Members = make(map[uint64]lockserver.Member, len(c.Nodes))
 	for _, n := range c.Nodes {
 		sc.Members[n.ID] = lockserver.Member{Peer: n.Peer, Client: n.Client, HTTP: n.HTTP}

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,9 +78,16 @@ func TestTLSConfig(t *testing.T) {
 	if sc.TLS != c.TLS || sc.PeerTLS != c.PeerTLS {
 		t.Errorf("Server() does not carry the TLS configs")
 	}
+	f := files.file()
+	f.Superusers = []string{"root", "ops-1"}
+	if c, err := f.Resolve(); err != nil {
+		t.Errorf("with superusers: %v", err)
+	} else if sc, err := c.Server(nil); err != nil || !slices.Equal(sc.Superusers, f.Superusers) {
+		t.Errorf("Server().Superusers = %v, %v; want %v", sc.Superusers, err, f.Superusers)
+	}
 
 	// Without clientCertAuth, client certificates are not asked for.
-	f := files.file()
+	f = files.file()
 	f.TLS.ClientCertAuth = false
 	if c, err := f.Resolve(); err != nil || c.TLS.ClientAuth != tls.NoClientCert {
 		t.Errorf("without clientCertAuth: ClientAuth %v, %v; want NoClientCert", c.TLS.ClientAuth, err)
@@ -126,6 +134,10 @@ func TestTLSConfigErrors(t *testing.T) {
 		{"peer certificate not for the peer address", func(f *File) { f.Nodes[0].Peer = "127.0.0.3:7001" }, "peerTLS.certFile",
 			"the other replicas dial this one at 127.0.0.3"},
 		{"peerTLS caFile not PEM", func(f *File) { f.PeerTLS.CAFile = files.garbage }, "peerTLS.caFile", "no PEM data"},
+		{"superusers without clientCertAuth", func(f *File) { f.Superusers, f.TLS.ClientCertAuth = []string{"root"}, false },
+			"superusers", "need tls.clientCertAuth"},
+		{"superusers without tls", func(f *File) { f.Superusers, f.TLS = []string{"root"}, nil }, "superusers", "need tls.clientCertAuth"},
+		{"anonymous superuser", func(f *File) { f.Superusers = []string{"root", ""} }, "superusers", "anonymous principal"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -103,7 +103,7 @@ func runReplica(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 	self := cfg.Self()
 	stopHTTP := func() {}
 	if self.HTTP != "" {
-		opts := admin.Options{Logger: log, Info: timings(cfg)}
+		opts := admin.Options{Logger: log, Info: timings(cfg), Superusers: cfg.Superusers}
 		if cfg.ClientTLS != nil {
 			opts.Peers = func(ctx context.Context, addr string) (client.Status, error) {
 				return client.StatusOfTLS(ctx, addr, cfg.ClientTLS)
