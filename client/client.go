@@ -32,7 +32,11 @@ type Client struct {
 
 	sid     uint64
 	timeout time.Duration // the lease the cell granted
-	rid     atomic.Uint64 // the last request id used
+	// principal and superuser: who the cell took the client for when it
+	// opened the session.
+	principal string
+	superuser bool
+	rid       atomic.Uint64 // the last request id used
 
 	// life is canceled (with the reason as cause) when the session is over.
 	life    context.Context
@@ -109,6 +113,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("Dial: %w: OpenSession answered with %+v", ErrProtocol, reply)
 	}
 	c.sid, c.timeout = opened.Session, opened.Timeout
+	c.principal, c.superuser = opened.Principal, opened.Superuser
 	c.lease = newLease(sent, opened.Timeout, cfg.Grace)
 	c.log = c.log.With("session", c.sid)
 	c.log.Info("client: session opened", "timeout", c.timeout, "addr", c.pool.leaderAddr())
@@ -120,6 +125,12 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 
 // SessionID returns the id of the client's session.
 func (c *Client) SessionID() uint64 { return c.sid }
+
+// Principal returns who the cell took the client for when it opened the
+// session: the CN of its TLS client certificate ("" if anonymous), and
+// whether the cell counts that principal a superuser, whom no ACL
+// restricts.
+func (c *Client) Principal() (name string, superuser bool) { return c.principal, c.superuser }
 
 // SessionTimeout returns the session lease the cell granted.
 func (c *Client) SessionTimeout() time.Duration { return c.timeout }

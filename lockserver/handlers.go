@@ -206,7 +206,7 @@ func (s *Server) openSession(ctx context.Context, c namespace.Caller, m *wire.Op
 	if err != nil {
 		return err
 	}
-	return &wire.SessionOpened{Session: o.res.Session, Timeout: to}
+	return &wire.SessionOpened{Session: o.res.Session, Timeout: to, Principal: c.Principal, Superuser: c.Superuser}
 }
 
 // closeSession ends the caller's session. It is idempotent: closing a

@@ -223,6 +223,11 @@ type OpenSession struct {
 type SessionOpened struct {
 	Session uint64        `msgpack:"sid"`
 	Timeout time.Duration `msgpack:"timeout"` // the lease granted
+	// Principal is who the cell takes the client for (the CN of its TLS
+	// client certificate; "" if anonymous), and Superuser whether no ACL
+	// restricts it.
+	Principal string `msgpack:"principal,omitempty"`
+	Superuser bool   `msgpack:"super,omitempty"`
 }
 
 // CloseSession ends the caller's session: its ephemeral nodes are deleted and

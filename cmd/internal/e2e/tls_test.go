@@ -70,4 +70,10 @@ func TestTLSCell(t *testing.T) {
 	}
 	latch(bob, 7, "get", "/tls/app")
 	latch(c.env, 0, "put", "/tls/app", "v4") // the superuser is never refused
+	if out := latch(alice, 0, "whoami"); out != "alice\n" {
+		t.Errorf("whoami as alice = %q", out)
+	}
+	if out := latch(c.env, 0, "whoami"); out != "operator (superuser)\n" {
+		t.Errorf("whoami as the operator = %q", out)
+	}
 }

@@ -131,3 +131,37 @@ func (g *globals) printACL(path string, acl client.ACL, st client.Stat) error {
 	t.row("acl gen:", fmt.Sprint(out.ACLGen))
 	return t.flush()
 }
+
+// WhoamiJSON is whoami's -o json output.
+type WhoamiJSON struct {
+	Principal string `json:"principal"`
+	Superuser bool   `json:"superuser"`
+	Session   uint64 `json:"session"`
+}
+
+func whoamiCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "whoami",
+		Short: "print the principal the cell takes this client for",
+		Long: `whoami opens a session and prints the principal the cell took it for: the
+CN of the client certificate (--cert), "anonymous" without one, and whether
+the cell counts it a superuser (config "superusers"), whom no ACL restricts.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
+				p, super := c.Principal()
+				if g.json() {
+					return g.printJSON(WhoamiJSON{Principal: p, Superuser: super, Session: c.SessionID()})
+				}
+				if p == "" {
+					p = "anonymous"
+				}
+				if super {
+					p += " (superuser)"
+				}
+				_, err := fmt.Fprintln(g.env.Stdout, p)
+				return err
+			})
+		},
+	}
+}

@@ -49,3 +49,16 @@ func contains(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// Without a client certificate the CLI is the anonymous principal (the
+// e2e TestTLSCell checks a certificate's CN and a superuser).
+func TestWhoami(t *testing.T) {
+	if r := latch(t, "whoami").ok(t); r.out != "anonymous\n" {
+		t.Errorf("whoami = %q; want anonymous", r.out)
+	}
+	w := decode[WhoamiJSON](t, latch(t, "-o", "json", "whoami").ok(t))
+	if w.Principal != "" || w.Superuser || w.Session == 0 {
+		t.Errorf("whoami -o json = %+v; want the anonymous principal and a session", w)
+	}
+	latch(t, "whoami", "extra").failed(t, ExitUsage, "")
+}
