@@ -62,13 +62,22 @@ func (n *node) aclName(r Right) string {
 	return n.acl.Changer
 }
 
-// permits reports whether c may exercise r on n: always for a superuser;
-// otherwise when n names no ACL for r, or names one whose file in ACLDir
-// lists c's principal or Everyone. A missing ACL file admits nobody but
-// superusers (and the leader or an operator, session 0, who are never
-// checked).
+// reader returns the node's reader ACL name (Event.Reader).
+func (n *node) reader() string { return n.aclName(RightRead) }
+
+// permits reports whether c may exercise r on n (Admits for n's ACL name
+// for r).
 func (t *Tree) permits(n *node, r Right, c Caller) bool {
-	name := n.aclName(r)
+	return t.Admits(n.aclName(r), c)
+}
+
+// Admits reports whether the ACL name admits c, as the ACL files stand:
+// always for a superuser or the empty name; otherwise when the file
+// ACLDir/name lists c's principal or Everyone. A missing ACL file admits
+// nobody but superusers (and the leader or an operator, session 0, who are
+// never checked). Servers call it to decide who sees an event
+// (Event.Reader).
+func (t *Tree) Admits(name string, c Caller) bool {
 	if name == "" || c.Superuser {
 		return true
 	}

@@ -3,6 +3,7 @@ package namespace
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -247,4 +248,66 @@ func TestACLSessionlessWrites(t *testing.T) {
 	wantErr(t, "principal not UTF-8", r.Err, ErrInvalidCommand)
 	r, _ = h.apply(as("alice", NewAcquire("/app/x", ModeShared, false, 0)), h.alice, 0)
 	wantErr(t, "restricted acquire", r.Err, ErrInvalidCommand)
+}
+
+// Every node event carries the reader ACL name of its node as it was when
+// the event happened (the parent's for child events), so a server can
+// show it only to those who may read that node, even when the command
+// deleted it.
+func TestEventReader(t *testing.T) {
+	h := newACLHarness(t)
+	h.must(NewCreate("/app/s", nil, 0), 0)
+	h.must(NewSetACL("/app/s", ACL{Reader: "ops"}, 0), 0)
+	h.must(NewCreate("/app/s/k", nil, 0), 0) // inherits reader ops
+	_, ev := h.apply(NewDelete("/app/s", true, 0), h.alice, 0)
+	want := []string{
+		"node-deleted /app/s/k inst=8 reader=ops",
+		"child-removed /app/s name=k inst=7 reader=ops",
+		"node-deleted /app/s inst=7 reader=ops",
+		"child-removed /app name=s inst=5 reader=all",
+	}
+	wantEvents(t, ev, want...)
+	for _, c := range []struct {
+		name   string
+		caller Caller
+		want   bool
+	}{
+		{"ops", Caller{Principal: "alice"}, true},
+		{"ops", Caller{Principal: "bob"}, false},
+		{"ops", Caller{Principal: "bob", Superuser: true}, true},
+		{"all", Caller{}, true},
+		{"", Caller{}, true},
+		{"gone", Caller{Principal: "alice"}, false},
+	} {
+		if got := h.tree.Admits(c.name, c.caller); got != c.want {
+			t.Errorf("Admits(%q, %+v) = %v; want %v", c.name, c.caller, got, c.want)
+		}
+	}
+}
+
+// The ACL is checked before the owner of an ephemeral node, so a refusal
+// tells a caller the ACL does not admit nothing of the node: not that it
+// is ephemeral, nor its owner's session.
+func TestACLRefusalHidesEphemeralOwner(t *testing.T) {
+	h := newACLHarness(t)
+	h.must(NewCreate("/app/e", nil, FlagEphemeral), h.alice) // writer ops
+	h.must(NewCreate("/app/d", nil, 0), h.alice)
+	h.must(NewCreate("/app/d/e", nil, FlagEphemeral), h.alice)
+	h.must(NewCreate("/open", nil, 0), 0) // no names: bob may write it
+	h.must(NewCreate("/open/e", nil, FlagEphemeral), h.anon)
+	h.must(NewSetACL("/open/e", ACL{Writer: "ops"}, 0), h.anon)
+	for _, c := range []Command{
+		NewDelete("/open", true, 0),
+		NewSetContent("/app/e", []byte("b"), 0),
+		NewSetACL("/app/e", ACL{}, 0),
+		NewDelete("/app/e", false, 0),
+		NewDelete("/app/d", true, 0),
+		NewCreate("/app/e/child", nil, 0),
+	} {
+		r, _ := h.apply(c, h.bob, 0)
+		wantErr(t, c.Op.String()+" "+c.Path, r.Err, ErrPermission)
+		if msg := r.Err.Error(); strings.Contains(msg, "session") || strings.Contains(msg, "ephemeral") || !strings.Contains(msg, `"bob"`) {
+			t.Errorf("%s %s by bob: %q; want the ACL's refusal", c.Op, c.Path, msg)
+		}
+	}
 }

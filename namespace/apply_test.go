@@ -331,7 +331,7 @@ func TestApplySetACL(t *testing.T) {
 	acl := ACL{Reader: "r", Writer: "w", Changer: "c"}
 	runApplyCases(t, []applyCase{
 		{name: "set", cmd: NewSetACL("/d", acl, 0), as: s1, check: func(t *testing.T, h *harness, r Result, ev []Event) {
-			wantEvents(t, ev, "acl-changed /d inst=2")
+			wantEvents(t, ev, "acl-changed /d inst=2 reader=r")
 			if n, _ := h.tree.Get("/d"); n.ACL != acl || n.Stat.ACLGen != 2 {
 				t.Errorf("node %+v", n)
 			}

@@ -124,7 +124,7 @@ func (t *Tree) acquire(cmd *Command, s *session) Result {
 		return Result{Sequencer: t.sequencer(ls)}
 	}
 	for _, h := range ls.holders {
-		t.emit(Event{Kind: EventLockConflict, Path: ls.path, Instance: n.instance, Session: h.session, By: s.id})
+		t.emit(Event{Kind: EventLockConflict, Path: ls.path, Instance: n.instance, Session: h.session, By: s.id, Reader: n.reader()})
 	}
 	if cmd.Flags&FlagWait == 0 {
 		err := errorf(CodeLocked, "%s is held in %s mode with %d waiting", quote(cmd.Path), ls.mode, len(ls.waiters))
@@ -150,7 +150,7 @@ func (t *Tree) grant(ls *lockState, s *session, request uint64, mode Mode, delay
 	ls.holders = append(ls.holders, holder{session: s.id, delay: delay})
 	s.held = insertSorted(s.held, ls.path)
 	t.emit(Event{Kind: EventLockAcquired, Path: ls.path, Instance: ls.node.instance,
-		Session: s.id, Request: request, Sequencer: t.sequencer(ls)})
+		Session: s.id, Request: request, Sequencer: t.sequencer(ls), Reader: ls.node.reader()})
 }
 
 // promote grants the head of the queue while it is compatible with the
@@ -211,7 +211,7 @@ func (t *Tree) dropHolder(ls *lockState, s *session, reason Reason, expired bool
 		ls.mode = ModeNone
 	}
 	s.held = removeSorted(s.held, ls.path)
-	t.emit(Event{Kind: EventLockReleased, Path: ls.path, Instance: ls.node.instance, Session: s.id, Reason: reason})
+	t.emit(Event{Kind: EventLockReleased, Path: ls.path, Instance: ls.node.instance, Session: s.id, Reason: reason, Reader: ls.node.reader()})
 	if expired && h.delay > 0 {
 		ls.delayUntil = max(ls.delayUntil, addTime(t.now, h.delay))
 	}
@@ -226,7 +226,7 @@ func (t *Tree) dropWaiter(ls *lockState, s *session, reason Reason) {
 	w := ls.waiters[i]
 	ls.waiters = slices.Delete(ls.waiters, i, i+1)
 	s.waiting = removeSorted(s.waiting, ls.path)
-	t.emit(Event{Kind: EventWaitCanceled, Path: ls.path, Instance: ls.node.instance, Session: s.id, Request: w.request, Reason: reason})
+	t.emit(Event{Kind: EventWaitCanceled, Path: ls.path, Instance: ls.node.instance, Session: s.id, Request: w.request, Reason: reason, Reader: ls.node.reader()})
 	if reason == ReasonCanceled {
 		s.results.update(w.request, fail(errorf(CodeCanceled, "%s", quote(ls.path))))
 	}
@@ -240,12 +240,12 @@ func (t *Tree) dropLock(ls *lockState) {
 	for _, h := range ls.holders {
 		s := t.sessions[h.session]
 		s.held = removeSorted(s.held, ls.path)
-		t.emit(Event{Kind: EventLockReleased, Path: ls.path, Instance: ls.node.instance, Session: h.session, Reason: ReasonNodeDeleted})
+		t.emit(Event{Kind: EventLockReleased, Path: ls.path, Instance: ls.node.instance, Session: h.session, Reason: ReasonNodeDeleted, Reader: ls.node.reader()})
 	}
 	for _, w := range ls.waiters {
 		s := t.sessions[w.session]
 		s.waiting = removeSorted(s.waiting, ls.path)
-		t.emit(Event{Kind: EventWaitCanceled, Path: ls.path, Instance: ls.node.instance, Session: w.session, Request: w.request, Reason: ReasonNodeDeleted})
+		t.emit(Event{Kind: EventWaitCanceled, Path: ls.path, Instance: ls.node.instance, Session: w.session, Request: w.request, Reason: ReasonNodeDeleted, Reader: ls.node.reader()})
 		s.results.update(w.request, fail(errorf(CodeNotFound, "%s was deleted while waiting", quote(ls.path))))
 	}
 	ls.holders, ls.waiters, ls.delayUntil = nil, nil, 0

@@ -105,7 +105,14 @@ func (m *model) stat(p string) Stat {
 		ModifiedIndex: n.mIndex, ModifiedTime: n.mTime, EphemeralOwner: n.owner, Children: len(m.children(p))}
 }
 
-func (m *model) emit(e Event) { m.events = append(m.events, e) }
+// emit records e with the reader ACL name of the node at its path as it
+// stands (Event.Reader).
+func (m *model) emit(e Event) {
+	if n := m.nodes[e.Path]; n != nil {
+		e.Reader = n.acl.Reader
+	}
+	m.events = append(m.events, e)
+}
 
 func (m *model) sessionErr(id uint64) Result {
 	if id != 0 && id < m.nextSession {
@@ -458,8 +465,8 @@ func (m *model) remove(p string) {
 		}
 		delete(m.locks, p)
 	}
-	delete(m.nodes, p)
 	m.emit(Event{Kind: EventNodeDeleted, Path: p, Instance: n.instance})
+	delete(m.nodes, p)
 	m.emit(Event{Kind: EventChildRemoved, Path: parentOf(p), Instance: m.nodes[parentOf(p)].instance, Name: nameOf(p)})
 }
 

@@ -21,6 +21,21 @@ func ownerError(p string, n *node) *Error {
 	return errorf(CodePermission, "%s is an ephemeral node of session %d", quote(p), n.owner)
 }
 
+// checkModify returns an ErrPermission error unless cmd may exercise r on
+// n (at p) and, if n is ephemeral, comes from its owner, the leader or an
+// operator (mayModify). The ACL comes first, so that a refusal tells a
+// caller it does not admit nothing of the node: not whether it is
+// ephemeral, nor whose.
+func (t *Tree) checkModify(p string, n *node, r Right, cmd *Command, s *session) *Error {
+	if err := t.checkRight(p, n, r, cmd, s); err != nil {
+		return err
+	}
+	if !mayModify(n, cmd, s) {
+		return ownerError(p, n)
+	}
+	return nil
+}
+
 func (t *Tree) checkACL(a ACL) *Error {
 	if err := t.cfg.checkName("reader ACL", a.Reader); err != nil {
 		return err
@@ -33,7 +48,7 @@ func (t *Tree) checkACL(a ACL) *Error {
 
 // create applies OpCreate. Checks, in order: session for ephemerals, path,
 // content size, ACL names, parent (or nearest ancestor with FlagParents),
-// ephemeral ancestor, write right on that ancestor, sequence counter,
+// write right on that ancestor, ephemeral ancestor, sequence counter,
 // existence, children limit, ephemeral limit. Nothing changes unless all
 // pass.
 func (t *Tree) create(cmd *Command, s *session) Result {
@@ -74,11 +89,11 @@ func (t *Tree) create(cmd *Command, s *session) Result {
 		}
 		slices.Reverse(missing)
 	}
-	if anc.owner != 0 {
-		return fail(errorf(CodePermission, "%s is ephemeral and cannot have children", quote(ancPath)))
-	}
 	if err := t.checkRight(ancPath, anc, RightWrite, cmd, s); err != nil {
 		return fail(err)
+	}
+	if anc.owner != 0 {
+		return fail(errorf(CodePermission, "%s is ephemeral and cannot have children", quote(ancPath)))
 	}
 	if seq {
 		var next uint32
@@ -146,13 +161,13 @@ func (t *Tree) addNode(p string, depth int, parent *node, parentPath, content st
 	stored := t.insertNode(p, depth, n)
 	parent.children++
 	_, name := splitPath(stored)
-	t.emit(Event{Kind: EventNodeCreated, Path: stored, Instance: n.instance})
-	t.emit(Event{Kind: EventChildAdded, Path: parentPath, Instance: parent.instance, Name: name})
+	t.emit(Event{Kind: EventNodeCreated, Path: stored, Instance: n.instance, Reader: n.reader()})
+	t.emit(Event{Kind: EventChildAdded, Path: parentPath, Instance: parent.instance, Name: name, Reader: parent.reader()})
 	return n, stored
 }
 
 // setContent applies OpSetContent. Checks: path, size, existence, root,
-// owner, write right, generation.
+// write right, owner, generation.
 func (t *Tree) setContent(cmd *Command, s *session) Result {
 	depth, err := t.cfg.checkPath(cmd.Path)
 	if err != nil {
@@ -167,10 +182,8 @@ func (t *Tree) setContent(cmd *Command, s *session) Result {
 		return fail(errorf(CodeNotFound, "%s", quote(cmd.Path)))
 	case depth == 0:
 		return fail(errorf(CodePermission, "the root has no content"))
-	case !mayModify(n, cmd, s):
-		return fail(ownerError(cmd.Path, n))
 	}
-	if err := t.checkRight(cmd.Path, n, RightWrite, cmd, s); err != nil {
+	if err := t.checkModify(cmd.Path, n, RightWrite, cmd, s); err != nil {
 		return fail(err)
 	}
 	if cmd.Generation != 0 && cmd.Generation != n.contentGen {
@@ -180,13 +193,13 @@ func (t *Tree) setContent(cmd *Command, s *session) Result {
 	n.checksum = checksum(n.content)
 	n.contentGen++
 	n.mIndex, n.mTime = t.index, t.now
-	t.emit(Event{Kind: EventContentChanged, Path: cmd.Path, Instance: n.instance})
+	t.emit(Event{Kind: EventContentChanged, Path: cmd.Path, Instance: n.instance, Reader: n.reader()})
 	return Result{Stat: n.stat()}
 }
 
 // setACL applies OpSetACL. Checks: path, ACL names, existence, root (the
-// leader, an operator or an unrestricted session only), owner, change
-// right, ACL generation.
+// leader, an operator or an unrestricted session only), change right,
+// owner, ACL generation.
 func (t *Tree) setACL(cmd *Command, s *session) Result {
 	depth, err := t.cfg.checkPath(cmd.Path)
 	if err != nil {
@@ -201,10 +214,8 @@ func (t *Tree) setACL(cmd *Command, s *session) Result {
 		return fail(errorf(CodeNotFound, "%s", quote(cmd.Path)))
 	case depth == 0 && !mayChangeRoot(cmd, s):
 		return fail(errorf(CodePermission, "only the leader, an operator or a superuser sets the root's ACL"))
-	case !mayModify(n, cmd, s):
-		return fail(ownerError(cmd.Path, n))
 	}
-	if err := t.checkRight(cmd.Path, n, RightChange, cmd, s); err != nil {
+	if err := t.checkModify(cmd.Path, n, RightChange, cmd, s); err != nil {
 		return fail(err)
 	}
 	if cmd.Generation != 0 && cmd.Generation != n.aclGen {
@@ -217,13 +228,13 @@ func (t *Tree) setACL(cmd *Command, s *session) Result {
 		n.acl = &a
 	}
 	n.aclGen++
-	t.emit(Event{Kind: EventACLChanged, Path: cmd.Path, Instance: n.instance})
+	t.emit(Event{Kind: EventACLChanged, Path: cmd.Path, Instance: n.instance, Reader: n.reader()})
 	return Result{Stat: n.stat()}
 }
 
-// delete applies OpDelete. Checks: path, root, existence, owner, write
-// right, generation, children (without FlagRecursive), owners of
-// ephemerals and write right on every node in the subtree.
+// delete applies OpDelete. Checks: path, root, existence, write right,
+// owner, generation, children (without FlagRecursive), write right and
+// owner of every node in the subtree.
 // A subtree goes deepest first, in path order within a depth, the node last.
 func (t *Tree) delete(cmd *Command, s *session) Result {
 	p := cmd.Path
@@ -235,13 +246,10 @@ func (t *Tree) delete(cmd *Command, s *session) Result {
 		return fail(errorf(CodePermission, "the root cannot be deleted"))
 	}
 	n := t.lookup(p)
-	switch {
-	case n == nil:
+	if n == nil {
 		return fail(errorf(CodeNotFound, "%s", quote(p)))
-	case !mayModify(n, cmd, s):
-		return fail(ownerError(p, n))
 	}
-	if err := t.checkRight(p, n, RightWrite, cmd, s); err != nil {
+	if err := t.checkModify(p, n, RightWrite, cmd, s); err != nil {
 		return fail(err)
 	}
 	switch {
@@ -261,10 +269,7 @@ func (t *Tree) delete(cmd *Command, s *session) Result {
 			})
 		}
 		for i, dn := range nodes {
-			if !mayModify(dn, cmd, s) {
-				return fail(ownerError(keyPath(keys[i]), dn))
-			}
-			if err := t.checkRight(keyPath(keys[i]), dn, RightWrite, cmd, s); err != nil {
+			if err := t.checkModify(keyPath(keys[i]), dn, RightWrite, cmd, s); err != nil {
 				return fail(err)
 			}
 		}
@@ -291,8 +296,8 @@ func (t *Tree) deleteNode(p string, depth int, n *node) {
 	parentPath, name := splitPath(p)
 	parent := t.lookup(parentPath)
 	parent.children--
-	t.emit(Event{Kind: EventNodeDeleted, Path: p, Instance: n.instance})
-	t.emit(Event{Kind: EventChildRemoved, Path: parentPath, Instance: parent.instance, Name: name})
+	t.emit(Event{Kind: EventNodeDeleted, Path: p, Instance: n.instance, Reader: n.reader()})
+	t.emit(Event{Kind: EventChildRemoved, Path: parentPath, Instance: parent.instance, Name: name, Reader: parent.reader()})
 }
 
 // insertSorted inserts v into the sorted slice s (if absent).

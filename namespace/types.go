@@ -170,6 +170,11 @@ type Event struct {
 	Sequencer Sequencer
 	// Reason is why (lock-released, wait-canceled).
 	Reason Reason
+	// Reader is the reader ACL name of the node at Path when the event
+	// happened ("" when it has none, and for session events): a server
+	// shows a watch event only to sessions that may read that node, even
+	// one deleted by the command (Tree.Admits).
+	Reader string
 }
 
 // String renders the event on one line, fields that are zero omitted.
@@ -199,6 +204,9 @@ func (e Event) String() string {
 	}
 	if e.Reason != ReasonNone {
 		fmt.Fprintf(&b, " reason=%s", e.Reason)
+	}
+	if e.Reader != "" {
+		fmt.Fprintf(&b, " reader=%s", e.Reader)
 	}
 	return b.String()
 }
