@@ -3,6 +3,7 @@ package lockserver
 import (
 	"context"
 	"errors"
+	"path"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -256,16 +257,13 @@ func (s *Server) keepAlive(ctx context.Context, c namespace.Caller, m *wire.Keep
 	if m.Session == 0 {
 		return wire.Errorf(wire.BadRequest, "KeepAlive needs a session")
 	}
-	// Only the session's own principal keeps it alive. A session this
-	// replica does not know yet is left to the manager, which answers for
-	// it after a barrier, below; its owner is checked on the next call.
-	var principal string
-	var perr error
-	s.fsm.read(func(t *namespace.Tree) { principal, perr = t.SessionPrincipal(m.Session) })
-	if perr == nil {
-		if err := checkOwner(c, m.Session, principal); err != nil {
-			return err
-		}
+	// Only the session's own principal keeps it alive and takes its
+	// events, checked before the manager is asked: a session this replica
+	// does not know yet is looked up again after a barrier (checkSession),
+	// never handed to the manager unchecked, since the next id, easily
+	// guessed, may be opened by another principal in the meantime.
+	if err := s.checkSession(ctx, c, m.Session, false); err != nil {
+		return err
 	}
 	arrived := s.clock.Now()
 	t, werr := s.leaderTerm(ctx)
@@ -480,9 +478,15 @@ func (s *Server) readTree(t *namespace.Tree, c namespace.Caller, req wire.Reques
 		if err != nil {
 			return nsError(err)
 		}
+		// The names are the directory's, but each child's stat is its own:
+		// a child c may not read is listed with a zero Stat (its checksum
+		// and size would tell much of a short content).
 		out := &wire.ListReply{Entries: make([]wire.Entry, len(ents)), More: more}
 		for i, e := range ents {
-			out.Entries[i] = wire.Entry{Name: e.Name, Stat: wireStat(e.Stat)}
+			out.Entries[i].Name = e.Name
+			if t.Permits(path.Join(m.Path, e.Name), namespace.RightRead, c) == nil {
+				out.Entries[i].Stat = wireStat(e.Stat)
+			}
 		}
 		return out
 	case *wire.Walk:
@@ -782,7 +786,8 @@ func findWaiting(t *namespace.Tree, sid, req uint64) string {
 
 // watch registers a watch of the session's on a node or subtree. It needs
 // the read right on the node if it exists (a watch may wait for a node to
-// be created); the events are not checked again when they fire.
+// be created); each event it matches is shown only if the session may read
+// the node the event is about (term.route, sessionReads).
 func (s *Server) watch(ctx context.Context, c namespace.Caller, m *wire.Watch) wire.Message {
 	if err := firstErr(s.checkPath(m.Path), s.checkSession(ctx, c, m.Session, false)); err != nil {
 		return err

@@ -222,12 +222,31 @@ func (t *term) route(tree *namespace.Tree, index uint64, cmd *namespace.Command,
 	default:
 		return
 	}
+	var delivered uint64
 	for _, tg := range targets {
+		if !t.s.sessionReads(tree, tg.Session, e.Reader) {
+			continue
+		}
 		one := ev
 		one.Watches = tg.Watches
 		m.Deliver(tg.Session, one)
+		delivered++
 	}
-	t.s.metrics.EventsDelivered.Add(uint64(len(targets)))
+	t.s.metrics.EventsDelivered.Add(delivered)
+}
+
+// sessionReads reports whether session sid may see an event about a node
+// whose reader ACL name was reader (namespace.Event.Reader): whether its
+// principal, as the server counts it (callerFor), may read that node, the
+// ACL files as they stand. A watch was checked when it was set, but the
+// nodes under a recursive watch, or created later at a watched path, have
+// ACLs of their own.
+func (s *Server) sessionReads(tree *namespace.Tree, sid uint64, reader string) bool {
+	if reader == "" {
+		return true
+	}
+	p, err := tree.SessionPrincipal(sid)
+	return err == nil && tree.Admits(reader, s.callerFor(p))
 }
 
 func errString(err error) string {

@@ -7,9 +7,11 @@
 // peer's lag behind the leader. /backup serves lockserver.Server.Backup;
 // POST /resign, lockserver.Server.TransferLeadership.
 //
-// There is no authentication: whoever reaches the server can read the
-// whole namespace (/backup), move the leadership (/resign) and profile the
-// process (/debug/pprof).
+// With Options.Superusers, /backup (the whole namespace, ACLs aside),
+// /resign and /debug/pprof answer only superusers' verified client
+// certificates; without, whoever reaches the server may use them. The rest
+// is open: /status and /metrics tell counts, positions and addresses, never
+// a node's name or content.
 package admin
 
 import (
