@@ -151,7 +151,9 @@ func (c *Client) List(ctx context.Context, path string, opts ...Option) ([]strin
 }
 
 // ListEntries returns a node's children (names and metadata) in byte order
-// of their names. Options: Stale, PageSize.
+// of their names. Listing needs the read right on the node; a child whose
+// own ACL this client may not read comes with a zero Stat (its name is the
+// parent's, its metadata its own). Options: Stale, PageSize.
 func (c *Client) ListEntries(ctx context.Context, path string, opts ...Option) ([]Entry, error) {
 	var out []Entry
 	err := c.walkPages(ctx, "List", path, opts, func(after string, o options) wire.Message {

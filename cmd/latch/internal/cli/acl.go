@@ -82,6 +82,9 @@ the new names.`,
 				opts = append(opts, client.IfGeneration(gen))
 			}
 			acl := client.ACL{Read: aclList(read), Write: aclList(write), Admin: aclList(change)}
+			if change == "" && (read != "" || write != "") {
+				fmt.Fprintf(g.env.Stderr, "latch: warning: %s names no --change ACL: anyone may change its ACL names, and so take every right\n", args[0])
+			}
 			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
 				st, err := c.SetACL(ctx, args[0], acl, opts...)
 				if err != nil {

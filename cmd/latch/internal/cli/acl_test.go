@@ -30,6 +30,9 @@ func TestACLGetSet(t *testing.T) {
 	// Writing is still allowed (the file lists *); once the writer ACL
 	// names a file that does not exist, nobody but a superuser may write.
 	latch(t, "put", "/acltest/n", "w").ok(t)
+	if r := latch(t, "acl", "set", "/acltest/n", "--read", "clitest-all", "--write", "clitest-none").ok(t); !strings.Contains(r.err, "names no --change ACL") {
+		t.Errorf("acl set without --change: stderr %q; want the warning", r.err)
+	}
 	latch(t, "acl", "set", "/acltest/n", "--read", "clitest-all", "--write", "clitest-none", "--change", "clitest-all").ok(t)
 	latch(t, "put", "/acltest/n", "x").failed(t, ExitRejected, "permission")
 	if r := latch(t, "get", "/acltest/n").ok(t); r.out != "w" {
