@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -246,10 +245,8 @@ func (f File) Apply(o Overrides) File {
 // Resolve checks f and returns the Config with defaults filled in. The error
 // joins one *FieldError per problem.
 func (f File) Resolve() (Config, error) {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
-	}
+	var errs problems
+	bad := errs.bad
 	c := Config{Nodes: append([]Node(nil), f.Nodes...), MyID: f.MyID, DataDir: f.DataDir}
 
 	if len(f.Nodes) == 0 {
@@ -347,19 +344,18 @@ func (f File) Resolve() (Config, error) {
 		bad("maxConns", "%d must be positive", f.MaxConns)
 	}
 	c.MaxContent, c.MaxConns = f.MaxContent, f.MaxConns
-	c.TLS, c.ClientTLS = resolveTLS(f.TLS, selfHost(f, false), bad)
-	switch {
-	case len(f.Superusers) > 0 && (f.TLS == nil || !f.TLS.ClientCertAuth):
-		bad("superusers", "need tls.clientCertAuth: without client certificates no client proves a principal")
-	case slices.Contains(f.Superusers, ""):
-		bad("superusers", "an empty name is the anonymous principal, which cannot be a superuser")
-	}
-	c.Superusers = f.Superusers
-	c.PeerTLS = resolvePeerTLS(f.PeerTLS, selfHost(f, true), bad)
+	c.resolveAccess(f.TLS, f.PeerTLS, f.Superusers, selfHost(f, false), selfHost(f, true), bad)
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// problems collects one *FieldError per problem found.
+type problems []error
+
+func (p *problems) bad(field, format string, args ...any) {
+	*p = append(*p, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
 }
 
 // checkAddr checks that addr is host:port with a non-empty host and a port
@@ -397,8 +393,6 @@ func (c Config) Server(logger *slog.Logger) (lockserver.Config, error) {
 	sc.DataDir = c.DataDir
 	sc.Logger = logger
 	sc.Replica.RebuildEmpty = !c.NewCell
-	sc.TLS, sc.PeerTLS = c.TLS, c.PeerTLS
-	sc.Superusers = c.Superusers
 	sc.Members = make(map[uint64]lockserver.Member, len(c.Nodes))
 	for _, n := range c.Nodes {
 		sc.Members[n.ID] = lockserver.Member{Peer: n.Peer, Client: n.Client, HTTP: n.HTTP}
@@ -410,9 +404,11 @@ func (c Config) Server(logger *slog.Logger) (lockserver.Config, error) {
 	return sc, nil
 }
 
-// Tune sets the timings and limits of c on a lockserver.Config (also used
-// for the replicas of `latchd dev`).
+// Tune sets the timings, limits, TLS configs and superusers of c on a
+// lockserver.Config (also used for the replicas of `latchd dev`).
 func Tune(sc *lockserver.Config, c Config) {
+	sc.TLS, sc.PeerTLS = c.TLS, c.PeerTLS
+	sc.Superusers = c.Superusers
 	sc.Replica.LeaseDuration = c.Lease
 	sc.Replica.HeartbeatInterval = c.Heartbeat
 	sc.Replica.ElectionTimeout = c.ElectionTimeout

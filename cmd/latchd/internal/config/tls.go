@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/latchd/latch/cmd/internal/tlsfiles"
@@ -36,6 +37,36 @@ type PeerTLSFiles struct {
 	CertFile string `json:"certFile"`
 	KeyFile  string `json:"keyFile"`
 	CAFile   string `json:"caFile"`
+}
+
+// WithTLS returns c with the TLS configs and superusers that the "tls"
+// and "peerTLS" sections t and p (nil: none) and superusers resolve to,
+// checked and loaded as Resolve does for a replica whose clients and peers
+// dial host. It serves cells that have no file: the replicas of
+// `latchd dev --tls`, which share one certificate. The error joins one
+// *FieldError per problem.
+func (c Config) WithTLS(t *TLSFiles, p *PeerTLSFiles, superusers []string, host string) (Config, error) {
+	var errs problems
+	c.resolveAccess(t, p, superusers, host, host, errs.bad)
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// resolveAccess sets c's TLS configs and superusers from the "tls" and
+// "peerTLS" sections and "superusers" of a replica whose clients dial
+// clientHost and whose peers dial peerHost ("" if unknown).
+func (c *Config) resolveAccess(t *TLSFiles, p *PeerTLSFiles, superusers []string, clientHost, peerHost string, bad func(field, format string, args ...any)) {
+	c.TLS, c.ClientTLS = resolveTLS(t, clientHost, bad)
+	switch {
+	case len(superusers) > 0 && (t == nil || !t.ClientCertAuth):
+		bad("superusers", "need tls.clientCertAuth: without client certificates no client proves a principal")
+	case slices.Contains(superusers, ""):
+		bad("superusers", "an empty name is the anonymous principal, which cannot be a superuser")
+	}
+	c.Superusers = superusers
+	c.PeerTLS = resolvePeerTLS(p, peerHost, bad)
 }
 
 // resolveTLS checks and loads the "tls" section (nil: no TLS) for a

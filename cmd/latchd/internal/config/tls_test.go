@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/latchd/latch/internal/testcerts"
+	"github.com/latchd/latch/lockserver"
 )
 
 // tlsFiles writes a CA, this replica's certificate and key, and a few bad
@@ -193,5 +194,38 @@ func TestTLSOverrides(t *testing.T) {
 	}
 	if _, err := g.Resolve(); !hasField(err, "tls.keyFile", "not the private key") {
 		t.Errorf("--key-file of another certificate: %v; want a tls.keyFile error", err)
+	}
+}
+
+// TestWithTLS checks the sections of a cell without a file (latchd dev
+// --tls): loaded and checked as Resolve does, the rest of the Config kept.
+func TestWithTLS(t *testing.T) {
+	files := writeTLSFiles(t)
+	f := files.file()
+	c, err := Default().WithTLS(f.TLS, f.PeerTLS, []string{"root"}, "127.0.0.1")
+	if err != nil {
+		t.Fatalf("WithTLS: %v", err)
+	}
+	if c.TLS == nil || c.TLS.ClientAuth != tls.RequireAndVerifyClientCert || c.ClientTLS == nil || c.PeerTLS == nil ||
+		!slices.Equal(c.Superusers, []string{"root"}) || c.Lease != DefaultLease {
+		t.Errorf("WithTLS = %+v; want TLS, ClientTLS, PeerTLS, the superuser and the default timings", c)
+	}
+	sc := lockserver.DefaultConfig()
+	Tune(&sc, c)
+	if sc.TLS != c.TLS || sc.PeerTLS != c.PeerTLS || !slices.Equal(sc.Superusers, c.Superusers) {
+		t.Errorf("Tune with WithTLS's config: TLS %p PeerTLS %p superusers %v; want WithTLS's", sc.TLS, sc.PeerTLS, sc.Superusers)
+	}
+	if c, err := Default().WithTLS(nil, nil, nil, "127.0.0.1"); err != nil || c.TLS != nil || c.PeerTLS != nil {
+		t.Errorf("WithTLS(nil, nil) = %+v, %v; want no TLS", c, err)
+	}
+	_, err = Default().WithTLS(f.TLS, f.PeerTLS, []string{""}, "127.0.0.3")
+	for _, want := range []struct{ field, reason string }{
+		{"tls.certFile", "clients connect to this replica at 127.0.0.3"},
+		{"peerTLS.certFile", "the other replicas dial this one at 127.0.0.3"},
+		{"superusers", "anonymous principal"},
+	} {
+		if !hasField(err, want.field, want.reason) {
+			t.Errorf("WithTLS for another host, an anonymous superuser = %v; want a FieldError on %q containing %q", err, want.field, want.reason)
+		}
 	}
 }

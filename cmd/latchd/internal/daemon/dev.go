@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/latchd/latch/cmd/latchd/internal/admin"
+	"github.com/latchd/latch/cmd/internal/devcerts"
 	"github.com/latchd/latch/cmd/latchd/internal/config"
 	"github.com/latchd/latch/lockserver"
 )
@@ -28,6 +30,7 @@ type devFlags struct {
 	replicas int
 	noHTTP   bool
 	restore  string // a backup file to start the cell from
+	tls      bool   // TLS everywhere, with certificates in DIR/tls
 	ready    func() // called once the cell has a leader (or gave up waiting)
 }
 
@@ -50,6 +53,14 @@ rebuilds its state from the others before it votes again.
 --restore FILE starts the cell from a backup (GET /backup of a cell's admin
 HTTP): before starting, it restores FILE into every replica's data dir, which
 must hold no state, as "latchd restore" does.
+
+--tls runs the cell with TLS: clients must present a certificate (its CN is
+their principal, for the ACLs), the replicas talk mutual TLS and admin HTTP
+is HTTPS. The certificates, from a throwaway CA, are in DIR/tls: ca.crt,
+replica.crt for the replicas, and admin.crt (a superuser of the cell),
+alice.crt and bob.crt (ordinary principals) with their keys. A later run
+with the same --data-dir keeps them, unless they expire within a day or
+cannot be used; then it makes new ones. dev prints the lines to paste.
 
 Then, in another shell:
   export LATCH_ENDPOINTS=127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103
@@ -85,28 +96,38 @@ Then, in another shell:
 	fl.IntVar(&f.replicas, "replicas", 3, "number of replicas")
 	fl.BoolVar(&f.noHTTP, "no-http", false, "do not serve the admin HTTP endpoints")
 	fl.StringVar(&f.restore, "restore", "", "start the cell from this backup file, restored into every replica's data dir (which must hold no state)")
+	fl.BoolVar(&f.tls, "tls", false, "TLS for clients (with client certificates: admin, a superuser, alice and bob), peers and admin HTTPS; the certificates go in DIR/tls")
 	return cmd
 }
 
 // runDev runs a local cell until ctx ends, then stops it (removing its
 // temporary data dir).
 func runDev(ctx context.Context, f devFlags, out io.Writer, log *slog.Logger) error {
-	defaults := config.Default()
+	cfg := config.Default()
 	temporary := f.dataDir == ""
-	if f.restore != "" {
-		if temporary {
-			// StartCell removes only a temporary dir it made itself.
-			d, err := os.MkdirTemp("", "latch-cell-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(d)
-			f.dataDir = d
+	if temporary && (f.restore != "" || f.tls) {
+		// The backup and the certificates go in before the cell starts,
+		// and StartCell removes only a temporary dir it made itself.
+		d, err := os.MkdirTemp("", "latch-cell-")
+		if err != nil {
+			return err
 		}
+		defer os.RemoveAll(d)
+		f.dataDir = d
+	}
+	var certs *devcerts.Set
+	if f.tls {
+		set, withTLS, err := devTLS(f.dataDir, cfg, time.Now(), out)
+		if err != nil {
+			return fmt.Errorf("--tls: %w", err)
+		}
+		certs, cfg = &set, withTLS
+	}
+	if f.restore != "" {
 		// The restored dirs hold state: the cell starts as an existing
 		// one (newDevCell), and since every replica's dir holds state,
-		// none rebuilds.
-		if err := restoreDirs(f.restore, devDataDirs(f.dataDir, f.replicas), namespaceConfig(defaults), out); err != nil {
+		// none rebuilds. The TLS files are beside them (DIR/tls).
+		if err := restoreDirs(f.restore, devDataDirs(f.dataDir, f.replicas), namespaceConfig(cfg), out); err != nil {
 			return fmt.Errorf("--restore: %w", err)
 		}
 	}
@@ -119,7 +140,7 @@ func runDev(ctx context.Context, f devFlags, out io.Writer, log *slog.Logger) er
 	cell, err := lockserver.StartCell(startCtx, lockserver.CellConfig{
 		N: f.replicas, BasePort: f.basePort, DataDir: f.dataDir, Logger: log,
 		Tune: func(sc *lockserver.Config) {
-			config.Tune(sc, defaults)
+			config.Tune(sc, cfg)
 			sc.Replica.RebuildEmpty = !newCell
 		},
 	})
@@ -136,8 +157,7 @@ func runDev(ctx context.Context, f devFlags, out io.Writer, log *slog.Logger) er
 	if !f.noHTTP {
 		for i := range cell.N() {
 			c := cell.Config(i)
-			h := admin.Handler(cell.Server(i), admin.Options{Logger: log.With("replica", c.ID), Info: timings(defaults)})
-			s, err := serveAdmin(c.Members[c.ID].HTTP, h, nil, log)
+			s, err := startAdmin(cell.Server(i), c.Members[c.ID].HTTP, cfg, log.With("replica", c.ID))
 			if err != nil {
 				stop()
 				return err
@@ -161,7 +181,7 @@ func runDev(ctx context.Context, f devFlags, out io.Writer, log *slog.Logger) er
 	if f.ready != nil {
 		f.ready()
 	}
-	devReady(out, cell, temporary, leader)
+	devReady(out, cell, temporary, !f.noHTTP, leader, certs)
 	<-ctx.Done()
 	fmt.Fprintln(out, "latchd dev: stopping")
 	if err := stop(); err != nil {
@@ -218,25 +238,92 @@ func allRebuilding(cell *lockserver.Cell) bool {
 	return true
 }
 
-// devReady prints where the cell is and the line to paste.
-func devReady(out io.Writer, cell *lockserver.Cell, temporary bool, leader int) {
+// devSuperuser is the principal of the client certificate that
+// `latchd dev --tls` makes a superuser; devClients are all those it makes
+// client certificates for, the others ordinary principals to try ACLs with.
+const devSuperuser = "admin"
+
+var devClients = []string{devSuperuser, "alice", "bob"}
+
+// devTLS makes sure dataDir/tls holds the certificates of a dev cell,
+// keeping those of an earlier run if they can still be used at now
+// (devcerts.Set.Check), and says so on out. It returns them and cfg with
+// the TLS of a real cell's "tls" (clientCertAuth) and "peerTLS" sections
+// on them, and devSuperuser as its superuser.
+func devTLS(dataDir string, cfg config.Config, now time.Time, out io.Writer) (devcerts.Set, config.Config, error) {
+	set := devcerts.Set{Dir: filepath.Join(dataDir, "tls"), Clients: devClients}
+	_, statErr := os.Stat(set.Dir)
+	switch err := set.Check(now); {
+	case err == nil:
+		fmt.Fprintf(out, "latchd dev: TLS files in %s, kept from an earlier run\n", set.Dir)
+	case errors.Is(statErr, fs.ErrNotExist):
+		if err := set.Make(now); err != nil {
+			return set, cfg, err
+		}
+		fmt.Fprintf(out, "latchd dev: new TLS files in %s\n", set.Dir)
+	default:
+		if err := set.Make(now); err != nil {
+			return set, cfg, err
+		}
+		fmt.Fprintf(out, "latchd dev: new TLS files in %s, replacing the old ones: %v\n", set.Dir, err)
+	}
+	cert, key := set.Files(devcerts.ReplicaName)
+	cfg, err := cfg.WithTLS(&config.TLSFiles{CertFile: cert, KeyFile: key, CAFile: set.CA(), ClientCertAuth: true},
+		&config.PeerTLSFiles{CertFile: cert, KeyFile: key, CAFile: set.CA()}, []string{devSuperuser}, devcerts.Host)
+	return set, cfg, err
+}
+
+// devReady prints where the cell is and the lines to paste: the endpoints
+// and, with certs (--tls), the superuser's certificate files and, if the
+// admin endpoints are served (http), a curl command for admin HTTPS.
+func devReady(out io.Writer, cell *lockserver.Cell, temporary, http bool, leader int, certs *devcerts.Set) {
 	tmp := ""
 	if temporary {
 		tmp = " (temporary, removed on exit)"
+	}
+	scheme := "http://"
+	if certs != nil {
+		scheme = "https://"
 	}
 	fmt.Fprintf(out, "latchd dev: a %d-replica cell on loopback%s\n", cell.N(), tmp)
 	for i := range cell.N() {
 		c := cell.Config(i)
 		m := c.Members[c.ID]
-		http := "-"
-		if m.HTTP != "" {
-			http = "http://" + m.HTTP
+		admin := "-"
+		if http {
+			admin = scheme + m.HTTP
 		}
 		mark := ""
 		if i == leader {
 			mark = "  (leader)"
 		}
-		fmt.Fprintf(out, "  replica %d  client %s  peer %s  admin %s  data %s%s\n", c.ID, m.Client, m.Peer, http, c.DataDir, mark)
+		fmt.Fprintf(out, "  replica %d  client %s  peer %s  admin %s  data %s%s\n", c.ID, m.Client, m.Peer, admin, c.DataDir, mark)
 	}
-	fmt.Fprintf(out, "\nexport LATCH_ENDPOINTS=%s\n\nCtrl-C stops the cell.\n", strings.Join(cell.Endpoints(), ","))
+	endpoints := strings.Join(cell.Endpoints(), ",")
+	if certs == nil {
+		fmt.Fprintf(out, "\nexport LATCH_ENDPOINTS=%s\n\nCtrl-C stops the cell.\n", endpoints)
+		return
+	}
+	ca := shellQuote(certs.CA())
+	cert, key := certs.Files(devSuperuser)
+	cert, key = shellQuote(cert), shellQuote(key)
+	fmt.Fprintf(out, "\nexport LATCH_ENDPOINTS=%s LATCH_CACERT=%s LATCH_CERT=%s LATCH_KEY=%s\n", endpoints, ca, cert, key)
+	fmt.Fprintf(out, "\n%s is a superuser of the cell; alice.crt/alice.key and bob.crt/bob.key in %s are ordinary principals, to try ACLs as non-superusers.\n",
+		devSuperuser, shellQuote(certs.Dir))
+	if http {
+		c := cell.Config(0)
+		fmt.Fprintf(out, "curl --cacert %s --cert %s --key %s %s%s/status\n", ca, cert, key, scheme, c.Members[c.ID].HTTP)
+	}
+	fmt.Fprintf(out, "\nCtrl-C stops the cell.\n")
+}
+
+// shellQuote quotes s for a POSIX shell, unless it needs no quotes.
+func shellQuote(s string) string {
+	plain := func(r rune) bool {
+		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+,:=@%", r)
+	}
+	if s != "" && !strings.ContainsFunc(s, func(r rune) bool { return !plain(r) }) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -103,13 +103,7 @@ func runReplica(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 	self := cfg.Self()
 	stopHTTP := func() {}
 	if self.HTTP != "" {
-		opts := admin.Options{Logger: log, Info: timings(cfg), Superusers: cfg.Superusers}
-		if cfg.ClientTLS != nil {
-			opts.Peers = func(ctx context.Context, addr string) (client.Status, error) {
-				return client.StatusOfTLS(ctx, addr, cfg.ClientTLS)
-			}
-		}
-		stopHTTP, err = serveAdmin(self.HTTP, admin.Handler(srv, opts), cfg.TLS, log)
+		stopHTTP, err = startAdmin(srv, self.HTTP, cfg, log)
 		if err != nil {
 			srv.Close()
 			return err
@@ -138,6 +132,20 @@ func timings(c config.Config) map[string]any {
 	}
 }
 
+// startAdmin serves the admin HTTP endpoints of srv on addr, as cfg says
+// (HTTPS with cfg.TLS; cfg.Superusers alone may use the guarded ones; the
+// other members asked over TLS with cfg.ClientTLS), until the returned
+// stop is called. log is the replica's.
+func startAdmin(srv admin.Server, addr string, cfg config.Config, log *slog.Logger) (stop func(), err error) {
+	opts := admin.Options{Logger: log, Info: timings(cfg), Superusers: cfg.Superusers}
+	if cfg.ClientTLS != nil {
+		opts.Peers = func(ctx context.Context, addr string) (client.Status, error) {
+			return client.StatusOfTLS(ctx, addr, cfg.ClientTLS)
+		}
+	}
+	return serveAdmin(addr, admin.Handler(srv, opts), cfg.TLS, log)
+}
+
 // serveAdmin listens on addr and serves h (HTTPS with tc, if not nil)
 // until the returned stop is called. Listening happens here, so a port in
 // use is an error at once.
@@ -146,7 +154,9 @@ func serveAdmin(addr string, h http.Handler, tc *tls.Config, log *slog.Logger) (
 	if err != nil {
 		return nil, fmt.Errorf("admin HTTP: %w", err)
 	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tc}
+	// A clone: ServeTLS adds HTTP/2 to the config it is given, which the
+	// client listener (and, in latchd dev, the other replicas) also use.
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tc.Clone()}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
