@@ -83,11 +83,19 @@ func principalOf(nc net.Conn) string {
 	if !ok {
 		return ""
 	}
-	chains := tc.ConnectionState().VerifiedChains
-	if len(chains) == 0 || len(chains[0]) == 0 {
+	cs := tc.ConnectionState()
+	return CertPrincipal(&cs)
+}
+
+// CertPrincipal is the principal a TLS connection proved: the Subject
+// CommonName of its verified client certificate, or "" without one (cs
+// nil, or no verified chain). The admin HTTP server names its callers the
+// same way.
+func CertPrincipal(cs *tls.ConnectionState) string {
+	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
 		return ""
 	}
-	return chains[0][0].Subject.CommonName
+	return cs.VerifiedChains[0][0].Subject.CommonName
 }
 
 // connConfig is the server side of the client connections.

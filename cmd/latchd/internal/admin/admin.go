@@ -119,10 +119,7 @@ func (h *handler) superuser(next http.HandlerFunc) http.HandlerFunc {
 		return next
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
-		cn := ""
-		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
-			cn = r.TLS.VerifiedChains[0][0].Subject.CommonName
-		}
+		cn := lockserver.CertPrincipal(r.TLS)
 		if cn == "" || !slices.Contains(h.opts.Superusers, cn) {
 			who := "an anonymous client"
 			if cn != "" {
