@@ -63,6 +63,13 @@ func dial(ctx context.Context, addr string, name string, tc *tls.Config, logger 
 		if isProtocolErr(err) {
 			return nil, fmt.Errorf("%w: hello to %s: %w", ErrProtocol, addr, err)
 		}
+		if tc == nil && errors.Is(err, wire.ErrConnClosed) {
+			// A TLS server closes a plain connection without a word: say
+			// so, or the user only sees closed connections until the
+			// timeout.
+			return nil, fmt.Errorf("%w: dial %s: %w (the replica closed the connection before answering the hello; "+
+				"if the cell uses TLS, give this client its CA: Config.TLS, latch --cacert)", errTransport, addr, err)
+		}
 		return nil, fmt.Errorf("%w: dial %s: %w", errTransport, addr, err)
 	}
 	if v := wc.Welcome().Version; v < wire.MinVersion || v > wire.Version {

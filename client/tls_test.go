@@ -113,3 +113,15 @@ func TestTLSUntrusted(t *testing.T) {
 		t.Errorf("StatusOfTLS without a client certificate = %v; want ErrTLS", err)
 	}
 }
+
+// A client without TLS against a TLS cell is closed on without a word: its
+// error says what to look at instead of only "connection closed".
+func TestPlainClientOfTLSCellGetsAHint(t *testing.T) {
+	ca := testcerts.NewCA(t, "latch")
+	cell := tlsCell(t, ca, false)
+	cfg := testConfig(cell)
+	_, err := client.Dial(bg(t, 1500*time.Millisecond), cfg)
+	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), "if the cell uses TLS, give this client its CA") {
+		t.Errorf("plain Dial of a TLS cell = %v; want ErrUnavailable with the TLS hint", err)
+	}
+}
