@@ -3,8 +3,10 @@ package e2e
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/latchd/latch/client"
 	"github.com/latchd/latch/cmd/internal/testutil"
+	"github.com/latchd/latch/internal/testcerts"
 )
 
 // node is one replica of the process-level cell.
@@ -40,6 +43,13 @@ type procCell struct {
 	// carries the connection between replicas i < j, at links[[2]int{i, j}]
 	// (ids).
 	links map[[2]int]*linkProxy
+	// In a cell started with TLS: the CA and the directory of its files;
+	// clientTLS is what the test's Go clients and HTTP requests dial
+	// with (the operator's certificate, a superuser of the cell); nil
+	// without TLS.
+	ca        *testcerts.CA
+	certDir   string
+	clientTLS *tls.Config
 }
 
 // cellOptions shape a procCell.
@@ -51,6 +61,11 @@ type cellOptions struct {
 	proxied bool
 	// replicas is the size of the cell (3 if 0).
 	replicas int
+	// tls runs the cell with TLS on the client port and the admin HTTP,
+	// client certificates required, mutual TLS between the replicas, and
+	// "operator" as a superuser; the CLI (env) and the test's clients
+	// (dial, adminGetJSON) use the operator's certificate.
+	tls bool
 }
 
 // startProcCell writes a config file per replica (newProcCell), starts
@@ -90,6 +105,9 @@ func newProcCell(t *testing.T, opts cellOptions) *procCell {
 		}
 	}
 	extra := opts.extra
+	if opts.tls {
+		extra = strings.TrimPrefix(extra+", "+c.setupTLS(dir), ", ")
+	}
 	if extra != "" {
 		extra = ", " + extra
 	}
@@ -111,7 +129,36 @@ func newProcCell(t *testing.T, opts cellOptions) *procCell {
 		}
 	}
 	c.env = []string{"LATCH_ENDPOINTS=" + strings.Join(c.endpoints, ",")}
+	if opts.tls {
+		cert, key := c.ca.Issue(t, "operator").Write(t, c.certDir, "operator")
+		c.env = append(c.env, "LATCH_CACERT="+c.caFile(), "LATCH_CERT="+cert, "LATCH_KEY="+key)
+		c.clientTLS = c.ca.ClientConfig(t, "operator")
+	}
 	return c
+}
+
+// setupTLS makes the cell's CA and the replicas' certificate in dir and
+// returns the config fields that use them.
+func (c *procCell) setupTLS(dir string) string {
+	c.ca, c.certDir = testcerts.NewCA(c.t, "latch"), dir
+	cert, key := c.ca.Issue(c.t, "replica").Write(c.t, dir, "replica")
+	ca := c.caFile()
+	return fmt.Sprintf(`"tls": {"certFile": %q, "keyFile": %q, "caFile": %q, "clientCertAuth": true}, `+
+		`"peerTLS": {"certFile": %q, "keyFile": %q, "caFile": %q}, "superusers": ["operator"]`, cert, key, ca, cert, key, ca)
+}
+
+// caFile is the path of the TLS cell's CA certificate.
+func (c *procCell) caFile() string { return c.ca.WriteCA(c.t, c.certDir, "ca.crt") }
+
+// adminGetJSON gets an admin HTTP path of n as JSON, over HTTPS with the
+// operator's certificate in a TLS cell.
+func (c *procCell) adminGetJSON(ctx context.Context, n *node, path string) (map[string]any, error) {
+	if c.clientTLS == nil {
+		return httpGetJSON(ctx, http.DefaultClient, "http://"+n.admin+path)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.clientTLS}}
+	defer hc.CloseIdleConnections()
+	return httpGetJSON(ctx, hc, "https://"+n.admin+path)
 }
 
 // start starts (or restarts) the latchd process of n on its data dir, with
@@ -164,7 +211,7 @@ func (c *procCell) dial(ctx context.Context, endpoints ...string) *client.Client
 	if len(endpoints) == 0 {
 		endpoints = c.endpoints
 	}
-	cl, err := client.Dial(ctx, client.Config{Endpoints: endpoints, Grace: time.Minute})
+	cl, err := client.Dial(ctx, client.Config{Endpoints: endpoints, Grace: time.Minute, TLS: c.clientTLS})
 	if err != nil {
 		c.t.Fatalf("Dial: %v", err)
 	}
@@ -319,7 +366,7 @@ func (c *procCell) rebuilt(ctx context.Context, n *node) {
 		}
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		doc, err := httpGetJSON(sctx, "http://"+n.admin+"/status")
+		doc, err := c.adminGetJSON(sctx, n, "/status")
 		groups, _ := doc["groups"].([]any)
 		if err != nil || len(groups) != 1 {
 			return false

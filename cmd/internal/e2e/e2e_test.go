@@ -125,7 +125,7 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 	// The restarted replica catches up with the leader's log.
 	cell.caughtUp(ctx, leader)
 	// Its admin endpoint reports the same.
-	resp, err := httpGetJSON(ctx, "http://"+leader.admin+"/status")
+	resp, err := cell.adminGetJSON(ctx, leader, "/status")
 	if err != nil || resp["leader"] == float64(0) {
 		t.Errorf("restarted replica's /status: %v %v", resp, err)
 	}

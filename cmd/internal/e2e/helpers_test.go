@@ -234,12 +234,12 @@ func freeBase(t *testing.T) int {
 }
 
 // httpGetJSON fetches a JSON object.
-func httpGetJSON(ctx context.Context, url string) (map[string]any, error) {
+func httpGetJSON(ctx context.Context, hc *http.Client, url string) (map[string]any, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 var (
 	soakTime = flag.Duration("soak", 0, "run TestSoak's random faults for this long (0: skip it)")
 	soakSeed = flag.Uint64("soak-seed", 0, "seed of TestSoak's fault schedule (0: from the clock)")
+	soakTLS  = flag.Bool("soak-tls", false, "run TestSoak's cell with TLS: clients, admin HTTP and mutual TLS between the replicas")
 )
 
 // nemesis is one kind of fault TestSoak injects: it breaks the cell and
@@ -110,7 +111,7 @@ func TestSoak(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	ctx, cancel := context.WithTimeout(context.Background(), *soakTime+5*time.Minute)
 	defer cancel()
-	cell := startProcCell(t, ctx, cellOptions{proxied: true})
+	cell := startProcCell(t, ctx, cellOptions{proxied: true, tls: *soakTLS})
 	// The workloads end with the soak (ctx), not after a count.
 	kv := startKVWorkload(t, ctx, cell, 4, 3, math.MaxInt)
 	locks := startLockWorkload(t, ctx, cell, 3, math.MaxInt)
