@@ -79,6 +79,9 @@ type Error struct {
 	// one whose log did not answer in time) means "retry here"; one that
 	// names nobody means "try another replica".
 	Leader string `msgpack:"leader,omitempty"`
+	// Op is, for a Txn that did not apply, the position (from 1) of the
+	// op that failed; 0 otherwise.
+	Op uint32 `msgpack:"op,omitempty"`
 }
 
 // Type implements Message.

@@ -724,6 +724,7 @@ func (m *Error) fields(w *fieldWriter) {
 	w.u16("code", uint16(m.Code), false)
 	w.str("msg", m.Message, true)
 	w.str("leader", m.Leader, true)
+	w.u32("op", m.Op, true)
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
@@ -749,6 +750,8 @@ func (m *Error) DecodeMsgpack(d *msgpack.Decoder) error {
 			r.str(&m.Message)
 		case "leader":
 			r.str(&m.Leader)
+		case "op":
+			r.u32(&m.Op)
 		default:
 			r.skip()
 		}

@@ -50,6 +50,9 @@ func fill(v reflect.Value, n *int) {
 		} else {
 			v.SetInt(-int64(*n) * 1e12)
 		}
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(v.Elem(), n)
 	case reflect.Slice:
 		s := reflect.MakeSlice(v.Type(), 2, 2)
 		for i := 0; i < 2; i++ {

@@ -52,8 +52,10 @@ const (
 	TypeCancelCall     Type = 39
 	TypePing           Type = 40
 	TypePong           Type = 41
+	TypeTxn            Type = 42
+	TypeTxnReply       Type = 43
 
-	typeEnd Type = 42 // one past the last type; bump when adding one
+	typeEnd Type = 44 // one past the last type; bump when adding one
 )
 
 // Message is implemented by every message of the protocol.
@@ -155,6 +157,10 @@ func New(t Type) Message {
 		return new(Ping)
 	case TypePong:
 		return new(Pong)
+	case TypeTxn:
+		return new(Txn)
+	case TypeTxnReply:
+		return new(TxnReply)
 	}
 	return nil
 }
@@ -497,6 +503,73 @@ type StatusReply struct {
 	Rebuilding bool `msgpack:"rebuilding,omitempty"`
 }
 
+// Txn applies its Ops atomically, in order, as one command: either every
+// check holds and every write succeeds, or nothing changes and the reply is
+// an Error whose Op names the step that failed. Reply: TxnReply.
+type Txn struct {
+	Header
+	Ops []TxnOp `msgpack:"ops"`
+}
+
+// TxnOpKind says what one step of a Txn does. Values are part of the
+// protocol.
+type TxnOpKind uint8
+
+// The steps of a Txn.
+const (
+	// TxnCheck: Path exists and, if IfGen is not 0, has that content
+	// generation (NotFound or GenerationMismatch otherwise).
+	TxnCheck TxnOpKind = 1
+	// TxnCheckMissing: Path does not exist (Exists otherwise).
+	TxnCheckMissing TxnOpKind = 2
+	// TxnCheckSequencer: Sequencer is still current, as CheckSequencer
+	// would say (NotHolder otherwise): a write fenced by a lock.
+	TxnCheckSequencer TxnOpKind = 3
+	// TxnPut: a Put of Content to Path with Put's options (IfGen, Create,
+	// Ephemeral, Parents, Sequential).
+	TxnPut TxnOpKind = 4
+	// TxnDelete: a Delete of Path (IfGen, Recursive).
+	TxnDelete TxnOpKind = 5
+	// TxnSetACL: a SetACL of Path to ACL (IfGen checks the ACL generation).
+	TxnSetACL TxnOpKind = 6
+	txnOpEnd  TxnOpKind = 7
+)
+
+// Valid reports whether k is a known kind.
+func (k TxnOpKind) Valid() bool { return k >= TxnCheck && k < txnOpEnd }
+
+// TxnOp is one step of a Txn. Each kind reads only the fields its comment
+// names; the others must be zero.
+type TxnOp struct {
+	Kind       TxnOpKind  `msgpack:"kind"`
+	Path       string     `msgpack:"path,omitempty"`
+	Content    []byte     `msgpack:"content,omitempty"`
+	IfGen      uint64     `msgpack:"ifgen,omitempty"`
+	Create     bool       `msgpack:"create,omitempty"`
+	Ephemeral  bool       `msgpack:"eph,omitempty"`
+	Parents    bool       `msgpack:"parents,omitempty"`
+	Sequential bool       `msgpack:"seq,omitempty"`
+	Recursive  bool       `msgpack:"recursive,omitempty"`
+	ACL        *ACL       `msgpack:"acl,omitempty"`
+	Sequencer  *Sequencer `msgpack:"sequencer,omitempty"`
+}
+
+// TxnReply answers a Txn that applied: one result per op, in order.
+type TxnReply struct {
+	Results []TxnResult `msgpack:"results"`
+	// Index is the log index that carried the Txn out.
+	Index uint64 `msgpack:"index,omitempty"`
+}
+
+// TxnResult is the outcome of one op of an applied Txn: for a put, the
+// node written (it differs from the op's Path when Sequential) and its
+// stat after the Txn's op; for a SetACL, the stat; for checks and deletes,
+// the path only.
+type TxnResult struct {
+	Path string `msgpack:"path,omitempty"`
+	Stat Stat   `msgpack:"stat"`
+}
+
 // CancelCall is a control frame, not a request: the client sends it, with
 // the call id of an earlier request in its frame header, when the caller
 // gave up on that call. The server cancels the context of the call's
@@ -556,3 +629,5 @@ func (*StatusReply) Type() Type    { return TypeStatusReply }
 func (*CancelCall) Type() Type     { return TypeCancelCall }
 func (*Ping) Type() Type           { return TypePing }
 func (*Pong) Type() Type           { return TypePong }
+func (*Txn) Type() Type            { return TypeTxn }
+func (*TxnReply) Type() Type       { return TypeTxnReply }
