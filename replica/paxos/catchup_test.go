@@ -38,3 +38,25 @@ func TestLeaderRestoringASnapshotLeadsAgainAtOnce(t *testing.T) {
 		t.Fatalf("after the snapshot: role %v, Prepares %+v; want a campaign above %v from instance 6", n.role, p, first)
 	}
 }
+
+// A learner that asked a peer for chosen values it lacks, and hears nothing
+// more from that peer, asks another peer that reported them instead of
+// waiting for the first to come back. (Before, it asked only the peer that
+// reported them last, until a message from another one came in.)
+func TestCatchUpMovesOnFromASilentSource(t *testing.T) {
+	n := newTestNode(t, 1, 5, State{})
+	step(t, n, Message{Type: MsgChosen, From: 2, Commit: 10})
+	step(t, n, Message{Type: MsgChosen, From: 3, Commit: 10})
+	ready(t, n)
+	// 3, asked last, crashed; 2 sends nothing more either (followers do
+	// not talk to each other).
+	for range n.cfg.ElectionTicks {
+		n.Tick()
+		for _, m := range msgsOf(ready(t, n), MsgCatchUp) {
+			if m.To == 2 {
+				return
+			}
+		}
+	}
+	t.Fatalf("no CatchUp to 2 within an election timeout of 3 falling silent")
+}

@@ -134,6 +134,7 @@ type Node struct {
 	// Leader.
 	next             uint64
 	firstOwn         uint64 // the no-op appended after Phase 1
+	leaderAt         uint64 // tick this replica last became leader
 	heartbeatElapsed int
 	leaseRound       uint64
 	roundStart       [leaseRing]uint64
@@ -151,9 +152,11 @@ type Node struct {
 
 	// Learner catch-up.
 	knownCommit uint64 // highest first-unchosen instance a peer reported
-	catchUpPeer uint64
+	catchUpPeer uint64 // the peer asked last (the catch-up source)
 	catchUpAt   uint64
 	catchUpSent bool
+	peerKnows   [MaxPeers]uint64 // first unchosen instance each peer reported last
+	heardAt     [MaxPeers]uint64 // tick of the last message from each peer
 	snapSentAt  [MaxPeers]uint64
 	snapSent    uint64 // bitmask: snapSentAt valid
 
@@ -363,6 +366,15 @@ func (n *Node) Tick() {
 				n.stepDown(0)
 				return
 			}
+			if n.stuckOnGap() {
+				// Only catch-up can fill the gap Phase 1 left (rule 2),
+				// and no live peer says it can: run Phase 1 again,
+				// without the promiser that knew the gap chosen.
+				n.logger.Info("paxos leader runs phase 1 again: no peer answers for the chosen instances it lacks",
+					"ballot", n.ballot, "commit", n.commit, "known", n.knownCommit)
+				n.campaign()
+				return
+			}
 			n.heartbeat()
 		}
 	default:
@@ -372,8 +384,70 @@ func (n *Node) Tick() {
 		}
 	}
 	if n.knownCommit > n.commit && n.catchUpPeer != 0 && n.now-n.catchUpAt >= uint64(n.cfg.HeartbeatTicks) {
-		n.requestCatchUp(n.catchUpPeer)
+		n.requestCatchUp(n.catchUpSource())
 	}
+}
+
+// alive reports whether the peer at position i was heard from within an
+// election timeout.
+func (n *Node) alive(i int) bool {
+	return n.heardAt[i] != 0 && n.now-n.heardAt[i] < uint64(n.cfg.ElectionTicks)
+}
+
+// canServe reports whether the peer at position i can send chosen values
+// this replica lacks: it is alive and last reported a higher first
+// unchosen instance.
+func (n *Node) canServe(i int) bool { return i != n.self && n.alive(i) && n.peerKnows[i] > n.commit }
+
+// catchUpSource picks the peer to ask again for the chosen instances this
+// replica lacks, when the last request brought nothing for a heartbeat: the
+// same peer if it was heard from since it was asked and still reports them
+// (it may be sending a snapshot); else the next peer, in ring order, that
+// reported them and is alive; else the next that reported them at all. So a
+// source that crashed is not waited for while another peer can answer.
+func (n *Node) catchUpSource() uint64 {
+	cur := n.peerIndex(n.catchUpPeer)
+	if n.canServe(cur) && n.heardAt[cur] >= n.catchUpAt {
+		return n.catchUpPeer
+	}
+	next := -1
+	for k := 1; k <= len(n.peers); k++ {
+		i := (cur + k) % len(n.peers)
+		if i == n.self || n.peerKnows[i] <= n.commit {
+			continue
+		}
+		if n.alive(i) {
+			next = i
+			break
+		}
+		if next < 0 {
+			next = i
+		}
+	}
+	if next >= 0 {
+		n.catchUpPeer = n.peers[next]
+	}
+	return n.catchUpPeer
+}
+
+// stuckOnGap reports whether this leader, for an election timeout since it
+// took office, lacks the value of its first unchosen instance, which it did
+// not propose (Phase 1's rule 2 left it to catch-up: a promiser reported it
+// chosen and truncated), while no live peer reports that it has it: the
+// promiser that did crashed, or restarted without its chosen mark.
+func (n *Node) stuckOnGap() bool {
+	if n.role != Leader || n.commit >= n.firstOwn || n.now-n.leaderAt < uint64(n.cfg.ElectionTicks) {
+		return false
+	}
+	if s := n.get(n.commit); s != nil && s.has && s.e.Ballot == n.ballot {
+		return false // ours: the followers' acknowledgements will choose it
+	}
+	for i := range n.peers {
+		if n.canServe(i) {
+			return false
+		}
+	}
+	return true
 }
 
 // heartbeat starts a lease round: heartbeats to every follower, and
@@ -522,6 +596,7 @@ func (n *Node) maybeWinPhase1() {
 
 func (n *Node) becomeLeader() {
 	n.setRole(Leader, n.cfg.ID)
+	n.leaderAt = n.now
 	// One past the highest instance reported or known locally (a chosen
 	// value learned during Phase 1 must not be overwritten later).
 	top := max(n.p1from+uint64(len(n.p1)), n.base+uint64(len(n.log)))

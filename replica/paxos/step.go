@@ -10,6 +10,7 @@ func (n *Node) Step(m Message) error {
 		return err
 	}
 	n.observe(m.Ballot)
+	n.heardAt[n.peerIndex(m.From)] = max(n.now, 1)
 	switch m.Type {
 	case MsgPrepare:
 		n.onPrepare(m)
@@ -277,6 +278,7 @@ func (n *Node) learnCommit(m Message) {
 // noteCommit records that peer from knows everything below commit is
 // chosen, and asks it for what this replica is missing.
 func (n *Node) noteCommit(from, commit uint64) {
+	n.peerKnows[n.peerIndex(from)] = commit
 	if commit <= n.commit {
 		return
 	}
