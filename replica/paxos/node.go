@@ -9,7 +9,9 @@ import (
 
 // maxAhead bounds how far beyond its first unchosen instance a replica
 // stores entries; entries further out are ignored (a peer that far ahead
-// is caught up with, not mirrored).
+// is caught up with, not mirrored). An acceptor measures it from its own
+// first unchosen instance, a candidate's Phase 1 from its own (p1from):
+// see docs/paxos.md for why no election is blocked by it.
 const maxAhead = 1 << 20
 
 // unknownHolder is the lease holder of the lease a restarted replica
@@ -89,6 +91,7 @@ type Node struct {
 	selfBit uint64
 	quorum  int
 	bugs    bugs
+	ahead   uint64 // maxAhead (tests lower it)
 
 	now uint64 // ticks since New
 
@@ -169,7 +172,7 @@ func New(cfg Config, st State) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, peers: cfg.Peers, quorum: len(cfg.Peers)/2 + 1}
+	n := &Node{cfg: cfg, peers: cfg.Peers, quorum: len(cfg.Peers)/2 + 1, ahead: maxAhead}
 	n.logger = cfg.Logger
 	if n.logger == nil {
 		n.logger = slog.New(slog.DiscardHandler)
@@ -562,7 +565,7 @@ func (n *Node) campaign() {
 }
 
 func (n *Node) mergePromised(e Entry, chosen bool) {
-	if e.Instance < n.p1from || e.Instance-n.p1from >= maxAhead {
+	if e.Instance < n.p1from || e.Instance-n.p1from >= n.ahead {
 		return
 	}
 	k := e.Instance - n.p1from

@@ -54,3 +54,33 @@ func TestFarBehindCandidateDoesNotLead(t *testing.T) {
 		t.Fatalf("messages %+v; want a CatchUp to 2", rd.Messages)
 	}
 }
+
+// maxAhead is measured from an acceptor's first unchosen instance, not from
+// its log's base: a replica that keeps many chosen instances uncompacted (a
+// long SnapshotEvery, or snapshots that keep failing) still accepts and
+// learns the next instances. Before, one with maxAhead instances
+// uncompacted refused every Accept: with a majority like it, the cell
+// stopped.
+func TestUncompactedAcceptorAcceptsTheNextInstances(t *testing.T) {
+	var es []Entry
+	for i := uint64(1); i <= 20; i++ {
+		es = append(es, at(val("x"), i, b(1, 1)))
+	}
+	n := newTestNode(t, 2, 3, State{Promised: b(1, 1), Entries: es, Chosen: 20})
+	n.ahead = 16 // stands for 2^20: base 1, commit 21
+	step(t, n, Message{Type: MsgAccept, From: 1, Ballot: b(1, 1), Commit: 21, Entries: []Entry{at(val("y"), 21, b(1, 1))}})
+	if acc := msgsOf(ready(t, n), MsgAccepted); len(acc) != 1 || acc[0].Instance != 21 {
+		t.Fatalf("Accepted %+v; want instance 21 acknowledged", acc)
+	}
+	step(t, n, Message{Type: MsgChosen, From: 3, Instance: 21, Commit: 23,
+		Entries: []Entry{at(val("y"), 21, b(1, 1)), at(val("z"), 22, b(1, 1))}})
+	ready(t, n)
+	if n.commit != 23 {
+		t.Fatalf("commit %d after learning 21 and 22; want 23", n.commit)
+	}
+	// Still bounded ahead of the first unchosen instance.
+	step(t, n, Message{Type: MsgAccept, From: 1, Ballot: b(1, 1), Commit: 23, Entries: []Entry{at(val("far"), 23+16, b(1, 1))}})
+	if acc := msgsOf(ready(t, n), MsgAccepted); len(acc) != 0 {
+		t.Fatalf("Accepted %+v for an instance maxAhead past the first unchosen; want none", acc)
+	}
+}

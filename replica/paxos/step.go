@@ -161,11 +161,11 @@ func (n *Node) onPromise(m Message) {
 // with a reported record: a Phase 1 tracks (and a leader's log holds) only
 // maxAhead instances from there, so it would drop such a record.
 func (n *Node) beyondPhase1(m Message) bool {
-	if m.Commit > n.p1from && m.Commit-n.p1from >= maxAhead {
+	if m.Commit > n.p1from && m.Commit-n.p1from >= n.ahead {
 		return true
 	}
 	for _, e := range m.Entries {
-		if e.Instance >= n.p1from && e.Instance-n.p1from >= maxAhead {
+		if e.Instance >= n.p1from && e.Instance-n.p1from >= n.ahead {
 			return true
 		}
 	}
@@ -234,7 +234,7 @@ func (n *Node) onAccept(m Message) {
 // accept records e (Phase 2b) and reports whether this replica may
 // acknowledge it.
 func (n *Node) accept(e Entry) bool {
-	if e.Instance <= n.snapshot || e.Instance-n.base >= maxAhead {
+	if e.Instance <= n.snapshot || n.tooFarAhead(e.Instance) {
 		return false
 	}
 	s := n.slot(e.Instance)
@@ -257,6 +257,13 @@ func (n *Node) accept(e Entry) bool {
 	n.record(s, e)
 	return true
 }
+
+// tooFarAhead reports whether instance i is maxAhead or more past this
+// replica's first unchosen instance: it neither accepts nor learns it (a
+// peer that far ahead is caught up with, not mirrored). Measured from the
+// first unchosen instance, not from the log's base: a replica that keeps
+// many chosen instances uncompacted must still accept the next ones.
+func (n *Node) tooFarAhead(i uint64) bool { return i >= n.commit && i-n.commit >= n.ahead }
 
 // learnCommit marks chosen the instances below the leader's first unchosen
 // one that this replica accepted under the leader's ballot, and asks for
@@ -419,7 +426,7 @@ func (n *Node) onChosen(m Message) {
 
 // learn records that e's value is chosen for its instance.
 func (n *Node) learn(e Entry) {
-	if e.Instance < n.commit || e.Instance <= n.snapshot || e.Instance-n.base >= maxAhead {
+	if e.Instance < n.commit || e.Instance <= n.snapshot || n.tooFarAhead(e.Instance) {
 		return
 	}
 	s := n.slot(e.Instance)
