@@ -109,8 +109,10 @@ func DefaultConfig() Config {
 
 // maxPeerMessage bounds what one peer message may carry (the transport's
 // frame limit). Batches and snapshot chunks are limited to maxChunk, so an
-// Accept or snapshot chunk always fits; a Promise carries every accepted
-// entry above the first unchosen instance and gets the rest of the room.
+// Accept or snapshot chunk always fits, and so does a Promise: the core
+// splits one at MaxMessageBytes. Only a Promise to a candidate of an older
+// version, which takes no split report, carries every accepted entry above
+// its first unchosen instance and gets the rest of the room.
 const (
 	maxPeerMessage = 64 << 20
 	maxChunk       = 8 << 20

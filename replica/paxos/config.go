@@ -42,8 +42,10 @@ type Config struct {
 	// MaxBatchBytes bounds one proposed value.
 	MaxBatchBytes int
 	// MaxMessageBytes bounds the value bytes the core packs into one
-	// Accept or Chosen message (a message always carries at least one
-	// entry). Promise messages are not split (see docs/paxos.md).
+	// Accept or Chosen message, and the bytes of one Promise (values plus
+	// 48 per entry); a message always carries at least one entry. A
+	// Promise to a candidate of an older version is not split (see
+	// docs/paxos.md).
 	MaxMessageBytes int
 	// Incarnation tells this start of the replica from its earlier ones:
 	// the driver draws it at random (non-zero) each time it creates the

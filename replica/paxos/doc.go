@@ -14,7 +14,9 @@
 // heard from a leader for ElectionTicks (plus a random offset), and is not
 // inside a lease it granted, runs Phase 1 once for every instance from its
 // first unchosen one: Prepare(ballot, from) → Promise(all accepted entries ≥
-// from). With promises from a majority it re-proposes, for every instance
+// from; a report larger than MaxMessageBytes comes in parts, and the
+// candidate asks for the next part with a Prepare of the same ballot). With
+// the complete reports of a majority it re-proposes, for every instance
 // any promise reported, the value with the highest ballot (a value a
 // promiser knows is chosen wins outright), fills gaps with no-ops, appends
 // one no-op of its own, and from then on runs only Phase 2 for new

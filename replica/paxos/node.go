@@ -14,6 +14,11 @@ import (
 // see docs/paxos.md for why no election is blocked by it.
 const maxAhead = 1 << 20
 
+// entryOverhead is what the core counts for one entry, besides its value
+// bytes, when it fills a Promise up to MaxMessageBytes: a Promise may carry
+// many no-ops, which have no value bytes.
+const entryOverhead = 48
+
 // unknownHolder is the lease holder of the lease a restarted replica
 // assumes it may have granted: it refuses every Prepare until it ends.
 const unknownHolder = ^uint64(0)
@@ -79,6 +84,11 @@ type bugs struct {
 	leaseNoExpiry     bool // LeaseValid ignores the lease's end
 	selfAckEarly      bool // Accepts counts the leader's own acceptance before its write
 	resignKeepsLease  bool // Resign sends its messages but the leader keeps leading and its lease
+	partialIsFull     bool // a candidate counts a partial Promise as the promiser's whole report
+
+	// Not a bug: every Promise carries at most one record, so that the
+	// simulation exercises Promises split over many messages.
+	onePerPromise bool
 }
 
 // Node is one replica's Multi-Paxos state: acceptor, proposer and learner.
@@ -128,11 +138,14 @@ type Node struct {
 	softChanged     bool
 
 	// Candidate.
-	p1from   uint64
-	p1       []p1slot
-	p1votes  uint64
-	p1commit uint64 // highest first-unchosen instance a promiser reported
-	p1ahead  uint64 // the promiser that reported it
+	p1from    uint64
+	p1        []p1slot
+	p1votes   uint64           // promisers (a partial Promise counts: for a fence, a promise is a promise)
+	p1full    uint64           // promisers whose report is complete (only these count for leading)
+	p1through [MaxPeers]uint64 // a partial promiser's report covers p1from..p1through
+	p1askAt   [MaxPeers]uint64 // tick the rest of its report was last asked for
+	p1commit  uint64           // highest first-unchosen instance a promiser reported
+	p1ahead   uint64           // the promiser that reported it
 
 	// Leader.
 	next             uint64
@@ -381,6 +394,9 @@ func (n *Node) Tick() {
 			n.heartbeat()
 		}
 	default:
+		if n.role == Candidate {
+			n.askRestOfPromises()
+		}
 		n.electionElapsed++
 		if n.electionElapsed >= n.electionTimeout && n.now >= n.grantUntil && n.rebuild == 0 {
 			n.campaign()
@@ -546,7 +562,8 @@ func (n *Node) campaign() {
 	n.setRole(Candidate, 0)
 	n.resetElectionTimer()
 	n.accBuf = n.accBuf[:0]
-	n.p1from, n.p1votes, n.p1commit, n.p1ahead = n.commit, 0, n.commit, 0
+	n.p1from, n.p1votes, n.p1full, n.p1commit, n.p1ahead = n.commit, 0, 0, n.commit, 0
+	clear(n.p1through[:])
 	clear(n.p1)
 	n.p1 = n.p1[:0]
 	// Our own acceptor's entries count once our promise is durable.
@@ -558,7 +575,11 @@ func (n *Node) campaign() {
 	n.logger.Info("paxos phase 1", "ballot", n.ballot, "from", n.p1from)
 	for i, p := range n.peers {
 		if i != n.self {
-			n.send(Message{Type: MsgPrepare, To: p, Ballot: n.ballot, Instance: n.p1from, Commit: n.commit, Lease: n.cfg.Incarnation})
+			// Last: report from p1from on, and split the report if it
+			// is larger than a message (a Prepare without Last, from an
+			// older version, gets it whole).
+			n.send(Message{Type: MsgPrepare, To: p, Ballot: n.ballot, Instance: n.p1from, Last: n.p1from, Commit: n.commit,
+				Lease: n.cfg.Incarnation})
 		}
 	}
 	n.maybeWinPhase1()
@@ -592,9 +613,32 @@ func (n *Node) maybeWinPhase1() {
 	if n.promisedDurable != n.ballot {
 		return
 	}
-	if bits.OnesCount64(n.p1votes|n.selfBit) >= n.quorum {
+	// Only complete reports count: the candidate must have seen every
+	// accepted record of a majority (docs/paxos.md, "Promises larger than
+	// a message").
+	if bits.OnesCount64(n.p1full|n.selfBit) >= n.quorum {
 		n.becomeLeader()
 	}
+}
+
+// askRestOfPromises asks each promiser whose report is partial for the
+// rest, again after a heartbeat without an answer.
+func (n *Node) askRestOfPromises() {
+	for i, p := range n.peers {
+		bit := uint64(1) << uint(i)
+		if i == n.self || n.p1votes&bit == 0 || n.p1full&bit != 0 || n.now-n.p1askAt[i] < uint64(n.cfg.HeartbeatTicks) {
+			continue
+		}
+		n.askRestOfPromise(i, p)
+	}
+}
+
+// askRestOfPromise sends the promiser at position i a Prepare of the same
+// ballot for the records above what its report covered so far.
+func (n *Node) askRestOfPromise(i int, p uint64) {
+	n.p1askAt[i] = n.now
+	n.send(Message{Type: MsgPrepare, To: p, Ballot: n.ballot, Instance: n.p1from, Last: n.p1through[i] + 1, Commit: n.commit,
+		Lease: n.cfg.Incarnation})
 }
 
 func (n *Node) becomeLeader() {

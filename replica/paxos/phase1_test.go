@@ -55,6 +55,86 @@ func TestFarBehindCandidateDoesNotLead(t *testing.T) {
 	}
 }
 
+// A Promise that does not fit in one message covers only part of the
+// acceptor's records. A candidate may not propose in an instance for which
+// it has not seen every promiser's accepted value, so it counts a promiser
+// for its majority only once that promiser's report is complete: it asks
+// for the rest, and leads with the values of every part.
+func TestCandidateLeadsOnlyOnCompleteReports(t *testing.T) {
+	n := newTestNode(t, 1, 3, State{})
+	n.Campaign()
+	p := msgsOf(ready(t, n), MsgPrepare)
+	if len(p) != 2 || p[0].Last != p[0].Instance {
+		t.Fatalf("Prepares %+v; want Last = Instance (the candidate takes split reports)", p)
+	}
+	bal := n.ballot
+	step(t, n, Message{Type: MsgPromise, From: 2, Ballot: bal, Instance: 1, Last: 1, Commit: 1,
+		Entries: []Entry{at(val("a"), 1, b(0, 3))}})
+	if n.role != Candidate {
+		t.Fatalf("role %v on a majority whose report is partial; want candidate", n.role)
+	}
+	rest := msgsOf(ready(t, n), MsgPrepare)
+	if len(rest) != 1 || rest[0].To != 2 || rest[0].Ballot != bal || rest[0].Instance != 1 || rest[0].Last != 2 {
+		t.Fatalf("Prepares %+v; want one to 2 for the rest from instance 2", rest)
+	}
+	// Unanswered, it asks again after a heartbeat.
+	for range n.cfg.HeartbeatTicks {
+		n.Tick()
+	}
+	if again := msgsOf(ready(t, n), MsgPrepare); len(again) != 1 || again[0].Last != 2 {
+		t.Fatalf("Prepares %+v after a heartbeat; want the request for the rest again", again)
+	}
+	step(t, n, Message{Type: MsgPromise, From: 2, Ballot: bal, Instance: 1, Commit: 1,
+		Entries: []Entry{at(val("b"), 2, b(0, 3)), at(val("c"), 4, b(0, 3))}})
+	if n.role != Leader {
+		t.Fatalf("role %v once the report is complete; want leader", n.role)
+	}
+	var got []Entry
+	for _, m := range msgsOf(ready(t, n), MsgAccept) {
+		if m.To == 2 {
+			got = append(got, m.Entries...)
+		}
+	}
+	want := []Entry{at(val("a"), 1, bal), at(val("b"), 2, bal), {Instance: 3, Ballot: bal, Noop: true}, at(val("c"), 4, bal),
+		{Instance: 5, Ballot: bal, Noop: true}}
+	if fmtEntries(got) != fmtEntries(want) {
+		t.Fatalf("Accepts %s; want %s", fmtEntries(got), fmtEntries(want))
+	}
+}
+
+// An acceptor answers a request for the rest of its report only while its
+// promise is still that ballot: after promising a higher one it may have
+// accepted values the first part did not show, so it refuses.
+func TestRestOfPromiseOnlyUnderTheSamePromise(t *testing.T) {
+	var es []Entry
+	for i := uint64(1); i <= 6; i++ {
+		es = append(es, at(val("vvvvvvvvvvvvvvvv"), i, b(1, 3)))
+	}
+	n := newTestNode(t, 2, 3, State{Promised: b(1, 3), Entries: es})
+	for range n.cfg.LeaseTicks + 1 {
+		n.Tick() // the lease a restarted acceptor assumes it granted
+	}
+	ready(t, n)
+	step(t, n, Message{Type: MsgPrepare, From: 1, Ballot: b(2, 1), Instance: 1, Last: 1})
+	pr := msgsOf(ready(t, n), MsgPromise)
+	if len(pr) != 1 || pr[0].Last == 0 || len(pr[0].Entries) == len(es) {
+		t.Fatalf("Promise %+v; want a partial one (MaxMessageBytes %d)", pr, n.cfg.MaxMessageBytes)
+	}
+	through := pr[0].Last
+	step(t, n, Message{Type: MsgPrepare, From: 1, Ballot: b(2, 1), Instance: 1, Last: through + 1})
+	pr = msgsOf(ready(t, n), MsgPromise)
+	if len(pr) != 1 || pr[0].Entries[0].Instance != through+1 {
+		t.Fatalf("Promise %+v; want the records from %d", pr, through+1)
+	}
+	step(t, n, Message{Type: MsgPrepare, From: 3, Ballot: b(3, 3), Instance: 1, Last: 1})
+	ready(t, n)
+	step(t, n, Message{Type: MsgPrepare, From: 1, Ballot: b(2, 1), Instance: 1, Last: through + 1})
+	rd := ready(t, n)
+	if len(msgsOf(rd, MsgPromise)) != 0 || len(msgsOf(rd, MsgReject)) != 1 {
+		t.Fatalf("messages %+v after promising 3.3; want a Reject and no Promise", rd.Messages)
+	}
+}
+
 // maxAhead is measured from an acceptor's first unchosen instance, not from
 // its log's base: a replica that keeps many chosen instances uncompacted (a
 // long SnapshotEvery, or snapshots that keep failing) still accepts and

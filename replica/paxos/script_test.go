@@ -453,9 +453,16 @@ func fmtEntries(es []Entry) string {
 func fmtMsg(m Message) string {
 	switch m.Type {
 	case MsgPrepare:
+		if m.Last > m.Instance {
+			return fmt.Sprintf("Prepare b=%v from=%d rest=%d", m.Ballot, m.Instance, m.Last)
+		}
 		return fmt.Sprintf("Prepare b=%v from=%d", m.Ballot, m.Instance)
 	case MsgPromise:
-		return fmt.Sprintf("Promise b=%v from=%d commit=%d snap=%d %s", m.Ballot, m.Instance, m.Commit, m.Snapshot, fmtEntries(m.Entries))
+		part := ""
+		if m.Last != 0 {
+			part = fmt.Sprintf(" through=%d", m.Last)
+		}
+		return fmt.Sprintf("Promise b=%v from=%d commit=%d snap=%d%s %s", m.Ballot, m.Instance, m.Commit, m.Snapshot, part, fmtEntries(m.Entries))
 	case MsgAccept:
 		return fmt.Sprintf("Accept b=%v commit=%d lease=%d %s", m.Ballot, m.Commit, m.Lease, fmtEntries(m.Entries))
 	case MsgAccepted:

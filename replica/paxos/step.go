@@ -59,6 +59,8 @@ func (n *Node) validate(m Message) error {
 		return bad("successor %d is not another peer", m.Last)
 	case m.Type == MsgAccepted && m.Last < m.Instance:
 		return bad("range %d..%d", m.Instance, m.Last)
+	case (m.Type == MsgPrepare || m.Type == MsgPromise) && m.Last != 0 && m.Last < m.Instance:
+		return bad("reports from %d, below %d", m.Last, m.Instance)
 	}
 	for _, e := range m.Entries {
 		switch {
@@ -87,10 +89,15 @@ func (n *Node) reject(m Message) {
 
 // onPrepare is the acceptor's Phase 1b: promise never to accept a lower
 // ballot, and report every entry at or above the proposer's first unchosen
-// instance.
+// instance. A Prepare whose Last is above its Instance asks for the rest of
+// a report that did not fit in one Promise.
 func (n *Node) onPrepare(m Message) {
 	if n.rebuild != 0 {
 		n.noteCommit(m.From, m.Commit) // no vote; only learn
+		return
+	}
+	if m.Last > m.Instance {
+		n.onPrepareRest(m)
 		return
 	}
 	if m.Ballot.Less(n.promised) || n.inLease(m.From) {
@@ -102,16 +109,53 @@ func (n *Node) onPrepare(m Message) {
 		n.logger.Info("paxos preempted by prepare", "ballot", n.ballot, "by", m.Ballot)
 	}
 	n.stepDown(0)
-	start := len(n.cur.arena)
-	for j := max(m.Instance, n.base); j < n.base+uint64(len(n.log)); j++ {
-		if s := n.get(j); s.has {
-			n.cur.arena = append(n.cur.arena, s.e)
+	n.sendPromise(m, m.Instance)
+	n.noteCommit(m.From, m.Commit)
+}
+
+// onPrepareRest answers a candidate that asks for the rest of this
+// acceptor's report, from m.Last on. Only while the promise is still
+// exactly that ballot: then no record below it changed since the first part
+// was reported (the promise forbids accepting below it, and nothing at or
+// above it was accepted yet), except chosen values learned, which are
+// reported as such. A candidate still collecting reports is making progress,
+// so this acceptor does not campaign over it meanwhile.
+func (n *Node) onPrepareRest(m Message) {
+	if m.Ballot != n.promised {
+		if m.Ballot.Less(n.promised) {
+			n.reject(m)
 		}
+		return
+	}
+	n.electionElapsed = 0
+	n.sendPromise(m, m.Last)
+	n.noteCommit(m.From, m.Commit)
+}
+
+// sendPromise reports to the candidate of m every record at or above from.
+// If the candidate splits reports (m.Last set) and they exceed
+// MaxMessageBytes, the Promise carries the records up to that size (at
+// least one) and sets Last to the last instance it covers; Last 0 says the
+// report is complete.
+func (n *Node) sendPromise(m Message, from uint64) {
+	start := len(n.cur.arena)
+	size, last := 0, uint64(0)
+	for j := max(from, n.base); j < n.base+uint64(len(n.log)); j++ {
+		s := n.get(j)
+		if !s.has {
+			continue
+		}
+		if m.Last != 0 && len(n.cur.arena) > start &&
+			(n.bugs.onePerPromise || size+entryOverhead+len(s.e.Value) > n.cfg.MaxMessageBytes) {
+			last = j - 1
+			break
+		}
+		n.cur.arena = append(n.cur.arena, s.e)
+		size += entryOverhead + len(s.e.Value)
 	}
 	es := n.cur.arena[start:len(n.cur.arena):len(n.cur.arena)]
-	n.send(Message{Type: MsgPromise, To: m.From, Ballot: m.Ballot, Instance: m.Instance,
+	n.send(Message{Type: MsgPromise, To: m.From, Ballot: m.Ballot, Instance: m.Instance, Last: last,
 		Commit: n.commit, Snapshot: n.snapshot, Entries: es, Lease: m.Lease})
-	n.noteCommit(m.From, m.Commit)
 }
 
 func (n *Node) onPromise(m Message) {
@@ -128,7 +172,7 @@ func (n *Node) onPromise(m Message) {
 	if n.role != Candidate || m.Ballot != n.ballot || m.Instance != n.p1from {
 		return
 	}
-	if n.p1votes&bit != 0 {
+	if n.p1full&bit != 0 {
 		return
 	}
 	if n.beyondPhase1(m) {
@@ -150,6 +194,18 @@ func (n *Node) onPromise(m Message) {
 	}
 	if m.Commit > n.p1commit {
 		n.p1commit, n.p1ahead = m.Commit, m.From
+	}
+	// Every part answers a request for the records from p1from, or from
+	// one past what the earlier parts covered: so the report now covers
+	// p1from..Last (or everything, Last 0).
+	i := n.peerIndex(m.From)
+	switch {
+	case m.Last == 0 || n.bugs.partialIsFull:
+		n.p1full |= bit
+	case m.Last > n.p1through[i]:
+		n.p1through[i] = m.Last
+		n.electionElapsed = 0 // progress: this Phase 1 is not stuck
+		n.askRestOfPromise(i, m.From)
 	}
 	n.advanceCommit()
 	n.noteCommit(m.From, m.Commit)

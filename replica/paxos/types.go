@@ -85,13 +85,19 @@ type MessageType uint8
 const (
 	// MsgPrepare is Phase 1a: Ballot, and Instance = first instance covered
 	// (the proposer's first unchosen instance; Phase 1 covers all above),
-	// Lease = the proposer's Config.Incarnation.
+	// Lease = the proposer's Config.Incarnation, Last = the first instance
+	// to report: Instance in a new Prepare (the proposer takes a report
+	// split over several Promises; 0, from an older version: it does
+	// not), above it when the proposer asks a promiser of this ballot for
+	// the rest of its report.
 	MsgPrepare MessageType = iota + 1
 	// MsgPromise is Phase 1b: Ballot promised, Instance as in the Prepare,
-	// Entries = every entry the acceptor holds at or above Instance,
-	// Commit = acceptor's first unchosen instance (entries below it are
-	// chosen values), Snapshot = acceptor's snapshot instance, Lease =
-	// the Prepare's incarnation, echoed.
+	// Entries = the entries the acceptor holds from the Prepare's Last (or
+	// Instance) on, Commit = acceptor's first unchosen instance (entries
+	// below it are chosen values), Snapshot = acceptor's snapshot
+	// instance, Lease = the Prepare's incarnation, echoed. Last = 0: the
+	// report is complete; else it did not fit in MaxMessageBytes and
+	// covers only the instances through Last.
 	MsgPromise
 	// MsgAccept is Phase 2a: Ballot, Entries (contiguous instances, all
 	// with Ballot), Commit (leader's first unchosen instance), Lease
