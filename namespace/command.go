@@ -13,9 +13,10 @@ import (
 // meaning or encoding needs a new version (and Decode keeps reading the old).
 // The one exception is an optional field appended at the end and written
 // only when set (msgpack's omitempty): every command written before it keeps
-// its bytes and its meaning. Version 1 has two, Command.Client and
-// Command.Principal; and two flags, FlagRestricted and FlagSuperuser,
-// that only new kinds of session carry.
+// its bytes and its meaning. Version 1 has three, Command.Client,
+// Command.Principal and Command.Ops; two flags, FlagRestricted and
+// FlagSuperuser, that only new kinds of session carry; and ops appended to
+// the list (OpTxn and its conditions), which older code rejects as unknown.
 const CommandVersion = 1
 
 // Op names what a Command does.
@@ -56,11 +57,25 @@ const (
 	// OpRelease releases the session's hold of the lock on Command.Path (if
 	// Command.Generation is non-zero, only when it equals the lock generation).
 	OpRelease
+	// OpTxn applies Command.Ops, conditions and node writes, in order and
+	// all or nothing (see TxnOp and NewTxn).
+	OpTxn
+	// OpCheckExists is a txn condition, valid only as a TxnOp: the node
+	// exists (and, if TxnOp.Generation is non-zero, has that content
+	// generation); the caller needs the read right, as for a stat.
+	OpCheckExists
+	// OpCheckMissing is a txn condition: no node exists at the path.
+	OpCheckMissing
+	// OpCheckSequencer is a txn condition: the sequencer named by the
+	// TxnOp's Path, Mode, Generation (the lock generation) and Instance is
+	// current, as Tree.CheckSequencer says.
+	OpCheckSequencer
 	opEnd
 )
 
 var opNames = [opEnd]string{"invalid", "tick", "open-session", "close-session", "expire-session",
-	"create", "set-content", "delete", "set-acl", "acquire", "cancel", "release"}
+	"create", "set-content", "delete", "set-acl", "acquire", "cancel", "release",
+	"txn", "check-exists", "check-missing", "check-sequencer"}
 
 // String returns the op's name, such as "set-content".
 func (o Op) String() string {
@@ -196,6 +211,10 @@ type Command struct {
 	// the write) are checked against the ACLs as this principal. Same
 	// limits as Client. Encoded only when non-empty.
 	Principal string
+	// Ops are the sub-operations of OpTxn, applied in order, all or
+	// nothing; at most MaxTxnOps. Encoded only when non-empty (Client and
+	// Principal are then written even when empty).
+	Ops []TxnOp
 }
 
 // NewTick returns a tick command.
@@ -265,19 +284,25 @@ func NewRelease(path string, ifLockGen uint64) Command {
 }
 
 // The length of the msgpack array of a version-1 command: without the
-// optional Client and Principal fields, with Client, and with both.
+// optional Client, Principal and Ops fields, with Client, with Client and
+// Principal, and with all three.
 const (
 	commandFieldsV1          = 16
 	commandFieldsV1Client    = 17
 	commandFieldsV1Principal = 18
+	commandFieldsV1Ops       = 19
 )
 
+// txnOpFields is the length of the msgpack array of one TxnOp.
+const txnOpFields = 10
+
 // EncodeMsgpack writes c as a msgpack array of its fields in declaration
-// order (ACL inlined as three strings); Client and Principal, the last two,
-// only when they are not empty (Client then possibly empty), so commands
-// without them keep the encoding they always had. It
-// implements msgpack.CustomEncoder, so a Command can be a field of a larger
-// msgpack message.
+// order (ACL inlined as three strings); Client, Principal and Ops, the last
+// three, only when they or a later one are not empty, so commands without
+// them keep the encoding they always had. Each TxnOp is an array of its
+// fields in declaration order (ACL inlined). It implements
+// msgpack.CustomEncoder, so a Command can be a field of a larger msgpack
+// message.
 func (c *Command) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if c.Version != CommandVersion {
 		return fmt.Errorf("%w: cannot encode version %d", ErrUnknownVersion, c.Version)
@@ -285,6 +310,8 @@ func (c *Command) EncodeMsgpack(enc *msgpack.Encoder) error {
 	e := fieldEncoder{enc: enc}
 	n := commandFieldsV1
 	switch {
+	case len(c.Ops) > 0:
+		n = commandFieldsV1Ops
 	case c.Principal != "":
 		n = commandFieldsV1Principal
 	case c.Client != "":
@@ -310,15 +337,36 @@ func (c *Command) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if n >= commandFieldsV1Client {
 		e.string(c.Client)
 	}
-	if n == commandFieldsV1Principal {
+	if n >= commandFieldsV1Principal {
 		e.string(c.Principal)
+	}
+	if n == commandFieldsV1Ops {
+		e.arrayLen(len(c.Ops))
+		for i := range c.Ops {
+			o := &c.Ops[i]
+			e.arrayLen(txnOpFields)
+			e.uint(uint64(o.Op))
+			e.string(o.Path)
+			e.bytes(o.Content)
+			e.uint(uint64(o.Flags))
+			e.uint(uint64(o.Mode))
+			e.uint(o.Generation)
+			e.string(o.ACL.Reader)
+			e.string(o.ACL.Writer)
+			e.string(o.ACL.Changer)
+			e.uint(o.Instance)
+		}
 	}
 	return e.err
 }
 
 // DecodeMsgpack reads a command written by EncodeMsgpack. It implements
 // msgpack.CustomDecoder. Unknown versions, ops, flags and modes are errors
-// wrapping ErrInvalidCommand.
+// wrapping ErrInvalidCommand, and so are malformed txns: empty, more than
+// MaxTxnOps sub-ops, a sub-op that is a txn, a lock or session op or
+// unknown, flags a sub-op does not take, a sequencer condition without a
+// lock mode, sub-ops on a command that is not a txn, and a txn condition
+// outside a txn.
 func (c *Command) DecodeMsgpack(dec *msgpack.Decoder) error {
 	d := fieldDecoder{dec: dec, wrap: ErrInvalidCommand}
 	n := d.arrayLen("command")
@@ -332,8 +380,8 @@ func (c *Command) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if v != CommandVersion {
 		return fmt.Errorf("%w: command version %d", ErrUnknownVersion, v)
 	}
-	if n < commandFieldsV1 || n > commandFieldsV1Principal {
-		return fmt.Errorf("%w: version-1 command has %d fields, want %d to %d", ErrInvalidCommand, n, commandFieldsV1, commandFieldsV1Principal)
+	if n < commandFieldsV1 || n > commandFieldsV1Ops {
+		return fmt.Errorf("%w: version-1 command has %d fields, want %d to %d", ErrInvalidCommand, n, commandFieldsV1, commandFieldsV1Ops)
 	}
 	*c = Command{
 		Version:    v,
@@ -354,8 +402,11 @@ func (c *Command) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if n >= commandFieldsV1Client {
 		c.Client = d.string("client")
 	}
-	if n == commandFieldsV1Principal {
+	if n >= commandFieldsV1Principal {
 		c.Principal = d.string("principal")
+	}
+	if n == commandFieldsV1Ops {
+		c.Ops = d.txnOps()
 	}
 	if d.err != nil {
 		return d.err
@@ -363,7 +414,46 @@ func (c *Command) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if c.Op == OpInvalid || c.Op >= opEnd {
 		return fmt.Errorf("%w: %d", ErrUnknownOp, uint8(c.Op))
 	}
+	switch {
+	case c.Op == OpTxn:
+		if i, err := checkTxnShape(c.Ops); err != nil {
+			return txnOpError(i, c.Ops, err)
+		}
+	case n == commandFieldsV1Ops:
+		return fmt.Errorf("%w: %s carries txn ops", ErrInvalidCommand, c.Op)
+	case isCondition(c.Op):
+		return fmt.Errorf("%w: %s is a txn condition, not a command", ErrInvalidCommand, c.Op)
+	}
 	return nil
+}
+
+// txnOps reads the sub-ops of a txn, refusing more than MaxTxnOps before
+// allocating them.
+func (d *fieldDecoder) txnOps() []TxnOp {
+	k := d.arrayLen("txn ops")
+	if d.err != nil {
+		return nil
+	}
+	if k > MaxTxnOps {
+		d.fail("txn ops", fmt.Errorf("%d sub-ops; the limit is %d", k, MaxTxnOps))
+		return nil
+	}
+	ops := make([]TxnOp, k)
+	for i := range ops {
+		d.expectArray("txn op", txnOpFields)
+		ops[i] = TxnOp{
+			Op:         Op(d.uint("txn op kind", 0xff)),
+			Path:       d.string("txn op path"),
+			Content:    d.bytes("txn op content"),
+			Flags:      Flags(d.uint("txn op flags", uint64(flagsAll))),
+			Mode:       Mode(d.uint("txn op mode", uint64(ModeShared))),
+			Generation: d.uint("txn op generation", 1<<64-1),
+			ACL: ACL{Reader: d.string("txn op acl reader"), Writer: d.string("txn op acl writer"),
+				Changer: d.string("txn op acl changer")},
+			Instance: d.uint("txn op instance", 1<<64-1),
+		}
+	}
+	return ops
 }
 
 // Encode returns the msgpack encoding of c.

@@ -149,8 +149,12 @@ func (m *model) apply(index uint64, c Command) (Result, []Event) {
 		}
 	}
 	r := m.do(c, s)
-	if s != nil && c.Request != 0 && m.sessions[c.Session] == s && m.cfg.Results > 0 {
-		s.results = append(s.results, [2]any{c.Request, r})
+	// Looked up again: a txn may have swapped in a copy of the session.
+	if s := m.sessions[c.Session]; s != nil && c.Request != 0 && m.cfg.Results > 0 {
+		// The window keeps a txn's outcome, not its sub-ops' results.
+		kept := r
+		kept.Ops, kept.FailedOp = nil, 0
+		s.results = append(s.results, [2]any{c.Request, kept})
 		if len(s.results) > m.cfg.Results {
 			s.results = s.results[1:]
 		}
@@ -168,7 +172,7 @@ func (m *model) do(c Command, s *mSession) Result {
 	allowed := map[Op]Flags{OpOpenSession: FlagRestricted | FlagSuperuser,
 		OpCreate:     FlagEphemeral | FlagParents | FlagSequential | FlagRestricted,
 		OpSetContent: FlagRestricted, OpSetACL: FlagRestricted,
-		OpDelete: FlagRecursive | FlagRestricted, OpAcquire: FlagWait}
+		OpDelete: FlagRecursive | FlagRestricted, OpAcquire: FlagWait, OpTxn: FlagRestricted}
 	restrictedWrite := c.Op != OpOpenSession && c.Flags&FlagRestricted != 0
 	switch {
 	case c.Version != CommandVersion:
@@ -226,6 +230,10 @@ func (m *model) do(c Command, s *mSession) Result {
 		return m.cancel(c)
 	case OpRelease:
 		return m.release(c)
+	case OpTxn:
+		return m.txn(c)
+	case OpCheckExists, OpCheckMissing, OpCheckSequencer:
+		return mErr(CodeInvalidCommand)
 	}
 	panic("unreachable")
 }

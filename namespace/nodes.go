@@ -132,10 +132,12 @@ func (t *Tree) create(cmd *Command, s *session) Result {
 		owner = s.id
 	}
 	if seq {
+		t.saveNode(up)
 		up.seq++
 	}
 	n, stored := t.addNode(p, depth, up, upPath, string(cmd.Content), acl, owner)
 	if eph {
+		t.saveEphemerals(s)
 		s.ephemerals = insertSorted(s.ephemerals, stored)
 	}
 	return Result{Path: stored, Stat: n.stat()}
@@ -159,6 +161,7 @@ func (t *Tree) addNode(p string, depth int, parent *node, parentPath, content st
 	}
 	t.nextInstance++
 	stored := t.insertNode(p, depth, n)
+	t.saveNode(parent)
 	parent.children++
 	_, name := splitPath(stored)
 	t.emit(Event{Kind: EventNodeCreated, Path: stored, Instance: n.instance, Reader: n.reader()})
@@ -189,6 +192,7 @@ func (t *Tree) setContent(cmd *Command, s *session) Result {
 	if cmd.Generation != 0 && cmd.Generation != n.contentGen {
 		return fail(errorf(CodeGenerationMismatch, "content generation of %s is %d, not %d", quote(cmd.Path), n.contentGen, cmd.Generation))
 	}
+	t.saveNode(n)
 	n.content = string(cmd.Content)
 	n.checksum = checksum(n.content)
 	n.contentGen++
@@ -221,6 +225,7 @@ func (t *Tree) setACL(cmd *Command, s *session) Result {
 	if cmd.Generation != 0 && cmd.Generation != n.aclGen {
 		return fail(errorf(CodeGenerationMismatch, "ACL generation of %s is %d, not %d", quote(cmd.Path), n.aclGen, cmd.Generation))
 	}
+	t.saveNode(n)
 	if cmd.ACL.IsZero() {
 		n.acl = nil
 	} else {
@@ -285,16 +290,19 @@ func (t *Tree) delete(cmd *Command, s *session) Result {
 // events), then the node, its parent's child count and its owner's record.
 func (t *Tree) deleteNode(p string, depth int, n *node) {
 	if ls := t.locks[p]; ls != nil {
+		t.saveLock(ls)
 		t.dropLock(ls)
 	}
 	t.removeNode(p, depth)
 	if n.owner != 0 {
 		if o := t.sessions[n.owner]; o != nil {
+			t.saveEphemerals(o)
 			o.ephemerals = removeSorted(o.ephemerals, p)
 		}
 	}
 	parentPath, name := splitPath(p)
 	parent := t.lookup(parentPath)
+	t.saveNode(parent)
 	parent.children--
 	t.emit(Event{Kind: EventNodeDeleted, Path: p, Instance: n.instance, Reader: n.reader()})
 	t.emit(Event{Kind: EventChildRemoved, Path: parentPath, Instance: parent.instance, Name: name, Reader: parent.reader()})

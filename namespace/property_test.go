@@ -143,6 +143,8 @@ func genFresh(t *rapid.T, ps *propState) Command {
 	var c Command
 	// rapid favours small numbers, so the most useful ops come first.
 	switch kind := rapid.IntRange(0, 99).Draw(t, "kind"); {
+	case kind < 12:
+		c = genTxn(t, ps)
 	case kind < 25:
 		mode := rapid.SampledFrom([]Mode{ModeExclusive, ModeShared}).Draw(t, "mode")
 		if rapid.IntRange(0, 19).Draw(t, "no-mode") == 7 {
@@ -210,7 +212,7 @@ func genFresh(t *rapid.T, ps *propState) Command {
 		c.Session = 0
 	}
 	switch c.Op {
-	case OpCreate, OpSetContent, OpSetACL, OpDelete:
+	case OpCreate, OpSetContent, OpSetACL, OpDelete, OpTxn:
 		// A write for a principal (as a server marks the sessionless
 		// writes of clients that are not superusers), mostly without a
 		// session as it should be.
@@ -228,6 +230,105 @@ func genFresh(t *rapid.T, ps *propState) Command {
 		c.Request = 0
 	}
 	return c
+}
+
+// genTxn draws a txn of 1 to 4 sub-ops (now and then none), a mix of
+// conditions that hold or not and writes that succeed or fail, so that
+// many txns fail after some of their writes were applied.
+func genTxn(t *rapid.T, ps *propState) Command {
+	n := rapid.IntRange(1, 4).Draw(t, "txn-ops")
+	if rapid.IntRange(0, 29).Draw(t, "txn-empty") == 29 {
+		n = 0
+	}
+	ops := make([]TxnOp, n)
+	for i := range ops {
+		ops[i] = genTxnOp(t, ps)
+	}
+	return NewTxn(ops...)
+}
+
+func genTxnOp(t *rapid.T, ps *propState) TxnOp {
+	gen := func() uint64 { return uint64(max(0, rapid.IntRange(-2, 3).Draw(t, "txn-gen"))) }
+	switch k := rapid.IntRange(0, 39).Draw(t, "txn-op"); {
+	case k < 6:
+		return TxnCheckExists(genPath(t, ps, "txn-path"), gen())
+	case k < 10:
+		return TxnCheckMissing(genPath(t, ps, "txn-path"))
+	case k < 14:
+		return TxnCheckSequencer(genSequencer(t, ps))
+	case k < 22:
+		flags := Flags(rapid.IntRange(0, 7).Draw(t, "txn-create-flags"))
+		path := genPath(t, ps, "txn-path")
+		if flags&FlagSequential != 0 && rapid.Bool().Draw(t, "txn-seq-prefix") {
+			path = strings.TrimSuffix(path, "/") + "/q"
+		}
+		o := TxnCreate(path, genContent(t, "t"), flags)
+		if rapid.IntRange(0, 4).Draw(t, "txn-has-acl") == 4 {
+			o.ACL = ACL{Reader: rapid.SampledFrom([]string{"r", ""}).Draw(t, "txn-reader"),
+				Writer: rapid.SampledFrom([]string{"", "w", "a/b"}).Draw(t, "txn-writer")}
+		}
+		return o
+	case k < 29:
+		return TxnSetContent(genPath(t, ps, "txn-path"), genContent(t, "u"), gen())
+	case k < 34:
+		path := genPath(t, ps, "txn-path")
+		if len(ps.locks) > 0 && rapid.IntRange(0, 2).Draw(t, "txn-delete-locked") == 0 {
+			path = rapid.SampledFrom(ps.locks).Draw(t, "txn-locked").Path
+		}
+		return TxnDelete(path, rapid.Bool().Draw(t, "txn-recursive"), gen())
+	case k < 39:
+		return TxnSetACL(genPath(t, ps, "txn-path"), ACL{Writer: rapid.SampledFrom([]string{"w", "", ".."}).Draw(t, "txn-acl-writer"),
+			Changer: rapid.SampledFrom([]string{"", "c"}).Draw(t, "txn-acl-changer")}, gen())
+	}
+	// Malformed: a lock op, a nested txn, an unknown op, a flag the kind
+	// does not take, a sequencer without a mode.
+	return rapid.SampledFrom([]TxnOp{
+		{Op: OpAcquire, Path: "/a", Mode: ModeExclusive},
+		{Op: OpTxn},
+		{Op: 99, Path: "/a"},
+		{Op: OpSetContent, Path: "/a", Flags: FlagRecursive},
+		{Op: OpCreate, Path: "/a", Flags: FlagRestricted},
+		{Op: OpCheckSequencer, Path: "/a", Generation: 1, Instance: 2},
+	}).Draw(t, "txn-bad-op")
+}
+
+// genSequencer draws a sequencer: a current grant most of the time, else
+// one seen earlier (maybe stale) or a made-up one.
+func genSequencer(t *rapid.T, ps *propState) Sequencer {
+	var held []LockInfo
+	for _, l := range ps.locks {
+		if len(l.Holders) > 0 {
+			held = append(held, l)
+		}
+	}
+	switch k := rapid.IntRange(0, 3).Draw(t, "seq-kind"); {
+	case k < 2 && len(held) > 0:
+		l := rapid.SampledFrom(held).Draw(t, "seq-current")
+		return Sequencer{Path: l.Path, Mode: l.Mode, LockGen: l.LockGen, Instance: l.Instance}
+	case k < 3 && len(ps.sequencers) > 0:
+		return rapid.SampledFrom(ps.sequencers).Draw(t, "seq-seen")
+	}
+	return Sequencer{Path: genPath(t, ps, "seq-path"), Mode: ModeExclusive,
+		LockGen: uint64(rapid.IntRange(0, 2).Draw(t, "seq-gen")), Instance: uint64(rapid.IntRange(1, 9).Draw(t, "seq-inst"))}
+}
+
+// checkTxnAtomic checks that a failed txn left everything Snapshot writes
+// as it was: the tree equals pre (a copy taken before the txn) after a
+// tick at the same index and time (which does what every command does
+// before its own work: index, time, ended lock-delays) and after the
+// idempotence table kept the txn's result, as Apply does for any command.
+func checkTxnAtomic(t *rapid.T, where string, pre, tree *Tree, index uint64, c Command, r Result) {
+	tick := NewTick()
+	tick.Time = c.Time
+	pre.Apply(index, &tick)
+	if s := pre.sessions[c.Session]; s != nil && c.Request != 0 {
+		if _, ok := s.results.get(c.Request); !ok {
+			s.results.put(c.Request, r.kept(), pre.cfg.Results)
+		}
+	}
+	if !bytes.Equal(snapshotBytes(t, pre), snapshotBytes(t, tree)) {
+		t.Fatalf("%s: failed txn (%v) changed the state", where, r.Err)
+	}
 }
 
 // openSessions opens 1 to 3 sessions on both and returns the next index.
@@ -261,10 +362,17 @@ func TestPropertyMatchesModel(t *testing.T) {
 			c := genCommand(t, ps)
 			c.Time = now
 			c1, c2 := c, c
+			var pre *Tree
+			if c.Op == OpTxn {
+				pre = snapshotRestore(t, tree, cfg)
+			}
 			r, ev := tree.Apply(i, &c1)
 			mr, mev := m.apply(i, c2)
 			where := fmt.Sprintf("step %d %s %+v", i, c.Op, c)
 			compareApply(t, where, r, ev, mr, mev)
+			if pre != nil && r.Err != nil {
+				checkTxnAtomic(t, where, pre, tree, i, c, r)
+			}
 			ps.update(m)
 			ps.sequencers = collectSequencers(ps.sequencers, r, ev)
 			compareQueries(t, where, tree, m, ps)

@@ -47,6 +47,7 @@ type Tree struct {
 
 	events    []Event      // events of the command being applied
 	freeLocks []*lockState // recycled lock states (memory only, not state)
+	undo      *undoLog     // set while a txn is applied (txn.go)
 }
 
 var crcTable = crc64.MakeTable(crc64.ECMA)
@@ -133,7 +134,7 @@ func (t *Tree) ApplyAppend(dst []Event, index uint64, cmd *Command) (Result, []E
 	}
 	r := t.apply(cmd, s)
 	if dedup && t.sessions[cmd.Session] == s {
-		s.results.put(cmd.Request, r, t.cfg.Results)
+		s.results.put(cmd.Request, r.kept(), t.cfg.Results)
 	}
 	return r, t.takeEvents()
 }
@@ -191,6 +192,10 @@ func (t *Tree) apply(cmd *Command, s *session) Result {
 		return t.cancel(cmd, s)
 	case OpRelease:
 		return t.release(cmd, s)
+	case OpTxn:
+		return t.txn(cmd, s)
+	case OpCheckExists, OpCheckMissing, OpCheckSequencer:
+		return fail(errorf(CodeInvalidCommand, "%s is a txn condition, not a command", cmd.Op))
 	}
 	return fail(errorf(CodeUnknownOp, "%s", cmd.Op))
 }
@@ -203,6 +208,7 @@ var opFlags = [opEnd]Flags{
 	OpSetACL:      FlagRestricted,
 	OpDelete:      FlagRecursive | FlagRestricted,
 	OpAcquire:     FlagWait,
+	OpTxn:         FlagRestricted,
 }
 
 func fail(err *Error) Result { return Result{Err: err} }
@@ -225,11 +231,18 @@ func (t *Tree) insertNode(p string, depth int, n *node) string {
 	t.nodes.Insert(key, n)
 	stored := keyPath(key)
 	t.byPath[stored] = n
+	if t.undo != nil {
+		t.record(func() { t.removeNode(stored, depth) })
+	}
 	return stored
 }
 
 // removeNode drops the node at path p of the given depth from both indexes.
 func (t *Tree) removeNode(p string, depth int) {
+	if t.undo != nil {
+		n := t.byPath[p]
+		t.record(func() { t.insertNode(p, depth, n) })
+	}
 	t.nodes.Delete(nodeKey(p, depth))
 	delete(t.byPath, p)
 }
