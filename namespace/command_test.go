@@ -20,6 +20,19 @@ func allConstructors() []Command {
 	principal.Principal, principal.Flags = "alice", FlagRestricted
 	super := NewOpenSession(3 * time.Second)
 	super.Client, super.Principal, super.Flags = "ops", "root", FlagSuperuser
+	txnCreate := TxnCreate("/a/q-", []byte("x"), FlagEphemeral|FlagParents|FlagSequential)
+	txnCreate.ACL = acl
+	txn := NewTxn(
+		TxnCheckExists("/a", 3),
+		TxnCheckMissing("/b"),
+		TxnCheckSequencer(Sequencer{Path: "/l", Mode: ModeShared, LockGen: 7, Instance: 1 << 40}),
+		txnCreate,
+		TxnSetContent("/a", []byte{0, 1}, 2),
+		TxnDelete("/c", true, 4),
+		TxnSetACL("/a", acl, 5),
+	)
+	restrictedTxn := NewTxn(TxnSetContent("/a", nil, 0))
+	restrictedTxn.Flags, restrictedTxn.Principal = FlagRestricted, "alice"
 	return []Command{
 		NewTick(),
 		NewOpenSession(12 * time.Second),
@@ -37,6 +50,8 @@ func allConstructors() []Command {
 		NewAcquire("/a", ModeExclusive, false, -1),
 		NewCancel("/a"),
 		NewRelease("/a", 9),
+		txn,
+		restrictedTxn,
 	}
 }
 
@@ -53,6 +68,11 @@ func TestCommandRoundTrip(t *testing.T) {
 		}
 		if len(c.Content) == 0 {
 			c.Content = nil
+		}
+		for i := range c.Ops {
+			if len(c.Ops[i].Content) == 0 {
+				c.Ops[i].Content = nil
+			}
 		}
 		if !reflect.DeepEqual(got, c) {
 			t.Errorf("round trip of %s = %+v; want %+v", c.Op, got, c)
@@ -98,6 +118,17 @@ func TestDecodeCommandErrors(t *testing.T) {
 	fields := func(version, op, flags, mode any) []byte {
 		return raw(version, op, 0, 0, 0, "", []byte(nil), flags, mode, 0, "", "", "", 0, 0, 0)
 	}
+	subOp := func(op, flags, mode any) []any {
+		return []any{op, "/a", []byte(nil), flags, mode, 0, "", "", "", 0}
+	}
+	withOps := func(op any, ops ...[]any) []byte {
+		return raw(1, op, 0, 0, 0, "", []byte(nil), 0, 0, 0, "", "", "", 0, 0, 0, "", "", append([][]any{}, ops...))
+	}
+	exists := subOp(uint8(OpCheckExists), 0, 0)
+	tooMany := make([][]any, MaxTxnOps+1)
+	for i := range tooMany {
+		tooMany[i] = exists
+	}
 	tests := []struct {
 		name string
 		in   []byte
@@ -109,7 +140,20 @@ func TestDecodeCommandErrors(t *testing.T) {
 		{"version 2", raw(2, 1), ErrUnknownVersion},
 		{"version 0", fields(0, 1, 0, 0), ErrUnknownVersion},
 		{"short", raw(1, 1, 0), ErrInvalidCommand},
-		{"19 fields", raw(1, 2, 0, 0, 0, "", []byte(nil), 0, 0, 0, "", "", "", 1, 0, 0, "c", "p", "x"), ErrInvalidCommand},
+		{"20 fields", raw(1, 2, 0, 0, 0, "", []byte(nil), 0, 0, 0, "", "", "", 1, 0, 0, "c", "p", []any{}, "x"), ErrInvalidCommand},
+		{"ops not an array", raw(1, 2, 0, 0, 0, "", []byte(nil), 0, 0, 0, "", "", "", 1, 0, 0, "c", "p", "x"), ErrInvalidCommand},
+		{"txn without ops", fields(1, uint8(OpTxn), 0, 0), ErrInvalidCommand},
+		{"empty txn", withOps(uint8(OpTxn)), ErrInvalidCommand},
+		{"too many ops", withOps(uint8(OpTxn), tooMany...), ErrInvalidCommand},
+		{"nested txn", withOps(uint8(OpTxn), exists, subOp(uint8(OpTxn), 0, 0)), ErrInvalidCommand},
+		{"lock op in txn", withOps(uint8(OpTxn), subOp(uint8(OpAcquire), 0, 1)), ErrInvalidCommand},
+		{"unknown sub-op", withOps(uint8(OpTxn), subOp(99, 0, 0)), ErrUnknownOp},
+		{"sub-op flags", withOps(uint8(OpTxn), subOp(uint8(OpSetContent), uint8(FlagRecursive), 0)), ErrInvalidCommand},
+		{"sequencer mode", withOps(uint8(OpTxn), subOp(uint8(OpCheckSequencer), 0, 0)), ErrInvalidCommand},
+		{"sub-op mode", withOps(uint8(OpTxn), subOp(uint8(OpCheckSequencer), 0, 3)), ErrInvalidCommand},
+		{"sub-op fields", withOps(uint8(OpTxn), []any{uint8(OpCheckExists), "/a"}), ErrInvalidCommand},
+		{"ops on a create", withOps(uint8(OpCreate), exists), ErrInvalidCommand},
+		{"condition alone", fields(1, uint8(OpCheckMissing), 0, 0), ErrInvalidCommand},
 		{"principal not a string", raw(1, 2, 0, 0, 0, "", []byte(nil), 0, 0, 0, "", "", "", 1, 0, 0, "c", 7), ErrInvalidCommand},
 		{"client not a string", raw(1, 2, 0, 0, 0, "", []byte(nil), 0, 0, 0, "", "", "", 1, 0, 0, 7), ErrInvalidCommand},
 		{"op 0", fields(1, 0, 0, 0), ErrUnknownOp},
@@ -124,6 +168,19 @@ func TestDecodeCommandErrors(t *testing.T) {
 		_, err := DecodeCommand(tt.in)
 		if !errors.Is(err, tt.want) || !errors.Is(err, ErrInvalidCommand) {
 			t.Errorf("%s: DecodeCommand = %v; want %v", tt.name, err, tt.want)
+		}
+	}
+	// The errors say what is wrong, and which sub-op.
+	for in, want := range map[string]string{
+		string(withOps(uint8(OpTxn))):                                    "namespace: invalid command: empty txn",
+		string(withOps(uint8(OpTxn), tooMany...)):                        "namespace: invalid command: txn ops: 129 sub-ops; the limit is 128",
+		string(withOps(uint8(OpTxn), exists, subOp(uint8(OpTxn), 0, 0))): "namespace: invalid command: txn op 2 (txn): a txn cannot contain a txn",
+		string(withOps(uint8(OpTxn), subOp(99, 0, 0))):                   "namespace: invalid command: unknown op: txn op 1 (op(99))",
+		string(withOps(uint8(OpCreate), exists)):                         "namespace: invalid command: create carries txn ops",
+		string(fields(1, uint8(OpCheckMissing), 0, 0)):                   "namespace: invalid command: check-missing is a txn condition, not a command",
+	} {
+		if _, err := DecodeCommand([]byte(in)); err == nil || err.Error() != want {
+			t.Errorf("DecodeCommand = %v; want %q", err, want)
 		}
 	}
 	if _, err := (&Command{Op: OpTick}).Encode(); !errors.Is(err, ErrUnknownVersion) {
@@ -179,6 +236,43 @@ func TestCommandClientOptional(t *testing.T) {
 	}
 	if got, err := DecodeCommand(ab); err != nil || got.Client != "" || got.Principal != "alice" {
 		t.Fatalf("DecodeCommand(with principal) = %+v, %v; want principal alice and no client", got, err)
+	}
+}
+
+// Txn ops are an optional trailing field: commands without them keep their
+// bytes, and a txn writes Client and Principal (empty) before them.
+func TestCommandOpsOptional(t *testing.T) {
+	for _, c := range allConstructors() {
+		b, err := c.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := msgpack.NewDecoder(bytes.NewReader(b)).DecodeArrayLen()
+		want := commandFieldsV1
+		switch {
+		case c.Op == OpTxn:
+			want = commandFieldsV1Ops
+		case c.Principal != "":
+			want = commandFieldsV1Principal
+		case c.Client != "":
+			want = commandFieldsV1Client
+		}
+		if n != want {
+			t.Errorf("%s encodes %d fields; want %d", c.Op, n, want)
+		}
+	}
+	txn := NewTxn(TxnCheckMissing("/a"))
+	b, err := txn.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// version 1, op 12 (txn), zero fields, "" "", one sub-op: op 14
+	// (check-missing), "/a", nil content, then zeros and empty names.
+	want := []byte{0xdc, 0x00, 0x13, 0x01, 0x0c, 0x00, 0x00, 0x00, 0xa0, 0xc0, 0x00, 0x00, 0x00,
+		0xa0, 0xa0, 0xa0, 0x00, 0x00, 0x00, 0xa0, 0xa0,
+		0x91, 0x9a, 0x0e, 0xa2, '/', 'a', 0xc0, 0x00, 0x00, 0x00, 0xa0, 0xa0, 0xa0, 0x00}
+	if !bytes.Equal(b, want) {
+		t.Fatalf("txn encodes as % x; want % x", b, want)
 	}
 }
 

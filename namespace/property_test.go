@@ -317,7 +317,7 @@ func genSequencer(t *rapid.T, ps *propState) Sequencer {
 // tick at the same index and time (which does what every command does
 // before its own work: index, time, ended lock-delays) and after the
 // idempotence table kept the txn's result, as Apply does for any command.
-func checkTxnAtomic(t *rapid.T, where string, pre, tree *Tree, index uint64, c Command, r Result) {
+func checkTxnAtomic(t fataler, where string, pre, tree *Tree, index uint64, c Command, r Result) {
 	tick := NewTick()
 	tick.Time = c.Time
 	pre.Apply(index, &tick)

@@ -155,10 +155,10 @@ func checkTxnShape(ops []TxnOp) (int, *Error) {
 		case OpTxn:
 			return i, errorf(CodeInvalidCommand, "a txn cannot contain a txn")
 		case OpInvalid:
-			return i, errorf(CodeUnknownOp, "%s", o.Op)
+			return i, errorf(CodeUnknownOp, "")
 		default:
 			if o.Op >= opEnd {
-				return i, errorf(CodeUnknownOp, "%s", o.Op)
+				return i, errorf(CodeUnknownOp, "")
 			}
 			return i, errorf(CodeInvalidCommand, "%s cannot be part of a txn (only conditions and node writes)", o.Op)
 		}
