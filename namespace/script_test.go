@@ -29,6 +29,11 @@ var update = flag.Bool("update", false, "rewrite the expected outputs of testdat
 //	acquire PATH exclusive|shared [wait] [delay=D]   cancel PATH   release PATH [gen=N]
 //	tree [PATH]   get PATH   ls PATH   locks   sessions   deadline
 //	check PATH:MODE:LOCKGEN:INSTANCE                 restore (snapshot + restore)
+//	txn [s=N] [req=N] | SUB-OP | SUB-OP ...
+//
+// A txn's sub-ops are create, set, delete and setacl as above, and the
+// conditions check-exists PATH [gen=N], check-missing PATH and
+// check-sequencer PATH:MODE:LOCKGEN:INSTANCE.
 func TestScripts(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.txt")
 	if err != nil || len(files) == 0 {
@@ -138,22 +143,10 @@ func (a args) acl() ACL {
 	return ACL{Reader: parts[0], Writer: parts[1], Changer: strings.TrimRight(parts[2], ",")}
 }
 
-func (sc *script) run(line string) string {
-	fields := strings.Fields(line)
-	a := parseArgs(fields[1:])
+// write parses a create, set, delete or setacl.
+func write(word string, a args) (Command, bool) {
 	var cmd Command
-	switch fields[0] {
-	case "open":
-		timeout := a.dur("timeout")
-		if timeout == 0 {
-			timeout = 12 * time.Second
-		}
-		cmd = NewOpenSession(timeout)
-	case "close":
-		cmd = NewCloseSession()
-	case "expire":
-		target, _ := strconv.ParseUint(a.path(), 10, 64)
-		cmd = NewExpireSession(target)
+	switch word {
 	case "create":
 		var flags Flags
 		for w, f := range map[string]Flags{"ephemeral": FlagEphemeral, "parents": FlagParents, "sequential": FlagSequential} {
@@ -169,6 +162,68 @@ func (sc *script) run(line string) string {
 		cmd = NewDelete(a.path(), a.has("recursive"), a.uint("gen"))
 	case "setacl":
 		cmd = NewSetACL(a.path(), a.acl(), a.uint("gen"))
+	default:
+		return cmd, false
+	}
+	return cmd, true
+}
+
+// parseSequencer reads PATH:MODE:LOCKGEN:INSTANCE.
+func parseSequencer(s string) Sequencer {
+	parts := strings.Split(s, ":")
+	mode := ModeExclusive
+	if parts[1] == "shared" {
+		mode = ModeShared
+	}
+	gen, _ := strconv.ParseUint(parts[2], 10, 64)
+	inst, _ := strconv.ParseUint(parts[3], 10, 64)
+	return Sequencer{Path: parts[0], Mode: mode, LockGen: gen, Instance: inst}
+}
+
+// txn parses the sub-ops of a txn line.
+func (sc *script) txn(segments []string) Command {
+	var ops []TxnOp
+	for _, seg := range segments {
+		fields := strings.Fields(seg)
+		a := parseArgs(fields[1:])
+		switch fields[0] {
+		case "check-exists":
+			ops = append(ops, TxnCheckExists(a.path(), a.uint("gen")))
+		case "check-missing":
+			ops = append(ops, TxnCheckMissing(a.path()))
+		case "check-sequencer":
+			ops = append(ops, TxnCheckSequencer(parseSequencer(a.path())))
+		default:
+			c, ok := write(fields[0], a)
+			if !ok {
+				sc.t.Fatalf("unknown txn sub-op %q", seg)
+			}
+			ops = append(ops, TxnOp{Op: c.Op, Path: c.Path, Content: c.Content, Flags: c.Flags, Generation: c.Generation, ACL: c.ACL})
+		}
+	}
+	return NewTxn(ops...)
+}
+
+func (sc *script) run(line string) string {
+	segments := strings.Split(line, " | ")
+	fields := strings.Fields(segments[0])
+	a := parseArgs(fields[1:])
+	cmd, _ := write(fields[0], a)
+	switch fields[0] {
+	case "txn":
+		cmd = sc.txn(segments[1:])
+	case "create", "set", "delete", "setacl": // write parsed them
+	case "open":
+		timeout := a.dur("timeout")
+		if timeout == 0 {
+			timeout = 12 * time.Second
+		}
+		cmd = NewOpenSession(timeout)
+	case "close":
+		cmd = NewCloseSession()
+	case "expire":
+		target, _ := strconv.ParseUint(a.path(), 10, 64)
+		cmd = NewExpireSession(target)
 	case "tick":
 		cmd = NewTick()
 	case "acquire":
@@ -200,6 +255,9 @@ func (sc *script) run(line string) string {
 
 func formatResult(r Result) string {
 	if r.Err != nil {
+		if r.FailedOp != 0 {
+			return fmt.Sprintf("error %v [failed op %d]", r.Err, r.FailedOp)
+		}
 		return "error " + r.Err.Error()
 	}
 	parts := []string{"ok"}
@@ -217,6 +275,16 @@ func formatResult(r Result) string {
 	}
 	if r.Deleted != 0 {
 		parts = append(parts, fmt.Sprintf("deleted=%d", r.Deleted))
+	}
+	if r.Ops != nil {
+		ops := make([]string, len(r.Ops))
+		for i, o := range r.Ops {
+			ops[i] = formatResult(o)
+			if o.Stat.Instance != 0 {
+				ops[i] += fmt.Sprintf(" inst=%d cgen=%d", o.Stat.Instance, o.Stat.ContentGen)
+			}
+		}
+		parts = append(parts, "ops=["+strings.Join(ops, " | ")+"]")
 	}
 	return strings.Join(parts, " ")
 }
@@ -277,14 +345,7 @@ func (sc *script) query(cmd string, a args) string {
 		}
 		return time.Duration(d).String()
 	case "check":
-		parts := strings.Split(a.path(), ":")
-		mode := ModeExclusive
-		if parts[1] == "shared" {
-			mode = ModeShared
-		}
-		gen, _ := strconv.ParseUint(parts[2], 10, 64)
-		inst, _ := strconv.ParseUint(parts[3], 10, 64)
-		return strconv.FormatBool(sc.tree.CheckSequencer(Sequencer{Path: parts[0], Mode: mode, LockGen: gen, Instance: inst}))
+		return strconv.FormatBool(sc.tree.CheckSequencer(parseSequencer(a.path())))
 	case "restore":
 		var buf bytes.Buffer
 		if err := sc.tree.Snapshot(&buf); err != nil {
