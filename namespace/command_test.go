@@ -174,8 +174,8 @@ func TestDecodeCommandErrors(t *testing.T) {
 	for in, want := range map[string]string{
 		string(withOps(uint8(OpTxn))):                                    "namespace: invalid command: empty txn",
 		string(withOps(uint8(OpTxn), tooMany...)):                        "namespace: invalid command: txn ops: 129 sub-ops; the limit is 128",
-		string(withOps(uint8(OpTxn), exists, subOp(uint8(OpTxn), 0, 0))): "namespace: invalid command: txn op 2 (txn): a txn cannot contain a txn",
-		string(withOps(uint8(OpTxn), subOp(99, 0, 0))):                   "namespace: invalid command: unknown op: txn op 1 (op(99))",
+		string(withOps(uint8(OpTxn), exists, subOp(uint8(OpTxn), 0, 0))): "namespace: invalid command: txn ops[1] (txn): a txn cannot contain a txn",
+		string(withOps(uint8(OpTxn), subOp(99, 0, 0))):                   "namespace: invalid command: unknown op: txn ops[0] (op(99))",
 		string(withOps(uint8(OpCreate), exists)):                         "namespace: invalid command: create carries txn ops",
 		string(fields(1, uint8(OpCheckMissing), 0, 0)):                   "namespace: invalid command: check-missing is a txn condition, not a command",
 	} {

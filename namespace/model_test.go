@@ -153,7 +153,7 @@ func (m *model) apply(index uint64, c Command) (Result, []Event) {
 	if s := m.sessions[c.Session]; s != nil && c.Request != 0 && m.cfg.Results > 0 {
 		// The window keeps a txn's outcome, not its sub-ops' results.
 		kept := r
-		kept.Ops, kept.FailedOp = nil, 0
+		kept.Txn = nil
 		s.results = append(s.results, [2]any{c.Request, kept})
 		if len(s.results) > m.cfg.Results {
 			s.results = s.results[1:]

@@ -69,9 +69,9 @@ func (m *model) txn(c Command) Result {
 		allowed, ok := kinds[o.Op]
 		switch {
 		case !ok && (o.Op == OpInvalid || o.Op >= opEnd):
-			return Result{Err: mErr(CodeUnknownOp).Err, FailedOp: i + 1}
+			return Result{Err: mErr(CodeUnknownOp).Err, Txn: &TxnResult{Failed: i}}
 		case !ok || o.Flags&^allowed != 0 || o.Op == OpCheckSequencer && o.Mode != ModeExclusive && o.Mode != ModeShared:
-			return Result{Err: mErr(CodeInvalidCommand).Err, FailedOp: i + 1}
+			return Result{Err: mErr(CodeInvalidCommand).Err, Txn: &TxnResult{Failed: i}}
 		}
 	}
 	if mTxnSize(c.Ops) > m.cfg.MaxContent+m.cfg.MaxPathLen+3*m.cfg.MaxNameLen+64 {
@@ -83,11 +83,11 @@ func (m *model) txn(c Command) Result {
 		r := m.txnOp(c, o)
 		if r.Err != nil {
 			*m = *saved
-			return Result{Err: r.Err, FailedOp: i + 1}
+			return Result{Err: r.Err, Txn: &TxnResult{Failed: i}}
 		}
 		results[i] = r
 	}
-	return Result{Ops: results}
+	return Result{Txn: &TxnResult{Ops: results}}
 }
 
 func (m *model) txnOp(c Command, o TxnOp) Result {

@@ -255,8 +255,8 @@ func (sc *script) run(line string) string {
 
 func formatResult(r Result) string {
 	if r.Err != nil {
-		if r.FailedOp != 0 {
-			return fmt.Sprintf("error %v [failed op %d]", r.Err, r.FailedOp)
+		if r.Txn != nil {
+			return fmt.Sprintf("error %v (failed=%d)", r.Err, r.Txn.Failed)
 		}
 		return "error " + r.Err.Error()
 	}
@@ -276,9 +276,9 @@ func formatResult(r Result) string {
 	if r.Deleted != 0 {
 		parts = append(parts, fmt.Sprintf("deleted=%d", r.Deleted))
 	}
-	if r.Ops != nil {
-		ops := make([]string, len(r.Ops))
-		for i, o := range r.Ops {
+	if r.Txn != nil {
+		ops := make([]string, len(r.Txn.Ops))
+		for i, o := range r.Txn.Ops {
 			ops[i] = formatResult(o)
 			if o.Stat.Instance != 0 {
 				ops[i] += fmt.Sprintf(" inst=%d cgen=%d", o.Stat.Instance, o.Stat.ContentGen)

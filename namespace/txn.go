@@ -64,8 +64,8 @@ type TxnOp struct {
 
 // NewTxn returns a command that applies ops in order, all or nothing: every
 // condition holds and every write succeeds, or nothing changes and
-// Result.FailedOp names the sub-op that failed. On success Result.Ops has
-// one result per sub-op. Set Time, Session and Request as for any command
+// Result.Txn.Failed is the index of the sub-op that failed. On success
+// Result.Txn.Ops has one result per sub-op. Set Time, Session and Request as for any command
 // (a retried txn applies once); a server marks a client's sessionless txn
 // FlagRestricted with its Principal, as it marks a single write.
 //
@@ -173,7 +173,7 @@ func checkTxnShape(ops []TxnOp) (int, *Error) {
 }
 
 // txnOpError returns err as the failure of sub-op i of ops ("<sentinel>:
-// txn op N (kind): <detail>", N counting from 1), or err itself when i < 0.
+// txn ops[i] (kind): <detail>"), or err itself when i < 0.
 // The code stays the sub-op's, so errors.Is sees the sub-op's sentinel.
 func txnOpError(i int, ops []TxnOp, err *Error) *Error {
 	if i < 0 {
@@ -182,9 +182,9 @@ func txnOpError(i int, ops []TxnOp, err *Error) *Error {
 	prefix := codeSentinels[err.Code].Error()
 	detail, _ := strings.CutPrefix(strings.TrimPrefix(err.Msg, prefix), ": ")
 	if detail == "" {
-		return errorf(err.Code, "txn op %d (%s)", i+1, ops[i].Op)
+		return errorf(err.Code, "txn ops[%d] (%s)", i, ops[i].Op)
 	}
-	return errorf(err.Code, "txn op %d (%s): %s", i+1, ops[i].Op, detail)
+	return errorf(err.Code, "txn ops[%d] (%s): %s", i, ops[i].Op, detail)
 }
 
 // msgpack sizes of unsigned integers and string and bin headers.
@@ -255,10 +255,13 @@ func (c *Config) maxTxnSize() int {
 // (ErrTooLarge), then each sub-op in order exactly as its standalone
 // command (or, for a condition, its query) is checked, against the state
 // the earlier sub-ops left. The first failure undoes every earlier sub-op
-// and is the result, with FailedOp set.
+// and is the result, with Txn.Failed set.
 func (t *Tree) txn(cmd *Command, s *session) Result {
 	if i, err := checkTxnShape(cmd.Ops); err != nil {
-		return Result{Err: txnOpError(i, cmd.Ops, err), FailedOp: i + 1}
+		if i < 0 {
+			return fail(err)
+		}
+		return Result{Err: txnOpError(i, cmd.Ops, err), Txn: &TxnResult{Failed: i}}
 	}
 	if size, limit := txnSize(cmd.Ops), t.cfg.maxTxnSize(); size > limit {
 		return fail(errorf(CodeTooLarge, "txn sub-ops of %d bytes > %d", size, limit))
@@ -270,12 +273,12 @@ func (t *Tree) txn(cmd *Command, s *session) Result {
 		if r.Err != nil {
 			t.rollback()
 			// Every failure of the ops is built by fail, an *Error.
-			return Result{Err: txnOpError(i, cmd.Ops, r.Err.(*Error)), FailedOp: i + 1}
+			return Result{Err: txnOpError(i, cmd.Ops, r.Err.(*Error)), Txn: &TxnResult{Failed: i}}
 		}
 		results[i] = r
 	}
 	t.undo = nil
-	return Result{Ops: results}
+	return Result{Txn: &TxnResult{Ops: results}}
 }
 
 // txnOp applies one sub-op of txn: a condition here, a write through the

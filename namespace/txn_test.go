@@ -3,6 +3,7 @@ package namespace
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -41,7 +42,7 @@ func TestTxnFencedWrite(t *testing.T) {
 	seq := h.must(NewAcquire("/svc/leader", ModeExclusive, false, -1), s).Sequencer
 
 	r, ev := applyTxn(h, s, 1, 0, "", TxnCheckSequencer(seq), TxnSetContent("/svc/config", []byte("v2"), 0))
-	if r.Err != nil || len(r.Ops) != 2 || r.Ops[1].Stat.ContentGen != 2 {
+	if r.Err != nil || len(r.Txn.Ops) != 2 || r.Txn.Ops[1].Stat.ContentGen != 2 {
 		t.Fatalf("fenced write while holding = %+v", r)
 	}
 	wantEvents(t, ev, "content-changed /svc/config inst=4")
@@ -49,8 +50,8 @@ func TestTxnFencedWrite(t *testing.T) {
 	h.must(NewRelease("/svc/leader", 0), s)
 	h.must(NewAcquire("/svc/leader", ModeExclusive, false, -1), s) // a new grant: lock generation 2
 	r, _ = applyTxn(h, s, 2, 0, "", TxnCheckSequencer(seq), TxnSetContent("/svc/config", []byte("v3"), 0))
-	if !errors.Is(r.Err, ErrGenerationMismatch) || r.FailedOp != 1 ||
-		!strings.Contains(r.Err.Error(), "txn op 1 (check-sequencer): sequencer /svc/leader:exclusive:1:3 is not current: the lock has been granted again since") {
+	if !errors.Is(r.Err, ErrGenerationMismatch) || r.Txn == nil || r.Txn.Failed != 0 ||
+		!strings.Contains(r.Err.Error(), "txn ops[0] (check-sequencer): sequencer /svc/leader:exclusive:1:3 is not current: the lock has been granted again since") {
 		t.Fatalf("fenced write with a stale sequencer = %+v", r)
 	}
 	wantContent(t, h, "/svc/config", "v2")
@@ -83,8 +84,8 @@ func TestTxnFailureChangesNothing(t *testing.T) {
 	for i, f := range fails {
 		ops := append(append([]TxnOp{}, writes...), f)
 		r, _ := applyTxn(h, b, uint64(10+i), 0, "", ops...)
-		if r.Err == nil || r.FailedOp != len(ops) {
-			t.Fatalf("txn ending in %s = %+v; want it to fail at op %d", f.Op, r, len(ops))
+		if r.Err == nil || r.Txn == nil || r.Txn.Failed != len(ops)-1 {
+			t.Fatalf("txn ending in %s = %+v; want it to fail at ops[%d]", f.Op, r, len(ops)-1)
 		}
 	}
 	// The waiter's stored result, and the lock-delay's grant, are as before.
@@ -144,11 +145,12 @@ func TestTxnEventsAreTheWrites(t *testing.T) {
 	if !reflect.DeepEqual(ev, want) {
 		t.Fatalf("txn events\n %v\nwant\n %v", ev, want)
 	}
-	if !reflect.DeepEqual(r.Ops, wantOps) {
-		t.Fatalf("txn results\n %+v\nwant\n %+v", r.Ops, wantOps)
+	got := r.Txn.Ops
+	if !reflect.DeepEqual(got, wantOps) {
+		t.Fatalf("txn results\n %+v\nwant\n %+v", got, wantOps)
 	}
-	if r.Ops[1].Path != "/svc/new/q-0000000000" || r.Ops[2].Path != "/svc/new/q-0000000001" || r.Ops[6].Deleted != 3 {
-		t.Fatalf("txn results %+v", r.Ops)
+	if got[1].Path != "/svc/new/q-0000000000" || got[2].Path != "/svc/new/q-0000000001" || got[6].Deleted != 3 {
+		t.Fatalf("txn results %+v", got)
 	}
 	if !bytes.Equal(snapshotBytes(t, one.tree), snapshotBytes(t, all.tree)) {
 		t.Fatalf("txn and its writes one by one leave different states")
@@ -168,48 +170,49 @@ func TestTxnChecks(t *testing.T) {
 		principal string
 		ops       []TxnOp
 		want      error
-		failedOp  int
+		at        int  // the failed sub-op's index
+		whole     bool // refused as a whole: no Txn
 		msg       string
 	}{
-		{name: "empty", ops: nil, want: ErrInvalidCommand, msg: "empty txn"},
-		{name: "too many", ops: many, want: ErrInvalidCommand, msg: "txn of 129 sub-ops; the limit is 128"},
-		{name: "nested", ops: []TxnOp{TxnCheckExists("/", 0), {Op: OpTxn}}, want: ErrInvalidCommand, failedOp: 2,
-			msg: "namespace: invalid command: txn op 2 (txn): a txn cannot contain a txn"},
-		{name: "lock op", ops: []TxnOp{{Op: OpAcquire, Path: "/a", Mode: ModeExclusive}}, want: ErrInvalidCommand, failedOp: 1,
+		{name: "empty", ops: nil, whole: true, want: ErrInvalidCommand, msg: "empty txn"},
+		{name: "too many", ops: many, whole: true, want: ErrInvalidCommand, msg: "txn of 129 sub-ops; the limit is 128"},
+		{name: "nested", ops: []TxnOp{TxnCheckExists("/", 0), {Op: OpTxn}}, want: ErrInvalidCommand, at: 1,
+			msg: "namespace: invalid command: txn ops[1] (txn): a txn cannot contain a txn"},
+		{name: "lock op", ops: []TxnOp{{Op: OpAcquire, Path: "/a", Mode: ModeExclusive}}, want: ErrInvalidCommand, at: 0,
 			msg: "acquire cannot be part of a txn"},
-		{name: "unknown op", ops: []TxnOp{{Op: 99}}, want: ErrUnknownOp, failedOp: 1},
-		{name: "op 0", ops: []TxnOp{{}}, want: ErrUnknownOp, failedOp: 1},
-		{name: "sub-op restricted", ops: []TxnOp{{Op: OpSetContent, Path: "/a", Flags: FlagRestricted}}, want: ErrInvalidCommand, failedOp: 1},
-		{name: "condition flags", ops: []TxnOp{{Op: OpCheckMissing, Path: "/b", Flags: FlagRecursive}}, want: ErrInvalidCommand, failedOp: 1},
-		{name: "sequencer mode", ops: []TxnOp{{Op: OpCheckSequencer, Path: "/a"}}, want: ErrInvalidCommand, failedOp: 1},
-		{name: "shape before semantics", ops: []TxnOp{TxnDelete("/nope", false, 0), {Op: OpCancel}}, want: ErrInvalidCommand, failedOp: 2},
+		{name: "unknown op", ops: []TxnOp{{Op: 99}}, want: ErrUnknownOp, at: 0},
+		{name: "op 0", ops: []TxnOp{{}}, want: ErrUnknownOp, at: 0},
+		{name: "sub-op restricted", ops: []TxnOp{{Op: OpSetContent, Path: "/a", Flags: FlagRestricted}}, want: ErrInvalidCommand, at: 0},
+		{name: "condition flags", ops: []TxnOp{{Op: OpCheckMissing, Path: "/b", Flags: FlagRecursive}}, want: ErrInvalidCommand, at: 0},
+		{name: "sequencer mode", ops: []TxnOp{{Op: OpCheckSequencer, Path: "/a"}}, want: ErrInvalidCommand, at: 0},
+		{name: "shape before semantics", ops: []TxnOp{TxnDelete("/nope", false, 0), {Op: OpCancel}}, want: ErrInvalidCommand, at: 1},
 		{name: "largest", ops: []TxnOp{big, big, big, big, big}},
-		{name: "too large", ops: []TxnOp{big, big, big, big, big, big}, want: ErrTooLarge, msg: "txn sub-ops of 132 bytes > 112"},
-		{name: "content size per op", ops: []TxnOp{TxnSetContent("/a", []byte("123456789"), 0)}, want: ErrTooLarge, failedOp: 1},
-		{name: "bad path", ops: []TxnOp{TxnCheckMissing("/b"), TxnCheckMissing("b")}, want: ErrBadPath, failedOp: 2,
-			msg: "namespace: bad path: txn op 2 (check-missing): "},
-		{name: "exists", ops: []TxnOp{TxnCheckMissing("/a")}, want: ErrExists, failedOp: 1},
-		{name: "missing", ops: []TxnOp{TxnCheckExists("/b", 0)}, want: ErrNotFound, failedOp: 1},
-		{name: "generation", ops: []TxnOp{TxnCheckExists("/a", 1), TxnCheckExists("/a", 2)}, want: ErrGenerationMismatch, failedOp: 2},
-		{name: "ephemeral without session", ops: []TxnOp{TxnCreate("/b", nil, FlagEphemeral)}, want: ErrInvalidCommand, failedOp: 1},
+		{name: "too large", ops: []TxnOp{big, big, big, big, big, big}, whole: true, want: ErrTooLarge, msg: "txn sub-ops of 132 bytes > 112"},
+		{name: "content size per op", ops: []TxnOp{TxnSetContent("/a", []byte("123456789"), 0)}, want: ErrTooLarge, at: 0},
+		{name: "bad path", ops: []TxnOp{TxnCheckMissing("/b"), TxnCheckMissing("b")}, want: ErrBadPath, at: 1,
+			msg: "namespace: bad path: txn ops[1] (check-missing): "},
+		{name: "exists", ops: []TxnOp{TxnCheckMissing("/a")}, want: ErrExists, at: 0},
+		{name: "missing", ops: []TxnOp{TxnCheckExists("/b", 0)}, want: ErrNotFound, at: 0},
+		{name: "generation", ops: []TxnOp{TxnCheckExists("/a", 1), TxnCheckExists("/a", 2)}, want: ErrGenerationMismatch, at: 1},
+		{name: "ephemeral without session", ops: []TxnOp{TxnCreate("/b", nil, FlagEphemeral)}, want: ErrInvalidCommand, at: 0},
 		{name: "ephemeral", session: true, ops: []TxnOp{TxnCreate("/b", nil, FlagEphemeral)}},
 		{name: "ephemerals limit", session: true, ops: []TxnOp{TxnCreate("/a/b", nil, FlagEphemeral),
-			TxnCreate("/a/c", nil, FlagEphemeral), TxnCreate("/a/d", nil, FlagEphemeral)}, want: ErrTooManyEphemerals, failedOp: 3},
+			TxnCreate("/a/c", nil, FlagEphemeral), TxnCreate("/a/d", nil, FlagEphemeral)}, want: ErrTooManyEphemerals, at: 2},
 		{name: "children limit", ops: []TxnOp{TxnCreate("/b", nil, 0), TxnCreate("/c", nil, 0), TxnCreate("/d", nil, 0)},
-			want: ErrTooManyChildren, failedOp: 3},
+			want: ErrTooManyChildren, at: 2},
 		{name: "sees earlier ops", ops: []TxnOp{TxnCreate("/b", nil, 0), TxnCheckExists("/b", 1), TxnSetContent("/b", []byte("x"), 1),
 			TxnCheckExists("/b", 2), TxnDelete("/b", false, 2), TxnCheckMissing("/b"), TxnCreate("/b", nil, 0)}},
-		{name: "root", ops: []TxnOp{TxnCheckExists("/", 0), TxnSetContent("/", nil, 0)}, want: ErrPermission, failedOp: 2},
+		{name: "root", ops: []TxnOp{TxnCheckExists("/", 0), TxnSetContent("/", nil, 0)}, want: ErrPermission, at: 1},
 		// /p's writer is the ACL w (principal p); its reader r admits only q.
 		{name: "restricted write", flags: FlagRestricted, principal: "q", ops: []TxnOp{TxnSetContent("/p", nil, 0)},
-			want: ErrPermission, failedOp: 1},
+			want: ErrPermission, at: 0},
 		{name: "restricted read", flags: FlagRestricted, principal: "p", ops: []TxnOp{TxnSetContent("/p", nil, 0),
-			TxnCheckExists("/p", 0)}, want: ErrPermission, failedOp: 2},
+			TxnCheckExists("/p", 0)}, want: ErrPermission, at: 1},
 		{name: "restricted missing needs no right", flags: FlagRestricted, principal: "p",
 			ops: []TxnOp{TxnCheckMissing("/p/x"), TxnCreate("/p/x", nil, 0)}},
 		{name: "operator", ops: []TxnOp{TxnCheckExists("/p", 0), TxnSetContent("/p", nil, 0)}},
 		{name: "restricted from a session", session: true, flags: FlagRestricted, ops: []TxnOp{TxnCheckMissing("/b")},
-			want: ErrInvalidCommand, msg: "FlagRestricted is for commands without a session"},
+			whole: true, want: ErrInvalidCommand, msg: "FlagRestricted is for commands without a session"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -230,16 +233,21 @@ func TestTxnChecks(t *testing.T) {
 			}
 			r, _ := applyTxn(h, session, 1, tt.flags, tt.principal, tt.ops...)
 			if tt.want == nil {
-				if r.Err != nil || len(r.Ops) != len(tt.ops) {
+				if r.Err != nil || len(r.Txn.Ops) != len(tt.ops) {
 					t.Fatalf("txn = %+v; want success", r)
 				}
 				return
 			}
-			if !errors.Is(r.Err, tt.want) || r.FailedOp != tt.failedOp || !strings.Contains(r.Err.Error(), tt.msg) || r.Ops != nil {
-				t.Fatalf("txn = %+v (%v); want %v at op %d, message with %q", r, r.Err, tt.want, tt.failedOp, tt.msg)
+			if !errors.Is(r.Err, tt.want) || !strings.Contains(r.Err.Error(), tt.msg) {
+				t.Fatalf("txn = %+v; want %v, message with %q", r, tt.want, tt.msg)
 			}
-			if tt.failedOp > 0 && !strings.Contains(r.Err.Error(), "txn op ") {
-				t.Fatalf("error %q does not name the sub-op", r.Err)
+			switch {
+			case tt.whole && r.Txn != nil:
+				t.Fatalf("txn refused as a whole has Txn %+v", r.Txn)
+			case !tt.whole && (r.Txn == nil || r.Txn.Failed != tt.at || r.Txn.Ops != nil):
+				t.Fatalf("txn = %+v (Txn %+v); want it failed at ops[%d]", r, r.Txn, tt.at)
+			case !tt.whole && !strings.Contains(r.Err.Error(), fmt.Sprintf("txn ops[%d] (", tt.at)):
+				t.Fatalf("error %q does not name ops[%d]", r.Err, tt.at)
 			}
 		})
 	}
@@ -251,7 +259,7 @@ func TestTxnMaxOps(t *testing.T) {
 	for i := range ops {
 		ops[i] = TxnCreate("/n", nil, FlagSequential)
 	}
-	if r, _ := applyTxn(h, 0, 0, 0, "", ops...); r.Err != nil || r.Ops[MaxTxnOps-1].Path != "/n0000000127" {
+	if r, _ := applyTxn(h, 0, 0, 0, "", ops...); r.Err != nil || r.Txn.Ops[MaxTxnOps-1].Path != "/n0000000127" {
 		t.Fatalf("txn of MaxTxnOps creates = %v", r.Err)
 	}
 }
@@ -274,22 +282,22 @@ func TestTxnRetry(t *testing.T) {
 	s := h.open()
 	ops := []TxnOp{TxnCreate("/q-", nil, FlagSequential), TxnCreate("/m", nil, 0)}
 	first, _ := applyTxn(h, s, 7, 0, "", ops...)
-	if first.Err != nil || first.Ops[0].Path != "/q-0000000000" {
+	if first.Err != nil || first.Txn.Ops[0].Path != "/q-0000000000" {
 		t.Fatalf("txn = %+v", first)
 	}
 	failed, _ := applyTxn(h, s, 8, 0, "", ops...)
-	if !errors.Is(failed.Err, ErrExists) || failed.FailedOp != 2 {
-		t.Fatalf("second txn = %+v; want ErrExists at op 2", failed)
+	if !errors.Is(failed.Err, ErrExists) || failed.Txn.Failed != 1 {
+		t.Fatalf("second txn = %+v; want ErrExists at ops[1]", failed)
 	}
 	for _, tree := range []*Tree{h.tree, snapshotRestoreTB(t, h.tree)} {
 		h.tree = tree
 		again, ev := h.apply(NewTxn(ops...), s, 7)
-		if again.Err != nil || again.Ops != nil || len(ev) != 0 {
+		if again.Err != nil || again.Txn != nil || len(ev) != 0 {
 			t.Fatalf("retry = %+v, %v; want the stored success, no results, no events", again, ev)
 		}
 		again, _ = h.apply(NewTxn(ops...), s, 8)
-		if !reflect.DeepEqual(again.Err, failed.Err) || again.FailedOp != 0 {
-			t.Fatalf("retry of the failure = %+v; want %v without FailedOp", again, failed.Err)
+		if !reflect.DeepEqual(again.Err, failed.Err) || again.Txn != nil {
+			t.Fatalf("retry of the failure = %+v; want %v without Txn", again, failed.Err)
 		}
 	}
 	// The failed txn's sequential create was undone with its counter.

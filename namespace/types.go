@@ -67,29 +67,37 @@ type Result struct {
 	Queued bool
 	// Deleted is the number of nodes a delete removed.
 	Deleted int
-	// Ops are the results of a txn's sub-ops, one per sub-op in order,
-	// when the txn succeeded: Path and Stat of a create, Stat of a
-	// set-content, set-acl or check-exists, Deleted of a delete, nothing
-	// for the other conditions. A retried txn returns none (see kept).
+	// Txn is what a txn reports beyond Err: its sub-ops' results, or
+	// which sub-op failed. Nil for other commands, for a txn refused as a
+	// whole (empty, too many sub-ops, too large, its session's checks)
+	// and on a retry (see kept). A pointer, so that Result stays
+	// comparable; compare two with reflect.DeepEqual.
+	Txn *TxnResult
+}
+
+// TxnResult is a txn's outcome beyond Result.Err.
+type TxnResult struct {
+	// Ops are the sub-ops' results, one per sub-op in order, when the
+	// txn succeeded (nil when it failed): Path and Stat of a create, Stat
+	// of a set-content, set-acl or check-exists, Deleted of a delete,
+	// nothing for the other conditions.
 	Ops []Result
-	// FailedOp is set when a txn failed because one of its sub-ops did:
-	// that sub-op's number, counting from 1 (Ops[FailedOp-1] had the txn
-	// succeeded), which Err's message also gives. 0 when no sub-op
-	// failed (success, a txn refused as a whole, any other command) and
-	// on a retry.
-	FailedOp int
+	// Failed is the index of the sub-op whose error Result.Err is, when
+	// the txn failed (the message names it too: "txn ops[1]
+	// (set-content): ...").
+	Failed int
 }
 
 // Code returns the code of r.Err.
 func (r Result) Code() Code { return CodeOf(r.Err) }
 
 // kept returns r as the idempotence table keeps it and a retry returns
-// it: without a txn's Ops and FailedOp, which the table's snapshot record
-// (one fixed-size result per request) has no room for. A retried txn thus
+// it: without a txn's Txn, which the table's snapshot record (one
+// fixed-size result per request) has no room for. A retried txn thus
 // learns whether it applied, and its error (code and message, which names
 // the failed sub-op), but not the sub-ops' results.
 func (r Result) kept() Result {
-	r.Ops, r.FailedOp = nil, 0
+	r.Txn = nil
 	return r
 }
 
