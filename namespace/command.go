@@ -68,7 +68,7 @@ const (
 	OpCheckMissing
 	// OpCheckSequencer is a txn condition: the sequencer named by the
 	// TxnOp's Path, Mode, Generation (the lock generation) and Instance is
-	// current, as Tree.CheckSequencer says.
+	// current, as Tree.CheckSequencer says (ErrNotHolder otherwise).
 	OpCheckSequencer
 	opEnd
 )

@@ -119,7 +119,7 @@ func (m *model) txnOp(c Command, o TxnOp) Result {
 			return r
 		}
 		if !m.checkSequencer(Sequencer{Path: o.Path, Mode: o.Mode, LockGen: o.Generation, Instance: o.Instance}) {
-			return mErr(CodeGenerationMismatch)
+			return mErr(CodeNotHolder)
 		}
 		return Result{}
 	}

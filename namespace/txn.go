@@ -342,8 +342,8 @@ func (t *Tree) checkMissing(o *TxnOp) Result {
 }
 
 // checkSequencer applies the condition OpCheckSequencer. Checks: path,
-// then current (ErrGenerationMismatch whatever the reason, which the
-// message gives). No right is needed, as for CheckSequencer.
+// then current (ErrNotHolder whatever the reason, which the message
+// gives). No right is needed, as for CheckSequencer.
 func (t *Tree) checkSequencer(o *TxnOp) Result {
 	if _, err := t.cfg.checkPath(o.Path); err != nil {
 		return fail(err)
@@ -361,7 +361,7 @@ func (t *Tree) checkSequencer(o *TxnOp) Result {
 	case n.lockGen != seq.LockGen:
 		why = "the lock has been granted again since"
 	}
-	return fail(errorf(CodeGenerationMismatch, "sequencer %s is not current: %s", seq, why))
+	return fail(errorf(CodeNotHolder, "sequencer %s is not current: %s", seq, why))
 }
 
 // undoLog reverses the changes a txn's writes made so far. The writes

@@ -50,7 +50,7 @@ func TestTxnFencedWrite(t *testing.T) {
 	h.must(NewRelease("/svc/leader", 0), s)
 	h.must(NewAcquire("/svc/leader", ModeExclusive, false, -1), s) // a new grant: lock generation 2
 	r, _ = applyTxn(h, s, 2, 0, "", TxnCheckSequencer(seq), TxnSetContent("/svc/config", []byte("v3"), 0))
-	if !errors.Is(r.Err, ErrGenerationMismatch) || r.Txn == nil || r.Txn.Failed != 0 ||
+	if !errors.Is(r.Err, ErrNotHolder) || r.Txn == nil || r.Txn.Failed != 0 ||
 		!strings.Contains(r.Err.Error(), "txn ops[0] (check-sequencer): sequencer /svc/leader:exclusive:1:3 is not current: the lock has been granted again since") {
 		t.Fatalf("fenced write with a stale sequencer = %+v", r)
 	}
