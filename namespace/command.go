@@ -70,12 +70,17 @@ const (
 	// TxnOp's Path, Mode, Generation (the lock generation) and Instance is
 	// current, as Tree.CheckSequencer says (ErrNotHolder otherwise).
 	OpCheckSequencer
+	// OpPut is a txn write, valid only as a TxnOp: it sets the content of
+	// the node if it exists at that point of the txn, and otherwise creates
+	// it (flags: ephemeral, parents), as a server's unconditional put does
+	// with its own log command kind.
+	OpPut
 	opEnd
 )
 
 var opNames = [opEnd]string{"invalid", "tick", "open-session", "close-session", "expire-session",
 	"create", "set-content", "delete", "set-acl", "acquire", "cancel", "release",
-	"txn", "check-exists", "check-missing", "check-sequencer"}
+	"txn", "check-exists", "check-missing", "check-sequencer", "put"}
 
 // String returns the op's name, such as "set-content".
 func (o Op) String() string {
@@ -423,6 +428,8 @@ func (c *Command) DecodeMsgpack(dec *msgpack.Decoder) error {
 		return fmt.Errorf("%w: %s carries txn ops", ErrInvalidCommand, c.Op)
 	case isCondition(c.Op):
 		return fmt.Errorf("%w: %s is a txn condition, not a command", ErrInvalidCommand, c.Op)
+	case c.Op == OpPut:
+		return fmt.Errorf("%w: put is a txn write, not a command", ErrInvalidCommand)
 	}
 	return nil
 }

@@ -232,7 +232,7 @@ func (m *model) do(c Command, s *mSession) Result {
 		return m.release(c)
 	case OpTxn:
 		return m.txn(c)
-	case OpCheckExists, OpCheckMissing, OpCheckSequencer:
+	case OpCheckExists, OpCheckMissing, OpCheckSequencer, OpPut:
 		return mErr(CodeInvalidCommand)
 	}
 	panic("unreachable")

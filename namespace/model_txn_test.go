@@ -64,7 +64,7 @@ func (m *model) txn(c Command) Result {
 		return mErr(CodeInvalidCommand)
 	}
 	kinds := map[Op]Flags{OpCheckExists: 0, OpCheckMissing: 0, OpCheckSequencer: 0,
-		OpCreate: FlagEphemeral | FlagParents | FlagSequential, OpSetContent: 0, OpDelete: FlagRecursive, OpSetACL: 0}
+		OpCreate: FlagEphemeral | FlagParents | FlagSequential, OpSetContent: 0, OpDelete: FlagRecursive, OpSetACL: 0, OpPut: FlagEphemeral | FlagParents}
 	for i, o := range c.Ops {
 		allowed, ok := kinds[o.Op]
 		switch {
@@ -135,6 +135,13 @@ func (m *model) txnOp(c Command, o TxnOp) Result {
 		return m.delete(sub)
 	case OpSetACL:
 		return m.setACL(sub)
+	case OpPut:
+		if m.nodes[o.Path] == nil {
+			sub.Op = OpCreate
+			return m.create(sub)
+		}
+		sub.Op, sub.Flags = OpSetContent, c.Flags&FlagRestricted
+		return m.setContent(sub)
 	}
 	panic("unreachable")
 }

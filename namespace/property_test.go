@@ -249,7 +249,7 @@ func genTxn(t *rapid.T, ps *propState) Command {
 
 func genTxnOp(t *rapid.T, ps *propState) TxnOp {
 	gen := func() uint64 { return uint64(max(0, rapid.IntRange(-2, 3).Draw(t, "txn-gen"))) }
-	switch k := rapid.IntRange(0, 39).Draw(t, "txn-op"); {
+	switch k := rapid.IntRange(0, 43).Draw(t, "txn-op"); {
 	case k < 6:
 		return TxnCheckExists(genPath(t, ps, "txn-path"), gen())
 	case k < 10:
@@ -276,6 +276,8 @@ func genTxnOp(t *rapid.T, ps *propState) TxnOp {
 			path = rapid.SampledFrom(ps.locks).Draw(t, "txn-locked").Path
 		}
 		return TxnDelete(path, rapid.Bool().Draw(t, "txn-recursive"), gen())
+	case k < 43 && k >= 39:
+		return TxnPut(genPath(t, ps, "txn-path"), genContent(t, "p"), Flags(rapid.IntRange(0, 3).Draw(t, "txn-put-flags")))
 	case k < 39:
 		return TxnSetACL(genPath(t, ps, "txn-path"), ACL{Writer: rapid.SampledFrom([]string{"w", "", ".."}).Draw(t, "txn-acl-writer"),
 			Changer: rapid.SampledFrom([]string{"", "c"}).Draw(t, "txn-acl-changer")}, gen())

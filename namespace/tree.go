@@ -196,6 +196,8 @@ func (t *Tree) apply(cmd *Command, s *session) Result {
 		return t.txn(cmd, s)
 	case OpCheckExists, OpCheckMissing, OpCheckSequencer:
 		return fail(errorf(CodeInvalidCommand, "%s is a txn condition, not a command", cmd.Op))
+	case OpPut:
+		return fail(errorf(CodeInvalidCommand, "put is a txn write, not a command"))
 	}
 	return fail(errorf(CodeUnknownOp, "%s", cmd.Op))
 }
@@ -209,6 +211,7 @@ var opFlags = [opEnd]Flags{
 	OpDelete:      FlagRecursive | FlagRestricted,
 	OpAcquire:     FlagWait,
 	OpTxn:         FlagRestricted,
+	OpPut:         FlagEphemeral | FlagParents,
 }
 
 func fail(err *Error) Result { return Result{Err: err} }

@@ -108,6 +108,14 @@ func TxnSetContent(path string, content []byte, ifGen uint64) TxnOp {
 	return TxnOp{Op: OpSetContent, Path: path, Content: content, Generation: ifGen}
 }
 
+// TxnPut returns a write that sets the content of path if the node exists
+// when the sub-op applies, and otherwise creates it with flags
+// (FlagEphemeral, FlagParents): the unconditional put of a client. Its
+// result is a create's or a set-content's.
+func TxnPut(path string, content []byte, flags Flags) TxnOp {
+	return TxnOp{Op: OpPut, Path: path, Content: content, Flags: flags}
+}
+
 // TxnDelete returns a write that deletes path (and its subtree if
 // recursive), as NewDelete.
 func TxnDelete(path string, recursive bool, ifGen uint64) TxnOp {
@@ -151,7 +159,7 @@ func checkTxnShape(ops []TxnOp) (int, *Error) {
 	for i := range ops {
 		o := &ops[i]
 		switch o.Op {
-		case OpCreate, OpSetContent, OpDelete, OpSetACL, OpCheckExists, OpCheckMissing, OpCheckSequencer:
+		case OpCreate, OpSetContent, OpDelete, OpSetACL, OpPut, OpCheckExists, OpCheckMissing, OpCheckSequencer:
 		case OpTxn:
 			return i, errorf(CodeInvalidCommand, "a txn cannot contain a txn")
 		case OpInvalid:
@@ -307,6 +315,13 @@ func (t *Tree) txnOp(txn *Command, o *TxnOp, s *session) Result {
 		return t.delete(&sub, s)
 	case OpSetACL:
 		return t.setACL(&sub, s)
+	case OpPut:
+		if t.lookup(o.Path) == nil {
+			sub.Op = OpCreate
+			return t.create(&sub, s)
+		}
+		sub.Op, sub.Flags = OpSetContent, sub.Flags&FlagRestricted
+		return t.setContent(&sub, s)
 	}
 	return fail(errorf(CodeInvalidCommand, "%s cannot be part of a txn", o.Op)) // checkTxnShape refused it
 }
