@@ -109,9 +109,9 @@ func mapError(op string, e *wire.Error) error {
 		sentinel = ErrInternal
 	}
 	if e.Message == "" {
-		return fmt.Errorf("%s: %w", op, sentinel)
+		return txnError(e, fmt.Errorf("%s: %w", op, sentinel))
 	}
-	return fmt.Errorf("%s: %w: %s", op, sentinel, e.Message)
+	return txnError(e, fmt.Errorf("%s: %w: %s", op, sentinel, e.Message))
 }
 
 // isContextErr reports whether err comes from a context ending.

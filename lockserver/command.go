@@ -148,6 +148,21 @@ func appendString(b []byte, s string) []byte {
 
 func appendResult(b []byte, index uint64, r *namespace.Result) []byte {
 	b = binary.AppendUvarint(b, index)
+	b = appendResultBody(b, r)
+	if r.Txn == nil {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = binary.AppendUvarint(b, uint64(r.Txn.Failed))
+	b = binary.AppendUvarint(b, uint64(len(r.Txn.Ops)))
+	for i := range r.Txn.Ops {
+		b = appendResultBody(b, &r.Txn.Ops[i])
+	}
+	return b
+}
+
+// appendResultBody appends the fields of r but a txn's outcome.
+func appendResultBody(b []byte, r *namespace.Result) []byte {
 	if ne, ok := errors.AsType[*namespace.Error](r.Err); ok {
 		b = binary.AppendUvarint(b, uint64(ne.Code))
 		b = appendString(b, ne.Msg)
@@ -222,11 +237,32 @@ func decodeResult(b []byte) (outcome, error) {
 	r := resultReader{b: b}
 	var o outcome
 	o.index = r.uint()
-	if code := namespace.Code(r.uint()); code != namespace.CodeOK {
-		o.res.Err = &namespace.Error{Code: code, Msg: r.string()}
+	r.body(&o.res)
+	if r.byte() == 1 {
+		txn := &namespace.TxnResult{Failed: int(r.uint())}
+		if n := r.uint(); n > namespace.MaxTxnOps {
+			r.err = errBadResult
+		} else if n > 0 {
+			txn.Ops = make([]namespace.Result, n)
+			for i := range txn.Ops {
+				r.body(&txn.Ops[i])
+			}
+		}
+		o.res.Txn = txn
 	}
-	o.res.Path = r.string()
-	st := &o.res.Stat
+	if r.err == nil && len(r.b) != 0 {
+		r.err = errBadResult
+	}
+	return o, r.err
+}
+
+// body reads what appendResultBody wrote into res.
+func (r *resultReader) body(res *namespace.Result) {
+	if code := namespace.Code(r.uint()); code != namespace.CodeOK {
+		res.Err = &namespace.Error{Code: code, Msg: r.string()}
+	}
+	res.Path = r.string()
+	st := &res.Stat
 	st.Instance = r.uint()
 	st.ContentGen = r.uint()
 	st.LockGen = r.uint()
@@ -239,15 +275,11 @@ func decodeResult(b []byte) (outcome, error) {
 	st.ModifiedTime = int64(r.uint())
 	st.EphemeralOwner = r.uint()
 	st.Children = int(r.uint())
-	o.res.Session = r.uint()
-	o.res.Sequencer.Path = r.string()
-	o.res.Sequencer.Mode = namespace.Mode(r.byte())
-	o.res.Sequencer.LockGen = r.uint()
-	o.res.Sequencer.Instance = r.uint()
-	o.res.Queued = r.byte() == 1
-	o.res.Deleted = int(r.uint())
-	if r.err == nil && len(r.b) != 0 {
-		r.err = errBadResult
-	}
-	return o, r.err
+	res.Session = r.uint()
+	res.Sequencer.Path = r.string()
+	res.Sequencer.Mode = namespace.Mode(r.byte())
+	res.Sequencer.LockGen = r.uint()
+	res.Sequencer.Instance = r.uint()
+	res.Queued = r.byte() == 1
+	res.Deleted = int(r.uint())
 }

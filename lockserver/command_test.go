@@ -130,6 +130,8 @@ func TestResultRoundTrip(t *testing.T) {
 		{Session: 12},
 		{Sequencer: namespace.Sequencer{Path: "/l", Mode: namespace.ModeShared, LockGen: 4, Instance: 2}},
 		{Queued: true, Deleted: 17},
+		{Txn: &namespace.TxnResult{Ops: []namespace.Result{{Path: "/a/0000000007", Stat: namespace.Stat{Instance: 9, ContentGen: 1}}, {}, {Deleted: 3}}}},
+		{Err: &namespace.Error{Code: namespace.CodeExists, Msg: "txn ops[1] (check-missing): \"/b\""}, Txn: &namespace.TxnResult{Failed: 1}},
 	}
 	for i, r := range rs {
 		o, err := decodeResult(appendResult(nil, uint64(i+100), &r))
@@ -140,7 +142,7 @@ func TestResultRoundTrip(t *testing.T) {
 			t.Fatalf("result #%d error = %v; want %v", i, o.res.Err, r.Err)
 		}
 		o.res.Err, r.Err = nil, nil
-		if o.res != r {
+		if !reflect.DeepEqual(o.res, r) {
 			t.Fatalf("result #%d = %+v; want %+v", i, o.res, r)
 		}
 	}

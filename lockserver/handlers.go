@@ -47,6 +47,8 @@ func (s *Server) dispatch(ctx context.Context, c namespace.Caller, msg wire.Mess
 		return s.watch(ctx, c, m)
 	case *wire.Unwatch:
 		return s.unwatch(ctx, c, m)
+	case *wire.Txn:
+		return s.txn(ctx, c, m)
 	case *wire.Status:
 		return s.statusReply()
 	}
@@ -571,31 +573,17 @@ func (s *Server) listSessions(t *namespace.Tree, m *wire.ListSessions) wire.Mess
 // Writes.
 
 func (s *Server) put(ctx context.Context, c namespace.Caller, m *wire.Put) wire.Message {
-	err := firstErr(s.checkPath(m.Path), s.checkContent(m.Content), s.checkSession(ctx, c, m.Session, !m.Ephemeral))
-	switch {
-	case err != nil:
+	w := putWrite{m.Path, m.Content, m.IfGen, m.Create, m.Ephemeral, m.Parents, m.Sequential}
+	how, flags, err := s.planPut(w)
+	if err = firstErr(err, s.checkSession(ctx, c, m.Session, !m.Ephemeral)); err != nil {
 		return err
-	case m.IfGen != 0 && (m.Create || m.Sequential):
-		return wire.Errorf(wire.BadRequest, "IfGen cannot be combined with Create or Sequential")
-	case m.Path == "/" && (m.Create || m.Sequential || m.Ephemeral):
-		return wire.Errorf(wire.Exists, "the root always exists")
-	}
-	var flags namespace.Flags
-	if m.Ephemeral {
-		flags |= namespace.FlagEphemeral
-	}
-	if m.Parents {
-		flags |= namespace.FlagParents
-	}
-	if m.Sequential {
-		flags |= namespace.FlagSequential
 	}
 	var cmd namespace.Command
 	k := kindNamespace
-	switch {
-	case m.Create || m.Sequential:
+	switch how {
+	case putCreate:
 		cmd = namespace.NewCreate(m.Path, m.Content, flags)
-	case m.IfGen != 0:
+	case putSet:
 		cmd = namespace.NewSetContent(m.Path, m.Content, m.IfGen)
 	default:
 		cmd = namespace.NewCreate(m.Path, m.Content, flags)
@@ -610,6 +598,54 @@ func (s *Server) put(ctx context.Context, c namespace.Caller, m *wire.Put) wire.
 		p = m.Path
 	}
 	return &wire.PutReply{Path: p, Stat: wireStat(o.res.Stat)}
+}
+
+// putWrite is what a Put, or a put op of a Txn, asks for.
+type putWrite struct {
+	path                                   string
+	content                                []byte
+	ifGen                                  uint64
+	create, ephemeral, parents, sequential bool
+}
+
+// putHow is the write a putWrite turns into.
+type putHow uint8
+
+const (
+	putCreate putHow = iota // create; Exists if the node exists
+	putSet                  // set the content at a generation
+	putUpsert               // create or set, decided in log order
+)
+
+// planPut checks a put as a request and says which write it is, with the
+// namespace flags of a create.
+func (s *Server) planPut(w putWrite) (putHow, namespace.Flags, *wire.Error) {
+	if err := firstErr(s.checkPath(w.path), s.checkContent(w.content)); err != nil {
+		return 0, 0, err
+	}
+	switch {
+	case w.ifGen != 0 && (w.create || w.sequential):
+		return 0, 0, wire.Errorf(wire.BadRequest, "IfGen cannot be combined with Create or Sequential")
+	case w.path == "/" && (w.create || w.sequential || w.ephemeral):
+		return 0, 0, wire.Errorf(wire.Exists, "the root always exists")
+	}
+	var flags namespace.Flags
+	if w.ephemeral {
+		flags |= namespace.FlagEphemeral
+	}
+	if w.parents {
+		flags |= namespace.FlagParents
+	}
+	if w.sequential {
+		flags |= namespace.FlagSequential
+	}
+	switch {
+	case w.create || w.sequential:
+		return putCreate, flags, nil
+	case w.ifGen != 0:
+		return putSet, flags, nil
+	}
+	return putUpsert, flags, nil
 }
 
 func (s *Server) delete(ctx context.Context, c namespace.Caller, m *wire.Delete) wire.Message {

@@ -1,0 +1,116 @@
+package lockserver
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/latchd/latch/internal/wire"
+	"github.com/latchd/latch/namespace"
+)
+
+// txn proposes a Txn as one namespace.OpTxn command. Each op is checked as
+// the standalone request is (path, content size, ACL names, session),
+// before anything is proposed; the namespace then checks each against the
+// state the earlier ops left, and applies all or none.
+func (s *Server) txn(ctx context.Context, c namespace.Caller, m *wire.Txn) wire.Message {
+	if len(m.Ops) == 0 {
+		return wire.Errorf(wire.BadRequest, "a Txn needs at least one op")
+	}
+	if len(m.Ops) > namespace.MaxTxnOps {
+		return wire.Errorf(wire.Limit, "a Txn of %d ops; the limit is %d", len(m.Ops), namespace.MaxTxnOps)
+	}
+	ops := make([]namespace.TxnOp, len(m.Ops))
+	needSession := false
+	for i := range m.Ops {
+		op, err := s.txnOp(&m.Ops[i])
+		if err != nil {
+			err.Op = uint32(i + 1)
+			err.Message = txnOpMessage(i, err.Message)
+			return err
+		}
+		ops[i] = op
+		needSession = needSession || op.Flags&namespace.FlagEphemeral != 0
+	}
+	if err := s.checkSession(ctx, c, m.Session, !needSession); err != nil {
+		return err
+	}
+	cmd := namespace.NewTxn(ops...)
+	o, err := s.write(ctx, c, kindNamespace, &cmd, &m.Header)
+	if err != nil {
+		if o.res.Txn != nil {
+			err.Op = uint32(o.res.Txn.Failed + 1)
+		}
+		return err
+	}
+	reply := &wire.TxnReply{Index: o.index, Results: make([]wire.TxnResult, len(m.Ops))}
+	for i := range reply.Results {
+		r := &reply.Results[i]
+		r.Path = m.Ops[i].Path
+		if o.res.Txn != nil && i < len(o.res.Txn.Ops) { // a retried txn reports no op results
+			if p := o.res.Txn.Ops[i].Path; p != "" {
+				r.Path = p
+			}
+			r.Stat = wireStat(o.res.Txn.Ops[i].Stat)
+		}
+	}
+	return reply
+}
+
+// txnOp checks one op of a Txn as its standalone request is checked and
+// returns the namespace's sub-op.
+func (s *Server) txnOp(w *wire.TxnOp) (namespace.TxnOp, *wire.Error) {
+	if !w.Kind.Valid() {
+		return namespace.TxnOp{}, wire.Errorf(wire.BadRequest, "unknown op kind %d", w.Kind)
+	}
+	if w.Kind == wire.TxnCheckSequencer {
+		switch {
+		case w.Sequencer == nil:
+			return namespace.TxnOp{}, wire.Errorf(wire.BadRequest, "a sequencer check without a sequencer")
+		case !w.Sequencer.Mode.Valid():
+			return namespace.TxnOp{}, wire.Errorf(wire.BadRequest, "sequencer mode %v", w.Sequencer.Mode)
+		}
+		if err := s.checkPath(w.Sequencer.Path); err != nil {
+			return namespace.TxnOp{}, err
+		}
+		return namespace.TxnCheckSequencer(nsSequencer(*w.Sequencer)), nil
+	}
+	if w.Kind != wire.TxnPut {
+		if err := s.checkPath(w.Path); err != nil {
+			return namespace.TxnOp{}, err
+		}
+	}
+	switch w.Kind {
+	case wire.TxnCheck:
+		return namespace.TxnCheckExists(w.Path, w.IfGen), nil
+	case wire.TxnCheckMissing:
+		return namespace.TxnCheckMissing(w.Path), nil
+	case wire.TxnDelete:
+		return namespace.TxnDelete(w.Path, w.Recursive, w.IfGen), nil
+	case wire.TxnSetACL:
+		if w.ACL == nil {
+			return namespace.TxnOp{}, wire.Errorf(wire.BadRequest, "a SetACL op without an ACL")
+		}
+		acl, err := nsACL(*w.ACL)
+		if err != nil {
+			return namespace.TxnOp{}, err
+		}
+		return namespace.TxnSetACL(w.Path, acl, w.IfGen), nil
+	}
+	// wire.TxnPut, checked as a Put.
+	how, flags, err := s.planPut(putWrite{w.Path, w.Content, w.IfGen, w.Create, w.Ephemeral, w.Parents, w.Sequential})
+	switch {
+	case err != nil:
+		return namespace.TxnOp{}, err
+	case how == putCreate:
+		return namespace.TxnCreate(w.Path, w.Content, flags), nil
+	case how == putSet:
+		return namespace.TxnSetContent(w.Path, w.Content, w.IfGen), nil
+	}
+	return namespace.TxnPut(w.Path, w.Content, flags), nil
+}
+
+// txnOpMessage prefixes the message of a refused op with its place, as
+// the namespace words a failed sub-op.
+func txnOpMessage(i int, msg string) string {
+	return fmt.Sprintf("txn ops[%d]: %s", i, msg)
+}
