@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"time"
@@ -177,4 +178,44 @@ func ExampleRegister() {
 	// 10.0.0.5:8080
 	// 10.0.0.6:8080
 	// 1 left: 10.0.0.5:8080 <nil>
+}
+
+// Write a leader's state only while its lock grant is current (a fenced
+// write): after the lock passes on, the old holder's write applies nothing,
+// however late it arrives.
+func ExampleClient_Txn() {
+	endpoints, stop := exampleCell()
+	defer stop()
+	ctx := context.Background()
+
+	c, err := client.Dial(ctx, client.Config{Endpoints: endpoints})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	l, err := c.Lock(ctx, "/ls/app/leader")
+	if err != nil {
+		log.Fatal(err)
+	}
+	seq := l.Sequencer()
+	res, err := c.Txn(ctx,
+		client.IfHeld(seq),
+		client.OpPut("/ls/app/state", []byte("epoch 1")),
+		client.OpCreate("/ls/app/log-", []byte("became leader"), client.Sequential()),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("applied; state at content generation", res[1].Stat.ContentGen, "log entry", res[2].Path)
+
+	if err := l.Unlock(ctx); err != nil {
+		log.Fatal(err)
+	}
+	_, err = c.Txn(ctx, client.IfHeld(seq), client.OpPut("/ls/app/state", []byte("stale")))
+	var te *client.TxnError
+	fmt.Println("after Unlock: not holder:", errors.Is(err, client.ErrNotHolder), "failed op:", errors.As(err, &te) && te.Op == 0)
+	// Output:
+	// applied; state at content generation 1 log entry /ls/app/log-0000000000
+	// after Unlock: not holder: true failed op: true
 }

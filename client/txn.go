@@ -18,8 +18,8 @@ type TxnOp struct {
 // TxnResult is the outcome of one step of an applied transaction. For
 // OpPut and OpCreate, Path is the node written (it differs from the op's
 // path with Sequential) and Stat its metadata right after the step; for
-// OpSetACL, Stat is the node's; for conditions and OpDelete, Path is the
-// op's path and Stat is zero.
+// OpSetACL and IfExists, Stat is the node's; for the other conditions and
+// OpDelete, Path is the op's path and Stat is zero.
 type TxnResult struct {
 	Path string
 	Stat Stat

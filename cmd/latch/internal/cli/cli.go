@@ -157,7 +157,7 @@ codes.`,
 	pf.StringVar(&g.key, "key", "", "the PEM private key of --cert (default $"+EnvKey+")")
 
 	root.AddCommand(
-		lsCommand(g), treeCommand(g), getCommand(g), statCommand(g), putCommand(g), rmCommand(g), aclCommand(g), whoamiCommand(g),
+		lsCommand(g), treeCommand(g), getCommand(g), statCommand(g), putCommand(g), rmCommand(g), txnCommand(g), aclCommand(g), whoamiCommand(g),
 		lockCommand(g), locksCommand(g), sessionsCommand(g), watchCommand(g), electCommand(g),
 		membersCommand(g), statusCommand(g), benchCommand(g),
 	)
