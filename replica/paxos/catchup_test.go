@@ -60,3 +60,32 @@ func TestCatchUpMovesOnFromASilentSource(t *testing.T) {
 	}
 	t.Fatalf("no CatchUp to 2 within an election timeout of 3 falling silent")
 }
+
+// A new leader preempted before any lease round was acknowledged (its
+// lease is not valid yet) has still sent Accepts: the followers that took
+// them refuse every other candidate for a lease, so the preemptor cannot
+// win before that runs out. It takes the leadership back at once, as a
+// leader holding its lease does, instead of leaving the cell without a
+// leader until the followers' grants and an election timeout run out (the
+// simulation's abandoned-lease check found that in 5 of 400 runs).
+func TestPreemptedLeaderWhoseFollowersGrantedItCampaignsAgain(t *testing.T) {
+	n, _ := campaignWith(t, 3, Message{From: 2, Commit: 1})
+	if n.LeaseValid() {
+		t.Fatal("lease valid before any round was acknowledged")
+	}
+	first := n.ballot
+	step(t, n, Message{Type: MsgReject, From: 3, Ballot: b(first.Round+3, 3), Commit: 1})
+	p := msgsOf(ready(t, n), MsgPrepare)
+	if n.role != Candidate || len(p) != 2 || !b(first.Round+3, 3).Less(p[0].Ballot) {
+		t.Fatalf("after the Reject: role %v, Prepares %+v; want a campaign above %v", n.role, p, b(first.Round+3, 3))
+	}
+	// Once its own grant ran out (so have the followers'), it waits for
+	// its election timer as any follower does.
+	for range n.cfg.LeaseTicks + 1 {
+		n.Tick()
+	}
+	step(t, n, Message{Type: MsgReject, From: 3, Ballot: b(n.ballot.Round+3, 3), Commit: 1})
+	if n.role != Follower {
+		t.Fatalf("role %v after a Reject with its grant over; want follower", n.role)
+	}
+}

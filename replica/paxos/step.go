@@ -404,7 +404,11 @@ func (n *Node) onReject(m Message) {
 		return // stale, or a lease refusal: keep waiting for others
 	}
 	n.logger.Info("paxos preempted", "ballot", n.ballot, "by", m.Ballot)
-	holding := n.LeaseValid()
+	// Followers that took our Accepts or Heartbeats of the last lease
+	// round may refuse every other candidate for a lease, whether or not
+	// their acknowledgements reached us (our lease may not be valid yet):
+	// our own acceptor's grant to us runs as long as theirs.
+	holding := n.LeaseValid() || n.grantTo == n.cfg.ID && n.now < n.grantUntil
 	n.stepDown(0)
 	if holding {
 		// The followers still refuse others for our lease: take the
