@@ -89,3 +89,23 @@ func TestPreemptedLeaderWhoseFollowersGrantedItCampaignsAgain(t *testing.T) {
 		t.Fatalf("role %v after a Reject with its grant over; want follower", n.role)
 	}
 }
+
+// So does a candidate that led lately and restores a snapshot while it
+// campaigns again (after a preemption): stepping down would leave its
+// followers' grants to keep everyone else out.
+func TestCandidateThatLedRestoringASnapshotCampaignsAgain(t *testing.T) {
+	n, _ := campaignWith(t, 3, Message{From: 2, Commit: 1})
+	step(t, n, Message{Type: MsgReject, From: 3, Ballot: b(n.ballot.Round+3, 3), Commit: 1})
+	ready(t, n)
+	second := n.ballot
+	if n.role != Candidate {
+		t.Fatalf("role %v after a Reject; want candidate", n.role)
+	}
+	if err := n.RestoreSnapshot(5); err != nil {
+		t.Fatal(err)
+	}
+	p := msgsOf(ready(t, n), MsgPrepare)
+	if n.role != Candidate || len(p) != 2 || !second.Less(p[0].Ballot) || p[0].Instance != 6 {
+		t.Fatalf("after the snapshot: role %v, Prepares %+v; want a campaign above %v from instance 6", n.role, p, second)
+	}
+}

@@ -20,6 +20,14 @@ func TestSimulationCatchesPlantedBugs(t *testing.T) {
 		// A replica whose disk was wiped votes again at once, as if it
 		// had never voted (what latch did before State.Rebuild).
 		{"wiped-replica-votes", simParams{wipe: true, wipeVotes: true}, 60},
+		// Phase 1 re-proposes a value reported as accepted below a
+		// promiser's truncated commit (the order before 41d5952): with
+		// the log truncated up to every snapshot, the vote audit sees a
+		// second value chosen at seed 36 (1 seed in 200 catches it).
+		{"repropose-below-truncated", simParams{bugs: bugs{reproposeBelowTruncated: true}, tight: true}, 60},
+		// A candidate more than maxAhead (32 here) behind a promiser
+		// leads: caught at seed 1 (53 seeds in 200).
+		{"far-behind-leads", simParams{bugs: bugs{leadFarBehind: true}, tight: true, deaf: true}, 60},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

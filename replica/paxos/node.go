@@ -89,6 +89,11 @@ type bugs struct {
 	// Not a bug: every Promise carries at most one record, so that the
 	// simulation exercises Promises split over many messages.
 	onePerPromise bool
+	// Phase 1 re-proposes a value reported as accepted below a promiser's
+	// truncated commit instead of learning the instance (rule 3 before
+	// rule 2, the order before 41d5952).
+	reproposeBelowTruncated bool
+	leadFarBehind           bool // a candidate leads however far a Promise reaches beyond its Phase 1
 }
 
 // Node is one replica's Multi-Paxos state: acceptor, proposer and learner.
@@ -662,7 +667,7 @@ func (n *Node) becomeLeader() {
 		switch {
 		case s.chosen:
 			e.Value, e.Noop = s.e.Value, s.e.Noop
-		case j < n.p1commit:
+		case j < n.p1commit && !(n.bugs.reproposeBelowTruncated && p.has):
 			// Chosen, but the promiser that knows it chosen has truncated
 			// it (a snapshot covers it), and nobody reported its value as
 			// chosen (that would have been learned: s.chosen). A value
@@ -1044,8 +1049,10 @@ func (n *Node) RestoreSnapshot(instance uint64) error {
 	// commit. Its followers granted it the lease, so nobody else may lead
 	// before that runs out: it campaigns again at once, from past the
 	// snapshot (a new leader that needed the snapshot to fill a truncated
-	// gap, becomeLeader, gets its leadership back at once).
-	wasLeader := n.role == Leader
+	// gap, becomeLeader, gets its leadership back at once). So does a
+	// candidate that led lately (re-campaigning after a preemption): its
+	// followers' grants may still run.
+	wasLeader := n.role == Leader || n.role == Candidate && n.selfGranted()
 	if n.role != Follower {
 		n.stepDown(0)
 	}
@@ -1060,6 +1067,14 @@ func (n *Node) RestoreSnapshot(instance uint64) error {
 		n.campaign()
 	}
 	return nil
+}
+
+// selfGranted reports whether this replica's own acceptor still grants it
+// the lease it took at its last lease round as leader: the followers that
+// took that round's Accepts or Heartbeats may still refuse every other
+// candidate, whether or not their acknowledgements arrived.
+func (n *Node) selfGranted() bool {
+	return n.grantTo == n.cfg.ID && n.now < n.grantUntil
 }
 
 // Status returns the core's state.

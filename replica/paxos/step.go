@@ -217,6 +217,9 @@ func (n *Node) onPromise(m Message) {
 // with a reported record: a Phase 1 tracks (and a leader's log holds) only
 // maxAhead instances from there, so it would drop such a record.
 func (n *Node) beyondPhase1(m Message) bool {
+	if n.bugs.leadFarBehind {
+		return false
+	}
 	if m.Commit > n.p1from && m.Commit-n.p1from >= n.ahead {
 		return true
 	}
@@ -405,10 +408,9 @@ func (n *Node) onReject(m Message) {
 	}
 	n.logger.Info("paxos preempted", "ballot", n.ballot, "by", m.Ballot)
 	// Followers that took our Accepts or Heartbeats of the last lease
-	// round may refuse every other candidate for a lease, whether or not
-	// their acknowledgements reached us (our lease may not be valid yet):
-	// our own acceptor's grant to us runs as long as theirs.
-	holding := n.LeaseValid() || n.grantTo == n.cfg.ID && n.now < n.grantUntil
+	// round may refuse every other candidate for a lease even when our
+	// lease is not valid (yet): selfGranted.
+	holding := n.LeaseValid() || n.selfGranted()
 	n.stepDown(0)
 	if holding {
 		// The followers still refuse others for our lease: take the
