@@ -78,8 +78,9 @@ func TestSimulationCatchesPlantedBugsEndToEnd(t *testing.T) {
 // TestSimulationCatchesResignKeepingLeaseEndToEnd: a resigning leader that
 // keeps leading and its lease serves stale reads once its successor, whom
 // the released grants let in, writes. The window is narrow (until a Reject
-// reaches the old leader): porcupine sees it at seed 71 now, at seed 863
-// before a retransmission fix changed the runs, so it runs apart from the
+// reaches the old leader): porcupine sees it at seed 233 now, at 71 before
+// the liveness fixes and at 863 before a retransmission fix changed the
+// runs, so it runs apart from the
 // other end-to-end mutants with a large budget; the lease-overlap audit
 // catches it at seed 16 (TestSimulationCatchesPlantedBugs).
 func TestSimulationCatchesResignKeepingLeaseEndToEnd(t *testing.T) {

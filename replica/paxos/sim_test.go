@@ -1376,7 +1376,7 @@ func TestSimulation(t *testing.T) {
 					earlySend: seed%2 == 1, earlyApply: seed/2%2 == 1, pipeline: seed/4%2 == 1, resign: seed/8%2 == 1,
 					impatient: seed/16%2 == 1, tight: seed%3 == 1, deaf: seed%3 != 2, late: true})
 				if res.err != nil {
-					t.Fatalf("seed %d: %v\nreplay: go test ./replica/paxos -run 'TestSimulation/n=%d$' -seed=%d -simsec=%d -v",
+					t.Fatalf("seed %d: %v\nreplay: go test ./replica/paxos -run 'TestSimulation$/n=%d$' -seed=%d -simsec=%d -v -simlog",
 						seed, res.err, n, seed, simFaultTime()/second)
 				}
 				total.simTime += res.simTime
