@@ -1130,10 +1130,13 @@ func (s *sim) disturb() { s.calmFrom = -1 }
 // abandonedLease returns the index of a replica that led or campaigned in
 // this calm window and now does neither while a majority of the voters
 // grant it the lease, so refuse every other candidate: nobody can be
-// elected until those grants run out. -1 if there is none.
+// elected until those grants run out. Only a replica that can know it
+// counts: its own acceptor still grants it the lease of its last round as
+// leader (a replica that resigned released that; followers that missed
+// its Resign are waited out by design). -1 if there is none.
 func (s *sim) abandonedLease() int {
 	for gi, g := range s.rs {
-		if !g.up || g.node.role != Follower || g.activeAt < s.calmFrom {
+		if !g.up || g.node.role != Follower || g.activeAt < s.calmFrom || !g.node.selfGranted() {
 			continue
 		}
 		if g.node.now-g.node.quorumAt > uint64(g.node.cfg.LeaseTicks+g.node.cfg.ElectionTicks) {
