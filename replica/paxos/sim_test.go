@@ -23,7 +23,7 @@ var (
 	flagSeeds  = flag.Int("seeds", 0, "simulation seeds per cell size (0: the default, small enough for -race)")
 	flagSeed   = flag.Uint64("seed", 0, "run only this simulation seed")
 	flagSimSec = flag.Int("simsec", 0, "simulated seconds of faults per seed (0: default)")
-	flagSimLog = flag.Bool("simlog", false, "exploration")
+	flagSimLog = flag.Bool("simlog", false, "log the cores' state transitions to stderr, stamped with simulated time")
 )
 
 // Simulated time is in microseconds.
@@ -274,7 +274,7 @@ type sim struct {
 	// checkers
 	chosenVal map[uint64]string // instance → value id learned first
 	votes     map[instBallot]*votes
-	decided   map[uint64]string // instance → value a majority accepted (checkVotes)
+	decided   map[uint64]string // instance → value a majority accepted (checkVote)
 	opAt      map[string]uint64 // op id → instance it was applied at
 	acked     map[string]uint64 // acknowledged put → instance
 	history   []porcupine.Operation
@@ -1103,8 +1103,8 @@ func newSimRun(p simParams) *sim {
 // ---- liveness ----
 
 // calm reports whether nothing stops the cell from making progress: no link
-// is cut, no message is lost, and a majority of the replicas are up and
-// voting (not rebuilding).
+// is cut, no message is lost, no replica is deaf to what is chosen, and a
+// majority of the replicas are up and voting (not rebuilding).
 func (s *sim) calm() bool {
 	if s.loss > 0 || slices.ContainsFunc(s.deafUntil, func(t int64) bool { return s.now < t }) {
 		return false
