@@ -62,6 +62,9 @@ func (s *Server) txnOp(w *wire.TxnOp) (namespace.TxnOp, *wire.Error) {
 	if !w.Kind.Valid() {
 		return namespace.TxnOp{}, wire.Errorf(wire.BadRequest, "unknown op kind %d", w.Kind)
 	}
+	if f := unusedField(w); f != "" {
+		return namespace.TxnOp{}, wire.Errorf(wire.BadRequest, "%s is not a field of a %s op", f, txnKindNames[w.Kind])
+	}
 	if w.Kind == wire.TxnCheckSequencer {
 		switch {
 		case w.Sequencer == nil:
@@ -113,4 +116,52 @@ func (s *Server) txnOp(w *wire.TxnOp) (namespace.TxnOp, *wire.Error) {
 // the namespace words a failed sub-op.
 func txnOpMessage(i int, msg string) string {
 	return fmt.Sprintf("txn ops[%d]: %s", i, msg)
+}
+
+// The fields of a wire.TxnOp, as bits.
+const (
+	fPath = 1 << iota
+	fContent
+	fIfGen
+	fCreate
+	fEphemeral
+	fParents
+	fSequential
+	fRecursive
+	fACL
+	fSequencer
+)
+
+var txnKindNames = [...]string{wire.TxnCheck: "exists check", wire.TxnCheckMissing: "missing check",
+	wire.TxnCheckSequencer: "sequencer check", wire.TxnPut: "put", wire.TxnDelete: "delete", wire.TxnSetACL: "set-ACL"}
+
+// txnKindFields are the fields each kind of op reads.
+var txnKindFields = [...]int{
+	wire.TxnCheck:          fPath | fIfGen,
+	wire.TxnCheckMissing:   fPath,
+	wire.TxnCheckSequencer: fSequencer,
+	wire.TxnPut:            fPath | fContent | fIfGen | fCreate | fEphemeral | fParents | fSequential,
+	wire.TxnDelete:         fPath | fIfGen | fRecursive,
+	wire.TxnSetACL:         fPath | fACL | fIfGen,
+}
+
+// unusedField names a field of w that its kind does not read but that is
+// set, or returns "": a client that sets one meant something this op
+// does not do.
+func unusedField(w *wire.TxnOp) string {
+	for _, f := range [...]struct {
+		bit  int
+		set  bool
+		name string
+	}{
+		{fPath, w.Path != "", "Path"}, {fContent, len(w.Content) > 0, "Content"}, {fIfGen, w.IfGen != 0, "IfGen"},
+		{fCreate, w.Create, "Create"}, {fEphemeral, w.Ephemeral, "Ephemeral"}, {fParents, w.Parents, "Parents"},
+		{fSequential, w.Sequential, "Sequential"}, {fRecursive, w.Recursive, "Recursive"},
+		{fACL, w.ACL != nil, "ACL"}, {fSequencer, w.Sequencer != nil, "Sequencer"},
+	} {
+		if f.set && txnKindFields[w.Kind]&f.bit == 0 {
+			return f.name
+		}
+	}
+	return ""
 }

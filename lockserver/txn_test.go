@@ -107,6 +107,8 @@ func TestTxnBadInput(t *testing.T) {
 		{"sequencer missing", []wire.TxnOp{{Kind: wire.TxnCheckSequencer}}, wire.BadRequest, 1},
 		{"acl missing", []wire.TxnOp{{Kind: wire.TxnSetACL, Path: "/a"}}, wire.BadRequest, 1},
 		{"ifgen with create", []wire.TxnOp{{Kind: wire.TxnPut, Path: "/a", IfGen: 1, Create: true}}, wire.BadRequest, 1},
+		{"field of another kind", []wire.TxnOp{{Kind: wire.TxnCheckMissing, Path: "/a", Content: []byte("x")}}, wire.BadRequest, 1},
+		{"recursive put", []wire.TxnOp{{Kind: wire.TxnPut, Path: "/a", Recursive: true}}, wire.BadRequest, 1},
 		{"ephemeral without a session", []wire.TxnOp{{Kind: wire.TxnPut, Path: "/a", Ephemeral: true}}, wire.BadRequest, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
