@@ -39,6 +39,10 @@ func (s *Server) txn(ctx context.Context, c namespace.Caller, m *wire.Txn) wire.
 	if err != nil {
 		if o.res.Txn != nil {
 			err.Op = uint32(o.res.Txn.Failed + 1)
+		} else if i, ok := namespace.FailedTxnOp(o.res.Err); ok {
+			// A retry: the stored outcome keeps the error, whose message
+			// names the failed op, but not Result.Txn.
+			err.Op = uint32(i + 1)
 		}
 		return err
 	}

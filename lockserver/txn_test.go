@@ -85,6 +85,20 @@ func TestTxn(t *testing.T) {
 	if st := cl.must(&wire.StatPath{Path: "/count"}).(*wire.StatReply); st.Stat.ContentGen != 1 {
 		t.Fatalf("retried txn applied twice: %+v", st.Stat)
 	}
+
+	// A retry of a failed txn (its reply lost) names the failed op as the
+	// first answer did, although the stored outcome keeps only the error.
+	failed := &wire.Txn{Header: wire.Header{Session: sid, Request: 1<<40 + 1}, Ops: []wire.TxnOp{
+		{Kind: wire.TxnPut, Path: "/count", Content: []byte("y")},
+		{Kind: wire.TxnCheck, Path: "/count", IfGen: 1},
+	}}
+	for attempt := 1; attempt <= 2; attempt++ {
+		_, err := cl.do(failed)
+		var we *wire.Error
+		if !errors.As(err, &we) || we.Code != wire.GenerationMismatch || we.Op != 2 {
+			t.Fatalf("failed txn, attempt %d with request id %d: %v; want GenerationMismatch at op 2", attempt, failed.Request, err)
+		}
+	}
 }
 
 // TestTxnBadInput: each malformed op is refused before anything is

@@ -1,7 +1,9 @@
 package namespace
 
 import (
+	"errors"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -193,6 +195,29 @@ func txnOpError(i int, ops []TxnOp, err *Error) *Error {
 		return errorf(err.Code, "txn ops[%d] (%s)", i, ops[i].Op)
 	}
 	return errorf(err.Code, "txn ops[%d] (%s): %s", i, ops[i].Op, detail)
+}
+
+// FailedTxnOp returns the index of the sub-op whose failure err is, read
+// from the message txnOpError gives it ("<sentinel>: txn ops[i] (kind)").
+// A retried txn's stored result keeps its error, code and message, but
+// not Result.Txn (Result.kept), so this is how a server names the failed
+// sub-op of a retry. err must be a txn's result; ok is false for any
+// other error of a txn, such as that of a txn refused as a whole.
+func FailedTxnOp(err error) (i int, ok bool) {
+	var e *Error
+	if !errors.As(err, &e) || !e.Code.Valid() || codeSentinels[e.Code] == nil {
+		return 0, false
+	}
+	rest, ok := strings.CutPrefix(e.Msg, codeSentinels[e.Code].Error()+": txn ops[")
+	if !ok {
+		return 0, false
+	}
+	digits, rest, ok := strings.Cut(rest, "] (")
+	i, perr := strconv.Atoi(digits)
+	if !ok || perr != nil || i < 0 || i >= MaxTxnOps || strconv.Itoa(i) != digits {
+		return 0, false
+	}
+	return i, true
 }
 
 // msgpack sizes of unsigned integers and string and bin headers.

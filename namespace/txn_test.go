@@ -299,10 +299,38 @@ func TestTxnRetry(t *testing.T) {
 		if !reflect.DeepEqual(again.Err, failed.Err) || again.Txn != nil {
 			t.Fatalf("retry of the failure = %+v; want %v without Txn", again, failed.Err)
 		}
+		if i, ok := FailedTxnOp(again.Err); !ok || i != 1 {
+			t.Fatalf("FailedTxnOp(%v) = %d, %v; want 1 (the message names ops[1])", again.Err, i, ok)
+		}
 	}
 	// The failed txn's sequential create was undone with its counter.
 	if r := h.must(NewCreate("/q-", nil, FlagSequential), 0); r.Path != "/q-0000000001" {
 		t.Fatalf("next sequential create = %s", r.Path)
+	}
+}
+
+// FailedTxnOp reads the failed sub-op from txnOpError's message only.
+func TestFailedTxnOp(t *testing.T) {
+	ops := []TxnOp{TxnCheckMissing("/a"), TxnSetContent("/b", nil, 3)}
+	for _, tc := range []struct {
+		name string
+		err  error
+		i    int
+		ok   bool
+	}{
+		{"sub-op 1", txnOpError(1, ops, errorf(CodeGenerationMismatch, "content generation 4, not 3")), 1, true},
+		{"sub-op 0 without detail", txnOpError(0, ops, errorf(CodeExists, "")), 0, true},
+		{"wrapped", fmt.Errorf("apply: %w", txnOpError(1, ops, errorf(CodeNotFound, "/b"))), 1, true},
+		{"txn refused as a whole", errorf(CodeInvalidCommand, "empty txn"), 0, false},
+		{"another code's sentinel", &Error{Code: CodeNotFound, Msg: "namespace: node exists: txn ops[1] (create)"}, 0, false},
+		{"not an index", &Error{Code: CodeExists, Msg: "namespace: node exists: txn ops[+1] (create)"}, 0, false},
+		{"beyond MaxTxnOps", &Error{Code: CodeExists, Msg: "namespace: node exists: txn ops[128] (create)"}, 0, false},
+		{"not an *Error", errors.New("txn ops[1] (create)"), 0, false},
+		{"nil", nil, 0, false},
+	} {
+		if i, ok := FailedTxnOp(tc.err); i != tc.i || ok != tc.ok {
+			t.Errorf("%s: FailedTxnOp(%v) = %d, %v; want %d, %v", tc.name, tc.err, i, ok, tc.i, tc.ok)
+		}
 	}
 }
 
