@@ -85,15 +85,16 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 	}
 }
 
-// TestSoak (S28) runs the Put/Get and lock workloads for -soak, injecting
+// TestSoak (S28) runs the Put/Get, lock and bank workloads for -soak, injecting
 // one random fault after another (a replica cut off, blackholed, deaf,
 // paused, killed, wiped (restarted on an empty data dir, which it must
 // rebuild before the next fault) or stopped, the leader half of the time;
 // or the whole cell killed) for one to five seconds each, healing it, and requiring
-// progress of both workloads before the next. Each fault cycle moves the
-// workloads to fresh keys and a fresh lock, and porcupine checks (and
-// forgets) the histories of the cycles that are over as the soak goes, so
-// it can run for hours. It is skipped unless -soak is set:
+// progress of every workload before the next. Each fault cycle moves the
+// workloads to fresh keys, a fresh lock and a new bank, and porcupine
+// checks (and forgets) the histories of the cycles that are over as the
+// soak goes, as bankWorkload.check does the banks, so it can run for
+// hours. It is skipped unless -soak is set:
 //
 //	go test ./cmd/internal/e2e -run TestSoak -soak=10m -timeout 0 -v
 //
@@ -115,23 +116,25 @@ func TestSoak(t *testing.T) {
 	// The workloads end with the soak (ctx), not after a count.
 	kv := startKVWorkload(t, ctx, cell, 4, 3, math.MaxInt)
 	locks := startLockWorkload(t, ctx, cell, 3, math.MaxInt)
+	bank := startBankWorkload(t, ctx, cell, 3, math.MaxInt)
 	progress := func(what string) {
 		t.Helper()
-		kvBase, lockBase := kv.h.done.Load(), locks.done.Load()
+		kvBase, lockBase, bankBase := kv.h.done.Load(), locks.done.Load(), bank.done.Load()
 		ok := waitUntil(60*time.Second, func() bool {
-			return kv.h.done.Load() >= kvBase+200 && locks.done.Load() >= lockBase+60
+			return kv.h.done.Load() >= kvBase+200 && locks.done.Load() >= lockBase+60 && bank.done.Load() >= bankBase+20
 		})
 		if !ok {
 			out, errs, _ := run(t, ctx, cell.latch, cell.env, "", "-o", "json", "--command-timeout", "2s", "members")
-			t.Fatalf("no progress within 60 s %s: %d Put/Get calls and %d lock calls completed since (want 200 and 60); members: %s %s",
-				what, kv.h.done.Load()-kvBase, locks.done.Load()-lockBase, out, errs)
+			t.Fatalf("no progress within 60 s %s: %d Put/Get calls, %d lock calls and %d transfers completed since (want 200, 60 and 20); members: %s %s",
+				what, kv.h.done.Load()-kvBase, locks.done.Load()-lockBase, bank.done.Load()-bankBase, out, errs)
 		}
 	}
 	progress("before the faults")
 
 	// Each cycle starts a window; the histories of a window are checked,
 	// and dropped, once no call of it can still be running: 5 s for Puts
-	// and Gets, a minute for a lock turn.
+	// and Gets, 15 s for a transfer (two reads and a txn), a minute for
+	// a lock turn.
 	started := []time.Time{kv.h.origin}
 	over := func(grace time.Duration) int64 {
 		last := int64(-1)
@@ -146,6 +149,7 @@ func TestSoak(t *testing.T) {
 	for cycle := 1; time.Now().Before(end); cycle++ {
 		kv.nextWindow()
 		locks.window.Add(1)
+		bank.nextWindow(t)
 		started = append(started, time.Now())
 		nem := nemeses[rng.IntN(len(nemeses))]
 		target := cell.leader(ctx)
@@ -168,6 +172,7 @@ func TestSoak(t *testing.T) {
 		if ops := locks.take(over(65 * time.Second)); len(ops) > 0 {
 			checkLinearizable(t, lockModel, ops, "lock calls of earlier cycles")
 		}
+		bank.check(t, ctx, over(20*time.Second))
 		time.Sleep(time.Duration(200+rng.IntN(1500)) * time.Millisecond)
 	}
 	for _, n := range cell.nodes {
@@ -175,4 +180,5 @@ func TestSoak(t *testing.T) {
 	}
 	kv.finish(t, ctx)
 	locks.finish(t)
+	bank.finish(t, ctx)
 }
