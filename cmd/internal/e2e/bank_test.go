@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -399,30 +398,19 @@ func TestBankUnderFaults(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cell := startProcCell(t, ctx, cellOptions{proxied: true})
-	const lease = time.Second
 	w := startBankWorkload(t, ctx, cell, 4, 100_000)
-	w.progress(t, "transfers before the faults")
-
-	old := cell.leader(ctx)
-	cell.isolate(old, true)
-	w.progress(t, "transfers while the leader is cut off")
-	time.Sleep(3 * lease)
-	cell.isolate(old, false)
-	w.progress(t, "transfers after the partition healed")
-
-	leader := cell.leader(ctx)
-	leader.p.stop(t, syscall.SIGKILL, 10*time.Second)
-	w.progress(t, "transfers after the leader was killed")
-	cell.start(leader)
-	w.progress(t, "transfers after the restart")
+	progress := func(what string) { t.Helper(); w.progress(t, "transfers "+what) }
+	progress("before the faults")
+	isolateLeader(t, ctx, cell, progress)
+	killLeader(t, ctx, cell, progress)
 
 	follower := cell.other(cell.leader(ctx))
 	cell.isolate(follower, true)
-	w.progress(t, "transfers while a follower is cut off")
+	progress("while a follower is cut off")
 	cell.isolate(follower, false)
 	for _, n := range cell.nodes {
 		cell.caughtUp(ctx, n)
 	}
-	w.progress(t, "transfers after every replica caught up")
+	progress("after every replica caught up")
 	w.finish(t, ctx)
 }

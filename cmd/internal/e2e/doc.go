@@ -21,6 +21,10 @@
 // dir was deleted must rebuild it from its peers before it votes (S21), and
 // in a cell of five two such replicas must rebuild together. A backup taken
 // from the leader's /backup must start a new cell with `latchd restore`.
+// The bank (Jepsen's bank test) moves money between accounts with
+// transactions through a partition and a kill of the leader: the total
+// must hold, every acknowledged transfer must be logged, and the log must
+// replay to every balance and content generation.
 // TestSoak (opt-in, -soak=D) strings random faults together for as long as
 // it is given.
 //

@@ -682,25 +682,41 @@ func TestLockUnderFaults(t *testing.T) {
 	cell := startProcCell(t, ctx, cellOptions{proxied: true})
 	const lease = time.Second
 	w := startLockWorkload(t, ctx, cell, 4, 100_000)
-	w.progress(t, "lock handoffs before the faults")
-
-	old := cell.leader(ctx)
-	cell.isolate(old, true)
-	w.progress(t, "lock handoffs while the leader is cut off")
-	time.Sleep(3 * lease)
-	cell.isolate(old, false)
-	w.progress(t, "lock handoffs after the partition healed")
+	progress := func(what string) { t.Helper(); w.progress(t, "lock handoffs "+what) }
+	progress("before the faults")
+	isolateLeader(t, ctx, cell, progress)
 
 	leader := cell.leader(ctx)
 	leader.p.pause(t, 3*lease)
-	w.progress(t, "lock handoffs after the leader's pause")
+	progress("after the leader's pause")
 
-	leader = cell.leader(ctx)
-	leader.p.stop(t, syscall.SIGKILL, 10*time.Second)
-	w.progress(t, "lock handoffs after the leader was killed")
-	cell.start(leader)
-	w.progress(t, "lock handoffs after the restart")
+	killLeader(t, ctx, cell, progress)
 	w.finish(t)
+}
+
+// isolateLeader cuts the leader off from both followers (clients still
+// reach it) for three leases and mends the links, waiting for progress
+// (what says when) while it is cut off and after.
+func isolateLeader(t *testing.T, ctx context.Context, cell *procCell, progress func(what string)) {
+	t.Helper()
+	const lease = time.Second
+	old := cell.leader(ctx)
+	cell.isolate(old, true)
+	progress("while the leader is cut off")
+	time.Sleep(3 * lease)
+	cell.isolate(old, false)
+	progress("after the partition healed")
+}
+
+// killLeader kills the leader with SIGKILL and starts it again, waiting
+// for progress after each.
+func killLeader(t *testing.T, ctx context.Context, cell *procCell, progress func(what string)) {
+	t.Helper()
+	leader := cell.leader(ctx)
+	leader.p.stop(t, syscall.SIGKILL, 10*time.Second)
+	progress("after the leader was killed")
+	cell.start(leader)
+	progress("after the restart")
 }
 
 // TestCorruptLogRefused (S20): one byte in the middle of a stopped
