@@ -123,6 +123,16 @@ func parseTxn(lines []string) ([]client.TxnOp, []string, error) {
 	return ops, lines, nil
 }
 
+// txnVerbs are the operations of a txn line: the flags each takes and
+// how many arguments.
+var txnVerbs = map[string]struct {
+	flags string
+	args  int
+}{
+	"exists": {"if-gen", 1}, "missing": {"", 1}, "held": {"", 1},
+	"put": {"parents ephemeral if-gen", 2}, "create": {"parents ephemeral sequential", 2}, "rm": {"recursive if-gen", 1},
+}
+
 // parseTxnOp parses one line of a txn.
 func parseTxnOp(line string) (client.TxnOp, error) {
 	words, err := splitWords(line)
@@ -142,17 +152,13 @@ func parseTxnOp(line string) (client.TxnOp, error) {
 	if err := fs.Parse(words[1:]); err != nil {
 		return client.TxnOp{}, err
 	}
-	allowed := map[string]string{
-		"exists": "if-gen", "missing": "", "held": "", "put": "parents ephemeral if-gen",
-		"create": "parents ephemeral sequential", "rm": "recursive if-gen",
-	}
-	ok, known := allowed[words[0]]
+	verb, known := txnVerbs[words[0]]
 	if !known {
 		return client.TxnOp{}, fmt.Errorf("unknown operation %q (want exists, missing, held, put, create or rm)", words[0])
 	}
 	var bad error
 	fs.Visit(func(f *pflag.Flag) {
-		if !strings.Contains(" "+ok+" ", " "+f.Name+" ") && bad == nil {
+		if !strings.Contains(" "+verb.flags+" ", " "+f.Name+" ") && bad == nil {
 			bad = fmt.Errorf("%s takes no --%s", words[0], f.Name)
 		}
 	})
@@ -175,9 +181,8 @@ func parseTxnOp(line string) (client.TxnOp, error) {
 		}
 	}
 	args := fs.Args()
-	want := map[string]int{"exists": 1, "missing": 1, "held": 1, "put": 2, "create": 2, "rm": 1}[words[0]]
-	if len(args) != want {
-		return client.TxnOp{}, fmt.Errorf("%s wants %d argument(s), got %d", words[0], want, len(args))
+	if len(args) != verb.args {
+		return client.TxnOp{}, fmt.Errorf("%s wants %d argument(s), got %d", words[0], verb.args, len(args))
 	}
 	switch words[0] {
 	case "exists":
