@@ -11,6 +11,9 @@
 //   - put: each client writes its own node; one op is one Put.
 //   - get: every client reads one node (linearizable unless Stale); one op is
 //     one Get.
+//   - txn: each client moves a unit between two nodes of its own with a
+//     compare-and-set transaction (both nodes' generations checked, both
+//     written); one op is one applied Txn of two conditions and two writes.
 //   - sessions: open N sessions (one op is one Dial), keep them idle for the
 //     duration while sampling the server's CPU, then close them.
 package bench
@@ -31,7 +34,7 @@ import (
 var ErrBench = errors.New("bench")
 
 // Kinds lists the benchmarks Run knows.
-var Kinds = []string{"lock", "contended", "put", "get", "sessions"}
+var Kinds = []string{"lock", "contended", "put", "get", "txn", "sessions"}
 
 // Config describes one run.
 type Config struct {
@@ -237,7 +240,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		h.Merge(&hists[i])
 	}
 	res := summary(cfg, elapsed, int64(h.Count()), &cnt, &h)
-	if cfg.Kind == "put" || cfg.Kind == "get" {
+	if cfg.Kind == "put" || cfg.Kind == "get" || cfg.Kind == "txn" {
 		res.ValueSize = cfg.ValueSize
 	}
 	res.Stale = cfg.Stale && cfg.Kind == "get"
@@ -314,8 +317,40 @@ func setup(ctx context.Context, cfg Config, c *client.Client) (op, error) {
 			}
 			return 0, err
 		}, nil
+	case "txn":
+		return txnOp(dir, value, cfg.Clients), nil
 	}
 	return nil, fmt.Errorf("%w: unknown benchmark %q", ErrBench, cfg.Kind)
+}
+
+// txnOp returns the txn benchmark's operation: worker i keeps two nodes,
+// a and b, and each op is one transaction "if a and b are still at the
+// generations I last wrote, write both". The generations it expects come
+// from the previous op's results; the first op (the warm-up) creates the
+// nodes. A worker's transactions never conflict with another's, so every
+// failed one is an error of the run.
+func txnOp(dir string, value []byte, clients int) op {
+	type pair struct{ a, b uint64 }
+	gens := make([]pair, clients)
+	return func(ctx context.Context, c *client.Client, i int) (time.Duration, error) {
+		a, b := fmt.Sprintf("%s/w%d-a", dir, i), fmt.Sprintf("%s/w%d-b", dir, i)
+		g := &gens[i]
+		var ops []client.TxnOp
+		if g.a != 0 && g.b != 0 {
+			ops = []client.TxnOp{client.IfExists(a, client.IfGeneration(g.a)), client.IfExists(b, client.IfGeneration(g.b))}
+		}
+		ops = append(ops, client.OpPut(a, value), client.OpPut(b, value))
+		res, err := c.Txn(ctx, ops...)
+		if err != nil {
+			*g = pair{}
+			return 0, err
+		}
+		*g = pair{}
+		if n := len(res); n >= 2 {
+			g.a, g.b = res[n-2].Stat.ContentGen, res[n-1].Stat.ContentGen
+		}
+		return 0, nil
+	}
 }
 
 // unlock releases l with a context of its own, so that the end of the run

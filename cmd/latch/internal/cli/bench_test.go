@@ -12,7 +12,7 @@ import (
 )
 
 func TestBench(t *testing.T) {
-	for _, kind := range []string{"lock", "contended", "put", "get"} {
+	for _, kind := range []string{"lock", "contended", "put", "get", "txn"} {
 		t.Run(kind, func(t *testing.T) {
 			r := latch(t, "bench", kind, "--clients", "3", "--duration", "300ms", "--size", "64").ok(t)
 			res := decode[bench.Result](t, r)
@@ -41,6 +41,23 @@ func TestBench(t *testing.T) {
 		res := decode[bench.Result](t, result{out: lines[1]})
 		if res.Ops != 25 || res.Seconds > 20 {
 			t.Errorf("--max-ops 25: %+v", res)
+		}
+	})
+	t.Run("txn writes both nodes once per op, run after run", func(t *testing.T) {
+		// Two runs over the same nodes: the second one's warm-up must not
+		// trip on what the first left, and every counted op is one applied
+		// transaction (plus each run's warm-up).
+		for run := 1; run <= 2; run++ {
+			r := latch(t, "bench", "txn", "--clients", "1", "--duration", "30s", "--max-ops", "10", "--prefix", "/benchtxn").ok(t)
+			if res := decode[bench.Result](t, r); res.Ops != 10 || res.Errors != 0 {
+				t.Fatalf("run %d: bench txn = %+v", run, res)
+			}
+			for _, node := range []string{"/benchtxn/txn/w0-a", "/benchtxn/txn/w0-b"} {
+				st := decode[StatJSON](t, latch(t, "-o", "json", "stat", node).ok(t))
+				if want := uint64(11 * run); st.ContentGen != want {
+					t.Errorf("run %d: %s content gen %d; want %d", run, node, st.ContentGen, want)
+				}
+			}
 		}
 	})
 	t.Run("sessions", func(t *testing.T) {

@@ -23,7 +23,7 @@ func benchCommand(g *globals) *cobra.Command {
 	var runs int
 	var metricsURLs, cpuProfile string
 	cmd := &cobra.Command{
-		Use:   "bench lock|contended|put|get|sessions [--clients N] [--duration D]",
+		Use:   "bench lock|contended|put|get|txn|sessions [--clients N] [--duration D]",
 		Short: "measure the cell: throughput and latency of one kind of operation",
 		Long: `bench runs N client sessions against the cell, each doing one kind of
 operation back to back, for --duration (or until --max-ops operations), and
@@ -34,11 +34,14 @@ errors. A progress line is shown on a terminal.
   contended  every client locks and unlocks the same lock (op: one handoff)
   put        each client writes its own node (--size bytes)
   get        every client reads one node (--size bytes; linearizable unless --stale)
+  txn        each client runs compare-and-set transactions on two nodes of
+             its own (op: one Txn of two generation checks and two puts
+             of --size bytes)
   sessions   open N sessions (op: one Dial), keep them idle for --duration,
              and report the CPU used meanwhile by this process and, with
              --metrics-url (latchd's /metrics), by the server
 
-Nodes are written under /bench; each client's first operation is a warm-up
+Nodes are written under --prefix (default /bench); each client's first operation is a warm-up
 and is not counted.`,
 		Args: exactArgs(1, "one of "+strings.Join(bench.Kinds, ", ")),
 		RunE: func(cmd *cobra.Command, args []string) error {
