@@ -67,6 +67,34 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	return open(ctx, cfg, newPool(cfg))
+}
+
+// NewSession opens another session with the cell over c's connection, as
+// etcd's concurrency.NewSession does over one clientv3.Client: the returned
+// Client has a lease, locks, ephemeral nodes, watches and events of its
+// own, and ends on its own (Close, or expiry), but it shares c's
+// connection to the leader (and its leader following), so a process can
+// hold many sessions without a TCP connection each. Closing c leaves the
+// new session running; the connection closes with the last Client that
+// uses it. The new session has c's configuration (even if c has none:
+// Config.NoSession). ctx bounds opening it; without a deadline,
+// Config.OpenTimeout does.
+func (c *Client) NewSession(ctx context.Context) (*Client, error) {
+	c.mu.Lock()
+	closing := c.closing
+	c.mu.Unlock()
+	if closing || !c.pool.acquire() {
+		return nil, fmt.Errorf("NewSession: %w", ErrClosed)
+	}
+	cfg := c.cfg
+	cfg.NoSession = false
+	return open(ctx, cfg, c.pool)
+}
+
+// open opens a session (or, with cfg.NoSession, checks that a replica
+// answers) over p, whose reference it takes: on error it is released.
+func open(ctx context.Context, cfg Config, p *pool) (*Client, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.OpenTimeout)
@@ -75,7 +103,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		pool:     newPool(cfg),
+		pool:     p,
 		locks:    make(map[*Lock]struct{}),
 		watchers: make(map[*watcher]struct{}),
 		slots:    pathSlots{m: make(map[string]*slot)},
@@ -86,7 +114,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		// Prove that some replica answers; any replica may (no leader needed).
 		if _, err := c.Status(ctx); err != nil {
 			c.endLife(ErrClosed)
-			c.pool.close()
+			c.pool.release()
 			return nil, fmt.Errorf("Dial: %w", err)
 		}
 		c.lease = lease{state: StateSafe}
@@ -103,13 +131,13 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	reply, err := c.do(ctx, "Dial", open, callOpts{})
 	if err != nil {
 		c.endLife(ErrClosed)
-		c.pool.close()
+		c.pool.release()
 		return nil, err
 	}
 	opened, ok := reply.(*wire.SessionOpened)
 	if !ok || opened.Session == 0 || opened.Timeout <= 0 {
 		c.endLife(ErrClosed)
-		c.pool.close()
+		c.pool.release()
 		return nil, fmt.Errorf("Dial: %w: OpenSession answered with %+v", ErrProtocol, reply)
 	}
 	c.sid, c.timeout = opened.Session, opened.Timeout
@@ -209,7 +237,7 @@ func (c *Client) Close() error {
 			}
 		}
 		c.end(ErrClosed)
-		c.pool.close()
+		c.pool.release()
 		c.wg.Wait()
 		c.log.Info("client: closed")
 	})

@@ -12,6 +12,8 @@ import (
 )
 
 // pool keeps the client's one current connection and finds the leader.
+// The Clients of one Dial (the first and those of NewSession) share it; it
+// closes when the last of them releases it.
 //
 // Leader following: a replica's Welcome names the leader, and a NotLeader
 // answer carries its address; the pool dials that address first next time
@@ -32,6 +34,7 @@ type pool struct {
 	hint   string // address to try first: the leader as last reported
 	leader string // the leader's address as last known, for Client.Leader
 	next   int    // index of the endpoint to try after the hint
+	refs   int    // Clients using the pool
 	closed bool
 }
 
@@ -43,6 +46,30 @@ func newPool(cfg Config) *pool {
 		tls:         cfg.TLS,
 		log:         cfg.Logger,
 		sem:         make(chan struct{}, 1),
+		refs:        1,
+	}
+}
+
+// acquire takes a reference for another Client; false if the pool is
+// closed.
+func (p *pool) acquire() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.refs++
+	return true
+}
+
+// release drops a Client's reference; the last one closes the pool.
+func (p *pool) release() {
+	p.mu.Lock()
+	p.refs--
+	last := p.refs == 0
+	p.mu.Unlock()
+	if last {
+		p.close()
 	}
 }
 
