@@ -19,6 +19,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -43,12 +44,17 @@ type Config struct {
 	// Clients is the number of workers, each one goroutine calling one
 	// operation at a time.
 	Clients int
-	// Sessions is the number of sessions (each a client.Client with its own
-	// connection) the workers share, worker i using session i mod Sessions;
-	// 0 means one each. Fewer sessions than workers puts several calls in
-	// flight on one connection (etcd's benchmark calls these --conns). Not
-	// for contended (its workers must be distinct holders) or sessions.
+	// Sessions is the number of sessions (each a client.Client) the
+	// workers share, worker i using session i mod Sessions; 0 means one
+	// each. Not for contended (its workers must be distinct holders) or
+	// sessions.
 	Sessions int
+	// Conns is the number of connections the sessions use, session i
+	// riding on connection i mod Conns (the first session of each is
+	// Dialed, the others opened on it with Client.NewSession); 0 means
+	// one each. Fewer connections than workers puts several calls in
+	// flight on one connection, like etcd's benchmark's --conns.
+	Conns int
 	// Duration bounds the measured part of the run (for sessions: how
 	// long they stay idle).
 	Duration time.Duration
@@ -89,6 +95,7 @@ type Result struct {
 	Bench      string  `json:"bench"`
 	Clients    int     `json:"clients"`
 	Sessions   int     `json:"sessions"`
+	Conns      int     `json:"conns"`
 	Seconds    float64 `json:"seconds"`
 	Ops        int64   `json:"ops"`
 	OpsPerSec  float64 `json:"opsPerSec"`
@@ -129,6 +136,9 @@ func (c *Config) Check() error {
 	} else if c.Sessions != 0 && c.Sessions != c.Clients && (c.Kind == "contended" || c.Kind == "sessions") {
 		errs = append(errs, fmt.Sprintf("%s needs one session per client", c.Kind))
 	}
+	if sessions := cmp.Or(c.Sessions, c.Clients); c.Conns < 0 || c.Conns > sessions {
+		errs = append(errs, fmt.Sprintf("conns %d must be between 1 and sessions (%d), or 0 for one each", c.Conns, sessions))
+	}
 	if c.MaxOps < 0 || c.ValueSize < 0 || c.DialConcurrency < 0 {
 		errs = append(errs, "max-ops, value size and dial concurrency must not be negative")
 	}
@@ -146,6 +156,9 @@ func (c *Config) Check() error {
 	}
 	if c.Sessions == 0 {
 		c.Sessions = c.Clients
+	}
+	if c.Conns == 0 {
+		c.Conns = c.Sessions
 	}
 	return nil
 }
@@ -251,7 +264,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 func summary(cfg Config, elapsed time.Duration, ops int64, cnt *counters, h *Histogram) Result {
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	r := Result{
-		Bench: cfg.Kind, Clients: cfg.Clients, Sessions: cfg.Sessions, Seconds: elapsed.Seconds(), Ops: ops,
+		Bench: cfg.Kind, Clients: cfg.Clients, Sessions: cfg.Sessions, Conns: cfg.Conns, Seconds: elapsed.Seconds(), Ops: ops,
 		P50Ms: ms(h.Quantile(0.50)), P99Ms: ms(h.Quantile(0.99)), P999Ms: ms(h.Quantile(0.999)), MaxMs: ms(h.Max()),
 		Errors: cnt.errs.Load(),
 	}
@@ -362,15 +375,31 @@ func unlock(l *client.Lock) error {
 }
 
 // openClients opens cfg.Sessions sessions, at most cfg.DialConcurrency at a
-// time, recording each Dial's latency in h if h is not nil. On error it
-// returns the sessions opened so far with the first error.
+// time, recording each one's opening latency with onOpen if it is not nil:
+// first cfg.Conns with Dial, then the others with NewSession on session
+// i mod cfg.Conns. On error it returns the sessions opened so far (nil
+// for the others) with the first error.
 func openClients(ctx context.Context, cfg Config, onOpen func(time.Duration)) ([]*client.Client, error) {
 	out := make([]*client.Client, cfg.Sessions)
+	err := openRange(ctx, cfg, out, 0, cfg.Conns, onOpen, func(ctx context.Context, _ int) (*client.Client, error) {
+		return cfg.Dial(ctx)
+	})
+	if err == nil {
+		err = openRange(ctx, cfg, out, cfg.Conns, cfg.Sessions, onOpen, func(ctx context.Context, i int) (*client.Client, error) {
+			return out[i%cfg.Conns].NewSession(ctx)
+		})
+	}
+	return out, err
+}
+
+// openRange fills out[from:to] with open, at most cfg.DialConcurrency at a
+// time, and returns the first error.
+func openRange(ctx context.Context, cfg Config, out []*client.Client, from, to int, onOpen func(time.Duration), open func(context.Context, int) (*client.Client, error)) error {
 	sem := make(chan struct{}, cfg.DialConcurrency)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
-	for i := range out {
+	for i := from; i < to; i++ {
 		sem <- struct{}{}
 		mu.Lock()
 		failed := first != nil
@@ -382,7 +411,7 @@ func openClients(ctx context.Context, cfg Config, onOpen func(time.Duration)) ([
 		wg.Go(func() {
 			defer func() { <-sem }()
 			t0 := time.Now()
-			c, err := cfg.Dial(ctx)
+			c, err := open(ctx, i)
 			if err != nil {
 				mu.Lock()
 				if first == nil {
@@ -401,7 +430,7 @@ func openClients(ctx context.Context, cfg Config, onOpen func(time.Duration)) ([
 	if first == nil && ctx.Err() != nil {
 		first = fmt.Errorf("%w: opening sessions: %w", ErrBench, ctx.Err())
 	}
-	return out, first
+	return first
 }
 
 // closeClients closes every session (nil entries are skipped), at most

@@ -31,6 +31,18 @@ func TestBench(t *testing.T) {
 			t.Errorf("bench get --clients 6 --sessions 2 = %+v", res)
 		}
 		latch(t, "bench", "contended", "--clients", "3", "--sessions", "2", "--duration", "300ms").failed(t, ExitUsage, "one session per client")
+		// Six sessions over two connections: two Dials (each at most two
+		// connections, when the first replica tried points at the leader).
+		before := connsAccepted()
+		r = latch(t, "bench", "contended", "--clients", "6", "--conns", "2", "--duration", "300ms").ok(t)
+		res = decode[bench.Result](t, r)
+		if res.Clients != 6 || res.Sessions != 6 || res.Conns != 2 || res.Ops == 0 || res.Errors != 0 {
+			t.Errorf("bench contended --clients 6 --conns 2 = %+v", res)
+		}
+		if n := connsAccepted() - before; n > 4 {
+			t.Errorf("bench --conns 2 made %d connections; want at most 4", n)
+		}
+		latch(t, "bench", "get", "--clients", "6", "--sessions", "2", "--conns", "3", "--duration", "300ms").failed(t, ExitUsage, "conns 3 must be between 1 and sessions (2)")
 	})
 	t.Run("max-ops", func(t *testing.T) {
 		r := latch(t, "bench", "put", "--clients", "4", "--duration", "30s", "--max-ops", "25", "--runs", "2").ok(t)
@@ -82,6 +94,17 @@ func TestBench(t *testing.T) {
 			t.Errorf("interrupted bench = %+v", res)
 		}
 	})
+}
+
+// connsAccepted sums the client connections the shared cell's replicas
+// have accepted.
+func connsAccepted() (n int64) {
+	for i := range cell.N() {
+		if s := cell.Server(i); s != nil {
+			n += s.Metrics().ConnsTotal.Load()
+		}
+	}
+	return n
 }
 
 func TestProgressLine(t *testing.T) {

@@ -23,7 +23,7 @@ func benchCommand(g *globals) *cobra.Command {
 	var runs int
 	var metricsURLs, cpuProfile string
 	cmd := &cobra.Command{
-		Use:   "bench lock|contended|put|get|txn|sessions [--clients N] [--duration D]",
+		Use:   "bench lock|contended|put|get|txn|sessions [--clients N] [--sessions S] [--conns C] [--duration D]",
 		Short: "measure the cell: throughput and latency of one kind of operation",
 		Long: `bench runs N client sessions against the cell, each doing one kind of
 operation back to back, for --duration (or until --max-ops operations), and
@@ -101,7 +101,8 @@ and is not counted.`,
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&cfg.Clients, "clients", 1, "number of clients (workers, one call in flight each)")
-	fl.IntVar(&cfg.Sessions, "sessions", 0, "number of sessions (connections) the clients share; 0: one each")
+	fl.IntVar(&cfg.Sessions, "sessions", 0, "number of sessions the clients share; 0: one each")
+	fl.IntVar(&cfg.Conns, "conns", 0, "number of connections the sessions share (Client.NewSession); 0: one each")
 	fl.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long each run lasts (sessions: how long they stay idle)")
 	fl.Int64Var(&cfg.MaxOps, "max-ops", 10_000_000, "stop a run after this many operations (0: no cap)")
 	fl.IntVar(&cfg.ValueSize, "size", 128, "value size in bytes for put and get")
