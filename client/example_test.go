@@ -219,3 +219,44 @@ func ExampleClient_Txn() {
 	// applied; state at content generation 1 log entry /ls/app/log-0000000000
 	// after Unlock: not holder: true failed op: true
 }
+
+// Workers of one process, each an independent lock holder with a session
+// of its own, over a single connection to the cell.
+func ExampleClient_NewSession() {
+	endpoints, stop := exampleCell()
+	defer stop()
+	ctx := context.Background()
+
+	c, err := client.Dial(ctx, client.Config{Endpoints: endpoints})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	w1, err := c.NewSession(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer w1.Close()
+	w2, err := c.NewSession(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer w2.Close()
+
+	if _, err := w1.Lock(ctx, "/ls/jobs/42"); err != nil {
+		log.Fatal(err)
+	}
+	// w2 is another holder: the lock w1 holds is not its.
+	_, err = w2.TryLock(ctx, "/ls/jobs/42")
+	fmt.Println("w2:", errors.Is(err, client.ErrLocked))
+
+	// Closing w1 ends its session only: its lock is released, and w2 can
+	// take the job.
+	w1.Close()
+	_, err = w2.TryLock(ctx, "/ls/jobs/42")
+	fmt.Println("w2 after w1 closed:", err)
+	// Output:
+	// w2: true
+	// w2 after w1 closed: <nil>
+}

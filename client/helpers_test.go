@@ -97,6 +97,20 @@ func dial(t testing.TB, cell *lockserver.Cell, mods ...func(*client.Config)) *cl
 	return c
 }
 
+// newSession opens another session over c's connection (NewSession) and
+// closes it at the end of the test.
+func newSession(t testing.TB, c *client.Client) *client.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := c.NewSession(ctx)
+	if err != nil {
+		t.Fatalf("NewSession: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // bg returns a context that ends after d (default 10 s; 0 means never) or
 // with the test.
 func bg(t testing.TB, d ...time.Duration) context.Context {

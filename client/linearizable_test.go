@@ -124,7 +124,8 @@ func changeLeaders(t *testing.T, cell *lockserver.Cell, progress func(what strin
 // node with porcupine, while the leader is stopped and restarted twice
 // (changeLeaders). A Put that fails may or may not have been applied: it
 // is recorded as open-ended. A failed Get is left out (it observed
-// nothing).
+// nothing). Sessions 1 and 3 share the connections of sessions 0 and 2
+// (NewSession).
 func TestLinearizableAcrossLeaderChanges(t *testing.T) {
 	cell := startCell(t)
 	ctx, stop := context.WithCancel(bg(t, 60*time.Second))
@@ -132,8 +133,15 @@ func TestLinearizableAcrossLeaderChanges(t *testing.T) {
 	const clients, maxOps = 4, 500
 	h := newHistory()
 	var wg sync.WaitGroup
+	var prev *client.Client
 	for i := range clients {
-		c := dial(t, cell, longGrace)
+		var c *client.Client
+		if i%2 == 0 {
+			c = dial(t, cell, longGrace)
+		} else {
+			c = newSession(t, prev)
+		}
+		prev = c
 		rng := rand.New(rand.NewPCG(uint64(i), 7))
 		wg.Go(func() {
 			for n := 0; n < maxOps && ctx.Err() == nil; n++ {

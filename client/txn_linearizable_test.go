@@ -313,7 +313,11 @@ func TestTxnLinearizableAcrossLeaderChanges(t *testing.T) {
 	const clients, maxOps = 4, 400
 	cs := make([]*client.Client, clients)
 	for i := range cs {
-		cs[i] = dial(t, cell, longGrace)
+		if i%2 == 0 {
+			cs[i] = dial(t, cell, longGrace)
+		} else {
+			cs[i] = newSession(t, cs[i-1]) // half the sessions share a connection
+		}
 	}
 	h := newHistory()
 	wait := startTxnWorkload(t, ctx, h, cs, maxOps)
