@@ -345,8 +345,9 @@ func putCommand(g *globals) *cobra.Command {
 exist. "-" reads the content from stdin. --if-gen N writes only if the node's
 content generation is N (compare-and-swap; exit code 4 otherwise). -p creates
 missing parents. --ephemeral creates the node as part of this command's
-session: latch then keeps running, holding the node, until interrupted
-(Ctrl-C), and the node is deleted when it exits.
+session (exit code 4 if PATH exists; nothing is written then): latch then
+keeps running, holding the node, until interrupted (Ctrl-C), and the node
+is deleted when it exits.
 
 Prints nothing on success, or the node's new metadata with -o json.`,
 		Args: exactArgs(2, "PATH and VALUE (or - for stdin)"),
@@ -366,14 +367,23 @@ Prints nothing on success, or the node's new metadata with -o json.`,
 			if err != nil {
 				return err
 			}
-			if ephemeral {
-				opts = append(opts, client.Ephemeral())
+			if ephemeral && opts != nil {
+				return usagef("put: --if-gen and --ephemeral do not go together: an ephemeral node is a new node")
 			}
 			if parents {
 				opts = append(opts, client.CreateParents())
 			}
 			return g.do(cmd, func(ctx context.Context, c *client.Client) error {
-				s, err := c.Put(ctx, args[0], data, opts...)
+				var s client.Stat
+				var err error
+				if ephemeral {
+					// Create, not Put: Put would overwrite an existing
+					// node and leave it persistent (client.Ephemeral is
+					// ignored then), and latch would hold nothing.
+					_, s, err = c.Create(ctx, args[0], data, append(opts, client.Ephemeral())...)
+				} else {
+					s, err = c.Put(ctx, args[0], data, opts...)
+				}
 				if err != nil {
 					return err
 				}

@@ -177,3 +177,19 @@ func TestPutEphemeral(t *testing.T) {
 	}
 	latch(t, "stat", "/eph/me").failed(t, ExitNotFound, "not found")
 }
+
+// TestPutEphemeralExisting: --ephemeral on a node that exists fails with
+// exit 4 and leaves the node as it was, rather than overwriting a
+// persistent node and claiming to hold it.
+func TestPutEphemeralExisting(t *testing.T) {
+	fresh(t, "/eph2")
+	latch(t, "put", "-p", "/eph2/kept", "orig").ok(t)
+	latch(t, "put", "--ephemeral", "/eph2/kept", "mine").failed(t, ExitConflict, "exists")
+	if r := latch(t, "get", "/eph2/kept").ok(t); r.out != "orig" {
+		t.Errorf("get after a refused put --ephemeral = %q; want %q", r.out, "orig")
+	}
+	if st := decode[StatJSON](t, latch(t, "-o", "json", "stat", "/eph2/kept").ok(t)); st.EphemeralOwner != 0 || st.ContentGen != 1 {
+		t.Errorf("stat after a refused put --ephemeral = %+v; want the persistent node at gen 1", st)
+	}
+	latch(t, "put", "--ephemeral", "--if-gen", "1", "/eph2/kept", "x").failed(t, ExitUsage, "--if-gen and --ephemeral")
+}
