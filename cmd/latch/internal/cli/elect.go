@@ -85,7 +85,14 @@ when there is none) until interrupted; --count N exits after N lines.`,
 				resign := func() error {
 					rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.commandTimeout)
 					defer cancel()
-					return e.Resign(rctx)
+					switch err := e.Resign(rctx); {
+					case err == nil:
+						return nil
+					case goneAtRelease(err):
+						return fmt.Errorf("leadership of %s was lost (found when resigning: %v): %w", path, err, ErrLost)
+					default:
+						return fmt.Errorf("resigning %s: %w", path, err)
+					}
 				}
 				fmt.Fprintf(g.env.Stderr, "latch: elected in %s (lock gen %d)\n", path, seq.LockGen)
 				if argv == nil {
@@ -113,7 +120,7 @@ when there is none) until interrupted; --count N exits after N lines.`,
 				default:
 				}
 				if err := resign(); err != nil {
-					return fmt.Errorf("resigning %s after %s ended (its status: %d): %w", path, argv[0], code, err)
+					return fmt.Errorf("after %s ended (its status: %d): %w", argv[0], code, err)
 				}
 				if code != 0 {
 					return &exitError{code: code}

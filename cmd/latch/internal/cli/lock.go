@@ -82,8 +82,7 @@ fails at once if the lock cannot be granted now.`,
 				ctx, cancel := g.call(cmd)
 				defer cancel()
 				if err := l.Unlock(context.WithoutCancel(ctx)); err != nil {
-					// Not the holder, or the node (and so its lock) is gone.
-					if errors.Is(err, client.ErrNotHolder) || errors.Is(err, client.ErrNotFound) {
+					if goneAtRelease(err) {
 						return fmt.Errorf("lock on %s was lost before %s ended (its status: %d): %w", path, argv[0], code, ErrLost)
 					}
 					return fmt.Errorf("releasing %s after %s ended (its status: %d): %w", path, argv[0], code, err)
@@ -135,6 +134,13 @@ func acquire(ctx context.Context, c *client.Client, path string, shared, try boo
 	return nil, fmt.Errorf("%s: %w", path, err)
 }
 
+// goneAtRelease reports whether a release (Unlock, Resign) failed because
+// the grant was already gone: not the holder any more, or the node (and so
+// its lock) was deleted. latch reports that as a lost lock (exit 5).
+func goneAtRelease(err error) bool {
+	return errors.Is(err, client.ErrNotHolder) || errors.Is(err, client.ErrNotFound)
+}
+
 // GrantJSON is what lock (without a command) prints with -o json.
 type GrantJSON struct {
 	Path      string `json:"path"`
@@ -160,6 +166,9 @@ func (g *globals) hold(cmd *cobra.Command, l *client.Lock, session uint64) error
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(cmd.Context()), g.commandTimeout)
 		defer cancel()
 		if err := l.Unlock(ctx); err != nil {
+			if goneAtRelease(err) {
+				return fmt.Errorf("lock on %s was lost while held (found at release: %v): %w", seq.Path, err, ErrLost)
+			}
 			return fmt.Errorf("releasing %s: %w", seq.Path, err)
 		}
 		return nil

@@ -147,6 +147,42 @@ func TestLockDeletedWhileHeld(t *testing.T) {
 	}
 }
 
+// TestDeletedWhileHeldWithoutCommand: lock without a command, and elect
+// with and without one, find at release that the node was deleted: exit 5
+// (lost), as lock with a command does, not 3.
+func TestDeletedWhileHeldWithoutCommand(t *testing.T) {
+	fresh(t, "/locktest/del2", "/elections/deltest", "/elections/deltest2")
+	flag := filepath.Join(t.TempDir(), "go") // written only by the last case
+	script := `echo running; while [ ! -e "$1" ]; do sleep 0.02; done`
+	tests := []struct {
+		name, node, started string
+		args                []string
+	}{
+		{"lock", "/locktest/del2", "holding /locktest/del2", []string{"lock", "/locktest/del2"}},
+		{"elect", "/elections/deltest", "elected in /elections/deltest", []string{"elect", "deltest", "v"}},
+		{"elect with a command", "/elections/deltest2", "elected in /elections/deltest2",
+			[]string{"elect", "deltest2", "v", "--", "sh", "-c", script, "sh", flag}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var out, errb syncBuffer
+			wait := invocation{}.start(ctx, &out, &errb, tt.args...)
+			waitFor(t, 20*time.Second, "the grant", func() bool { return strings.Contains(errb.String(), tt.started) })
+			latch(t, "rm", tt.node).ok(t)
+			if tt.args[len(tt.args)-1] == flag {
+				os.WriteFile(flag, nil, 0o644) // the command ends
+			} else {
+				cancel() // interrupted: release
+			}
+			if code := wait(); code != ExitLocked || !strings.Contains(errb.String(), "lost") {
+				t.Errorf("exit %d, stderr %q; want %d and the loss reported", code, errb.String(), ExitLocked)
+			}
+		})
+	}
+}
+
 // TestLockLostStopsCommand: the session expires while the command runs
 // (every replica stopped); the command gets SIGTERM and latch exits 5.
 func TestLockLostStopsCommand(t *testing.T) {
