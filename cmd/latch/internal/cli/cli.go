@@ -233,7 +233,18 @@ func (g *globals) clientConfig(cmd *cobra.Command) (client.Config, error) {
 	if err != nil {
 		return client.Config{}, err
 	}
+	if err := (client.Config{Endpoints: eps}).Validate(); err != nil {
+		return client.Config{}, usageErr(fmt.Errorf("--endpoints: %w", err))
+	}
 	cfg := client.DefaultConfig(eps...)
+	switch {
+	case g.sessionTimeout < 0:
+		return client.Config{}, usagef("--session-timeout %v must not be negative", g.sessionTimeout)
+	case g.grace < 0:
+		return client.Config{}, usagef("--grace %v must not be negative", g.grace)
+	case g.grace > 0 && g.grace <= cfg.BackoffMax:
+		return client.Config{}, usagef("--grace %v must be longer than %v, the longest pause between the client's reconnect attempts", g.grace, cfg.BackoffMax)
+	}
 	cfg.Name = g.name
 	cfg.TLS = g.tls
 	cfg.SessionTimeout, cfg.Grace = g.sessionTimeout, g.grace
@@ -246,7 +257,9 @@ func (g *globals) clientConfig(cmd *cobra.Command) (client.Config, error) {
 		cfg.Name = fmt.Sprintf("latch-cli/%s on %s", cmd.Name(), host)
 	}
 	if err := cfg.Validate(); err != nil {
-		return client.Config{}, usageErr(fmt.Errorf("--endpoints: %w", err))
+		// The endpoints, --grace and the signs are checked above: what
+		// is left is a --session-timeout too short for a dial.
+		return client.Config{}, usageErr(fmt.Errorf("--session-timeout %v: %w", g.sessionTimeout, err))
 	}
 	return cfg, nil
 }
