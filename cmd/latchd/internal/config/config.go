@@ -14,8 +14,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/latchd/latch/internal/wire"
 	"github.com/latchd/latch/lockserver"
 )
+
+// MaxContentLimit is the largest maxContent: clients send and receive
+// messages of at most wire.DefaultMaxFrame bytes (they do not take a
+// larger limit from the cell), and one must carry a whole node: its
+// content, a path of up to 4096 bytes and its metadata. A larger
+// maxContent would let a client write a node that no client can read.
+const MaxContentLimit = wire.DefaultMaxFrame - 8192
 
 // ErrConfig is wrapped by every error of this package.
 var ErrConfig = errors.New("config: invalid config")
@@ -339,6 +347,9 @@ func (f File) Resolve() (Config, error) {
 	}
 	if f.MaxContent < 0 {
 		bad("maxContent", "%d must be positive", f.MaxContent)
+	} else if f.MaxContent > MaxContentLimit {
+		bad("maxContent", "%d is more than %d: a client sends and receives a node in one message of at most %d bytes, with its path and metadata",
+			f.MaxContent, MaxContentLimit, wire.DefaultMaxFrame)
 	}
 	if f.MaxConns < 0 {
 		bad("maxConns", "%d must be positive", f.MaxConns)

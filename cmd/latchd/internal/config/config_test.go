@@ -1,6 +1,8 @@
 package config
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchd/latch/client"
 	"github.com/latchd/latch/lockserver"
 )
 
@@ -128,6 +131,8 @@ func TestBadConfig(t *testing.T) {
 		{"grace below session lease", `{` + nodes + `, "myid": 1, "dataDir": "/d", "grace": "5s"}`, "grace", "at least sessionLease"},
 		{"lock-delay over its cap", `{` + nodes + `, "myid": 1, "dataDir": "/d", "lockDelay": "90s"}`, "lockDelay", "must not exceed lockDelayCap"},
 		{"groups", `{` + nodes + `, "myid": 1, "dataDir": "/d", "groups": 4}`, "groups", "only 1"},
+		{"content larger than a client's message", `{` + nodes + `, "myid": 1, "dataDir": "/d", "maxContent": 1048576}`, "maxContent", "is more than 1040384"},
+		{"content far too large", `{` + nodes + `, "myid": 1, "dataDir": "/d", "maxContent": 1099511627776}`, "maxContent", "is more than"},
 		{"unknown field", `{` + nodes + `, "myid": 1, "dataDir": "/d", "leese": "3s"}`, "leese", "unknown field"},
 		{"new cell in the file", `{` + nodes + `, "myid": 1, "dataDir": "/d", "newCell": true}`, "newCell", "--new-cell is a command-line flag only"},
 		{"unknown node field", `{"nodes": [{"id": 1, "peer": "a:1", "client": "a:2", "adress": "x"}], "myid": 1, "dataDir": "/d"}`, "adress", "unknown field"},
@@ -246,5 +251,37 @@ func TestExampleFile(t *testing.T) {
 	}
 	if _, err := c.Server(nil); err != nil {
 		t.Errorf("example: %v", err)
+	}
+}
+
+// TestMaxContentLimitFitsAClientMessage: on a cell with maxContent at its
+// limit, a client writes a full node under the longest path and reads it
+// back (the reply, content with path and metadata, fits a client's frame).
+func TestMaxContentLimitFitsAClientMessage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := Default()
+	c.MaxContent = MaxContentLimit
+	cell, err := lockserver.StartCell(ctx, lockserver.CellConfig{N: 1, Tune: func(sc *lockserver.Config) { Tune(sc, c) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cell.Close()
+	if _, err := cell.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.Dial(ctx, client.DefaultConfig(cell.Endpoints()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	path := strings.Repeat("/"+strings.Repeat("n", 255), 16) // 4096 bytes, the longest path
+	data := bytes.Repeat([]byte{0xa5}, MaxContentLimit)
+	if _, err := cl.Put(ctx, path, data, client.CreateParents()); err != nil {
+		t.Fatalf("Put of %d bytes: %v", len(data), err)
+	}
+	n, err := cl.Get(ctx, path)
+	if err != nil || !bytes.Equal(n.Data, data) {
+		t.Fatalf("Get of the %d-byte node = %d bytes, %v; want it back", len(data), len(n.Data), err)
 	}
 }
