@@ -29,7 +29,7 @@ const (
 )
 
 // errUsage marks command-line and configuration errors.
-var errUsage = errors.New("latchd: usage")
+var errUsage = errors.New("usage")
 
 // Main runs latchd with args (without the program name) until ctx ends and
 // returns the process's exit code. Errors go to stderr as one line.

@@ -73,8 +73,8 @@ func TestUsageErrors(t *testing.T) {
 				t.Errorf("exit code %d; want %d (stderr %q)", code, ExitConfig, errb.String())
 			}
 			msg := errb.String()
-			if strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "latchd: ") {
-				t.Errorf("stderr = %q; want one line starting latchd:", msg)
+			if strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "latchd: ") || strings.HasPrefix(msg, "latchd: latchd:") {
+				t.Errorf("stderr = %q; want one line starting latchd: (once)", msg)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(msg, w) {
