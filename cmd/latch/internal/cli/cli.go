@@ -151,7 +151,7 @@ codes.`,
 	pf.BoolVar(&g.stale, "stale", false, "let reads be answered by any replica from its own state (may lag the leader)")
 	pf.DurationVar(&g.sessionTimeout, "session-timeout", 0, "session lease to ask the cell for (0: the cell's default, 12s)")
 	pf.DurationVar(&g.grace, "grace", 0, "how long a session that lost touch with the cell keeps trying before its locks count as lost (0: 45s)")
-	pf.StringVar(&g.name, "name", "", "name of this client's session in `latch sessions` (default latch-cli/COMMAND on HOST)")
+	pf.StringVar(&g.name, "name", "", "name of this client's session, shown by latch sessions (default latch-cli/COMMAND on HOST)")
 	pf.StringVar(&g.cacert, "cacert", "", "connect over TLS, verifying the replicas' certificates with the CAs in this PEM file (default $"+EnvCACert+")")
 	pf.StringVar(&g.cert, "cert", "", "connect over TLS with this PEM client certificate (default $"+EnvCert+"); needs --key")
 	pf.StringVar(&g.key, "key", "", "the PEM private key of --cert (default $"+EnvKey+")")

@@ -205,6 +205,17 @@ func TestEndpointsFromEnvironment(t *testing.T) {
 	}
 }
 
+// TestHelpNamesFlagValues: --help shows each global flag with its kind of
+// value (pflag takes a `quoted` word of the usage text for it instead).
+func TestHelpNamesFlagValues(t *testing.T) {
+	r := latch(t, "--help").ok(t)
+	for _, want := range []string{"--name string", "--endpoints string", "--grace duration"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("latch --help does not show %q:\n%s", want, r.out)
+		}
+	}
+}
+
 func TestCompletion(t *testing.T) {
 	for _, shell := range []string{"bash", "zsh", "fish"} {
 		r := latch(t, "completion", shell).ok(t)
