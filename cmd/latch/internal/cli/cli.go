@@ -161,6 +161,18 @@ codes.`,
 		lockCommand(g), locksCommand(g), sessionsCommand(g), watchCommand(g), electCommand(g),
 		membersCommand(g), statusCommand(g), benchCommand(g),
 	)
+	// cobra's completion command only has subcommands, one per shell: left
+	// as it is, a missing or unknown shell prints its help and exits 0.
+	root.InitDefaultCompletionCmd()
+	if comp, _, err := root.Find([]string{"completion"}); err == nil && comp != root {
+		comp.Args = cobra.ArbitraryArgs
+		comp.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("completion: want a shell: bash, zsh, fish or powershell")
+			}
+			return usagef("completion: unknown shell %q: want bash, zsh, fish or powershell", args[0])
+		}
+	}
 	return root
 }
 
