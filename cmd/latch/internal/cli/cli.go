@@ -135,6 +135,11 @@ codes.`,
 			if g.commandTimeout <= 0 {
 				return usagef("--command-timeout %v must be positive", g.commandTimeout)
 			}
+			if cmd.Flags().Changed("endpoints") && strings.Trim(g.endpoints, ", ") == "" {
+				// Falling back to $LATCH_ENDPOINTS or the dev cell would
+				// send `latch --endpoints "$UNSET" ...` to another cell.
+				return usagef("--endpoints %q names no address (leave the flag out for $%s or the dev cell)", g.endpoints, EnvEndpoints)
+			}
 			var err error
 			g.tls, err = g.tlsConfig()
 			return err

@@ -159,6 +159,8 @@ func TestUsageAndErrors(t *testing.T) {
 		{"not found", []string{"stat", "/no/such/node"}, ExitNotFound, "not found"},
 		{"parent missing", []string{"put", "/no/such/parent", "x"}, ExitNotFound, "not found"},
 		{"negative count", []string{"watch", "--count", "-1", "/a"}, ExitUsage, "--count"},
+		{"empty endpoints", []string{"--endpoints", "", "ls"}, ExitUsage, `--endpoints "" names no address`},
+		{"endpoints of commas", []string{"--endpoints", ", ,", "status"}, ExitUsage, "names no address"},
 		{"completion without a shell", []string{"completion"}, ExitUsage, "completion: want a shell"},
 		{"completion of an unknown shell", []string{"completion", "tcsh"}, ExitUsage, `unknown shell "tcsh"`},
 		{"negative grace", []string{"--grace", "-1s", "put", "/a", "b"}, ExitUsage, "usage: --grace -1s must not be negative"},
