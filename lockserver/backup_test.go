@@ -26,7 +26,7 @@ func TestBackupAndRestore(t *testing.T) {
 	cl.must(&wire.Put{Path: "/config/lock"})
 	seq := cl.must(&wire.Acquire{Path: "/config/lock", Mode: wire.Exclusive}).(*wire.AcquireReply).Sequencer
 	var buf bytes.Buffer
-	meta, err := c.Server(c.Leader()).Backup(ctx, &buf)
+	meta, err := c.Server(leaderIndex(t, c)).Backup(ctx, &buf)
 	if err != nil {
 		t.Fatalf("Backup: %v", err)
 	}

@@ -43,7 +43,7 @@ func TestBadInput(t *testing.T) {
 	by := newClient(t, c)
 	by.open(20 * time.Second)
 	by.must(&wire.Put{Path: "/by", Content: []byte("ok")})
-	leader := c.Endpoints()[c.Leader()]
+	leader := c.Endpoints()[leaderIndex(t, c)]
 	bystanderOK := func(step string) {
 		t.Helper()
 		if g, err := by.do(&wire.Get{Path: "/by"}); err != nil || string(g.(*wire.GetReply).Content) != "ok" {

@@ -64,7 +64,11 @@ func TestClientLockAcrossFailover(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := cell.Stop(cell.Leader()); err != nil {
+	leader, err := cell.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cell.Stop(leader); err != nil {
 		t.Fatal(err)
 	}
 	if err := l1.Unlock(ctx); err != nil {

@@ -28,8 +28,18 @@ func testTune(cfg *Config) {
 }
 
 // testCell starts a 3-replica cell over loopback TCP with LevelDB in
-// t.TempDir(), and waits for a leader.
+// t.TempDir(), and waits until its first election has settled
+// (waitSettled): tests may then take the leader they find for the leader.
 func testCell(t testing.TB, tune ...func(*Config)) *Cell {
+	t.Helper()
+	c := startTestCell(t, tune...)
+	waitSettled(t, c, c.N()-1)
+	return c
+}
+
+// startTestCell is testCell up to the first leader, which may still be
+// deposed by a candidate of the same election.
+func startTestCell(t testing.TB, tune ...func(*Config)) *Cell {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -51,6 +61,51 @@ func testCell(t testing.TB, tune ...func(*Config)) *Cell {
 		t.Fatalf("WaitLeader: %v", err)
 	}
 	return c
+}
+
+// waitSettled waits until a replica leads, holds its master lease, and
+// has been acknowledged by followers of its peers, and returns its index.
+// At start-up the replicas campaign at once, and the first to lead may be
+// deposed a few milliseconds later by another's Prepare already on its way
+// (docs/paxos.md, Election): the cell then has no leader until the loser
+// campaigns again, and a test that took the first leader it saw talks to a
+// follower, or indexes with Cell.Leader's -1. A candidate that has
+// acknowledged the leader has given up; only an election timeout without
+// hearing from the leader starts another campaign.
+func waitSettled(t testing.TB, c *Cell, followers int) int {
+	t.Helper()
+	lead := -1
+	waitFor(t, 20*time.Second, "the election to settle", func() bool {
+		if lead = c.Leader(); lead < 0 {
+			return false
+		}
+		s := c.Server(lead)
+		if s == nil {
+			return false
+		}
+		st := s.Status()
+		acked := 0
+		for _, p := range st.Peers {
+			if p.LastAck >= 0 {
+				acked++
+			}
+		}
+		return st.IsLeader && st.LeaseValid && acked >= followers
+	})
+	return lead
+}
+
+// leaderIndex returns the index of the replica that leads, waiting for
+// one while an election is under way: Cell.Leader's -1 indexes nothing.
+func leaderIndex(t testing.TB, c *Cell) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	i, err := c.WaitLeader(ctx)
+	if err != nil {
+		t.Fatalf("no leader: %v", err)
+	}
+	return i
 }
 
 // rawConn is a raw wire connection to one replica: TCP, yamux, and the one

@@ -179,7 +179,7 @@ func TestCancelWait(t *testing.T) {
 
 	// A raw client that sends a waiting Acquire and reads nothing: the
 	// wait goes on, and the grant arrives on its call id.
-	leader := c.Endpoints()[c.Leader()]
+	leader := c.Endpoints()[leaderIndex(t, c)]
 	rc := dialRaw(t, leader)
 	id, err := rc.send(&wire.Acquire{Header: wire.Header{Session: w.sid, Request: 501}, Path: "/c", Mode: wire.Exclusive, Wait: true})
 	if err != nil {

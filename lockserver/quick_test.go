@@ -14,7 +14,7 @@ func TestServeQuick(t *testing.T) {
 	c := testCell(t)
 	cl := newClient(t, c)
 	cl.must(&wire.Put{Path: "/q", Content: []byte("v")})
-	leader := c.Leader()
+	leader := leaderIndex(t, c)
 	ls := c.Server(leader)
 	// The leader's lease may still be starting after the election.
 	var reply wire.Message

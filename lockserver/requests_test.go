@@ -14,7 +14,7 @@ import (
 func TestRequests(t *testing.T) {
 	c := testCell(t)
 	cl := newClient(t, c)
-	sid := cl.open(time.Second)
+	sid := cl.open(time.Minute) // no KeepAlives until the end: a lease to outlast a slow machine
 	if sid == 0 {
 		t.Fatal("OpenSession returned session 0")
 	}
@@ -128,7 +128,7 @@ func TestRequests(t *testing.T) {
 	}
 
 	// The server's Status for the admin endpoint.
-	lead := c.Server(c.Leader())
+	lead := c.Server(leaderIndex(t, c))
 	st0 := lead.Status()
 	if !st0.IsLeader || st0.Leader != lead.ID() || st0.Sessions != 1 || st0.Tracked != 1 || st0.Nodes < 6 ||
 		st0.Applied == 0 || st0.Index == 0 || len(st0.Members) != 3 || st0.Role != "leader" {
@@ -218,9 +218,9 @@ func TestErrorCodes(t *testing.T) {
 		cfg.Namespace.MaxContent = 1024
 	})
 	cl := newClient(t, c)
-	cl.open(time.Second)
+	cl.open(time.Minute)
 	other := newClient(t, c)
-	other.open(time.Second)
+	other.open(time.Minute)
 	cl.must(&wire.Put{Path: "/d", Content: []byte("x")})
 	cl.must(&wire.Put{Path: "/d/child"})
 	cl.must(&wire.Acquire{Path: "/d", Mode: wire.Exclusive})

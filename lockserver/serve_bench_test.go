@@ -30,7 +30,7 @@ func serveCell(b *testing.B) *serveTarget {
 	b.Helper()
 	c, _ := benchCell(b)
 	s := &serveTarget{cell: c}
-	s.leader.Store(c.Server(c.Leader()))
+	s.leader.Store(c.Server(leaderIndex(b, c)))
 	return s
 }
 

@@ -63,7 +63,7 @@ func TestListSessionsNamesAndWatches(t *testing.T) {
 
 	// A follower's stale answer: names (once it has applied the opens), no
 	// watch counts.
-	follower := (c.Leader() + 1) % c.N()
+	follower := (leaderIndex(t, c) + 1) % c.N()
 	fcl := newClient(t, c)
 	fcl.addr = c.Endpoints()[follower]
 	waitFor(t, 20*time.Second, "the follower to apply the sessions", func() bool {

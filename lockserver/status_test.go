@@ -63,7 +63,7 @@ func TestStatusCountsLocksAndBatches(t *testing.T) {
 	a.must(&wire.Put{Path: "/l"})
 	a.must(&wire.Acquire{Path: "/l", Mode: wire.Exclusive})
 	queued := async(b, &wire.Acquire{Path: "/l", Mode: wire.Exclusive, Wait: true})
-	lead := c.Server(c.Leader())
+	lead := c.Server(leaderIndex(t, c))
 	waitFor(t, 10*time.Second, "one lock held and one acquire queued", func() bool {
 		st := lead.Status()
 		return st.LocksHeld == 1 && st.LockWaiters == 1
@@ -92,7 +92,7 @@ func TestStatusPeersOnTheLeader(t *testing.T) {
 	c := testCell(t)
 	cl := newClient(t, c)
 	cl.must(&wire.Put{Path: "/p"})
-	lead := c.Leader()
+	lead := leaderIndex(t, c)
 	waitFor(t, 10*time.Second, "both followers to acknowledge the leader", func() bool {
 		ps := c.Server(lead).Status().Peers
 		return len(ps) == c.N()-1 && ps[0].LastAck >= 0 && ps[1].LastAck >= 0

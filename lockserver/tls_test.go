@@ -17,10 +17,11 @@ import (
 // tlsCell starts a cell of three whose replicas serve clients over TLS
 // (with client certificates required if clientAuth) and talk to each other
 // over mutual TLS, every certificate signed by ca; peerCA3, if not nil,
-// signs the peer certificate of replica 3 instead.
+// signs the peer certificate of replica 3 instead, and the cell settles
+// without it.
 func tlsCell(t *testing.T, ca *testcerts.CA, clientAuth bool, peerCA3 *testcerts.CA) *Cell {
 	t.Helper()
-	return testCell(t, func(cfg *Config) {
+	c := startTestCell(t, func(cfg *Config) {
 		name := fmt.Sprintf("replica %d", cfg.ID)
 		cfg.TLS = ca.ServerConfig(t, name, clientAuth)
 		cfg.PeerTLS = ca.PeerConfig(t, name)
@@ -28,6 +29,12 @@ func tlsCell(t *testing.T, ca *testcerts.CA, clientAuth bool, peerCA3 *testcerts
 			cfg.PeerTLS.Certificates = []tls.Certificate{peerCA3.Issue(t, name).TLS}
 		}
 	})
+	followers := c.N() - 1
+	if peerCA3 != nil {
+		followers-- // replica 3 never hears from the leader
+	}
+	waitSettled(t, c, followers)
+	return c
 }
 
 // dialTLS connects to addr with TLS (cfg) or plain TCP (cfg nil) and says
@@ -72,7 +79,7 @@ func call(t *testing.T, wc *wire.Conn, req wire.Message) wire.Message {
 func TestTLSCell(t *testing.T) {
 	ca := testcerts.NewCA(t, "latch")
 	cell := tlsCell(t, ca, false, nil)
-	leader := cell.Leader()
+	leader := leaderIndex(t, cell)
 	wc, err := dialTLS(t, cell.Endpoints()[leader], ca.ClientConfig(t, ""))
 	if err != nil {
 		t.Fatalf("TLS Hello: %v", err)
@@ -99,7 +106,7 @@ func TestTLSCell(t *testing.T) {
 func TestTLSPeerFromAnotherCA(t *testing.T) {
 	ca := testcerts.NewCA(t, "latch")
 	cell := tlsCell(t, ca, false, testcerts.NewCA(t, "someone else"))
-	leader := cell.Leader()
+	leader := leaderIndex(t, cell)
 	if leader == 2 {
 		t.Fatalf("replica 3, cut off by its certificate, leads")
 	}

@@ -23,7 +23,7 @@ func txnErr(t *testing.T, cl *client, ops ...wire.TxnOp) *wire.Error {
 func TestTxn(t *testing.T) {
 	c := testCell(t)
 	cl := newClient(t, c)
-	sid := cl.open(time.Second)
+	sid := cl.open(time.Minute)
 
 	// Create-or-set, create with parents, sequential and ephemeral in one.
 	cl.must(&wire.Put{Path: "/cfg", Content: []byte("v1")})
