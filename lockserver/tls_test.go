@@ -72,6 +72,32 @@ func call(t *testing.T, wc *wire.Conn, req wire.Message) wire.Message {
 	return m
 }
 
+// leaderCall makes req over TLS (cfg) at the replica that leads, and again,
+// with the same request id, at the next one while the answer is NotLeader
+// or Unavailable: a TLS cell on a loaded machine may change leaders in the
+// middle of a test (a handshake costs much CPU under -race).
+func leaderCall(t *testing.T, cell *Cell, cfg *tls.Config, req wire.Message) wire.Message {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		wc, err := dialTLS(t, cell.Endpoints()[leaderIndex(t, cell)], cfg)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			var m wire.Message
+			m, err = wc.Call(ctx, req)
+			cancel()
+			wc.Close()
+			if err == nil {
+				return m
+			}
+		}
+		if c := codeOf(err); c != wire.NotLeader && c != wire.Unavailable || time.Now().After(deadline) {
+			t.Fatalf("%v: %v", req.Type(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestTLSCell: replicas with mutual peer TLS elect a leader, and a client
 // that trusts the CA writes and reads over TLS. A plain TCP client is
 // refused at the handshake, which is counted, and the TLS connection goes
@@ -79,25 +105,29 @@ func call(t *testing.T, wc *wire.Conn, req wire.Message) wire.Message {
 func TestTLSCell(t *testing.T) {
 	ca := testcerts.NewCA(t, "latch")
 	cell := tlsCell(t, ca, false, nil)
-	leader := leaderIndex(t, cell)
-	wc, err := dialTLS(t, cell.Endpoints()[leader], ca.ClientConfig(t, ""))
-	if err != nil {
-		t.Fatalf("TLS Hello: %v", err)
-	}
-	sid := call(t, wc, &wire.OpenSession{Header: wire.Header{Request: 1}}).(*wire.SessionOpened).Session
-	call(t, wc, &wire.Put{Header: wire.Header{Session: sid, Request: 2}, Path: "/tls", Content: []byte("secret")})
-	if r := call(t, wc, &wire.Get{Header: wire.Header{Session: sid, Request: 3}, Path: "/tls"}).(*wire.GetReply); string(r.Content) != "secret" {
+	cfg := ca.ClientConfig(t, "")
+	sid := leaderCall(t, cell, cfg, &wire.OpenSession{Header: wire.Header{Request: 1}}).(*wire.SessionOpened).Session
+	leaderCall(t, cell, cfg, &wire.Put{Header: wire.Header{Session: sid, Request: 2}, Path: "/tls", Content: []byte("secret")})
+	if r := leaderCall(t, cell, cfg, &wire.Get{Header: wire.Header{Session: sid, Request: 3}, Path: "/tls"}).(*wire.GetReply); string(r.Content) != "secret" {
 		t.Fatalf("Get(/tls) = %q; want %q", r.Content, "secret")
 	}
 
-	if _, err := dialTLS(t, cell.Endpoints()[leader], nil); err == nil {
+	// One replica, leading or not, serves a TLS connection and refuses a
+	// plain one; the TLS connection goes on (with stale reads, which any
+	// replica answers once it has applied the Put).
+	wc, err := dialTLS(t, cell.Endpoints()[0], cfg)
+	if err != nil {
+		t.Fatalf("TLS Hello: %v", err)
+	}
+	if _, err := dialTLS(t, cell.Endpoints()[0], nil); err == nil {
 		t.Fatalf("plain TCP Hello to a TLS server succeeded; want it refused")
 	}
-	m := cell.Server(leader).Metrics()
+	m := cell.Server(0).Metrics()
 	waitFor(t, 10*time.Second, "the failed handshake to be counted", func() bool { return m.TLSHandshakeErrors.Load() == 1 })
-	if r := call(t, wc, &wire.Get{Header: wire.Header{Session: sid, Request: 4}, Path: "/tls"}).(*wire.GetReply); string(r.Content) != "secret" {
-		t.Fatalf("Get(/tls) after the refused connection = %q; want %q", r.Content, "secret")
-	}
+	waitFor(t, 10*time.Second, "a stale Get of /tls over the TLS connection", func() bool {
+		r := call(t, wc, &wire.Get{Path: "/tls", Stale: true}).(*wire.GetReply)
+		return string(r.Content) == "secret"
+	})
 }
 
 // TestTLSPeerFromAnotherCA: replica 3's peer certificate is signed by
@@ -110,12 +140,10 @@ func TestTLSPeerFromAnotherCA(t *testing.T) {
 	if leader == 2 {
 		t.Fatalf("replica 3, cut off by its certificate, leads")
 	}
-	wc, err := dialTLS(t, cell.Endpoints()[leader], ca.ClientConfig(t, ""))
-	if err != nil {
-		t.Fatalf("TLS Hello: %v", err)
-	}
-	sid := call(t, wc, &wire.OpenSession{Header: wire.Header{Request: 1}}).(*wire.SessionOpened).Session
-	call(t, wc, &wire.Put{Header: wire.Header{Session: sid, Request: 2}, Path: "/tls", Content: []byte("x")})
+	cfg := ca.ClientConfig(t, "")
+	sid := leaderCall(t, cell, cfg, &wire.OpenSession{Header: wire.Header{Request: 1}}).(*wire.SessionOpened).Session
+	leaderCall(t, cell, cfg, &wire.Put{Header: wire.Header{Session: sid, Request: 2}, Path: "/tls", Content: []byte("x")})
+	leader = leaderIndex(t, cell)
 	other := 1 - leader
 	waitFor(t, 10*time.Second, "the other good replica to apply the write", func() bool {
 		return cell.Server(other).Status().Applied >= cell.Server(leader).Status().Applied
