@@ -132,6 +132,21 @@ func TestNamespaceCalls(t *testing.T) {
 	if _, err := other.Put(ctx, "/eph", []byte("them")); !errors.Is(err, client.ErrPermission) {
 		t.Fatalf("another session writing an ephemeral node = %v; want ErrPermission", err)
 	}
+	// Put with Ephemeral sets only the session's own ephemeral node: on a
+	// persistent node or another session's it is a create, ErrExists, and
+	// the node stays as it was.
+	if st, err := c.Put(ctx, "/eph", []byte("me again"), client.Ephemeral()); err != nil || st.EphemeralOwner != c.SessionID() || st.ContentGen != 2 {
+		t.Fatalf("Put Ephemeral of its own ephemeral = %+v, %v; want it set", st, err)
+	}
+	if _, err := other.Put(ctx, "/eph", []byte("them"), client.Ephemeral()); !errors.Is(err, client.ErrExists) {
+		t.Fatalf("Put Ephemeral of another session's ephemeral = %v; want ErrExists", err)
+	}
+	if _, err := c.Put(ctx, "/app", []byte("eph?"), client.Ephemeral()); !errors.Is(err, client.ErrExists) {
+		t.Fatalf("Put Ephemeral of a persistent node = %v; want ErrExists", err)
+	}
+	if n, err := c.Get(ctx, "/app"); err != nil || n.Stat.Ephemeral() || string(n.Data) == "eph?" {
+		t.Fatalf("persistent node after a refused Put Ephemeral: %+v, %v", n, err)
+	}
 
 	// Delete: not empty, conditional, recursive, missing.
 	if err := c.Delete(ctx, "/a"); !errors.Is(err, client.ErrNotEmpty) {

@@ -67,7 +67,10 @@ func IfGeneration(gen uint64) Option {
 
 // Ephemeral makes a node created by Put or Create belong to this session: the
 // cell deletes it when the session ends. Ephemeral nodes cannot have
-// children. Ignored by Put when the node already exists.
+// children. A Put with Ephemeral of an existing node sets its content only
+// if it is this session's own ephemeral node; a persistent node, or another
+// session's, fails with ErrExists and stays as it was (a node the caller
+// means to vanish with its session never silently outlives it).
 func Ephemeral() Option { return flagOption(optEphemeral, func(o *options) { o.ephemeral = true }) }
 
 // CreateParents makes Put, Create and the Lock calls create missing parent

@@ -97,8 +97,9 @@ func (f *fsm) openNonce(cmd *namespace.Command) uint64 {
 // exists, at this point of the log. A retry of the same request reaches the
 // namespace's idempotence table whichever op it became. Called under mu.
 func (f *fsm) resolvePut(cmd *namespace.Command) {
-	if _, err := f.tree.Stat(cmd.Path); err != nil {
-		return // create it (or let create report the bad path)
+	st, err := f.tree.Stat(cmd.Path)
+	if err != nil || !namespace.PutSets(st, cmd.Session, cmd.Flags) {
+		return // create it (or let create report the bad path, or ErrExists)
 	}
 	set := namespace.NewSetContent(cmd.Path, cmd.Content, 0)
 	set.Time, set.Session, set.Request = cmd.Time, cmd.Session, cmd.Request

@@ -73,7 +73,9 @@ const (
 	// OpPut is a txn write, valid only as a TxnOp: it sets the content of
 	// the node if it exists at that point of the txn, and otherwise creates
 	// it (flags: ephemeral, parents), as a server's unconditional put does
-	// with its own log command kind.
+	// with its own log command kind. With FlagEphemeral it sets only the
+	// txn session's own ephemeral node; any other existing node makes it a
+	// create, which fails with ErrExists.
 	OpPut
 	opEnd
 )

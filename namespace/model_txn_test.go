@@ -136,7 +136,8 @@ func (m *model) txnOp(c Command, o TxnOp) Result {
 	case OpSetACL:
 		return m.setACL(sub)
 	case OpPut:
-		if m.nodes[o.Path] == nil {
+		// A put asking for an ephemeral sets only the session's own one.
+		if n := m.nodes[o.Path]; n == nil || o.Flags&FlagEphemeral != 0 && (n.owner == 0 || n.owner != c.Session) {
 			sub.Op = OpCreate
 			return m.create(sub)
 		}

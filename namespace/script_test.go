@@ -193,6 +193,9 @@ func (sc *script) txn(segments []string) Command {
 			ops = append(ops, TxnCheckMissing(a.path()))
 		case "check-sequencer":
 			ops = append(ops, TxnCheckSequencer(parseSequencer(a.path())))
+		case "put":
+			c, _ := write("create", a)
+			ops = append(ops, TxnPut(c.Path, c.Content, c.Flags))
 		default:
 			c, ok := write(fields[0], a)
 			if !ok {

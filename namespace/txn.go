@@ -341,7 +341,7 @@ func (t *Tree) txnOp(txn *Command, o *TxnOp, s *session) Result {
 	case OpSetACL:
 		return t.setACL(&sub, s)
 	case OpPut:
-		if t.lookup(o.Path) == nil {
+		if n := t.lookup(o.Path); n == nil || !putSets(n.owner, txn.Session, o.Flags) {
 			sub.Op = OpCreate
 			return t.create(&sub, s)
 		}
@@ -350,6 +350,21 @@ func (t *Tree) txnOp(txn *Command, o *TxnOp, s *session) Result {
 	}
 	return fail(errorf(CodeInvalidCommand, "%s cannot be part of a txn", o.Op)) // checkTxnShape refused it
 }
+
+// putSets says whether a put with flags by session sid sets the content of
+// an existing node owned by owner (0: persistent), rather than creating it
+// (which fails with ErrExists). A put that asks for an ephemeral node sets
+// only the session's own ephemeral: it never leaves a persistent node, or
+// another session's, what it was under a write that asked for an
+// ephemeral one. The lock server's standalone put decides the same way.
+func putSets(owner, sid uint64, flags Flags) bool {
+	return flags&FlagEphemeral == 0 || owner != 0 && owner == sid
+}
+
+// PutSets is putSets for a standalone put resolved by the lock server:
+// whether a put by sid with flags sets the content of the existing node st
+// describes.
+func PutSets(st Stat, sid uint64, flags Flags) bool { return putSets(st.EphemeralOwner, sid, flags) }
 
 // checkExists applies the condition OpCheckExists. Checks: path, exists,
 // read right (as a stat), content generation.

@@ -377,9 +377,9 @@ Prints nothing on success, or the node's new metadata with -o json.`,
 				var s client.Stat
 				var err error
 				if ephemeral {
-					// Create, not Put: Put would overwrite an existing
-					// node and leave it persistent (client.Ephemeral is
-					// ignored then), and latch would hold nothing.
+					// The node must be new: this command's session owns
+					// no node yet (a Put with Ephemeral refuses an
+					// existing one the same way).
 					_, s, err = c.Create(ctx, args[0], data, append(opts, client.Ephemeral())...)
 				} else {
 					s, err = c.Put(ctx, args[0], data, opts...)
