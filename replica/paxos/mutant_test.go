@@ -18,13 +18,16 @@ func TestSimulationCatchesPlantedBugs(t *testing.T) {
 		{"ignore-lower-ballot", simParams{bugs: bugs{ignoreLowerBallot: true}, profile: "partition"}, 60},
 		{"resign-keeps-lease", simParams{bugs: bugs{resignKeepsLease: true}, resign: true}, 60},
 		// A replica whose disk was wiped votes again at once, as if it
-		// had never voted (what latch did before State.Rebuild).
+		// had never voted (what latch did before State.Rebuild). The
+		// one wipe waits for a replica whose vote matters and cuts the
+		// other holders of that value off (wipeOne).
 		{"wiped-replica-votes", simParams{wipe: true, wipeVotes: true}, 60},
 		// Phase 1 re-proposes a value reported as accepted below a
-		// promiser's truncated commit (the order before 41d5952): with
-		// the log truncated up to every snapshot, the vote audit sees a
-		// second value chosen at seed 36 (1 seed in 200 catches it).
-		{"repropose-below-truncated", simParams{bugs: bugs{reproposeBelowTruncated: true}, tight: true}, 60},
+		// promiser's truncated commit (the order before 41d5952). The
+		// stale-leader episode (staleLeader) sets that up; the vote
+		// audit sees the second value chosen in every episode that
+		// reaches the old leader's Phase 1.
+		{"repropose-below-truncated", simParams{bugs: bugs{reproposeBelowTruncated: true}, tight: true, stale: true, profile: "stale"}, 60},
 		// A candidate more than maxAhead (32 here) behind a promiser
 		// leads: caught at seed 1 (53 seeds in 200).
 		{"far-behind-leads", simParams{bugs: bugs{leadFarBehind: true}, tight: true, deaf: true}, 60},

@@ -88,6 +88,11 @@ type simParams struct {
 	// right up to the snapshot, and lowers maxAhead to 32, so that
 	// Phase 1 meets truncated commits and candidates too far behind.
 	tight bool
+	// stale adds the stale-leader episode (staleLeader) now and then: a
+	// leader holding values nobody else accepted is elected again, with
+	// the promise of a replica that truncated those instances, before it
+	// learns other values were chosen there (Phase 1 rule 2).
+	stale bool
 	// late delivers some messages that reach a replica while it is down to
 	// its next start (a message sent to one incarnation received by the
 	// next), as a network without connections may.
@@ -113,6 +118,8 @@ type simResult struct {
 	wipes     int   // disks wiped
 	rebuilds  int   // wiped replicas that finished rebuilding
 	twoLost   int   // wipes while another replica was rebuilding (n=5)
+	mattered  int   // wipes of a replica whose vote mattered, the other holders cut off
+	stale     int   // stale-leader episodes that got the old leader's Phase 1 to the truncating replica
 	calm      int64 // simulated time in calm windows, where checkProgress applies
 }
 
@@ -265,6 +272,7 @@ type sim struct {
 
 	// network
 	cut       [][]bool // cut[from][to]: messages dropped
+	cutGen    int      // changes of cut so far
 	deafUntil []int64  // per replica: deaf to what is chosen until then (simParams.deaf)
 	loss      float64
 	dup       float64
@@ -274,9 +282,10 @@ type sim struct {
 	// checkers
 	chosenVal map[uint64]string // instance → value id learned first
 	votes     map[instBallot]*votes
-	decided   map[uint64]string // instance → value a majority accepted (checkVote)
-	opAt      map[string]uint64 // op id → instance it was applied at
-	acked     map[string]uint64 // acknowledged put → instance
+	decided   map[uint64]decision // instance → the value a majority accepted first (checkVote)
+	topVote   uint64              // highest instance in decided
+	opAt      map[string]uint64   // op id → instance it was applied at
+	acked     map[string]uint64   // acknowledged put → instance
 	history   []porcupine.Operation
 	clients   int // porcupine client ids issued
 	nclients  int
@@ -284,6 +293,8 @@ type sim struct {
 	res       simResult
 	faulting  bool
 	stopOps   bool
+	episode   func() // run after every event while a fault episode lasts (staleLeader)
+	quiet     bool   // clients make no calls for now (an episode holds the log still)
 
 	// liveness (checkProgress)
 	live      liveBounds
@@ -316,7 +327,7 @@ func (s *sim) uniform(lo, hi int64) int64 {
 func newSim(p simParams) *sim {
 	s := &sim{
 		p: p, rng: rand.New(rand.NewPCG(p.seed, 0x5eed)),
-		votes: map[instBallot]*votes{}, decided: map[uint64]string{},
+		votes: map[instBallot]*votes{}, decided: map[uint64]decision{},
 		chosenVal: map[uint64]string{}, opAt: map[string]uint64{}, acked: map[string]uint64{},
 		delayMin: 200, delayMax: 5 * ms, nclients: 4,
 	}
@@ -487,9 +498,7 @@ func (r *simReplica) finish() {
 		}
 		for _, e := range rd.Accepted {
 			r.disk.log[e.Instance] = e
-			if !s.p.onlyEndToEnd {
-				s.checkVote(r, e)
-			}
+			s.checkVote(r, e)
 		}
 		if rd.Rebuilt {
 			r.disk.rebuild = 0
@@ -782,7 +791,7 @@ func (s *sim) issue(slot, client int) {
 			leaders = append(leaders, r)
 		}
 	}
-	if len(leaders) == 0 {
+	if len(leaders) == 0 || s.quiet {
 		s.after(20*ms, func() { s.issue(slot, client) })
 		return
 	}
@@ -840,6 +849,17 @@ func (s *sim) heal() {
 	for i := range s.cut {
 		clear(s.cut[i])
 	}
+	s.cutGen++
+}
+
+// partition cuts every link between the replicas on side and the others.
+func (s *sim) partition(side []bool) {
+	for i := range s.cut {
+		for j := range s.cut[i] {
+			s.cut[i][j] = side[i] != side[j]
+		}
+	}
+	s.cutGen++
 }
 
 func (s *sim) leaderIdx() int {
@@ -866,12 +886,27 @@ func (s *sim) fault() {
 	if !s.faulting || s.failed != nil {
 		return
 	}
+	if s.episode != nil {
+		s.after(s.uniform(100*ms, 1500*ms), s.fault) // the episode runs the faults meanwhile
+		return
+	}
 	n := s.p.n
 	k := s.rng.IntN(100)
-	if s.p.wipe && s.rng.IntN(10) == 0 {
-		s.wipeOne()
+	if s.p.stale && s.rng.IntN(staleOdds[s.p.profile == "stale"]) == 0 && s.staleLeader() {
 		s.after(s.uniform(100*ms, 1500*ms), s.fault)
 		return
+	}
+	// With wipeVotes, every fault looks for a vote that matters (there is
+	// one wipe per run), and falls through to another fault if none does.
+	if s.p.wipe && (s.rng.IntN(10) == 0 || s.p.wipeVotes) {
+		if wiped, cutOff := s.wipeOne(); wiped || !s.p.wipeVotes {
+			next := s.uniform(100*ms, 1500*ms)
+			if cutOff {
+				next = s.uniform(second, 2*second) // long enough for an election without the holders
+			}
+			s.after(next, s.fault)
+			return
+		}
 	}
 	if s.p.deaf && s.rng.IntN(6) == 0 {
 		// A replica (a follower more often than not) misses what is
@@ -919,17 +954,14 @@ func (s *sim) fault() {
 		for range s.rng.IntN((n-1)/2 + 1) {
 			side[s.rng.IntN(n)] = true
 		}
-		for i := range n {
-			for j := range n {
-				s.cut[i][j] = side[i] != side[j]
-			}
-		}
+		s.partition(side)
 	case k < 30: // one-way loss around one replica
 		l := s.leaderIdx()
 		if l < 0 {
 			l = s.rng.IntN(n)
 		}
 		in := s.rng.IntN(2) == 0
+		s.cutGen++
 		for j := range n {
 			if j != l {
 				if in {
@@ -972,12 +1004,17 @@ func (s *sim) fault() {
 	s.after(s.uniform(100*ms, 1500*ms), s.fault)
 }
 
-// wipeOne crashes a replica (the leader half the time), empties its disk and
-// restarts it rebuilding a little later, as long as the replicas that lost
-// their votes and have not rebuilt them stay a minority (one of three, two
-// of five: more is beyond what any cell survives), and with wipeVotes only
-// once per run.
-func (s *sim) wipeOne() {
+// wipeOne crashes a replica, empties its disk and restarts it rebuilding a
+// little later, as long as the replicas that lost their votes and have not
+// rebuilt them stay a minority (one of three, two of five: more is beyond
+// what any cell survives), and with wipeVotes only once per run. Half the
+// time (always with wipeVotes) it wipes a replica whose vote matters
+// (voteThatMatters) and cuts the other holders of that value off, so that
+// the next Phase 1 has to do without them: what rebuilding is for. Else it
+// wipes the leader half the time, or any replica. It reports whether it
+// wiped a disk, and whether it cut holders off (the fault loop then leaves
+// that partition for a while).
+func (s *sim) wipeOne() (wiped, cutOff bool) {
 	lost := 0
 	for _, r := range s.rs {
 		if r.disk.rebuild != 0 {
@@ -985,15 +1022,27 @@ func (s *sim) wipeOne() {
 		}
 	}
 	if lost+1 > (s.p.n-1)/2 || s.p.wipeVotes && s.res.wipes > 0 {
-		return
+		return false, false
 	}
-	i := s.rng.IntN(s.p.n)
-	if s.rng.IntN(2) == 0 && s.leaderIdx() >= 0 {
-		i = s.leaderIdx()
+	i, others := -1, []int(nil)
+	if s.p.wipeVotes || s.rng.IntN(2) == 0 {
+		i, others = s.voteThatMatters()
+	}
+	switch {
+	case i >= 0:
+	case s.p.wipeVotes:
+		// The planted bug does harm only where the lost vote was
+		// needed: wait for such a moment.
+		return false, false
+	default:
+		i = s.rng.IntN(s.p.n)
+		if s.rng.IntN(2) == 0 && s.leaderIdx() >= 0 {
+			i = s.leaderIdx()
+		}
 	}
 	r := s.rs[i]
 	if r.disk.rebuild != 0 {
-		return // rebuilding already
+		return false, false // rebuilding already
 	}
 	if lost > 0 {
 		s.res.twoLost++
@@ -1009,22 +1058,213 @@ func (s *sim) wipeOne() {
 	// The durability audits compare the disk with what the replica
 	// revealed before; a wiped disk forgets that by definition.
 	r.revealed, r.acked = Ballot{}, map[uint64]Ballot{}
-	s.after(s.uniform(50*ms, 500*ms), func() {
+	restart := s.uniform(50*ms, 500*ms)
+	s.after(restart, func() {
 		if !r.up {
 			r.start()
 		}
 	})
+	if others == nil {
+		return true, false
+	}
+	// The value is left with a minority: cut its other holders off, and
+	// bring the replicas that lack it up, with the wiped one they form a
+	// majority.
+	s.res.mattered++
+	side := make([]bool, s.p.n)
+	for _, o := range others {
+		side[o] = true
+	}
+	s.partition(side)
+	for k, q := range s.rs {
+		if !side[k] && k != i && !q.up {
+			s.after(restart, func() {
+				if !q.up {
+					q.start()
+				}
+			})
+		}
+	}
+	return true, true
+}
+
+// voteThatMatters looks for the latest instance whose decided value only a
+// bare majority holds (in its log or under its snapshot), decided at least
+// 50 ms ago (so the others lack it, not merely have it in flight). It
+// returns one of those holders at random, whose loss would leave the value
+// with a minority, and the others; -1 if there is none.
+func (s *sim) voteThatMatters() (int, []int) {
+	lo := s.topVote
+	for _, r := range s.rs {
+		lo = min(lo, r.disk.snap.instance)
+	}
+	for i := s.topVote; i > lo; i-- {
+		d, ok := s.decided[i]
+		if !ok || s.now-d.at < 50*ms {
+			continue
+		}
+		var holders []int
+		for k, r := range s.rs {
+			if e, ok := r.disk.log[i]; r.disk.snap.instance >= i || ok && voteValue(e) == d.value {
+				holders = append(holders, k)
+			}
+		}
+		if len(holders) == s.p.n/2+1 {
+			k := s.rng.IntN(len(holders))
+			w := holders[k]
+			return w, slices.Delete(holders, k, k+1)
+		}
+	}
+	return -1, nil
+}
+
+// staleOdds: a fault starts a stale-leader episode once in this many, with
+// the "stale" profile or without.
+var staleOdds = map[bool]int{false: 8, true: 2}
+
+// staleLeader starts an episode that sets up what Phase 1's rule 2 guards
+// against, and reports whether it started (it needs a leader, every
+// replica up and none rebuilding). Timing and roles vary; the steps do not:
+//
+//  1. The leader C (with a minority, none in a cell of three) is cut off
+//     and goes on taking proposals, which only its side accepts; the other
+//     side, deaf to what is chosen, elects P and chooses other values in
+//     those instances. P, knowing them chosen, snapshots past one of
+//     them and truncates its log (tight), while its followers, deaf, keep
+//     them merely accepted.
+//  2. The clients pause (so P's log stays within maxAhead of C's) until C
+//     campaigns again with a ballot above P's promise. Then P resigns, its
+//     Resign lost, and the cut heals while C's Prepares wait for its sync:
+//     P promises at once (it released its grant), the others refuse for
+//     the lease they granted P. So C runs Phase 1 with P's promise, which
+//     reports the instance truncated, and its own record of the old value.
+//  3. C must learn the instance by catch-up; re-proposing its own value
+//     there (bugs.reproposeBelowTruncated), it is accepted at once by P's
+//     deaf followers, which never learned theirs chosen: two values chosen
+//     for one instance (the vote audit).
+//
+// The episode gives up (heals, and lets the clients go on) when P is too
+// far ahead for C's Phase 1 or nothing happens for 4 s.
+func (s *sim) staleLeader() bool {
+	l := s.leaderIdx()
+	if l < 0 || s.down() > 0 || slices.ContainsFunc(s.rs, func(r *simReplica) bool { return r.node.rebuild != 0 }) {
+		return false
+	}
+	n, c := s.p.n, s.rs[l]
+	s.heal()
+	s.loss, s.dup, s.delayMin, s.delayMax = 0, 0, 200, 5*ms
+	side := make([]bool, n)
+	side[l] = true
+	for k := 0; k < (n-1)/2-1; {
+		if j := s.rng.IntN(n); !side[j] {
+			side[j], k = true, k+1
+		}
+	}
+	s.partition(side)
+	giveUp := s.now + 4*second
+	for i := range n {
+		s.deafUntil[i] = 0
+		if !side[i] {
+			s.deafUntil[i] = giveUp
+		}
+	}
+	end := func() {
+		s.episode, s.quiet = nil, false
+		s.heal()
+	}
+	var p *simReplica
+	s.episode = func() {
+		if s.now > giveUp || !c.up {
+			end()
+			return
+		}
+		if p == nil {
+			// Step 1: wait for P's snapshot to cover an instance where C
+			// holds a value other than the one decided.
+			for i, r := range s.rs {
+				if !side[i] && r.up && r.node.role == Leader {
+					p = r
+				}
+			}
+			if p == nil || !s.staleBelow(c, p.node.snapshot) {
+				p = nil
+				return
+			}
+			s.quiet = true
+		}
+		if p.node.role != Leader || p.node.commit >= c.node.commit+c.node.ahead-2 {
+			end() // C's Phase 1 would give up: P is too far ahead
+			return
+		}
+		// Step 2: C is syncing the promise of a campaign above P's
+		// promise, its Prepares not sent yet, and P has nothing unsynced.
+		if !c.syncing || p.syncing || !slices.ContainsFunc(c.rd.Messages, func(m Message) bool {
+			return m.Type == MsgPrepare && p.node.promised.Less(m.Ballot)
+		}) {
+			return
+		}
+		for j := range s.cut {
+			s.cut[p.idx][j] = j != p.idx
+		}
+		p.node.Resign()
+		s.disturb()
+		s.res.resigns++
+		s.res.stale++
+		p.pump()
+		end()
+		// Step 3: P's followers stay deaf a while, so they do not learn
+		// the instance chosen before C's Accepts reach them.
+		for i := range n {
+			if !side[i] {
+				s.deafUntil[i] = s.now + second
+			}
+		}
+	}
+	return true
+}
+
+// staleBelow reports whether replica c holds, at an instance from its first
+// unchosen one through through, a record whose value differs from the one
+// decided there.
+func (s *sim) staleBelow(c *simReplica, through uint64) bool {
+	for i := c.node.commit; i <= through; i++ {
+		if e := c.node.get(i); e != nil && e.has && !e.chosen {
+			if d, ok := s.decided[i]; ok && d.value != voteValue(e.e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // resigner has the current leader resign now and then (simParams.resign),
 // and is rescheduled while faults last. It runs beside the faults, so a
-// resignation meets partitions, loss, crashes and slow disks too.
+// resignation meets partitions, loss, crashes and slow disks too. Half the
+// time the resigner hears nothing for 0.1-1 s from then on (its links in
+// are cut, as for a replica going down): a resigner that kept leading
+// (resignKeepsLease) then learns of no successor, by a Reject or
+// otherwise, and holds its lease while the successor takes one.
 func (s *sim) resigner() {
 	if !s.faulting || s.failed != nil {
 		return
 	}
-	if l := s.leaderIdx(); l >= 0 && s.rng.IntN(3) == 0 {
+	if l := s.leaderIdx(); l >= 0 && s.episode == nil && s.rng.IntN(3) == 0 {
 		r := s.rs[l]
+		if s.rng.IntN(2) == 0 {
+			s.cutGen++
+			for j := range s.cut {
+				s.cut[j][l] = j != l
+			}
+			gen := s.cutGen
+			s.after(s.uniform(100*ms, second), func() {
+				if s.cutGen == gen { // no fault changed the links since
+					for j := range s.cut {
+						s.cut[j][l] = false
+					}
+					s.cutGen++
+				}
+			})
+		}
 		r.node.Resign()
 		s.disturb()
 		s.res.resigns++
@@ -1057,6 +1297,7 @@ func newSimRun(p simParams) *sim {
 	healAt := end
 	s.at(healAt, func() {
 		s.faulting = false
+		s.episode, s.quiet = nil, false
 		s.heal()
 		clear(s.deafUntil)
 		s.loss, s.dup, s.delayMin, s.delayMax = 0, 0, 200, 5*ms
@@ -1084,6 +1325,9 @@ func newSimRun(p simParams) *sim {
 		}
 		s.now = e.at
 		e.fn()
+		if s.episode != nil {
+			s.episode()
+		}
 		if !p.onlyEndToEnd {
 			s.checkLease()
 		}
@@ -1137,13 +1381,6 @@ func (s *sim) disturb() { s.calmFrom = -1 }
 func (s *sim) abandonedLease() int {
 	for gi, g := range s.rs {
 		if !g.up || g.node.role != Follower || g.activeAt < s.calmFrom || !g.node.selfGranted() {
-			continue
-		}
-		if g.node.now-g.node.quorumAt > uint64(g.node.cfg.LeaseTicks+g.node.cfg.ElectionTicks) {
-			// It stepped down as a leader that lost its majority: it
-			// cannot tell that followers it reached just as the
-			// window began grant it the lease (a known gap, in
-			// docs/testing.md).
 			continue
 		}
 		k := 0
@@ -1247,12 +1484,10 @@ type votes struct {
 // value per instance, and once a majority accepted one, that instance's
 // value is decided: no other value may ever gather a majority, even if no
 // replica applies it one by one (a learner that gets a snapshot instead
-// never would).
+// never would). With onlyEndToEnd it only counts (the faults use what is
+// decided) and fails nothing.
 func (s *sim) checkVote(r *simReplica, e Entry) {
-	val := "noop"
-	if !e.Noop {
-		val = string(e.Value)
-	}
+	val := voteValue(e)
 	k := instBallot{e.Instance, e.Ballot}
 	v := s.votes[k]
 	if v == nil {
@@ -1260,7 +1495,9 @@ func (s *sim) checkVote(r *simReplica, e Entry) {
 		s.votes[k] = v
 	}
 	if v.value != val {
-		s.fail("replica %d accepted %q for instance %d at ballot %v, which carries %q", r.id, val, e.Instance, e.Ballot, v.value)
+		if !s.p.onlyEndToEnd {
+			s.fail("replica %d accepted %q for instance %d at ballot %v, which carries %q", r.id, val, e.Instance, e.Ballot, v.value)
+		}
 		return
 	}
 	v.by |= 1 << uint(r.idx)
@@ -1268,10 +1505,25 @@ func (s *sim) checkVote(r *simReplica, e Entry) {
 		return
 	}
 	if d, ok := s.decided[e.Instance]; !ok {
-		s.decided[e.Instance] = val
-	} else if d != val {
-		s.fail("two values chosen for instance %d: %q, and %q by a majority at ballot %v", e.Instance, d, val, e.Ballot)
+		s.decided[e.Instance] = decision{value: val, at: s.now}
+		s.topVote = max(s.topVote, e.Instance)
+	} else if d.value != val && !s.p.onlyEndToEnd {
+		s.fail("two values chosen for instance %d: %q, and %q by a majority at ballot %v", e.Instance, d.value, val, e.Ballot)
 	}
+}
+
+// decision is the value a majority accepted first for an instance, and when.
+type decision struct {
+	value string
+	at    int64
+}
+
+// voteValue names an entry's value for the vote audit.
+func voteValue(e Entry) string {
+	if e.Noop {
+		return "noop"
+	}
+	return string(e.Value)
 }
 
 // checkLease: at most one replica holds a valid lease at any instant. State
@@ -1371,13 +1623,14 @@ func TestSimulation(t *testing.T) {
 				// seeds 4-7 mod 8 send Accepts while syncing;
 				// seeds 8-15 mod 16 have leaders resign;
 				// seeds 16-31 mod 32 have an impatient client;
-				// seeds 1 mod 3 snapshot and truncate tightly (maxAhead 32);
+				// seeds 1 mod 3 snapshot and truncate tightly (maxAhead 32),
+				// and now and then run the stale-leader episode;
 				// seeds 0 and 1 mod 3 make replicas deaf to what is chosen;
 				// every seed may wipe a replica's disk, and delivers some
 				// messages to a replica's next incarnation.
 				res := runSim(simParams{n: n, seed: seed, faultFor: simFaultTime(), wipe: true,
 					earlySend: seed%2 == 1, earlyApply: seed/2%2 == 1, pipeline: seed/4%2 == 1, resign: seed/8%2 == 1,
-					impatient: seed/16%2 == 1, tight: seed%3 == 1, deaf: seed%3 != 2, late: true})
+					impatient: seed/16%2 == 1, tight: seed%3 == 1, stale: seed%3 == 1, deaf: seed%3 != 2, late: true})
 				if res.err != nil {
 					t.Fatalf("seed %d: %v\nreplay: go test ./replica/paxos -run 'TestSimulation$/n=%d$' -seed=%d -simsec=%d -v -simlog",
 						seed, res.err, n, seed, simFaultTime()/second)
@@ -1397,19 +1650,23 @@ func TestSimulation(t *testing.T) {
 				total.wipes += res.wipes
 				total.rebuilds += res.rebuilds
 				total.twoLost += res.twoLost
+				total.mattered += res.mattered
+				total.stale += res.stale
 				total.calm += res.calm
 			}
 			t.Logf("%d seeds, %.0f simulated s: %d puts ok, %d lease reads ok, %d unknown, %d elections, %d instances; "+
 				"%d snapshots taken, %d installed, %d promises with values, %d catch-up replies, %d pipelined accepts, %d resignations, "+
-				"%d disks wiped (%d while another replica rebuilt), %d rebuilt; %.0f s calm (liveness checked)",
+				"%d disks wiped (%d while another replica rebuilt, %d whose vote mattered), %d rebuilt; %d stale-leader episodes; "+
+				"%.0f s calm (liveness checked)",
 				len(seeds), float64(total.simTime)/float64(second), total.opsOK, total.readsOK, total.unknown, total.elections,
 				total.chosen, total.snapshots, total.installs, total.p1values, total.catchUps, total.pipelined, total.resigns,
-				total.wipes, total.twoLost, total.rebuilds, float64(total.calm)/float64(second))
+				total.wipes, total.twoLost, total.mattered, total.rebuilds, total.stale, float64(total.calm)/float64(second))
 			if len(seeds) >= 10 && (total.installs == 0 || total.p1values == 0 || total.catchUps == 0 || total.elections < len(seeds) ||
 				total.pipelined == 0 || len(seeds) >= 16 && total.resigns == 0 || total.rebuilds == 0 || total.calm == 0 ||
-				n >= 5 && len(seeds) >= 50 && total.twoLost == 0) {
+				n >= 5 && len(seeds) >= 50 && total.twoLost == 0 || len(seeds) >= 50 && (total.mattered == 0 || total.stale == 0)) {
 				t.Errorf("the faults did not reach snapshot install, Phase 1 recovery, catch-up, re-election, pipelined accepts, resignations, " +
-					"rebuilds, calm windows and (with five replicas) two replicas rebuilding at once")
+					"rebuilds, calm windows, (with five replicas) two replicas rebuilding at once, wipes of a vote that mattered " +
+					"and stale-leader episodes")
 			}
 		})
 	}
