@@ -140,3 +140,44 @@ func TestLeaderThatLostItsMajorityCampaignsAgain(t *testing.T) {
 	}
 	t.Fatalf("still leader after %d ticks without an acknowledgement", limit)
 }
+
+// A leader preempted while it holds its lease campaigns again at once; if a
+// promise then shows it too far behind to lead (maxAhead), it gives that
+// Phase 1 up and catches up. Its followers may still grant it the lease and
+// refuse everyone else, so once caught up it campaigns again at once,
+// instead of leaving the cell without a leader until those grants run out
+// (the simulation's abandoned-lease check, n=3 seed 622 at 20 s).
+func TestFarBehindCandidateThatLedCampaignsAgainOnceCaughtUp(t *testing.T) {
+	n, _ := campaignWith(t, 3, Message{From: 2, Commit: 1})
+	n.ahead = 5
+	step(t, n, Message{Type: MsgHeartbeatAck, From: 2, Ballot: n.ballot, Lease: n.leaseRound, Commit: 1})
+	ready(t, n)
+	step(t, n, Message{Type: MsgReject, From: 3, Ballot: b(n.ballot.Round+3, 3), Commit: 1})
+	ready(t, n)
+	if n.role != Candidate {
+		t.Fatalf("role %v after a Reject while holding the lease; want candidate", n.role)
+	}
+	step(t, n, Message{Type: MsgPromise, From: 2, Ballot: n.ballot, Instance: n.p1from, Commit: 10})
+	rd := ready(t, n)
+	if n.role != Follower || len(msgsOf(rd, MsgCatchUp)) != 1 {
+		t.Fatalf("role %v, messages %+v after a promise 9 instances ahead; want a follower catching up", n.role, rd.Messages)
+	}
+	second := n.ballot
+	chosen := func(from, to uint64) []Message {
+		var es []Entry
+		for i := from; i < to; i++ {
+			es = append(es, at(val("v"), i, b(9, 3)))
+		}
+		step(t, n, Message{Type: MsgChosen, From: 2, Instance: from, Commit: 10, Entries: es})
+		return msgsOf(ready(t, n), MsgPrepare)
+	}
+	// Caught up in two parts (a learner holds at most maxAhead past its
+	// first unchosen instance): no campaign before the last.
+	if p := chosen(1, 6); len(p) != 0 || n.role != Follower {
+		t.Fatalf("role %v, Prepares %+v with instances 6..9 still to learn; want none", n.role, p)
+	}
+	p := chosen(6, 10)
+	if n.commit != 10 || n.role != Candidate || len(p) != 2 || !second.Less(p[0].Ballot) || p[0].Instance != 10 {
+		t.Fatalf("after catching up: commit %d, role %v, Prepares %+v; want a campaign above %v from instance 10", n.commit, n.role, p, second)
+	}
+}

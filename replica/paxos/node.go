@@ -151,6 +151,7 @@ type Node struct {
 	p1askAt   [MaxPeers]uint64 // tick the rest of its report was last asked for
 	p1commit  uint64           // highest first-unchosen instance a promiser reported
 	p1ahead   uint64           // the promiser that reported it
+	rejoin    bool             // gave up a Phase 1 as too far behind while granted: campaign once caught up
 
 	// Leader.
 	next             uint64
@@ -571,6 +572,7 @@ func (n *Node) Campaign() {
 }
 
 func (n *Node) campaign() {
+	n.rejoin = false
 	// This Phase 1 fences for the rebuilding replicas heard from so far.
 	n.fenceNonce, n.p1rebuilding = n.rebuildNonce, 0
 	n.maxRound = max(n.maxRound, n.promised.Round) + 1
@@ -1078,7 +1080,31 @@ func (n *Node) RestoreSnapshot(instance uint64) error {
 	if wasLeader {
 		n.campaign()
 	}
+	n.maybeRejoin()
 	return nil
+}
+
+// maybeRejoin campaigns again for a replica that gave up its Phase 1 as too
+// far behind (beyondPhase1) while its own acceptor still granted it the
+// lease, once it has caught up with every chosen instance a peer reported:
+// the followers that took its last lease round may still refuse every other
+// candidate, so nobody else could lead before those grants run out. Once
+// its own grant ran out (and so had theirs), or it follows a leader, the
+// election timer decides as for any follower.
+func (n *Node) maybeRejoin() {
+	if !n.rejoin {
+		return
+	}
+	if n.role != Follower || n.leader != 0 || !n.selfGranted() {
+		n.rejoin = false
+		return
+	}
+	if n.commit < n.knownCommit {
+		return
+	}
+	n.rejoin = false
+	n.logger.Info("paxos caught up after giving up phase 1: campaigns again", "commit", n.commit)
+	n.campaign()
 }
 
 // selfGranted reports whether this replica's own acceptor still grants it

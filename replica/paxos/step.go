@@ -36,6 +36,7 @@ func (n *Node) Step(m Message) error {
 		n.onFenced(m)
 	}
 	n.maybeRebuilt()
+	n.maybeRejoin()
 	return nil
 }
 
@@ -180,7 +181,12 @@ func (n *Node) onPromise(m Message) {
 		// drop values that may be chosen): catch up first, and let a
 		// replica that is not so far behind lead meanwhile.
 		n.logger.Info("paxos gives up phase 1: too far behind to lead", "ballot", n.ballot, "from", n.p1from, "promiser_commit", m.Commit)
+		// If it led lately, its followers may still grant it the lease
+		// and refuse everyone else: it campaigns again once caught up
+		// (maybeRejoin).
+		rejoin := n.selfGranted()
 		n.stepDown(0)
+		n.rejoin = rejoin
 		n.noteCommit(m.From, m.Commit)
 		return
 	}
