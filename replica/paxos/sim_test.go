@@ -425,6 +425,9 @@ func (r *simReplica) crash() {
 	for _, op := range r.ops {
 		r.s.unknown(op)
 	}
+	for _, op := range r.reads {
+		r.s.drop(op) // it never returned: its client goes on
+	}
 	r.ops, r.reads = nil, nil
 }
 
