@@ -94,6 +94,12 @@ type bugs struct {
 	// rule 2, the order before 41d5952).
 	reproposeBelowTruncated bool
 	leadFarBehind           bool // a candidate leads however far a Promise reaches beyond its Phase 1
+
+	// The rebuild's rules (rebuild.go), each broken on its own.
+	fenceStale        bool // a Phase 1 that began before the rebuild fences it
+	fenceMajority     bool // a Phase 1 fences once a majority promised it, not every other replica
+	fenceLateRebuild  bool // a fence leaves out a replica rebuilding only since its Phase 1 began
+	voteBeforeCatchUp bool // a fenced replica votes before it learned through the fence's first own instance
 }
 
 // Node is one replica's Multi-Paxos state: acceptor, proposer and learner.

@@ -58,11 +58,11 @@ func (n *Node) onRebuild(m Message) {
 		return
 	}
 	bit := uint64(1) << uint(p)
-	if n.fenceNonce[p] == m.Lease && m.Ballot == n.ballot {
+	if (n.fenceNonce[p] == m.Lease || n.bugs.fenceLateRebuild) && m.Ballot == n.ballot {
 		n.p1rebuilding |= bit // rebuilding since before this Phase 1, and still
 	}
 	all := uint64(1)<<uint(len(n.peers)) - 1
-	if n.fenceNonce[p] == m.Lease && n.p1votes|n.p1rebuilding|n.selfBit|bit == all {
+	if (n.fenceNonce[p] == m.Lease || n.bugs.fenceStale) && (n.p1votes|n.p1rebuilding|n.selfBit|bit == all || n.bugs.fenceMajority) {
 		n.send(Message{Type: MsgFenced, To: m.From, Ballot: n.ballot, Instance: n.firstOwn, Lease: m.Lease, Commit: n.commit})
 		return
 	}
@@ -92,7 +92,7 @@ func (n *Node) onFenced(m Message) {
 // maybeRebuilt ends the rebuild once fenced and caught up through the
 // fence's first own instance.
 func (n *Node) maybeRebuilt() {
-	if n.rebuild == 0 || n.fence.IsZero() || n.commit <= n.fenceAt {
+	if n.rebuild == 0 || n.fence.IsZero() || n.commit <= n.fenceAt && !n.bugs.voteBeforeCatchUp {
 		return
 	}
 	n.logger.Info("paxos rebuild done", "fence", n.fence, "commit", n.commit)

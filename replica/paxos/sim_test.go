@@ -97,6 +97,10 @@ type simParams struct {
 	// its next start (a message sent to one incarnation received by the
 	// next), as a network without connections may.
 	late bool
+	// scene, if set, scripts the faults of the run's first seconds instead
+	// of fault (reach_test.go): called once at the start, it schedules its
+	// own events, may set sim.tap, and starts fault when it is done.
+	scene func(s *sim)
 }
 
 // simResult is what a run observed.
@@ -295,6 +299,9 @@ type sim struct {
 	stopOps   bool
 	episode   func() // run after every event while a fault episode lasts (staleLeader)
 	quiet     bool   // clients make no calls for now (an episode holds the log still)
+	// tap, if set, sees every message a replica sends before the network
+	// does; it returns true if it took the message (simParams.scene).
+	tap func(from, to int, m Message) bool
 
 	// liveness (checkProgress)
 	live      liveBounds
@@ -567,6 +574,9 @@ func (r *simReplica) sendAll(msgs []Message) {
 			}
 		}
 		to := int(m.To - 1)
+		if s.tap != nil && s.tap(r.idx, to, m) {
+			continue
+		}
 		s.transmit(r.idx, to, func() { s.deliver(to, m) })
 	}
 }
@@ -1292,7 +1302,11 @@ func newSimRun(p simParams) *sim {
 		s.after(s.uniform(0, 50*ms), func() { s.issue(c, s.clients-s.nclients+c+1) })
 	}
 	s.faulting = true
-	s.after(s.uniform(200*ms, second), s.fault)
+	if p.scene != nil {
+		p.scene(s)
+	} else {
+		s.after(s.uniform(200*ms, second), s.fault)
+	}
 	if p.resign {
 		s.after(s.uniform(200*ms, second), s.resigner)
 	}
@@ -1350,10 +1364,11 @@ func newSimRun(p simParams) *sim {
 // ---- liveness ----
 
 // calm reports whether nothing stops the cell from making progress: no link
-// is cut, no message is lost, no replica is deaf to what is chosen, and a
-// majority of the replicas are up and voting (not rebuilding).
+// is cut, no message is lost or held by a scene's tap, no replica is deaf
+// to what is chosen, and a majority of the replicas are up and voting (not
+// rebuilding).
 func (s *sim) calm() bool {
-	if s.loss > 0 || slices.ContainsFunc(s.deafUntil, func(t int64) bool { return s.now < t }) {
+	if s.loss > 0 || s.tap != nil || slices.ContainsFunc(s.deafUntil, func(t int64) bool { return s.now < t }) {
 		return false
 	}
 	for i := range s.cut {
