@@ -120,14 +120,16 @@ type devProc struct {
 }
 
 // startDev runs `latchd dev` with args (and free ports) and returns once it
-// printed the line to paste.
+// printed the whole ready message, whose last line is "Ctrl-C stops the
+// cell." (the lines are separate writes: waiting for the export line alone
+// let TestDevTLS read the output before the curl line under load).
 func startDev(t *testing.T, args ...string) *devProc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &devProc{t: t, cancel: cancel, done: make(chan int, 1)}
 	t.Cleanup(cancel)
 	go func() { d.done <- Main(ctx, append([]string{"dev", "--base-port", "0"}, args...), &d.out, &d.errb) }()
-	testutil.WaitFor(t, 30*time.Second, "the export line", func() bool { return strings.Contains(d.out.String(), "export LATCH_ENDPOINTS=") })
+	testutil.WaitFor(t, 30*time.Second, "the ready message", func() bool { return strings.Contains(d.out.String(), "Ctrl-C stops the cell.") })
 	return d
 }
 
