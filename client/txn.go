@@ -18,11 +18,13 @@ type TxnOp struct {
 // TxnResult is the outcome of one step of an applied transaction. For
 // OpPut and OpCreate, Path is the node written (it differs from the op's
 // path with Sequential) and Stat its metadata right after the step; for
-// OpSetACL and IfExists, Stat is the node's; for the other conditions and
-// OpDelete, Path is the op's path and Stat is zero.
+// OpSetACL and IfExists, Stat is the node's; for OpGet, Content and Stat
+// are the node's; for the other conditions and OpDelete, Path is the op's
+// path and Stat is zero.
 type TxnResult struct {
-	Path string
-	Stat Stat
+	Path    string
+	Stat    Stat
+	Content []byte // OpGet's
 }
 
 // TxnError is the error of a transaction that did not apply: the step at
@@ -87,6 +89,18 @@ func OpDelete(path string, opts ...Option) TxnOp {
 	return TxnOp{op: wire.TxnOp{Kind: wire.TxnDelete, Path: path, IfGen: o.ifGen, Recursive: o.recursive}, err: err}
 }
 
+// OpGet reads path's content and stat, as Get does, in a transaction of
+// conditions and gets only: such a transaction is a read, answered by the
+// leader from one state of the cell (every op sees the same moment) without
+// a log command, so it costs about a Get. A transaction that writes may not
+// hold an OpGet (ErrBadRequest from the cell): read first, then write with
+// IfGeneration conditions on what was read. The gets' contents must fit in
+// one reply (a frame, 1 MiB by default), or the transaction fails with
+// ErrLimit at the op that crossed.
+func OpGet(path string) TxnOp {
+	return TxnOp{op: wire.TxnOp{Kind: wire.TxnGet, Path: path}}
+}
+
 // OpSetACL replaces the ACL names of path as SetACL does. Options:
 // IfGeneration (of the ACL).
 func OpSetACL(path string, acl ACL, opts ...Option) TxnOp {
@@ -104,6 +118,9 @@ func OpSetACL(path string, acl ACL, opts ...Option) TxnOp {
 // order. Conditions and writes can come in any order; a condition after a
 // write checks the state the write left. At most 128 ops (the cell may
 // allow fewer; see docs/namespace.md).
+//
+// A transaction of conditions and OpGets only is a read of several nodes
+// as of one moment (see OpGet).
 //
 // A retried Txn (after a lost reply) applies once, as every write does.
 func (c *Client) Txn(ctx context.Context, ops ...TxnOp) ([]TxnResult, error) {
@@ -134,7 +151,7 @@ func (c *Client) Txn(ctx context.Context, ops ...TxnOp) ([]TxnResult, error) {
 	}
 	out := make([]TxnResult, len(r.Results))
 	for i, w := range r.Results {
-		out[i] = TxnResult{Path: w.Path, Stat: statFromWire(w.Stat)}
+		out[i] = TxnResult{Path: w.Path, Stat: statFromWire(w.Stat), Content: w.Content}
 	}
 	return out, nil
 }

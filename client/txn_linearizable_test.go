@@ -31,7 +31,7 @@ type txnKind uint8
 const (
 	opGet      txnKind = iota // Get(keys[0])
 	opPut                     // Put(keys[0], values[0])
-	opRead                    // Txn(IfExists(keys[0]), IfExists(keys[1])): both generations at one point
+	opRead                    // Txn(OpGet(keys[0]), OpGet(keys[1])): both nodes at one point (a read, no log command)
 	opMultiPut                // Txn(OpPut(keys[0], values[0]), OpPut(keys[1], values[1]))
 	opCAS                     // a compare-and-set of both keys on gens (see txnIn.late)
 )
@@ -55,7 +55,7 @@ type txnOut struct {
 	unknown bool      // a write that failed as it may or may not have applied
 	failed  int       // a txn that did not apply: 1 + the op that failed (TxnError.Op); 0 if it applied
 	missing bool      // opGet: not found
-	value   string    // opGet: the content
+	values  [2]string // opGet: the content (values[0]); opRead: both keys'
 	gens    [2]uint64 // opGet: the content generation (gens[0]); opRead: both keys'
 }
 
@@ -109,13 +109,14 @@ var txnModel = porcupine.Model{
 			if out.missing {
 				return !k.exists, s
 			}
-			return k.exists && k.value == out.value && k.gen == out.gens[0], s
+			return k.exists && k.value == out.values[0] && k.gen == out.gens[0], s
 		case opRead:
 			want := s.firstFailing(in.keys, nil)
 			if want != 0 || out.failed != 0 {
 				return out.failed == want, s
 			}
-			return s[in.keys[0]].gen == out.gens[0] && s[in.keys[1]].gen == out.gens[1], s
+			a, b := s[in.keys[0]], s[in.keys[1]]
+			return a.gen == out.gens[0] && b.gen == out.gens[1] && a.value == out.values[0] && b.value == out.values[1], s
 		case opPut:
 			return true, s.put(in.keys[0], in.values[0])
 		case opMultiPut:
@@ -156,11 +157,11 @@ var txnModel = porcupine.Model{
 			if out.missing {
 				return fmt.Sprintf("get %s -> not found", a)
 			}
-			return fmt.Sprintf("get %s -> %q gen %d", a, out.value, out.gens[0])
+			return fmt.Sprintf("get %s -> %q gen %d", a, out.values[0], out.gens[0])
 		case opPut:
 			return fmt.Sprintf("put %s=%s: %s", a, in.values[0], res)
 		case opRead:
-			return fmt.Sprintf("txn exists %s, %s -> gens %d, %d: %s", a, b, out.gens[0], out.gens[1], res)
+			return fmt.Sprintf("txn get %s, %s -> %q gen %d, %q gen %d: %s", a, b, out.values[0], out.gens[0], out.values[1], out.gens[1], res)
 		case opMultiPut:
 			return fmt.Sprintf("txn put %s=%s, %s=%s: %s", a, in.values[0], b, in.values[1], res)
 		}
@@ -200,8 +201,7 @@ func writeOutcome(t *testing.T, err error, out *txnOut) {
 func txnWorker(t *testing.T, ctx context.Context, h *history, c *client.Client, id, maxOps int) {
 	rng := rand.New(rand.NewPCG(uint64(id), 13))
 	// do makes one call and records it; a failed read observed nothing and
-	// is left out, as is a read txn retried after a lost reply (its
-	// results carry no stats).
+	// is left out.
 	do := func(in txnIn) txnOut {
 		octx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
@@ -215,19 +215,18 @@ func txnWorker(t *testing.T, ctx context.Context, h *history, c *client.Client, 
 			n, err = c.Get(octx, a)
 			switch {
 			case err == nil:
-				out.value, out.gens[0] = string(n.Data), n.Stat.ContentGen
+				out.values[0], out.gens[0] = string(n.Data), n.Stat.ContentGen
 			case errors.Is(err, client.ErrNotFound):
 				out.missing, err = true, nil
 			}
 		case opRead:
 			var res []client.TxnResult
-			res, err = c.Txn(octx, client.IfExists(a), client.IfExists(b))
+			res, err = c.Txn(octx, client.OpGet(a), client.OpGet(b))
 			var te *client.TxnError
 			switch {
-			case err == nil && res[0].Stat.ContentGen != 0:
-				out.gens = [2]uint64{res[0].Stat.ContentGen, res[1].Stat.ContentGen}
 			case err == nil:
-				err = errors.New("a retried read: no stats")
+				out.gens = [2]uint64{res[0].Stat.ContentGen, res[1].Stat.ContentGen}
+				out.values = [2]string{string(res[0].Content), string(res[1].Content)}
 			case errors.As(err, &te) && errors.Is(err, client.ErrNotFound):
 				out.failed, err = te.Op+1, nil
 			}
@@ -299,7 +298,7 @@ func startTxnWorkload(t *testing.T, ctx context.Context, h *history, clients []*
 // TestTxnLinearizableAcrossLeaderChanges checks transactions for
 // atomicity and linearizability with porcupine: four sessions Get and Put
 // three keys and run txns on two of them at a time (a read of both
-// generations, a multi-put, and a compare-and-set on both generations
+// nodes, a multi-put, and a compare-and-set on both generations
 // read by two Gets) while the leader is stopped and restarted twice
 // (changeLeaders). Against txnModel, a txn that applied half, a
 // compare-and-set that overwrote a write it did not see, a write applied
@@ -360,7 +359,7 @@ const (
 func (m fakeMode) String() string { return [...]string{"atomic", "half", "no rollback"}[m] }
 
 // txnFake is a fake cell holding nodes in a map, serving Get, Put and Txn
-// (IfExists, OpPut, in order) one call at a time; mode says how it
+// (IfExists, OpGet, OpPut, in order) one call at a time; mode says how it
 // applies a txn. The last two modes are non-atomic txns the checker must
 // catch.
 func txnFake(t *testing.T, mode fakeMode) *fakeServer {
@@ -408,6 +407,9 @@ func txnFake(t *testing.T, mode fakeMode) *fakeServer {
 					return answer(&wire.Error{Code: wire.GenerationMismatch, Op: uint32(i + 1)})
 				default:
 					res[i] = wire.TxnResult{Path: op.Path, Stat: wire.Stat{Instance: 1, ContentGen: n.gen}}
+					if op.Kind == wire.TxnGet {
+						res[i].Content = n.content
+					}
 				}
 			}
 			nodes = work
@@ -458,7 +460,7 @@ func TestTxnModelCatchesNonAtomicTxns(t *testing.T) {
 		return porcupine.Operation{Input: txnIn{kind: opPut, keys: [2]int{key}, values: [2]string{v}}, Output: txnOut{}}
 	}
 	get := func(key int, v string, gen uint64) porcupine.Operation {
-		return porcupine.Operation{ClientId: 1, Input: txnIn{kind: opGet, keys: [2]int{key}}, Output: txnOut{value: v, gens: [2]uint64{gen}}}
+		return porcupine.Operation{ClientId: 1, Input: txnIn{kind: opGet, keys: [2]int{key}}, Output: txnOut{values: [2]string{v}, gens: [2]uint64{gen}}}
 	}
 	multi := porcupine.Operation{Input: txnIn{kind: opMultiPut, keys: [2]int{0, 1}, values: [2]string{"x", "y"}}, Output: txnOut{}}
 	cas := func(gens [2]uint64, values [2]string, out txnOut) porcupine.Operation {
@@ -471,8 +473,9 @@ func TestTxnModelCatchesNonAtomicTxns(t *testing.T) {
 		op.Input = in
 		return op
 	}
-	read := func(g0, g1 uint64) porcupine.Operation {
-		return porcupine.Operation{ClientId: 1, Input: txnIn{kind: opRead, keys: [2]int{0, 1}}, Output: txnOut{gens: [2]uint64{g0, g1}}}
+	read := func(g0, g1 uint64, v0, v1 string) porcupine.Operation {
+		return porcupine.Operation{ClientId: 1, Input: txnIn{kind: opRead, keys: [2]int{0, 1}},
+			Output: txnOut{gens: [2]uint64{g0, g1}, values: [2]string{v0, v1}}}
 	}
 	for _, tc := range []struct {
 		name string
@@ -481,8 +484,9 @@ func TestTxnModelCatchesNonAtomicTxns(t *testing.T) {
 	}{
 		{"multi-put seen whole", []porcupine.Operation{put(0, "a"), put(1, "b"), multi, get(0, "x", 2), get(1, "y", 2)}, true},
 		{"multi-put seen half", []porcupine.Operation{put(0, "a"), put(1, "b"), multi, get(0, "x", 2), get(1, "b", 1)}, false},
-		{"compare-and-set read whole", []porcupine.Operation{put(0, "a"), put(1, "b"), cas([2]uint64{1, 1}, [2]string{"x", "y"}, txnOut{}), read(2, 2)}, true},
-		{"compare-and-set read half", []porcupine.Operation{put(0, "a"), put(1, "b"), cas([2]uint64{1, 1}, [2]string{"x", "y"}, txnOut{}), read(2, 1)}, false},
+		{"compare-and-set read whole", []porcupine.Operation{put(0, "a"), put(1, "b"), cas([2]uint64{1, 1}, [2]string{"x", "y"}, txnOut{}), read(2, 2, "x", "y")}, true},
+		{"compare-and-set read half", []porcupine.Operation{put(0, "a"), put(1, "b"), cas([2]uint64{1, 1}, [2]string{"x", "y"}, txnOut{}), read(2, 1, "x", "b")}, false},
+		{"multi-put read half", []porcupine.Operation{put(0, "a"), put(1, "b"), multi, read(2, 2, "x", "b")}, false},
 		{"failed compare-and-set left nothing", []porcupine.Operation{put(0, "a"), put(1, "b"), cas([2]uint64{1, 7}, [2]string{"x", "y"}, txnOut{failed: 2}), get(0, "a", 1)}, true},
 		{"failed compare-and-set left its first write", []porcupine.Operation{put(0, "a"), put(1, "b"), cas([2]uint64{1, 7}, [2]string{"x", "y"}, txnOut{failed: 2}), get(0, "x", 2)}, false},
 		{"failed late compare-and-set undid its first write", []porcupine.Operation{put(0, "a"), put(1, "b"), lateCAS([2]uint64{1, 7}, txnOut{failed: 3}), get(0, "a", 1)}, true},

@@ -91,6 +91,10 @@ func TestACLEnforcedPerPrincipal(t *testing.T) {
 	want("bob reads the ACL", call("bob", &wire.GetACL{Path: "/app"}), wire.Permission)
 	want("bob reads a stale copy", call("bob", &wire.Get{Path: "/app", Stale: true}), wire.Permission)
 	want("root reads", call("root", &wire.Get{Path: "/app"}), wire.OK)
+	readTxn := &wire.Txn{Ops: []wire.TxnOp{{Kind: wire.TxnCheckMissing, Path: "/app/none"}, {Kind: wire.TxnGet, Path: "/app"}}}
+	want("alice reads in a Txn", call("alice", readTxn), wire.OK)
+	want("bob reads in a Txn", call("bob", readTxn), wire.Permission)
+	want("bob checks in a Txn", call("bob", &wire.Txn{Ops: []wire.TxnOp{{Kind: wire.TxnCheck, Path: "/app"}}}), wire.Permission)
 	walk := func(principal string) []string {
 		m := call(principal, &wire.Walk{Path: "/"})
 		want("walk as "+principal, m, wire.OK)

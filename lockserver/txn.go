@@ -19,14 +19,19 @@ func (s *Server) txn(ctx context.Context, c namespace.Caller, m *wire.Txn) wire.
 	if len(m.Ops) > namespace.MaxTxnOps {
 		return wire.Errorf(wire.Limit, "a Txn of %d ops; the limit is %d", len(m.Ops), namespace.MaxTxnOps)
 	}
+	if readOnly(m.Ops) {
+		return s.readTxn(ctx, c, m)
+	}
 	ops := make([]namespace.TxnOp, len(m.Ops))
 	needSession := false
 	for i := range m.Ops {
+		if m.Ops[i].Kind == wire.TxnGet {
+			return atOp(i, wire.Errorf(wire.BadRequest,
+				"a get in a Txn that writes: gets go in a Txn of checks and gets only (read with one, then write with generation checks)"))
+		}
 		op, err := s.txnOp(&m.Ops[i])
 		if err != nil {
-			err.Op = uint32(i + 1)
-			err.Message = txnOpMessage(i, err.Message)
-			return err
+			return atOp(i, err)
 		}
 		ops[i] = op
 		needSession = needSession || op.Flags&namespace.FlagEphemeral != 0
@@ -81,6 +86,9 @@ func (s *Server) txnOp(w *wire.TxnOp) (namespace.TxnOp, *wire.Error) {
 		}
 		return namespace.TxnCheckSequencer(nsSequencer(*w.Sequencer)), nil
 	}
+	if w.Kind == wire.TxnGet {
+		return namespace.TxnOp{}, wire.Errorf(wire.Internal, "a get is not a namespace op") // readTxn's
+	}
 	if w.Kind != wire.TxnPut {
 		if err := s.checkPath(w.Path); err != nil {
 			return namespace.TxnOp{}, err
@@ -116,10 +124,13 @@ func (s *Server) txnOp(w *wire.TxnOp) (namespace.TxnOp, *wire.Error) {
 	return namespace.TxnPut(w.Path, w.Content, flags), nil
 }
 
-// txnOpMessage prefixes the message of a refused op with its place, as
-// the namespace words a failed sub-op.
-func txnOpMessage(i int, msg string) string {
-	return fmt.Sprintf("txn ops[%d]: %s", i, msg)
+// atOp makes err the failure of op i of a Txn: it names the op (Op counts
+// from 1) and prefixes the message with its place, as the namespace words
+// a failed sub-op.
+func atOp(i int, err *wire.Error) *wire.Error {
+	err.Op = uint32(i + 1)
+	err.Message = fmt.Sprintf("txn ops[%d]: %s", i, err.Message)
+	return err
 }
 
 // The fields of a wire.TxnOp, as bits.
@@ -137,7 +148,8 @@ const (
 )
 
 var txnKindNames = [...]string{wire.TxnCheck: "exists check", wire.TxnCheckMissing: "missing check",
-	wire.TxnCheckSequencer: "sequencer check", wire.TxnPut: "put", wire.TxnDelete: "delete", wire.TxnSetACL: "set-ACL"}
+	wire.TxnCheckSequencer: "sequencer check", wire.TxnPut: "put", wire.TxnDelete: "delete", wire.TxnSetACL: "set-ACL",
+	wire.TxnGet: "get"}
 
 // txnKindFields are the fields each kind of op reads.
 var txnKindFields = [...]int{
@@ -147,6 +159,7 @@ var txnKindFields = [...]int{
 	wire.TxnPut:            fPath | fContent | fIfGen | fCreate | fEphemeral | fParents | fSequential,
 	wire.TxnDelete:         fPath | fIfGen | fRecursive,
 	wire.TxnSetACL:         fPath | fACL | fIfGen,
+	wire.TxnGet:            fPath,
 }
 
 // unusedField names a field of w that its kind does not read but that is

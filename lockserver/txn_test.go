@@ -124,6 +124,12 @@ func TestTxnBadInput(t *testing.T) {
 		{"field of another kind", []wire.TxnOp{{Kind: wire.TxnCheckMissing, Path: "/a", Content: []byte("x")}}, wire.BadRequest, 1},
 		{"recursive put", []wire.TxnOp{{Kind: wire.TxnPut, Path: "/a", Recursive: true}}, wire.BadRequest, 1},
 		{"ephemeral without a session", []wire.TxnOp{{Kind: wire.TxnPut, Path: "/a", Ephemeral: true}}, wire.BadRequest, 0},
+		{"get with content", []wire.TxnOp{{Kind: wire.TxnGet, Path: "/a", Content: []byte("x")}}, wire.BadRequest, 1},
+		{"get of a bad path", []wire.TxnOp{{Kind: wire.TxnGet, Path: "/"}, {Kind: wire.TxnGet, Path: "a"}}, wire.BadPath, 2},
+		{"get in a txn that writes", []wire.TxnOp{{Kind: wire.TxnPut, Path: "/a"}, {Kind: wire.TxnGet, Path: "/a"}}, wire.BadRequest, 2},
+		{"bad check in a read txn", []wire.TxnOp{{Kind: wire.TxnGet, Path: "/"}, {Kind: wire.TxnCheckMissing, Path: "b"}}, wire.BadPath, 2},
+		{"sequencer mode in a read txn", []wire.TxnOp{{Kind: wire.TxnGet, Path: "/"},
+			{Kind: wire.TxnCheckSequencer, Sequencer: &wire.Sequencer{Path: "/a"}}}, wire.BadRequest, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			we := txnErr(t, cl, tc.ops...)
@@ -133,4 +139,35 @@ func TestTxnBadInput(t *testing.T) {
 		})
 	}
 	cl.must(&wire.Put{Path: "/still", Content: []byte("fine")})
+}
+
+// A Txn of checks and gets is answered by the leader from one state
+// without a log command (Index 0), after the read barrier; its ops fail
+// as a Txn's do.
+func TestReadTxn(t *testing.T) {
+	c := testCell(t)
+	cl := newClient(t, c)
+	cl.must(&wire.Put{Path: "/a", Content: []byte("1")})
+	cl.must(&wire.Put{Path: "/b", Content: []byte("2")})
+	ls := c.Server(leaderIndex(t, c))
+	barriers := ls.metrics.ReadBarriers.Load()
+	r := cl.must(&wire.Txn{Ops: []wire.TxnOp{
+		{Kind: wire.TxnGet, Path: "/a"},
+		{Kind: wire.TxnCheck, Path: "/b", IfGen: 1},
+		{Kind: wire.TxnCheckMissing, Path: "/c"},
+		{Kind: wire.TxnGet, Path: "/b"},
+	}}).(*wire.TxnReply)
+	if r.Index != 0 || len(r.Results) != 4 || string(r.Results[0].Content) != "1" || string(r.Results[3].Content) != "2" ||
+		r.Results[1].Stat.ContentGen != 1 || r.Results[1].Content != nil || r.Results[2].Path != "/c" {
+		t.Fatalf("read TxnReply = %+v", r)
+	}
+	if ls.metrics.ReadBarriers.Load() == barriers && c.Server(leaderIndex(t, c)) == ls {
+		t.Errorf("a read Txn passed no read barrier")
+	}
+	if we := txnErr(t, cl, wire.TxnOp{Kind: wire.TxnGet, Path: "/a"}, wire.TxnOp{Kind: wire.TxnGet, Path: "/none"}); we.Code != wire.NotFound || we.Op != 2 {
+		t.Fatalf("read Txn of a missing node: %+v; want NotFound at op 2", we)
+	}
+	if we := txnErr(t, cl, wire.TxnOp{Kind: wire.TxnCheckMissing, Path: "/a"}, wire.TxnOp{Kind: wire.TxnGet, Path: "/a"}); we.Code != wire.Exists || we.Op != 1 {
+		t.Fatalf("read Txn with a failing check: %+v; want Exists at op 1", we)
+	}
 }

@@ -18,6 +18,34 @@ func (t *Tree) Get(p string) (Node, error) {
 	return Node{Path: p, Content: []byte(n.content), ACL: n.aclValue(), Stat: n.stat()}, nil
 }
 
+// Check evaluates the txn condition o (made by TxnCheckExists,
+// TxnCheckMissing or TxnCheckSequencer) against the tree as it stands, for
+// caller c, as a txn would: nil if it holds, otherwise the error the txn
+// would fail with (ErrNotFound, ErrGenerationMismatch, ErrPermission,
+// ErrExists, ErrNotHolder, ErrBadPath, ErrInvalidCommand for a write). For
+// an exists check it also returns the node's stat. A server answers a txn
+// of conditions and reads with it, from one state, without a command.
+func (t *Tree) Check(o TxnOp, c Caller) (Stat, error) {
+	var r Result
+	switch o.Op {
+	case OpCheckExists:
+		r = t.checkExists(&o, c)
+	case OpCheckMissing:
+		r = t.checkMissing(&o)
+	case OpCheckSequencer:
+		if o.Mode != ModeExclusive && o.Mode != ModeShared {
+			return Stat{}, errorf(CodeInvalidCommand, "sequencer lock mode %s", o.Mode)
+		}
+		r = t.checkSequencer(&o)
+	default:
+		return Stat{}, errorf(CodeInvalidCommand, "%s is not a txn condition", o.Op)
+	}
+	if r.Err != nil {
+		return Stat{}, r.Err
+	}
+	return r.Stat, nil
+}
+
 // Stat returns the stat of the node at p.
 func (t *Tree) Stat(p string) (Stat, error) {
 	n, _, err := t.find(p)

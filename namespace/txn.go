@@ -320,7 +320,7 @@ func (t *Tree) txn(cmd *Command, s *session) Result {
 func (t *Tree) txnOp(txn *Command, o *TxnOp, s *session) Result {
 	switch o.Op {
 	case OpCheckExists:
-		return t.checkExists(txn, o, s)
+		return t.checkExists(o, commandCaller(txn, s))
 	case OpCheckMissing:
 		return t.checkMissing(o)
 	case OpCheckSequencer:
@@ -368,12 +368,12 @@ func PutSets(st Stat, sid uint64, flags Flags) bool { return putSets(st.Ephemera
 
 // checkExists applies the condition OpCheckExists. Checks: path, exists,
 // read right (as a stat), content generation.
-func (t *Tree) checkExists(txn *Command, o *TxnOp, s *session) Result {
+func (t *Tree) checkExists(o *TxnOp, c Caller) Result {
 	n, _, err := t.find(o.Path)
 	if err != nil {
 		return fail(err)
 	}
-	if err := t.checkRight(o.Path, n, RightRead, txn, s); err != nil {
+	if err := t.check(o.Path, n, RightRead, c); err != nil {
 		return fail(err)
 	}
 	if o.Generation != 0 && o.Generation != n.contentGen {

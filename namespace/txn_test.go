@@ -377,3 +377,69 @@ func TestTxnOpSize(t *testing.T) {
 		t.Errorf("size of a nil-content delete = %d", got)
 	}
 }
+
+// Tree.Check, the read-only evaluation of a condition a server uses for a
+// txn without writes, fails and succeeds exactly as the condition does in
+// a txn applied by the same caller, with the same stat.
+func TestCheckAgreesWithTxn(t *testing.T) {
+	h := newHarness(t)
+	s := h.open()
+	h.must(NewCreate("/a", []byte("x"), 0), 0)
+	h.must(NewSetContent("/a", []byte("y"), 0), 0)
+	h.must(NewCreate("/acl/w", []byte("p"), FlagParents), 0)
+	h.must(NewCreate("/acl/r", []byte("q"), 0), 0)
+	p := NewCreate("/p", nil, 0)
+	p.ACL = ACL{Reader: "r", Writer: "w"}
+	h.must(p, 0)
+	h.must(NewCreate("/l", nil, 0), 0)
+	seq := h.must(NewAcquire("/l", ModeExclusive, false, -1), s).Sequencer
+	stale := seq
+	stale.LockGen++
+	conds := []TxnOp{
+		TxnCheckExists("/a", 0), TxnCheckExists("/a", 2), TxnCheckExists("/a", 1), TxnCheckExists("/b", 0),
+		TxnCheckExists("/p", 0), TxnCheckExists("bad", 0), TxnCheckMissing("/b"), TxnCheckMissing("/a"),
+		TxnCheckMissing("/p/x"), TxnCheckSequencer(seq), TxnCheckSequencer(stale),
+		{Op: OpCheckSequencer, Path: "/l"}, // no mode
+		TxnSetContent("/a", nil, 0),        // not a condition
+	}
+	callers := []struct {
+		flags     Flags
+		principal string
+		c         Caller
+	}{{0, "", Caller{Superuser: true}}, {FlagRestricted, "p", Caller{Principal: "p"}}, {FlagRestricted, "q", Caller{Principal: "q"}}}
+	for _, cl := range callers {
+		for _, o := range conds {
+			st, err := h.tree.Check(o, cl.c)
+			if !isCondition(o.Op) {
+				if !errors.Is(err, ErrInvalidCommand) {
+					t.Errorf("Check(%s) = %v; want ErrInvalidCommand", o.Op, err)
+				}
+				continue
+			}
+			cmd := NewTxn(o)
+			cmd.Flags, cmd.Principal = cl.flags, cl.principal
+			copyTree := snapshotRestoreTB(t, h.tree)
+			cmd.Time = h.now
+			r, _ := copyTree.Apply(h.index+1, &cmd)
+			var want Stat
+			if r.Err == nil {
+				want = r.Txn.Ops[0].Stat
+			}
+			if code(err) != code(r.Err) || st != want {
+				t.Errorf("caller %+v, %s %s: Check = %v, %+v; the txn = %v, %+v", cl.c, o.Op, o.Path, err, st, r.Err, want)
+			}
+		}
+	}
+}
+
+// code returns the namespace error code of err, or -1 for nil.
+func code(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return int(e.Code)
+	}
+	if err == nil {
+		return -1
+	}
+	return -2
+}

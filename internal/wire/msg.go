@@ -505,7 +505,10 @@ type StatusReply struct {
 
 // Txn applies its Ops atomically, in order, as one command: either every
 // check holds and every write succeeds, or nothing changes and the reply is
-// an Error whose Op names the step that failed. Reply: TxnReply.
+// an Error whose Op names the step that failed. A Txn of checks and gets
+// only (no write) is a read: the leader answers it from one state, after
+// the read barrier, without a log command; gets may not be mixed with
+// writes. Reply: TxnReply.
 type Txn struct {
 	Header
 	Ops []TxnOp `msgpack:"ops"`
@@ -532,7 +535,10 @@ const (
 	TxnDelete TxnOpKind = 5
 	// TxnSetACL: a SetACL of Path to ACL (IfGen checks the ACL generation).
 	TxnSetACL TxnOpKind = 6
-	txnOpEnd  TxnOpKind = 7
+	// TxnGet: read Path's content and stat (NotFound otherwise), in a Txn
+	// without writes. Servers before it answer BadRequest (unknown kind).
+	TxnGet   TxnOpKind = 7
+	txnOpEnd TxnOpKind = 8
 )
 
 // Valid reports whether k is a known kind.
@@ -557,17 +563,20 @@ type TxnOp struct {
 // TxnReply answers a Txn that applied: one result per op, in order.
 type TxnReply struct {
 	Results []TxnResult `msgpack:"results"`
-	// Index is the log index that carried the Txn out.
+	// Index is the log index that carried the Txn out; 0 for a Txn
+	// without writes, which no log command carries.
 	Index uint64 `msgpack:"index,omitempty"`
 }
 
 // TxnResult is the outcome of one op of an applied Txn: for a put, the
 // node written (it differs from the op's Path when Sequential) and its
-// stat after the Txn's op; for a SetACL, the stat; for checks and deletes,
-// the path only.
+// stat after the Txn's op; for a SetACL and an exists check, the stat; for
+// a get, the content and stat; for the other checks and deletes, the path
+// only.
 type TxnResult struct {
-	Path string `msgpack:"path,omitempty"`
-	Stat Stat   `msgpack:"stat"`
+	Path    string `msgpack:"path,omitempty"`
+	Stat    Stat   `msgpack:"stat"`
+	Content []byte `msgpack:"content,omitempty"`
 }
 
 // CancelCall is a control frame, not a request: the client sends it, with

@@ -21,7 +21,7 @@ func txnCommand(g *globals) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
 		Use:   "txn [OP...]",
-		Short: "apply several checks and writes atomically",
+		Short: "apply several checks and writes atomically, or read several nodes at one moment",
 		Long: `txn applies a list of operations as one atomic transaction: either every check
 holds and every write succeeds, or nothing changes. The operations come from
 the arguments, one per argument, or else from --file or stdin, one per line
@@ -33,20 +33,24 @@ the arguments, one per argument, or else from --file or stdin, one per line
   put [-p] [-e] [--if-gen N] PATH VALUE
   create [-p] [-e] [-s] PATH VALUE
   rm [-r] [--if-gen N] PATH
+  get PATH                       read PATH (only with checks and other gets)
 
 -p creates missing parents, -e makes an ephemeral node (deleted when this
 command's session ends, which is when txn exits), -s makes a sequential
 name, -r deletes a subtree. A VALUE or PATH with spaces is written as a
 double-quoted Go string ("a b\n"). Later operations see what earlier ones
-wrote.
+wrote. A txn of checks and gets only is a read of several nodes as of one
+moment (the leader answers it without a log write); gets cannot be mixed
+with writes.
 
-Prints one line per operation on success (the path written and its content
-generation), or nothing applied and an error naming the operation that
+Prints one line per operation on success (the path written or read and its
+content generation; a get also prints the content as a Go string), or nothing applied and an error naming the operation that
 failed, with the exit code of that failure (4 for a failed check or a
 generation mismatch, 3 for a missing node, 5 for a sequencer no longer
 held).`,
 		Example: `  latch txn 'exists --if-gen 3 /cfg/app' 'put /cfg/app v2' 'put -p /cfg/history/4 v1'
   latch txn 'held latch-seq:v1:ex:7:12:/ls/app/leader' 'put /ls/app/state "epoch 7"'
+  latch txn 'get /cfg/app' 'get /cfg/db' 'exists /cfg/ready'
   latch txn < ops.txt`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lines := args
@@ -113,12 +117,23 @@ func readTxnLines(r io.Reader) ([]string, error) {
 // messages.
 func parseTxn(lines []string) ([]client.TxnOp, []string, error) {
 	ops := make([]client.TxnOp, len(lines))
+	get, write := 0, 0
 	for i, l := range lines {
 		op, err := parseTxnOp(l)
 		if err != nil {
 			return nil, nil, usagef("txn: op %d (%s): %v", i+1, l, err)
 		}
 		ops[i] = op
+		switch strings.Fields(l)[0] {
+		case "get":
+			get = i + 1
+		case "put", "create", "rm":
+			write = i + 1
+		}
+	}
+	if get > 0 && write > 0 {
+		return nil, nil, usagef("txn: op %d (%s) reads and op %d (%s) writes: gets go with checks and other gets only",
+			get, lines[get-1], write, lines[write-1])
 	}
 	return ops, lines, nil
 }
@@ -131,6 +146,7 @@ var txnVerbs = map[string]struct {
 }{
 	"exists": {"if-gen", 1}, "missing": {"", 1}, "held": {"", 1},
 	"put": {"parents ephemeral if-gen", 2}, "create": {"parents ephemeral sequential", 2}, "rm": {"recursive if-gen", 1},
+	"get": {"", 1},
 }
 
 // parseTxnOp parses one line of a txn.
@@ -154,7 +170,7 @@ func parseTxnOp(line string) (client.TxnOp, error) {
 	}
 	verb, known := txnVerbs[words[0]]
 	if !known {
-		return client.TxnOp{}, fmt.Errorf("unknown operation %q (want exists, missing, held, put, create or rm)", words[0])
+		return client.TxnOp{}, fmt.Errorf("unknown operation %q (want exists, missing, held, put, create, rm or get)", words[0])
 	}
 	var bad error
 	fs.Visit(func(f *pflag.Flag) {
@@ -199,6 +215,8 @@ func parseTxnOp(line string) (client.TxnOp, error) {
 		return client.OpPut(args[0], []byte(args[1]), opts...), nil
 	case "create":
 		return client.OpCreate(args[0], []byte(args[1]), opts...), nil
+	case "get":
+		return client.OpGet(args[0]), nil
 	default: // rm
 		return client.OpDelete(args[0], opts...), nil
 	}
@@ -239,6 +257,9 @@ func splitWords(line string) ([]string, error) {
 type TxnResultJSON struct {
 	Op   string    `json:"op"`
 	Stat *StatJSON `json:"stat,omitempty"`
+	// Data is a get's content if it is valid UTF-8; DataBase64 otherwise.
+	Data       *string `json:"data,omitempty"`
+	DataBase64 string  `json:"dataBase64,omitempty"`
 }
 
 func printTxn(g *globals, texts []string, res []client.TxnResult) error {
@@ -250,15 +271,27 @@ func printTxn(g *globals, texts []string, res []client.TxnResult) error {
 				s := statJSON(r.Path, r.Stat)
 				out[i].Stat = &s
 			}
+			if isGet(texts[i]) {
+				out[i].Data, out[i].DataBase64 = dataJSON(r.Content)
+			}
 		}
 		return g.printJSON(map[string]any{"applied": true, "results": out})
 	}
 	for i, r := range res {
-		if r.Stat.Instance != 0 {
+		switch {
+		case isGet(texts[i]):
+			fmt.Fprintf(g.env.Stdout, "ok  %s  -> %s gen %d: %s\n", texts[i], r.Path, r.Stat.ContentGen, strconv.Quote(string(r.Content)))
+		case r.Stat.Instance != 0:
 			fmt.Fprintf(g.env.Stdout, "ok  %s  -> %s gen %d\n", texts[i], r.Path, r.Stat.ContentGen)
-		} else {
+		default:
 			fmt.Fprintf(g.env.Stdout, "ok  %s\n", texts[i])
 		}
 	}
 	return nil
+}
+
+// isGet reports whether the txn line text is a get.
+func isGet(text string) bool {
+	w := strings.Fields(text)
+	return len(w) > 0 && w[0] == "get"
 }

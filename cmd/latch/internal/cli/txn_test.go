@@ -36,6 +36,26 @@ func TestTxn(t *testing.T) {
 		t.Errorf("txn -o json = %+v", j)
 	}
 
+	// Gets: a read of several nodes at one moment, contents quoted; in
+	// JSON as get does; with a write, refused.
+	latch(t, "put", "/txn/a", "line 1\nline 2").ok(t)
+	latch(t, "put", "/txn/b", "\xff").ok(t)
+	r = latch(t, "txn", "get /txn/a", "missing /txn/cfg", "get /txn/b").ok(t)
+	if lines := strings.Split(strings.TrimSpace(r.out), "\n"); len(lines) != 3 || lines[0] != `ok  get /txn/a  -> /txn/a gen 1: "line 1\nline 2"` ||
+		lines[2] != `ok  get /txn/b  -> /txn/b gen 1: "\xff"` {
+		t.Errorf("read txn output:\n%s", r.out)
+	}
+	j = decode[struct {
+		Applied bool            `json:"applied"`
+		Results []TxnResultJSON `json:"results"`
+	}](t, latch(t, "-o", "json", "txn", "get /txn/a", "get /txn/b").ok(t))
+	if len(j.Results) != 2 || j.Results[0].Data == nil || *j.Results[0].Data != "line 1\nline 2" || j.Results[1].DataBase64 != "/w==" ||
+		j.Results[0].Stat == nil || j.Results[0].Stat.ContentGen != 1 {
+		t.Errorf("read txn -o json = %+v", j)
+	}
+	latch(t, "txn", "get /txn/none").failed(t, ExitNotFound, "op 1")
+	latch(t, "txn", "put /txn/a x", "get /txn/a").failed(t, ExitUsage, "op 2 (get /txn/a) reads and op 1 (put /txn/a x) writes")
+
 	// Bad lines are usage errors, before anything is sent.
 	for _, tc := range []struct{ line, want string }{
 		{"frobnicate /x", "unknown operation"},
