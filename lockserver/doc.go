@@ -41,8 +41,8 @@
 // session in the namespace a fresh lease and a Failover event. Only the
 // leader expires sessions, by proposing an expire command; it also proposes
 // a tick when a lock-delay with waiters has ended. Event sequence numbers
-// carry the term's ballot round in their high 32 bits, so they keep
-// increasing across leaders.
+// carry the term's epoch (its ballot's round, then its leader's rank) in
+// their high 32 bits, so they keep increasing across leaders.
 //
 // # Local cells
 //

@@ -3,6 +3,8 @@ package lockserver
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,8 +24,8 @@ type term struct {
 	mgr    *session.Manager[wire.Event]
 	ballot paxos.Ballot
 	// epoch is the high half of every event sequence number this term
-	// hands out (the ballot's round), so that numbers keep increasing across
-	// leaders even though each term's manager counts from 1.
+	// hands out (termEpoch), so that numbers keep increasing across leaders
+	// even though each term's manager counts from 1.
 	epoch    uint64
 	restored uint64 // fsm.restored when the term started
 
@@ -37,6 +39,28 @@ type term struct {
 
 // seqBits is the width of a manager's sequence number inside a wire Seq.
 const seqBits = 32
+
+// rankBits is the width of the leader's rank inside an epoch: enough for
+// paxos.MaxPeers replicas.
+const rankBits = 6
+
+// termEpoch returns the epoch of a term led with ballot b in a cell of the
+// replica ids members: the round, then the rank of the leader's id among
+// members in increasing order. Ballots order by round, then id, so epochs
+// grow with the ballot, and two leaders of one round (5.1, then 5.2, which
+// preempted it) get different epochs. With the round alone, a client's
+// acknowledgement of event 100 of term 5.1 acknowledged the first 100 of
+// term 5.2, its Failover event among them. The round fits in 32 - rankBits
+// bits: 67 million elections.
+func termEpoch(b paxos.Ballot, members []uint64) uint64 {
+	rank := uint64(0)
+	for _, id := range members {
+		if id < b.ID {
+			rank++
+		}
+	}
+	return b.Round<<rankBits | rank&(1<<rankBits-1)
+}
 
 // wireSeq maps a manager item's Seq to the wire.
 func (t *term) wireSeq(seq uint64) uint64 { return t.epoch<<seqBits | seq&(1<<seqBits-1) }
@@ -63,7 +87,8 @@ func (s *Server) startTerm(ballot paxos.Ballot) *term {
 		s.log.Error("cannot start a session manager", "err", err)
 		return nil
 	}
-	t := &term{s: s, mgr: mgr, ballot: ballot, epoch: ballot.Round, expiring: make(chan struct{}, 64)}
+	t := &term{s: s, mgr: mgr, ballot: ballot, epoch: termEpoch(ballot, slices.Collect(maps.Keys(s.cfg.Members))),
+		expiring: make(chan struct{}, 64)}
 	t.ctx, t.cancel = context.WithCancel(s.ctx)
 	f := s.fsm
 	f.mu.Lock()
