@@ -113,7 +113,9 @@ type Config struct {
 
 	// Clock is the time source; nil means the system clock.
 	Clock Clock
-	// Logger receives state transitions; nil discards them.
+	// Logger receives state transitions; nil discards them. New adds the
+	// keys "replica" (ID) and "component" itself: pass a logger without
+	// them, as slog writes a key added twice twice.
 	Logger *slog.Logger
 }
 
@@ -232,7 +234,7 @@ func (c Config) replicaConfig() replica.Config {
 	rc.Listen = c.PeerListen
 	rc.DataDir = c.DataDir + "/paxos"
 	rc.Groups = []uint32{group}
-	rc.Logger = c.logger().With("component", "replica")
+	rc.Logger = c.Logger // replica.New adds "replica" and "component"
 	return rc
 }
 
@@ -256,7 +258,7 @@ func HasState(dataDir string) (bool, error) {
 func (c Config) sessionConfig() session.Config {
 	sc := c.Session
 	sc.Clock = c.clock()
-	sc.Logger = c.logger().With("component", "session")
+	sc.Logger = c.logger().With("replica", c.ID, "component", "session")
 	return sc
 }
 

@@ -72,7 +72,10 @@ type Config struct {
 	// replica too far behind.
 	SnapshotChunk int
 
-	// Logger receives state transitions. Nil discards.
+	// Logger receives state transitions. Nil discards. New adds the keys
+	// "replica" (ID) and "component" ("replica", "transport", "paxos")
+	// itself: pass a logger without them, as slog writes a key added
+	// twice twice.
 	Logger *slog.Logger
 	// OnRoleChange, if set, is called whenever a group's role, known
 	// leader or (while leading) ballot changes on this replica. It runs on

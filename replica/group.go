@@ -286,7 +286,8 @@ func (r *Replica) coreConfig() paxos.Config {
 	pc.MaxMessageBytes = max(4<<20, 2*c.MaxBatchBytes)
 	pc.Rand = newRand(c.ID)
 	pc.Incarnation = rand.Uint64() | 1 // this start of the replica (paxos.Config.Incarnation)
-	pc.Logger = r.log.With("component", "paxos")
+	// The core adds "replica" itself.
+	pc.Logger = c.logger().With("component", "paxos")
 	return pc
 }
 

@@ -79,7 +79,7 @@ func New(cfg Config, sms map[uint32]StateMachine, net Network) (*Replica, error)
 	if net == nil {
 		net = TCPNetwork{}
 	}
-	lg := cfg.logger().With("replica", cfg.ID)
+	lg := cfg.logger().With("replica", cfg.ID, "component", "replica")
 	db, err := logdb.Open(cfg.DataDir, logdb.Options{Logger: lg})
 	if err != nil {
 		return nil, fmt.Errorf("replica: open data dir: %w", err)

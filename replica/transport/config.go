@@ -65,7 +65,8 @@ type Config struct {
 	// none. Nil means plain TCP.
 	TLS *tls.Config
 	// Logger receives connection state changes and protocol errors; nil
-	// discards them.
+	// discards them. New adds the key "replica" (ID): pass a logger
+	// without it.
 	Logger *slog.Logger
 }
 

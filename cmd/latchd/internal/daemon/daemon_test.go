@@ -289,6 +289,9 @@ func TestReplicasFromConfig(t *testing.T) {
 	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec["replica"] == nil {
 		t.Errorf("first log line %q is not JSON with a replica (%v)", line, err)
 	}
+	for i := range 3 {
+		checkLogKeys(t, r.errs[i].String(), "replica", "component")
+	}
 	if !strings.Contains(r.errs[0].String(), "latchd: stopped") {
 		t.Errorf("replica 1 did not log its stop:\n%s", r.errs[0].String())
 	}

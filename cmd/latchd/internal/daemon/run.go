@@ -91,11 +91,13 @@ func (f *runFlags) config(cmd *cobra.Command) (config.Config, error) {
 // runReplica runs one replica until ctx ends: New (recovering the data dir),
 // the admin HTTP server, then Run.
 func runReplica(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	log = log.With("replica", cfg.MyID)
+	// The server gets log as it is: it adds "replica" (and "component")
+	// itself, and a slog key added twice is written twice.
 	sc, err := cfg.Server(log)
 	if err != nil {
 		return err
 	}
+	log = log.With("replica", cfg.MyID)
 	srv, err := lockserver.New(sc)
 	if err != nil {
 		return err
