@@ -99,8 +99,17 @@ func (c ConnConfig) yamux() *yamux.Config {
 const readBufSize = 4 << 10
 
 // ErrConnClosed is returned by calls on a connection that has ended, and by
-// the calls that were in flight when it did.
+// the calls that were in flight when it did; NewConn and Dial return it
+// (wrapped) when the peer hangs up during the handshake. yamux's
+// "session shutdown" and io.EOF never leave this package bare.
 var ErrConnClosed = errors.New("wire: connection closed")
+
+// isEnded reports whether err only says that the connection is gone: the
+// peer hung up (io.EOF, a closed pipe), the socket or the yamux session
+// was closed. Callers see these as ErrConnClosed.
+func isEnded(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || isConnError(err)
+}
 
 // Conn is the client side of a connection: one TCP connection with a yamux
 // session on top, whose one stream, the call stream, carries every call as
@@ -171,6 +180,11 @@ func NewConn(ctx context.Context, nc net.Conn, cfg ConnConfig, hello Hello) (*Co
 	st, err := sess.OpenStream()
 	if err != nil {
 		sess.Close() // closes nc
+		// The peer may hang up before the stream opens (a TLS server
+		// does so to a plain client).
+		if isEnded(err) {
+			return nil, fmt.Errorf("%w: open the call stream: %v", ErrConnClosed, err)
+		}
 		return nil, fmt.Errorf("wire: open the call stream: %w", err)
 	}
 	c := &Conn{sess: sess, nc: st, cfg: cfg, calls: make(map[uint32]*pending), done: make(chan struct{}), readEnd: make(chan struct{})}
@@ -360,7 +374,7 @@ func (c *Conn) readLoop() {
 func (c *Conn) fail(err error) {
 	c.closeConn()
 	c.w.close()
-	if err == io.EOF || isConnError(err) {
+	if isEnded(err) {
 		err = ErrConnClosed
 	} else {
 		c.cfg.Logger.Debug("wire: connection failed", "err", err)
