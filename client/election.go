@@ -105,7 +105,16 @@ func (e *Election) Proclaim(ctx context.Context, value string) error {
 }
 
 // Resign gives up leadership. It does nothing if this candidate is not the
-// leader.
+// leader (it never won, or already resigned).
+//
+// If the cell says the leadership was already gone (another session deleted
+// the election node, and maybe created it again; or this session ended),
+// Resign still ends it here, and returns an error matching ErrNotHolder and
+// the cell's error (ErrNotFound, ErrGenerationMismatch, ErrSessionExpired):
+// this candidate did not lead all along, whatever it did as leader may
+// need undoing. After the Client's Close it returns nil: Close ended the
+// session and with it the leadership. Any other error (the cell
+// unreachable) leaves the leadership held: retry.
 func (e *Election) Resign(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -113,9 +122,16 @@ func (e *Election) Resign(ctx context.Context) error {
 		return nil
 	}
 	err := e.lock.Unlock(ctx)
-	if err == nil || errors.Is(err, ErrNotHolder) || errors.Is(err, ErrSessionExpired) || errors.Is(err, ErrClosed) {
+	switch {
+	case err == nil, errors.Is(err, ErrClosed):
 		e.lock = nil
 		return nil
+	case errors.Is(err, ErrNotHolder):
+		e.lock = nil
+		return fmt.Errorf("Resign: leadership of %s was lost before: %w", e.path, err)
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrGenerationMismatch), errors.Is(err, ErrSessionExpired):
+		e.lock = nil
+		return fmt.Errorf("Resign: %w: leadership of %s was lost before: %w", ErrNotHolder, e.path, err)
 	}
 	return fmt.Errorf("Resign: %w", err)
 }

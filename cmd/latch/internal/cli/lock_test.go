@@ -149,19 +149,25 @@ func TestLockDeletedWhileHeld(t *testing.T) {
 
 // TestDeletedWhileHeldWithoutCommand: lock without a command, and elect
 // with and without one, find at release that the node was deleted: exit 5
-// (lost), as lock with a command does, not 3.
+// (lost), as lock with a command does, not 3. So does elect when someone
+// also created the node again (it exists at release, its lock nobody's):
+// Resign reports that, whatever the command's status.
 func TestDeletedWhileHeldWithoutCommand(t *testing.T) {
-	fresh(t, "/locktest/del2", "/elections/deltest", "/elections/deltest2")
-	flag := filepath.Join(t.TempDir(), "go") // written only by the last case
+	fresh(t, "/locktest/del2", "/elections/deltest", "/elections/deltest2", "/elections/recreated", "/elections/recreated2")
+	flags := t.TempDir() // a command case's file is written to end it
 	script := `echo running; while [ ! -e "$1" ]; do sleep 0.02; done`
 	tests := []struct {
 		name, node, started string
+		recreate            bool
 		args                []string
 	}{
-		{"lock", "/locktest/del2", "holding /locktest/del2", []string{"lock", "/locktest/del2"}},
-		{"elect", "/elections/deltest", "elected in /elections/deltest", []string{"elect", "deltest", "v"}},
-		{"elect with a command", "/elections/deltest2", "elected in /elections/deltest2",
-			[]string{"elect", "deltest2", "v", "--", "sh", "-c", script, "sh", flag}},
+		{"lock", "/locktest/del2", "holding /locktest/del2", false, []string{"lock", "/locktest/del2"}},
+		{"elect", "/elections/deltest", "elected in /elections/deltest", false, []string{"elect", "deltest", "v"}},
+		{"elect with a command", "/elections/deltest2", "elected in /elections/deltest2", false,
+			[]string{"elect", "deltest2", "v", "--", "sh", "-c", script, "sh", filepath.Join(flags, "deltest2")}},
+		{"elect, node created again", "/elections/recreated", "elected in /elections/recreated", true, []string{"elect", "recreated", "v"}},
+		{"elect with a command, node created again", "/elections/recreated2", "elected in /elections/recreated2", true,
+			[]string{"elect", "recreated2", "v", "--", "sh", "-c", script, "sh", filepath.Join(flags, "recreated2")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -171,7 +177,10 @@ func TestDeletedWhileHeldWithoutCommand(t *testing.T) {
 			wait := invocation{}.start(ctx, &out, &errb, tt.args...)
 			waitFor(t, 20*time.Second, "the grant", func() bool { return strings.Contains(errb.String(), tt.started) })
 			latch(t, "rm", tt.node).ok(t)
-			if tt.args[len(tt.args)-1] == flag {
+			if tt.recreate {
+				latch(t, "put", tt.node, "someone else's").ok(t)
+			}
+			if flag := tt.args[len(tt.args)-1]; strings.HasPrefix(flag, flags) {
 				os.WriteFile(flag, nil, 0o644) // the command ends
 			} else {
 				cancel() // interrupted: release
