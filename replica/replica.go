@@ -84,6 +84,10 @@ func New(cfg Config, sms map[uint32]StateMachine, net Network) (*Replica, error)
 	if err != nil {
 		return nil, fmt.Errorf("replica: open data dir: %w", err)
 	}
+	if err := checkCell(cfg, db, lg); err != nil {
+		db.Close()
+		return nil, err
+	}
 	r := &Replica{
 		cfg:      cfg,
 		log:      lg,
