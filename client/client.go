@@ -358,6 +358,11 @@ func (c *Client) doOn(ctx context.Context, op string, req wire.Message, co callO
 		}
 		switch {
 		case ended():
+			if lastErr == nil {
+				// The first dial round was cut short; it may have seen a
+				// replica that hinted at TLS.
+				lastErr = c.pool.dialHint()
+			}
 			return nil, nil, c.ctxError(c.causeCtx(ctx), op, lastErr)
 		case errors.Is(err, ErrClosed):
 			return nil, nil, fmt.Errorf("%s: %w", op, ErrClosed)

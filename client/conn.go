@@ -27,6 +27,13 @@ type conn struct {
 // answer from the replica): the request may or may not have arrived.
 var errTransport = errors.New("transport failure")
 
+// errTLSHint marks a dial error that looks like a plain client of a TLS
+// cell: the replica closed the connection before answering the Hello. The
+// pool keeps such an error in the one it reports, so a replica that is down
+// as well (and fails last) does not hide the hint.
+var errTLSHint = errors.New("the replica closed the connection before answering the hello; " +
+	"if the cell uses TLS, give this client its CA: Config.TLS, latch --cacert")
+
 // pingInterval is how long a connection may stay silent before the client
 // sends a Ping (a replica silent for about two intervals is cut off). It is
 // longer than the cell holds a KeepAlive of the default 12 s lease (9 s), so
@@ -67,8 +74,7 @@ func dial(ctx context.Context, addr string, name string, tc *tls.Config, logger 
 			// A TLS server closes a plain connection without a word: say
 			// so, or the user only sees closed connections until the
 			// timeout.
-			return nil, fmt.Errorf("%w: dial %s: %w (the replica closed the connection before answering the hello; "+
-				"if the cell uses TLS, give this client its CA: Config.TLS, latch --cacert)", errTransport, addr, err)
+			return nil, fmt.Errorf("%w: dial %s: %w (%w)", errTransport, addr, err, errTLSHint)
 		}
 		return nil, fmt.Errorf("%w: dial %s: %w", errTransport, addr, err)
 	}

@@ -34,8 +34,13 @@ type pool struct {
 	hint   string // address to try first: the leader as last reported
 	leader string // the leader's address as last known, for Client.Leader
 	next   int    // index of the endpoint to try after the hint
-	refs   int    // Clients using the pool
-	closed bool
+	// tlsHint is the last dial error that hinted at TLS (errTLSHint), kept
+	// until a replica answers, so that the errors of this dial round and
+	// of later ones still give the hint when other replicas fail
+	// otherwise (down, say) and fail last.
+	tlsHint error
+	refs    int // Clients using the pool
+	closed  bool
 }
 
 func newPool(cfg Config) *pool {
@@ -102,6 +107,7 @@ func (p *pool) get(ctx context.Context) (*conn, error) {
 		return nil, ErrClosed
 	}
 	p.cur = c
+	p.tlsHint = nil
 	if c.welcome().IsLeader {
 		p.setLeader(c.addr)
 	} else if c.welcome().Leader != "" {
@@ -145,7 +151,9 @@ func (p *pool) candidates() []string {
 
 // connect tries the candidates once each and returns the first leader it
 // reaches, or failing that the first replica that answered. If none
-// answered and every one failed TLS, the error wraps ErrTLS.
+// answered and every one failed TLS, the error wraps ErrTLS. If any
+// failure in this round or an earlier one (since a replica last answered)
+// hinted at TLS, the error includes that one.
 func (p *pool) connect(ctx context.Context) (*conn, error) {
 	todo := p.candidates()
 	tried := make(map[string]bool, len(todo))
@@ -168,7 +176,7 @@ func (p *pool) connect(ctx context.Context) (*conn, error) {
 			}
 			lastErr = err
 			allTLS = allTLS && errors.Is(err, ErrTLS)
-			p.skip(addr)
+			p.dialFailed(addr, err)
 			continue
 		}
 		w := c.welcome()
@@ -200,14 +208,29 @@ func (p *pool) connect(ctx context.Context) (*conn, error) {
 		// Some replica failed otherwise (it may be down): worth retrying.
 		lastErr = fmt.Errorf("%w: %v", errTransport, lastErr)
 	}
+	if hint := p.dialHint(); hint != nil && !errors.Is(lastErr, errTLSHint) {
+		lastErr = fmt.Errorf("%w; before that, %w", lastErr, hint)
+	}
 	return nil, lastErr
 }
 
-// skip moves the round-robin start past a failed endpoint.
-func (p *pool) skip(addr string) {
+// dialFailed moves the round-robin start past addr, which failed with err,
+// and keeps err if it hints at TLS.
+func (p *pool) dialFailed(addr string, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.skipLocked(addr)
+	if errors.Is(err, errTLSHint) {
+		p.tlsHint = err
+	}
+}
+
+// dialHint returns the last dial error that hinted at TLS since a replica
+// last answered, or nil.
+func (p *pool) dialHint() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tlsHint
 }
 
 // fail drops c (if it is still current) and closes it, so the next call

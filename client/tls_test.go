@@ -125,3 +125,52 @@ func TestPlainClientOfTLSCellGetsAHint(t *testing.T) {
 		t.Errorf("plain Dial of a TLS cell = %v; want ErrUnavailable with the TLS hint", err)
 	}
 }
+
+// tlsHint is the part of a plain client's error that points at TLS.
+const tlsHint = "if the cell uses TLS, give this client its CA: Config.TLS, latch --cacert)"
+
+// With a replica of the TLS cell down, the last endpoint tried fails with
+// "connection refused": the error still gives the hint the others earned.
+func TestPlainClientOfTLSCellWithAReplicaDownGetsAHint(t *testing.T) {
+	ca := testcerts.NewCA(t, "latch")
+	cell := tlsCell(t, ca, false)
+	last := cell.N() - 1
+	if err := cell.Stop(last); err != nil {
+		t.Fatalf("Stop(%d): %v", last, err)
+	}
+	cfg := testConfig(cell) // the stopped replica is the last endpoint of each round
+	_, err := client.Dial(bg(t, 1500*time.Millisecond), cfg)
+	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), tlsHint) {
+		t.Errorf("plain Dial of a TLS cell with replica %d down = %v; want ErrUnavailable with the TLS hint", last, err)
+	}
+}
+
+// A replica that closes a plain connection as a TLS one does and then goes
+// down: the later dial rounds fail otherwise ("connection refused"), and
+// the error keeps the hint of the first.
+func TestPlainClientKeepsTheTLSHintAcrossRounds(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		nc, err := ln.Accept()
+		ln.Close() // down before the client sees the close: no later round reaches it
+		if err != nil {
+			return
+		}
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		nc.Read(make([]byte, 5)) // as a TLS replica reads a record header, then gives up
+		nc.Close()
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	cfg := client.DefaultConfig(ln.Addr().String())
+	cfg.DialTimeout = 500 * time.Millisecond
+	cfg.BackoffMin, cfg.BackoffMax = 5*time.Millisecond, 50*time.Millisecond
+	_, err = client.Dial(bg(t, 1500*time.Millisecond), cfg)
+	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), tlsHint) {
+		t.Errorf("plain Dial of a replica that closed the connection, then went down = %v; want ErrUnavailable with the TLS hint", err)
+	}
+}
