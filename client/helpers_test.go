@@ -24,9 +24,13 @@ func TestMain(m *testing.M) {
 }
 
 // tune gives a cell short timings, so tests elect, fail over and expire
-// quickly.
+// quickly, but sessions the leases of testConfig: 10 s, each KeepAlive held
+// at most until 5 s before the lease's end (a short lease is held half of
+// it), so that a session rides out a loaded machine's pauses.
 func tune(cfg *lockserver.Config) {
 	lockserver.FastTimings(cfg)
+	cfg.Session.Lease = testLease
+	cfg.Session.Margin = testLease / 2
 	if os.Getenv("CLIENT_TEST_SERVER_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -55,21 +59,60 @@ func startCell(t testing.TB, mods ...func(*lockserver.Config)) *lockserver.Cell 
 	if _, err := cell.WaitLeader(ctx); err != nil {
 		t.Fatalf("WaitLeader: %v", err)
 	}
+	leaderIndex(t, cell)
 	return cell
 }
+
+// leaderIndex waits until the cell's leader has settled, the same replica
+// leading at several checks in a row, and returns its index. A loaded
+// machine may elect again just after a cell starts or a replica stops or
+// restarts; a test that acts on "the leader" should act on a settled one.
+func leaderIndex(t testing.TB, cell *lockserver.Cell) int {
+	t.Helper()
+	const checks = 5 // 20 ms apart
+	deadline := time.Now().Add(20 * time.Second)
+	last, same := -1, 0
+	for {
+		i := cell.Leader()
+		switch {
+		case i < 0:
+			same = 0
+		case i == last:
+			same++
+		default:
+			same = 1
+		}
+		last = i
+		if same >= checks {
+			return i
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no settled leader within 20 s (last seen: %d)", i)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// shortLease asks for a 1 s session, for tests of jeopardy and expiry,
+// which then come within a second or two.
+func shortLease(cfg *client.Config) { cfg.SessionTimeout = time.Second }
 
 // longGrace gives a client a 30 s grace, so it rides out several leader
 // changes in a row without its session expiring.
 func longGrace(cfg *client.Config) { cfg.Grace = 30 * time.Second }
 
-// testConfig is a client Config for a test cell: a 1 s session and a 3 s
-// grace, so expiry tests are quick.
+// testLease is the session lease of testConfig and of a tuned cell.
+const testLease = 10 * time.Second
+
+// testConfig is a client Config for a test cell: a 10 s session, which a
+// loaded machine does not starve, and a 3 s grace. Tests of jeopardy and
+// expiry ask for a short lease (shortLease).
 func testConfig(cell *lockserver.Cell) client.Config {
 	cfg := client.DefaultConfig(cell.Endpoints()...)
-	cfg.SessionTimeout = time.Second
+	cfg.SessionTimeout = testLease
 	cfg.Grace = 3 * time.Second
 	cfg.DialTimeout = 500 * time.Millisecond
-	cfg.AttemptTimeout = 2 * time.Second
+	cfg.AttemptTimeout = 5 * time.Second
 	cfg.CloseTimeout = time.Second
 	cfg.BackoffMin = 5 * time.Millisecond
 	cfg.BackoffMax = 100 * time.Millisecond

@@ -301,7 +301,7 @@ func TestCanceledLockRacingTheGrant(t *testing.T) {
 // session gets the lock (after the lock-delay) with a greater generation.
 func TestLostWhenSessionExpires(t *testing.T) {
 	cell := startCell(t)
-	a := dial(t, cell)
+	a := dial(t, cell, shortLease)
 	b := dial(t, cell)
 	ctx := bg(t, 20*time.Second)
 	events := a.SessionEvents()

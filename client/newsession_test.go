@@ -126,8 +126,15 @@ func TestNewSessionsAcrossFailover(t *testing.T) {
 		}
 		locks = append(locks, l)
 	}
+	// The leader to stop is a settled one, and the connection is at it: a
+	// loaded machine may have elected again since the locks were granted,
+	// and a write follows the leader.
+	leader := leaderIndex(t, cell)
+	if _, err := c.Put(ctx, "/ns/fo/before", nil); err != nil {
+		t.Fatal(err)
+	}
 	accepted, _ := connsAccepted(cell)
-	if err := cell.Stop(cell.Leader()); err != nil {
+	if err := cell.Stop(leader); err != nil {
 		t.Fatal(err)
 	}
 	for i, s := range sessions {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/latchd/latch/internal/wire"
+	"github.com/latchd/latch/lockserver"
 )
 
 // Tests of what the client relies on the cell for, beyond its own API,
@@ -14,23 +15,40 @@ import (
 // bug found while building the client, fixed in the lockserver; they stay as
 // regression tests of the contract in docs/protocol.md and docs/sessions.md.
 
-// rawConn dials the cell's leader with wire.Conn, the protocol's reference
-// client side, and opens a session with open (if not nil).
-func rawConn(t *testing.T, ctx context.Context, addr string, open *wire.OpenSession) (*wire.Conn, *wire.SessionOpened) {
+// rawConn dials the cell's (settled) leader with wire.Conn, the protocol's
+// reference client side, and opens a session with open (if not nil). If
+// the leadership moves meanwhile (an Unavailable or NotLeader answer), it
+// sends open again, with the same request id, to the new leader, as the
+// protocol asks of a client (for at most 20 s).
+func rawConn(t *testing.T, ctx context.Context, cell *lockserver.Cell, open *wire.OpenSession) (*wire.Conn, *wire.SessionOpened) {
 	t.Helper()
-	conn, err := wire.Dial(ctx, addr, wire.ConnConfig{}, wire.Hello{})
-	if err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		addr := cell.Endpoints()[leaderIndex(t, cell)]
+		conn, err := wire.Dial(ctx, addr, wire.ConnConfig{}, wire.Hello{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if open == nil {
+			return conn, nil
+		}
+		so, err := wire.Do[*wire.SessionOpened](ctx, conn, open)
+		if err == nil {
+			return conn, so
+		}
+		if !leadershipMoved(err) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		t.Logf("OpenSession at %s: %v; again at the leader", addr, err)
+		conn.Close()
 	}
-	t.Cleanup(func() { conn.Close() })
-	if open == nil {
-		return conn, nil
-	}
-	so, err := wire.Do[*wire.SessionOpened](ctx, conn, open)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return conn, so
+}
+
+// leadershipMoved reports whether err is the answer of a replica that no
+// longer leads, or lost its leadership while it served the request.
+func leadershipMoved(err error) bool {
+	we, ok := errors.AsType[*wire.Error](err)
+	return ok && (we.Code == wire.Unavailable || we.Code == wire.NotLeader)
 }
 
 // docs/protocol.md: a blocking call waits on its call id while nothing else
@@ -47,7 +65,7 @@ func TestWaitingAcquireKeepsWaiting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Unlock(ctx)
-	conn, so := rawConn(t, ctx, cell.Endpoints()[cell.Leader()], &wire.OpenSession{Header: wire.Header{Request: 99}})
+	conn, so := rawConn(t, ctx, cell, &wire.OpenSession{Header: wire.Header{Request: 99}})
 	actx, cancel := context.WithCancel(ctx)
 	time.AfterFunc(500*time.Millisecond, cancel)
 	_, err = conn.Call(actx, &wire.Acquire{Header: wire.Header{Session: so.Session, Request: 1}, Path: "/hc", Mode: wire.Exclusive, Wait: true})
@@ -62,9 +80,11 @@ func TestWaitingAcquireKeepsWaiting(t *testing.T) {
 // (the lockserver once held each poll lease − margin while the client counted
 // from its send alone: 9 s + 9 s > 12 s with the defaults).
 func TestKeepAliveAnsweredWithinTheCountedLease(t *testing.T) {
-	cell := startCell(t)
+	// The margin of lockserver.FastTimings, not tune's: a KeepAlive held
+	// 1.5 s of the 2 s lease.
+	cell := startCell(t, func(cfg *lockserver.Config) { cfg.Session.Margin = 500 * time.Millisecond })
 	ctx := bg(t)
-	conn, so := rawConn(t, ctx, cell.Endpoints()[cell.Leader()], &wire.OpenSession{Header: wire.Header{Request: 98}, Timeout: 2 * time.Second})
+	conn, so := rawConn(t, ctx, cell, &wire.OpenSession{Header: wire.Header{Request: 98}, Timeout: 2 * time.Second})
 	h := wire.Header{Session: so.Session}
 	sent := time.Now()
 	h.Request = 1
@@ -91,14 +111,13 @@ func TestKeepAliveAnsweredWithinTheCountedLease(t *testing.T) {
 func TestOpenSessionRetryReturnsTheSameSession(t *testing.T) {
 	cell := startCell(t)
 	ctx := bg(t)
-	conn, _ := rawConn(t, ctx, cell.Endpoints()[cell.Leader()], nil)
 	open := &wire.OpenSession{Header: wire.Header{Request: 12345}}
-	a, err := wire.Do[*wire.SessionOpened](ctx, conn, open)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, a := rawConn(t, ctx, cell, open)
 	b, err := wire.Do[*wire.SessionOpened](ctx, conn, open)
-	if err != nil {
+	if leadershipMoved(err) {
+		t.Logf("the retry on the same connection: %v; again at the leader", err)
+		_, b = rawConn(t, ctx, cell, open)
+	} else if err != nil {
 		t.Fatal(err)
 	}
 	if a.Session != b.Session {

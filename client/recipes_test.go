@@ -25,7 +25,7 @@ func observeUntil(t *testing.T, obs <-chan client.LeaderInfo, want string) clien
 
 func TestElection(t *testing.T) {
 	cell := startCell(t)
-	a, b, o := dial(t, cell), dial(t, cell), dial(t, cell)
+	a, b, o := dial(t, cell), dial(t, cell, shortLease), dial(t, cell) // b's session ends below
 	ctx := bg(t, 30*time.Second)
 	const path = "/ls/app/election"
 
@@ -114,7 +114,7 @@ func TestElection(t *testing.T) {
 // session has expired.
 func TestCampaignEndsWithSession(t *testing.T) {
 	cell := startCell(t)
-	a, b := dial(t, cell), dial(t, cell)
+	a, b := dial(t, cell), dial(t, cell, shortLease)
 	ctx := bg(t, 20*time.Second)
 	if err := client.NewElection(a, "/ls/e").Campaign(ctx, "a"); err != nil {
 		t.Fatal(err)

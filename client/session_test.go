@@ -42,14 +42,14 @@ func TestIdleSessionStaysSafe(t *testing.T) {
 // grace period; its locks survive (the new leader extended every lease).
 func TestJeopardyThenSafe(t *testing.T) {
 	cell := startCell(t)
-	c := dial(t, cell, func(cfg *client.Config) { cfg.Grace = 20 * time.Second })
+	c := dial(t, cell, shortLease, func(cfg *client.Config) { cfg.Grace = 20 * time.Second })
 	ctx := bg(t, 40*time.Second)
 	l, err := c.Lock(ctx, "/ls/survivor")
 	if err != nil {
 		t.Fatal(err)
 	}
 	events := c.SessionEvents()
-	leader := cell.Leader()
+	leader := leaderIndex(t, cell)
 	follower := (leader + 1) % 3
 	for _, i := range []int{leader, follower} {
 		if err := cell.Stop(i); err != nil {
@@ -100,7 +100,7 @@ func TestJeopardyThenSafe(t *testing.T) {
 // event channel gets jeopardy then expired, then closes.
 func TestExpiryAfterGrace(t *testing.T) {
 	cell := startCell(t)
-	c := dial(t, cell, func(cfg *client.Config) { cfg.Grace = 500 * time.Millisecond })
+	c := dial(t, cell, shortLease, func(cfg *client.Config) { cfg.Grace = 500 * time.Millisecond })
 	events := c.SessionEvents()
 	reg, err := client.Register(bg(t), c, "/svc/expiring", "10.0.0.1:1")
 	if err != nil {
@@ -147,7 +147,7 @@ func TestNoSessionReadsWithoutALeader(t *testing.T) {
 	}
 	// The Paxos instance the leader has applied, /x's included. (Status
 	// counts instances; Stat's indexes count commands: they differ.)
-	lst, err := client.StatusOf(ctx, cell.Endpoints()[cell.Leader()])
+	lst, err := client.StatusOf(ctx, cell.Endpoints()[leaderIndex(t, cell)])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestNoSessionReadsWithoutALeader(t *testing.T) {
 	}
 	// Wait until a follower has applied /x, then take the leader and the
 	// other follower away: no leader, no quorum.
-	survivor := (cell.Leader() + 1) % 3
+	survivor := (leaderIndex(t, cell) + 1) % 3
 	waitFor(t, 10*time.Second, "the follower to apply /x", func() bool {
 		s, err := client.StatusOf(ctx, cell.Endpoints()[survivor])
 		return err == nil && s.Applied >= lst.Applied

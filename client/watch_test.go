@@ -193,7 +193,7 @@ func TestWatchAcrossFailover(t *testing.T) {
 	if ev := next(t, events); ev.Type != client.EventNodeCreated {
 		t.Fatalf("event %v; want node-created", ev)
 	}
-	old := cell.Leader()
+	old := leaderIndex(t, cell)
 	if err := cell.Stop(old); err != nil {
 		t.Fatal(err)
 	}
