@@ -66,6 +66,9 @@ type cellOptions struct {
 	// "operator" as a superuser; the CLI (env) and the test's clients
 	// (dial, adminGetJSON) use the operator's certificate.
 	tls bool
+	// dataDir, if set, gives the data dir of replica id (instead of one
+	// in the cell's temporary directory), e.g. on a filesystem of its own.
+	dataDir func(id int) string
 }
 
 // startProcCell writes a config file per replica (newProcCell), starts
@@ -122,6 +125,9 @@ func newProcCell(t *testing.T, opts cellOptions) *procCell {
 		}
 		n.config = filepath.Join(dir, fmt.Sprintf("latchd-%d.json", n.id))
 		n.data = filepath.Join(dir, fmt.Sprintf("data-%d", n.id))
+		if opts.dataDir != nil {
+			n.data = opts.dataDir(n.id)
+		}
 		cfg := fmt.Sprintf(`{"nodes": [%s], "myid": %d, "dataDir": %q, "lease": "1s", "heartbeat": "50ms"%s}`,
 			strings.Join(jsonNodes, ",\n  "), n.id, n.data, extra)
 		if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
