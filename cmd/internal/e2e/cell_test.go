@@ -333,15 +333,16 @@ func (w *writers) halt() {
 }
 
 // verify reads every acknowledged write back through c (linearizable
-// reads) and fails the test at the first one missing or different. It
-// returns one acknowledged key and value, for checks of other paths.
-func (w *writers) verify(t *testing.T, ctx context.Context, c *client.Client) (key, val string) {
+// reads, unless opts say otherwise) and fails the test at the first one
+// missing or different. It returns one acknowledged key and value, for
+// checks of other paths.
+func (w *writers) verify(t *testing.T, ctx context.Context, c *client.Client, opts ...client.Option) (key, val string) {
 	t.Helper()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for k, v := range w.acked {
 		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		n, err := c.Get(rctx, k)
+		n, err := c.Get(rctx, k, opts...)
 		cancel()
 		if err != nil || string(n.Data) != v {
 			t.Fatalf("Get(%q) = %q, %v; want %q (acknowledged)", k, n.Data, err, v)

@@ -28,5 +28,12 @@
 // TestSoak (opt-in, -soak=D) strings random faults together for as long as
 // it is given.
 //
+// The disk faults need root and loop devices: each replica's data dir is on
+// a small ext4 filesystem of its own, loop-mounted from an image file. A
+// full disk (S17) and a disk that fails every write and fsync (S18) must
+// stop the replica with an error naming the cause and its data dir while
+// the others go on, and once the disk is mended it must start on its data
+// dir and catch up. Without root or loop devices they skip, saying why.
+//
 // The tests are skipped with -short. The package has no code of its own.
 package e2e
