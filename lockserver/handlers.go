@@ -409,8 +409,10 @@ func readArgs(req wire.Request) (path string, stale bool, err *wire.Error) {
 // barrier round or is malformed, it leaves to ServeWire
 // (wire.QuickHandler).
 func (s *Server) serveQuick(c namespace.Caller, req wire.Message) (wire.Message, bool) {
-	switch req.(type) {
+	switch m := req.(type) {
 	case *wire.Get, *wire.StatPath, *wire.List, *wire.GetACL, *wire.CheckSequencer:
+	case *wire.Txn:
+		return s.serveQuickTxn(c, m)
 	default:
 		return nil, false // Walk and the listings can be long: not on the reader
 	}
@@ -424,6 +426,22 @@ func (s *Server) serveQuick(c namespace.Caller, req wire.Message) (wire.Message,
 	}
 	s.metrics.request(req.Type())
 	reply := s.readNow(c, r)
+	s.metrics.reply(reply)
+	return reply, true
+}
+
+// serveQuickTxn is serveQuick for a Txn: a short read-only one while the
+// lease holds.
+func (s *Server) serveQuickTxn(c namespace.Caller, m *wire.Txn) (wire.Message, bool) {
+	if len(m.Ops) == 0 || len(m.Ops) > quickTxnOps || !readOnly(m.Ops) {
+		return nil, false
+	}
+	conds, err := s.readTxnConds(m.Ops)
+	if err != nil || !s.leaseReadable() {
+		return nil, false // ServeWire answers with the error, or after a barrier
+	}
+	s.metrics.request(m.Type())
+	reply := s.readTxnNow(c, m.Ops, conds)
 	s.metrics.reply(reply)
 	return reply, true
 }

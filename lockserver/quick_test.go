@@ -7,9 +7,10 @@ import (
 	"github.com/latchd/latch/internal/wire"
 )
 
-// ServeQuick answers the small reads the leader can serve from its lease,
-// and stale reads anywhere; a follower's linearizable read, a Walk and a
-// malformed read go to ServeWire, which answers or redirects them.
+// ServeQuick answers the small reads the leader can serve from its lease
+// (a short read-only Txn too), and stale reads anywhere; a follower's
+// linearizable read, a Walk, a long or writing Txn and a malformed read go
+// to ServeWire, which answers or redirects them.
 func TestServeQuick(t *testing.T) {
 	c := testCell(t)
 	cl := newClient(t, c)
@@ -29,7 +30,21 @@ func TestServeQuick(t *testing.T) {
 	if m, ok := ls.ServeQuick(&wire.StatPath{Path: "/nope"}); !ok || codeOf(m.(*wire.Error)) != wire.NotFound {
 		t.Errorf("quick Stat of a missing node = %v, %v; want NotFound", m, ok)
 	}
+	get := wire.TxnOp{Kind: wire.TxnGet, Path: "/q"}
+	if m, ok := ls.ServeQuick(&wire.Txn{Ops: []wire.TxnOp{get, {Kind: wire.TxnCheckMissing, Path: "/r"}}}); !ok {
+		t.Errorf("a short read-only Txn was left to ServeWire")
+	} else if r, isTxn := m.(*wire.TxnReply); !isTxn || string(r.Results[0].Content) != "v" {
+		t.Errorf("the leader's quick read-only Txn = %v; want the content v", m)
+	}
+	long := make([]wire.TxnOp, quickTxnOps+1)
+	for i := range long {
+		long[i] = get
+	}
 	for _, req := range []wire.Message{
+		&wire.Txn{Ops: long},
+		&wire.Txn{Ops: []wire.TxnOp{get, {Kind: wire.TxnPut, Path: "/q"}}},
+		&wire.Txn{Ops: []wire.TxnOp{{Kind: wire.TxnGet, Path: "no-slash"}}},
+		&wire.Txn{},
 		&wire.Walk{Path: "/"},
 		&wire.Get{Path: "no-slash"},
 		&wire.CheckSequencer{Sequencer: wire.Sequencer{Path: "/q", Mode: 99}},

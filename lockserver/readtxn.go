@@ -35,29 +35,49 @@ func readOnly(ops []wire.TxnOp) bool {
 // read lock; the first that fails is the Txn's error, as in a Txn that
 // writes.
 func (s *Server) readTxn(ctx context.Context, c namespace.Caller, m *wire.Txn) wire.Message {
-	conds := make([]namespace.TxnOp, len(m.Ops)) // zero for a get
-	for i := range m.Ops {
-		w := &m.Ops[i]
+	conds, err := s.readTxnConds(m.Ops)
+	if err != nil {
+		return err
+	}
+	if err := s.readable(ctx, false); err != nil {
+		return err
+	}
+	return s.readTxnNow(c, m.Ops, conds)
+}
+
+// quickTxnOps is the most ops of a read-only Txn that serveQuick answers
+// on the connection's reader (while the lease holds); longer ones, whose
+// replies can be large, go to a call goroutine as listings do.
+const quickTxnOps = 16
+
+// readTxnConds checks the ops of a read-only Txn and returns each check's
+// namespace condition (zero for a get).
+func (s *Server) readTxnConds(ops []wire.TxnOp) ([]namespace.TxnOp, *wire.Error) {
+	conds := make([]namespace.TxnOp, len(ops))
+	for i := range ops {
+		w := &ops[i]
 		if w.Kind != wire.TxnGet {
 			op, err := s.txnOp(w)
 			if err != nil {
-				return atOp(i, err)
+				return nil, atOp(i, err)
 			}
 			conds[i] = op
 			continue
 		}
 		if f := unusedField(w); f != "" {
-			return atOp(i, wire.Errorf(wire.BadRequest, "%s is not a field of a get op", f))
+			return nil, atOp(i, wire.Errorf(wire.BadRequest, "%s is not a field of a get op", f))
 		}
 		if err := s.checkPath(w.Path); err != nil {
-			return atOp(i, err)
+			return nil, atOp(i, err)
 		}
 	}
-	if err := s.readable(ctx, false); err != nil {
-		return err
-	}
+	return conds, nil
+}
+
+// readTxnNow answers a checked read-only Txn from the tree as it stands.
+func (s *Server) readTxnNow(c namespace.Caller, ops []wire.TxnOp, conds []namespace.TxnOp) wire.Message {
 	var out wire.Message
-	s.fsm.read(func(t *namespace.Tree) { out = s.readTxnTree(t, c, m.Ops, conds) })
+	s.fsm.read(func(t *namespace.Tree) { out = s.readTxnTree(t, c, ops, conds) })
 	return out
 }
 

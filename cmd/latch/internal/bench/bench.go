@@ -14,6 +14,8 @@
 //   - txn: each client moves a unit between two nodes of its own with a
 //     compare-and-set transaction (both nodes' generations checked, both
 //     written); one op is one applied Txn of two conditions and two writes.
+//   - mget: every client reads the same two nodes with one read-only Txn
+//     (OpGet, OpGet: both at one moment, no log command); one op is one Txn.
 //   - sessions: open N sessions (one op is one Dial), keep them idle for the
 //     duration while sampling the server's CPU, then close them.
 package bench
@@ -35,7 +37,7 @@ import (
 var ErrBench = errors.New("bench")
 
 // Kinds lists the benchmarks Run knows.
-var Kinds = []string{"lock", "contended", "put", "get", "txn", "sessions"}
+var Kinds = []string{"lock", "contended", "put", "get", "mget", "txn", "sessions"}
 
 // Config describes one run.
 type Config struct {
@@ -253,7 +255,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		h.Merge(&hists[i])
 	}
 	res := summary(cfg, elapsed, int64(h.Count()), &cnt, &h)
-	if cfg.Kind == "put" || cfg.Kind == "get" || cfg.Kind == "txn" {
+	if cfg.Kind == "put" || cfg.Kind == "get" || cfg.Kind == "mget" || cfg.Kind == "txn" {
 		res.ValueSize = cfg.ValueSize
 	}
 	res.Stale = cfg.Stale && cfg.Kind == "get"
@@ -327,6 +329,20 @@ func setup(ctx context.Context, cfg Config, c *client.Client) (op, error) {
 			n, err := c.Get(ctx, path, opts...)
 			if err == nil && len(n.Data) != len(value) {
 				err = fmt.Errorf("%w: get %s: %d bytes; want %d", ErrBench, path, len(n.Data), len(value))
+			}
+			return 0, err
+		}, nil
+	case "mget":
+		paths := [2]string{dir + "/a", dir + "/b"}
+		for _, p := range paths {
+			if _, err := c.Put(ctx, p, value); err != nil {
+				return nil, fmt.Errorf("%w: setup %s: %w", ErrBench, p, err)
+			}
+		}
+		return func(ctx context.Context, c *client.Client, i int) (time.Duration, error) {
+			res, err := c.Txn(ctx, client.OpGet(paths[0]), client.OpGet(paths[1]))
+			if err == nil && (len(res[0].Content) != len(value) || len(res[1].Content) != len(value)) {
+				err = fmt.Errorf("%w: mget: %d and %d bytes; want %d", ErrBench, len(res[0].Content), len(res[1].Content), len(value))
 			}
 			return 0, err
 		}, nil

@@ -12,7 +12,7 @@ import (
 )
 
 func TestBench(t *testing.T) {
-	for _, kind := range []string{"lock", "contended", "put", "get", "txn"} {
+	for _, kind := range []string{"lock", "contended", "put", "get", "mget", "txn"} {
 		t.Run(kind, func(t *testing.T) {
 			r := latch(t, "bench", kind, "--clients", "3", "--duration", "300ms", "--size", "64").ok(t)
 			res := decode[bench.Result](t, r)

@@ -23,7 +23,7 @@ func benchCommand(g *globals) *cobra.Command {
 	var runs int
 	var metricsURLs, cpuProfile string
 	cmd := &cobra.Command{
-		Use:   "bench lock|contended|put|get|txn|sessions [--clients N] [--sessions S] [--conns C] [--duration D]",
+		Use:   "bench lock|contended|put|get|mget|txn|sessions [--clients N] [--sessions S] [--conns C] [--duration D]",
 		Short: "measure the cell: throughput and latency of one kind of operation",
 		Long: `bench runs N client sessions against the cell, each doing one kind of
 operation back to back, for --duration (or until --max-ops operations), and
@@ -34,6 +34,8 @@ errors. A progress line is shown on a terminal.
   contended  every client locks and unlocks the same lock (op: one handoff)
   put        each client writes its own node (--size bytes)
   get        every client reads one node (--size bytes; linearizable unless --stale)
+  mget       every client reads the same two nodes with one read-only Txn
+             (two gets at one moment; op: the Txn)
   txn        each client runs compare-and-set transactions on two nodes of
              its own (op: one Txn of two generation checks and two puts
              of --size bytes)
