@@ -20,16 +20,6 @@ import (
 // ErrConfig wraps every Config.Validate failure.
 var ErrConfig = errors.New("lockserver: invalid config")
 
-// Clock tells the time. The server stamps every command it proposes with
-// Now and drives session leases with it. Tests inject a fake.
-type Clock interface {
-	Now() time.Time
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-
 // Member is one replica of the cell as the other replicas and the clients
 // reach it.
 type Member struct {
@@ -77,8 +67,8 @@ type Config struct {
 	// cell must use the same Namespace config.
 	Namespace namespace.Config
 	// Session holds the leader's lease keeping: the default lease (12 s),
-	// the KeepAlive margin and the event queues. Its Clock and Logger are
-	// set from the fields below.
+	// the KeepAlive margin and the event queues. Its Clock (the monotonic
+	// time of Clock below) and Logger are set from the fields below.
 	Session session.Config
 
 	// MinSessionTimeout and MaxSessionTimeout bound the lease a client may
@@ -111,7 +101,8 @@ type Config struct {
 	// non-empty name; the anonymous principal can never be one.
 	Superusers []string
 
-	// Clock is the time source; nil means the system clock.
+	// Clock is the time source (see Clock for what it measures); nil
+	// means the system clock.
 	Clock Clock
 	// Logger receives state transitions; nil discards them. New adds the
 	// keys "replica" (ID) and "component" itself: pass a logger without
@@ -257,7 +248,7 @@ func HasState(dataDir string) (bool, error) {
 // sessionConfig is the session.Config the leader's manager runs with.
 func (c Config) sessionConfig() session.Config {
 	sc := c.Session
-	sc.Clock = c.clock()
+	sc.Clock = steadyClock{c.clock()}
 	sc.Logger = c.logger().With("replica", c.ID, "component", "session")
 	return sc
 }

@@ -35,6 +35,9 @@ type fsm struct {
 	// restored counts Restores, so the leader restarts its term when the
 	// state under it was replaced.
 	restored atomic.Uint64
+	// applied is the largest command time applied (the tree's Now), the
+	// floor of the server's command time (cellClock). Written under mu.
+	applied atomic.Int64
 
 	// Owned by the apply goroutine.
 	dec *commandDecoder
@@ -78,10 +81,19 @@ func (f *fsm) Apply(index uint64, b []byte) []byte {
 	if len(evs) > 0 {
 		f.fanout(index, &f.cmd, evs)
 	}
+	f.noteTime()
 	f.mu.Unlock()
 	f.buf = appendResult(f.buf[:0], index, &res)
 	// The result is handed to another goroutine: give it its own copy.
 	return append([]byte(nil), f.buf...)
+}
+
+// noteTime publishes the tree's command time in applied, which only
+// grows. Called under mu.
+func (f *fsm) noteTime() {
+	if now := f.tree.Now(); now > f.applied.Load() {
+		f.applied.Store(now)
+	}
 }
 
 // openNonce returns the client's nonce of an OpenSession command (its
@@ -183,6 +195,7 @@ func (f *fsm) Restore(r io.Reader) error {
 	if err == nil {
 		f.opens = opens
 		f.sessions = len(f.tree.Sessions())
+		f.noteTime()
 	}
 	f.mu.Unlock()
 	if err != nil {

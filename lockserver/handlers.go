@@ -250,7 +250,7 @@ func (s *Server) sessionEnded(sid uint64) bool {
 // its Tick ends the holds that are due, so the replies of many sessions
 // leave together rather than each on a timer of its own (an idle cell
 // wakes once per tick, not once per session). The reply says how long the
-// call was held (Held, on this server's clock, from its arrival to the
+// call was held (Held, on this server's monotonic clock, from its arrival to the
 // moment TTL is counted from), so the client can count TTL from its send
 // plus Held instead of from its send alone: without Held, two holds and a
 // margin would have to fit in one lease, and an idle session would cost
@@ -267,7 +267,7 @@ func (s *Server) keepAlive(ctx context.Context, c namespace.Caller, m *wire.Keep
 	if err := s.checkSession(ctx, c, m.Session, false); err != nil {
 		return err
 	}
-	arrived := s.clock.Now()
+	arrived := s.steady.Now()
 	t, werr := s.leaderTerm(ctx)
 	if werr != nil {
 		return werr
@@ -302,7 +302,7 @@ func (s *Server) keepAlive(ctx context.Context, c namespace.Caller, m *wire.Keep
 	// Count TTL from now, after the barrier: the lease promised never
 	// reaches past the manager's expiry, and Held never past the moment TTL
 	// is counted from.
-	now := s.clock.Now()
+	now := s.steady.Now()
 	out := &wire.KeepAliveReply{TTL: rep.Expiry.Sub(now), Held: now.Sub(arrived)}
 	if out.TTL <= 0 {
 		return sessionError(session.ErrExpired)

@@ -342,25 +342,62 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// fakeClock is a Clock the test moves by hand; one is shared by every
-// replica of a cell.
+// fakeClock is a Clock the test moves by hand: Advance moves its wall and
+// its monotonic time alike, as time passing; Step moves the wall clock
+// alone, as an NTP step or a VM restore does. One is shared by every
+// replica of a cell, unless a test gives each its own (fakeClocks).
 type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu   sync.Mutex
+	wall time.Time
+	mono time.Duration
 }
 
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
+func newFakeClock() *fakeClock { return &fakeClock{wall: time.Unix(1_700_000_000, 0)} }
 
 func (f *fakeClock) Now() time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.now
+	return f.wall
+}
+
+func (f *fakeClock) Monotonic() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mono
 }
 
 func (f *fakeClock) Advance(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
+	f.wall = f.wall.Add(d)
+	f.mono += d
+}
+
+func (f *fakeClock) Step(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.wall = f.wall.Add(d)
+}
+
+// fakeClocks are one fakeClock per replica of a cell: time passes on all
+// alike (Advance); each wall clock can step on its own.
+type fakeClocks []*fakeClock
+
+func newFakeClocks(n int) fakeClocks {
+	cs := make(fakeClocks, n)
+	for i := range cs {
+		cs[i] = newFakeClock()
+	}
+	return cs
+}
+
+// tune gives replica i (ID i+1) clock i.
+func (cs fakeClocks) tune(cfg *Config) { cfg.Clock = cs[cfg.ID-1] }
+
+func (cs fakeClocks) Advance(d time.Duration) {
+	for _, c := range cs {
+		c.Advance(d)
+	}
 }
 
 // lockInfo returns the ListLocks entry of path (zero if none).

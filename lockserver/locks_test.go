@@ -101,45 +101,83 @@ func TestSharedExclusive(t *testing.T) {
 func TestExpiryLockDelay(t *testing.T) {
 	clk := newFakeClock()
 	c := testCell(t, func(cfg *Config) { cfg.Clock = clk })
-	dead, waiter, other := newClient(t, c), newClient(t, c), newClient(t, c)
-	dead.open(time.Second)
-	waiter.open(30 * time.Second)
-	other.open(30 * time.Second)
-	dead.must(&wire.Put{Path: "/svc", Content: nil})
-	dead.must(&wire.Put{Path: "/svc/dead", Ephemeral: true})
-	old := dead.must(&wire.Acquire{Path: "/svc", Mode: wire.Exclusive, LockDelay: 1500 * time.Millisecond}).(*wire.AcquireReply).Sequencer
-	wc := async(waiter, &wire.Acquire{Path: "/svc", Mode: wire.Exclusive, Wait: true})
-	waitFor(t, 10*time.Second, "the waiter to queue", func() bool { return lockInfo(t, other, "/svc").Waiters == 1 })
-
-	clk.Advance(2 * time.Second) // past the dead session's lease, not the others'
+	d := expireInDelay(t, c, clk.Advance)
+	other := d.other
 	waitFor(t, 10*time.Second, "the ephemeral node of the expired session to go", func() bool {
 		_, err := other.do(&wire.StatPath{Path: "/svc/dead"})
 		return codeOf(err) == wire.NotFound
 	})
-	if _, err := other.do(&wire.Put{Header: wire.Header{Session: dead.sid, Request: 100}, Path: "/x"}); codeOf(err) != wire.SessionExpired {
+	if _, err := other.do(&wire.Put{Header: wire.Header{Session: d.dead, Request: 100}, Path: "/x"}); codeOf(err) != wire.SessionExpired {
 		t.Fatalf("write by the expired session = %v; want SessionExpired", err)
 	}
-	li := lockInfo(t, other, "/svc")
-	if len(li.Holders) != 0 || li.DelayUntil == 0 || li.Waiters != 1 {
-		t.Fatalf("lock after expiry = %+v; want free, in lock-delay, one waiter", li)
-	}
-	if other.must(&wire.CheckSequencer{Sequencer: old}).(*wire.CheckReply).Valid {
+	if other.must(&wire.CheckSequencer{Sequencer: d.old}).(*wire.CheckReply).Valid {
 		t.Fatal("the expired holder's sequencer is still valid")
 	}
 	if _, err := other.do(&wire.Acquire{Path: "/svc", Mode: wire.Exclusive}); codeOf(err) != wire.Locked {
 		t.Fatalf("try during lock-delay = %v; want Locked", err)
 	}
 	time.Sleep(100 * time.Millisecond) // real time passes; command time does not
-	if !pending(wc) {
+	if !pending(d.wc) {
 		t.Fatal("waiter granted during the lock-delay")
 	}
 	clk.Advance(2 * time.Second) // past the lock-delay: the leader proposes a tick
-	r := recv(t, wc, "the waiter")
+	d.granted(t)
+}
+
+// inDelay is a lock, /svc, whose holder's session (dead) expired: it is
+// in its lock-delay (expiryDelay, from the expiry) with one waiter, whose
+// blocked Acquire answers on wc.
+type inDelay struct {
+	other *client // a live session, for checks
+	dead  uint64  // the expired session
+	old   wire.Sequencer
+	wc    <-chan callResult
+}
+
+// expiryDelay is the lock-delay of expireInDelay's lock.
+const expiryDelay = 1500 * time.Millisecond
+
+// expireInDelay builds an inDelay on cell c, whose replicas' clocks advance
+// moves (fake clocks: the expiry needs 2 s of their time).
+func expireInDelay(t *testing.T, c *Cell, advance func(time.Duration)) inDelay {
+	t.Helper()
+	dead, waiter, other := newClient(t, c), newClient(t, c), newClient(t, c)
+	dead.open(time.Second)
+	waiter.open(30 * time.Second)
+	other.open(30 * time.Second)
+	dead.must(&wire.Put{Path: "/svc", Content: nil})
+	dead.must(&wire.Put{Path: "/svc/dead", Ephemeral: true})
+	old := dead.must(&wire.Acquire{Path: "/svc", Mode: wire.Exclusive, LockDelay: expiryDelay}).(*wire.AcquireReply).Sequencer
+	wc := async(waiter, &wire.Acquire{Path: "/svc", Mode: wire.Exclusive, Wait: true})
+	waitFor(t, 10*time.Second, "the waiter to queue", func() bool { return lockInfo(t, other, "/svc").Waiters == 1 })
+
+	advance(2 * time.Second) // past the dead session's lease, not the others'
+	waitFor(t, 10*time.Second, "the expired holder's lock to be freed", func() bool {
+		return len(lockInfo(t, other, "/svc").Holders) == 0
+	})
+	d := inDelay{other: other, dead: dead.sid, old: old, wc: wc}
+	d.delayed(t, "after the expiry")
+	return d
+}
+
+// delayed fails the test unless the lock is free, in lock-delay, with its
+// waiter queued.
+func (d inDelay) delayed(t *testing.T, when string) {
+	t.Helper()
+	if li := lockInfo(t, d.other, "/svc"); len(li.Holders) != 0 || li.DelayUntil == 0 || li.Waiters != 1 {
+		t.Fatalf("lock %s = %+v; want free, in lock-delay, one waiter", when, li)
+	}
+}
+
+// granted waits for the waiter's Acquire and checks its grant.
+func (d inDelay) granted(t *testing.T) {
+	t.Helper()
+	r := recv(t, d.wc, "the waiter")
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if seq := r.m.(*wire.AcquireReply).Sequencer; seq.LockGen != old.LockGen+1 {
-		t.Fatalf("waiter's lock gen = %d; want %d", seq.LockGen, old.LockGen+1)
+	if seq := r.m.(*wire.AcquireReply).Sequencer; seq.LockGen != d.old.LockGen+1 {
+		t.Fatalf("waiter's lock gen = %d; want %d", seq.LockGen, d.old.LockGen+1)
 	}
 }
 

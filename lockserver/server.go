@@ -38,6 +38,8 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	clock   Clock
+	cell    *cellClock  // command time
+	steady  steadyClock // the session manager's clock
 	fsm     *fsm
 	rep     *replica.Replica
 	metrics *Metrics
@@ -71,10 +73,12 @@ func New(cfg Config) (*Server, error) {
 		cfg:     cfg,
 		log:     cfg.logger().With("replica", cfg.ID),
 		clock:   cfg.clock(),
+		steady:  steadyClock{cfg.clock()},
 		fsm:     newFSM(cfg.Namespace),
 		metrics: newMetrics(),
 		roleC:   make(chan struct{}, 1),
 	}
+	s.cell = newCellClock(s.clock, &s.fsm.applied)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	rc := cfg.replicaConfig()
 	rc.OnRoleChange = s.onRoleChange
@@ -350,10 +354,10 @@ func (s *Server) leaderAddr() (string, bool) {
 	return s.cfg.Members[id].Client, true
 }
 
-// propose stamps cmd with the leader's clock, proposes it and waits for its
-// outcome on this replica. The error is a *wire.Error.
+// propose stamps cmd with the command time (cellClock), proposes it and
+// waits for its outcome on this replica. The error is a *wire.Error.
 func (s *Server) propose(ctx context.Context, k kind, cmd *namespace.Command) (outcome, *wire.Error) {
-	cmd.Time = s.clock.Now().UnixNano()
+	cmd.Time = s.cell.now()
 	enc, err := encodeCommand(k, cmd)
 	if err != nil {
 		return outcome{}, wire.Errorf(wire.BadRequest, "%v", err)

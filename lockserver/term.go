@@ -93,6 +93,7 @@ func (s *Server) startTerm(ballot paxos.Ballot) *term {
 	f := s.fsm
 	f.mu.Lock()
 	t.restored = f.restored.Load()
+	s.cell.reset(s.clock.Now().UnixNano(), f.tree.Now())
 	infos := f.tree.Sessions()
 	leases := make([]session.Lease, len(infos))
 	for i, si := range infos {
@@ -167,15 +168,13 @@ func (t *term) expire(id uint64) {
 	}()
 }
 
-// maybeTick proposes a tick when a lock-delay with waiters has ended on the
-// leader's clock, so the grant happens in the log.
+// maybeTick proposes a tick when a lock-delay with waiters has ended in
+// command time (cellClock), so the grant happens in the log.
 func (t *term) maybeTick() {
-	var due bool
-	t.s.fsm.read(func(tr *namespace.Tree) {
-		d, ok := tr.NextDeadline()
-		due = ok && t.s.clock.Now().UnixNano() >= d
-	})
-	if !due || !t.ticking.CompareAndSwap(false, true) {
+	var d int64
+	var ok bool
+	t.s.fsm.read(func(tr *namespace.Tree) { d, ok = tr.NextDeadline() })
+	if !ok || t.s.cell.now() < d || !t.ticking.CompareAndSwap(false, true) {
 		return
 	}
 	t.wg.Add(1)
