@@ -2,6 +2,7 @@ package lockserver
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +13,38 @@ import (
 // leader's wall clock neither stalls a lock-delay (S12a) nor cuts it short
 // (S12b), and a new leader whose wall clock is behind takes command time on
 // from where the log left it (S12c).
+
+// TestCellClock follows command time on a fake clock: it starts at the
+// wall clock, runs on monotonic time through steps of the wall clock, jumps
+// to a larger applied command time and runs on from there, and a reset (a
+// term's start) takes the larger of the wall clock and the applied time.
+func TestCellClock(t *testing.T) {
+	clk := newFakeClock()
+	var applied atomic.Int64
+	k := newCellClock(clk, &applied)
+	t0 := clk.Now().UnixNano()
+	check := func(what string, want time.Duration) {
+		t.Helper()
+		if got := k.now(); got != t0+int64(want) {
+			t.Errorf("%s: command time = start%+v; want start%+v", what, time.Duration(got-t0), want)
+		}
+	}
+	check("at the start", 0)
+	clk.Step(-time.Hour)
+	clk.Advance(time.Second)
+	check("1 s after the wall clock stepped back 1 h", time.Second)
+	clk.Step(2 * time.Hour) // the wall clock: start+1h+1s
+	check("after it stepped forward 2 h", time.Second)
+	applied.Store(t0 + int64(10*time.Second))
+	check("behind the applied time", 10*time.Second)
+	clk.Advance(time.Second) // the wall clock: start+1h+2s
+	check("1 s later", 11*time.Second)
+	k.reset(clk.Now().UnixNano(), applied.Load())
+	check("reset with the wall clock ahead", time.Hour+2*time.Second)
+	clk.Step(-2 * time.Hour) // the wall clock: start-1h+2s
+	k.reset(clk.Now().UnixNano(), applied.Load())
+	check("reset with the wall clock behind the applied time", 10*time.Second)
+}
 
 // mtime writes path and returns the command time of the write.
 func mtime(t *testing.T, cl *client, path string) int64 {

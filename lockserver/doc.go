@@ -17,9 +17,10 @@
 //  3. Writes and linearizable reads need the leader. Any other replica
 //     answers NotLeader with the leader's client address (or Unavailable if
 //     it knows of none); the client retries there with the same request id.
-//  4. A write is stamped with the leader's clock and proposed as one log
-//     command (see below). When it is chosen, every replica applies it to
-//     its namespace in log order; the proposer answers from the result.
+//  4. A write is stamped with the leader's command time (cellClock) and
+//     proposed as one log command (see below). When it is chosen, every
+//     replica applies it to its namespace in log order; the proposer
+//     answers from the result.
 //  5. A linearizable read waits for a read barrier (free under the leader's
 //     Paxos lease, coalesced across concurrent reads) and reads the local
 //     namespace. A read with Stale set is answered by any replica from its

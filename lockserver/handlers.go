@@ -250,8 +250,8 @@ func (s *Server) sessionEnded(sid uint64) bool {
 // its Tick ends the holds that are due, so the replies of many sessions
 // leave together rather than each on a timer of its own (an idle cell
 // wakes once per tick, not once per session). The reply says how long the
-// call was held (Held, on this server's monotonic clock, from its arrival to the
-// moment TTL is counted from), so the client can count TTL from its send
+// call was held (Held, on this server's monotonic clock, from its arrival
+// to the moment TTL is counted from), so the client can count TTL from its send
 // plus Held instead of from its send alone: without Held, two holds and a
 // margin would have to fit in one lease, and an idle session would cost
 // twice the KeepAlives.
