@@ -27,7 +27,7 @@ type Stat struct {
 	// CreatedIndex and ModifiedIndex are the log indexes of the command that
 	// created the node and of its last change.
 	CreatedIndex, ModifiedIndex uint64
-	// Created and Modified are the leader's clock in those commands.
+	// Created and Modified are the cell's command time of those commands (the leader's wall clock at its term start, then its monotonic clock: docs/server.md "Time").
 	Created, Modified time.Time
 	// EphemeralOwner is the session that owns an ephemeral node; 0 for a
 	// persistent one.
@@ -161,7 +161,7 @@ type LockInfo struct {
 	Instance uint64
 	Holders  []uint64 // holder session ids
 	Waiters  int      // queued requests
-	// DelayUntil is the end of a pending lock-delay (the leader's clock), or
+	// DelayUntil is the end of a pending lock-delay (command time, as Created), or
 	// the zero time.
 	DelayUntil time.Time
 }
