@@ -27,7 +27,9 @@ type Stat struct {
 	// CreatedIndex and ModifiedIndex are the log indexes of the command that
 	// created the node and of its last change.
 	CreatedIndex, ModifiedIndex uint64
-	// Created and Modified are the cell's command time of those commands (the leader's wall clock at its term start, then its monotonic clock: docs/server.md "Time").
+	// Created and Modified are the command time of those commands: the
+	// leader's wall clock when its term began, run on from there by its
+	// monotonic clock, and never going backwards (docs/server.md, "Time").
 	Created, Modified time.Time
 	// EphemeralOwner is the session that owns an ephemeral node; 0 for a
 	// persistent one.
@@ -161,8 +163,8 @@ type LockInfo struct {
 	Instance uint64
 	Holders  []uint64 // holder session ids
 	Waiters  int      // queued requests
-	// DelayUntil is the end of a pending lock-delay (command time, as Created), or
-	// the zero time.
+	// DelayUntil is the end of a pending lock-delay (in command time, as
+	// Stat.Created), or the zero time.
 	DelayUntil time.Time
 }
 
