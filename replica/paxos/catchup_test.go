@@ -181,3 +181,88 @@ func TestFarBehindCandidateThatLedCampaignsAgainOnceCaughtUp(t *testing.T) {
 		t.Fatalf("after catching up: commit %d, role %v, Prepares %+v; want a campaign above %v from instance 10", n.commit, n.role, p, second)
 	}
 }
+
+// An acceptor that promised a candidate refuses every other candidate's
+// Prepare, even of a higher ballot, until the candidate's first Accept
+// makes that a lease, or for an election timeout if none comes (holdFor):
+// so a new leader's promisers cannot be taken from it while its first
+// Accepts are on the way.
+func TestAcceptorHoldsForTheCandidateItPromised(t *testing.T) {
+	n := newTestNode(t, 2, 3, State{})
+	step(t, n, Message{Type: MsgPrepare, From: 1, Ballot: b(1, 1), Instance: 1, Last: 1})
+	ready(t, n)
+	step(t, n, Message{Type: MsgPrepare, From: 3, Ballot: b(1, 3), Instance: 1, Last: 1})
+	rd := ready(t, n)
+	if len(msgsOf(rd, MsgPromise)) != 0 || len(msgsOf(rd, MsgReject)) != 1 || n.promised != b(1, 1) {
+		t.Fatalf("messages %+v, promised %v after promising 1.1; want a Reject of 1.3", rd.Messages, n.promised)
+	}
+	// The candidate itself may come back with a higher ballot.
+	step(t, n, Message{Type: MsgPrepare, From: 1, Ballot: b(2, 1), Instance: 1, Last: 1})
+	if p := msgsOf(ready(t, n), MsgPromise); len(p) != 1 || p[0].Ballot != b(2, 1) {
+		t.Fatalf("Promises %+v; want one of 2.1", p)
+	}
+	for range n.cfg.ElectionTicks + 1 {
+		n.Tick()
+	}
+	ready(t, n)
+	step(t, n, Message{Type: MsgPrepare, From: 3, Ballot: b(3, 3), Instance: 1, Last: 1})
+	if p := msgsOf(ready(t, n), MsgPromise); len(p) != 1 || p[0].Ballot != b(3, 3) {
+		t.Fatalf("Promises %+v an election timeout after promising 2.1 with no Accept; want one of 3.3", p)
+	}
+}
+
+// A leader preempted when its lease is not valid and it was elected more
+// than a heartbeat ago can only assume, from its own acceptor's grant,
+// that its followers still refuse everyone else; the preemptor may have
+// won. So it waits a heartbeat: if the preemptor's Accept or Heartbeat
+// comes, it follows; taking the leadership back at once would depose the
+// new leader, which would take it back in turn (the start-up churn).
+func TestPreemptedLeaderFollowsAPreemptorThatWon(t *testing.T) {
+	n, _ := campaignWith(t, 3, Message{From: 2, Commit: 1})
+	for range n.cfg.HeartbeatTicks + 1 {
+		n.Tick()
+		ready(t, n)
+	}
+	if n.LeaseValid() || !n.selfGranted() || n.role != Leader {
+		t.Fatalf("lease valid %v, self-granted %v, role %v; the test needs a leader without a valid lease", n.LeaseValid(), n.selfGranted(), n.role)
+	}
+	won := b(n.ballot.Round+3, 3)
+	step(t, n, Message{Type: MsgReject, From: 2, Ballot: won, Commit: 1})
+	if rd := ready(t, n); n.role != Follower || len(msgsOf(rd, MsgPrepare)) != 0 {
+		t.Fatalf("after the Reject: role %v, messages %+v; want a follower that waits", n.role, rd.Messages)
+	}
+	step(t, n, Message{Type: MsgHeartbeat, From: 3, Ballot: won, Commit: 1, Lease: 1})
+	for range 2 * n.cfg.HeartbeatTicks {
+		n.Tick()
+		if p := msgsOf(ready(t, n), MsgPrepare); len(p) != 0 || n.role != Follower || n.leader != 3 {
+			t.Fatalf("role %v, leader %d, Prepares %+v after the new leader's Heartbeat; want a follower of 3", n.role, n.leader, p)
+		}
+	}
+}
+
+// ... and if no leader is heard from within that heartbeat, the preemptor
+// did not win (the followers that took our last round refuse it): then it
+// takes the leadership back, long before those grants run out.
+func TestPreemptedLeaderCampaignsAgainAHeartbeatLater(t *testing.T) {
+	n, _ := campaignWith(t, 3, Message{From: 2, Commit: 1})
+	for range n.cfg.HeartbeatTicks + 1 {
+		n.Tick()
+		ready(t, n)
+	}
+	first := n.ballot
+	step(t, n, Message{Type: MsgReject, From: 3, Ballot: b(first.Round+3, 3), Commit: 1})
+	ready(t, n)
+	for k := range n.cfg.HeartbeatTicks {
+		n.Tick()
+		p := msgsOf(ready(t, n), MsgPrepare)
+		if k < n.cfg.HeartbeatTicks-1 {
+			if len(p) != 0 {
+				t.Fatalf("Prepares %+v %d ticks after the Reject; want none before a heartbeat", p, k+1)
+			}
+			continue
+		}
+		if n.role != Candidate || len(p) != 2 || !b(first.Round+3, 3).Less(p[0].Ballot) {
+			t.Fatalf("a heartbeat after the Reject: role %v, Prepares %+v; want a campaign above %v", n.role, p, b(first.Round+3, 3))
+		}
+	}
+}

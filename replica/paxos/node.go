@@ -85,6 +85,8 @@ type bugs struct {
 	selfAckEarly      bool // Accepts counts the leader's own acceptance before its write
 	resignKeepsLease  bool // Resign sends its messages but the leader keeps leading and its lease
 	partialIsFull     bool // a candidate counts a partial Promise as the promiser's whole report
+	noHold            bool // an acceptor that promised a candidate promises another at once (no holdFor)
+	retakeAtOnce      bool // a leader preempted while only its own acceptor grants it campaigns again at once (no maybeRetake)
 
 	// Not a bug: every Promise carries at most one record, so that the
 	// simulation exercises Promises split over many messages.
@@ -158,6 +160,7 @@ type Node struct {
 	p1commit  uint64           // highest first-unchosen instance a promiser reported
 	p1ahead   uint64           // the promiser that reported it
 	rejoin    bool             // gave up a Phase 1 as too far behind while granted: campaign once caught up
+	retakeAt  uint64           // preempted while granted: campaign then if no leader was heard from (maybeRetake)
 
 	// Leader.
 	next             uint64
@@ -421,6 +424,7 @@ func (n *Node) Tick() {
 		if n.role == Candidate {
 			n.askRestOfPromises()
 		}
+		n.maybeRetake()
 		n.electionElapsed++
 		if n.electionElapsed >= n.electionTimeout && n.now >= n.grantUntil && n.rebuild == 0 {
 			n.campaign()
@@ -578,7 +582,7 @@ func (n *Node) Campaign() {
 }
 
 func (n *Node) campaign() {
-	n.rejoin = false
+	n.rejoin, n.retakeAt = false, 0
 	// This Phase 1 fences for the rebuilding replicas heard from so far.
 	n.fenceNonce, n.p1rebuilding = n.rebuildNonce, 0
 	n.maxRound = max(n.maxRound, n.promised.Round) + 1

@@ -126,8 +126,13 @@ func TestRestOfPromiseOnlyUnderTheSamePromise(t *testing.T) {
 	if len(pr) != 1 || pr[0].Entries[0].Instance != through+1 {
 		t.Fatalf("Promise %+v; want the records from %d", pr, through+1)
 	}
+	for range n.cfg.ElectionTicks + 1 {
+		n.Tick() // the hold for 1 (holdFor): no Accept of 2.1 came
+	}
 	step(t, n, Message{Type: MsgPrepare, From: 3, Ballot: b(3, 3), Instance: 1, Last: 1})
-	ready(t, n)
+	if msgsOf(ready(t, n), MsgPromise) == nil {
+		t.Fatal("no Promise of 3.3 once the hold for 1 ran out")
+	}
 	step(t, n, Message{Type: MsgPrepare, From: 1, Ballot: b(2, 1), Instance: 1, Last: through + 1})
 	rd := ready(t, n)
 	if len(msgsOf(rd, MsgPromise)) != 0 || len(msgsOf(rd, MsgReject)) != 1 {

@@ -101,6 +101,12 @@ type simParams struct {
 	// of fault (reach_test.go): called once at the start, it schedules its
 	// own events, may set sim.tap, and starts fault when it is done.
 	scene func(s *sim)
+	// startUp runs no faults at all: every replica starts at once, the
+	// clients make calls until faultFor, and the run ends 2 s later. The
+	// network delays every message by delay[0] to delay[1] (0: the
+	// default), as a loaded machine does; nothing is lost.
+	startUp bool
+	delay   [2]int64
 }
 
 // simResult is what a run observed.
@@ -125,6 +131,12 @@ type simResult struct {
 	mattered  int   // wipes of a replica whose vote mattered, the other holders cut off
 	stale     int   // stale-leader episodes that got the old leader's Phase 1 to the truncating replica
 	calm      int64 // simulated time in calm windows, where checkProgress applies
+	// churn (checkChurn): leaders elected in calm windows, changes of the
+	// leading replica there after the window's first leader, and the most
+	// changes in one window
+	reelected int
+	changes   int
+	maxChurn  int
 }
 
 // ---- event queue ----
@@ -309,6 +321,12 @@ type sim struct {
 	lastPut   int64 // when a put was last acknowledged
 	abandoned int64 // since when a lease nobody claims blocks the cell; -1: none
 	lastCheck int64 // the previous calm check
+	// churn (checkChurn): the ballots that led in the current calm window,
+	// in the order they were first seen leading, and when
+	led      []Ballot
+	ledAt    []int64
+	changes  int  // how many of them count as changes (checkChurn)
+	rivalLed bool // since the last election, another replica that led in the window campaigned again
 }
 
 func (s *sim) fail(format string, args ...any) {
@@ -337,6 +355,9 @@ func newSim(p simParams) *sim {
 		votes: map[instBallot]*votes{}, decided: map[uint64]decision{},
 		chosenVal: map[uint64]string{}, opAt: map[string]uint64{}, acked: map[string]uint64{},
 		delayMin: 200, delayMax: 5 * ms, nclients: 4,
+	}
+	if p.delay[1] > 0 {
+		s.delayMin, s.delayMax = p.delay[0], p.delay[1]
 	}
 	for i := range p.n {
 		s.peers = append(s.peers, uint64(i+1))
@@ -1301,6 +1322,10 @@ func newSimRun(p simParams) *sim {
 		s.clients++
 		s.after(s.uniform(0, 50*ms), func() { s.issue(c, s.clients-s.nclients+c+1) })
 	}
+	if p.startUp {
+		s.at(p.faultFor, func() { s.stopOps = true })
+		return s.runUntil(p.faultFor + 2*second)
+	}
 	s.faulting = true
 	if p.scene != nil {
 		p.scene(s)
@@ -1334,7 +1359,13 @@ func newSimRun(p simParams) *sim {
 		}
 		s.stopOps = true
 	})
-	stopAt := healAt + liveBound + 2*second
+	return s.runUntil(healAt + liveBound + 2*second)
+}
+
+// runUntil runs the events queued up to stopAt, with the checks after each,
+// and the end-of-run checks.
+func (s *sim) runUntil(stopAt int64) *sim {
+	p := s.p
 	for s.q.Len() > 0 && s.failed == nil {
 		e := heap.Pop(&s.q).(*event)
 		if e.at > stopAt {
@@ -1429,6 +1460,7 @@ func (s *sim) checkProgress() {
 	}
 	if s.calmFrom < 0 {
 		s.calmFrom, s.abandoned = s.now, -1
+		s.led, s.ledAt, s.changes, s.rivalLed = s.led[:0], s.ledAt[:0], 0, false
 	} else {
 		s.res.calm += s.now - s.lastCheck
 	}
@@ -1447,14 +1479,74 @@ func (s *sim) checkProgress() {
 			s.rs[g].id, float64(s.abandoned)/float64(second), float64(s.calmFrom)/float64(second))
 		return
 	}
+	s.checkChurn()
 	if since := max(s.calmFrom, s.lastPut); s.now-since > s.live.progress {
 		s.fail("no put acknowledged for %v of calm (calm since t=%.3fs; bound %v)", time.Duration(s.now-since)*time.Microsecond,
 			float64(s.calmFrom)/float64(second), time.Duration(s.live.progress)*time.Microsecond)
 	}
 }
 
-// liveBounds are the liveness check's bounds in simulated time.
-type liveBounds struct{ progress, abandon int64 }
+// checkChurn follows the leaders of the current calm window (every replica
+// that is leader after an event, with its ballot) and fails once, after
+// the window's first leader (the first elected in it, or one already
+// leading as it began), the leadership changed hands, or a leader was
+// elected again after a replica that had led in the window campaigned,
+// more than live.churn times: a deposed leader that campaigns again while
+// the replica that deposed it has won, and deposes it in turn, shows up
+// here long before it costs the 3 s of the progress bound. A leader that
+// runs Phase 1 again on its own (to fence a rebuilding replica, after
+// restoring a snapshot), or to get above a replica that comes back from a
+// partition with a higher ballot and cannot win, is elected with a new
+// ballot but is no change.
+func (s *sim) checkChurn() {
+	for _, r := range s.rs {
+		if !r.up || r.node.role == Follower {
+			continue
+		}
+		b := r.node.ballot
+		if r.node.role == Candidate {
+			// A replica that led in this window campaigns again after
+			// another was elected.
+			if k := len(s.led); k > 0 && s.led[k-1].ID != r.id && s.led[k-1].Less(b) &&
+				slices.ContainsFunc(s.led, func(l Ballot) bool { return l.ID == r.id }) {
+				s.rivalLed = true
+			}
+			continue
+		}
+		if slices.Contains(s.led, b) {
+			continue
+		}
+		s.led, s.ledAt = append(s.led, b), append(s.ledAt, s.now)
+		if s.now == s.calmFrom {
+			continue // leading as the window began: not elected in it
+		}
+		s.res.reelected++
+		k, rival := len(s.led), s.rivalLed
+		s.rivalLed = false
+		if k == 1 || s.led[k-2].ID == r.id && !rival {
+			continue
+		}
+		s.changes++
+		s.res.changes++
+		s.res.maxChurn = max(s.res.maxChurn, s.changes)
+		if s.changes > s.live.churn {
+			var w strings.Builder
+			for i, l := range s.led {
+				fmt.Fprintf(&w, " %v@%.3fs", l, float64(s.ledAt[i])/float64(second))
+			}
+			s.fail("%d changes of leader after the first of a calm window (calm since t=%.3fs; bound %d); leaders:%s",
+				s.changes, float64(s.calmFrom)/float64(second), s.live.churn, w.String())
+			return
+		}
+	}
+}
+
+// liveBounds are the liveness check's bounds in simulated time (progress,
+// abandon) and in elections (churn).
+type liveBounds struct {
+	progress, abandon int64
+	churn             int
+}
 
 // newLiveBounds derives the bounds from the configuration, in ticks of the
 // slowest clock the drift allows (period). From the start of a calm window
@@ -1482,6 +1574,7 @@ func newLiveBounds(cfg Config, period int64) liveBounds {
 	return liveBounds{
 		progress: (l + 1 + 3*2*e + e + 4*h) * period,
 		abandon:  2 * h * period,
+		churn:    1,
 	}
 }
 
@@ -1626,6 +1719,13 @@ func simFaultTime() int64 {
 	return 10 * second
 }
 
+// simSeedParams are TestSimulation's parameters for seed in a cell of n.
+func simSeedParams(n int, seed uint64) simParams {
+	return simParams{n: n, seed: seed, faultFor: simFaultTime(), wipe: true,
+		earlySend: seed%2 == 1, earlyApply: seed/2%2 == 1, pipeline: seed/4%2 == 1, resign: seed/8%2 == 1,
+		impatient: seed/16%2 == 1, tight: seed%3 == 1, stale: seed%3 == 1, deaf: seed%3 != 2, late: true}
+}
+
 func TestSimulation(t *testing.T) {
 	for _, n := range []int{3, 5} {
 		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
@@ -1646,9 +1746,7 @@ func TestSimulation(t *testing.T) {
 				// seeds 0 and 1 mod 3 make replicas deaf to what is chosen;
 				// every seed may wipe a replica's disk, and delivers some
 				// messages to a replica's next incarnation.
-				res := runSim(simParams{n: n, seed: seed, faultFor: simFaultTime(), wipe: true,
-					earlySend: seed%2 == 1, earlyApply: seed/2%2 == 1, pipeline: seed/4%2 == 1, resign: seed/8%2 == 1,
-					impatient: seed/16%2 == 1, tight: seed%3 == 1, stale: seed%3 == 1, deaf: seed%3 != 2, late: true})
+				res := runSim(simSeedParams(n, seed))
 				if res.err != nil {
 					t.Fatalf("seed %d: %v\nreplay: go test ./replica/paxos -run 'TestSimulation$/n=%d$' -seed=%d -simsec=%d -v -simlog",
 						seed, res.err, n, seed, simFaultTime()/second)
@@ -1671,14 +1769,18 @@ func TestSimulation(t *testing.T) {
 				total.mattered += res.mattered
 				total.stale += res.stale
 				total.calm += res.calm
+				total.reelected += res.reelected
+				total.changes += res.changes
+				total.maxChurn = max(total.maxChurn, res.maxChurn)
 			}
 			t.Logf("%d seeds, %.0f simulated s: %d puts ok, %d lease reads ok, %d unknown, %d elections, %d instances; "+
 				"%d snapshots taken, %d installed, %d promises with values, %d catch-up replies, %d pipelined accepts, %d resignations, "+
 				"%d disks wiped (%d while another replica rebuilt, %d whose vote mattered), %d rebuilt; %d stale-leader episodes; "+
-				"%.0f s calm (liveness checked)",
+				"%.0f s calm (liveness checked), %d leaders elected there, %d changes of leader after the window's first (at most %d in one)",
 				len(seeds), float64(total.simTime)/float64(second), total.opsOK, total.readsOK, total.unknown, total.elections,
 				total.chosen, total.snapshots, total.installs, total.p1values, total.catchUps, total.pipelined, total.resigns,
-				total.wipes, total.twoLost, total.mattered, total.rebuilds, total.stale, float64(total.calm)/float64(second))
+				total.wipes, total.twoLost, total.mattered, total.rebuilds, total.stale, float64(total.calm)/float64(second),
+				total.reelected, total.changes, total.maxChurn)
 			if len(seeds) >= 10 && (total.installs == 0 || total.p1values == 0 || total.catchUps == 0 || total.elections < len(seeds) ||
 				total.pipelined == 0 || len(seeds) >= 16 && total.resigns == 0 || total.rebuilds == 0 || total.calm == 0 ||
 				n >= 5 && len(seeds) >= 50 && total.twoLost == 0 || len(seeds) >= 50 && (total.mattered == 0 || total.stale == 0)) {

@@ -110,8 +110,33 @@ func (n *Node) onPrepare(m Message) {
 		n.logger.Info("paxos preempted by prepare", "ballot", n.ballot, "by", m.Ballot)
 	}
 	n.stepDown(0)
+	n.holdFor(m.From)
 	n.sendPromise(m, m.Instance)
 	n.noteCommit(m.From, m.Commit)
+}
+
+// holdFor grants the candidate this acceptor just promised a lease of an
+// election timeout (the time a candidate has to finish its Phase 1 before
+// it tries again): Prepares from anyone else are refused until then, or
+// until the candidate's first Accept or Heartbeat turns it into the
+// leader's lease. Without it a new leader's promisers could promise a
+// higher ballot before its first Accept reached them, and a leader
+// deposed that way, which had to assume its followers still refused
+// everyone else (onReject), took the leadership back at once, deposing its
+// preemptor in turn: two replicas took turns leading, five ballots in
+// 250 ms at start-up under load (the simulation's churn check). The price:
+// a candidate that loses (a higher ballot came, or a split vote) keeps its
+// promisers from promising another for up to an election timeout, after
+// which the others' election timers decide, as they would anyway.
+func (n *Node) holdFor(id uint64) {
+	if n.cfg.LeaseTicks == 0 || n.bugs.noHold {
+		return
+	}
+	until := n.now + uint64(n.cfg.ElectionTicks) + 1
+	if n.grantTo == id {
+		until = max(until, n.grantUntil)
+	}
+	n.grantTo, n.grantUntil = id, until
 }
 
 // onPrepareRest answers a candidate that asks for the rest of this
@@ -241,6 +266,7 @@ func (n *Node) beyondPhase1(m Message) bool {
 // ballot m.Ballot >= promised: promise it, follow it, grant it the lease.
 func (n *Node) follow(m Message) {
 	n.promise(m.Ballot)
+	n.retakeAt = 0
 	if n.role != Follower || n.leader != m.Ballot.ID {
 		n.stepDown(m.Ballot.ID)
 	}
@@ -415,12 +441,37 @@ func (n *Node) onReject(m Message) {
 	n.logger.Info("paxos preempted", "ballot", n.ballot, "by", m.Ballot)
 	// Followers that took our Accepts or Heartbeats of the last lease
 	// round may refuse every other candidate for a lease even when our
-	// lease is not valid (yet): selfGranted.
-	holding := n.LeaseValid() || n.selfGranted()
+	// lease is not valid (yet): then nobody else can be elected before
+	// those grants run out, and we take the leadership back with a higher
+	// ballot. At once if a majority surely refuses the preemptor: our
+	// lease holds, or we were elected within a heartbeat, so our Phase 1
+	// promisers hold for us (holdFor) until our first Accepts make that
+	// a lease. Otherwise only our own acceptor's grant to us says they
+	// may (selfGranted), and the preemptor may well have won: then its
+	// first Accept reaches us within a heartbeat and we follow it, where
+	// taking the leadership back at once would depose it, and it us in
+	// turn (the simulation's churn check). So we wait that heartbeat.
+	sure := n.LeaseValid() || n.role == Leader && n.selfGranted() && n.now-n.leaderAt <= uint64(n.cfg.HeartbeatTicks)
+	maybe := !sure && n.selfGranted()
 	n.stepDown(0)
-	if holding {
-		// The followers still refuse others for our lease: take the
-		// leadership back at once with a higher ballot.
+	switch {
+	case sure || maybe && n.bugs.retakeAtOnce:
+		n.campaign()
+	case maybe:
+		n.retakeAt = n.now + uint64(n.cfg.HeartbeatTicks)
+	}
+}
+
+// maybeRetake campaigns again for a leader preempted while its own acceptor
+// still granted it the lease (onReject), a heartbeat later, unless it heard
+// from a leader meanwhile: its followers may still refuse everyone else.
+func (n *Node) maybeRetake() {
+	if n.retakeAt == 0 || n.now < n.retakeAt {
+		return
+	}
+	n.retakeAt = 0
+	if n.role == Follower && n.leader == 0 && n.selfGranted() && n.rebuild == 0 {
+		n.logger.Info("paxos no leader a heartbeat after being preempted: campaigns again", "ballot", n.ballot)
 		n.campaign()
 	}
 }
