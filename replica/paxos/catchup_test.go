@@ -201,7 +201,7 @@ func TestAcceptorHoldsForTheCandidateItPromised(t *testing.T) {
 	if p := msgsOf(ready(t, n), MsgPromise); len(p) != 1 || p[0].Ballot != b(2, 1) {
 		t.Fatalf("Promises %+v; want one of 2.1", p)
 	}
-	for range n.cfg.ElectionTicks + 1 {
+	for range 2*n.cfg.HeartbeatTicks + 1 {
 		n.Tick()
 	}
 	ready(t, n)
@@ -214,8 +214,8 @@ func TestAcceptorHoldsForTheCandidateItPromised(t *testing.T) {
 // A leader preempted when its lease is not valid and it was elected more
 // than a heartbeat ago can only assume, from its own acceptor's grant,
 // that its followers still refuse everyone else; the preemptor may have
-// won. So it waits a heartbeat: if the preemptor's Accept or Heartbeat
-// comes, it follows; taking the leadership back at once would depose the
+// won. So it waits: if the preemptor's Accept or Heartbeat comes, it
+// follows; taking the leadership back at once would depose the
 // new leader, which would take it back in turn (the start-up churn).
 func TestPreemptedLeaderFollowsAPreemptorThatWon(t *testing.T) {
 	n, _ := campaignWith(t, 3, Message{From: 2, Commit: 1})
@@ -240,10 +240,10 @@ func TestPreemptedLeaderFollowsAPreemptorThatWon(t *testing.T) {
 	}
 }
 
-// ... and if no leader is heard from within that heartbeat, the preemptor
-// did not win (the followers that took our last round refuse it): then it
-// takes the leadership back, long before those grants run out.
-func TestPreemptedLeaderCampaignsAgainAHeartbeatLater(t *testing.T) {
+// ... and if no leader is heard from within two heartbeats (less a tick),
+// the preemptor did not win (the followers that took our last round refuse
+// it): then it takes the leadership back, long before those grants run out.
+func TestPreemptedLeaderCampaignsAgainTwoHeartbeatsLater(t *testing.T) {
 	n, _ := campaignWith(t, 3, Message{From: 2, Commit: 1})
 	for range n.cfg.HeartbeatTicks + 1 {
 		n.Tick()
@@ -252,17 +252,18 @@ func TestPreemptedLeaderCampaignsAgainAHeartbeatLater(t *testing.T) {
 	first := n.ballot
 	step(t, n, Message{Type: MsgReject, From: 3, Ballot: b(first.Round+3, 3), Commit: 1})
 	ready(t, n)
-	for k := range n.cfg.HeartbeatTicks {
+	wait := 2*n.cfg.HeartbeatTicks - 1
+	for k := range wait {
 		n.Tick()
 		p := msgsOf(ready(t, n), MsgPrepare)
-		if k < n.cfg.HeartbeatTicks-1 {
+		if k < wait-1 {
 			if len(p) != 0 {
-				t.Fatalf("Prepares %+v %d ticks after the Reject; want none before a heartbeat", p, k+1)
+				t.Fatalf("Prepares %+v %d ticks after the Reject; want none before %d", p, k+1, wait)
 			}
 			continue
 		}
 		if n.role != Candidate || len(p) != 2 || !b(first.Round+3, 3).Less(p[0].Ballot) {
-			t.Fatalf("a heartbeat after the Reject: role %v, Prepares %+v; want a campaign above %v", n.role, p, b(first.Round+3, 3))
+			t.Fatalf("%d ticks after the Reject: role %v, Prepares %+v; want a campaign above %v", wait, n.role, p, b(first.Round+3, 3))
 		}
 	}
 }

@@ -126,7 +126,7 @@ func TestRestOfPromiseOnlyUnderTheSamePromise(t *testing.T) {
 	if len(pr) != 1 || pr[0].Entries[0].Instance != through+1 {
 		t.Fatalf("Promise %+v; want the records from %d", pr, through+1)
 	}
-	for range n.cfg.ElectionTicks + 1 {
+	for range 2*n.cfg.HeartbeatTicks + 1 {
 		n.Tick() // the hold for 1 (holdFor): no Accept of 2.1 came
 	}
 	step(t, n, Message{Type: MsgPrepare, From: 3, Ballot: b(3, 3), Instance: 1, Last: 1})

@@ -115,24 +115,26 @@ func (n *Node) onPrepare(m Message) {
 	n.noteCommit(m.From, m.Commit)
 }
 
-// holdFor grants the candidate this acceptor just promised a lease of an
-// election timeout (the time a candidate has to finish its Phase 1 before
-// it tries again): Prepares from anyone else are refused until then, or
-// until the candidate's first Accept or Heartbeat turns it into the
-// leader's lease. Without it a new leader's promisers could promise a
-// higher ballot before its first Accept reached them, and a leader
-// deposed that way, which had to assume its followers still refused
-// everyone else (onReject), took the leadership back at once, deposing its
-// preemptor in turn: two replicas took turns leading, five ballots in
-// 250 ms at start-up under load (the simulation's churn check). The price:
-// a candidate that loses (a higher ballot came, or a split vote) keeps its
-// promisers from promising another for up to an election timeout, after
-// which the others' election timers decide, as they would anyway.
+// holdFor grants the candidate this acceptor just promised a lease of two
+// heartbeats (time for its Phase 1 to end and its first Accept to arrive):
+// Prepares from anyone else are refused until then, or until the
+// candidate's first Accept or Heartbeat turns it into the leader's lease.
+// Without it a new leader's promisers could promise a higher ballot before
+// its first Accept reached them, and a leader deposed that way, which had
+// to assume its followers still refused everyone else (onReject), took the
+// leadership back at once, deposing its preemptor in turn: two replicas
+// took turns leading, five ballots in 250 ms at start-up under load (the
+// simulation's churn check). The price: a candidate that loses (a higher
+// ballot came, a split vote) keeps its promisers from promising another
+// for two heartbeats. An election timeout was too long: with candidates
+// campaigning about once an election timeout, each preempting the last,
+// the promisers were always held for a candidate that had given up (no
+// leader for 3 s, n=5 seed 1176).
 func (n *Node) holdFor(id uint64) {
 	if n.cfg.LeaseTicks == 0 || n.bugs.noHold {
 		return
 	}
-	until := n.now + uint64(n.cfg.ElectionTicks) + 1
+	until := n.now + uint64(2*n.cfg.HeartbeatTicks) + 1
 	if n.grantTo == id {
 		until = max(until, n.grantUntil)
 	}
@@ -448,9 +450,9 @@ func (n *Node) onReject(m Message) {
 	// promisers hold for us (holdFor) until our first Accepts make that
 	// a lease. Otherwise only our own acceptor's grant to us says they
 	// may (selfGranted), and the preemptor may well have won: then its
-	// first Accept reaches us within a heartbeat and we follow it, where
-	// taking the leadership back at once would depose it, and it us in
-	// turn (the simulation's churn check). So we wait that heartbeat.
+	// first Accept reaches us soon and we follow it, where taking the
+	// leadership back at once would depose it, and it us in turn (the
+	// simulation's churn check). So we wait (maybeRetake).
 	sure := n.LeaseValid() || n.role == Leader && n.selfGranted() && n.now-n.leaderAt <= uint64(n.cfg.HeartbeatTicks)
 	maybe := !sure && n.selfGranted()
 	n.stepDown(0)
@@ -458,13 +460,18 @@ func (n *Node) onReject(m Message) {
 	case sure || maybe && n.bugs.retakeAtOnce:
 		n.campaign()
 	case maybe:
-		n.retakeAt = n.now + uint64(n.cfg.HeartbeatTicks)
+		n.retakeAt = n.now + uint64(2*n.cfg.HeartbeatTicks) - 1
 	}
 }
 
 // maybeRetake campaigns again for a leader preempted while its own acceptor
-// still granted it the lease (onReject), a heartbeat later, unless it heard
-// from a leader meanwhile: its followers may still refuse everyone else.
+// still granted it the lease (onReject), a tick short of two heartbeats
+// later, unless it heard from a leader meanwhile: its followers may still
+// refuse everyone else. Two heartbeats is what the simulation's
+// abandoned-lease check allows such a wait; one was too short for a
+// preemptor that was itself preempted by a third replica, which won:
+// taking the leadership back just before that one's first Accept arrived
+// made it run Phase 1 again (n=3 seed 2890).
 func (n *Node) maybeRetake() {
 	if n.retakeAt == 0 || n.now < n.retakeAt {
 		return
