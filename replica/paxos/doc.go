@@ -30,7 +30,11 @@
 // refuses Prepares from any other replica for LeaseTicks+1 of its own ticks.
 // Every leader message carries a lease round; the leader's lease lasts until
 // the start of the latest round a majority acknowledged + LeaseTicks −
-// DriftTicks. A restarted replica forgets the leases it granted, so it
+// DriftTicks. An acceptor that promises a candidate refuses other
+// candidates' Prepares for 2·HeartbeatTicks+1 ticks, or until the
+// candidate's first Accept or Heartbeat (a hold, so that a new leader's
+// promisers are not taken from it while its first Accepts travel). A
+// restarted replica forgets the leases it granted, so it
 // neither promises to others nor campaigns for LeaseTicks+1 ticks after New.
 // A leader that stops gives its lease up instead of letting it run out:
 // Resign ends its lease and leadership in one step and sends Resign, which

@@ -478,7 +478,7 @@ func (n *Node) maybeRetake() {
 	}
 	n.retakeAt = 0
 	if n.role == Follower && n.leader == 0 && n.selfGranted() && n.rebuild == 0 {
-		n.logger.Info("paxos no leader a heartbeat after being preempted: campaigns again", "ballot", n.ballot)
+		n.logger.Info("paxos no leader two heartbeats after being preempted: campaigns again", "ballot", n.ballot)
 		n.campaign()
 	}
 }
