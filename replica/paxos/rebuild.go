@@ -76,7 +76,7 @@ func (n *Node) onRebuild(m Message) {
 		}
 	}
 	n.fenceCampaignAt = max(n.now, 1)
-	n.logger.Info("paxos fences for a rebuilding replica", "replica", m.From, "ballot", n.ballot)
+	n.logger.Info("paxos fences for a rebuilding replica", "rebuilding", m.From, "ballot", n.ballot)
 	n.campaign()
 }
 
