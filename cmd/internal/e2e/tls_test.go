@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +15,6 @@ func TestTLSCell(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := startProcCell(t, ctx, cellOptions{tls: true})
-	ca, dir := c.ca, c.certDir
 	noCert := []string{c.env[0], "LATCH_CACERT=" + c.caFile()}
 
 	if _, errs, code := run(t, ctx, c.latch, c.env, "", "put", "-p", "/tls/hello", "world"); code != 0 {
@@ -31,11 +29,7 @@ func TestTLSCell(t *testing.T) {
 
 	// ACLs see the certificates' CNs: the operator (a superuser) lets
 	// alice, not bob, read and write /tls/app.
-	as := func(cn string) []string {
-		certFile, keyFile := ca.Issue(t, cn).Write(t, dir, cn)
-		return append(slices.Clone(noCert), "LATCH_CERT="+certFile, "LATCH_KEY="+keyFile)
-	}
-	alice, bob := as("alice"), as("bob")
+	alice, bob := c.envAs("alice"), c.envAs("bob")
 	latch := func(env []string, wantCode int, args ...string) string {
 		t.Helper()
 		out, errs, code := run(t, ctx, c.latch, env, "", args...)
