@@ -24,7 +24,10 @@
 // The bank (Jepsen's bank test) moves money between accounts with
 // transactions through a partition and a kill of the leader: the total
 // must hold, every acknowledged transfer must be logged, and the log must
-// replay to every balance and content generation.
+// replay to every balance and content generation. In a TLS cell a
+// principal's rights are revoked, and later granted again, right before
+// the leader is killed (S25): no write of his sent after the revocation may
+// be applied, nor any of /app's events shown to him.
 // TestSoak (opt-in, -soak=D) strings random faults together for as long as
 // it is given.
 //
