@@ -73,6 +73,10 @@ type Event struct {
 	// Session is the other session involved: the new holder for
 	// EventLockAcquired, the waiter for EventLockConflict.
 	Session uint64
+	// Err is set on an EventFailover after which the new leader refused to
+	// register the watch again (errors.Is(Err, ErrPermission), ErrLimit):
+	// it is the watch's last event, and its channel closes after it.
+	Err error
 }
 
 // Rescan reports whether the event says that events may have been lost, so
@@ -91,6 +95,9 @@ func (e Event) String() string {
 	}
 	if e.Index != 0 {
 		s += " index=" + strconv.FormatUint(e.Index, 10)
+	}
+	if e.Err != nil {
+		s += " err=" + e.Err.Error()
 	}
 	return s
 }

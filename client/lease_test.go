@@ -151,7 +151,7 @@ func TestWatcherQueueOverflowBecomesOneMissed(t *testing.T) {
 	w.push(Event{Type: EventContentChanged, Index: 5})
 	var got []Event
 	for {
-		ev, ok := w.pop()
+		ev, _, ok := w.pop()
 		if !ok {
 			break
 		}
@@ -159,5 +159,27 @@ func TestWatcherQueueOverflowBecomesOneMissed(t *testing.T) {
 	}
 	if len(got) != 2 || got[0].Type != EventMissed || got[1].Index != 5 {
 		t.Fatalf("queue after overflow = %v; want [missed, event 5]", got)
+	}
+}
+
+// A watch's last event (a refused registration after a fail-over) comes
+// after everything queued, even past an overflow, and is marked last.
+func TestWatcherLastEventAfterTheQueue(t *testing.T) {
+	w := &watcher{limit: 2, wake: make(chan struct{}, 1)}
+	for i := range 3 {
+		w.push(Event{Type: EventContentChanged, Index: uint64(i + 1)}) // the third overflows
+	}
+	w.end(Event{Type: EventFailover, Err: ErrPermission})
+	var got []Event
+	var lasts []bool
+	for {
+		ev, last, ok := w.pop()
+		if !ok {
+			break
+		}
+		got, lasts = append(got, ev), append(lasts, last)
+	}
+	if len(got) != 2 || got[0].Type != EventMissed || got[1].Err != ErrPermission || lasts[0] || !lasts[1] {
+		t.Fatalf("events %v (last %v); want [missed, failover with the error (last)]", got, lasts)
 	}
 }

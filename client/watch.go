@@ -17,7 +17,10 @@ import (
 //
 // Watches live on the leader. After a fail-over the client registers every
 // watch again with the new leader and then delivers EventFailover: events in
-// between may have been missed, so re-read what you depend on. A reader that
+// between may have been missed, so re-read what you depend on. If the new
+// leader refuses the watch (the session's principal may no longer read the
+// path: ErrPermission; a limit), the EventFailover carries that error in
+// Err and is the channel's last event: the channel closes after it. A reader that
 // falls behind by more than Config.WatchBuffer events gets EventMissed in
 // place of them. The client never blocks on a slow reader.
 //
@@ -100,6 +103,7 @@ type watcher struct {
 	id    uint64 // the cell's id for the current registration
 	epoch uint64 // the rewatch epoch the registration was made in
 	queue []Event
+	final *Event // the last event, delivered after queue; then the channel closes
 
 	wake     chan struct{} // capacity 1: the queue is not empty
 	out      chan Event
@@ -142,35 +146,56 @@ func (w *watcher) push(ev Event) {
 	}
 }
 
-// pop returns the oldest queued event.
-func (w *watcher) pop() (Event, bool) {
+// end makes ev the watch's last event, delivered after what is queued.
+// The caller has taken w out of the client's watchers, so nothing is
+// queued after it.
+func (w *watcher) end(ev Event) {
+	w.mu.Lock()
+	w.final = &ev
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pop returns the oldest queued event, and whether it is the last one.
+func (w *watcher) pop() (ev Event, last, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.queue) == 0 {
-		return Event{}, false
+		if w.final != nil {
+			ev, w.final = *w.final, nil
+			return ev, true, true
+		}
+		return Event{}, false, false
 	}
-	ev := w.queue[0]
+	ev = w.queue[0]
 	w.queue[0] = Event{}
 	w.queue = w.queue[1:]
 	if len(w.queue) == 0 {
 		w.queue = nil
 	}
-	return ev, true
+	return ev, false, true
 }
 
 // stop ends the watch from the client's side (the session is over).
 func (w *watcher) stop() { w.stopOnce.Do(func() { close(w.done) }) }
 
-// pump moves queued events to the reader until ctx ends or the watch is
-// stopped, then closes the reader's channel and, if the session lives,
-// removes the watch at the cell.
+// pump moves queued events to the reader until ctx ends, the watch is
+// stopped or its last event is delivered, then closes the reader's channel
+// and, if the session lives, removes the watch at the cell.
 func (w *watcher) pump(ctx context.Context) {
 	defer w.c.wg.Done()
 	defer close(w.out)
+deliver:
 	for {
-		if ev, ok := w.pop(); ok {
+		if ev, last, ok := w.pop(); ok {
 			select {
 			case w.out <- ev:
+				if last {
+					break deliver
+				}
 				continue
 			case <-ctx.Done():
 			case <-w.done:
@@ -254,11 +279,16 @@ func (c *Client) rewatchLoop() {
 					return
 				}
 				// do retried until the cell answered: this is a refusal
-				// (a limit, say). The reader must re-read anyway.
-				c.log.Error("client: could not register a watch again after fail-over", "path", w.path, "err", err)
-			} else {
-				w.setID(id, epoch)
+				// (no longer allowed to read the path, a limit). The watch
+				// ends: its reader gets the refusal with the failover.
+				c.log.Warn("client: the cell refused a watch again after fail-over; it ends", "path", w.path, "err", err)
+				c.mu.Lock()
+				delete(c.watchers, w)
+				c.mu.Unlock()
+				w.end(Event{Type: EventFailover, Err: fmt.Errorf("Watch %s: registering again with the new leader: %w", w.path, err)})
+				continue
 			}
+			w.setID(id, epoch)
 			w.push(Event{Type: EventFailover})
 		}
 	}

@@ -2,12 +2,14 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/latchd/latch/client"
+	"github.com/latchd/latch/internal/wire"
 )
 
 // next returns the next event that is not a fail-over notice.
@@ -220,5 +222,58 @@ func TestWatchAcrossFailover(t *testing.T) {
 	}
 	if l := c.Leader(); l == cell.Endpoints()[old] {
 		t.Fatalf("Leader() = %s, the stopped replica", l)
+	}
+}
+
+// A watch the new leader refuses after a fail-over (the session's
+// principal may no longer read the path) ends: its reader gets
+// EventFailover carrying the refusal, and then the channel closes, while
+// the session and its other watches go on.
+func TestWatchRefusedAfterFailoverEnds(t *testing.T) {
+	watchAt := func(refuse string) func(wire.Message) fakeAnswer {
+		return func(m wire.Message) fakeAnswer {
+			if w, ok := m.(*wire.Watch); ok {
+				if w.Path == refuse {
+					return answer(wire.Errorf(wire.Permission, "principal \"bob\" may not read %q", w.Path))
+				}
+				return answer(&wire.WatchReply{Watch: 1})
+			}
+			return fakeAnswer{}
+		}
+	}
+	a := startFake(t, "a", watchAt(""))
+	b := startFake(t, "b", watchAt("/secret"))
+	c := dialFake(t, fakeConfig(a.addr(), b.addr()))
+	ctx := bg(t, 20*time.Second)
+	secret, err := c.Watch(ctx, "/secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, err := c.Watch(ctx, "/open")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The client learns a new replica leads when another one answers its
+	// KeepAlive: once a has answered one (the next is then on its way), a
+	// goes and b answers.
+	for a.kas.Load() < 2 {
+		if ctx.Err() != nil {
+			t.Fatal("a KeepAlive was never answered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.close()
+	ev, ok := <-secret
+	if !ok || ev.Type != client.EventFailover || !errors.Is(ev.Err, client.ErrPermission) {
+		t.Fatalf("the refused watch's event: %v (open %v); want a failover carrying ErrPermission", ev, ok)
+	}
+	if ev, ok := <-secret; ok {
+		t.Fatalf("the refused watch delivered %v after its last event; want it closed", ev)
+	}
+	if ev, ok := <-open; !ok || ev.Type != client.EventFailover || ev.Err != nil {
+		t.Fatalf("the other watch's event: %v (open %v); want a plain failover", ev, ok)
+	}
+	if err := c.Err(); err != nil {
+		t.Fatalf("the session ended: %v", err)
 	}
 }

@@ -96,10 +96,16 @@ A line "latch: watching PATH" on stderr says the watch is registered.`,
 				return follow(ctx, ch, count, func() error {
 					return fmt.Errorf("watch on %s ended with the session (%v): %w", args[0], c.Err(), ErrLost)
 				}, func(ev client.Event) error {
+					var err error
 					if g.json() {
-						return g.printJSON(eventJSON(ev, time.Now()))
+						err = g.printJSON(eventJSON(ev, time.Now()))
+					} else {
+						_, err = fmt.Fprintln(g.env.Stdout, eventLine(ev, time.Now()))
 					}
-					_, err := fmt.Fprintln(g.env.Stdout, eventLine(ev, time.Now()))
+					if err == nil && ev.Err != nil {
+						// The new leader refused the watch: it has ended.
+						err = fmt.Errorf("watch on %s ended: %w", args[0], ev.Err)
+					}
 					return err
 				})
 			})
