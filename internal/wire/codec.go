@@ -6,11 +6,12 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // Typed msgpack for the messages of the hot paths (Get, Put, Acquire,
-// Release, KeepAlive, their replies, Ack and Error, and the Stat and
-// Sequencer they carry). Reflection cost more than the rest of a call's
+// Release, KeepAlive, Txn, their replies, Ack and Error, and the Stat,
+// Sequencer, ACL, TxnOp and TxnResult they carry). Reflection cost more than the rest of a call's
 // encoding and decoding together (a struct-cache lookup, an interface per
 // field, an omitempty check per field). The bytes are exactly those the
 // reflection encoder writes for the struct tags: a map of the fields that
@@ -19,8 +20,10 @@ import (
 // as 0xd3, uint8 as 0xcc, uint16 as 0xcd, uint32 as 0xce). The decoders
 // accept what the reflection decoder accepts for a map: keys in any order,
 // unknown keys skipped, nil for zero; they refuse the array form of a
-// struct, which no encoder here writes. TestTypedCodecMatchesReflection
-// holds both to that. The other messages use reflection.
+// struct, which no encoder here writes. A nil slice is written as nil and
+// an empty one as an empty array, and each decodes back as it was.
+// TestTypedCodecMatchesReflection and TestTxnCodecMatchesReflection hold
+// both to that. The other messages use reflection.
 
 // fieldWriter writes the fields of one struct as a msgpack map. A struct's
 // fields method runs twice: first to count the fields that are not omitted
@@ -128,6 +131,56 @@ func (w *fieldWriter) stat(k string, v *Stat) {
 func (w *fieldWriter) seq(k string, v *Sequencer) {
 	if w.key(k) {
 		w.set(v.EncodeMsgpack(w.e))
+	}
+}
+
+// seqPtr and acl write a pointer to a nested struct, omitted when nil
+// (omitempty on a pointer: a non-nil pointer to a zero value is written).
+func (w *fieldWriter) seqPtr(k string, v *Sequencer) {
+	if v != nil {
+		w.seq(k, v)
+	}
+}
+
+func (w *fieldWriter) acl(k string, v *ACL) {
+	if v != nil && w.key(k) {
+		w.set(v.EncodeMsgpack(w.e))
+	}
+}
+
+// strs writes a []string; omit drops an empty one.
+func (w *fieldWriter) strs(k string, v []string, omit bool) {
+	if (!omit || len(v) != 0) && w.key(k) {
+		if v == nil {
+			w.set(w.e.EncodeNil())
+			return
+		}
+		w.set(w.e.EncodeArrayLen(len(v)))
+		for _, s := range v {
+			w.set(w.e.EncodeString(s))
+		}
+	}
+}
+
+// writeStructs writes a slice of typed structs (never omitted): nil as nil,
+// otherwise an array of maps.
+func writeStructs[T any, P interface {
+	*T
+	msgpack.CustomEncoder
+}](w *fieldWriter, k string, v []T) {
+	if !w.key(k) {
+		return
+	}
+	if v == nil {
+		w.set(w.e.EncodeNil())
+		return
+	}
+	w.set(w.e.EncodeArrayLen(len(v)))
+	for i := range v {
+		if w.err != nil {
+			return
+		}
+		w.set(P(&v[i]).EncodeMsgpack(w.e))
 	}
 }
 
@@ -251,6 +304,78 @@ func (r *mapReader) flag(p *bool) {
 	v, err := r.d.DecodeBool()
 	*p = v
 	r.set(err)
+}
+
+// maxPrealloc bounds the capacity a decoder gives a slice before reading
+// its elements: a length prefix alone (5 bytes) cannot make it allocate
+// more; longer slices grow as their elements are read, each of which takes
+// at least a byte of the input.
+const maxPrealloc = 32
+
+// arrayLen reads an array's length: -1 for nil.
+func (r *mapReader) arrayLen() int {
+	n, err := r.d.DecodeArrayLen()
+	r.set(err)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// nilValue reads a nil and reports true, or reports false and reads
+// nothing. After an error it reports true.
+func (r *mapReader) nilValue() bool {
+	c, err := r.d.PeekCode()
+	if err != nil {
+		r.set(err)
+		return true
+	}
+	if c != msgpcode.Nil {
+		return false
+	}
+	r.set(r.d.DecodeNil())
+	return true
+}
+
+func (r *mapReader) strs(p *[]string) {
+	n := r.arrayLen()
+	if n < 0 {
+		*p = nil
+		return
+	}
+	s := make([]string, 0, min(n, maxPrealloc))
+	for range n {
+		v, err := r.d.DecodeString()
+		if err != nil {
+			r.set(err)
+			break
+		}
+		s = append(s, v)
+	}
+	*p = s
+}
+
+// readStructs reads a slice of typed structs written by writeStructs (or
+// reflection): nil as nil, an empty array as an empty slice.
+func readStructs[T any, P interface {
+	*T
+	msgpack.CustomDecoder
+}](r *mapReader, p *[]T) {
+	n := r.arrayLen()
+	if n < 0 {
+		*p = nil
+		return
+	}
+	s := make([]T, 0, min(n, maxPrealloc))
+	for range n {
+		var zero T
+		s = append(s, zero)
+		if err := P(&s[len(s)-1]).DecodeMsgpack(r.d); err != nil {
+			r.set(err)
+			break
+		}
+	}
+	*p = s
 }
 
 func (r *mapReader) mode(p *LockMode) {
@@ -759,6 +884,215 @@ func (m *Error) DecodeMsgpack(d *msgpack.Decoder) error {
 	return r.done()
 }
 
+// ACL
+
+func (a *ACL) fields(w *fieldWriter) {
+	w.strs("r", a.Read, true)
+	w.strs("w", a.Write, true)
+	w.strs("a", a.Admin, true)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (a *ACL) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	a.fields(&w)
+	w.begin()
+	a.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (a *ACL) DecodeMsgpack(d *msgpack.Decoder) error {
+	*a = ACL{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "r":
+			r.strs(&a.Read)
+		case "w":
+			r.strs(&a.Write)
+		case "a":
+			r.strs(&a.Admin)
+		default:
+			r.skip()
+		}
+	}
+	return r.done()
+}
+
+// Txn
+
+func (m *Txn) fields(w *fieldWriter) {
+	m.Header.fields(w)
+	writeStructs(w, "ops", m.Ops)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *Txn) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.fields(&w)
+	w.begin()
+	m.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *Txn) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = Txn{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "ops":
+			readStructs(r, &m.Ops)
+		default:
+			r.header(&m.Header)
+		}
+	}
+	return r.done()
+}
+
+// TxnOp
+
+func (o *TxnOp) fields(w *fieldWriter) {
+	w.u8("kind", uint8(o.Kind), false)
+	w.str("path", o.Path, true)
+	w.bytes("content", o.Content, true)
+	w.u64("ifgen", o.IfGen, true)
+	w.flag("create", o.Create, true)
+	w.flag("eph", o.Ephemeral, true)
+	w.flag("parents", o.Parents, true)
+	w.flag("seq", o.Sequential, true)
+	w.flag("recursive", o.Recursive, true)
+	w.acl("acl", o.ACL)
+	w.seqPtr("sequencer", o.Sequencer)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (o *TxnOp) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	o.fields(&w)
+	w.begin()
+	o.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder. A nil acl or sequencer
+// leaves the pointer nil, as reflection does.
+func (o *TxnOp) DecodeMsgpack(d *msgpack.Decoder) error {
+	*o = TxnOp{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "kind":
+			var k uint64
+			r.u64(&k)
+			o.Kind = TxnOpKind(k)
+		case "path":
+			r.str(&o.Path)
+		case "content":
+			r.bytes(&o.Content)
+		case "ifgen":
+			r.u64(&o.IfGen)
+		case "create":
+			r.flag(&o.Create)
+		case "eph":
+			r.flag(&o.Ephemeral)
+		case "parents":
+			r.flag(&o.Parents)
+		case "seq":
+			r.flag(&o.Sequential)
+		case "recursive":
+			r.flag(&o.Recursive)
+		case "acl":
+			o.ACL = nil
+			if r.nilValue() {
+				break
+			}
+			o.ACL = new(ACL)
+			r.set(o.ACL.DecodeMsgpack(d))
+		case "sequencer":
+			o.Sequencer = nil
+			if r.nilValue() {
+				break
+			}
+			o.Sequencer = new(Sequencer)
+			r.set(o.Sequencer.DecodeMsgpack(d))
+		default:
+			r.skip()
+		}
+	}
+	return r.done()
+}
+
+// TxnReply
+
+func (m *TxnReply) fields(w *fieldWriter) {
+	writeStructs(w, "results", m.Results)
+	w.u64("index", m.Index, true)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *TxnReply) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.fields(&w)
+	w.begin()
+	m.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *TxnReply) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = TxnReply{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "results":
+			readStructs(r, &m.Results)
+		case "index":
+			r.u64(&m.Index)
+		default:
+			r.skip()
+		}
+	}
+	return r.done()
+}
+
+// TxnResult
+
+func (m *TxnResult) fields(w *fieldWriter) {
+	w.str("path", m.Path, true)
+	w.stat("stat", &m.Stat)
+	w.bytes("content", m.Content, true)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *TxnResult) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.fields(&w)
+	w.begin()
+	m.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *TxnResult) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = TxnResult{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "path":
+			r.str(&m.Path)
+		case "stat":
+			r.set(m.Stat.DecodeMsgpack(d))
+		case "content":
+			r.bytes(&m.Content)
+		default:
+			r.skip()
+		}
+	}
+	return r.done()
+}
+
 // The typed messages, checked by the compiler.
 var (
 	_ msgpack.CustomEncoder = (*Get)(nil)
@@ -787,4 +1121,14 @@ var (
 	_ msgpack.CustomDecoder = (*Stat)(nil)
 	_ msgpack.CustomEncoder = (*Sequencer)(nil)
 	_ msgpack.CustomDecoder = (*Sequencer)(nil)
+	_ msgpack.CustomEncoder = (*ACL)(nil)
+	_ msgpack.CustomDecoder = (*ACL)(nil)
+	_ msgpack.CustomEncoder = (*Txn)(nil)
+	_ msgpack.CustomDecoder = (*Txn)(nil)
+	_ msgpack.CustomEncoder = (*TxnOp)(nil)
+	_ msgpack.CustomDecoder = (*TxnOp)(nil)
+	_ msgpack.CustomEncoder = (*TxnReply)(nil)
+	_ msgpack.CustomDecoder = (*TxnReply)(nil)
+	_ msgpack.CustomEncoder = (*TxnResult)(nil)
+	_ msgpack.CustomDecoder = (*TxnResult)(nil)
 )

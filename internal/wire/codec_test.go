@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 
@@ -24,6 +25,8 @@ type (
 	plainError          Error
 	plainStat           Stat
 	plainSequencer      Sequencer
+	plainACL            ACL
+	plainHeader         Header
 )
 
 // typedTwins pairs a new typed value with its reflection twin's type.
@@ -44,6 +47,7 @@ var typedTwins = []struct {
 	{new(Error), reflect.TypeFor[*plainError]()},
 	{new(Stat), reflect.TypeFor[*plainStat]()},
 	{new(Sequencer), reflect.TypeFor[*plainSequencer]()},
+	{new(ACL), reflect.TypeFor[*plainACL]()},
 }
 
 // variants returns values of v's type: zero, every field set, and every
@@ -110,6 +114,259 @@ func normalizeAny(v any) any {
 	p.Elem().Set(reflect.ValueOf(v))
 	normalizeValue(p.Elem())
 	return p.Elem().Interface()
+}
+
+// The Txn messages' twins without methods all the way down (a twin of Txn
+// alone would still reach TxnOp's methods through its Ops): the same
+// fields and tags, the nested types replaced by their twins.
+type (
+	plainTxn struct {
+		plainHeader
+		Ops []plainTxnOp `msgpack:"ops"`
+	}
+	plainTxnOp struct {
+		Kind       TxnOpKind       `msgpack:"kind"`
+		Path       string          `msgpack:"path,omitempty"`
+		Content    []byte          `msgpack:"content,omitempty"`
+		IfGen      uint64          `msgpack:"ifgen,omitempty"`
+		Create     bool            `msgpack:"create,omitempty"`
+		Ephemeral  bool            `msgpack:"eph,omitempty"`
+		Parents    bool            `msgpack:"parents,omitempty"`
+		Sequential bool            `msgpack:"seq,omitempty"`
+		Recursive  bool            `msgpack:"recursive,omitempty"`
+		ACL        *plainACL       `msgpack:"acl,omitempty"`
+		Sequencer  *plainSequencer `msgpack:"sequencer,omitempty"`
+	}
+	plainTxnReply struct {
+		Results []plainTxnResult `msgpack:"results"`
+		Index   uint64           `msgpack:"index,omitempty"`
+	}
+	plainTxnResult struct {
+		Path    string    `msgpack:"path,omitempty"`
+		Stat    plainStat `msgpack:"stat"`
+		Content []byte    `msgpack:"content,omitempty"`
+	}
+)
+
+// deepConvert copies src into dst, a value of its twin type (fields in the
+// same order), keeping nil and empty slices and nil pointers as they are.
+func deepConvert(dst, src reflect.Value) {
+	switch src.Kind() {
+	case reflect.Struct:
+		for i := range src.NumField() {
+			deepConvert(dst.Field(i), src.Field(i))
+		}
+	case reflect.Pointer:
+		if src.IsNil() {
+			dst.SetZero()
+			return
+		}
+		dst.Set(reflect.New(dst.Type().Elem()))
+		deepConvert(dst.Elem(), src.Elem())
+	case reflect.Slice:
+		if src.IsNil() {
+			dst.SetZero()
+			return
+		}
+		dst.Set(reflect.MakeSlice(dst.Type(), src.Len(), src.Len()))
+		for i := range src.Len() {
+			deepConvert(dst.Index(i), src.Index(i))
+		}
+	default:
+		dst.Set(src.Convert(dst.Type()))
+	}
+}
+
+// randomize sets v (recursively) to a random value: each field zero or
+// not, slices nil, empty or of up to 4 elements, pointers nil, to a zero
+// value or to a random one, integers of every width.
+func randomize(v reflect.Value, rng *rand.Rand) {
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := range v.NumField() {
+			randomize(v.Field(i), rng)
+		}
+		return
+	case reflect.Pointer:
+		switch rng.IntN(3) {
+		case 0:
+			v.SetZero()
+		case 1:
+			v.Set(reflect.New(v.Type().Elem()))
+		default:
+			v.Set(reflect.New(v.Type().Elem()))
+			randomize(v.Elem(), rng)
+		}
+		return
+	case reflect.Slice:
+		switch n := rng.IntN(6) - 1; n {
+		case -1:
+			v.SetZero()
+		default:
+			v.Set(reflect.MakeSlice(v.Type(), n, n))
+			for i := range n {
+				randomize(v.Index(i), rng)
+			}
+		}
+		return
+	}
+	if rng.IntN(3) == 0 {
+		v.SetZero()
+		return
+	}
+	switch v.Kind() {
+	case reflect.String:
+		const s = "/ab/\x00é" // a NUL and a byte of a rune cut in two, too
+		v.SetString(s[:rng.IntN(len(s)+1)])
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(rng.Uint64() >> rng.IntN(64))
+	case reflect.Int64:
+		v.SetInt(int64(rng.Uint64()) >> rng.IntN(64))
+	default:
+		panic("randomize: unhandled kind " + v.Kind().String())
+	}
+}
+
+// TestTxnCodecMatchesReflection checks the typed Txn codecs on random
+// values against reflection on their twins: the same bytes, each side
+// decoding the other's bytes to the same value, nil and empty slices of
+// ops and results kept apart, and decode(encode(x)) == x up to the empty
+// values omitempty drops.
+func TestTxnCodecMatchesReflection(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, tw := range []struct {
+		typed any
+		plain reflect.Type
+	}{
+		{new(Txn), reflect.TypeFor[plainTxn]()},
+		{new(TxnReply), reflect.TypeFor[plainTxnReply]()},
+		{new(TxnOp), reflect.TypeFor[plainTxnOp]()},
+		{new(TxnResult), reflect.TypeFor[plainTxnResult]()},
+		{new(ACL), reflect.TypeFor[plainACL]()},
+	} {
+		typ := reflect.TypeOf(tw.typed).Elem()
+		for i := range 2000 {
+			v := reflect.New(typ)
+			randomize(v.Elem(), rng)
+			plainV := reflect.New(tw.plain)
+			deepConvert(plainV.Elem(), v.Elem())
+			typed, err := msgpack.Marshal(v.Interface())
+			if err != nil {
+				t.Fatalf("%s #%d: typed encode: %v", typ.Name(), i, err)
+			}
+			plain, err := msgpack.Marshal(plainV.Interface())
+			if err != nil {
+				t.Fatalf("%s #%d: reflection encode: %v", typ.Name(), i, err)
+			}
+			if !bytes.Equal(typed, plain) {
+				t.Fatalf("%s #%d: %#v\ntyped encoding\n%x\nreflection encoding\n%x", typ.Name(), i, v.Elem().Interface(), typed, plain)
+			}
+			back := reflect.New(typ)
+			if err := msgpack.Unmarshal(plain, back.Interface()); err != nil {
+				t.Fatalf("%s #%d: typed decode: %v", typ.Name(), i, err)
+			}
+			plainBack := reflect.New(tw.plain)
+			if err := msgpack.Unmarshal(typed, plainBack.Interface()); err != nil {
+				t.Fatalf("%s #%d: reflection decode: %v", typ.Name(), i, err)
+			}
+			reflBack := reflect.New(typ)
+			deepConvert(reflBack.Elem(), plainBack.Elem())
+			// Exactly equal, nil and empty slices included.
+			if got, want := back.Elem().Interface(), reflBack.Elem().Interface(); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s #%d: typed decode = %#v; reflection decodes %#v", typ.Name(), i, got, want)
+			}
+			want := reflect.New(typ) // a deep copy, for normalizeValue changes pointees
+			deepConvert(want.Elem(), v.Elem())
+			normalizeValue(want.Elem())
+			if got := normalizeAny(back.Elem().Interface()); !reflect.DeepEqual(got, want.Elem().Interface()) {
+				t.Fatalf("%s #%d: decode(encode(x)) = %#v; want %#v", typ.Name(), i, got, want.Elem().Interface())
+			}
+			switch x := v.Interface().(type) {
+			case *Txn:
+				if y := back.Interface().(*Txn); (x.Ops == nil) != (y.Ops == nil) {
+					t.Fatalf("Txn #%d: Ops %#v decodes as %#v", i, x.Ops, y.Ops)
+				}
+			case *TxnReply:
+				if y := back.Interface().(*TxnReply); (x.Results == nil) != (y.Results == nil) {
+					t.Fatalf("TxnReply #%d: Results %#v decodes as %#v", i, x.Results, y.Results)
+				}
+			}
+		}
+	}
+}
+
+// TestTxnDecodeAnyOrderAndUnknown decodes Txns and TxnReplies written as
+// an older or newer encoder might: every map's keys in a random order
+// (msgpack writes a Go map in its iteration order), an unknown field in
+// every map, and the same messages with fields missing.
+func TestTxnDecodeAnyOrderAndUnknown(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 500 {
+		for _, m := range []Message{new(Txn), new(TxnReply)} {
+			randomize(reflect.ValueOf(m).Elem(), rng)
+			b, err := msgpack.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var generic any
+			if err := msgpack.Unmarshal(b, &generic); err != nil {
+				t.Fatal(err)
+			}
+			addUnknown(generic)
+			shuffled, err := msgpack.Marshal(generic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := New(m.Type())
+			if err := msgpack.Unmarshal(b, want); err != nil {
+				t.Fatal(err)
+			}
+			got := New(m.Type())
+			if err := msgpack.Unmarshal(shuffled, got); err != nil {
+				t.Fatalf("%v #%d: decode of %x: %v", m.Type(), i, shuffled, err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%v #%d: decode of reordered %x = %#v; want %#v", m.Type(), i, shuffled, got, want)
+			}
+		}
+	}
+	// Fields missing or nil: {"ops": [{"path": "/a"}, nil, {"kind": 7, "acl": nil, "sequencer": nil}]}
+	body := []byte{0x81, 0xa3, 'o', 'p', 's', 0x93,
+		0x81, 0xa4, 'p', 'a', 't', 'h', 0xa2, '/', 'a',
+		0xc0,
+		0x83, 0xa4, 'k', 'i', 'n', 'd', 0x07, 0xa3, 'a', 'c', 'l', 0xc0, 0xa9, 's', 'e', 'q', 'u', 'e', 'n', 'c', 'e', 'r', 0xc0}
+	var txn Txn
+	if err := msgpack.Unmarshal(body, &txn); err != nil {
+		t.Fatal(err)
+	}
+	if want := (Txn{Ops: []TxnOp{{Path: "/a"}, {}, {Kind: TxnGet}}}); !reflect.DeepEqual(txn, want) {
+		t.Fatalf("decode = %#v; want %#v", txn, want)
+	}
+	// An op's unknown field nested deep, then the array form refused.
+	var op TxnOp
+	if err := msgpack.Unmarshal([]byte{0x82, 0xa1, 'x', 0x91, 0x81, 0xa1, 'y', 0x90, 0xa4, 'k', 'i', 'n', 'd', 0x01}, &op); err != nil || op.Kind != TxnCheck {
+		t.Fatalf("decode = %#v, %v", op, err)
+	}
+	if err := msgpack.Unmarshal([]byte{0x81, 0xa3, 'o', 'p', 's', 0x91, 0x91, 0x01}, &txn); err == nil {
+		t.Fatalf("decode of an op as an array = %#v; want an error", txn)
+	}
+}
+
+// addUnknown adds a field no decoder knows to every map in v.
+func addUnknown(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		for _, x := range v {
+			addUnknown(x)
+		}
+		v["zz-future"] = []any{uint64(1), map[string]any{"x": nil}}
+	case []any:
+		for _, x := range v {
+			addUnknown(x)
+		}
+	}
 }
 
 func TestTypedDecodeSkipsUnknownAndNil(t *testing.T) {

@@ -117,6 +117,10 @@ func normalizeValue(v reflect.Value) {
 		for i := 0; i < v.Len(); i++ {
 			normalizeValue(v.Index(i))
 		}
+	case reflect.Pointer: // changes the pointee: normalize a deep copy
+		if !v.IsNil() {
+			normalizeValue(v.Elem())
+		}
 	}
 }
 
