@@ -91,10 +91,10 @@ func OpDelete(path string, opts ...Option) TxnOp {
 
 // OpGet reads path's content and stat, as Get does, in a transaction of
 // conditions and gets only: such a transaction is a read, answered by the
-// leader from one state of the cell (every op sees the same moment) without
-// a log command, so it costs about a Get. A transaction that writes may not
-// hold an OpGet (ErrBadRequest from the cell): read first, then write with
-// IfGeneration conditions on what was read. The gets' contents must fit in
+// leader from one state of the cell (every op sees the same moment)
+// without a log command, so it costs little more than a Get. A transaction
+// that writes may not hold an OpGet (ErrBadRequest from the cell): read
+// first, then write with IfGeneration conditions on what was read. The gets' contents must fit in
 // one reply (a frame, 1 MiB by default), or the transaction fails with
 // ErrLimit at the op that crossed.
 func OpGet(path string) TxnOp {
