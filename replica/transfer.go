@@ -2,6 +2,7 @@ package replica
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -15,6 +16,15 @@ import (
 // snapMaxTries silent timeouts. The receiver streams chunks into a logdb
 // SnapshotWriter, checks size and CRC, commits it durably, and only then has
 // the apply goroutine restore the state machine from it.
+//
+// Two kinds of failure end a receive, and they are handled apart. What the
+// peer sends (a chunk lost or cut off with its connection, out of order, too
+// long, or a whole that fails its size or CRC) is never an error of ours:
+// the receiver answers with the offset it needs or aborts, and the sender
+// starts again. Storing it (creating, writing, syncing or renaming the
+// temporary file, recording its meta) fails only on this replica's own disk,
+// and that is fatal, as every other failed write to the data dir is
+// (storeFailed).
 
 const snapMaxTries = 5
 
@@ -141,7 +151,7 @@ func (g *group) receiveChunk(from uint64, c *snapChunk) {
 			return
 		}
 		if err != nil {
-			g.failOrAbort(from, c.Instance, err)
+			g.storeFailed(from, c.Instance, err)
 			return
 		}
 		g.log.Info("receiving snapshot", "from", from, "instance", c.Instance, "bytes", c.Size)
@@ -154,7 +164,8 @@ func (g *group) receiveChunk(from uint64, c *snapChunk) {
 	}
 	if _, err := rv.w.Write(c.Data); err != nil {
 		g.recv = nil
-		g.failOrAbort(from, c.Instance, err)
+		rv.w.Abort()
+		g.storeFailed(from, c.Instance, err)
 		return
 	}
 	rv.next += int64(len(c.Data))
@@ -174,7 +185,7 @@ func (g *group) receiveChunk(from uint64, c *snapChunk) {
 			g.ackSnap(from, snapAck{Instance: c.Instance, Done: true})
 			return
 		}
-		g.failOrAbort(from, c.Instance, err)
+		g.storeFailed(from, c.Instance, err)
 		return
 	}
 	g.ackSnap(from, snapAck{Instance: c.Instance, Done: true})
@@ -185,13 +196,12 @@ func (g *group) receiveChunk(from uint64, c *snapChunk) {
 	}
 }
 
-// failOrAbort ends a failed receive: fatal when the log database failed,
-// otherwise the sender is told to give up (it retries on the next request).
-func (g *group) failOrAbort(from, instance uint64, err error) {
-	if errors.Is(err, logdb.ErrFailed) {
-		g.r.fatal(err)
-		return
-	}
-	g.log.Warn("snapshot receive failed", "from", from, "instance", instance, "err", err)
-	g.ackSnap(from, snapAck{Instance: instance, Abort: true})
+// storeFailed ends a receive whose storing failed. Only this replica's own
+// files fail here (what the peer sent was checked above), so the error is
+// fatal like any other failed write to the data dir: a replica that aborted
+// and asked again would stay behind for good on a full or broken disk,
+// logging warnings, instead of stopping with the cause and the file named
+// (logdb's errors name both). The sender's transfer times out.
+func (g *group) storeFailed(from, instance uint64, err error) {
+	g.r.fatal(fmt.Errorf("group %d: storing snapshot %d received from replica %d: %w", g.id, instance, from, err))
 }
