@@ -846,22 +846,23 @@ func (s *Server) watch(ctx context.Context, c namespace.Caller, m *wire.Watch) w
 	if err := firstErr(s.checkPath(m.Path), s.checkSession(ctx, c, m.Session, false)); err != nil {
 		return err
 	}
+	t, err := s.leaderTerm(ctx)
+	if err != nil {
+		return err
+	}
+	// At the leader after the read barrier, as a read: a new leader that
+	// has not yet applied a revoked right must not take the watch (its
+	// events would be dropped at routing anyway), and the session, if
+	// opened just before, is known to the manager by then.
+	if err := s.readable(ctx, false); err != nil {
+		return err
+	}
 	var perr error
 	s.fsm.read(func(t *namespace.Tree) { perr = t.Permits(m.Path, namespace.RightRead, c) })
 	if namespace.CodeOf(perr) == namespace.CodePermission {
 		return nsError(perr)
 	}
-	t, err := s.leaderTerm(ctx)
-	if err != nil {
-		return err
-	}
 	id, werr := t.mgr.Watch(m.Session, m.Path, m.Recursive)
-	if errors.Is(werr, session.ErrUnknown) {
-		if err := s.readable(ctx, false); err != nil {
-			return err
-		}
-		id, werr = t.mgr.Watch(m.Session, m.Path, m.Recursive)
-	}
 	if werr != nil {
 		return sessionError(werr)
 	}
