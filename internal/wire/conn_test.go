@@ -573,7 +573,10 @@ func TestConnConfigErrors(t *testing.T) {
 }
 
 func TestIdleConnStaysAliveOnPings(t *testing.T) {
-	cfg := ConnConfig{PingInterval: 20 * time.Millisecond}
+	// An interval far above the scheduling stalls of a loaded 2-core
+	// machine under -race (20 ms was not: a stalled peer's Pong came a
+	// whole interval late once in CI), and five of them idle.
+	cfg := ConnConfig{PingInterval: 200 * time.Millisecond}
 	s := startServer(t, cfg)
 	c, err := Dial(context.Background(), s.ln.Addr().String(), cfg, Hello{})
 	if err != nil {
@@ -585,7 +588,7 @@ func TestIdleConnStaysAliveOnPings(t *testing.T) {
 	select {
 	case <-c.Done():
 		t.Fatal("an idle but healthy connection was closed")
-	case <-time.After(300 * time.Millisecond):
+	case <-time.After(time.Second):
 	}
 	if _, err := Do[*GetReply](context.Background(), c, &Get{Path: "/a"}); err != nil {
 		t.Fatalf("Get after idling: %v", err)
