@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -495,5 +496,32 @@ func benchFrameBody(b *testing.B, m Message) {
 		if err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkSessionCodec measures encoding and decoding one frame body of
+// the session messages: the KeepAlive and reply an idle session sends
+// every few seconds (`latch bench sessions`), a reply carrying two watch
+// events, and the OpenSession, SessionOpened and CloseSession each session
+// sends once. Each goes the way appendFrame and decodeFrame send it, so
+// the same benchmark measures both sides of a change.
+func BenchmarkSessionCodec(b *testing.B) {
+	hdr := Header{Session: 0x1234_5678_9abc, Request: 3456}
+	events := []Event{
+		{Type: ContentChanged, Seq: 41, Index: 1200, Path: "/bench/c1/a", Instance: 9, ContentGen: 5, Watches: []uint64{3}},
+		{Type: ChildAdded, Seq: 42, Index: 1201, Path: "/bench/c1", Child: "b", Instance: 8, Watches: []uint64{1, 3}},
+	}
+	for _, bc := range []struct {
+		name string
+		m    Message
+	}{
+		{"KeepAlive", &KeepAlive{Header: hdr, Acked: 40}},
+		{"KeepAliveReply", &KeepAliveReply{TTL: 3 * time.Second, Held: 9 * time.Second}},
+		{"KeepAliveReply/events2", &KeepAliveReply{TTL: 3 * time.Second, Held: 20 * time.Millisecond, Events: events}},
+		{"OpenSession", &OpenSession{Header: Header{Request: 0x5eed_1234_5678}, Timeout: 12 * time.Second, Client: "bench-7"}},
+		{"SessionOpened", &SessionOpened{Session: hdr.Session, Timeout: 12 * time.Second}},
+		{"CloseSession", &CloseSession{Header: hdr}},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchFrameBody(b, bc.m) })
 	}
 }
