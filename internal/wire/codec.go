@@ -10,8 +10,9 @@ import (
 )
 
 // Typed msgpack for the messages of the hot paths (Get, Put, Acquire,
-// Release, KeepAlive, Txn, their replies, Ack and Error, and the Stat,
-// Sequencer, ACL, TxnOp and TxnResult they carry). Reflection cost more than the rest of a call's
+// Release, KeepAlive, Txn, OpenSession, CloseSession, their replies, Ack
+// and Error, and the Stat, Sequencer, ACL, Event, TxnOp and TxnResult they
+// carry). Reflection cost more than the rest of a call's
 // encoding and decoding together (a struct-cache lookup, an interface per
 // field, an omitempty check per field). The bytes are exactly those the
 // reflection encoder writes for the struct tags: a map of the fields that
@@ -22,8 +23,12 @@ import (
 // unknown keys skipped, nil for zero; they refuse the array form of a
 // struct, which no encoder here writes. A nil slice is written as nil and
 // an empty one as an empty array, and each decodes back as it was.
-// TestTypedCodecMatchesReflection and TestTxnCodecMatchesReflection hold
-// both to that. The other messages use reflection.
+// Slices grow as their elements are read, so a length prefix alone cannot
+// make a decoder allocate (reflection's slice decoder sizes a slice by its
+// prefix, up to what the frame validator lets through).
+// TestTypedCodecMatchesReflection, TestTxnCodecMatchesReflection and
+// TestSessionCodecMatchesReflection hold both to that. The other messages
+// use reflection.
 
 // fieldWriter writes the fields of one struct as a msgpack map. A struct's
 // fields method runs twice: first to count the fields that are not omitted
@@ -113,14 +118,6 @@ func (w *fieldWriter) flag(k string, v bool, omit bool) {
 	}
 }
 
-// events writes KeepAliveReply's events (omitempty), by reflection: they
-// are rare.
-func (w *fieldWriter) events(k string, v []Event) {
-	if len(v) != 0 && w.key(k) {
-		w.set(w.e.Encode(v))
-	}
-}
-
 // stat and seq write a nested struct (never omitted).
 func (w *fieldWriter) stat(k string, v *Stat) {
 	if w.key(k) {
@@ -148,27 +145,41 @@ func (w *fieldWriter) acl(k string, v *ACL) {
 	}
 }
 
-// strs writes a []string; omit drops an empty one.
+// strs and u64s write a []string and a []uint64; omit drops an empty one.
 func (w *fieldWriter) strs(k string, v []string, omit bool) {
-	if (!omit || len(v) != 0) && w.key(k) {
-		if v == nil {
-			w.set(w.e.EncodeNil())
+	writeArray(w, k, v, omit, (*msgpack.Encoder).EncodeString)
+}
+
+func (w *fieldWriter) u64s(k string, v []uint64, omit bool) {
+	writeArray(w, k, v, omit, (*msgpack.Encoder).EncodeUint64)
+}
+
+// writeArray writes a slice of scalars, each with put: nil as nil,
+// otherwise an array; omit drops an empty one.
+func writeArray[T any](w *fieldWriter, k string, v []T, omit bool, put func(*msgpack.Encoder, T) error) {
+	if (omit && len(v) == 0) || !w.key(k) {
+		return
+	}
+	if v == nil {
+		w.set(w.e.EncodeNil())
+		return
+	}
+	w.set(w.e.EncodeArrayLen(len(v)))
+	for _, x := range v {
+		if w.err != nil {
 			return
 		}
-		w.set(w.e.EncodeArrayLen(len(v)))
-		for _, s := range v {
-			w.set(w.e.EncodeString(s))
-		}
+		w.set(put(w.e, x))
 	}
 }
 
-// writeStructs writes a slice of typed structs (never omitted): nil as nil,
-// otherwise an array of maps.
+// writeStructs writes a slice of typed structs: nil as nil, otherwise an
+// array of maps; omit drops an empty one.
 func writeStructs[T any, P interface {
 	*T
 	msgpack.CustomEncoder
-}](w *fieldWriter, k string, v []T) {
-	if !w.key(k) {
+}](w *fieldWriter, k string, v []T, omit bool) {
+	if (omit && len(v) == 0) || !w.key(k) {
 		return
 	}
 	if v == nil {
@@ -337,15 +348,22 @@ func (r *mapReader) nilValue() bool {
 	return true
 }
 
-func (r *mapReader) strs(p *[]string) {
+// strs and u64s read a []string and a []uint64: nil as nil, an empty
+// array as an empty slice.
+func (r *mapReader) strs(p *[]string) { readArray(r, p, (*msgpack.Decoder).DecodeString) }
+
+func (r *mapReader) u64s(p *[]uint64) { readArray(r, p, (*msgpack.Decoder).DecodeUint64) }
+
+// readArray reads a slice of scalars, each with get.
+func readArray[T any](r *mapReader, p *[]T, get func(*msgpack.Decoder) (T, error)) {
 	n := r.arrayLen()
 	if n < 0 {
 		*p = nil
 		return
 	}
-	s := make([]string, 0, min(n, maxPrealloc))
+	s := make([]T, 0, min(n, maxPrealloc))
 	for range n {
-		v, err := r.d.DecodeString()
+		v, err := get(r.d)
 		if err != nil {
 			r.set(err)
 			break
@@ -807,12 +825,12 @@ func (m *KeepAlive) DecodeMsgpack(d *msgpack.Decoder) error {
 	return r.done()
 }
 
-// KeepAliveReply (its events, rarely many, by reflection)
+// KeepAliveReply
 
 func (m *KeepAliveReply) fields(w *fieldWriter) {
 	w.dur("ttl", m.TTL, false)
 	w.dur("held", m.Held, true)
-	w.events("events", m.Events)
+	writeStructs(w, "events", m.Events, true)
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
@@ -835,10 +853,166 @@ func (m *KeepAliveReply) DecodeMsgpack(d *msgpack.Decoder) error {
 		case "held":
 			r.dur(&m.Held)
 		case "events":
-			r.set(d.Decode(&m.Events))
+			readStructs(r, &m.Events)
 		default:
 			r.skip()
 		}
+	}
+	return r.done()
+}
+
+// Event
+
+func (ev *Event) fields(w *fieldWriter) {
+	w.u8("t", uint8(ev.Type), false)
+	w.u64("seq", ev.Seq, true)
+	w.u64("idx", ev.Index, true)
+	w.str("path", ev.Path, true)
+	w.str("child", ev.Child, true)
+	w.u64("inst", ev.Instance, true)
+	w.u64("cgen", ev.ContentGen, true)
+	w.u64("lgen", ev.LockGen, true)
+	w.u8("mode", uint8(ev.Mode), true)
+	w.u64("sid", ev.Session, true)
+	w.u64s("w", ev.Watches, true)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (ev *Event) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	ev.fields(&w)
+	w.begin()
+	ev.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (ev *Event) DecodeMsgpack(d *msgpack.Decoder) error {
+	*ev = Event{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "t":
+			var t uint64
+			r.u64(&t)
+			ev.Type = EventType(t)
+		case "seq":
+			r.u64(&ev.Seq)
+		case "idx":
+			r.u64(&ev.Index)
+		case "path":
+			r.str(&ev.Path)
+		case "child":
+			r.str(&ev.Child)
+		case "inst":
+			r.u64(&ev.Instance)
+		case "cgen":
+			r.u64(&ev.ContentGen)
+		case "lgen":
+			r.u64(&ev.LockGen)
+		case "mode":
+			r.mode(&ev.Mode)
+		case "sid":
+			r.u64(&ev.Session)
+		case "w":
+			r.u64s(&ev.Watches)
+		default:
+			r.skip()
+		}
+	}
+	return r.done()
+}
+
+// OpenSession
+
+func (m *OpenSession) fields(w *fieldWriter) {
+	m.Header.fields(w)
+	w.dur("timeout", m.Timeout, true)
+	w.str("client", m.Client, true)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *OpenSession) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.fields(&w)
+	w.begin()
+	m.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *OpenSession) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = OpenSession{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "timeout":
+			r.dur(&m.Timeout)
+		case "client":
+			r.str(&m.Client)
+		default:
+			r.header(&m.Header)
+		}
+	}
+	return r.done()
+}
+
+// SessionOpened
+
+func (m *SessionOpened) fields(w *fieldWriter) {
+	w.u64("sid", m.Session, false)
+	w.dur("timeout", m.Timeout, false)
+	w.str("principal", m.Principal, true)
+	w.flag("super", m.Superuser, true)
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *SessionOpened) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.fields(&w)
+	w.begin()
+	m.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *SessionOpened) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = SessionOpened{}
+	r := newMapReader(d)
+	for r.next() {
+		switch string(r.key) {
+		case "sid":
+			r.u64(&m.Session)
+		case "timeout":
+			r.dur(&m.Timeout)
+		case "principal":
+			r.str(&m.Principal)
+		case "super":
+			r.flag(&m.Superuser)
+		default:
+			r.skip()
+		}
+	}
+	return r.done()
+}
+
+// CloseSession
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *CloseSession) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := newFieldWriter(e)
+	m.Header.fields(&w)
+	w.begin()
+	m.Header.fields(&w)
+	return w.err
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (m *CloseSession) DecodeMsgpack(d *msgpack.Decoder) error {
+	*m = CloseSession{}
+	r := newMapReader(d)
+	for r.next() {
+		r.header(&m.Header)
 	}
 	return r.done()
 }
@@ -924,7 +1098,7 @@ func (a *ACL) DecodeMsgpack(d *msgpack.Decoder) error {
 
 func (m *Txn) fields(w *fieldWriter) {
 	m.Header.fields(w)
-	writeStructs(w, "ops", m.Ops)
+	writeStructs(w, "ops", m.Ops, false)
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
@@ -1027,7 +1201,7 @@ func (o *TxnOp) DecodeMsgpack(d *msgpack.Decoder) error {
 // TxnReply
 
 func (m *TxnReply) fields(w *fieldWriter) {
-	writeStructs(w, "results", m.Results)
+	writeStructs(w, "results", m.Results, false)
 	w.u64("index", m.Index, true)
 }
 
@@ -1115,6 +1289,14 @@ var (
 	_ msgpack.CustomDecoder = (*KeepAlive)(nil)
 	_ msgpack.CustomEncoder = (*KeepAliveReply)(nil)
 	_ msgpack.CustomDecoder = (*KeepAliveReply)(nil)
+	_ msgpack.CustomEncoder = (*Event)(nil)
+	_ msgpack.CustomDecoder = (*Event)(nil)
+	_ msgpack.CustomEncoder = (*OpenSession)(nil)
+	_ msgpack.CustomDecoder = (*OpenSession)(nil)
+	_ msgpack.CustomEncoder = (*SessionOpened)(nil)
+	_ msgpack.CustomDecoder = (*SessionOpened)(nil)
+	_ msgpack.CustomEncoder = (*CloseSession)(nil)
+	_ msgpack.CustomDecoder = (*CloseSession)(nil)
 	_ msgpack.CustomEncoder = (*Error)(nil)
 	_ msgpack.CustomDecoder = (*Error)(nil)
 	_ msgpack.CustomEncoder = (*Stat)(nil)

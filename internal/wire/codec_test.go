@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"testing"
 	"time"
 
@@ -13,21 +14,20 @@ import (
 // The typed messages' twins without methods: msgpack encodes and decodes
 // these by reflection from the same struct tags.
 type (
-	plainGet            Get
-	plainGetReply       GetReply
-	plainPut            Put
-	plainPutReply       PutReply
-	plainAcquire        Acquire
-	plainAcquireReply   AcquireReply
-	plainRelease        Release
-	plainAck            Ack
-	plainKeepAlive      KeepAlive
-	plainKeepAliveReply KeepAliveReply
-	plainError          Error
-	plainStat           Stat
-	plainSequencer      Sequencer
-	plainACL            ACL
-	plainHeader         Header
+	plainGet          Get
+	plainGetReply     GetReply
+	plainPut          Put
+	plainPutReply     PutReply
+	plainAcquire      Acquire
+	plainAcquireReply AcquireReply
+	plainRelease      Release
+	plainAck          Ack
+	plainKeepAlive    KeepAlive
+	plainError        Error
+	plainStat         Stat
+	plainSequencer    Sequencer
+	plainACL          ACL
+	plainHeader       Header
 )
 
 // typedTwins pairs a new typed value with its reflection twin's type.
@@ -44,7 +44,6 @@ var typedTwins = []struct {
 	{new(Release), reflect.TypeFor[*plainRelease]()},
 	{new(Ack), reflect.TypeFor[*plainAck]()},
 	{new(KeepAlive), reflect.TypeFor[*plainKeepAlive]()},
-	{new(KeepAliveReply), reflect.TypeFor[*plainKeepAliveReply]()},
 	{new(Error), reflect.TypeFor[*plainError]()},
 	{new(Stat), reflect.TypeFor[*plainStat]()},
 	{new(Sequencer), reflect.TypeFor[*plainSequencer]()},
@@ -230,23 +229,34 @@ func randomize(v reflect.Value, rng *rand.Rand) {
 	}
 }
 
+// twin pairs a typed struct with its twin without methods all the way
+// down.
+type twin struct {
+	typed any // a pointer to a zero value
+	plain reflect.Type
+}
+
 // TestTxnCodecMatchesReflection checks the typed Txn codecs on random
-// values against reflection on their twins: the same bytes, each side
-// decoding the other's bytes to the same value, nil and empty slices of
-// ops and results kept apart, and decode(encode(x)) == x up to the empty
-// values omitempty drops.
+// values against reflection on their twins (checkTwins).
 func TestTxnCodecMatchesReflection(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	for _, tw := range []struct {
-		typed any
-		plain reflect.Type
-	}{
+	checkTwins(t, rand.New(rand.NewPCG(1, 2)), []twin{
 		{new(Txn), reflect.TypeFor[plainTxn]()},
 		{new(TxnReply), reflect.TypeFor[plainTxnReply]()},
 		{new(TxnOp), reflect.TypeFor[plainTxnOp]()},
 		{new(TxnResult), reflect.TypeFor[plainTxnResult]()},
 		{new(ACL), reflect.TypeFor[plainACL]()},
-	} {
+	})
+}
+
+// checkTwins checks typed codecs on random values against reflection on
+// their twins: the same bytes, each side decoding the other's bytes to the
+// same value (nil and empty slices, nil pointers and pointers to zero
+// values included), and decode(encode(x)) == x up to the empty values
+// omitempty drops, with a slice that is not omitempty (Txn.Ops,
+// TxnReply.Results) nil or empty as it was.
+func checkTwins(t *testing.T, rng *rand.Rand, twins []twin) {
+	t.Helper()
+	for _, tw := range twins {
 		typ := reflect.TypeOf(tw.typed).Elem()
 		for i := range 2000 {
 			v := reflect.New(typ)
@@ -299,40 +309,10 @@ func TestTxnCodecMatchesReflection(t *testing.T) {
 }
 
 // TestTxnDecodeAnyOrderAndUnknown decodes Txns and TxnReplies written as
-// an older or newer encoder might: every map's keys in a random order
-// (msgpack writes a Go map in its iteration order), an unknown field in
-// every map, and the same messages with fields missing.
+// an older or newer encoder might (checkDecodeAnyOrder), and with fields
+// missing.
 func TestTxnDecodeAnyOrderAndUnknown(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	for i := range 500 {
-		for _, m := range []Message{new(Txn), new(TxnReply)} {
-			randomize(reflect.ValueOf(m).Elem(), rng)
-			b, err := msgpack.Marshal(m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var generic any
-			if err := msgpack.Unmarshal(b, &generic); err != nil {
-				t.Fatal(err)
-			}
-			addUnknown(generic)
-			shuffled, err := msgpack.Marshal(generic)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := New(m.Type())
-			if err := msgpack.Unmarshal(b, want); err != nil {
-				t.Fatal(err)
-			}
-			got := New(m.Type())
-			if err := msgpack.Unmarshal(shuffled, got); err != nil {
-				t.Fatalf("%v #%d: decode of %x: %v", m.Type(), i, shuffled, err)
-			}
-			if !reflect.DeepEqual(got, want) {
-				t.Fatalf("%v #%d: decode of reordered %x = %#v; want %#v", m.Type(), i, shuffled, got, want)
-			}
-		}
-	}
+	checkDecodeAnyOrder(t, rand.New(rand.NewPCG(3, 4)), TypeTxn, TypeTxnReply)
 	// Fields missing or nil: {"ops": [{"path": "/a"}, nil, {"kind": 7, "acl": nil, "sequencer": nil}]}
 	body := []byte{0x81, 0xa3, 'o', 'p', 's', 0x93,
 		0x81, 0xa4, 'p', 'a', 't', 'h', 0xa2, '/', 'a',
@@ -355,6 +335,44 @@ func TestTxnDecodeAnyOrderAndUnknown(t *testing.T) {
 	}
 }
 
+// checkDecodeAnyOrder decodes random messages of the types given written
+// as an older or newer encoder might: every map's keys in a random order
+// (msgpack writes a Go map in its iteration order) and an unknown field in
+// every map. They must decode as the bytes the typed encoder wrote.
+func checkDecodeAnyOrder(t *testing.T, rng *rand.Rand, types ...Type) {
+	t.Helper()
+	for i := range 500 {
+		for _, typ := range types {
+			m := New(typ)
+			randomize(reflect.ValueOf(m).Elem(), rng)
+			b, err := msgpack.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var generic any
+			if err := msgpack.Unmarshal(b, &generic); err != nil {
+				t.Fatal(err)
+			}
+			addUnknown(generic)
+			shuffled, err := msgpack.Marshal(generic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := New(typ)
+			if err := msgpack.Unmarshal(b, want); err != nil {
+				t.Fatal(err)
+			}
+			got := New(typ)
+			if err := msgpack.Unmarshal(shuffled, got); err != nil {
+				t.Fatalf("%v #%d: decode of %x: %v", typ, i, shuffled, err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%v #%d: decode of reordered %x = %#v; want %#v", typ, i, shuffled, got, want)
+			}
+		}
+	}
+}
+
 // addUnknown adds a field no decoder knows to every map in v.
 func addUnknown(v any) {
 	switch v := v.(type) {
@@ -366,6 +384,93 @@ func addUnknown(v any) {
 	case []any:
 		for _, x := range v {
 			addUnknown(x)
+		}
+	}
+}
+
+// The session messages' twins without methods all the way down.
+type (
+	plainKeepAliveReply struct {
+		TTL    time.Duration `msgpack:"ttl"`
+		Held   time.Duration `msgpack:"held,omitempty"`
+		Events []plainEvent  `msgpack:"events,omitempty"`
+	}
+	plainEvent struct {
+		Type       EventType `msgpack:"t"`
+		Seq        uint64    `msgpack:"seq,omitempty"`
+		Index      uint64    `msgpack:"idx,omitempty"`
+		Path       string    `msgpack:"path,omitempty"`
+		Child      string    `msgpack:"child,omitempty"`
+		Instance   uint64    `msgpack:"inst,omitempty"`
+		ContentGen uint64    `msgpack:"cgen,omitempty"`
+		LockGen    uint64    `msgpack:"lgen,omitempty"`
+		Mode       LockMode  `msgpack:"mode,omitempty"`
+		Session    uint64    `msgpack:"sid,omitempty"`
+		Watches    []uint64  `msgpack:"w,omitempty"`
+	}
+	plainOpenSession   OpenSession
+	plainSessionOpened SessionOpened
+	plainCloseSession  CloseSession
+)
+
+// TestSessionCodecMatchesReflection checks the typed codecs of the
+// session messages and Event on random values against reflection on their
+// twins (checkTwins).
+func TestSessionCodecMatchesReflection(t *testing.T) {
+	checkTwins(t, rand.New(rand.NewPCG(5, 6)), []twin{
+		{new(KeepAlive), reflect.TypeFor[plainKeepAlive]()},
+		{new(KeepAliveReply), reflect.TypeFor[plainKeepAliveReply]()},
+		{new(Event), reflect.TypeFor[plainEvent]()},
+		{new(OpenSession), reflect.TypeFor[plainOpenSession]()},
+		{new(SessionOpened), reflect.TypeFor[plainSessionOpened]()},
+		{new(CloseSession), reflect.TypeFor[plainCloseSession]()},
+	})
+}
+
+// TestSessionDecodeAnyOrderAndUnknown decodes the session messages written
+// as an older or newer encoder might (checkDecodeAnyOrder), with fields
+// missing or nil, and with a length prefix far longer than the body.
+func TestSessionDecodeAnyOrderAndUnknown(t *testing.T) {
+	checkDecodeAnyOrder(t, rand.New(rand.NewPCG(7, 8)),
+		TypeKeepAlive, TypeKeepAliveReply, TypeOpenSession, TypeSessionOpened, TypeCloseSession)
+	// {"events": [{"w": [3, nil]}, nil, {"t": 9, "w": nil, "zz": {}}], "ttl": nil}
+	body := []byte{0x82, 0xa6, 'e', 'v', 'e', 'n', 't', 's', 0x93,
+		0x81, 0xa1, 'w', 0x92, 0x03, 0xc0,
+		0xc0,
+		0x83, 0xa1, 't', 0x09, 0xa1, 'w', 0xc0, 0xa2, 'z', 'z', 0x80,
+		0xa3, 't', 't', 'l', 0xc0}
+	var r KeepAliveReply
+	if err := msgpack.Unmarshal(body, &r); err != nil {
+		t.Fatal(err)
+	}
+	if want := (KeepAliveReply{Events: []Event{{Watches: []uint64{3, 0}}, {}, {Type: Failover}}}); !reflect.DeepEqual(r, want) {
+		t.Fatalf("decode = %#v; want %#v", r, want)
+	}
+	// {"sid": 7, "rid": 8, "x": [1]} for CloseSession, nil for SessionOpened.
+	var cs CloseSession
+	if err := msgpack.Unmarshal([]byte{0x83, 0xa3, 's', 'i', 'd', 0x07, 0xa3, 'r', 'i', 'd', 0x08, 0xa1, 'x', 0x91, 0x01}, &cs); err != nil || cs != (CloseSession{Header{7, 8}}) {
+		t.Fatalf("decode = %#v, %v", cs, err)
+	}
+	var so SessionOpened
+	if err := msgpack.Unmarshal([]byte{0xc0}, &so); err != nil || so != (SessionOpened{}) {
+		t.Fatalf("decode of nil = %#v, %v", so, err)
+	}
+	// A prefix of 2^31-1 events, or watch ids, and nothing after it: the
+	// decoder fails at the end of the body having allocated for what it
+	// read, not for the prefix (reflection would ask for 2^31 Events).
+	for _, body := range [][]byte{
+		{0x81, 0xa6, 'e', 'v', 'e', 'n', 't', 's', 0xdd, 0x7f, 0xff, 0xff, 0xff, 0x80},
+		{0x81, 0xa6, 'e', 'v', 'e', 'n', 't', 's', 0x91, 0x81, 0xa1, 'w', 0xdd, 0x7f, 0xff, 0xff, 0xff, 0x01},
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		err := msgpack.Unmarshal(body, &r)
+		runtime.ReadMemStats(&after)
+		if err == nil {
+			t.Fatalf("decode of %x = %#v; want an error", body, r)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+			t.Errorf("decode of %x allocated %d bytes; want at most 1 MiB", body, n)
 		}
 	}
 }
