@@ -51,8 +51,13 @@ type Config struct {
 	// the wait doubles after each failure and is jittered. Defaults 50 ms and
 	// 5 s.
 	MinBackoff, MaxBackoff time.Duration
-	// KeepAlive is the yamux ping interval that detects a dead connection.
-	// Default 10 s.
+	// KeepAlive is the yamux ping interval that detects a dead connection:
+	// one whose Ping is not answered within deadPeerFactor intervals is
+	// closed and dialled again. Default 1 s, so a connection that a
+	// partition or a lost NAT entry left stalled is replaced within about
+	// six seconds, well inside a session lease, rather than the twenty of
+	// yamux's defaults (the soak's longest leaderless windows, 15 s, were a
+	// healed replica's stalled connections; docs/testing.md).
 	KeepAlive time.Duration
 	// TLS, if set, secures every peer connection with mutual TLS, on both
 	// sides: the dialer verifies the listener's certificate against
@@ -80,7 +85,7 @@ func DefaultConfig() Config {
 		DialTimeout: 2 * time.Second,
 		MinBackoff:  50 * time.Millisecond,
 		MaxBackoff:  5 * time.Second,
-		KeepAlive:   10 * time.Second,
+		KeepAlive:   time.Second,
 	}
 }
 

@@ -89,3 +89,15 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// A stalled connection is given up after five KeepAlive intervals, both
+// for a Ping's answer and for a frame's write: about 6 s by default, not
+// yamux's 10 s interval plus 10 s timeout.
+func TestDeadConnectionDetection(t *testing.T) {
+	cfg := DefaultConfig()
+	yc := yamuxConfig(cfg, nil)
+	if cfg.KeepAlive != time.Second || yc.KeepAliveInterval != time.Second || yc.ConnectionWriteTimeout != 5*time.Second {
+		t.Fatalf("KeepAlive %v, yamux interval %v, write timeout %v; want 1 s, 1 s, 5 s",
+			cfg.KeepAlive, yc.KeepAliveInterval, yc.ConnectionWriteTimeout)
+	}
+}

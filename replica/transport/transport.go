@@ -259,10 +259,18 @@ func (t *Transport) sleep(d time.Duration) bool {
 	}
 }
 
+// deadPeerFactor is how many KeepAlive intervals a Ping, or a write of a
+// frame, may wait before yamux closes the connection as dead.
+const deadPeerFactor = 5
+
 // yamuxConfig is the session configuration both sides use.
 func yamuxConfig(cfg Config, log *slog.Logger) *yamux.Config {
 	yc := yamux.DefaultConfig()
 	yc.KeepAliveInterval = cfg.KeepAlive
+	// yamux waits this long for a Ping's answer (and for a frame's write):
+	// its default, 10 s, on top of a 10 s interval let a stalled
+	// connection live 20 s.
+	yc.ConnectionWriteTimeout = deadPeerFactor * cfg.KeepAlive
 	yc.LogOutput = nil
 	yc.Logger = yamuxLogger{log}
 	return yc
