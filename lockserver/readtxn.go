@@ -9,9 +9,9 @@ import (
 
 // A Txn of checks and gets only is a read: the leader evaluates it from one
 // state of the tree after the read barrier, as a Get, and no log command
-// carries it. It is how a client reads several nodes as of one moment
-// (etcd's Txn of Range ops, ZooKeeper's multi of reads): every get and
-// check sees the same state, and the whole is linearizable.
+// carries it. It is how a client reads several nodes as of one moment, as
+// etcd's Txn of Range ops does: every get and check sees the same state,
+// and the whole is linearizable.
 
 // resultBytes bounds the bytes a TxnResult adds to a reply besides its
 // path and content (a Stat with every field at its widest takes about
