@@ -186,6 +186,7 @@ func writeOutcome(t *testing.T, err error, out *txnOut) {
 	case errors.As(err, &te) && (errors.Is(err, client.ErrGenerationMismatch) || errors.Is(err, client.ErrNotFound)):
 		out.failed = te.Op + 1
 	case errors.Is(err, client.ErrUnavailable), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, context.Canceled), // the workload stopped with the call in flight
 		errors.Is(err, client.ErrCanceled), errors.Is(err, client.ErrInternal):
 		out.unknown = true
 	default:
