@@ -55,21 +55,11 @@ const quickTxnOps = 16
 func (s *Server) readTxnConds(ops []wire.TxnOp) ([]namespace.TxnOp, *wire.Error) {
 	conds := make([]namespace.TxnOp, len(ops))
 	for i := range ops {
-		w := &ops[i]
-		if w.Kind != wire.TxnGet {
-			op, err := s.txnOp(w)
-			if err != nil {
-				return nil, atOp(i, err)
-			}
-			conds[i] = op
-			continue
-		}
-		if f := unusedField(w); f != "" {
-			return nil, atOp(i, wire.Errorf(wire.BadRequest, "%s is not a field of a get op", f))
-		}
-		if err := s.checkPath(w.Path); err != nil {
+		op, err := s.txnOp(&ops[i])
+		if err != nil {
 			return nil, atOp(i, err)
 		}
+		conds[i] = op
 	}
 	return conds, nil
 }

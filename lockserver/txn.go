@@ -66,7 +66,8 @@ func (s *Server) txn(ctx context.Context, c namespace.Caller, m *wire.Txn) wire.
 }
 
 // txnOp checks one op of a Txn as its standalone request is checked and
-// returns the namespace's sub-op.
+// returns the namespace's sub-op (zero for a get, which only a read-only
+// Txn holds).
 func (s *Server) txnOp(w *wire.TxnOp) (namespace.TxnOp, *wire.Error) {
 	if !w.Kind.Valid() {
 		return namespace.TxnOp{}, wire.Errorf(wire.BadRequest, "unknown op kind %d", w.Kind)
@@ -86,15 +87,14 @@ func (s *Server) txnOp(w *wire.TxnOp) (namespace.TxnOp, *wire.Error) {
 		}
 		return namespace.TxnCheckSequencer(nsSequencer(*w.Sequencer)), nil
 	}
-	if w.Kind == wire.TxnGet {
-		return namespace.TxnOp{}, wire.Errorf(wire.Internal, "a get is not a namespace op") // readTxn's
-	}
 	if w.Kind != wire.TxnPut {
 		if err := s.checkPath(w.Path); err != nil {
 			return namespace.TxnOp{}, err
 		}
 	}
 	switch w.Kind {
+	case wire.TxnGet:
+		return namespace.TxnOp{}, nil // no namespace op: readTxn reads the node
 	case wire.TxnCheck:
 		return namespace.TxnCheckExists(w.Path, w.IfGen), nil
 	case wire.TxnCheckMissing:
