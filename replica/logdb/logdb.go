@@ -16,6 +16,7 @@ import (
 	"github.com/syndtr/goleveldb/leveldb"
 	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
 	"github.com/syndtr/goleveldb/leveldb/opt"
+	"github.com/syndtr/goleveldb/leveldb/storage"
 
 	"github.com/latchd/latch/replica/paxos"
 )
@@ -135,6 +136,7 @@ type DB struct {
 	dir     string
 	snapDir string
 	ldb     *leveldb.DB
+	stor    *journalStorage // ldb's storage; closed after ldb
 	log     *slog.Logger
 	wsync   *opt.WriteOptions
 	wnosync *opt.WriteOptions
@@ -209,29 +211,29 @@ func Open(dir string, o Options) (*DB, error) {
 		// journal through a transaction; keep every write on one path.
 		DisableLargeBatchTransaction: true,
 	}
-	ldb, err := leveldb.OpenFile(ldbDir, lopt)
+	stor, err := openStorage(ldbDir, lg)
+	if err != nil {
+		return nil, openError(ldbDir, err)
+	}
+	ldb, err := leveldb.Open(stor, lopt)
 	if err != nil && lerrors.IsCorrupted(err) {
 		// A crash in the middle of appending a record leaves a torn
 		// tail that was never synced; cut it and try once more.
 		if dropped, rerr := repairTornTail(ldbDir, err); rerr == nil {
 			lg.Warn("logdb: dropped the torn tail of the journal (an unsynced record cut by a crash)",
 				"dir", ldbDir, "bytes", dropped, "open_error", err)
-			ldb, err = leveldb.OpenFile(ldbDir, lopt)
+			ldb, err = leveldb.Open(stor, lopt)
 		}
 	}
 	if err != nil {
-		if lerrors.IsCorrupted(err) {
-			return nil, fmt.Errorf("%w: open %s: %w", ErrCorrupt, ldbDir, err)
-		}
-		if errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EAGAIN) {
-			return nil, fmt.Errorf("%w (its lock is held): open %s: %w", ErrInUse, ldbDir, err)
-		}
-		return nil, fmt.Errorf("logdb: open %s: %w", ldbDir, err)
+		stor.Close()
+		return nil, openError(ldbDir, err)
 	}
 	db := &DB{
 		dir:     dir,
 		snapDir: snapDir,
 		ldb:     ldb,
+		stor:    stor,
 		log:     lg,
 		wsync:   &opt.WriteOptions{Sync: true},
 		wnosync: &opt.WriteOptions{},
@@ -239,6 +241,7 @@ func Open(dir string, o Options) (*DB, error) {
 	}
 	if err := db.checkFormat(); err != nil {
 		ldb.Close()
+		stor.Close()
 		return nil, err
 	}
 	lg.Info("logdb opened", "dir", dir)
@@ -313,10 +316,40 @@ func (db *DB) Close() error {
 	if db.closed.Swap(true) {
 		return nil
 	}
-	if err := db.ldb.Close(); err != nil {
+	err := db.ldb.Close()
+	if serr := db.stor.Close(); err == nil {
+		err = serr
+	}
+	if err != nil {
 		return fmt.Errorf("logdb: close: %w", err)
 	}
 	return nil
+}
+
+// openStorage opens goleveldb's file storage in ldbDir (taking its lock),
+// trims the zero tails a crash left in preallocated journals and wraps it
+// to preallocate the journals it creates (journal.go).
+func openStorage(ldbDir string, lg *slog.Logger) (*journalStorage, error) {
+	st, err := storage.OpenFile(ldbDir, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := trimZeroTails(ldbDir, lg); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &journalStorage{Storage: st, ahead: journalAhead, log: lg}, nil
+}
+
+// openError maps an error opening the leveldb in ldbDir to the package's.
+func openError(ldbDir string, err error) error {
+	if lerrors.IsCorrupted(err) {
+		return fmt.Errorf("%w: open %s: %w", ErrCorrupt, ldbDir, err)
+	}
+	if errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EAGAIN) {
+		return fmt.Errorf("%w (its lock is held): open %s: %w", ErrInUse, ldbDir, err)
+	}
+	return fmt.Errorf("logdb: open %s: %w", ldbDir, err)
 }
 
 // Dir returns the directory the DB was opened in.

@@ -103,8 +103,9 @@ func newestJournal(dir string) (int64, error) {
 
 // scanJournal returns the length of the longest prefix of b made of whole,
 // valid records, provided everything after it is a torn tail: an incomplete
-// chunk header, chunk or record running into the end of the file, or zero
-// bytes to the end of the file. Any other damage is errNotTorn.
+// chunk header, chunk or record running into the end of the file, zero
+// bytes to the end of the file, or a damaged chunk torn inside a
+// preallocated region (tornInRegion). Any other damage is errNotTorn.
 func scanJournal(b []byte) (int, error) {
 	off, good, inRecord := 0, 0, false
 	for off < len(b) {
@@ -126,6 +127,9 @@ func scanJournal(b []byte) (int, error) {
 			return 0, fmt.Errorf("%w: zero chunk header at %d followed by data", errNotTorn, off)
 		}
 		if typ < jFull || typ > jLast {
+			if tornInRegion(b, off, off+jHeaderSize) {
+				return good, nil // chunk header torn inside a preallocated region
+			}
 			return 0, fmt.Errorf("%w: invalid chunk type %d at %d", errNotTorn, typ, off)
 		}
 		end := off + jHeaderSize + length
@@ -136,6 +140,9 @@ func scanJournal(b []byte) (int, error) {
 			return 0, fmt.Errorf("%w: chunk at %d overflows its block", errNotTorn, off)
 		}
 		if util.NewCRC(b[off+6:end]).Value() != binary.LittleEndian.Uint32(h[0:4]) {
+			if tornInRegion(b, off, end) {
+				return good, nil // torn chunk inside a preallocated region
+			}
 			return 0, fmt.Errorf("%w: chunk checksum mismatch at %d", errNotTorn, off)
 		}
 		switch {
@@ -161,4 +168,27 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// sectorSize is the unit a disk writes atomically (at least).
+const sectorSize = 512
+
+// tornInRegion reports whether the damaged chunk b[off:end] is a write torn
+// inside a preallocated journal region (journal.go): only zeros follow it,
+// and a piece of it between sector boundaries is all zeros, a sector the
+// crash kept the write from reaching. A chunk damaged any other way (a
+// flipped bit, data after it) is not torn. etcd's WAL reader uses the same
+// test for its preallocated segments.
+func tornInRegion(b []byte, off, end int) bool {
+	if !allZero(b[end:]) {
+		return false
+	}
+	for p := off; p < end; {
+		next := min((p/sectorSize+1)*sectorSize, end)
+		if allZero(b[p:next]) {
+			return true
+		}
+		p = next
+	}
+	return false
 }

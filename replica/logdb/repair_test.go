@@ -10,7 +10,8 @@ import (
 
 // crashImage writes entries 1..n (entry big has a value of bigSize bytes,
 // spanning several journal blocks) and returns a copy of the directory
-// taken while the DB is still open: what a kill -9 leaves behind.
+// taken while the DB is still open, what a kill -9 leaves behind, with the
+// journal's preallocated zeros cut off.
 func crashImage(t *testing.T, n, big uint64, bigSize int) (dir, journal string) {
 	t.Helper()
 	src := t.TempDir()
@@ -32,7 +33,25 @@ func crashImage(t *testing.T, n, big uint64, bigSize int) (dir, journal string) 
 	if len(logs) != 1 {
 		t.Fatalf("journals %v; want one", logs)
 	}
+	cutRegion(t, logs[0])
 	return dir, logs[0]
+}
+
+// cutRegion cuts the preallocated zero region (journal.go) off a crash
+// image's journal, leaving what goleveldb wrote, for tests that tear it.
+func cutRegion(t *testing.T, journal string) {
+	t.Helper()
+	b, err := os.ReadFile(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := scanJournal(b)
+	if err != nil || !allZero(b[good:]) {
+		t.Fatalf("crash image journal: scan %d of %d bytes, %v; want whole records then zeros", good, len(b), err)
+	}
+	if err := os.Truncate(journal, int64(good)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestTornTailIsRepaired(t *testing.T) {
