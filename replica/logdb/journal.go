@@ -53,7 +53,9 @@ type journalStorage struct {
 	storage.Storage
 	ahead int64 // most bytes of zeros kept ahead of a journal's end; 0: none
 	log   *slog.Logger
-	wg    sync.WaitGroup // growers
+
+	mu   sync.Mutex
+	live map[*journalWriter]struct{} // journals not closed yet
 }
 
 // journalFile is what journalWriter needs of the file goleveldb's storage
@@ -77,29 +79,31 @@ func (s *journalStorage) Create(fd storage.FileDesc) (storage.Writer, error) {
 	if !ok {
 		return w, nil // not goleveldb's file storage: plain appends
 	}
-	jw := &journalWriter{
-		Writer: w,
-		f:      f,
-		ahead:  min(s.ahead, journalAheadMin),
-		max:    s.ahead,
-		log:    s.log,
-		grow:   make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+	jw := newJournalWriter(w, f, min(s.ahead, journalAheadMin), s.ahead, s.log)
+	s.mu.Lock()
+	if s.live == nil {
+		s.live = make(map[*journalWriter]struct{})
 	}
-	jw.grow <- struct{}{}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		jw.grower()
-	}()
+	s.live[jw] = struct{}{}
+	s.mu.Unlock()
+	jw.closed = func() {
+		s.mu.Lock()
+		delete(s.live, jw)
+		s.mu.Unlock()
+	}
 	return jw, nil
 }
 
-// Close waits for the growers (goleveldb closes every journal before it
-// closes the storage) and closes the storage.
+// Close stops the growers of journals leveldb left open (it closes every
+// journal first, unless its Open failed half-way) and closes the storage.
 func (s *journalStorage) Close() error {
-	s.wg.Wait()
+	s.mu.Lock()
+	live := s.live
+	s.live = nil
+	s.mu.Unlock()
+	for jw := range live {
+		jw.stopGrowing()
+	}
 	return s.Storage.Close()
 }
 
@@ -107,17 +111,44 @@ func (s *journalStorage) Close() error {
 // grower keeps ahead, and syncs it with fdatasync.
 type journalWriter struct {
 	storage.Writer
-	f    journalFile
-	max  int64 // the most ahead may grow to
-	log  *slog.Logger
-	grow chan struct{} // buffered: wakes the grower
-	stop chan struct{} // closed by Close
-	done chan struct{} // closed when the grower has returned
+	f        journalFile
+	max      int64 // the most ahead may grow to
+	log      *slog.Logger
+	grow     chan struct{} // buffered: wakes the grower
+	stop     chan struct{} // closed by stopGrowing
+	stopOnce sync.Once
+	done     chan struct{} // closed when the grower has returned
+	closed   func()        // called by Close; nil: nothing to tell
 
-	mu     sync.Mutex
-	off    int64 // end of what leveldb wrote
-	filled int64 // end of the zeros written ahead (maybe not yet synced)
-	ahead  int64 // the region's size the grower keeps: doubles to max
+	mu       sync.Mutex
+	off      int64 // end of what leveldb wrote
+	filled   int64 // end of the zeros written ahead (maybe not yet synced)
+	ahead    int64 // the region's size the grower keeps: doubles to max
+	isClosed bool
+}
+
+// newJournalWriter wraps w, whose file is f, and starts its grower with a
+// region of ahead bytes, growing to max.
+func newJournalWriter(w storage.Writer, f journalFile, ahead, max int64, lg *slog.Logger) *journalWriter {
+	jw := &journalWriter{
+		Writer: w,
+		f:      f,
+		ahead:  ahead,
+		max:    max,
+		log:    lg,
+		grow:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	jw.grow <- struct{}{}
+	go jw.grower()
+	return jw
+}
+
+// stopGrowing stops the grower and waits for it to return.
+func (w *journalWriter) stopGrowing() {
+	w.stopOnce.Do(func() { close(w.stop) })
+	<-w.done
 }
 
 // Write appends p at the journal's end, waking the grower once less than
@@ -145,13 +176,17 @@ func (w *journalWriter) Sync() error { return fdatasync(w.f) }
 // and syncs the cut, so a journal closed cleanly (rotated or at shutdown)
 // is exactly what goleveldb wrote, then closes the file.
 func (w *journalWriter) Close() error {
-	select {
-	case <-w.stop:
+	w.mu.Lock()
+	if w.isClosed {
+		w.mu.Unlock()
 		return storage.ErrClosed
-	default:
 	}
-	close(w.stop)
-	<-w.done
+	w.isClosed = true
+	w.mu.Unlock()
+	w.stopGrowing()
+	if w.closed != nil {
+		w.closed()
+	}
 	w.mu.Lock()
 	off, filled := w.off, w.filled
 	w.mu.Unlock()

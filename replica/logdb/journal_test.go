@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/syndtr/goleveldb/leveldb/storage"
 	"github.com/syndtr/goleveldb/leveldb/util"
+	"go.uber.org/goleak"
 )
 
 // journals returns the journal files of the DB in dir.
@@ -213,10 +215,7 @@ func TestJournalWriterGrowerFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	ff := &failingFile{File: f, failAt: 256 << 10}
-	w := &journalWriter{Writer: f, f: ff, ahead: 32 << 10, max: 128 << 10, log: slog.New(slog.DiscardHandler),
-		grow: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	w.grow <- struct{}{}
-	go w.grower()
+	w := newJournalWriter(f, ff, 32<<10, 128<<10, slog.New(slog.DiscardHandler))
 	var want []byte
 	for i := range 200 {
 		p := bytes.Repeat([]byte{byte(i + 1)}, 4000)
@@ -266,4 +265,73 @@ func TestZeroTailOfOlderJournalTrimmed(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkEntries(t, dir, 10)
+}
+
+// BenchmarkJournalSync is the primitive under the preallocated journal: a
+// 4 KiB write and its sync, appended (the file grows: fsync commits the size
+// too) or over zeros already synced (fdatasync flushes the data alone).
+func BenchmarkJournalSync(b *testing.B) {
+	buf := bytes.Repeat([]byte{'x'}, 4096)
+	for _, region := range []bool{false, true} {
+		name := "append+fsync"
+		if region {
+			name = "region+fdatasync"
+		}
+		b.Run(name, func(b *testing.B) {
+			f, err := os.Create(filepath.Join(b.TempDir(), "j"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			const size = 64 << 20
+			if region {
+				for off := int64(0); off < size; off += zeroPiece {
+					if _, err := f.WriteAt(zeros, off); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := f.Sync(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			off := int64(0)
+			for b.Loop() {
+				if _, err := f.WriteAt(buf, off%size); err != nil {
+					b.Fatal(err)
+				}
+				off += int64(len(buf))
+				if region {
+					err = fdatasync(f)
+				} else {
+					err = f.Sync()
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestStorageCloseStopsGrowers: a journal leveldb left open (its Open
+// failed half-way) does not keep its grower running, nor Close waiting.
+func TestStorageCloseStopsGrowers(t *testing.T) {
+	dir := t.TempDir()
+	st, err := openStorage(dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := st.Create(storage.FileDesc{Type: storage.TypeJournal, Num: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := w.(*journalWriter); !ok {
+		t.Fatalf("journal writer is %T; want the preallocating *journalWriter", w)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := goleak.Find(ignoreLevelDB); err != nil {
+		t.Fatal(err)
+	}
 }
