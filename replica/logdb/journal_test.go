@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -333,5 +334,21 @@ func TestStorageCloseStopsGrowers(t *testing.T) {
 	}
 	if err := goleak.Find(ignoreLevelDB); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestJournalSyncErrorNamesFile: a failed sync says which file, as the
+// operator needs (the disk tests S17/S18 check latchd's last words).
+func TestJournalSyncErrorNamesFile(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "000001.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newJournalWriter(f, f, 32<<10, 32<<10, slog.New(slog.DiscardHandler))
+	w.stopGrowing()
+	f.Close() // the sync below fails with EBADF
+	err = w.Sync()
+	if err == nil || !strings.Contains(err.Error(), f.Name()) {
+		t.Fatalf("Sync of a closed file = %v; want an error naming %s", err, f.Name())
 	}
 }
