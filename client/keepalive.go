@@ -162,6 +162,10 @@ func (c *Client) handleKeepAlive(r kaResult, acked *uint64, lastServer *string) 
 		}
 		return kaFailed
 	}
+	// Only the leader answers a KeepAlive: r.conn's replica leads, even if
+	// it did not when the connection was made (its Welcome then named
+	// another leader, maybe one that is gone).
+	c.pool.leaderAnswered(r.conn)
 	c.mu.Lock()
 	state, changed := c.lease.renew(r.sent, r.reply.Held, r.reply.TTL)
 	if changed {

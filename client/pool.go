@@ -277,6 +277,16 @@ func (p *pool) setLeader(addr string) {
 	}
 }
 
+// leaderAnswered records that c's replica answered a call only the leader
+// answers, so it is the leader to report while c is current.
+func (p *pool) leaderAnswered(c *conn) {
+	p.mu.Lock()
+	if p.cur == c {
+		p.setLeader(c.addr)
+	}
+	p.mu.Unlock()
+}
+
 // leaderAddr returns the leader's address as best known: the current
 // connection's if that replica said it leads, else the last address a
 // replica named ("" if none).

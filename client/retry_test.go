@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,6 +62,31 @@ func TestRetryAfterDroppedConnectionKeepsRequestID(t *testing.T) {
 	}
 	if got := seen[*wire.Put](f); got[2].Request == got[0].Request {
 		t.Fatalf("a new call reused request id %d", got[0].Request)
+	}
+}
+
+// A replica whose Welcome named another leader (one that is gone: during a
+// fail-over the replica that becomes leader may still name the old one)
+// and that then answers KeepAlives is the leader Leader reports.
+func TestLeaderIsTheReplicaAnsweringKeepAlives(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := dead.Addr().String()
+	dead.Close()
+	f := startFake(t, "2", func(wire.Message) fakeAnswer { return fakeAnswer{} })
+	f.leader = gone
+	c := dialFake(t, fakeConfig(gone, f.addr()))
+	deadline := time.Now().Add(20 * time.Second)
+	for f.kas.Load() < 2 { // the first KeepAlive has been answered
+		if time.Now().After(deadline) {
+			t.Fatalf("%d KeepAlives reached the replica in 20 s", f.kas.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if l := c.Leader(); l != f.addr() {
+		t.Fatalf("Leader() = %q after the replica answered a KeepAlive; want %q (its Welcome named %q)", l, f.addr(), gone)
 	}
 }
 
