@@ -18,13 +18,11 @@ func crashImage(t *testing.T, n, big uint64, bigSize int) (dir, journal string) 
 	db := openT(t, src)
 	g := db.Group(1)
 	for i := uint64(1); i <= n; i++ {
-		v := bytes.Repeat([]byte{byte(i)}, 100)
+		size := 100
 		if i == big {
-			v = bytes.Repeat([]byte{byte(i)}, bigSize)
+			size = bigSize
 		}
-		if err := g.Write(Update{Promised: Ballot{Round: i, ID: 1}, Entries: []Entry{{Instance: i, Ballot: Ballot{Round: i, ID: 1}, Value: v}}}); err != nil {
-			t.Fatal(err)
-		}
+		writeEntry(t, g, i, size)
 	}
 	dir = t.TempDir()
 	copyDir(t, src, dir)
@@ -79,18 +77,7 @@ func TestTornTailIsRepaired(t *testing.T) {
 			if err := os.WriteFile(journal, tc.tear(b), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			db, err := Open(dir, Options{})
-			if err != nil {
-				t.Fatalf("Open(torn journal) = %v; want the tail repaired", err)
-			}
-			defer db.Close()
-			st, err := db.Group(1).Load()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(st.Entries) != 19 || st.Promised.Round != 19 {
-				t.Fatalf("after repair: %d entries, promise %v; want the 19 complete writes", len(st.Entries), st.Promised)
-			}
+			checkEntries(t, dir, 19) // the tail repaired: the 19 complete writes
 		})
 	}
 }
