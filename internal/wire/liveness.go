@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,70 +20,132 @@ var errPeerSilent = errors.New("wire: peer silent (no answer to a Ping)")
 var errFirstFrameLate = errors.New("wire: no frame within the request timeout")
 
 // liveReader reads the call stream for its side's reader goroutine and
-// checks the peer is alive, without a goroutine or timer of its own: the read
-// deadline is kept between interval/2 and interval ahead (moved only when
-// half of it is used up, so a busy connection rarely touches it). When it
-// passes with nothing read, the reader sends a Ping and waits one more
-// interval; any frame (the Pong, or anything else) shows the peer is
-// alive. Nothing at all is an error, errPeerSilent, which ends the
-// connection.
+// checks the peer is alive. A watchdog timer fires every half ping
+// interval and counts the reads since it last fired: after about an
+// interval with nothing read it sends a Ping, and after one more interval
+// with nothing (not even the Pong) it wakes the reader with errPeerSilent,
+// which ends the connection. Any frame shows the peer is alive.
 //
-// Until the first byte arrives the first deadline is strict: passing it is
-// an error (the server's RequestTimeout for the Hello).
+// The stream carries no read deadline while the watchdog runs: yamux's
+// Stream.Read makes a timer (and its channel) on every call while one is
+// set, which cost a tenth of a leader's CPU serving small reads over many
+// connections. The one deadline kept is the strict first one: until the
+// first byte arrives, passing it is an error (the server's RequestTimeout
+// for the Hello); the watchdog starts with that first byte.
 type liveReader struct {
 	nc       net.Conn
 	interval time.Duration
 	ping     func() error // queues a Ping without blocking
-	deadline time.Time    // the read deadline set last
-	pinged   bool         // a Ping went out and nothing was read since
-	strict   bool         // passing the deadline is an error
+	strict   bool         // reader only: the first deadline is still set
 	ended    *atomic.Bool // set when the session ends (see wakeOnClose)
+	reads    atomic.Uint64
+	failed   atomic.Pointer[error] // set by the watchdog before it wakes the reader
+
+	mu      sync.Mutex // guards the watchdog's state below
+	timer   *time.Timer
+	stopped bool
+	seen    uint64 // reads at the last firing
+	quiet   int    // firings in a row with nothing read
 }
 
-// newLiveReader starts checking nc; the first deadline is first from now,
-// strict if strict is set.
+// newLiveReader starts checking nc: if strict, the first byte must arrive
+// within first; otherwise the watchdog starts at once.
 func newLiveReader(nc net.Conn, interval, first time.Duration, strict bool, ping func() error, ended *atomic.Bool) *liveReader {
 	r := &liveReader{nc: nc, interval: interval, ping: ping, strict: strict, ended: ended}
-	r.deadline = time.Now().Add(first)
-	nc.SetReadDeadline(r.deadline)
+	if strict {
+		nc.SetReadDeadline(time.Now().Add(first))
+	} else {
+		r.startWatchdog()
+	}
 	return r
 }
 
-// Read reads from the connection, sending Pings while it is silent.
+// Read reads from the connection. An error it returns ends the reader; it
+// stops the watchdog then.
 func (r *liveReader) Read(p []byte) (int, error) {
 	for {
 		if r.ended.Load() {
+			r.stopWatchdog()
 			return 0, net.ErrClosed
 		}
 		n, err := r.nc.Read(p)
 		if n > 0 {
-			r.pinged = false
-			if now := time.Now(); r.strict || r.deadline.Sub(now) < r.interval/2 {
+			r.reads.Add(1)
+			if r.strict {
 				r.strict = false
-				r.deadline = now.Add(r.interval)
-				r.nc.SetReadDeadline(r.deadline)
+				r.nc.SetReadDeadline(time.Time{})
+				r.startWatchdog()
 			}
-			return n, err
 		}
 		if err == nil {
+			if n > 0 {
+				return n, nil
+			}
 			continue
 		}
-		if !isTimeout(err) {
-			return n, err
+		r.stopWatchdog()
+		switch {
+		case r.ended.Load():
+			return n, net.ErrClosed
+		case r.failed.Load() != nil:
+			return n, *r.failed.Load()
+		case r.strict && isTimeout(err):
+			return n, errFirstFrameLate
 		}
-		if r.strict {
-			return 0, errFirstFrameLate
-		}
-		if r.pinged {
-			return 0, errPeerSilent
-		}
-		if err := r.ping(); err != nil {
-			return 0, err
-		}
-		r.pinged = true
-		r.deadline = time.Now().Add(r.interval)
-		r.nc.SetReadDeadline(r.deadline)
+		return n, err
 	}
+}
+
+// startWatchdog arms the watchdog's first firing, half an interval away.
+func (r *liveReader) startWatchdog() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return
+	}
+	r.timer = time.AfterFunc(r.interval/2, r.watch)
+}
+
+// stopWatchdog stops the watchdog for good.
+func (r *liveReader) stopWatchdog() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = true
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+}
+
+// watch is the watchdog's firing: every half interval, in the timer's
+// goroutine. Two firings in a row with nothing read (about an interval of
+// silence) send a Ping; two more (an interval after the Ping) end the
+// connection: the reader is woken by a read deadline in the past and
+// returns the error stored in failed.
+func (r *liveReader) watch() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped || r.ended.Load() {
+		return
+	}
+	if n := r.reads.Load(); n != r.seen {
+		r.seen, r.quiet = n, 0
+	} else {
+		r.quiet++
+	}
+	var fail error
+	switch r.quiet {
+	case 2:
+		fail = r.ping()
+	case 4:
+		fail = errPeerSilent
+	}
+	if fail != nil {
+		r.failed.Store(&fail)
+		r.stopped = true
+		r.nc.SetReadDeadline(time.Unix(1, 0))
+		return
+	}
+	r.timer.Reset(r.interval / 2)
 }
 
 // isTimeout reports whether err is a passed read deadline: the os error of
