@@ -70,12 +70,15 @@ func (b Ballot) String() string { return fmt.Sprintf("%d.%d", b.Round, b.ID) }
 // chosen) for Instance under Ballot. Value is opaque to the core; the core
 // never modifies the bytes of a Value it was given. Noop marks the filler
 // value a new leader proposes for an instance nobody reported (Value is then
-// nil and the state machine must skip it).
+// nil and the state machine must skip it). Conf marks a member change: Value
+// is an encoded MemberChange, which the core applies to its member set and
+// the state machine skips (docs/membership.md).
 type Entry struct {
 	Instance uint64
 	Ballot   Ballot
 	Value    []byte
 	Noop     bool
+	Conf     bool
 }
 
 // MessageType says what a Message is.
