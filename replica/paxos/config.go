@@ -18,8 +18,19 @@ const leaseRing = 64
 type Config struct {
 	// ID of this replica, non-zero, and listed in Peers.
 	ID uint64
-	// Peers are the IDs of all members, this replica included.
+	// Peers are the IDs of the bootstrap voter set, this replica
+	// included unless it joins (Join): the member set of a cell whose
+	// durable state holds none (State.Members).
 	Peers []uint64
+	// Alpha is the bootstrap α (0: DefaultAlpha): a member change chosen
+	// at instance s governs instances from s+α on. Fixed when the cell is
+	// created; a recovered member set carries its own.
+	Alpha uint64
+	// Join: this replica joins an existing cell as a learner
+	// (docs/membership.md R10): it starts rebuilding with no member set
+	// and learns one from a peer's snapshot; Peers are only whom it may
+	// hear from first.
+	Join bool
 	// HeartbeatTicks between two heartbeats (lease rounds) of a leader,
 	// and between retransmissions of unacknowledged accepts.
 	HeartbeatTicks int
@@ -91,8 +102,10 @@ func (c *Config) Validate() error {
 		return bad("no peers")
 	case len(c.Peers) > MaxPeers:
 		return bad("%d peers, at most %d", len(c.Peers), MaxPeers)
-	case !slices.Contains(c.Peers, c.ID):
+	case !c.Join && !slices.Contains(c.Peers, c.ID):
 		return bad("ID %d not in Peers %v", c.ID, c.Peers)
+	case c.Alpha == 1:
+		return bad("Alpha 1, must be 0 (the default) or at least 2")
 	}
 	seen := make(map[uint64]bool, len(c.Peers))
 	for _, p := range c.Peers {

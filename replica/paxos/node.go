@@ -102,6 +102,11 @@ type bugs struct {
 	fenceMajority     bool // a Phase 1 fences once a majority promised it, not every other replica
 	fenceLateRebuild  bool // a fence leaves out a replica rebuilding only since its Phase 1 began
 	voteBeforeCatchUp bool // a fenced replica votes before it learned through the fence's first own instance
+
+	// The member-change rules, each broken on its own.
+	learnerAcksCount  bool // R5: a learner's acknowledgements count towards choosing
+	changeAtOnce      bool // R1: a change governs the next instance, not the one α later
+	fenceWhilePending bool // R9: a fence given while a voter change is pending
 }
 
 // Node is one replica's Multi-Paxos state: acceptor, proposer and learner.
@@ -109,12 +114,21 @@ type bugs struct {
 type Node struct {
 	cfg     Config
 	logger  *slog.Logger
-	peers   []uint64
+	peers   []uint64 // peers[i] is the replica at position i (0: a free position)
 	self    int
 	selfBit uint64
-	quorum  int
 	bugs    bugs
-	ahead   uint64 // maxAhead (tests lower it)
+	ahead   uint64 // maxAhead (tests lower it); the bound used is G = min(ahead, α−1)
+
+	// Member set (membership.go): as of commit-1, and position masks.
+	members    Members
+	noMembers  bool   // a joiner that has not learned the member set yet
+	vNow       uint64 // voters of members
+	vPend      uint64 // the pending voter set ...
+	pendFrom   uint64 // ... which governs instances from here (^0: none pending)
+	memberMask uint64 // members, voters and learners
+	latestMask uint64 // leader: the voter set after every change chosen or proposed by it
+	padTo      uint64 // leader: propose no-ops through this instance (R6)
 
 	now uint64 // ticks since New
 
@@ -159,6 +173,8 @@ type Node struct {
 	p1askAt   [MaxPeers]uint64 // tick the rest of its report was last asked for
 	p1commit  uint64           // highest first-unchosen instance a promiser reported
 	p1ahead   uint64           // the promiser that reported it
+	p1v1      uint64           // cfg(p1from): a majority of it must report (R4)
+	p1v2      uint64           // cfg(p1from+α−1): ... and a majority of it
 	rejoin    bool             // gave up a Phase 1 as too far behind while granted: campaign once caught up
 	retakeAt  uint64           // preempted while granted: campaign then if no leader was heard from (maybeRetake)
 
@@ -200,16 +216,21 @@ func New(cfg Config, st State) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, peers: cfg.Peers, quorum: len(cfg.Peers)/2 + 1, ahead: maxAhead}
+	n := &Node{cfg: cfg, ahead: maxAhead, pendFrom: ^uint64(0)}
 	n.logger = cfg.Logger
 	if n.logger == nil {
 		n.logger = slog.New(slog.DiscardHandler)
 	}
 	n.logger = n.logger.With("replica", cfg.ID)
-	for i, p := range n.peers {
-		if p == cfg.ID {
-			n.self, n.selfBit = i, 1<<uint(i)
-		}
+	// Positions: the bootstrap peers in their order (as before member
+	// changes existed), then this replica if it is not among them.
+	for _, p := range cfg.Peers {
+		n.pos(p)
+	}
+	n.self = n.pos(cfg.ID)
+	n.selfBit = 1 << uint(n.self)
+	if err := n.recoverMembers(cfg, st); err != nil {
+		return nil, err
 	}
 	if err := n.recover(st); err != nil {
 		return nil, err
@@ -250,6 +271,8 @@ func (n *Node) recover(st State) error {
 			return bad("entry %d too far above snapshot %d", e.Instance, st.Snapshot)
 		case e.Noop && e.Value != nil:
 			return bad("no-op entry %d has a value", e.Instance)
+		case e.Conf && (e.Noop || len(e.Value) == 0):
+			return bad("member change entry %d without a value", e.Instance)
 		}
 		s := n.slot(e.Instance)
 		if s.has {
@@ -263,7 +286,8 @@ func (n *Node) recover(st State) error {
 			return bad("chosen mark %d covers instance %d with no entry", st.Chosen, i)
 		}
 	}
-	n.commit = st.Chosen + 1
+	// The member set of the snapshot, then every chosen instance above it.
+	n.commit = st.Snapshot + 1
 	n.advanceCommit()
 	n.knownCommit = n.commit
 	if n.cfg.LeaseTicks > 0 && (!st.Promised.IsZero() || len(st.Entries) > 0 || st.Snapshot > 0) {
@@ -307,15 +331,6 @@ func (n *Node) truncate(i uint64) {
 		n.log = n.log[:m]
 	}
 	n.base = i + 1
-}
-
-func (n *Node) peerIndex(id uint64) int {
-	for i, p := range n.peers {
-		if p == id {
-			return i
-		}
-	}
-	return -1
 }
 
 func (n *Node) send(m Message) {
@@ -374,9 +389,10 @@ func (n *Node) record(s *slot, e Entry) {
 func (n *Node) advanceCommit() {
 	for {
 		s := n.get(n.commit)
-		if s == nil || !s.chosen {
+		if s == nil || !s.chosen || n.noMembers {
 			break
 		}
+		n.applyMembers(s.e)
 		n.commit++
 	}
 }
@@ -386,6 +402,13 @@ func (n *Node) Tick() {
 	n.now++
 	switch n.role {
 	case Leader:
+		if !n.voterAt(n.commit) {
+			// Its removal is in effect (R7): hand over. Resign, not a
+			// step down, so that its followers' grants are released.
+			n.logger.Info("paxos leader removed from the voters: resigns", "ballot", n.ballot, "commit", n.commit)
+			n.Resign()
+			return
+		}
 		n.heartbeatElapsed++
 		if n.heartbeatElapsed >= n.cfg.HeartbeatTicks {
 			n.heartbeatElapsed = 0
@@ -433,6 +456,7 @@ func (n *Node) Tick() {
 	if n.knownCommit > n.commit && n.catchUpPeer != 0 && n.now-n.catchUpAt >= uint64(n.cfg.HeartbeatTicks) {
 		n.requestCatchUp(n.catchUpSource())
 	}
+	n.pad()
 }
 
 // alive reports whether the peer at position i was heard from within an
@@ -507,7 +531,7 @@ func (n *Node) heartbeat() {
 	n.newLeaseRound()
 	var due [MaxPeers][2]uint64 // per peer position: the range to resend
 	for i := range n.peers {
-		if i == n.self {
+		if !n.target(i) {
 			continue
 		}
 		bit := uint64(1) << uint(i)
@@ -524,7 +548,7 @@ func (n *Node) heartbeat() {
 		}
 	}
 	for i, p := range n.peers {
-		if i == n.self {
+		if !n.target(i) {
 			continue
 		}
 		n.send(Message{Type: MsgHeartbeat, To: p, Ballot: n.ballot, Commit: n.commit, Lease: n.leaseRound})
@@ -581,7 +605,12 @@ func (n *Node) Campaign() {
 	}
 }
 
+// campaign starts Phase 1 with a new ballot, if this replica may lead
+// (canCampaign).
 func (n *Node) campaign() {
+	if !n.canCampaign() {
+		return
+	}
 	n.rejoin, n.retakeAt = false, 0
 	// This Phase 1 fences for the rebuilding replicas heard from so far.
 	n.fenceNonce, n.p1rebuilding = n.rebuildNonce, 0
@@ -592,6 +621,9 @@ func (n *Node) campaign() {
 	n.resetElectionTimer()
 	n.accBuf = n.accBuf[:0]
 	n.p1from, n.p1votes, n.p1full, n.p1commit, n.p1ahead = n.commit, 0, 0, n.commit, 0
+	// R4: complete reports from a majority of the voters of the first
+	// unchosen instance and of the last one a Phase 1 may cover.
+	n.p1v1, n.p1v2 = n.cfgMask(n.p1from), n.cfgMask(n.p1from+n.members.Alpha-1)
 	clear(n.p1through[:])
 	clear(n.p1)
 	n.p1 = n.p1[:0]
@@ -603,7 +635,7 @@ func (n *Node) campaign() {
 	}
 	n.logger.Info("paxos phase 1", "ballot", n.ballot, "from", n.p1from)
 	for i, p := range n.peers {
-		if i != n.self {
+		if n.target(i) {
 			// Last: report from p1from on, and split the report if it
 			// is larger than a message (a Prepare without Last, from an
 			// older version, gets it whole).
@@ -615,7 +647,7 @@ func (n *Node) campaign() {
 }
 
 func (n *Node) mergePromised(e Entry, chosen bool) {
-	if e.Instance < n.p1from || e.Instance-n.p1from >= n.ahead {
+	if e.Instance < n.p1from || e.Instance-n.p1from >= n.g() {
 		return
 	}
 	k := e.Instance - n.p1from
@@ -645,7 +677,8 @@ func (n *Node) maybeWinPhase1() {
 	// Only complete reports count: the candidate must have seen every
 	// accepted record of a majority (docs/paxos.md, "Promises larger than
 	// a message").
-	if bits.OnesCount64(n.p1full|n.selfBit) >= n.quorum {
+	full := n.p1full | n.selfBit
+	if majority(full, n.p1v1) && majority(full, n.p1v2) {
 		n.becomeLeader()
 	}
 }
@@ -723,6 +756,8 @@ func (n *Node) becomeLeader() {
 	clear(n.peerCommit[:])
 	clear(n.peerAckAt[:])
 	n.leaseRound, n.heartbeatElapsed, n.quorumAt = 0, 0, n.now
+	n.padTo = 0
+	n.refreshLatest()
 	n.newLeaseRound()
 	n.logger.Info("paxos leader", "ballot", n.ballot, "from", n.p1from, "first_own", n.firstOwn)
 	if needCatchUp && n.p1ahead != 0 {
@@ -764,7 +799,7 @@ func (n *Node) Resign() (successor uint64) {
 		n.stepDown(0)
 	}
 	for i, p := range n.peers {
-		if i != n.self {
+		if n.target(i) {
 			n.send(Message{Type: MsgResign, To: p, Ballot: n.ballot, Commit: n.commit, Last: successor})
 		}
 	}
@@ -775,8 +810,9 @@ func (n *Node) Resign() (successor uint64) {
 // unchosen instance, then latest acknowledgement, then lowest position.
 func (n *Node) successor() uint64 {
 	best := -1
+	ok := n.cfgMask(n.commit) & n.latestMask // votes now and after every known change
 	for i := range n.peers {
-		if i == n.self || n.peerAckAt[i] == 0 {
+		if i == n.self || n.peerAckAt[i] == 0 || ok&(1<<uint(i)) == 0 {
 			continue
 		}
 		if best < 0 || n.peerCommit[i] > n.peerCommit[best] ||
@@ -800,17 +836,25 @@ func (n *Node) Propose(value []byte) (uint64, error) {
 		return 0, ErrEmptyValue
 	case len(value) > n.cfg.MaxBatchBytes:
 		return 0, fmt.Errorf("%w: %d bytes, at most %d", ErrValueTooLarge, len(value), n.cfg.MaxBatchBytes)
-	case n.next-n.commit >= uint64(n.cfg.Window):
+	case n.next-n.commit >= n.window():
 		return 0, ErrWindowFull
+	case !n.voterAt(n.next):
+		return 0, fmt.Errorf("%w: removed from the voters at instance %d", ErrNotLeader, n.next)
 	}
+	return n.proposeEntry(Entry{Value: value}), nil
+}
+
+// proposeEntry assigns e to the next free instance under this leader's
+// ballot and queues its Accepts.
+func (n *Node) proposeEntry(e Entry) uint64 {
 	i := n.next
 	n.next++
-	e := Entry{Instance: i, Ballot: n.ballot, Value: value}
+	e.Instance, e.Ballot = i, n.ballot
 	s := n.slot(i)
 	n.record(s, e)
 	s.sentAt = n.now
 	n.accBuf = append(n.accBuf, e)
-	return i, nil
+	return i
 }
 
 // Leader returns the ID of the leader this replica knows, or 0.
@@ -853,16 +897,37 @@ func (n *Node) LeaseRead() (instance, ticks uint64) {
 	return inst, n.leaseUntil - n.now
 }
 
-func (n *Node) updateLease() {
-	// q = the highest round acknowledged by a majority (self included).
+// roundQuorum returns the highest lease round acknowledged by a majority
+// of the voter set (positions) set, the leader's own round counted if it is
+// in set.
+func (n *Node) roundQuorum(set uint64) uint64 {
 	var top [MaxPeers]uint64
-	m := copy(top[:], n.peerRound[:len(n.peers)])
+	m := 0
+	for i := range n.peers {
+		if set&(1<<uint(i)) != 0 {
+			top[m] = n.peerRound[i]
+			m++
+		}
+	}
+	if m == 0 {
+		return 0
+	}
 	for i := 1; i < m; i++ { // insertion sort, descending; m is small
 		for j := i; j > 0 && top[j] > top[j-1]; j-- {
 			top[j], top[j-1] = top[j-1], top[j]
 		}
 	}
-	q := top[n.quorum-1]
+	return top[m/2]
+}
+
+func (n *Node) updateLease() {
+	// q = the highest round acknowledged by a majority of every voter set
+	// that may govern an instance this lease covers (R8): cfg(commit) and
+	// the set after every change chosen or proposed.
+	q := n.roundQuorum(n.cfgMask(n.commit))
+	if l := n.latestMask; l != n.cfgMask(n.commit) {
+		q = min(q, n.roundQuorum(l))
+	}
 	if q == 0 || n.leaseRound-q >= leaseRing-1 {
 		return
 	}
@@ -907,6 +972,7 @@ func (n *Node) Ready() (Ready, error) {
 		rd.Rebuilt, n.rebuiltDirty = true, false
 	}
 	rd.MustSync = rd.Promised != nil || len(rd.Accepted) > 0 || rd.Rebuilt
+	rd.Removed = n.members.IsRetired(n.cfg.ID)
 	if n.commit-1 > n.mark {
 		n.mark = n.commit - 1
 		rd.ChosenMark = n.mark
@@ -1031,11 +1097,20 @@ func (n *Node) Advance() error {
 	n.advanceCommit()
 	o.reset()
 	n.readyOut = false
+	n.pad()
 	return nil
 }
 
+// checkChosen marks s chosen once a majority of cfg(s) acknowledged it
+// (R5): learners' acknowledgements never count, nor the leader's own where
+// it does not vote.
 func (n *Node) checkChosen(s *slot) {
-	if !s.chosen && bits.OnesCount64(s.acks) >= n.quorum {
+	set := n.cfgMask(s.e.Instance)
+	acks := s.acks & set
+	if n.bugs.learnerAcksCount {
+		acks = s.acks & (set | n.memberMask)
+	}
+	if !s.chosen && set != 0 && bits.OnesCount64(acks) > bits.OnesCount64(set)/2 {
 		s.chosen = true
 	}
 }
@@ -1060,12 +1135,46 @@ func (n *Node) Compact(instance uint64) error {
 // durable snapshot covering instances through instance, received from a
 // peer. Call it between Advance and the next Ready. A snapshot at or below
 // the applied instance is ignored.
+//
+// The core's member set becomes the one the chosen log gives at instance
+// from what it knows: correct for a cell whose members never change. A
+// driver of a cell that may change them restores with
+// RestoreSnapshotMembers.
 func (n *Node) RestoreSnapshot(instance uint64) error {
+	return n.restoreSnapshot(instance, nil)
+}
+
+// RestoreSnapshotMembers is RestoreSnapshot for a snapshot that carries the
+// member set as of its instance (docs/membership.md §2). A joiner that has
+// no member set yet takes one from any snapshot, even at instance 0.
+func (n *Node) RestoreSnapshotMembers(instance uint64, m Members) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	return n.restoreSnapshot(instance, &m)
+}
+
+func (n *Node) restoreSnapshot(instance uint64, m *Members) error {
 	if n.readyOut {
 		return ErrReadyPending
 	}
+	if m != nil && n.noMembers {
+		n.noMembers = false
+		n.setMembers(m.Clone())
+		n.knownCommit = max(n.knownCommit, instance+1)
+		n.catchUpSent = false
+		if instance <= n.applied {
+			n.advanceCommit()
+			return nil
+		}
+	}
 	if instance <= n.applied {
 		return nil
+	}
+	if m == nil {
+		m = new(n.members.Through(instance))
+	} else {
+		*m = m.Clone()
 	}
 	// A leader steps down: its commit may now cover instances where it
 	// proposed a value that was not the one chosen (if a higher ballot
@@ -1082,7 +1191,10 @@ func (n *Node) RestoreSnapshot(instance uint64) error {
 	}
 	n.truncate(instance)
 	n.snapshot, n.applied = instance, instance
-	n.commit = max(n.commit, instance+1)
+	if instance+1 > n.commit {
+		n.commit = instance + 1
+		n.setMembers(*m)
+	}
 	n.advanceCommit()
 	n.knownCommit = max(n.knownCommit, n.commit)
 	n.logger.Info("paxos restored snapshot", "instance", instance)
@@ -1130,13 +1242,13 @@ func (n *Node) Status() Status {
 	st := Status{
 		ID: n.cfg.ID, Role: n.role, Leader: n.leader, Ballot: n.ballot, Promised: n.promised,
 		Commit: n.commit, Applied: n.applied, Snapshot: n.snapshot, LeaseValid: n.LeaseValid(), Now: n.now,
-		Rebuilding: n.rebuild != 0,
+		Rebuilding: n.rebuild != 0, Members: n.members.Clone(),
 	}
 	if n.role == Leader {
 		st.Next = n.next
 		st.InFlight = int(n.next - n.commit)
 		for i, p := range n.peers {
-			if i == n.self {
+			if !n.target(i) {
 				continue
 			}
 			ps := PeerStatus{ID: p, Commit: n.peerCommit[i], Acked: n.peerAckAt[i] != 0}
@@ -1150,4 +1262,6 @@ func (n *Node) Status() Status {
 }
 
 // bytesEqual reports whether two entries carry the same value.
-func sameValue(a, b Entry) bool { return a.Noop == b.Noop && bytes.Equal(a.Value, b.Value) }
+func sameValue(a, b Entry) bool {
+	return a.Noop == b.Noop && a.Conf == b.Conf && bytes.Equal(a.Value, b.Value)
+}

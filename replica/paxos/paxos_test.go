@@ -553,22 +553,22 @@ func TestReadyAdvanceMisuse(t *testing.T) {
 func TestStepRejectsMalformedMessages(t *testing.T) {
 	n := newTestNode(t, 1, 3, State{})
 	for name, m := range map[string]Message{
-		"unknown type":     {Type: 99, From: 2, To: 1},
-		"wrong recipient":  {Type: MsgPrepare, From: 2, To: 3, Ballot: b(1, 2)},
-		"non-member":       {Type: MsgPrepare, From: 7, To: 1, Ballot: b(1, 7)},
-		"from self":        {Type: MsgPrepare, From: 1, To: 1, Ballot: b(1, 1)},
-		"foreign ballot":   {Type: MsgAccept, From: 2, To: 1, Ballot: b(1, 3)},
-		"instance zero":    {Type: MsgAccept, From: 2, To: 1, Ballot: b(1, 2), Entries: []Entry{at(val("x"), 0, b(1, 2))}},
-		"empty value":      {Type: MsgAccept, From: 2, To: 1, Ballot: b(1, 2), Entries: []Entry{{Instance: 1, Ballot: b(1, 2)}}},
-		"entry ballot":     {Type: MsgAccept, From: 2, To: 1, Ballot: b(2, 2), Entries: []Entry{at(val("x"), 1, b(1, 2))}},
-		"inverted range":   {Type: MsgAccepted, From: 2, To: 1, Ballot: b(1, 1), Instance: 5, Last: 4},
-		"noop with values": {Type: MsgChosen, From: 2, To: 1, Entries: []Entry{{Instance: 1, Noop: true, Value: []byte("x")}}},
-		"resign of other":  {Type: MsgResign, From: 2, To: 1, Ballot: b(1, 3)},
-		"resign to self":   {Type: MsgResign, From: 2, To: 1, Ballot: b(1, 2), Last: 2},
-		"resign to stray":  {Type: MsgResign, From: 2, To: 1, Ballot: b(1, 2), Last: 9},
-		"rebuild no nonce": {Type: MsgRebuild, From: 2, To: 1, Commit: 1},
-		"fenced no nonce":  {Type: MsgFenced, From: 2, To: 1, Ballot: b(1, 2), Instance: 1},
-		"fenced of other":  {Type: MsgFenced, From: 2, To: 1, Ballot: b(1, 3), Instance: 1, Lease: 7},
+		"unknown type":        {Type: 99, From: 2, To: 1},
+		"wrong recipient":     {Type: MsgPrepare, From: 2, To: 3, Ballot: b(1, 2)},
+		"from self":           {Type: MsgPrepare, From: 1, To: 1, Ballot: b(1, 1)},
+		"foreign ballot":      {Type: MsgAccept, From: 2, To: 1, Ballot: b(1, 3)},
+		"instance zero":       {Type: MsgAccept, From: 2, To: 1, Ballot: b(1, 2), Entries: []Entry{at(val("x"), 0, b(1, 2))}},
+		"empty value":         {Type: MsgAccept, From: 2, To: 1, Ballot: b(1, 2), Entries: []Entry{{Instance: 1, Ballot: b(1, 2)}}},
+		"entry ballot":        {Type: MsgAccept, From: 2, To: 1, Ballot: b(2, 2), Entries: []Entry{at(val("x"), 1, b(1, 2))}},
+		"inverted range":      {Type: MsgAccepted, From: 2, To: 1, Ballot: b(1, 1), Instance: 5, Last: 4},
+		"noop with values":    {Type: MsgChosen, From: 2, To: 1, Entries: []Entry{{Instance: 1, Noop: true, Value: []byte("x")}}},
+		"resign of other":     {Type: MsgResign, From: 2, To: 1, Ballot: b(1, 3)},
+		"resign to self":      {Type: MsgResign, From: 2, To: 1, Ballot: b(1, 2), Last: 2},
+		"from nobody":         {Type: MsgHeartbeat, From: 0, To: 1},
+		"member change no-op": {Type: MsgChosen, From: 2, To: 1, Entries: []Entry{{Instance: 1, Noop: true, Conf: true}}},
+		"rebuild no nonce":    {Type: MsgRebuild, From: 2, To: 1, Commit: 1},
+		"fenced no nonce":     {Type: MsgFenced, From: 2, To: 1, Ballot: b(1, 2), Instance: 1},
+		"fenced of other":     {Type: MsgFenced, From: 2, To: 1, Ballot: b(1, 3), Instance: 1, Lease: 7},
 	} {
 		if err := n.Step(m); !errors.Is(err, ErrInvalidMessage) {
 			t.Errorf("%s: Step = %v; want ErrInvalidMessage", name, err)

@@ -57,12 +57,26 @@ func (n *Node) onRebuild(m Message) {
 	if n.role != Leader {
 		return
 	}
+	if x, ok := n.members.Member(m.From); ok && !x.Voter && n.vPend&(1<<uint(p)) == 0 {
+		switch x.Nonce {
+		case 0: // a joiner (R10): bind it instead of fencing it
+			n.proposeBind(m.From, m.Lease)
+			return
+		case m.Lease: // bound: it learns so from the log
+			return
+		}
+	}
 	bit := uint64(1) << uint(p)
 	if (n.fenceNonce[p] == m.Lease || n.bugs.fenceLateRebuild) && m.Ballot == n.ballot {
 		n.p1rebuilding |= bit // rebuilding since before this Phase 1, and still
 	}
-	all := uint64(1)<<uint(len(n.peers)) - 1
-	if (n.fenceNonce[p] == m.Lease || n.bugs.fenceStale) && (n.p1votes|n.p1rebuilding|n.selfBit|bit == all || n.bugs.fenceMajority) {
+	// R9: every other voter of cfg(commit) promised, and no voter change
+	// lies ahead of commit (so that set governs everything the fence
+	// covers).
+	all := n.cfgMask(n.commit)
+	settled := all == n.latestMask && all == n.cfgMask(n.commit+n.members.Alpha-1)
+	if (n.fenceNonce[p] == m.Lease || n.bugs.fenceStale) && (settled || n.bugs.fenceWhilePending) &&
+		((n.p1votes|n.p1rebuilding|n.selfBit|bit)&all == all || n.bugs.fenceMajority) {
 		n.send(Message{Type: MsgFenced, To: m.From, Ballot: n.ballot, Instance: n.firstOwn, Lease: m.Lease, Commit: n.commit})
 		return
 	}
@@ -71,7 +85,7 @@ func (n *Node) onRebuild(m Message) {
 	}
 	recent := func(at uint64) bool { return at != 0 && at+uint64(2*n.cfg.HeartbeatTicks) >= n.now }
 	for i := range n.peers {
-		if i != n.self && i != p && !recent(n.peerAckAt[i]) && !recent(n.rebuildAt[i]) {
+		if i != n.self && i != p && all&(1<<uint(i)) != 0 && !recent(n.peerAckAt[i]) && !recent(n.rebuildAt[i]) {
 			return
 		}
 	}

@@ -10,7 +10,7 @@ func (n *Node) Step(m Message) error {
 		return err
 	}
 	n.observe(m.Ballot)
-	n.heardAt[n.peerIndex(m.From)] = max(n.now, 1)
+	n.heardAt[n.pos(m.From)] = max(n.now, 1)
 	switch m.Type {
 	case MsgPrepare:
 		n.onPrepare(m)
@@ -37,6 +37,7 @@ func (n *Node) Step(m Message) error {
 	}
 	n.maybeRebuilt()
 	n.maybeRejoin()
+	n.pad()
 	return nil
 }
 
@@ -49,15 +50,21 @@ func (n *Node) validate(m Message) error {
 		return bad("unknown type")
 	case m.To != n.cfg.ID:
 		return bad("addressed to %d, not %d", m.To, n.cfg.ID)
-	case m.From == n.cfg.ID || n.peerIndex(m.From) < 0:
+	case m.From == 0 || m.From == n.cfg.ID:
 		return bad("sender is not a peer")
+	case n.members.IsRetired(m.From):
+		// Ids not known are taken: a replica that lags behind does not
+		// know the members added since, and must learn from them.
+		return bad("sender was removed from the cell")
+	case n.peerIndex(m.From) < 0 && !n.room():
+		return bad("no position left for sender")
 	case (m.Type == MsgPrepare || m.Type == MsgAccept || m.Type == MsgHeartbeat || m.Type == MsgResign || m.Type == MsgFenced) &&
 		m.Ballot.ID != m.From:
 		return bad("ballot %v not owned by the sender", m.Ballot)
 	case (m.Type == MsgRebuild || m.Type == MsgFenced) && m.Lease == 0:
 		return bad("no rebuild nonce")
-	case m.Type == MsgResign && m.Last != 0 && (m.Last == m.From || n.peerIndex(m.Last) < 0):
-		return bad("successor %d is not another peer", m.Last)
+	case m.Type == MsgResign && m.Last == m.From:
+		return bad("successor %d is the sender", m.Last)
 	case m.Type == MsgAccepted && m.Last < m.Instance:
 		return bad("range %d..%d", m.Instance, m.Last)
 	case (m.Type == MsgPrepare || m.Type == MsgPromise) && m.Last != 0 && m.Last < m.Instance:
@@ -71,6 +78,8 @@ func (n *Node) validate(m Message) error {
 			return bad("no-op entry %d with a value", e.Instance)
 		case !e.Noop && len(e.Value) == 0:
 			return bad("entry %d without a value", e.Instance)
+		case e.Noop && e.Conf:
+			return bad("no-op entry %d marked as a member change", e.Instance)
 		case m.Type == MsgAccept && e.Ballot != m.Ballot:
 			return bad("entry %d ballot %v in an Accept of %v", e.Instance, e.Ballot, m.Ballot)
 		}
@@ -93,7 +102,10 @@ func (n *Node) reject(m Message) {
 // instance. A Prepare whose Last is above its Instance asks for the rest of
 // a report that did not fit in one Promise.
 func (n *Node) onPrepare(m Message) {
-	if n.rebuild != 0 {
+	if n.rebuild != 0 || n.members.member(m.From) == nil {
+		// Rebuilding: no vote. A candidate this replica does not know
+		// as a member: it lags behind (the candidate was added since);
+		// it learns, and promises once it knows the candidate.
 		n.noteCommit(m.From, m.Commit) // no vote; only learn
 		return
 	}
@@ -253,11 +265,11 @@ func (n *Node) beyondPhase1(m Message) bool {
 	if n.bugs.leadFarBehind {
 		return false
 	}
-	if m.Commit > n.p1from && m.Commit-n.p1from >= n.ahead {
+	if m.Commit > n.p1from && m.Commit-n.p1from >= n.g() {
 		return true
 	}
 	for _, e := range m.Entries {
-		if e.Instance >= n.p1from && e.Instance-n.p1from >= n.ahead {
+		if e.Instance >= n.p1from && e.Instance-n.p1from >= n.g() {
 			return true
 		}
 	}
@@ -356,7 +368,7 @@ func (n *Node) accept(e Entry) bool {
 // peer that far ahead is caught up with, not mirrored). Measured from the
 // first unchosen instance, not from the log's base: a replica that keeps
 // many chosen instances uncompacted must still accept the next ones.
-func (n *Node) tooFarAhead(i uint64) bool { return i >= n.commit && i-n.commit >= n.ahead }
+func (n *Node) tooFarAhead(i uint64) bool { return i >= n.commit && i-n.commit >= n.g() }
 
 // learnCommit marks chosen the instances below the leader's first unchosen
 // one that this replica accepted under the leader's ballot, and asks for
@@ -393,7 +405,11 @@ func (n *Node) noteCommit(from, commit uint64) {
 
 func (n *Node) requestCatchUp(from uint64) {
 	n.catchUpSent, n.catchUpAt = true, n.now
-	n.send(Message{Type: MsgCatchUp, To: from, Instance: n.commit, Commit: n.commit})
+	inst := n.commit
+	if n.noMembers {
+		inst = 0 // a joiner: only a snapshot brings the member set
+	}
+	n.send(Message{Type: MsgCatchUp, To: from, Instance: inst, Commit: n.commit})
 }
 
 func (n *Node) onHeartbeat(m Message) {
@@ -539,7 +555,7 @@ func (n *Node) onCatchUp(m Message) {
 func (n *Node) onChosen(m Message) {
 	before := n.commit
 	for _, e := range m.Entries {
-		if e.Instance < m.Commit {
+		if e.Instance < m.Commit && !n.noMembers {
 			n.learn(e)
 		}
 	}

@@ -248,6 +248,11 @@ type State struct {
 	// fenced every ballot it may have voted for (MsgFenced). See
 	// docs/paxos.md, "Rebuilding a replica that lost its state".
 	Rebuild uint64
+	// Members is the member set as of Snapshot (the snapshot carries it);
+	// the core applies the chosen member changes above it. nil: the
+	// bootstrap set of Config.Peers (all voters, Config.Alpha), the set a
+	// cell created before member changes has always had.
+	Members *Members
 }
 
 // Ready is the output of one step of the core: what to persist, send and
@@ -282,6 +287,11 @@ type Ready struct {
 	// truncated: send each a state machine snapshot (the driver may skip
 	// a peer to which a transfer is already running).
 	Snapshots []uint64
+	// Removed is true while this replica's id is retired in the member set
+	// it knows: it is no longer a voter or learner. It keeps answering as
+	// an acceptor until every remaining voter knows the change in effect;
+	// then the driver stops it (docs/membership.md §6).
+	Removed bool
 	// Role, Leader and Ballot describe the replica after this step; they
 	// are always set (compare with the previous Ready to see changes).
 	Role   Role
@@ -304,6 +314,7 @@ type Status struct {
 	Rebuilding bool   // State.Rebuild: not voting until fenced and caught up
 	LeaseValid bool
 	Now        uint64       // ticks since New
+	Members    Members      // the member set as of Commit-1
 	Peers      []PeerStatus // the leader's view of each follower (leader only)
 }
 
