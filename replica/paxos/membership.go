@@ -280,6 +280,10 @@ func (n *Node) ProposeChange(c MemberChange) (uint64, error) {
 		return 0, ErrNotLeader
 	}
 	latest := n.latestMembers()
+	after, err := latest.Apply(n.next, c)
+	if err != nil && !(c.Op.VoterChange() && latest.Pending != nil) {
+		return 0, err
+	}
 	if c.Op.VoterChange() {
 		if latest.Pending != nil {
 			return 0, fmt.Errorf("%w: a voter change chosen or proposed at %d", ErrChangePending, latest.Pending.At)
@@ -304,10 +308,6 @@ func (n *Node) ProposeChange(c MemberChange) (uint64, error) {
 		return 0, ErrWindowFull
 	case !n.voterAt(n.next):
 		return 0, fmt.Errorf("%w: removed from the voters at instance %d", ErrNotLeader, n.next)
-	}
-	after, err := latest.Apply(n.next, c)
-	if err != nil {
-		return 0, err
 	}
 	if c.Op.VoterChange() {
 		promised := n.p1votes | n.acked() | n.selfBit

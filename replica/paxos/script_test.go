@@ -119,6 +119,7 @@ type scriptCell struct {
 	out    []string
 	lease  int
 	window int
+	alpha  uint64              // bootstrap α (0: the default)
 	sent   map[MessageType]int // peer messages handed out by Ready, by type
 }
 
@@ -130,6 +131,7 @@ type scriptMsg struct {
 type scriptSnap struct {
 	instance uint64
 	sm       []string
+	members  *Members // the member set as of instance (nil: none taken yet)
 }
 
 type scriptReplica struct {
@@ -140,6 +142,10 @@ type scriptReplica struct {
 	sm   []string // applied values
 	snap scriptSnap
 	role Role
+	// members is the driver's copy of the member set, applied in
+	// lockstep with sm (nil: a joiner that has not received one yet).
+	members *Members
+	removed bool
 }
 
 func (c *scriptCell) printf(format string, args ...any) {
@@ -149,7 +155,8 @@ func (c *scriptCell) printf(format string, args ...any) {
 func (c *scriptCell) config(id uint64) Config {
 	cfg := Config{
 		ID: id, Peers: c.peers, HeartbeatTicks: 2, ElectionTicks: 10, LeaseTicks: c.lease, DriftTicks: 1,
-		Window: c.window, MaxBatchBytes: 64, MaxMessageBytes: 256,
+		Window: c.window, MaxBatchBytes: 64, MaxMessageBytes: 256, Alpha: c.alpha,
+		Join: !slices.Contains(c.peers, id),
 	}
 	if c.lease == 0 {
 		cfg.DriftTicks = 0
@@ -160,6 +167,7 @@ func (c *scriptCell) config(id uint64) Config {
 func (c *scriptCell) replica(arg string) *scriptReplica {
 	id, err := strconv.Atoi(arg)
 	if err != nil || id < 1 || id > len(c.rs) {
+		// (spare replicas, "cell spare=K", follow the founders)
 		c.t.Fatalf("bad replica %q", arg)
 	}
 	return c.rs[id-1]
@@ -171,8 +179,8 @@ func (c *scriptCell) run(line string) string {
 	args := f[1:]
 	switch f[0] {
 	case "cell":
-		n := 3
-		c.lease, c.window = 8, 4
+		n, spare := 3, 0
+		c.lease, c.window, c.alpha = 8, 4, 0
 		for _, a := range args {
 			k, v, _ := strings.Cut(a, "=")
 			x, _ := strconv.Atoi(v)
@@ -183,6 +191,10 @@ func (c *scriptCell) run(line string) string {
 				c.lease = x
 			case "window":
 				c.window = x
+			case "alpha":
+				c.alpha = uint64(x)
+			case "spare":
+				spare = x
 			}
 		}
 		c.rs, c.peers, c.queue, c.cut = nil, nil, nil, map[[2]uint64]bool{}
@@ -193,6 +205,37 @@ func (c *scriptCell) run(line string) string {
 			r := &scriptReplica{id: id, disk: simDisk{log: map[uint64]Entry{}}}
 			c.rs = append(c.rs, r)
 			c.start(r)
+		}
+		for k := range spare {
+			// Started by "join": an empty disk, rebuilding with nonce 40+id.
+			id := uint64(n + k + 1)
+			c.rs = append(c.rs, &scriptReplica{id: id, disk: simDisk{log: map[uint64]Entry{}, rebuild: 40 + id}})
+		}
+	case "join":
+		c.start(c.replica(args[0]))
+	case "change":
+		// change R OP ID [NONCE|META]: R's ProposeChange.
+		r := c.replica(args[0])
+		ops := map[string]ChangeOp{"add": OpAddLearner, "bind": OpBind, "promote": OpPromote,
+			"remove": OpRemoveVoter, "removelearner": OpRemoveLearner, "meta": OpSetMeta}
+		id, _ := strconv.ParseUint(args[2], 10, 64)
+		ch := MemberChange{Op: ops[args[1]], ID: id}
+		if len(args) > 3 {
+			ch.Meta = []byte(args[3])
+			ch.Nonce, _ = strconv.ParseUint(args[3], 10, 64)
+		}
+		i, err := r.node.ProposeChange(ch)
+		if err != nil {
+			c.printf("change %s %d at %d: %v", ch.Op, id, r.id, err)
+		} else {
+			c.printf("change %s %d at %d: instance %d", ch.Op, id, r.id, i)
+		}
+		c.process(r)
+	case "members":
+		for _, r := range c.rs {
+			if r.up {
+				c.printf("%d: %s", r.id, fmtMembers(r.node.Members()))
+			}
 		}
 	case "campaign":
 		r := c.replica(args[0])
@@ -252,9 +295,9 @@ func (c *scriptCell) run(line string) string {
 			}
 			side[c.replica(a).id] = g
 		}
-		for _, a := range c.peers {
-			for _, b := range c.peers {
-				if side[a] != side[b] {
+		for _, ra := range c.rs {
+			for _, rb := range c.rs {
+				if a, b := ra.id, rb.id; side[a] != side[b] {
 					c.cut[[2]uint64{a, b}] = true
 				}
 			}
@@ -275,7 +318,8 @@ func (c *scriptCell) run(line string) string {
 	case "compact":
 		r := c.replica(args[0])
 		i, _ := strconv.ParseUint(args[1], 10, 64)
-		r.snap = scriptSnap{instance: uint64(len(r.sm)), sm: slices.Clone(r.sm)}
+		m := r.members.Clone()
+		r.snap = scriptSnap{instance: uint64(len(r.sm)), sm: slices.Clone(r.sm), members: &m}
 		r.disk.snap = simSnap{instance: r.snap.instance}
 		if err := r.node.Compact(i); err != nil {
 			c.printf("compact %d: %v", i, err)
@@ -297,6 +341,12 @@ func (c *scriptCell) run(line string) string {
 func (c *scriptCell) start(r *scriptReplica) {
 	st := r.disk.state()
 	st.Snapshot, st.Chosen = r.snap.instance, max(st.Chosen, r.snap.instance)
+	st.Members = r.snap.members
+	r.members = r.snap.members
+	if r.members == nil && slices.Contains(c.peers, r.id) {
+		m := Bootstrap(c.peers, c.alpha)
+		r.members, r.snap.members = &m, &m
+	}
 	for len(st.Entries) > 0 && st.Entries[0].Instance <= st.Snapshot {
 		st.Entries = st.Entries[1:]
 	}
@@ -336,16 +386,24 @@ func (c *scriptCell) process(r *scriptReplica) {
 			c.queue = append(c.queue, scriptMsg{m: m})
 		}
 		for _, e := range rd.Chosen {
-			v := string(e.Value)
-			if e.Noop {
-				v = "noop"
-			}
+			v := fmtValue(e)
 			r.sm = append(r.sm, v)
+			if r.members != nil {
+				m, err := r.members.ApplyEntry(e)
+				r.members = &m
+				if err != nil {
+					v += " (" + err.Error() + ")"
+				}
+			}
 			c.printf("%d applies %d: %s", r.id, e.Instance, v)
 		}
+		if rd.Removed && !r.removed {
+			c.printf("%d removed from the cell", r.id)
+		}
+		r.removed = rd.Removed
 		for _, to := range rd.Snapshots {
 			c.printf("%d->%d Snapshot through %d", r.id, to, r.snap.instance)
-			c.queue = append(c.queue, scriptMsg{m: Message{From: r.id, To: to}, snap: &scriptSnap{r.snap.instance, slices.Clone(r.snap.sm)}})
+			c.queue = append(c.queue, scriptMsg{m: Message{From: r.id, To: to}, snap: &scriptSnap{r.snap.instance, slices.Clone(r.snap.sm), r.snap.members}})
 		}
 		if rd.Role != r.role {
 			c.printf("%d is %s (ballot %v)", r.id, rd.Role, rd.Ballot)
@@ -377,17 +435,20 @@ func (c *scriptCell) deliver(args []string) {
 			continue
 		}
 		if sm.snap != nil {
-			if sm.snap.instance > uint64(len(r.sm)) {
+			if sm.snap.instance > uint64(len(r.sm)) || r.members == nil && sm.snap.members != nil {
 				r.sm = slices.Clone(sm.snap.sm)
 				r.snap = *sm.snap
+				r.members = sm.snap.members
 				r.disk.snap = simSnap{instance: sm.snap.instance}
-				if err := r.node.RestoreSnapshot(sm.snap.instance); err != nil {
+				if err := r.node.RestoreSnapshotMembers(sm.snap.instance, *sm.snap.members); err != nil {
 					c.t.Fatal(err)
 				}
 				c.printf("%d restores snapshot through %d", r.id, sm.snap.instance)
 			}
 		} else if err := r.node.Step(m); err != nil {
-			c.t.Fatalf("Step(%v): %v", m, err)
+			// A driver drops a message the core refuses (a removed
+			// member's, here); it shows as refused in the script.
+			c.printf("refused %d->%d %s: %v", m.From, m.To, name, err)
 		}
 		c.process(r)
 	}
@@ -438,14 +499,45 @@ func (c *scriptCell) status(r *scriptReplica) {
 		r.id, st.Role, rebuilding, st.Leader, st.Ballot, st.Promised, st.Commit, st.Applied, st.Snapshot, st.LeaseValid, strings.Join(r.sm, " "))
 }
 
+// fmtValue is how scripts show an entry's value.
+func fmtValue(e Entry) string {
+	switch {
+	case e.Noop:
+		return "noop"
+	case e.Conf:
+		c, err := DecodeMemberChange(e.Value)
+		if err != nil {
+			return "conf?"
+		}
+		return fmt.Sprintf("conf(%v %d)", c.Op, c.ID)
+	}
+	return string(e.Value)
+}
+
+// fmtMembers is how scripts show a member set.
+func fmtMembers(m Members) string {
+	var vs, ls []string
+	for _, x := range m.Members {
+		if x.Voter {
+			vs = append(vs, strconv.FormatUint(x.ID, 10))
+		} else {
+			ls = append(ls, fmt.Sprintf("%d(nonce %d)", x.ID, x.Nonce))
+		}
+	}
+	s := fmt.Sprintf("epoch %d voters [%s] learners [%s]", m.Epoch, strings.Join(vs, " "), strings.Join(ls, " "))
+	if p := m.Pending; p != nil {
+		s += fmt.Sprintf(" pending %v from %d", p.Voters, p.At+m.Alpha)
+	}
+	if len(m.Retired) > 0 {
+		s += fmt.Sprintf(" retired %v", m.Retired)
+	}
+	return s
+}
+
 func fmtEntries(es []Entry) string {
 	parts := make([]string, len(es))
 	for i, e := range es {
-		v := string(e.Value)
-		if e.Noop {
-			v = "noop"
-		}
-		parts[i] = fmt.Sprintf("%d@%v:%s", e.Instance, e.Ballot, v)
+		parts[i] = fmt.Sprintf("%d@%v:%s", e.Instance, e.Ballot, fmtValue(e))
 	}
 	return "[" + strings.Join(parts, " ") + "]"
 }

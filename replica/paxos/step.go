@@ -434,6 +434,7 @@ func (n *Node) onAck(m Message) {
 	p := n.peerIndex(m.From)
 	n.peerCommit[p] = max(n.peerCommit[p], m.Commit)
 	n.peerAckAt[p] = max(n.now, 1)
+	n.rebuildAt[p] = 0 // it votes (or, a learner, acknowledges) again
 	if m.Lease <= n.leaseRound && m.Lease > n.peerRound[p] {
 		n.peerRound[p] = m.Lease
 		n.updateLease()
