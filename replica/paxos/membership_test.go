@@ -237,3 +237,15 @@ func TestVoterChangeWaitsForPromisesOfBothSets(t *testing.T) {
 		t.Fatalf("RemoveVoter 2 once 5 acknowledged the ballot: %v", err)
 	}
 }
+
+// A member change found in Phase 1 is re-proposed as a member change (the
+// simulation found it re-proposed as a plain value, which every replica
+// then failed to decode).
+func TestPhase1ReproposesMemberChangeAsMemberChange(t *testing.T) {
+	c := MemberChange{Op: OpAddLearner, ID: 4}.Encode()
+	_, rd := campaignWith(t, 3, Message{From: 2, Commit: 1, Entries: []Entry{{Instance: 1, Ballot: b(1, 2), Value: c, Conf: true}}})
+	acc := msgsOf(rd, MsgAccept)
+	if len(acc) == 0 || len(acc[0].Entries) == 0 || !acc[0].Entries[0].Conf {
+		t.Fatalf("Accepts %+v; want instance 1 re-proposed as a member change", acc)
+	}
+}

@@ -31,6 +31,15 @@ func TestSimulationCatchesPlantedBugs(t *testing.T) {
 		// A candidate more than maxAhead (32 here) behind a promiser
 		// leads: caught at seed 1 (53 seeds in 200).
 		{"far-behind-leads", simParams{bugs: bugs{leadFarBehind: true}, tight: true, deaf: true}, 60},
+		// Member changes (docs/membership.md §8), with the reconfigurer
+		// and α = 12. learner-acks-count: agreement, seed 11;
+		// change-at-once: liveness after healing only, seed 37 (adjacent
+		// voter sets intersect, Lemma 1); snapshot-without-members: the
+		// member-set check, seed 1. bugs.fenceWhilePending is not caught
+		// here in 60 seeds; the script members_fence_waits catches it.
+		{"learner-acks-count", simParams{bugs: bugs{learnerAcksCount: true}, reconf: true, alpha: 12, wipe: true}, 60},
+		{"change-at-once", simParams{bugs: bugs{changeAtOnce: true}, reconf: true, alpha: 12, wipe: true}, 60},
+		{"snapshot-without-members", simParams{snapNoMembers: true, reconf: true, alpha: 12, wipe: true}, 60},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -723,7 +723,7 @@ func (n *Node) becomeLeader() {
 		}
 		switch {
 		case s.chosen:
-			e.Value, e.Noop = s.e.Value, s.e.Noop
+			e.Value, e.Noop, e.Conf = s.e.Value, s.e.Noop, s.e.Conf
 		case j < n.p1commit && !(n.bugs.reproposeBelowTruncated && p.has):
 			// Chosen, but the promiser that knows it chosen has truncated
 			// it (a snapshot covers it), and nobody reported its value as
@@ -735,7 +735,7 @@ func (n *Node) becomeLeader() {
 			needCatchUp = true
 			continue
 		case p.has && !n.bugs.skipPhase1Values:
-			e.Value, e.Noop = p.e.Value, p.e.Noop
+			e.Value, e.Noop, e.Conf = p.e.Value, p.e.Noop, p.e.Conf
 		}
 		n.record(s, e)
 		if p.chosen && !s.chosen {

@@ -107,6 +107,14 @@ type simParams struct {
 	// default), as a loaded machine does; nothing is lost.
 	startUp bool
 	delay   [2]int64
+	// reconf runs the reconfigurer (sim_members_test.go): members are
+	// added as learners, bound, promoted, removed (the leader among
+	// them), their metadata changed, beside every other fault.
+	reconf bool
+	// alpha is the cell's α (0: DefaultAlpha).
+	alpha uint64
+	// snapNoMembers plants a driver bug: snapshots carry no member set.
+	snapNoMembers bool
 }
 
 // simResult is what a run observed.
@@ -131,6 +139,12 @@ type simResult struct {
 	mattered  int   // wipes of a replica whose vote mattered, the other holders cut off
 	stale     int   // stale-leader episodes that got the old leader's Phase 1 to the truncating replica
 	calm      int64 // simulated time in calm windows, where checkProgress applies
+	// reconfiguration (simParams.reconf)
+	confApplied  int // valid member changes in the agreed log
+	voterChanges int // of them, voter changes
+	leadersGone  int // leaders that removed themselves
+	joins        int // joiners bound
+	refreshes    int // voter changes refused for want of promises (R6), then retried
 	// churn (checkChurn): leaders elected in calm windows, changes of the
 	// leading replica there after the window's first leader, and the most
 	// changes in one window
@@ -171,6 +185,7 @@ func (q *eventQueue) Pop() any {
 type simSnap struct {
 	instance uint64
 	kv       map[string]string
+	members  *Members // the member set as of instance (nil: none)
 }
 
 // simDisk is what survives a crash: only what a completed sync wrote.
@@ -267,6 +282,7 @@ type simReplica struct {
 
 	kv          map[string]string
 	applied     uint64
+	members     *Members // the driver's copy of the member set, as of applied (nil: a joiner without one)
 	pendingSnap *simSnap
 	held        []Message   // messages that arrived while down, for the next start (simParams.late)
 	ops         []*clientOp // proposals in flight at this replica
@@ -314,6 +330,9 @@ type sim struct {
 	// tap, if set, sees every message a replica sends before the network
 	// does; it returns true if it took the message (simParams.scene).
 	tap func(from, to int, m Message) bool
+
+	// member changes (sim_members_test.go)
+	mem simMembers
 
 	// liveness (checkProgress)
 	live      liveBounds
@@ -367,16 +386,29 @@ func newSim(p simParams) *sim {
 	// (L-D)*(1+eps) <= L*(1-eps).
 	eps := 0.95 * float64(cfg.DriftTicks) / float64(2*cfg.LeaseTicks-cfg.DriftTicks)
 	s.live = newLiveBounds(cfg, int64(math.Ceil(float64(tickBase)*(1+eps))))
-	s.cut = make([][]bool, p.n)
-	s.deafUntil = make([]int64, p.n)
-	for i := range p.n {
-		s.cut[i] = make([]bool, p.n)
-		r := &simReplica{s: s, id: uint64(i + 1), idx: i, disk: simDisk{log: map[uint64]Entry{}}, acked: map[uint64]Ballot{}}
-		r.period = int64(float64(tickBase) * (1 + eps*(2*s.rng.Float64()-1)))
-		r.phase = s.rng.Int64N(r.period)
-		s.rs = append(s.rs, r)
+	s.mem.eps = eps
+	s.initMembers()
+	for range p.n {
+		r := s.addReplica()
+		boot := Bootstrap(s.peers, p.alpha)
+		r.disk.snap.members = &boot
 	}
 	return s
+}
+
+// addReplica adds a replica with the next id, down, with an empty disk.
+func (s *sim) addReplica() *simReplica {
+	i := len(s.rs)
+	for k := range s.cut {
+		s.cut[k] = append(s.cut[k], false)
+	}
+	s.cut = append(s.cut, make([]bool, i+1))
+	s.deafUntil = append(s.deafUntil, 0)
+	r := &simReplica{s: s, id: uint64(i + 1), idx: i, disk: simDisk{log: map[uint64]Entry{}}, acked: map[uint64]Ballot{}}
+	r.period = int64(float64(tickBase) * (1 + s.mem.eps*(2*s.rng.Float64()-1)))
+	r.phase = s.rng.Int64N(r.period)
+	s.rs = append(s.rs, r)
+	return r
 }
 
 func (r *simReplica) start() {
@@ -393,7 +425,14 @@ func (r *simReplica) start() {
 	}
 	s.starts++
 	cfg.Incarnation = s.starts
+	cfg.Alpha = s.p.alpha
+	cfg.Join = !slices.Contains(s.peers, r.id)
 	st := r.disk.state()
+	st.Members = r.disk.snap.members
+	if cfg.Join && st.Members == nil && st.Rebuild == 0 {
+		st.Rebuild = s.rng.Uint64() | 1 // a joiner's first start
+		r.disk.rebuild = st.Rebuild
+	}
 	if s.p.onlyEndToEnd {
 		r.revealed, r.acked = Ballot{}, map[uint64]Ballot{}
 	}
@@ -422,6 +461,16 @@ func (r *simReplica) start() {
 		r.kv = map[string]string{}
 	}
 	r.applied = r.disk.snap.instance
+	r.members = nil
+	if m := r.disk.snap.members; m != nil {
+		c := m.Clone()
+		r.members = &c
+	} else if !cfg.Join {
+		// A founder whose disk holds no member set (wiped): the core
+		// starts from the bootstrap set, and so does its driver.
+		b := Bootstrap(s.peers, s.p.alpha)
+		r.members = &b
+	}
 	r.volMark = 0
 	gen := r.gen
 	var tick func()
@@ -624,6 +673,9 @@ func (s *sim) deliver(to int, m Message) {
 		}
 	}
 	if err := t.node.Step(m); err != nil {
+		if errors.Is(err, ErrInvalidMessage) && t.node.members.IsRetired(m.From) {
+			return // a removed member's message: the driver drops it
+		}
 		s.fail("replica %d: Step(%v): %v", t.id, m.Type, err)
 	}
 	t.pump()
@@ -647,9 +699,12 @@ func (r *simReplica) apply(e Entry) {
 		return
 	}
 	r.applied = e.Instance
+	s.applyMembers(r, e)
 	id := "noop"
 	var in kvInput
-	if !e.Noop {
+	if e.Conf {
+		id = "conf:" + string(e.Value)
+	} else if !e.Noop {
 		var ok bool
 		id, in, ok = decodeOp(e.Value)
 		if !ok {
@@ -670,7 +725,7 @@ func (r *simReplica) apply(e Entry) {
 		s.fail("replica %d learned %s for instance %d; another learned %s", r.id, id, e.Instance, prev)
 		return
 	}
-	if e.Noop {
+	if e.Noop || e.Conf {
 		return
 	}
 	r.kv[in.key] = in.value
@@ -692,7 +747,7 @@ func (r *simReplica) maybeSnapshot() {
 	if !r.up || r.applied < r.disk.snap.instance+every {
 		return
 	}
-	r.disk.snap = simSnap{instance: r.applied, kv: maps.Clone(r.kv)}
+	r.disk.snap = simSnap{instance: r.applied, kv: maps.Clone(r.kv), members: r.members}
 	r.s.res.snapshots++
 	for i := range r.acked {
 		if i <= r.applied {
@@ -712,7 +767,10 @@ func (r *simReplica) maybeSnapshot() {
 
 func (r *simReplica) sendSnapshot(to uint64) {
 	s := r.s
-	snap := simSnap{instance: r.disk.snap.instance, kv: maps.Clone(r.disk.snap.kv)}
+	snap := simSnap{instance: r.disk.snap.instance, kv: maps.Clone(r.disk.snap.kv), members: r.disk.snap.members}
+	if s.p.snapNoMembers {
+		snap.members = nil
+	}
 	t := s.rs[to-1]
 	s.transmit(r.idx, t.idx, func() {
 		if !t.up {
@@ -728,7 +786,8 @@ func (r *simReplica) sendSnapshot(to uint64) {
 }
 
 func (r *simReplica) restore(snap *simSnap) {
-	if snap.instance <= r.applied {
+	joining := r.members == nil && snap.members != nil
+	if snap.instance <= r.applied && !joining {
 		return
 	}
 	r.s.res.installs++
@@ -737,13 +796,24 @@ func (r *simReplica) restore(snap *simSnap) {
 		r.kv = map[string]string{}
 	}
 	r.applied = snap.instance
-	r.disk.snap = simSnap{instance: snap.instance, kv: maps.Clone(snap.kv)}
+	r.disk.snap = simSnap{instance: snap.instance, kv: maps.Clone(snap.kv), members: snap.members}
+	if snap.members == nil {
+		r.disk.snap.members = r.members // the planted bug: the driver keeps its stale copy
+	}
 	for i := range r.disk.log {
 		if i <= snap.instance {
 			delete(r.disk.log, i)
 		}
 	}
-	if err := r.node.RestoreSnapshot(snap.instance); err != nil {
+	var err error
+	if snap.members != nil {
+		c := snap.members.Clone()
+		r.members = &c
+		err = r.node.RestoreSnapshotMembers(snap.instance, c)
+	} else {
+		err = r.node.RestoreSnapshot(snap.instance)
+	}
+	if err != nil {
 		r.s.fail("replica %d: RestoreSnapshot(%d): %v", r.id, snap.instance, err)
 	}
 	for _, op := range r.ops {
@@ -924,7 +994,7 @@ func (s *sim) fault() {
 		s.after(s.uniform(100*ms, 1500*ms), s.fault) // the episode runs the faults meanwhile
 		return
 	}
-	n := s.p.n
+	n := len(s.rs)
 	k := s.rng.IntN(100)
 	if s.p.stale && s.rng.IntN(staleOdds[s.p.profile == "stale"]) == 0 && s.staleLeader() {
 		s.after(s.uniform(100*ms, 1500*ms), s.fault)
@@ -932,7 +1002,12 @@ func (s *sim) fault() {
 	}
 	// With wipeVotes, every fault looks for a vote that matters (there is
 	// one wipe per run), and falls through to another fault if none does.
-	if s.p.wipe && (s.rng.IntN(10) == 0 || s.p.wipeVotes) {
+	if s.p.wipe && s.p.reconf && s.rng.IntN(10) == 0 {
+		s.wipeMember()
+		s.after(s.uniform(100*ms, 1500*ms), s.fault)
+		return
+	}
+	if s.p.wipe && !s.p.reconf && (s.rng.IntN(10) == 0 || s.p.wipeVotes) {
 		if wiped, cutOff := s.wipeOne(); wiped || !s.p.wipeVotes {
 			next := s.uniform(100*ms, 1500*ms)
 			if cutOff {
@@ -1008,7 +1083,7 @@ func (s *sim) fault() {
 	case k < 40:
 		s.heal()
 	case k < 55: // crash, leaving a majority up
-		if s.down() < (n-1)/2 || s.rng.IntN(4) == 0 {
+		if s.crashable() || s.rng.IntN(4) == 0 {
 			i := s.rng.IntN(n)
 			if s.rng.IntN(2) == 0 && s.leaderIdx() >= 0 {
 				i = s.leaderIdx()
@@ -1226,7 +1301,7 @@ func (s *sim) staleLeader() bool {
 			}
 			s.quiet = true
 		}
-		if p.node.role != Leader || p.node.commit >= c.node.commit+c.node.ahead-2 {
+		if p.node.role != Leader || p.node.commit >= c.node.commit+c.node.g()-2 {
 			end() // C's Phase 1 would give up: P is too far ahead
 			return
 		}
@@ -1335,6 +1410,9 @@ func newSimRun(p simParams) *sim {
 	if p.resign {
 		s.after(s.uniform(200*ms, second), s.resigner)
 	}
+	if p.reconf {
+		s.after(s.uniform(200*ms, second), s.reconfigurer)
+	}
 	end := p.faultFor
 	healAt := end
 	s.at(healAt, func() {
@@ -1355,7 +1433,7 @@ func newSimRun(p simParams) *sim {
 	s.at(healAt, func() { okBefore = s.res.opsOK })
 	s.at(healAt+liveBound, func() {
 		if s.res.opsOK == okBefore {
-			s.fail("no proposal completed within %v of healing", time.Duration(liveBound)*time.Microsecond)
+			s.fail("no proposal completed within %v of healing%s", time.Duration(liveBound)*time.Microsecond, s.dumpMembers())
 		}
 		s.stopOps = true
 	})
@@ -1407,6 +1485,9 @@ func (s *sim) calm() bool {
 			return false
 		}
 	}
+	if s.p.reconf {
+		return s.majorityUp()
+	}
 	voters := 0
 	for _, r := range s.rs {
 		if r.up && r.node.rebuild == 0 {
@@ -1432,13 +1513,17 @@ func (s *sim) abandonedLease() int {
 		if !g.up || g.node.role != Follower || g.activeAt < s.calmFrom || !g.node.selfGranted() {
 			continue
 		}
-		k := 0
+		k, n := 0, s.p.n
 		for _, r := range s.rs {
-			if r.up && r.node.rebuild == 0 && r.node.grantTo == g.id && r.node.now < r.node.grantUntil {
+			if r.up && r.node.rebuild == 0 && r.node.grantTo == g.id && r.node.now < r.node.grantUntil &&
+				(!s.p.reconf || slices.Contains(s.mem.ref.Voters(), r.id)) {
 				k++
 			}
 		}
-		if k > s.p.n/2 {
+		if s.p.reconf {
+			n = len(s.mem.ref.Voters())
+		}
+		if k > n/2 {
 			return gi
 		}
 	}
@@ -1612,14 +1697,34 @@ func (s *sim) checkVote(r *simReplica, e Entry) {
 		return
 	}
 	v.by |= 1 << uint(r.idx)
-	if bits.OnesCount64(v.by) <= s.p.n/2 {
+	if !s.p.reconf {
+		if bits.OnesCount64(v.by) > s.p.n/2 {
+			s.decide(k, val)
+		}
 		return
 	}
-	if d, ok := s.decided[e.Instance]; !ok {
-		s.decided[e.Instance] = decision{value: val, at: s.now}
-		s.topVote = max(s.topVote, e.Instance)
+	// A majority of cfg(i), from the agreed chosen log: deferred until
+	// it is known there.
+	voters, ok := s.cfgOf(e.Instance)
+	if !ok {
+		if !slices.Contains(s.mem.deferred, k) {
+			s.mem.deferred = append(s.mem.deferred, k)
+		}
+		return
+	}
+	if s.votersHold(v.by, voters) {
+		s.decide(k, val)
+	}
+}
+
+// decide records that a majority accepted val for k's instance at k's
+// ballot, and fails if another value was decided there.
+func (s *sim) decide(k instBallot, val string) {
+	if d, ok := s.decided[k.instance]; !ok {
+		s.decided[k.instance] = decision{value: val, at: s.now}
+		s.topVote = max(s.topVote, k.instance)
 	} else if d.value != val && !s.p.onlyEndToEnd {
-		s.fail("two values chosen for instance %d: %q, and %q by a majority at ballot %v", e.Instance, d.value, val, e.Ballot)
+		s.fail("two values chosen for instance %d: %q, and %q by a majority at ballot %v", k.instance, d.value, val, k.ballot)
 	}
 }
 
@@ -1631,8 +1736,11 @@ type decision struct {
 
 // voteValue names an entry's value for the vote audit.
 func voteValue(e Entry) string {
-	if e.Noop {
+	switch {
+	case e.Noop:
 		return "noop"
+	case e.Conf:
+		return "conf:" + string(e.Value)
 	}
 	return string(e.Value)
 }
@@ -1655,7 +1763,7 @@ func (s *sim) checkLease() {
 func (s *sim) checkConverged() {
 	top := s.rs[0]
 	for _, r := range s.rs {
-		if r.applied > top.applied {
+		if r.applied > top.applied && s.isMember(r) {
 			top = r
 		}
 	}
@@ -1670,6 +1778,9 @@ func (s *sim) checkConverged() {
 		}
 	}
 	for _, r := range s.rs {
+		if !s.isMember(r) {
+			continue // removed, or never added
+		}
 		if r.node.Status().Rebuilding {
 			s.fail("replica %d still rebuilding after healing", r.id)
 			return
@@ -1723,7 +1834,17 @@ func simFaultTime() int64 {
 func simSeedParams(n int, seed uint64) simParams {
 	return simParams{n: n, seed: seed, faultFor: simFaultTime(), wipe: true,
 		earlySend: seed%2 == 1, earlyApply: seed/2%2 == 1, pipeline: seed/4%2 == 1, resign: seed/8%2 == 1,
-		impatient: seed/16%2 == 1, tight: seed%3 == 1, stale: seed%3 == 1, deaf: seed%3 != 2, late: true}
+		impatient: seed/16%2 == 1, tight: seed%3 == 1, stale: seed%3 == 1, deaf: seed%3 != 2, late: true,
+		reconf: seed%3 == 0, alpha: simAlpha(seed)}
+}
+
+// simAlpha is a seed's α: 12 on even seeds, so that change boundaries meet
+// every other fault and the far-ahead bound is 11; the default elsewhere.
+func simAlpha(seed uint64) uint64 {
+	if seed%2 == 0 {
+		return 12
+	}
+	return 0
 }
 
 func TestSimulation(t *testing.T) {
@@ -1772,6 +1893,11 @@ func TestSimulation(t *testing.T) {
 				total.reelected += res.reelected
 				total.changes += res.changes
 				total.maxChurn = max(total.maxChurn, res.maxChurn)
+				total.confApplied += res.confApplied
+				total.voterChanges += res.voterChanges
+				total.leadersGone += res.leadersGone
+				total.joins += res.joins
+				total.refreshes += res.refreshes
 			}
 			t.Logf("%d seeds, %.0f simulated s: %d puts ok, %d lease reads ok, %d unknown, %d elections, %d instances; "+
 				"%d snapshots taken, %d installed, %d promises with values, %d catch-up replies, %d pipelined accepts, %d resignations, "+
@@ -1781,6 +1907,11 @@ func TestSimulation(t *testing.T) {
 				total.chosen, total.snapshots, total.installs, total.p1values, total.catchUps, total.pipelined, total.resigns,
 				total.wipes, total.twoLost, total.mattered, total.rebuilds, total.stale, float64(total.calm)/float64(second),
 				total.reelected, total.changes, total.maxChurn)
+			t.Logf("member changes: %d applied (%d voter changes), %d removals of the leader proposed, %d joiners bound, %d changes waited for promises (R6)",
+				total.confApplied, total.voterChanges, total.leadersGone, total.joins, total.refreshes)
+			if len(seeds) >= 30 && (total.voterChanges == 0 || total.leadersGone == 0 || total.joins == 0) {
+				t.Errorf("the reconfigurer did not reach voter changes, removals of the leader and joins")
+			}
 			if len(seeds) >= 10 && (total.installs == 0 || total.p1values == 0 || total.catchUps == 0 || total.elections < len(seeds) ||
 				total.pipelined == 0 || len(seeds) >= 16 && total.resigns == 0 || total.rebuilds == 0 || total.calm == 0 ||
 				n >= 5 && len(seeds) >= 50 && total.twoLost == 0 || len(seeds) >= 50 && (total.mattered == 0 || total.stale == 0)) {
