@@ -153,6 +153,32 @@ func (n *Node) canCampaign() bool {
 	return n.rebuild == 0 && !n.noMembers && n.voterAt(n.commit) && n.voterAt(n.commit+n.members.Alpha-1)
 }
 
+// handOver is what a replica that may no longer campaign (R7: its removal
+// is chosen) does where it would have campaigned to keep or take back its
+// leadership: a leader resigns; one that led lately and still grants
+// itself the lease releases its followers' grants with a Resign of its
+// last ballot, which no campaign of its uses again. Otherwise those grants
+// would keep every other voter from being elected until they ran out (the
+// simulation's abandoned-lease check, n=5 seed 555: a leader being removed
+// restored a snapshot, stepped down, and could not campaign again).
+func (n *Node) handOver() {
+	switch {
+	case n.rebuild != 0:
+	case n.role == Leader:
+		n.Resign()
+	case n.selfGranted():
+		successor := n.successor()
+		n.logger.Info("paxos may not campaign: releases its lease", "ballot", n.ballot, "successor", successor)
+		n.grantUntil = n.now
+		n.rejoin, n.retakeAt = false, 0
+		for i, p := range n.peers {
+			if n.target(i) {
+				n.send(Message{Type: MsgResign, To: p, Ballot: n.ballot, Commit: n.commit, Last: successor})
+			}
+		}
+	}
+}
+
 // g returns the far-ahead bound G = min(ahead, α−1) (R3).
 func (n *Node) g() uint64 { return min(n.ahead, n.members.Alpha-1) }
 
@@ -270,7 +296,8 @@ func (n *Node) rebuildingRecently(i int) bool {
 // from Members.Apply); a voter change while another is pending or a voter
 // is rebuilding (ErrChangePending; RemoveVoter of the rebuilding voter
 // itself is allowed); Promote of a learner that is rebuilding
-// (ErrChangePending) or more than the far-ahead bound behind
+// (ErrChangePending), or that has not acknowledged this leader within an
+// election timeout or is more than the far-ahead bound behind
 // (ErrNotCaughtUp); and a voter change before the replicas that promised
 // this ballot include a majority of the current latest voter set and of the
 // one the change produces (ErrPhase1Pending, R6). After a voter change it
@@ -298,7 +325,7 @@ func (n *Node) ProposeChange(c MemberChange) (uint64, error) {
 			switch {
 			case n.rebuildingRecently(i):
 				return 0, fmt.Errorf("%w: learner %d is rebuilding", ErrChangePending, c.ID)
-			case n.peerAckAt[i] == 0 || n.peerCommit[i]+n.g() < n.commit:
+			case n.peerAckAt[i] == 0 || n.now-n.peerAckAt[i] >= uint64(n.cfg.ElectionTicks) || n.peerCommit[i]+n.g() < n.commit:
 				return 0, fmt.Errorf("%w: learner %d at %d, leader at %d", ErrNotCaughtUp, c.ID, n.peerCommit[i], n.commit)
 			}
 		}

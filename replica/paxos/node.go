@@ -609,6 +609,7 @@ func (n *Node) Campaign() {
 // (canCampaign).
 func (n *Node) campaign() {
 	if !n.canCampaign() {
+		n.handOver()
 		return
 	}
 	n.rejoin, n.retakeAt = false, 0

@@ -27,9 +27,11 @@ type simMembers struct {
 	deferred []instBallot // votes whose cfg(i) is not known yet
 	hash     map[uint64]uint64
 	// lowVoters is the size of the smallest voter set a voter change
-	// proposed and not yet applied produces (0: none): wipeOne counts a
-	// proposed removal as done (docs/membership.md §5).
+	// proposed and not yet applied produces (0: none), and promoted the
+	// learner such a change promotes: wipeMember counts a proposed change
+	// as done (docs/membership.md §5).
 	lowVoters int
+	promoted  uint64
 	retiredAt map[uint64]uint64 // removed id → instance its removal took effect
 	spare     *simReplica       // a replica created for an AddLearner not (yet) chosen
 	metas     int
@@ -127,7 +129,7 @@ func (s *sim) advanceRef(e Entry) {
 		case c.Op.VoterChange():
 			s.res.voterChanges++
 			s.mem.segs = append(s.mem.segs, cfgSeg{from: m.Pending.At + m.Alpha, voters: slices.Clone(m.Pending.Voters)})
-			s.mem.lowVoters = 0
+			s.mem.lowVoters, s.mem.promoted = 0, 0
 		case c.Op == OpBind:
 			s.res.joins++
 		case c.Op == OpRemoveLearner:
@@ -209,7 +211,7 @@ func (s *sim) wipeMember() bool {
 		low = min(low, s.mem.lowVoters)
 	}
 	isVoter := func(id uint64) bool {
-		return slices.ContainsFunc(s.voterSets(), func(v []uint64) bool { return slices.Contains(v, id) })
+		return id == s.mem.promoted || slices.ContainsFunc(s.voterSets(), func(v []uint64) bool { return slices.Contains(v, id) })
 	}
 	lost := 0
 	for _, r := range s.rs {
@@ -260,7 +262,9 @@ func (s *sim) reconfigurer() {
 	for _, x := range m.Members {
 		if !x.Voter && !slices.Contains(voters, x.ID) {
 			learners = append(learners, x.ID)
-			if x.Nonce != 0 {
+			// The operator promotes a learner that is up and caught up
+			// (the CLI checks), never one that lost its disk.
+			if q := s.rs[x.ID-1]; x.Nonce != 0 && q.up && q.node.rebuild == 0 {
 				bound = append(bound, x.ID)
 			}
 		}
@@ -306,6 +310,9 @@ func (s *sim) reconfigurer() {
 		if c.Op.VoterChange() {
 			after, _ := m.Apply(L.node.next-1, c)
 			s.mem.lowVoters = len(after.Latest())
+			if c.Op == OpPromote {
+				s.mem.promoted = c.ID
+			}
 			if c.Op == OpRemoveVoter && c.ID == L.id {
 				s.res.leadersGone++
 			}
