@@ -1,6 +1,7 @@
 package paxos
 
 import (
+	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -15,14 +16,14 @@ var (
 	// ErrChangePending: a voter change is chosen or proposed and not yet
 	// in effect, or a voter is rebuilding: one voter change at a time (R2,
 	// R9).
-	ErrChangePending = fmt.Errorf("paxos: member change pending")
+	ErrChangePending = errors.New("paxos: member change pending")
 	// ErrPhase1Pending: the replicas that promised this leader's ballot
 	// do not yet include a majority of the voter set the change modifies
 	// and of the one it produces (R6); try again after a heartbeat.
-	ErrPhase1Pending = fmt.Errorf("paxos: leader's promises do not cover the change yet")
+	ErrPhase1Pending = errors.New("paxos: leader's promises do not cover the change yet")
 	// ErrNotCaughtUp: Promote of a learner that is more than the far-ahead
 	// bound behind the leader, or that has not reported its position.
-	ErrNotCaughtUp = fmt.Errorf("paxos: learner not caught up")
+	ErrNotCaughtUp = errors.New("paxos: learner not caught up")
 )
 
 // recoverMembers sets the member set New starts from: State.Members, or

@@ -15,8 +15,8 @@ func withLearner(pending bool) *Members {
 	return &m
 }
 
-// leaderWith makes replica 1 of voters {1 2 3} (members m) the leader with
-// the promises of 2 and 3.
+// leaderWith makes replica 1 (members m) the leader with the promises of 2
+// and 3.
 func leaderWith(t *testing.T, m *Members) *Node {
 	t.Helper()
 	n, err := New(testConfig(1, 3), State{Members: m})
@@ -218,16 +218,7 @@ func TestMembershipConfigAndStateErrors(t *testing.T) {
 // modifies and of the one it produces.
 func TestVoterChangeWaitsForPromisesOfBothSets(t *testing.T) {
 	m := Members{Alpha: 6, Members: []Member{{ID: 1, Voter: true}, {ID: 2, Voter: true}, {ID: 3, Voter: true}, {ID: 5, Voter: true}, {ID: 6, Voter: true}}}
-	n, err := New(testConfig(1, 3), State{Members: &m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Campaign()
-	ready(t, n)
-	for _, from := range []uint64{2, 3} {
-		step(t, n, Message{Type: MsgPromise, From: from, Ballot: n.ballot, Instance: n.p1from, Commit: 1})
-	}
-	ready(t, n)
+	n := leaderWith(t, &m)
 	// Promisers {1 2 3}: 3 of {1 2 3 5 6}, but removing 2 leaves 2 of {1 3 5 6}.
 	if _, err := n.ProposeChange(MemberChange{Op: OpRemoveVoter, ID: 2}); !errors.Is(err, ErrPhase1Pending) {
 		t.Fatalf("RemoveVoter 2 with promisers 1 2 3: %v; want ErrPhase1Pending", err)

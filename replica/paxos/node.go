@@ -392,8 +392,8 @@ func (n *Node) advanceCommit() {
 		if s == nil || !s.chosen || n.noMembers {
 			break
 		}
-		n.applyMembers(s.e)
 		n.commit++
+		n.applyMembers(s.e) // the member set is as of commit-1
 	}
 }
 
