@@ -11,7 +11,8 @@ import (
 // stores entries; entries further out are ignored (a peer that far ahead
 // is caught up with, not mirrored). An acceptor measures it from its own
 // first unchosen instance, a candidate's Phase 1 from its own (p1from):
-// see docs/paxos.md for why no election is blocked by it.
+// see docs/paxos.md for why no election is blocked by it. The bound the core
+// uses is G = min(maxAhead, α−1) (Node.g; docs/membership.md, R3).
 const maxAhead = 1 << 20
 
 // entryOverhead is what the core counts for one entry, besides its value

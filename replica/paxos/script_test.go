@@ -108,6 +108,23 @@ func runScript(t *testing.T, path string) {
 	}
 }
 
+// scriptDiffers runs the script at path with bugs planted in every core and
+// reports whether some command's output differs from the expected one: the
+// script catches the planted bug.
+func scriptDiffers(t *testing.T, path string, planted bugs) bool {
+	c := &scriptCell{t: t, bugs: planted}
+	for _, b := range parseScript(t, path) {
+		got := c.run(b.cmd)
+		if got == "" {
+			got = "ok"
+		}
+		if got != b.want {
+			return true
+		}
+	}
+	return false
+}
+
 // scriptCell is a cell driven step by step: storage syncs at once, messages
 // wait in one FIFO queue until "deliver".
 type scriptCell struct {
@@ -120,6 +137,7 @@ type scriptCell struct {
 	lease  int
 	window int
 	alpha  uint64              // bootstrap α (0: the default)
+	bugs   bugs                // planted in every core (scriptDiffers)
 	sent   map[MessageType]int // peer messages handed out by Ready, by type
 }
 
@@ -354,6 +372,8 @@ func (c *scriptCell) start(r *scriptReplica) {
 	if err != nil {
 		c.t.Fatalf("restart %d: %v", r.id, err)
 	}
+	n.bugs = c.bugs
+	n.setMembers(n.members) // derive again with the planted bugs
 	r.node, r.up, r.role = n, true, Follower
 	r.sm = slices.Clone(r.snap.sm)
 	c.process(r)
