@@ -88,7 +88,7 @@ func (r *liveReader) Read(p []byte) (int, error) {
 		case r.ended.Load():
 			return n, net.ErrClosed
 		case r.failed.Load() != nil:
-			return n, *r.failed.Load()
+			return n, *r.failed.Load() // the watchdog's verdict
 		case r.strict && isTimeout(err):
 			return n, errFirstFrameLate
 		}
@@ -142,11 +142,15 @@ func (r *liveReader) watch() {
 	if fail != nil {
 		r.failed.Store(&fail)
 		r.stopped = true
-		r.nc.SetReadDeadline(time.Unix(1, 0))
+		r.nc.SetReadDeadline(wakeNow)
 		return
 	}
 	r.timer.Reset(r.interval / 2)
 }
+
+// wakeNow is a read deadline in the past: setting it wakes a reader
+// blocked in Read at once.
+var wakeNow = time.Unix(1, 0)
 
 // isTimeout reports whether err is a passed read deadline: the os error of
 // a TCP connection or yamux's timeout error of a stream.
@@ -171,6 +175,6 @@ func isTimeout(err error) bool {
 func wakeOnClose(bc *batchConn, st *yamux.Stream, ended *atomic.Bool) {
 	bc.setOnClose(func() {
 		ended.Store(true)
-		st.SetReadDeadline(time.Unix(1, 0))
+		st.SetReadDeadline(wakeNow)
 	})
 }

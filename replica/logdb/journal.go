@@ -89,7 +89,7 @@ func (s *journalStorage) Create(fd storage.FileDesc) (storage.Writer, error) {
 	}
 	s.live[jw] = struct{}{}
 	s.mu.Unlock()
-	jw.closed = func() {
+	jw.onClose = func() {
 		s.mu.Lock()
 		delete(s.live, jw)
 		s.mu.Unlock()
@@ -121,7 +121,7 @@ type journalWriter struct {
 	stop     chan struct{} // closed by stopGrowing
 	stopOnce sync.Once
 	done     chan struct{} // closed when the grower has returned
-	closed   func()        // called by Close; nil: nothing to tell
+	onClose  func()        // called by Close; nil: nothing to tell
 
 	mu       sync.Mutex
 	off      int64 // end of what leveldb wrote
@@ -187,8 +187,8 @@ func (w *journalWriter) Close() error {
 	w.isClosed = true
 	w.mu.Unlock()
 	w.stopGrowing()
-	if w.closed != nil {
-		w.closed()
+	if w.onClose != nil {
+		w.onClose()
 	}
 	w.mu.Lock()
 	off, filled := w.off, w.filled

@@ -69,15 +69,7 @@ func repairTornTail(ldbDir string, openErr error) (int64, error) {
 	if good == len(b) {
 		return 0, fmt.Errorf("%w: %s scans clean", errNotTorn, ce.Fd)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	if err := f.Truncate(int64(good)); err != nil {
-		return 0, err
-	}
-	if err := f.Sync(); err != nil {
+	if err := truncateSync(path, int64(good)); err != nil {
 		return 0, err
 	}
 	return int64(len(b) - good), nil
