@@ -96,7 +96,7 @@ func (p *pool) get(ctx context.Context) (*conn, error) {
 	if c, err := p.current(); c != nil || err != nil {
 		return c, err
 	}
-	c, err := p.connect(ctx)
+	c, leaderDown, err := p.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -110,8 +110,8 @@ func (p *pool) get(ctx context.Context) (*conn, error) {
 	p.tlsHint = nil
 	if c.welcome().IsLeader {
 		p.setLeader(c.addr)
-	} else if c.welcome().Leader != "" {
-		p.setLeader(c.welcome().Leader)
+	} else if l := c.welcome().Leader; l != "" && !leaderDown {
+		p.setLeader(l)
 	}
 	p.log.Debug("client: connected", "addr", c.addr, "server", c.welcome().ServerID, "leader", c.welcome().IsLeader)
 	return c, nil
@@ -150,13 +150,16 @@ func (p *pool) candidates() []string {
 }
 
 // connect tries the candidates once each and returns the first leader it
-// reaches, or failing that the first replica that answered. If none
+// reaches, or failing that the first replica that answered, and whether
+// the leader that replica's Welcome names failed to dial in this round
+// (it is then not the leader to report). If none
 // answered and every one failed TLS, the error wraps ErrTLS. If any
 // failure in this round or an earlier one (since a replica last answered)
 // hinted at TLS, the error includes that one.
-func (p *pool) connect(ctx context.Context) (*conn, error) {
+func (p *pool) connect(ctx context.Context) (*conn, bool, error) {
 	todo := p.candidates()
 	tried := make(map[string]bool, len(todo))
+	failed := make(map[string]bool, len(todo))
 	var fallback *conn
 	var lastErr error
 	allTLS := true
@@ -175,6 +178,7 @@ func (p *pool) connect(ctx context.Context) (*conn, error) {
 				break
 			}
 			lastErr = err
+			failed[addr] = true
 			allTLS = allTLS && errors.Is(err, ErrTLS)
 			p.dialFailed(addr, err)
 			continue
@@ -184,7 +188,7 @@ func (p *pool) connect(ctx context.Context) (*conn, error) {
 			if fallback != nil {
 				fallback.close()
 			}
-			return c, nil
+			return c, !w.IsLeader && failed[w.Leader], nil
 		}
 		// A follower that knows the leader: try the leader next, keep this
 		// connection in case the leader cannot be reached from here.
@@ -196,10 +200,10 @@ func (p *pool) connect(ctx context.Context) (*conn, error) {
 		todo = append([]string{w.Leader}, todo...)
 	}
 	if fallback != nil {
-		return fallback, nil
+		return fallback, failed[fallback.welcome().Leader], nil
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	switch {
 	case lastErr == nil:
@@ -211,7 +215,7 @@ func (p *pool) connect(ctx context.Context) (*conn, error) {
 	if hint := p.dialHint(); hint != nil && !errors.Is(lastErr, errTLSHint) {
 		lastErr = fmt.Errorf("%w; before that, %w", lastErr, hint)
 	}
-	return nil, lastErr
+	return nil, false, lastErr
 }
 
 // dialFailed moves the round-robin start past addr, which failed with err,

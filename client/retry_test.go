@@ -78,6 +78,9 @@ func TestLeaderIsTheReplicaAnsweringKeepAlives(t *testing.T) {
 	f := startFake(t, "2", func(wire.Message) fakeAnswer { return fakeAnswer{} })
 	f.leader = gone
 	c := dialFake(t, fakeConfig(gone, f.addr()))
+	if l := c.Leader(); l == gone {
+		t.Fatalf("Leader() = %q right after Dial: the Welcome named it, but it had just failed to dial", l)
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for f.kas.Load() < 2 { // the first KeepAlive has been answered
 		if time.Now().After(deadline) {
