@@ -308,8 +308,14 @@ func sealUint64(dst []byte, v uint64) []byte {
 	return finishSeal(dst)
 }
 
-// Entry flags.
-const flagNoop = 1 << 0
+// Entry flags. flagConf (a member change, docs/membership.md) is newer
+// than flagNoop: a binary that predates it refuses such a record as failing
+// its checksum (ErrCorrupt), loudly, rather than handing the core a member
+// change as a plain value.
+const (
+	flagNoop = 1 << 0
+	flagConf = 1 << 1
+)
 
 // sealEntry encodes e as crc(4) round(8) id(8) flags(1) value.
 func sealEntry(dst []byte, e *Entry) []byte {
@@ -320,6 +326,9 @@ func sealEntry(dst []byte, e *Entry) []byte {
 	if e.Noop {
 		flags |= flagNoop
 	}
+	if e.Conf {
+		flags |= flagConf
+	}
 	dst = append(dst, flags)
 	dst = append(dst, e.Value...)
 	return finishSeal(dst)
@@ -328,13 +337,14 @@ func sealEntry(dst []byte, e *Entry) []byte {
 // openEntry decodes a stored entry; the value is copied out of v.
 func openEntry(inst uint64, v []byte) (Entry, bool) {
 	p, ok := unseal(v)
-	if !ok || len(p) < 17 || p[16]&^flagNoop != 0 {
+	if !ok || len(p) < 17 || p[16]&^(flagNoop|flagConf) != 0 {
 		return Entry{}, false
 	}
 	e := Entry{
 		Instance: inst,
 		Ballot:   Ballot{Round: binary.BigEndian.Uint64(p), ID: binary.BigEndian.Uint64(p[8:])},
 		Noop:     p[16]&flagNoop != 0,
+		Conf:     p[16]&flagConf != 0,
 	}
 	if len(p) > 17 {
 		e.Value = append([]byte(nil), p[17:]...)

@@ -32,8 +32,16 @@ type Config struct {
 	// ID itself is ignored. Only the addresses of peers with a higher id
 	// than ID are used (the lower id dials); the others may be empty.
 	// All replicas must list the same set of ids: the handshake compares a
-	// hash of it.
+	// hash of it (unless AcceptUnknown). SetPeer and RemovePeer change the
+	// set later.
 	Peers map[uint64]string
+	// AcceptUnknown makes the transport take a hello from a replica id
+	// that is not a peer (nor removed by RemovePeer): it becomes a peer
+	// without an address. The cell hash is then not compared. A cell whose
+	// members change needs it: a replica that lags behind does not know
+	// the members added since and must still hear from them
+	// (docs/membership.md §5); peer TLS is what keeps strangers out.
+	AcceptUnknown bool
 	// MaxFrame is the largest frame body, in bytes, this replica sends or
 	// accepts. A payload may be up to MaxFrame-EnvelopeOverhead bytes. All
 	// replicas should use the same value. Default 16 MiB.

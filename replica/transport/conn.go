@@ -34,7 +34,7 @@ func (t *Transport) dialLoop(p *peer) {
 	for {
 		s, err := t.dial(p)
 		switch {
-		case t.closing():
+		case t.closing() || p.removed():
 			if s != nil {
 				s.Close()
 			}
@@ -45,10 +45,10 @@ func (t *Transport) dialLoop(p *peer) {
 			if failures == 1 {
 				level = t.log.Warn
 			}
-			level("cannot connect to peer; retrying with backoff", "peer", p.id, "addr", p.addr,
+			level("cannot connect to peer; retrying with backoff", "peer", p.id, "addr", p.address(),
 				"attempt", failures, "err", err)
 		default:
-			t.log.Info("connected to peer", "peer", p.id, "addr", p.addr, "attempts", failures+1)
+			t.log.Info("connected to peer", "peer", p.id, "addr", p.address(), "attempts", failures+1)
 			failures = 0
 			start := time.Now()
 			t.serveSession(p, s)
@@ -58,7 +58,7 @@ func (t *Transport) dialLoop(p *peer) {
 				bo.reset()
 			}
 		}
-		if !t.sleep(bo.next()) {
+		if !t.sleepPeer(p, bo.next()) {
 			return
 		}
 	}
@@ -67,7 +67,7 @@ func (t *Transport) dialLoop(p *peer) {
 // dial connects to p and runs the dialer's half of the handshake.
 func (t *Transport) dial(p *peer) (*yamux.Session, error) {
 	d := net.Dialer{Timeout: t.cfg.DialTimeout}
-	raw, err := d.DialContext(t.ctx, "tcp", p.addr)
+	raw, err := d.DialContext(t.ctx, "tcp", p.address())
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +98,7 @@ func (t *Transport) clientTLS(p *peer) *tls.Config {
 	c := t.cfg.TLS
 	if c.ServerName == "" {
 		c = c.Clone()
-		c.ServerName, _, _ = net.SplitHostPort(p.addr)
+		c.ServerName, _, _ = net.SplitHostPort(p.address())
 	}
 	return c
 }
@@ -115,7 +115,7 @@ func handshake(conn net.Conn) error {
 func (t *Transport) greetAsDialer(conn net.Conn, p *peer) error {
 	conn.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
 	if err := handshake(conn); err != nil {
-		return fmt.Errorf("%w: TLS with replica %d at %s: %w", ErrHandshake, p.id, p.addr, err)
+		return fmt.Errorf("%w: TLS with replica %d at %s: %w", ErrHandshake, p.id, p.address(), err)
 	}
 	if err := writeMsg(conn, hello{From: t.cfg.ID, To: p.id, Cell: t.cell}); err != nil {
 		return err
@@ -129,7 +129,7 @@ func (t *Transport) greetAsDialer(conn net.Conn, p *peer) error {
 	}
 	if ack.From != p.id {
 		return fmt.Errorf("%w: %s answered as replica %d, not %d (check peer addresses)",
-			ErrHandshake, p.addr, ack.From, p.id)
+			ErrHandshake, p.address(), ack.From, p.id)
 	}
 	return conn.SetDeadline(time.Time{})
 }
@@ -209,9 +209,11 @@ func (t *Transport) greetAsListener(conn net.Conn) (*peer, error) {
 		return nil, fmt.Errorf("%w: TLS: %w", ErrHandshake, err)
 	}
 	var h hello
+	var p *peer
 	err := readMsg(conn, &h)
 	if err == nil {
-		err = checkHello(t.cfg, t.cell, h)
+		p = t.knownPeer(h.From)
+		err = checkHelloFrom(t.cfg, t.cell, h, p != nil)
 	}
 	if err != nil {
 		writeMsg(conn, helloAck{From: t.cfg.ID, Err: err.Error()})
@@ -223,7 +225,7 @@ func (t *Transport) greetAsListener(conn net.Conn) (*peer, error) {
 	if err := conn.SetDeadline(time.Time{}); err != nil {
 		return nil, err
 	}
-	return t.peers[h.From], nil
+	return p, nil
 }
 
 // serveSession makes s the peer's connection and accepts the peer's streams,

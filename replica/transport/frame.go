@@ -178,9 +178,19 @@ func readMsg(r io.Reader, v any) error {
 	return nil
 }
 
-// checkHello decides whether a replica configured by cfg accepts h.
+// checkHello decides whether a replica configured by cfg, with the peers
+// of cfg.Peers, accepts h.
 func checkHello(cfg Config, cell uint64, h hello) error {
-	if _, ok := cfg.Peers[h.From]; !ok || h.From == cfg.ID {
+	_, known := cfg.Peers[h.From]
+	return checkHelloFrom(cfg, cell, h, known)
+}
+
+// checkHelloFrom is checkHello with known saying whether h.From is a peer
+// now. With Config.AcceptUnknown the cell hash is not compared: the
+// replicas of a cell whose members change list different peers while a
+// change spreads.
+func checkHelloFrom(cfg Config, cell uint64, h hello, known bool) error {
+	if !known || h.From == cfg.ID {
 		return fmt.Errorf("%w: replica %d is not a peer of replica %d", ErrUnknownPeer, h.From, cfg.ID)
 	}
 	if h.To != cfg.ID {
@@ -191,7 +201,7 @@ func checkHello(cfg Config, cell uint64, h hello) error {
 		return fmt.Errorf("%w: replica %d dialed replica %d, but only the lower id dials",
 			ErrHandshake, h.From, cfg.ID)
 	}
-	if h.Cell != cell {
+	if h.Cell != cell && !cfg.AcceptUnknown {
 		return fmt.Errorf("%w: replica %d has another peer set (cell hash %016x, ours %016x)",
 			ErrHandshake, h.From, h.Cell, cell)
 	}

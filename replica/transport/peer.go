@@ -17,8 +17,11 @@ const writeBufSize = 64 << 10
 // peer is the state kept for one other replica.
 type peer struct {
 	id    uint64
-	addr  string
-	dials bool // this replica dials the peer (the peer's id is higher)
+	addr  atomic.Pointer[string] // where to dial it; "" unknown (SetPeer changes it)
+	dials bool                   // this replica dials the peer (the peer's id is higher)
+	gone  chan struct{}          // closed by RemovePeer: every goroutine for it returns
+
+	dialing bool // its dial loop runs (under Transport.mu)
 
 	mu      sync.Mutex
 	sess    *yamux.Session // the live connection, or nil
@@ -36,9 +39,23 @@ type peer struct {
 }
 
 func newPeer(id uint64, addr string, dials bool) *peer {
-	p := &peer{id: id, addr: addr, dials: dials, changed: make(chan struct{})}
+	p := &peer{id: id, dials: dials, gone: make(chan struct{}), changed: make(chan struct{})}
+	p.addr.Store(&addr)
 	p.lanes.Store(new(map[uint32]*lane))
 	return p
+}
+
+func (p *peer) address() string        { return *p.addr.Load() }
+func (p *peer) setAddress(addr string) { p.addr.Store(&addr) }
+
+// removed reports whether RemovePeer forgot p.
+func (p *peer) removed() bool {
+	select {
+	case <-p.gone:
+		return true
+	default:
+		return false
+	}
 }
 
 func (p *peer) session() *yamux.Session {
@@ -48,12 +65,17 @@ func (p *peer) session() *yamux.Session {
 }
 
 // attach makes s the peer's connection, closing the one it replaces. It
-// fails, closing s, once the Transport is closing: Close closes whatever
-// session it finds after setting done, so none is left open.
+// fails, closing s, once the Transport is closing or the peer was removed:
+// Close and RemovePeer close whatever session they find after closing done
+// or gone, so none is left open.
 func (p *peer) attach(s *yamux.Session, done <-chan struct{}) (replaced bool, ok bool) {
 	p.mu.Lock()
 	select {
 	case <-done:
+		p.mu.Unlock()
+		s.Close()
+		return false, false
+	case <-p.gone:
 		p.mu.Unlock()
 		s.Close()
 		return false, false
@@ -83,7 +105,7 @@ func (p *peer) detach(s *yamux.Session) {
 }
 
 // waitSession returns the peer's live connection, waiting for one; nil when
-// done closes first.
+// done closes first or the peer is removed.
 func (p *peer) waitSession(done <-chan struct{}) *yamux.Session {
 	for {
 		p.mu.Lock()
@@ -95,6 +117,8 @@ func (p *peer) waitSession(done <-chan struct{}) *yamux.Session {
 		select {
 		case <-changed:
 		case <-done:
+			return nil
+		case <-p.gone:
 			return nil
 		}
 	}

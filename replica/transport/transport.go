@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"strings"
 	"sync"
@@ -36,7 +37,10 @@ type Transport struct {
 	cell    uint64
 	ln      net.Listener
 	ymux    *yamux.Config
-	peers   map[uint64]*peer // fixed by New; read without locking
+	// peers maps id to peer. Send reads it without locking; SetPeer,
+	// RemovePeer and an unknown peer's hello (Config.AcceptUnknown)
+	// replace the whole map (copy on write) under mu.
+	peers atomic.Pointer[map[uint64]*peer]
 
 	ctx    context.Context // cancelled by Close; cancels dials
 	cancel context.CancelFunc
@@ -49,6 +53,7 @@ type Transport struct {
 	mu      sync.Mutex
 	closed  bool
 	pending map[net.Conn]struct{} // connections still in their handshake
+	removed map[uint64]bool       // ids RemovePeer forgot: their hellos are refused
 	wg      sync.WaitGroup        // every goroutine the Transport started
 }
 
@@ -79,25 +84,117 @@ func New(cfg Config, h Handler) (*Transport, error) {
 		cell:    cfg.cellHash(),
 		ln:      ln,
 		ymux:    yamuxConfig(cfg, log),
-		peers:   make(map[uint64]*peer, len(cfg.Peers)),
 		ctx:     ctx,
 		cancel:  cancel,
 		done:    ctx.Done(),
 		pending: make(map[net.Conn]struct{}),
+		removed: make(map[uint64]bool),
 	}
+	peers := make(map[uint64]*peer, len(cfg.Peers))
 	for id, addr := range cfg.Peers {
 		if id != cfg.ID {
-			t.peers[id] = newPeer(id, addr, id > cfg.ID)
+			peers[id] = newPeer(id, addr, id > cfg.ID)
 		}
 	}
+	t.peers.Store(&peers)
 	t.spawn(t.acceptLoop)
-	for _, p := range t.peers {
-		if p.dials {
-			t.spawn(func() { t.dialLoop(p) })
-		}
+	t.mu.Lock()
+	for _, p := range peers {
+		t.maybeDialLocked(p)
 	}
-	log.Info("transport listening", "addr", ln.Addr().String(), "peers", len(t.peers))
+	t.mu.Unlock()
+	log.Info("transport listening", "addr", ln.Addr().String(), "peers", len(peers))
 	return t, nil
+}
+
+// maybeDialLocked starts p's dial loop if this replica dials it, its
+// address is known and no loop runs yet. t.mu is held.
+func (t *Transport) maybeDialLocked(p *peer) {
+	if t.closed || !p.dials || p.dialing || p.address() == "" {
+		return
+	}
+	p.dialing = true
+	t.goLocked(func() { t.dialLoop(p) })
+}
+
+// SetPeer adds replica id as a peer reachable at addr, or gives a known
+// peer its new address: the next dial goes there (a live connection is
+// kept until it fails). A replica the cell's member changes added or moved
+// is reachable this way without a restart. It does nothing for this
+// replica's own id or for an id RemovePeer forgot.
+func (t *Transport) SetPeer(id uint64, addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || id == t.cfg.ID || id == 0 || t.removed[id] {
+		return
+	}
+	p := (*t.peers.Load())[id]
+	if p == nil {
+		p = t.addPeerLocked(id, addr)
+		t.log.Info("peer added", "peer", id, "addr", addr)
+	} else if old := p.address(); old != addr && addr != "" {
+		p.setAddress(addr)
+		t.log.Info("peer address changed", "peer", id, "was", old, "now", addr)
+	}
+	t.maybeDialLocked(p)
+}
+
+// addPeerLocked adds a new peer to the map. t.mu is held.
+func (t *Transport) addPeerLocked(id uint64, addr string) *peer {
+	p := newPeer(id, addr, id > t.cfg.ID)
+	peers := maps.Clone(*t.peers.Load())
+	peers[id] = p
+	t.peers.Store(&peers)
+	return p
+}
+
+// RemovePeer forgets replica id for good: its connection is closed, its
+// queued messages dropped, Send to it fails with ErrUnknownPeer and its
+// hellos are refused (a replica removed from the cell; ids are never
+// reused).
+func (t *Transport) RemovePeer(id uint64) {
+	t.mu.Lock()
+	if t.closed || id == t.cfg.ID || t.removed[id] {
+		t.mu.Unlock()
+		return
+	}
+	t.removed[id] = true
+	p := (*t.peers.Load())[id]
+	if p != nil {
+		peers := maps.Clone(*t.peers.Load())
+		delete(peers, id)
+		t.peers.Store(&peers)
+		close(p.gone)
+	}
+	t.mu.Unlock()
+	if p != nil {
+		if s := p.session(); s != nil {
+			s.Close()
+		}
+		t.log.Info("peer removed", "peer", id)
+	}
+}
+
+// knownPeer returns the peer a hello from id is for: a configured or added
+// peer, or (Config.AcceptUnknown) a new one added for it, without an
+// address (it dials us: its id is lower). nil if id is refused.
+func (t *Transport) knownPeer(id uint64) *peer {
+	if p := (*t.peers.Load())[id]; p != nil {
+		return p
+	}
+	if !t.cfg.AcceptUnknown || id == 0 || id == t.cfg.ID {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || t.removed[id] {
+		return nil
+	}
+	if p := (*t.peers.Load())[id]; p != nil {
+		return p
+	}
+	t.log.Info("hello from a replica not among the peers: taken (AcceptUnknown)", "peer", id)
+	return t.addPeerLocked(id, "")
 }
 
 // Send queues payload for the group on replica to and returns at once; it
@@ -107,7 +204,7 @@ func New(cfg Config, h Handler) (*Transport, error) {
 // ErrUnknownPeer, ErrFrameTooLarge (payload over Config.MaxPayload),
 // ErrTooManyGroups, ErrClosed, or ErrQueueFull (dropped and counted).
 func (t *Transport) Send(to uint64, group uint32, payload []byte) error {
-	p := t.peers[to]
+	p := (*t.peers.Load())[to]
 	if p == nil {
 		return fmt.Errorf("%w: replica %d", ErrUnknownPeer, to)
 	}
@@ -158,8 +255,9 @@ type PeerStats struct {
 
 // Stats returns a snapshot of the counters.
 func (t *Transport) Stats() Stats {
-	s := Stats{Peers: make(map[uint64]PeerStats, len(t.peers)), Rejected: t.rejected.Load()}
-	for id, p := range t.peers {
+	peers := *t.peers.Load()
+	s := Stats{Peers: make(map[uint64]PeerStats, len(peers)), Rejected: t.rejected.Load()}
+	for id, p := range peers {
 		s.Peers[id] = p.snapshot()
 	}
 	return s
@@ -187,7 +285,7 @@ func (t *Transport) Close() error {
 	for _, c := range pending {
 		c.Close()
 	}
-	for _, p := range t.peers {
+	for _, p := range *t.peers.Load() {
 		if s := p.session(); s != nil {
 			s.Close()
 		}
@@ -262,6 +360,20 @@ func (t *Transport) sleep(d time.Duration) bool {
 // deadPeerFactor is how many KeepAlive intervals a Ping, or a write of a
 // frame, may wait before yamux closes the connection as dead.
 const deadPeerFactor = 5
+
+// sleepPeer is sleep that also ends, reporting false, once p is removed.
+func (t *Transport) sleepPeer(p *peer, d time.Duration) bool {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-t.done:
+		return false
+	case <-p.gone:
+		return false
+	}
+}
 
 // yamuxConfig is the session configuration both sides use.
 func yamuxConfig(cfg Config, log *slog.Logger) *yamux.Config {
