@@ -21,6 +21,7 @@ type applyItem struct {
 	entries []paxos.Entry
 	restore uint64
 	backup  *backupReq
+	snap    chan error // "take a snapshot now" for a transfer, if none is stored
 }
 
 // applier owns the group's StateMachine: every call to it happens on the
@@ -32,6 +33,13 @@ type applier struct {
 	applied  uint64 // last instance applied
 	index    uint64 // last command index handed to Apply
 	lastSnap uint64 // instance of the last snapshot taken or restored
+
+	// members is the member set as of applied (docs/membership.md §2):
+	// hasMembers is false only on a joiner that has not received one yet;
+	// snapMembers says the stored snapshot restored last carried it.
+	members     paxos.Members
+	hasMembers  bool
+	snapMembers bool
 
 	appliedPub atomic.Uint64 // applied, for other goroutines
 
@@ -62,6 +70,8 @@ func (a *applier) run() {
 				a.backup(it.backup)
 			case it.restore != 0:
 				err = a.restoreReceived(it.restore)
+			case it.snap != nil:
+				err = a.snapshotForTransfer(it.snap)
 			default:
 				err = a.applyEntries(it.entries)
 			}
@@ -87,6 +97,9 @@ func (a *applier) applyEntries(ents []paxos.Entry) error {
 			return fmt.Errorf("chosen instance %d handed out after %d: a gap in the log", e.Instance, a.applied)
 		}
 		t0 := time.Now()
+		if e.Conf || a.g.nChanges.Load() > 0 || a.members.Pending != nil {
+			a.applyMembers(e)
+		}
 		a.applyEntry(e)
 		a.g.stats.observeApply(time.Since(t0))
 		a.applied = e.Instance
@@ -102,7 +115,7 @@ func (a *applier) applyEntries(ents []paxos.Entry) error {
 // wait for it on this replica.
 func (a *applier) applyEntry(e *paxos.Entry) {
 	g := a.g
-	if e.Noop || len(e.Value) == 0 {
+	if e.Noop || e.Conf || len(e.Value) == 0 {
 		return
 	}
 	b, err := decodeBatch(e.Value)
@@ -218,7 +231,11 @@ func (a *applier) takeSnapshot() error {
 	if err != nil {
 		return err
 	}
-	if _, err := w.Write(appendSnapHeader(nil, a.applied, a.index)); err != nil {
+	var m *paxos.Members
+	if a.hasMembers {
+		m = &a.members
+	}
+	if _, err := w.Write(appendSnapHeader(nil, a.applied, a.index, m)); err != nil {
 		w.Abort()
 		return err
 	}
@@ -277,10 +294,11 @@ func (a *applier) restoreStored() error {
 		return err
 	}
 	defer r.Close()
-	inst, idx, err := readSnapHeader(r)
+	h, err := readSnapHeader(r)
 	if err != nil {
 		return err
 	}
+	inst, idx := h.instance, h.index
 	if inst != r.Meta().Instance {
 		return fmt.Errorf("%w: snapshot file for instance %d says %d", ErrMalformed, r.Meta().Instance, inst)
 	}
@@ -292,7 +310,18 @@ func (a *applier) restoreStored() error {
 		return err
 	}
 	a.applied, a.index, a.lastSnap = inst, idx, inst
+	a.snapMembers = h.members != nil
+	switch {
+	case h.members != nil:
+		a.members, a.hasMembers = *h.members, true
+	case a.hasMembers:
+		// A snapshot without a member set (LRS1: from a build that
+		// predates member changes): the set it had, which a cell of such
+		// builds never changed.
+		a.members = a.members.Through(inst)
+	}
 	a.publish()
+	a.g.failChanges(inst)
 	return nil
 }
 
@@ -312,12 +341,77 @@ func (a *applier) restoreReceived(instance uint64) error {
 	if err := g.ldb.Truncate(s + 1); err != nil && errors.Is(err, logdb.ErrFailed) {
 		return err
 	}
+	var m *paxos.Members
+	if a.snapMembers {
+		m = new(a.members.Clone())
+	}
+	a.publishMembers()
 	g.event(func() {
-		if err := g.node.RestoreSnapshot(s); err != nil {
+		var err error
+		if m != nil {
+			err = g.node.RestoreSnapshotMembers(s, *m)
+		} else {
+			err = g.node.RestoreSnapshot(s)
+		}
+		if err != nil {
 			g.log.Debug("core refused RestoreSnapshot", "instance", s, "err", err)
 		}
 	})
 	return nil
+}
+
+// applyMembers applies the chosen entry e to the member set: a member
+// change (which the state machine never sees), or, for any entry, a
+// pending voter change taking effect. It completes the ChangeMembers
+// waiting for e's instance.
+func (a *applier) applyMembers(e *paxos.Entry) {
+	if !a.hasMembers {
+		return
+	}
+	m, err := a.members.ApplyEntry(*e)
+	if err != nil {
+		a.g.log.Warn("member change chosen, invalid: it changes nothing", "instance", e.Instance, "err", err)
+	}
+	changed := m.Epoch != a.members.Epoch || (m.Pending == nil) != (a.members.Pending == nil)
+	if a.members.Pending != nil && m.Pending == nil {
+		a.g.lastEffect.Store(e.Instance)
+	}
+	a.members = m
+	if a.g.nChanges.Load() > 0 {
+		a.g.completeChange(e, m, err)
+	}
+	if changed {
+		a.g.log.Info("member set", "instance", e.Instance, "epoch", m.Epoch, "voters", m.Voters(),
+			"members", len(m.Members), "pending", m.Pending != nil)
+		a.publishMembers()
+	}
+}
+
+// publishMembers publishes the member set and has the replica bring its
+// peers up to date.
+func (a *applier) publishMembers() {
+	if !a.hasMembers {
+		return
+	}
+	a.g.members.Store(new(a.members.Clone()))
+	a.g.r.membersChanged()
+}
+
+// snapshotForTransfer takes a snapshot for a transfer to a peer when none
+// is stored (a joiner asks for one before this replica took any;
+// docs/membership.md §6), and answers on done.
+func (a *applier) snapshotForTransfer(done chan error) error {
+	if _, err := a.g.ldb.Snapshot(); err == nil {
+		done <- nil
+		return nil
+	}
+	if a.applied == 0 {
+		done <- errors.New("nothing applied yet")
+		return nil
+	}
+	err := a.takeSnapshot()
+	done <- err
+	return err
 }
 
 // event queues f to run on the loop goroutine, between two Readies. It

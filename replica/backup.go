@@ -109,7 +109,9 @@ func (r *Replica) Backup(ctx context.Context, group uint32, w io.Writer) (Backup
 // backup serves a backupReq on the apply goroutine.
 func (a *applier) backup(req *backupReq) {
 	var buf bytes.Buffer
-	buf.Write(appendSnapHeader(nil, a.applied, a.index))
+	// A backup carries no member set (LRS1): it starts a new cell, whose
+	// members are that cell's configuration.
+	buf.Write(appendSnapHeader(nil, a.applied, a.index, nil))
 	err := a.sm.Snapshot(&buf)
 	if err == nil && a.applied == 0 {
 		err = errors.New("replica: nothing applied yet: no backup to take")
@@ -158,14 +160,17 @@ func ReadBackup(r io.Reader) (BackupMeta, []byte, error) {
 	if n, _ := r.Read(sum[:1]); n > 0 {
 		return bad("data after the checksum")
 	}
-	inst, idx, err := readSnapHeader(bytes.NewReader(body))
+	h, err := readSnapHeader(bytes.NewReader(body))
 	if err != nil {
 		return bad("%v", err)
 	}
-	if inst == 0 {
+	if h.instance == 0 {
 		return bad("instance 0")
 	}
-	return BackupMeta{Group: group, Instance: inst, Index: idx, Size: int64(size)}, body, nil
+	if h.members != nil {
+		return bad("a member set in the snapshot header: a backup carries none")
+	}
+	return BackupMeta{Group: group, Instance: h.instance, Index: h.index, Size: int64(size)}, body, nil
 }
 
 // BackupState returns the part of a backup's body (as ReadBackup returned
@@ -201,7 +206,7 @@ func Restore(dataDir string, meta BackupMeta, state []byte) error {
 	if !st.IsEmpty() {
 		return fmt.Errorf("%w: %s, group %d", ErrHasState, dataDir, meta.Group)
 	}
-	body := append(appendSnapHeader(nil, meta.Instance, meta.Index), state...)
+	body := append(appendSnapHeader(nil, meta.Instance, meta.Index, nil), state...)
 	if _, err := l.SaveSnapshot(meta.Instance, body); err != nil {
 		return fmt.Errorf("replica: restore: store the snapshot: %w", err)
 	}

@@ -49,7 +49,7 @@ func TestBackupRestoresANewCell(t *testing.T) {
 
 // ReadBackup refuses every damaged or foreign file with ErrBadBackup.
 func TestReadBackupRefusesBadInput(t *testing.T) {
-	body := appendSnapHeader(nil, 7, 30)
+	body := appendSnapHeader(nil, 7, 30, nil)
 	body = append(body, "state"...)
 	var good bytes.Buffer
 	head := append([]byte(backupMagic), backupVersion)

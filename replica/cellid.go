@@ -26,9 +26,21 @@ const CellFile = "cell.json"
 
 // cellRecord is the content of CellFile. Only the member ids identify the
 // cell; the addresses are kept up to date (they may change, docs/operations.md).
+//
+// Member changes (docs/membership.md) add three fields, which a build that
+// predates them ignores: Founders, the bootstrap voter set the core starts
+// from when no snapshot carries a member set (absent: the ids of Members,
+// which a cell that never changed its members has always had); Join, the
+// data dir was first used by a replica joining a running cell (it has no
+// bootstrap set: its member set comes from a snapshot); and Changed, Members
+// is the replicated member set as last applied here, not a configuration,
+// so a configuration that lists other members is only a list of seeds.
 type cellRecord struct {
-	Version int          `json:"version"` // 1
-	Members []cellMember `json:"members"` // by ascending id
+	Version  int          `json:"version"`            // 1
+	Members  []cellMember `json:"members"`            // by ascending id
+	Founders []uint64     `json:"founders,omitempty"` // ascending
+	Join     bool         `json:"join,omitempty"`
+	Changed  bool         `json:"changed,omitempty"`
 }
 
 type cellMember struct {
@@ -44,6 +56,23 @@ func newCellRecord(members map[uint64]string) cellRecord {
 	return rec
 }
 
+// founders returns the bootstrap voter set (see cellRecord).
+func (rec cellRecord) founders() []uint64 {
+	if rec.Founders != nil {
+		return rec.Founders
+	}
+	return rec.ids()
+}
+
+// addrs returns the recorded peer addresses by id.
+func (rec cellRecord) addrs() map[uint64]string {
+	m := make(map[uint64]string, len(rec.Members))
+	for _, x := range rec.Members {
+		m[x.ID] = x.Peer
+	}
+	return m
+}
+
 func (rec cellRecord) ids() []uint64 {
 	ids := make([]uint64, len(rec.Members))
 	for i, m := range rec.Members {
@@ -53,46 +82,79 @@ func (rec cellRecord) ids() []uint64 {
 }
 
 // checkCell compares the cell record of cfg.DataDir (opened as db) with
-// cfg.Members. Without a record (a new data dir, or one of an older
-// version) it writes one. With the same member ids it brings the addresses
-// up to date. With other ids it refuses (ErrOtherCell) if the data dir
-// holds Paxos state for any group, and otherwise (the replica never voted
-// here) records the new members.
-func checkCell(cfg Config, db *logdb.DB, log *slog.Logger) error {
+// cfg.Members and returns the record in force. Without a record (a new data
+// dir, or one of an older version) it writes one. With the same member ids
+// it brings the addresses up to date. With other ids it refuses
+// (ErrOtherCell) if the data dir holds Paxos state for any group, unless
+// its members changed since the cell was created or it joined a running
+// cell (then the configuration is only a list of seeds and the replicated
+// member set wins; New logs the difference), and otherwise (the replica
+// never voted here) records the new members. A data dir without Paxos
+// state takes Config.Join from the configuration.
+func checkCell(cfg Config, db *logdb.DB, log *slog.Logger) (cellRecord, error) {
 	path := filepath.Join(cfg.DataDir, CellFile)
 	want := newCellRecord(cfg.Members)
+	if cfg.Join {
+		want.Join = true
+	} else {
+		want.Founders = want.ids()
+	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return writeCellRecord(path, want)
+		if empty, err := noState(cfg, db); err != nil {
+			return cellRecord{}, err
+		} else if !empty {
+			want.Join, want.Founders = false, nil // an older data dir: its founders are its members
+		}
+		return want, writeCellRecord(path, want)
 	}
 	if err != nil {
-		return fmt.Errorf("replica: read the cell record: %w", err)
+		return cellRecord{}, fmt.Errorf("replica: read the cell record: %w", err)
 	}
 	var got cellRecord
 	if err := json.Unmarshal(b, &got); err != nil || got.Version != 1 {
-		return fmt.Errorf("%w: %s is not a cell record (version 1) (%v); if this data dir is this cell's, delete the file to record the configured members",
+		return cellRecord{}, fmt.Errorf("%w: %s is not a cell record (version 1) (%v); if this data dir is this cell's, delete the file to record the configured members",
 			ErrOtherCell, path, err)
 	}
-	switch {
-	case slices.Equal(got.Members, want.Members):
-		return nil
-	case slices.Equal(got.ids(), want.ids()):
-		log.Info("peer addresses changed since the last start; recording them", "was", got.Members, "now", want.Members)
-		return writeCellRecord(path, want)
+	sameIDs := slices.Equal(got.ids(), want.ids())
+	if sameIDs && got.Join == want.Join {
+		if !slices.Equal(got.Members, want.Members) && !got.Changed {
+			log.Info("peer addresses changed since the last start; recording them", "was", got.Members, "now", want.Members)
+			got.Members = want.Members
+			return got, writeCellRecord(path, got)
+		}
+		return got, nil
 	}
+	empty, err := noState(cfg, db)
+	if err != nil {
+		return cellRecord{}, err
+	}
+	switch {
+	case empty:
+		log.Info("the data dir holds no state: recording this configuration's members", "was", got.ids(), "now", want.ids(), "join", want.Join)
+		return want, writeCellRecord(path, want)
+	case got.Changed || got.Join:
+		return got, nil // the replicated member set wins (New warns)
+	case sameIDs:
+		return got, nil // Join given again to a replica that joined long ago
+	}
+	return cellRecord{}, fmt.Errorf("%w: %s was made by a cell of members %v, and this configuration names members %v "+
+		"(check the configuration and the data dir; if the cell's membership really changed, delete %s)",
+		ErrOtherCell, cfg.DataDir, got.ids(), want.ids(), path)
+}
+
+// noState reports whether no group of cfg holds Paxos state in db.
+func noState(cfg Config, db *logdb.DB) (bool, error) {
 	for _, g := range cfg.Groups {
 		st, err := db.Group(g).Load()
 		if err != nil {
-			return fmt.Errorf("replica: group %d: %w", g, err)
+			return false, fmt.Errorf("replica: group %d: %w", g, err)
 		}
 		if !st.IsEmpty() {
-			return fmt.Errorf("%w: %s was made by a cell of members %v, and this configuration names members %v "+
-				"(check the configuration and the data dir; if the cell's membership really changed, delete %s)",
-				ErrOtherCell, cfg.DataDir, got.ids(), want.ids(), path)
+			return false, nil
 		}
 	}
-	log.Info("the data dir holds no state: recording this configuration's members", "was", got.ids(), "now", want.ids())
-	return writeCellRecord(path, want)
+	return true, nil
 }
 
 // writeCellRecord replaces the record at path: through a synced temporary

@@ -8,6 +8,8 @@ import (
 	"io"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/latchd/latch/replica/paxos"
 )
 
 // ErrMalformed reports a peer message, batch or snapshot header that does
@@ -163,29 +165,79 @@ func (b *batch) next() ([]byte, error) {
 }
 
 // Snapshot files. The driver writes this header before the state machine's
-// own bytes, so a restore knows where the log resumes:
+// own bytes, so a restore knows where the log resumes and which members
+// the group had there:
 //
-//	4 bytes  "LRS1"
+//	4 bytes  "LRS1" or "LRS2"
 //	8 bytes  instance (big-endian): last instance applied
 //	8 bytes  command index: last index handed to StateMachine.Apply
+//	LRS2 only:
+//	4 bytes  length n (big-endian) of the member set, at most maxMembersBytes
+//	n bytes  the member set as of instance (paxos.Members.Encode)
+//
+// A snapshot without a member set (LRS1: taken before member changes, or a
+// backup restored into a new cell) leaves the member set to the core: the
+// bootstrap set and the changes it knows.
 const (
-	snapMagic     = "LRS1"
-	snapHeaderLen = 4 + 8 + 8
+	snapMagic       = "LRS1"
+	snapMagic2      = "LRS2"
+	snapHeaderLen   = 4 + 8 + 8 // LRS1
+	maxMembersBytes = 1 << 20
 )
 
-func appendSnapHeader(dst []byte, instance, index uint64) []byte {
-	dst = append(dst, snapMagic...)
-	dst = binary.BigEndian.AppendUint64(dst, instance)
-	return binary.BigEndian.AppendUint64(dst, index)
+// snapHeader is a decoded snapshot header.
+type snapHeader struct {
+	instance, index uint64
+	members         *paxos.Members // nil: LRS1
+	len             int            // bytes of the header
 }
 
-func readSnapHeader(r io.Reader) (instance, index uint64, err error) {
+// appendSnapHeader appends an LRS2 header, or an LRS1 header if m is nil.
+func appendSnapHeader(dst []byte, instance, index uint64, m *paxos.Members) []byte {
+	magic := snapMagic
+	if m != nil {
+		magic = snapMagic2
+	}
+	dst = append(dst, magic...)
+	dst = binary.BigEndian.AppendUint64(dst, instance)
+	dst = binary.BigEndian.AppendUint64(dst, index)
+	if m != nil {
+		enc := m.Encode()
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(enc)))
+		dst = append(dst, enc...)
+	}
+	return dst
+}
+
+func readSnapHeader(r io.Reader) (snapHeader, error) {
 	var h [snapHeaderLen]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return 0, 0, fmt.Errorf("%w: snapshot header: %w", ErrMalformed, err)
+		return snapHeader{}, fmt.Errorf("%w: snapshot header: %w", ErrMalformed, err)
 	}
-	if string(h[:4]) != snapMagic {
-		return 0, 0, fmt.Errorf("%w: snapshot magic %q", ErrMalformed, h[:4])
+	sh := snapHeader{instance: binary.BigEndian.Uint64(h[4:]), index: binary.BigEndian.Uint64(h[12:]), len: snapHeaderLen}
+	switch string(h[:4]) {
+	case snapMagic:
+		return sh, nil
+	case snapMagic2:
+	default:
+		return snapHeader{}, fmt.Errorf("%w: snapshot magic %q", ErrMalformed, h[:4])
 	}
-	return binary.BigEndian.Uint64(h[4:]), binary.BigEndian.Uint64(h[12:]), nil
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return snapHeader{}, fmt.Errorf("%w: snapshot header's member set: %w", ErrMalformed, err)
+	}
+	size := binary.BigEndian.Uint32(n[:])
+	if size > maxMembersBytes {
+		return snapHeader{}, fmt.Errorf("%w: snapshot header's member set of %d bytes, at most %d", ErrMalformed, size, maxMembersBytes)
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return snapHeader{}, fmt.Errorf("%w: snapshot header's member set: %w", ErrMalformed, err)
+	}
+	m, err := paxos.DecodeMembers(b)
+	if err != nil {
+		return snapHeader{}, fmt.Errorf("%w: snapshot header: %w", ErrMalformed, err)
+	}
+	sh.members, sh.len = &m, snapHeaderLen+4+int(size)
+	return sh, nil
 }

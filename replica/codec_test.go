@@ -63,7 +63,8 @@ func TestBatchMalformed(t *testing.T) {
 
 func TestPeerMessageRoundTrip(t *testing.T) {
 	m := paxos.Message{Type: paxos.MsgAccept, From: 1, To: 2, Ballot: paxos.Ballot{Round: 3, ID: 1}, Commit: 9, Lease: 4,
-		Entries: []paxos.Entry{{Instance: 9, Ballot: paxos.Ballot{Round: 3, ID: 1}, Value: []byte("v")}, {Instance: 10, Noop: true}}}
+		Entries: []paxos.Entry{{Instance: 9, Ballot: paxos.Ballot{Round: 3, ID: 1}, Value: []byte("v")}, {Instance: 10, Noop: true},
+			{Instance: 11, Value: paxos.MemberChange{Op: paxos.OpAddLearner, ID: 4}.Encode(), Conf: true}}}
 	p, err := encodeMessage(&m)
 	if err != nil {
 		t.Fatal(err)
@@ -92,13 +93,45 @@ func TestPeerMessageRoundTrip(t *testing.T) {
 }
 
 func TestSnapHeader(t *testing.T) {
-	h := appendSnapHeader(nil, 42, 4242)
-	inst, idx, err := readSnapHeader(bytes.NewReader(h))
-	if err != nil || inst != 42 || idx != 4242 {
-		t.Fatalf("readSnapHeader = %d, %d, %v; want 42, 4242, nil", inst, idx, err)
+	h := appendSnapHeader(nil, 42, 4242, nil)
+	sh, err := readSnapHeader(bytes.NewReader(h))
+	if err != nil || sh.instance != 42 || sh.index != 4242 || sh.members != nil || sh.len != len(h) {
+		t.Fatalf("readSnapHeader(LRS1) = %+v, %v; want 42, 4242, no members", sh, err)
 	}
-	if _, _, err := readSnapHeader(bytes.NewReader([]byte("XXXX12345678"))); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("readSnapHeader(garbage) = %v; want ErrMalformed", err)
+	m := paxos.Bootstrap([]uint64{1, 2, 3}, 16)
+	m, _ = m.Apply(5, paxos.MemberChange{Op: paxos.OpAddLearner, ID: 4, Meta: MemberAddrs{Peer: "p4"}.Encode()})
+	h2 := appendSnapHeader(nil, 42, 4242, &m)
+	sh, err = readSnapHeader(bytes.NewReader(append(h2, "state"...)))
+	if err != nil || sh.instance != 42 || sh.index != 4242 || sh.members == nil || sh.len != len(h2) ||
+		!bytes.Equal(sh.members.Encode(), m.Encode()) {
+		t.Fatalf("readSnapHeader(LRS2) = %+v, %v; want 42, 4242 and the member set", sh, err)
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"garbage", []byte("XXXX12345678")},
+		{"LRS2 cut in its member set", h2[:len(h2)-2]},
+		{"LRS2 member set too long", append(h2[:snapHeaderLen:snapHeaderLen], 0xff, 0xff, 0xff, 0xff)},
+		{"LRS2 member set garbage", append(h2[:snapHeaderLen:snapHeaderLen], 0, 0, 0, 3, 9, 9, 9)},
+	} {
+		if _, err := readSnapHeader(bytes.NewReader(tc.b)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("readSnapHeader(%s) = %v; want ErrMalformed", tc.name, err)
+		}
+	}
+}
+
+// An entry of five fields must say Conf = true.
+func TestPeerMessageConfFalseRefused(t *testing.T) {
+	m := paxos.Message{Type: paxos.MsgAccept, From: 1, To: 2,
+		Entries: []paxos.Entry{{Instance: 9, Value: []byte("v"), Conf: true}}}
+	p, err := encodeMessage(&m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p[len(p)-1] = 0xc2 // msgpack false in place of the last true
+	if _, err := decodeInbound(1, p); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("decodeInbound(Conf false) = %v; want ErrMalformed", err)
 	}
 }
 

@@ -33,6 +33,21 @@ type Config struct {
 	// and starts without it may break agreement. latchd sets it unless
 	// --new-cell is given. See docs/operations.md.
 	RebuildEmpty bool
+	// Join makes a replica whose DataDir holds no state yet join a running
+	// cell as a learner (docs/membership.md R10): Members lists this
+	// replica and some current members as seeds to reach (every member
+	// with a higher id than this one, which this replica must dial); the
+	// member set comes from a snapshot the leader sends once an
+	// AddLearner of this id is chosen. It rebuilds (as RebuildEmpty) and
+	// votes only once promoted. Ignored once the data dir holds state.
+	// Without Join, Members is the founding voter set of a new cell, or
+	// the seeds of a running one: once the data dir holds a member set,
+	// the replicated set wins (New logs any difference).
+	Join bool
+	// Alpha is α for a new cell (0: paxos.DefaultAlpha): a voter change
+	// chosen at instance s takes effect at s+α. Fixed at creation; tests
+	// set it low.
+	Alpha uint64
 	// Groups are the ids of the Paxos groups this process hosts; every
 	// replica of the cell must host the same groups. Each group needs a
 	// StateMachine (see New).
@@ -158,6 +173,9 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("DataDir is empty")
+	}
+	if c.Alpha == 1 {
+		bad("Alpha 1: must be 0 (the default) or at least 2")
 	}
 	if len(c.Groups) == 0 {
 		bad("Groups is empty")

@@ -81,7 +81,7 @@ func TestConfigTicks(t *testing.T) {
 			t.Errorf("ticks(%v) = %d; want %d", tt.d, got, tt.want)
 		}
 	}
-	pc := (&Replica{cfg: cfg, log: cfg.logger()}).coreConfig()
+	pc := (&Replica{cfg: cfg, log: cfg.logger(), cell: newCellRecord(cfg.Members)}).coreConfig()
 	if err := pc.Validate(); err != nil {
 		t.Fatalf("core config from DefaultConfig: %v", err)
 	}

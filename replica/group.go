@@ -187,6 +187,16 @@ type group struct {
 	pendMu   sync.Mutex
 	pending  map[uint64]*pendingBatch // by batch id; shared by loop and apply
 	pendCmds int                      // proposals in pending, under pendMu
+	changes  map[uint64]*changeWaiter // ChangeMembers by instance, under pendMu
+	nChanges atomic.Int32             // len(changes), read by the applier without the lock
+
+	// members is the member set as of the applied instance, published by
+	// the apply goroutine (nil while a joiner has none).
+	members     atomic.Pointer[paxos.Members]
+	removed     bool          // loop: the core reported this replica removed (Ready.Removed)
+	lastEffect  atomic.Uint64 // applier: the instance where the last voter change took effect
+	nudgedTo    uint64        // loop: the last instance nudge proposed at
+	removedSeen atomic.Bool // removed, for Replica.groupRemoved
 
 	applier *applier
 
@@ -216,6 +226,7 @@ func newGroup(r *Replica, id uint32, sm StateMachine) (*group, error) {
 		wrotec:     make(chan error, 1),
 		transfers:  make(map[uint64]chan snapAck),
 		pending:    make(map[uint64]*pendingBatch),
+		changes:    make(map[uint64]*changeWaiter),
 		loopDone:   make(chan struct{}),
 		applyDone:  make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -228,7 +239,7 @@ func newGroup(r *Replica, id uint32, sm StateMachine) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.cfg.RebuildEmpty && st.IsEmpty() {
+	if (r.cfg.RebuildEmpty || r.joining()) && st.IsEmpty() {
 		// A new or wiped disk: this replica may have voted before and
 		// forgotten it, so it rebuilds (paxos.State.Rebuild). The mark
 		// is durable first, so a crash meanwhile restarts the rebuild.
@@ -248,6 +259,16 @@ func newGroup(r *Replica, id uint32, sm StateMachine) (*group, error) {
 			return nil, err
 		}
 	}
+	var snapMembers *paxos.Members
+	if g.applier.snapMembers {
+		snapMembers = new(g.applier.members.Clone())
+	} else if !r.joining() {
+		// The bootstrap set, as the core takes it from Config.Peers.
+		g.applier.members, g.applier.hasMembers = paxos.Bootstrap(r.cell.founders(), r.cfg.Alpha), true
+	}
+	if g.applier.hasMembers {
+		g.members.Store(new(g.applier.members.Clone()))
+	}
 	ps := paxos.State{
 		Promised: st.Promised,
 		Chosen:   st.Chosen,
@@ -255,6 +276,7 @@ func newGroup(r *Replica, id uint32, sm StateMachine) (*group, error) {
 		Applied:  g.applier.applied,
 		Entries:  st.Entries,
 		Rebuild:  st.Rebuild,
+		Members:  snapMembers,
 	}
 	node, err := paxos.New(r.coreConfig(), ps)
 	if err != nil {
@@ -269,7 +291,13 @@ func newGroup(r *Replica, id uint32, sm StateMachine) (*group, error) {
 // coreConfig maps the replica's Config onto the core's ticks.
 func (r *Replica) coreConfig() paxos.Config {
 	c := r.cfg
-	pc := paxos.DefaultConfig(c.ID, c.peerIDs())
+	peers := r.cell.founders()
+	if r.joining() {
+		peers = c.peerIDs() // whom it may hear from first
+	}
+	pc := paxos.DefaultConfig(c.ID, peers)
+	pc.Join = r.joining()
+	pc.Alpha = c.Alpha
 	pc.HeartbeatTicks = c.ticks(c.HeartbeatInterval)
 	pc.ElectionTicks = c.ticks(c.ElectionTimeout)
 	pc.LeaseTicks = c.ticks(c.LeaseDuration)
@@ -440,6 +468,7 @@ func (g *group) pump() bool {
 		return true
 	}
 	g.proposeUnlessHeld()
+	g.nudge()
 	for !g.writing && g.node.HasReady() {
 		select {
 		case <-g.eventc: // due between Advance and Ready, not after
@@ -710,7 +739,7 @@ func (g *group) notLeader() error {
 	if l == g.r.cfg.ID {
 		l = 0 // candidate or not yet in Phase 2
 	}
-	return &NotLeaderError{Group: g.id, Leader: l, Addr: g.r.cfg.Members[l]}
+	return &NotLeaderError{Group: g.id, Leader: l, Addr: g.r.peerAddr(l)}
 }
 
 // startReady runs steps 1-5 of the driver loop in paxos/doc.go, or, when
@@ -817,6 +846,11 @@ func (g *group) finishReady(err error) bool {
 			f(RoleChange{Group: g.id, Role: rd.Role, Leader: rd.Leader, Ballot: rd.Ballot})
 		}
 	}
+	if rd.Removed && !g.removed {
+		g.removed = true
+		g.log.Warn("removed from the cell: no longer a voter or learner of this group")
+		g.r.groupRemoved(g)
+	}
 	if rd.Rebuilt {
 		g.rebuilding = false // durable now: the write above carried it
 		g.log.Info("rebuilt: the lost state is fenced and learned again; voting")
@@ -898,7 +932,7 @@ func (g *group) propose(ctx context.Context, cmd []byte, read bool) ([]byte, err
 		if l == g.r.cfg.ID {
 			l = 0
 		}
-		return nil, &NotLeaderError{Group: g.id, Leader: l, Addr: g.r.cfg.Members[l]}
+		return nil, &NotLeaderError{Group: g.id, Leader: l, Addr: g.r.peerAddr(l)}
 	}
 	p := &proposal{cmd: cmd, read: read, done: make(chan result, 1)}
 	select {
@@ -1025,7 +1059,12 @@ func (g *group) status(ctx context.Context) (Status, error) {
 		return Status{}, err
 	}
 	snap, _ := g.ldb.Snapshot() // zero if none
+	var members paxos.Members
+	if m := g.members.Load(); m != nil {
+		members = m.Clone()
+	}
 	return Status{
+		Members: members,
 		Group: g.id, ID: ps.ID, Role: ps.Role, Leader: ps.Leader, Ballot: ps.Ballot,
 		Promised: ps.Promised, LeaseValid: ps.LeaseValid,
 		Chosen:  max(ps.Commit, 1) - 1,

@@ -100,7 +100,8 @@ type memEndpoint struct {
 	done  chan struct{}
 
 	closeOnce sync.Once
-	closed    bool // guarded by net.mu
+	closed    bool            // guarded by net.mu
+	removed   map[uint64]bool // ids SetPeers forgot, guarded by net.mu
 }
 
 func (e *memEndpoint) run() {
@@ -114,7 +115,7 @@ func (e *memEndpoint) Send(to uint64, group uint32, payload []byte) error {
 	e.net.mu.Lock()
 	defer e.net.mu.Unlock()
 	dst := e.net.eps[to]
-	if e.closed || dst == nil || dst.closed || e.net.cut[[2]uint64{e.id, to}] {
+	if e.closed || dst == nil || dst.closed || e.net.cut[[2]uint64{e.id, to}] || e.removed[to] || dst.removed[e.id] {
 		return fmt.Errorf("%w: %d -> %d", ErrDropped, e.id, to)
 	}
 	select {
@@ -126,6 +127,19 @@ func (e *memEndpoint) Send(to uint64, group uint32, payload []byte) error {
 }
 
 func (e *memEndpoint) Addr() string { return e.addr }
+
+// SetPeers implements Link: the in-memory network needs no addresses, but
+// it drops messages to and from removed ids, as the TCP transport does.
+func (e *memEndpoint) SetPeers(_ map[uint64]string, removed []uint64) {
+	e.net.mu.Lock()
+	defer e.net.mu.Unlock()
+	for _, id := range removed {
+		if e.removed == nil {
+			e.removed = make(map[uint64]bool)
+		}
+		e.removed[id] = true
+	}
+}
 
 func (e *memEndpoint) Close() error {
 	e.closeOnce.Do(func() {

@@ -27,6 +27,12 @@ type Link interface {
 	Addr() string
 	// Close stops delivery and waits for running handlers to return.
 	Close() error
+	// SetPeers tells the endpoint the cell's members as they change:
+	// addrs holds every member's peer address (a new one is reached from
+	// now on, a changed one dialled at its new address), removed the ids
+	// retired from the cell, forgotten for good. Ids in neither are left
+	// as they are.
+	SetPeers(addrs map[uint64]string, removed []uint64)
 }
 
 // TCPNetwork is the production Network: package transport (TCP, yamux,
@@ -52,6 +58,9 @@ func (n TCPNetwork) Join(cfg Config, h Handler) (Link, error) {
 		}
 	}
 	tc.MaxFrame = max(tc.MaxFrame, maxPeerMessage+transport.EnvelopeOverhead+1024)
+	// Members change: a replica must take connections from members it
+	// does not know yet (docs/membership.md §5).
+	tc.AcceptUnknown = true
 	if cfg.Logger != nil {
 		tc.Logger = cfg.Logger.With("component", "transport")
 	}
@@ -71,4 +80,12 @@ func (l tcpLink) Send(to uint64, group uint32, payload []byte) error {
 	return l.t.Send(to, group, payload)
 }
 func (l tcpLink) Addr() string { return l.t.Addr().String() }
+func (l tcpLink) SetPeers(addrs map[uint64]string, removed []uint64) {
+	for id, addr := range addrs {
+		l.t.SetPeer(id, addr)
+	}
+	for _, id := range removed {
+		l.t.RemovePeer(id)
+	}
+}
 func (l tcpLink) Close() error { return l.t.Close() }

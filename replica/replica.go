@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -35,6 +36,18 @@ type Replica struct {
 	groupIDs []uint32
 
 	link Link
+
+	// The member set (members.go). cell is the cell record; founders and
+	// joining say what the cores start from without a snapshot's member
+	// set; fallbackAddrs are the peer addresses of members whose Meta has
+	// none (the record's, overlaid with Config.Members).
+	cell          cellRecord
+	fallbackAddrs map[uint64]string
+	viewMu        sync.Mutex                        // serialises membersChanged; guards retired and cell
+	addrs         atomic.Pointer[map[uint64]string] // peer address of every member, by id
+	retired       []uint64
+	removedC      chan struct{} // closed once removed in every group (Removed)
+	removedOnce   sync.Once
 
 	mu      sync.Mutex // guards started, closed and link
 	started bool
@@ -84,7 +97,8 @@ func New(cfg Config, sms map[uint32]StateMachine, net Network) (*Replica, error)
 	if err != nil {
 		return nil, fmt.Errorf("replica: open data dir: %w", err)
 	}
-	if err := checkCell(cfg, db, lg); err != nil {
+	rec, err := checkCell(cfg, db, lg)
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -98,7 +112,11 @@ func New(cfg Config, sms map[uint32]StateMachine, net Network) (*Replica, error)
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		fatalC:   make(chan struct{}),
+		cell:     rec,
+		removedC: make(chan struct{}),
 	}
+	r.fallbackAddrs = rec.addrs()
+	maps.Copy(r.fallbackAddrs, cfg.Members)
 	for _, id := range r.groupIDs {
 		g, err := newGroup(r, id, sms[id])
 		if err != nil {
@@ -107,8 +125,20 @@ func New(cfg Config, sms map[uint32]StateMachine, net Network) (*Replica, error)
 		}
 		r.groups[id] = g
 	}
+	r.warnConfiguredMembers()
+	v := r.view()
+	r.addrs.Store(&v.addrs)
+	r.retired = v.retired
 	return r, nil
 }
+
+// joining reports whether the cores start as joiners (Config.Join, and
+// the data dir was first used so): without a member set until a snapshot
+// brings one.
+func (r *Replica) joining() bool { return r.cell.Join }
+
+// cellPath is the cell record's path.
+func (r *Replica) cellPath() string { return filepath.Join(r.cfg.DataDir, CellFile) }
 
 // HasState reports whether dataDir holds durable Paxos state for any of
 // groups: a promise, an accepted or chosen entry, a snapshot or a rebuild
@@ -149,10 +179,22 @@ func (r *Replica) Start() error {
 	if r.started {
 		return nil
 	}
-	link, err := r.net.Join(r.cfg, r.deliver)
+	// The network starts with the replicated member set's addresses; the
+	// configured ones only where no member set is known (a joiner's seeds).
+	r.viewMu.Lock()
+	v := r.view()
+	jc := r.cfg
+	jc.Members = maps.Clone(v.addrs)
+	jc.Members[r.cfg.ID] = r.cfg.Members[r.cfg.ID]
+	link, err := r.net.Join(jc, r.deliver)
 	if err != nil {
+		r.viewMu.Unlock()
 		return err
 	}
+	link.SetPeers(v.addrs, v.retired)
+	r.addrs.Store(&v.addrs)
+	r.retired = v.retired
+	r.viewMu.Unlock()
 	r.link = link
 	r.started = true
 	r.state.Store(stateRunning)
@@ -342,7 +384,7 @@ func (r *Replica) Leader(group uint32) (id uint64, addr string, ok bool) {
 	if id == 0 {
 		return 0, "", false
 	}
-	return id, r.cfg.Members[id], true
+	return id, r.peerAddr(id), true
 }
 
 // Status describes one group on this replica.
@@ -361,6 +403,9 @@ type Status struct {
 	SnapshotBytes int64
 	InFlight      int  // instances proposed, not yet chosen (leader)
 	Rebuilding    bool // rebuilding lost state: learning, not voting (Config.RebuildEmpty), until its end is durable
+	// Members is the group's member set as of Applied (zero while a
+	// joiner has none yet).
+	Members paxos.Members
 	Stats         Stats
 	// Peers is the leader's view of each follower (empty off the leader).
 	Peers []PeerStatus

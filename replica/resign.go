@@ -99,7 +99,7 @@ func (g *group) waitSent(ctx context.Context, sent <-chan struct{}) error {
 // group: then the Resign messages (queued by the network, which a Close
 // would drop) did their work. A group with no other member has none.
 func (g *group) waitOtherLeader(ctx context.Context) error {
-	if len(g.r.cfg.Members) < 2 {
+	if m := g.members.Load(); m != nil && len(m.Voters()) < 2 || m == nil && len(g.r.cfg.Members) < 2 {
 		return nil
 	}
 	tk := time.NewTicker(g.r.cfg.TickInterval)

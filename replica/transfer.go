@@ -50,6 +50,13 @@ func (g *group) sendSnapshot(peer uint64, acks <-chan snapAck) {
 	defer g.aux.Done()
 	defer g.event(func() { delete(g.transfers, peer) })
 	r, err := g.ldb.OpenSnapshot()
+	if errors.Is(err, logdb.ErrNoSnapshot) {
+		// A joiner asks for a snapshot in every case (it has no member
+		// set); this replica never took one: take one now.
+		if err = g.snapshotNow(); err == nil {
+			r, err = g.ldb.OpenSnapshot()
+		}
+	}
 	if err != nil {
 		g.log.Warn("cannot send a snapshot", "peer", peer, "err", err)
 		return
@@ -108,6 +115,27 @@ func (g *group) sendSnapshot(peer uint64, acks <-chan snapAck) {
 		}
 	}
 	g.log.Warn("snapshot transfer timed out", "peer", peer, "instance", meta.Instance)
+}
+
+// snapshotNow has the apply goroutine take a snapshot if none is stored
+// (transfer goroutine).
+func (g *group) snapshotNow() error {
+	done := make(chan error, 1)
+	select {
+	case g.applyc <- applyItem{snap: done}:
+	case <-g.r.stop:
+		return g.r.stoppedErr()
+	case <-g.r.fatalC:
+		return g.r.stoppedErr()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-g.r.stop:
+		return g.r.stoppedErr()
+	case <-g.r.fatalC:
+		return g.r.stoppedErr()
+	}
 }
 
 // snapReceiver is an incoming snapshot being written (owned by the loop).

@@ -15,13 +15,18 @@ import (
 // calls (no reflection on the hot path):
 //
 //	[Type, From, To, [Round, ID], Instance, Last, Commit, Lease, Snapshot,
-//	 [[Instance, [Round, ID], Value, Noop], ...]]
+//	 [[Instance, [Round, ID], Value, Noop (, Conf)], ...]]
 //
-// Integers use msgpack's most compact form.
+// Integers use msgpack's most compact form. An entry has a fifth field,
+// Conf = true, only when it is a member change (docs/membership.md): every
+// other entry is encoded as before member changes, and a build older than
+// them refuses (drops) a message carrying a member change instead of taking
+// it for a plain value.
 
 const (
 	messageFields = 10
 	entryFields   = 4
+	confFields    = 5 // an entry with Conf
 )
 
 // encodeMessage returns the peer payload for m.
@@ -52,13 +57,20 @@ func encodeMessage(m *paxos.Message) ([]byte, error) {
 	)
 	for i := range m.Entries {
 		e := &m.Entries[i]
+		fields := entryFields
+		if e.Conf {
+			fields = confFields
+		}
 		err = firstErr(err,
-			enc.EncodeArrayLen(entryFields),
+			enc.EncodeArrayLen(fields),
 			enc.EncodeUint(e.Instance),
 			encodeBallot(enc, e.Ballot),
 			enc.EncodeBytes(e.Value),
 			enc.EncodeBool(e.Noop),
 		)
+		if e.Conf {
+			err = firstErr(err, enc.EncodeBool(true))
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("replica: encode peer message: %w", err)
@@ -174,7 +186,10 @@ func decodeMessage(body []byte, m *paxos.Message) error {
 	}
 	for i := 0; i < n && r.err == nil; i++ {
 		e := &m.Entries[i]
-		r.array(entryFields)
+		fields := r.array(-1)
+		if r.err == nil && fields != entryFields && fields != confFields {
+			r.fail("entry of %d fields, want %d or %d", fields, entryFields, confFields)
+		}
 		e.Instance = r.uint()
 		e.Ballot = r.ballot()
 		if r.err == nil {
@@ -186,6 +201,16 @@ func decodeMessage(body []byte, m *paxos.Message) error {
 				r.fail("%v", err)
 			}
 			e.Noop = b
+		}
+		if r.err == nil && fields == confFields {
+			b, err := dec.DecodeBool()
+			switch {
+			case err != nil:
+				r.fail("%v", err)
+			case !b:
+				r.fail("entry with a Conf field of false")
+			}
+			e.Conf = b
 		}
 	}
 	return r.err

@@ -38,6 +38,7 @@ func TestWriteReopenRoundTrip(t *testing.T) {
 		{Entries: []Entry{ent(1, 1, 2, "a"), ent(2, 1, 2, "b")}},
 		{Promised: Ballot{Round: 3, ID: 1}, Entries: []Entry{ent(2, 3, 1, "b2"), ent(3, 3, 1, "")}, Chosen: 2},
 		{Entries: []Entry{{Instance: 4, Ballot: Ballot{Round: 3, ID: 1}, Noop: true}}},
+		{Entries: []Entry{{Instance: 5, Ballot: Ballot{Round: 3, ID: 1}, Value: []byte("change"), Conf: true}}},
 		{Chosen: 3},
 		{},
 	}
@@ -50,7 +51,8 @@ func TestWriteReopenRoundTrip(t *testing.T) {
 		Promised: Ballot{Round: 3, ID: 1},
 		Chosen:   3,
 		Entries: []Entry{ent(1, 1, 2, "a"), ent(2, 3, 1, "b2"), ent(3, 3, 1, ""),
-			{Instance: 4, Ballot: Ballot{Round: 3, ID: 1}, Noop: true}},
+			{Instance: 4, Ballot: Ballot{Round: 3, ID: 1}, Noop: true},
+			{Instance: 5, Ballot: Ballot{Round: 3, ID: 1}, Value: []byte("change"), Conf: true}},
 	}
 	check := func(label string, g *Log) {
 		t.Helper()
@@ -483,5 +485,21 @@ func TestOpenInUse(t *testing.T) {
 			db2.Close()
 		}
 		t.Fatalf("second Open = %v; want ErrInUse", err)
+	}
+}
+
+// A record with a flag this build does not know is refused, as a build
+// older than flagConf refuses a member change's record.
+func TestUnknownEntryFlagRefused(t *testing.T) {
+	e := Entry{Instance: 1, Ballot: Ballot{Round: 1, ID: 1}, Value: []byte("v"), Conf: true}
+	rec := sealEntry(nil, &e)
+	if got, ok := openEntry(1, rec); !ok || !got.Conf || got.Noop {
+		t.Fatalf("openEntry(sealEntry(Conf)) = %+v, %v; want Conf", got, ok)
+	}
+	p := append([]byte(nil), rec[4:]...)
+	p[16] |= 1 << 2
+	bad := finishSeal(append([]byte{0, 0, 0, 0}, p...))
+	if _, ok := openEntry(1, bad); ok {
+		t.Fatalf("openEntry accepted a record with an unknown flag")
 	}
 }
