@@ -196,7 +196,7 @@ type group struct {
 	removed     bool          // loop: the core reported this replica removed (Ready.Removed)
 	lastEffect  atomic.Uint64 // applier: the instance where the last voter change took effect
 	nudgedTo    uint64        // loop: the last instance nudge proposed at
-	removedSeen atomic.Bool // removed, for Replica.groupRemoved
+	removedSeen atomic.Bool   // removed, for Replica.groupRemoved
 
 	applier *applier
 
@@ -1065,7 +1065,7 @@ func (g *group) status(ctx context.Context) (Status, error) {
 	}
 	return Status{
 		Members: members,
-		Group: g.id, ID: ps.ID, Role: ps.Role, Leader: ps.Leader, Ballot: ps.Ballot,
+		Group:   g.id, ID: ps.ID, Role: ps.Role, Leader: ps.Leader, Ballot: ps.Ballot,
 		Promised: ps.Promised, LeaseValid: ps.LeaseValid,
 		Chosen:  max(ps.Commit, 1) - 1,
 		Applied: g.applier.appliedIndex(), Snapshot: snap.Instance, SnapshotBytes: snap.Size,

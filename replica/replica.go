@@ -406,7 +406,7 @@ type Status struct {
 	// Members is the group's member set as of Applied (zero while a
 	// joiner has none yet).
 	Members paxos.Members
-	Stats         Stats
+	Stats   Stats
 	// Peers is the leader's view of each follower (empty off the leader).
 	Peers []PeerStatus
 }
