@@ -1064,12 +1064,11 @@ func (g *group) status(ctx context.Context) (Status, error) {
 		members = m.Clone()
 	}
 	return Status{
-		Members: members,
-		Group:   g.id, ID: ps.ID, Role: ps.Role, Leader: ps.Leader, Ballot: ps.Ballot,
+		Group: g.id, ID: ps.ID, Role: ps.Role, Leader: ps.Leader, Ballot: ps.Ballot,
 		Promised: ps.Promised, LeaseValid: ps.LeaseValid,
 		Chosen:  max(ps.Commit, 1) - 1,
 		Applied: g.applier.appliedIndex(), Snapshot: snap.Instance, SnapshotBytes: snap.Size,
 		InFlight: ps.InFlight, Rebuilding: ps.rebuilding, Stats: g.stats.snapshot(),
-		Peers: g.peerStatus(ps.Peers),
+		Peers: g.peerStatus(ps.Peers), Members: members,
 	}, nil
 }

@@ -403,12 +403,12 @@ type Status struct {
 	SnapshotBytes int64
 	InFlight      int  // instances proposed, not yet chosen (leader)
 	Rebuilding    bool // rebuilding lost state: learning, not voting (Config.RebuildEmpty), until its end is durable
+	Stats         Stats
+	// Peers is the leader's view of each follower (empty off the leader).
+	Peers []PeerStatus
 	// Members is the group's member set as of Applied (zero while a
 	// joiner has none yet).
 	Members paxos.Members
-	Stats   Stats
-	// Peers is the leader's view of each follower (empty off the leader).
-	Peers []PeerStatus
 }
 
 // PeerStatus is what a leader knows of one follower.
