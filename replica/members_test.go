@@ -278,6 +278,19 @@ func TestMembersSurviveRestart(t *testing.T) {
 			})
 			c.proposeN("c", 5, 25)
 			c.checkSame(1)
+			// The core's own member set agrees with the applier's.
+			for _, id := range []uint64{2, 3, 4} {
+				g := c.reps[id].groups[1]
+				ch := make(chan paxos.Members, 1)
+				core, err := askLoop(context.Background(), g, func() { ch <- g.node.Members() }, ch)
+				if err != nil {
+					t.Fatal(err)
+				}
+				app, _ := c.reps[id].Members(1)
+				if !slices.Equal(core.Voters(), app.Voters()) || !slices.Equal(core.Retired, app.Retired) {
+					t.Errorf("replica %d: core's member set %+v, applied %+v", id, core, app)
+				}
+			}
 		})
 	}
 }
@@ -406,5 +419,42 @@ func TestMemberAddrsEncoding(t *testing.T) {
 		if _, err := DecodeMemberAddrs(tc.b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("DecodeMemberAddrs(%s) = %v; want ErrMalformed", tc.name, err)
 		}
+	}
+}
+
+// The applier hands a member change to the member set, never to the state
+// machine, even when its bytes would read as a batch of commands.
+func TestApplierSkipsMemberChanges(t *testing.T) {
+	cfg := testConfig()
+	cfg.ID, cfg.Members, cfg.DataDir, cfg.Groups = 1, map[uint64]string{1: "mem-1"}, t.TempDir(), []uint32{1}
+	sm := &testSM{}
+	r, err := New(cfg, map[uint32]StateMachine{1: sm}, NewMemNetwork())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	a := r.groups[1].applier
+	batch := appendBatch(nil, 1, 1, [][]byte{[]byte("x")})
+	add := paxos.MemberChange{Op: paxos.OpAddLearner, ID: 2, Meta: MemberAddrs{Peer: "mem-2"}.Encode()}.Encode()
+	err = a.applyEntries([]paxos.Entry{
+		{Instance: 1, Conf: true, Value: batch}, // a batch's bytes: an invalid change
+		{Instance: 2, Conf: true, Value: add},
+		{Instance: 3, Value: batch},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sm.count(); got != 1 {
+		t.Fatalf("the state machine applied %d commands; want 1 (member changes skipped)", got)
+	}
+	m, err := r.Members(1)
+	if err != nil || m.Epoch != 1 || !slices.Equal(m.Voters(), []uint64{1}) {
+		t.Fatalf("Members = %+v, %v; want epoch 1 with learner 2", m, err)
+	}
+	if x, ok := m.Member(2); !ok || x.Voter {
+		t.Fatalf("Members = %+v; want learner 2", m)
+	}
+	if got := r.peerAddr(2); got != "mem-2" {
+		t.Fatalf("peerAddr(2) = %q; want mem-2 (from its MemberAddrs)", got)
 	}
 }
