@@ -346,13 +346,23 @@ func (t *Transport) closing() bool {
 
 // sleep waits d, or less if the Transport closes; it reports whether the
 // Transport is still open.
-func (t *Transport) sleep(d time.Duration) bool {
+func (t *Transport) sleep(d time.Duration) bool { return t.sleepPeer(nil, d) }
+
+// sleepPeer is sleep that also ends, reporting false, once p (if not nil)
+// is removed.
+func (t *Transport) sleepPeer(p *peer, d time.Duration) bool {
+	var gone <-chan struct{} // nil: never
+	if p != nil {
+		gone = p.gone
+	}
 	tm := time.NewTimer(d)
 	defer tm.Stop()
 	select {
 	case <-tm.C:
 		return true
 	case <-t.done:
+		return false
+	case <-gone:
 		return false
 	}
 }
@@ -360,20 +370,6 @@ func (t *Transport) sleep(d time.Duration) bool {
 // deadPeerFactor is how many KeepAlive intervals a Ping, or a write of a
 // frame, may wait before yamux closes the connection as dead.
 const deadPeerFactor = 5
-
-// sleepPeer is sleep that also ends, reporting false, once p is removed.
-func (t *Transport) sleepPeer(p *peer, d time.Duration) bool {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return true
-	case <-t.done:
-		return false
-	case <-p.gone:
-		return false
-	}
-}
 
 // yamuxConfig is the session configuration both sides use.
 func yamuxConfig(cfg Config, log *slog.Logger) *yamux.Config {
