@@ -272,6 +272,9 @@ func (r *Replica) view() memberView {
 // record up to date with the groups' member sets. Any goroutine may call
 // it; calls are serialised.
 func (r *Replica) membersChanged() {
+	r.mu.Lock()
+	link := r.link // set by Start before any apply goroutine runs
+	r.mu.Unlock()
 	r.viewMu.Lock()
 	defer r.viewMu.Unlock()
 	v := r.view()
@@ -287,9 +290,6 @@ func (r *Replica) membersChanged() {
 		}
 	}
 	r.retired = v.retired
-	r.mu.Lock()
-	link := r.link
-	r.mu.Unlock()
 	if link != nil {
 		link.SetPeers(v.addrs, nil)
 		if len(newly) > 0 {
@@ -374,6 +374,9 @@ func (g *group) nudge() {
 		upto = max(upto, m.Pending.At+m.Alpha)
 	}
 	st := g.node.Status()
+	if st.Next > upto && m.Pending == nil {
+		g.nudgedTo = upto // the log moved past it without us
+	}
 	if st.InFlight > 0 || st.Next > upto {
 		return
 	}

@@ -8,6 +8,7 @@
 //
 //	t, err := transport.New(cfg, handler) // listen, dial peers, deliver to handler
 //	err = t.Send(to, group, payload)      // queue; never blocks
+//	t.SetPeer(id, addr); t.RemovePeer(id) // the cell's members change
 //	t.Stats(); t.Addr(); t.Close()
 //
 // # Delivery
@@ -27,7 +28,10 @@
 // pair of replicas has exactly one TCP connection. The dialer greets with a
 // hello frame (protocol version, its id, the id it meant to reach, and a hash
 // of the cell's replica ids); the listener answers with an acknowledgement or
-// a reason for refusing, and only then do both sides start yamux. A refused or
+// a reason for refusing, and only then do both sides start yamux. With
+// Config.AcceptUnknown (a cell whose members change) a hello from an id that
+// is not a peer yet is taken, and the cell hash is not compared; an id
+// RemovePeer forgot is refused for good. A refused or
 // failed dial is retried with exponential backoff and jitter, forever, until
 // Close. When a connection from a peer arrives while an older one is still
 // open, the newer one replaces it (the peer restarted).
