@@ -282,6 +282,7 @@ func (r *Replica) membersChanged() {
 	if old != nil && maps.Equal(*old, v.addrs) && slices.Equal(r.retired, v.retired) {
 		return
 	}
+	r.warnConfiguredMembers(v)
 	r.addrs.Store(&v.addrs)
 	var newly []uint64
 	for _, id := range v.retired {
@@ -318,12 +319,12 @@ func (r *Replica) membersChanged() {
 	r.cell = rec
 }
 
-// warnConfiguredMembers logs, once the data dir holds a member set, how it
-// differs from Config.Members: the replicated set wins (docs/membership.md
-// §7).
-func (r *Replica) warnConfiguredMembers() {
-	v := r.view()
-	if !v.known {
+// warnConfiguredMembers logs, the first time the member set this process
+// knows (from the data dir, or applied since) differs from Config.Members,
+// how it differs: the replicated set wins (docs/membership.md §7). The
+// caller holds viewMu (or is New).
+func (r *Replica) warnConfiguredMembers(v memberView) {
+	if !v.known || r.configWarned {
 		return
 	}
 	var missing, extra []uint64
@@ -346,6 +347,7 @@ func (r *Replica) warnConfiguredMembers() {
 	if len(missing)+len(extra)+len(moved) == 0 {
 		return
 	}
+	r.configWarned = true
 	slices.Sort(missing)
 	slices.Sort(extra)
 	slices.Sort(moved)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"path/filepath"
 	"slices"
@@ -270,8 +271,16 @@ func TestMembersSurviveRestart(t *testing.T) {
 			for _, id := range []uint64{2, 3, 4} {
 				c.stop(id)
 			}
+			logs := &logLines{}
+			cfg2 := c.cfgs[2]
+			cfg2.Logger = slog.New(logs)
+			c.cfgs[2] = cfg2
 			for _, id := range []uint64{2, 3, 4} {
 				c.start(id)
+			}
+			// Replica 2's configuration still lists the founders 1, 2, 3.
+			if !logs.has("the configured members differ from the replicated member set") {
+				t.Errorf("no warning that the configured members differ from the replicated set:\n%s", logs)
 			}
 			c.waitMembers("the member set back", func(_ uint64, m paxos.Members) bool {
 				return slices.Equal(m.Encode(), want.Encode()) || m.Epoch > want.Epoch && settled(m, 2, 3, 4)

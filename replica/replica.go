@@ -43,9 +43,10 @@ type Replica struct {
 	// none (the record's, overlaid with Config.Members).
 	cell          cellRecord
 	fallbackAddrs map[uint64]string
-	viewMu        sync.Mutex                        // serialises membersChanged; guards retired and cell
+	viewMu        sync.Mutex                        // serialises membersChanged; guards retired, cell and configWarned
 	addrs         atomic.Pointer[map[uint64]string] // peer address of every member, by id
 	retired       []uint64
+	configWarned  bool          // warnConfiguredMembers logged
 	removedC      chan struct{} // closed once removed in every group (Removed)
 	removedOnce   sync.Once
 
@@ -125,8 +126,8 @@ func New(cfg Config, sms map[uint32]StateMachine, net Network) (*Replica, error)
 		}
 		r.groups[id] = g
 	}
-	r.warnConfiguredMembers()
 	v := r.view()
+	r.warnConfiguredMembers(v)
 	r.addrs.Store(&v.addrs)
 	r.retired = v.retired
 	return r, nil
