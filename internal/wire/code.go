@@ -30,6 +30,8 @@ const (
 	BadRequest         Code = 14 // the request is malformed or not allowed in this state
 	Internal           Code = 15 // a server bug; the request may or may not have been applied
 	Canceled           Code = 16 // the call was withdrawn by a Cancel message (shutdown answers Unavailable)
+	ChangePending      Code = 17 // a member change: another voter change is still pending, or a voter is rebuilding
+	NotCaughtUp        Code = 18 // a member change: the learner has not joined (bound) or caught up yet
 )
 
 var codeNames = [...]string{
@@ -50,6 +52,8 @@ var codeNames = [...]string{
 	BadRequest:         "BadRequest",
 	Internal:           "Internal",
 	Canceled:           "Canceled",
+	ChangePending:      "ChangePending",
+	NotCaughtUp:        "NotCaughtUp",
 }
 
 // String returns the code's name, or "Code(n)" for a code this version does

@@ -54,8 +54,12 @@ const (
 	TypePong           Type = 41
 	TypeTxn            Type = 42
 	TypeTxnReply       Type = 43
+	TypeMemberList     Type = 44
+	TypeMemberSet      Type = 45
+	TypeMemberChange   Type = 46
+	TypeMemberChanged  Type = 47
 
-	typeEnd Type = 44 // one past the last type; bump when adding one
+	typeEnd Type = 48 // one past the last type; bump when adding one
 )
 
 // Message is implemented by every message of the protocol.
@@ -161,6 +165,14 @@ func New(t Type) Message {
 		return new(Txn)
 	case TypeTxnReply:
 		return new(TxnReply)
+	case TypeMemberList:
+		return new(MemberList)
+	case TypeMemberSet:
+		return new(MemberSet)
+	case TypeMemberChange:
+		return new(MemberChange)
+	case TypeMemberChanged:
+		return new(MemberChanged)
 	}
 	return nil
 }
@@ -640,3 +652,7 @@ func (*Ping) Type() Type           { return TypePing }
 func (*Pong) Type() Type           { return TypePong }
 func (*Txn) Type() Type            { return TypeTxn }
 func (*TxnReply) Type() Type       { return TypeTxnReply }
+func (*MemberList) Type() Type     { return TypeMemberList }
+func (*MemberSet) Type() Type      { return TypeMemberSet }
+func (*MemberChange) Type() Type   { return TypeMemberChange }
+func (*MemberChanged) Type() Type  { return TypeMemberChanged }

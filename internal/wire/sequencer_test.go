@@ -70,6 +70,7 @@ func TestCodes(t *testing.T) {
 		SessionExpired: "SessionExpired", GenerationMismatch: "GenerationMismatch",
 		Permission: "Permission", NotLeader: "NotLeader", Unavailable: "Unavailable",
 		BadRequest: "BadRequest", Internal: "Internal", Canceled: "Canceled",
+		ChangePending: "ChangePending", NotCaughtUp: "NotCaughtUp",
 	}
 	for c, name := range want {
 		if c.String() != name || !c.Known() {
