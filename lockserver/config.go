@@ -47,6 +47,13 @@ type Config struct {
 	PeerListen string
 	// DataDir holds the Paxos log and snapshots (in DataDir/paxos).
 	DataDir string
+	// Join starts a replica with an empty DataDir as a new member joining
+	// an existing cell: it must have been added as a learner (a member
+	// change, `latch members add`), and Members lists it and the cell's
+	// replicas it can reach (seeds). It learns the cell's state and member
+	// set from them, and votes once promoted. A DataDir that holds state
+	// ignores it.
+	Join bool
 	// TLS, if set, makes the client listener speak TLS: each connection's
 	// handshake runs on the connection's goroutine, within
 	// RequestTimeout. To require client certificates, set ClientAuth to
@@ -108,6 +115,9 @@ type Config struct {
 	// keys "replica" (ID) and "component" itself: pass a logger without
 	// them, as slog writes a key added twice twice.
 	Logger *slog.Logger
+
+	// members, if set, replaces the replica's member set (tests).
+	members memberSet
 }
 
 // DefaultConfig returns a Config with every tunable set; ID, Members and
@@ -226,6 +236,7 @@ func (c Config) replicaConfig() replica.Config {
 	rc.DataDir = c.DataDir + "/paxos"
 	rc.Groups = []uint32{group}
 	rc.Logger = c.Logger // replica.New adds "replica" and "component"
+	setJoin(&rc, c.Join)
 	return rc
 }
 

@@ -51,6 +51,10 @@ func (s *Server) dispatch(ctx context.Context, c namespace.Caller, msg wire.Mess
 		return s.txn(ctx, c, m)
 	case *wire.Status:
 		return s.statusReply()
+	case *wire.MemberList:
+		return s.memberList(ctx, m)
+	case *wire.MemberChange:
+		return s.memberChange(ctx, c, m)
 	}
 	return wire.Errorf(wire.BadRequest, "%v is not a request", msg.Type())
 }
@@ -938,7 +942,8 @@ func (s *Server) statusReply() wire.Message {
 		Rebuilding: st.Rebuilding,
 	}
 	if st.Leader != 0 {
-		out.Leader = s.cfg.Members[st.Leader].Client
+		a, _ := s.memberAddrs(st.Leader)
+		out.Leader = a.Client
 		if st.Leader == s.cfg.ID {
 			out.Leader = s.ClientAddr()
 		}

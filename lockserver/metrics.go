@@ -12,9 +12,9 @@ import (
 // any time; Snapshot copies them all.
 type Metrics struct {
 	// Requests counts requests by message type.
-	Requests [wire.TypeACLReply + 1]atomic.Uint64
+	Requests [wire.TypeMemberChanged + 1]atomic.Uint64
 	// Errors counts error replies by code.
-	Errors [wire.Canceled + 1]atomic.Uint64
+	Errors [wire.NotCaughtUp + 1]atomic.Uint64
 	// Conns is the number of open client connections; ConnsTotal counts
 	// connections accepted and ConnsRejected those refused (MaxConns).
 	Conns, ConnsTotal, ConnsRejected atomic.Int64

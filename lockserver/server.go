@@ -42,6 +42,7 @@ type Server struct {
 	steady  steadyClock // the session manager's clock
 	fsm     *fsm
 	rep     *replica.Replica
+	members memberSet // rep's member set (Config.members in tests)
 	metrics *Metrics
 
 	ctx    context.Context // ends at Close
@@ -88,6 +89,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("lockserver: %w", err)
 	}
 	s.rep = rep
+	s.members = cfg.members
+	if s.members == nil {
+		s.members = replicaMembers(rep)
+	}
 	s.barrier.s = s
 	return s, nil
 }
@@ -124,18 +129,25 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// Run starts the server, waits until ctx ends or the replica stops on a
-// fatal error, and closes the server. It returns nil after ctx ended, or
-// the fatal error.
+// Run starts the server, waits until ctx ends, the replica stops on a
+// fatal error, or a member change removes it from the cell, and closes the
+// server. It returns nil after ctx ended, ErrRemoved, or the fatal error.
 func (s *Server) Run(ctx context.Context) error {
 	if err := s.Start(); err != nil {
 		return err
 	}
+	removed := false
 	select {
 	case <-ctx.Done():
 	case <-s.rep.Done():
+	case <-s.Removed():
+		removed = true
+		s.log.Info("removed from the cell by a member change; stopping")
 	}
 	err := s.rep.Err()
+	if removed && err == nil {
+		err = ErrRemoved
+	}
 	if cerr := s.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -326,8 +338,9 @@ func (s *Server) notLeader() *wire.Error {
 	case id == s.cfg.ID:
 		return s.unavailable("this replica is taking over as leader; retry")
 	}
+	a, _ := s.memberAddrs(id)
 	return &wire.Error{Code: wire.NotLeader, Message: fmt.Sprintf("replica %d is not the leader; replica %d is", s.cfg.ID, id),
-		Leader: s.cfg.Members[id].Client}
+		Leader: a.Client}
 }
 
 // unavailable is an Unavailable error that names the leader when this
@@ -351,7 +364,8 @@ func (s *Server) leaderAddr() (string, bool) {
 	if id == s.cfg.ID {
 		return s.ClientAddr(), true
 	}
-	return s.cfg.Members[id].Client, true
+	a, _ := s.memberAddrs(id)
+	return a.Client, true
 }
 
 // propose stamps cmd with the command time (cellClock), proposes it and

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/latchd/latch/internal/wire"
 	"github.com/latchd/latch/namespace"
 	"github.com/latchd/latch/replica"
 )
@@ -68,6 +69,9 @@ type MemberStatus struct {
 	Client  string
 	HTTP    string
 	Applied uint64 // known for this replica only
+	// Role is "voter", "learner", "pending+" (being promoted) or
+	// "pending-" (being removed); "" when the replicated set is unknown.
+	Role string
 }
 
 // Status returns this replica's view of the cell. It asks the replica's
@@ -102,9 +106,23 @@ func (s *Server) Status() Status {
 		out.Tracked = t.mgr.Len()
 		out.HeldKeepAlives = t.mgr.Held()
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.cfg.Members)) {
-		m := s.cfg.Members[id]
+	ids := slices.Sorted(maps.Keys(s.cfg.Members))
+	var set *wire.MemberSet
+	if ps, err := s.members.Members(group); err == nil && len(ps.Members) > 0 {
+		// The replicated set wins over the configuration: it has the
+		// members added and lacks those removed.
+		ws := s.memberSetOf(ps)
+		set, ids = &ws, nil
+		for _, x := range ps.Members {
+			ids = append(ids, x.ID)
+		}
+	}
+	for _, id := range ids {
+		m, _ := s.memberAddrs(id)
 		ms := MemberStatus{ID: id, Peer: m.Peer, Client: m.Client, HTTP: m.HTTP}
+		if set != nil {
+			ms.Role = set.Role(id)
+		}
 		if id == s.cfg.ID {
 			ms.Client = s.ClientAddr()
 			ms.Peer = s.PeerAddr()
