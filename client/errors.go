@@ -78,6 +78,19 @@ var (
 	ErrBadSequencer = errors.New("client: malformed sequencer")
 	// ErrNoLeader: an election has no current leader.
 	ErrNoLeader = errors.New("client: no leader elected")
+
+	// ErrUnknownMember: a member change names an id that is not a member
+	// of the cell (or was removed). Errors that wrap it wrap ErrNotFound
+	// too.
+	ErrUnknownMember = errors.New("client: unknown member")
+	// ErrChangePending: a member change must wait: another voter change
+	// is chosen and not yet in effect, or a voter is rebuilding lost
+	// state. Retry once it took effect (MemberSet.Pending is nil).
+	ErrChangePending = errors.New("client: member change pending")
+	// ErrNotCaughtUp: PromoteMember of a learner that has not joined yet
+	// (its replica never started with Join) or lags too far behind the
+	// leader; retry once it caught up.
+	ErrNotCaughtUp = errors.New("client: learner not caught up")
 )
 
 // codeErrors maps the wire codes that end a call to the client's sentinels.
@@ -99,6 +112,8 @@ var codeErrors = map[wire.Code]error{
 	wire.BadRequest:         ErrBadRequest,
 	wire.Internal:           ErrInternal,
 	wire.Canceled:           ErrCanceled,
+	wire.ChangePending:      ErrChangePending,
+	wire.NotCaughtUp:        ErrNotCaughtUp,
 }
 
 // mapError turns a wire error into the client's sentinel, keeping the

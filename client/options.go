@@ -25,6 +25,8 @@ const (
 	optStale
 	optLockDelay
 	optPageSize
+	optEpoch
+	optLast = optEpoch
 )
 
 var optNames = map[optKind]string{
@@ -36,6 +38,7 @@ var optNames = map[optKind]string{
 	optStale:      "Stale",
 	optLockDelay:  "LockDelay",
 	optPageSize:   "PageSize",
+	optEpoch:      "IfEpoch",
 }
 
 // options is the result of applying a call's Options.
@@ -48,6 +51,21 @@ type options struct {
 	stale      bool
 	lockDelay  time.Duration
 	pageSize   uint32
+	epoch      uint64
+}
+
+// IfEpoch makes a member change conditional on the member set's epoch
+// (MemberSet.Epoch, which every change moves on): if another change was
+// applied since, the call fails with ErrGenerationMismatch and changes
+// nothing. epoch must not be 0.
+func IfEpoch(epoch uint64) Option {
+	return Option{optEpoch, func(o *options) error {
+		if epoch == 0 {
+			return fmt.Errorf("%w: IfEpoch(0): a member set's epoch to compare with is at least 1 once changed; leave the option out for no condition", ErrInvalid)
+		}
+		o.epoch = epoch
+		return nil
+	}}
 }
 
 // IfGeneration makes a write conditional on the node's current generation:
@@ -144,7 +162,7 @@ func parseOptions(op string, allowed optKind, opts []Option) (options, error) {
 
 func kindList(k optKind) string {
 	var names []string
-	for bit := optKind(1); bit != 0 && bit <= optPageSize; bit <<= 1 {
+	for bit := optKind(1); bit != 0 && bit <= optLast; bit <<= 1 {
 		if k&bit != 0 {
 			names = append(names, optNames[bit])
 		}
