@@ -3,10 +3,7 @@ package lockserver
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/latchd/latch/internal/wire"
@@ -33,24 +30,6 @@ var ErrRemoved = errors.New("lockserver: this replica was removed from the cell"
 
 // Removed is closed once this replica is retired from the cell.
 func (s *Server) Removed() <-chan struct{} { return replicaRemoved(s.rep) }
-
-// CheckAddr checks that addr is host:port with a non-empty host and a port
-// in 1..65535, as a member's addresses must be (other replicas and clients
-// dial them), and returns it in a normal form for comparisons.
-func CheckAddr(addr string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", err
-	}
-	if host == "" {
-		return "", errors.New("empty host: other replicas and clients must be able to reach it")
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 1 || p > 65535 {
-		return "", fmt.Errorf("port %q is not a number in 1..65535", port)
-	}
-	return net.JoinHostPort(host, strconv.Itoa(p)), nil
-}
 
 // addrsOf returns the addresses of member x: those its Meta carries
 // (members added by a change), else the configuration's (the founding
@@ -148,7 +127,7 @@ func (s *Server) checkMemberChange(c namespace.Caller, m *wire.MemberChange) *wi
 			}
 			return wire.Errorf(wire.BadRequest, "member %s needs a %s address", m.Op, a.name)
 		}
-		if _, err := CheckAddr(a.addr); err != nil {
+		if _, err := wire.CheckAddr(a.addr); err != nil {
 			return wire.Errorf(wire.BadRequest, "bad %s address %q: %v", a.name, a.addr, err)
 		}
 	}
@@ -230,9 +209,9 @@ func (s *Server) checkAddrsFree(cur paxos.Members, id uint64, a Member) *wire.Er
 			if mine == "" {
 				continue
 			}
-			n, _ := CheckAddr(mine)
+			n, _ := wire.CheckAddr(mine)
 			for _, theirs := range []string{o.Peer, o.Client, o.HTTP} {
-				if t, err := CheckAddr(theirs); err == nil && t == n {
+				if t, err := wire.CheckAddr(theirs); err == nil && t == n {
 					return wire.Errorf(wire.BadRequest, "address %s is member %d's", mine, x.ID)
 				}
 			}

@@ -1,6 +1,11 @@
 package wire
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+)
 
 // The member messages: reading and changing the cell's replicated member
 // set (docs/membership.md §7). They are new within version 2, as Txn's
@@ -141,4 +146,22 @@ func (s *MemberSet) Role(id uint64) string {
 		return "learner"
 	}
 	return ""
+}
+
+// CheckAddr checks that addr is host:port with a non-empty host and a port
+// in 1..65535, as a member's addresses must be (other replicas and clients
+// dial them), and returns it in a normal form for comparisons.
+func CheckAddr(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	if host == "" {
+		return "", errors.New("empty host: other replicas and clients must be able to reach it")
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("port %q is not a number in 1..65535", port)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p)), nil
 }

@@ -103,3 +103,16 @@ func TestMemberSetRole(t *testing.T) {
 		t.Errorf("Role(2) without a pending change = %q; want voter", got)
 	}
 }
+
+func TestCheckAddr(t *testing.T) {
+	for addr, want := range map[string]string{"127.0.0.1:7101": "127.0.0.1:7101", "[::1]:01": "[::1]:1", "host:65535": "host:65535"} {
+		if got, err := CheckAddr(addr); err != nil || got != want {
+			t.Errorf("CheckAddr(%q) = %q, %v; want %q", addr, got, err, want)
+		}
+	}
+	for _, addr := range []string{"", "host", ":1", "host:0", "host:65536", "host:x", "a:b:c"} {
+		if got, err := CheckAddr(addr); err == nil {
+			t.Errorf("CheckAddr(%q) = %q; want an error", addr, got)
+		}
+	}
+}

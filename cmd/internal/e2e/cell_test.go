@@ -264,10 +264,12 @@ func (c *procCell) caughtUp(ctx context.Context, n *node) {
 		if code != 0 {
 			return false
 		}
-		var ms []member
-		json.Unmarshal([]byte(out), &ms)
+		var doc struct {
+			Members []member `json:"members"`
+		}
+		json.Unmarshal([]byte(out), &doc)
 		var lead, it member
-		for _, m := range ms {
+		for _, m := range doc.Members {
 			if m.Leader {
 				lead = m
 			}

@@ -25,6 +25,11 @@ type ReplicaJSON struct {
 	// does not vote until the leader fenced it.
 	Rebuilding bool   `json:"rebuilding,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// Role (members only) is the member's place in the replicated member
+	// set: voter, learner, pending+ (being promoted) or pending- (being
+	// removed); empty from a cell that predates member changes.
+	Role string `json:"role,omitempty"`
+	HTTP string `json:"http,omitempty"` // members only: the admin HTTP address
 }
 
 // CellJSON is status' -o json output.
@@ -130,64 +135,6 @@ endpoint answered or none knows a leader.`,
 				return fmt.Errorf("no replica knows a leader: %w", client.ErrUnavailable)
 			}
 			return nil
-		},
-	}
-}
-
-func membersCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "members",
-		Short: "list the cell's replicas with their log position and lag (works without a quorum)",
-		Long: `members asks the endpoints for the cell's member list, then asks every member
-directly how far it has applied the log. No session is opened, so it works
-while the cell has no leader. Exit code 6 if no endpoint answered.`,
-		Args: exactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			eps, err := g.endpointList()
-			if err != nil {
-				return err
-			}
-			var members []client.Member
-			var lastErr error
-			for _, ep := range eps {
-				ctx, cancel := g.call(cmd)
-				st, err := client.StatusOfTLS(ctx, ep, g.tls)
-				cancel()
-				if err == nil {
-					members = st.Members
-					break
-				}
-				lastErr = err
-			}
-			if members == nil {
-				return fmt.Errorf("no endpoint of %s answered: %w", strings.Join(eps, ","), lastErr)
-			}
-			addrs := make([]string, len(members))
-			for i, m := range members {
-				addrs[i] = m.ClientAddr
-			}
-			reps, _ := g.probe(cmd.Context(), addrs)
-			for i, m := range members {
-				reps[i].Peer = m.PeerAddr
-				if reps[i].ID == "" {
-					reps[i].ID = m.ID
-				}
-				if !reps[i].Reachable {
-					reps[i].Leader = m.Leader
-				}
-			}
-			if g.json() {
-				return g.printJSON(reps)
-			}
-			t := newTable(g.env.Stdout, "ID", "CLIENT", "PEER", "ROLE", "APPLIED", "LAG", "STATUS")
-			for _, r := range reps {
-				status, applied, lag := "ok", fmt.Sprint(r.Applied), fmt.Sprint(r.Lag)
-				if !r.Reachable {
-					status, applied, lag = "unreachable: "+r.Error, "-", "-"
-				}
-				t.row(r.ID, r.Endpoint, r.Peer, role(r), applied, lag, status)
-			}
-			return t.flush()
 		},
 	}
 }

@@ -55,7 +55,7 @@ func TestStatusShowsRebuilding(t *testing.T) {
 	if !strings.Contains(r.out, " rebuilding ") {
 		t.Errorf("members stdout =\n%s\nwant the role rebuilding", r.out)
 	}
-	reps := decode[[]ReplicaJSON](t, inv.run(t, "-o", "json", "members").ok(t))
+	reps := decode[MembersJSON](t, inv.run(t, "-o", "json", "members").ok(t)).Members
 	if len(reps) != 1 || !reps[0].Rebuilding {
 		t.Errorf("members -o json = %+v; want one replica, rebuilding", reps)
 	}

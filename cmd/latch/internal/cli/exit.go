@@ -23,6 +23,7 @@ const (
 	ExitLocked      = 5   // lock held (or --timeout passed), lock or session lost
 	ExitUnavailable = 6   // the cell could not be reached or had no leader in time
 	ExitRejected    = 7   // the cell refused the request: bad path, too large, limit, permission
+	ExitRetry       = 8   // a member change must wait: another voter change pending, learner not caught up
 	ExitCannotRun   = 126 // the command given to lock/elect could not be started
 	ExitNoCommand   = 127 // the command given to lock/elect was not found
 )
@@ -74,6 +75,8 @@ func ExitCode(err error) int {
 		return ExitConflict
 	case errors.Is(err, client.ErrLocked), errors.Is(err, client.ErrNotHolder), errors.Is(err, client.ErrSessionExpired), errors.Is(err, ErrLost):
 		return ExitLocked
+	case errors.Is(err, client.ErrChangePending), errors.Is(err, client.ErrNotCaughtUp):
+		return ExitRetry
 	case errors.Is(err, client.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return ExitUnavailable
 	case errors.Is(err, client.ErrBadPath), errors.Is(err, client.ErrTooLarge), errors.Is(err, client.ErrLimit),

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -370,21 +369,9 @@ func (p *problems) bad(field, format string, args ...any) {
 }
 
 // checkAddr checks that addr is host:port with a non-empty host and a port
-// in 1..65535, and returns it in a normal form for duplicate checks.
-func checkAddr(addr string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", err
-	}
-	if host == "" {
-		return "", errors.New("empty host: other replicas and clients must be able to reach it")
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 1 || p > 65535 {
-		return "", fmt.Errorf("port %q is not a number in 1..65535", port)
-	}
-	return net.JoinHostPort(host, strconv.Itoa(p)), nil
-}
+// in 1..65535 (wire.CheckAddr, as the cell checks a member change's), and
+// returns it in a normal form for duplicate checks.
+func checkAddr(addr string) (string, error) { return wire.CheckAddr(addr) }
 
 // Self returns this replica's node.
 func (c Config) Self() Node {
