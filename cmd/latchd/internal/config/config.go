@@ -147,6 +147,26 @@ type Config struct {
 	// it would let a replica that lost its disk vote as if it had never
 	// voted.
 	NewCell bool
+
+	// Join is latchd's --join: an empty DataDir starts as a new member
+	// joining the running cell whose replicas Nodes lists (seeds), as the
+	// learner a member change added (lockserver.Config.Join). A DataDir
+	// that holds state ignores it. A flag only, like NewCell: it is about
+	// one start, not about the replica.
+	Join bool
+}
+
+// CheckStart checks the start flags against the rest of c: --join and
+// --new-cell exclude each other, and a joiner needs a seed.
+func (c Config) CheckStart() error {
+	var errs problems
+	if c.Join && c.NewCell {
+		errs.bad("--join", "a joining replica is not a founding member of a new cell: drop --new-cell")
+	}
+	if c.Join && len(c.Nodes) < 2 {
+		errs.bad("nodes", "--join needs at least one replica of the running cell besides this one (a seed) to learn the cell from")
+	}
+	return errors.Join(errs...)
 }
 
 // Load reads and strictly decodes the file at path.
@@ -205,6 +225,8 @@ func decodeError(err error) error {
 		switch {
 		case strings.EqualFold(strings.ReplaceAll(name, "-", ""), "newcell"):
 			reason += ": --new-cell is a command-line flag only, for the first start of a brand-new cell (docs/operations.md)"
+		case strings.EqualFold(name, "join"):
+			reason += ": --join is a command-line flag only, for the first start of a replica that joins a running cell (docs/operations.md)"
 		case name == "clientCertAuth":
 			reason += `: it belongs in "tls"; "peerTLS" always requires the replicas' certificates`
 		}
@@ -391,6 +413,7 @@ func (c Config) Server(logger *slog.Logger) (lockserver.Config, error) {
 	sc.DataDir = c.DataDir
 	sc.Logger = logger
 	sc.Replica.RebuildEmpty = !c.NewCell
+	sc.Join = c.Join
 	sc.Members = make(map[uint64]lockserver.Member, len(c.Nodes))
 	for _, n := range c.Nodes {
 		sc.Members[n.ID] = lockserver.Member{Peer: n.Peer, Client: n.Client, HTTP: n.HTTP}

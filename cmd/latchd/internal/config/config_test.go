@@ -135,6 +135,7 @@ func TestBadConfig(t *testing.T) {
 		{"content far too large", `{` + nodes + `, "myid": 1, "dataDir": "/d", "maxContent": 1099511627776}`, "maxContent", "is more than"},
 		{"unknown field", `{` + nodes + `, "myid": 1, "dataDir": "/d", "leese": "3s"}`, "leese", "unknown field"},
 		{"new cell in the file", `{` + nodes + `, "myid": 1, "dataDir": "/d", "newCell": true}`, "newCell", "--new-cell is a command-line flag only"},
+		{"join in the file", `{` + nodes + `, "myid": 1, "dataDir": "/d", "join": true}`, "join", "--join is a command-line flag only"},
 		{"unknown node field", `{"nodes": [{"id": 1, "peer": "a:1", "client": "a:2", "adress": "x"}], "myid": 1, "dataDir": "/d"}`, "adress", "unknown field"},
 		{"id as string", `{"nodes": [{"id": "1", "peer": "a:1", "client": "a:2"}], "myid": 1, "dataDir": "/d"}`, "nodes.id", "want uint64"},
 		{"negative myid", `{` + nodes + `, "myid": -1, "dataDir": "/d"}`, "myid", "want uint64"},
@@ -176,6 +177,36 @@ func hasField(err error, field, reason string) bool {
 		}
 	}
 	return false
+}
+
+func TestCheckStart(t *testing.T) {
+	two := []Node{{ID: 1, Peer: "a:1", Client: "a:2"}, {ID: 4, Peer: "b:1", Client: "b:2"}}
+	tests := []struct {
+		name          string
+		c             Config
+		field, reason string // "" if fine
+	}{
+		{"plain", Config{Nodes: two[:1]}, "", ""},
+		{"new cell", Config{Nodes: two[:1], NewCell: true}, "", ""},
+		{"join with a seed", Config{Nodes: two, Join: true}, "", ""},
+		{"join and new cell", Config{Nodes: two, Join: true, NewCell: true}, "--join", "drop --new-cell"},
+		{"join without a seed", Config{Nodes: two[1:], Join: true}, "nodes", "a seed"},
+	}
+	for _, tt := range tests {
+		err := tt.c.CheckStart()
+		switch {
+		case tt.field == "" && err != nil:
+			t.Errorf("%s: CheckStart() = %v; want nil", tt.name, err)
+		case tt.field != "" && (!hasField(err, tt.field, tt.reason) || !errors.Is(err, ErrConfig)):
+			t.Errorf("%s: CheckStart() = %v; want a FieldError on %s saying %q", tt.name, err, tt.field, tt.reason)
+		}
+	}
+	c := Config{Nodes: two, MyID: 4, DataDir: "/d", Join: true}
+	c.Lease, c.Heartbeat, c.ElectionTimeout, c.SessionLease = time.Second, 50*time.Millisecond, 1500*time.Millisecond, 12*time.Second
+	sc, err := c.Server(nil)
+	if err != nil || !sc.Join {
+		t.Errorf("Server() of a joiner = Join %v, %v; want Join", sc.Join, err)
+	}
 }
 
 func TestResolveReportsEveryProblem(t *testing.T) {

@@ -103,6 +103,10 @@ and later starts must not: without it, a replica that finds its data dir
 empty takes it for a lost disk and rebuilds its state from the others before
 it votes again.
 
+A replica that joins a running cell (after "latch members add") starts once
+with --join and an empty data dir. A replica that a member change removes
+from the cell exits by itself, with status 0.
+
 SIGINT or SIGTERM stops the replica cleanly.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,

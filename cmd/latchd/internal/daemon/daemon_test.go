@@ -48,11 +48,17 @@ func TestUsageErrors(t *testing.T) {
 	badTLS := filepath.Join(dir, "bad-tls.json")
 	os.WriteFile(badTLS, []byte(`{"nodes": [{"id": 1, "peer": "127.0.0.1:1", "client": "127.0.0.1:2"}], "myid": 1, "dataDir": "/x",
 		"tls": {"certFile": "/nope.crt", "keyFile": "/nope.key", "clientCertAuth": true}}`), 0o644)
+	one := filepath.Join(dir, "one.json")
+	os.WriteFile(one, []byte(`{"nodes": [{"id": 4, "peer": "127.0.0.1:1", "client": "127.0.0.1:2"}], "myid": 4, "dataDir": "/x"}`), 0o644)
+	two := filepath.Join(dir, "two.json")
+	os.WriteFile(two, []byte(`{"nodes": [{"id": 1, "peer": "127.0.0.1:3", "client": "127.0.0.1:4"}, {"id": 4, "peer": "127.0.0.1:1", "client": "127.0.0.1:2"}], "myid": 4, "dataDir": "/x"}`), 0o644)
 	tests := []struct {
 		name string
 		args []string
 		want []string // parts of the one-line error
 	}{
+		{"join without a seed", []string{"--config", one, "--join"}, []string{"nodes: --join needs at least one replica"}},
+		{"join and new cell", []string{"--config", two, "--join", "--new-cell"}, []string{"--join: a joining replica is not a founding member"}},
 		{"bad tls", []string{"--config", badTLS}, []string{"tls.certFile: open /nope.crt", "tls.clientCertAuth: needs tls.caFile"}},
 		{"bad tls flag", []string{"--config", badTLS, "--cert-file", "/other.crt"}, []string{"tls.certFile: open /other.crt"}},
 		{"bad peer tls flag", []string{"--config", badTLS, "--peer-trusted-ca-file", "/ca.crt"}, []string{"peerTLS.caFile: open /ca.crt", "peerTLS.certFile: missing"}},
@@ -355,7 +361,7 @@ func TestNewCellFlag(t *testing.T) {
 	if code := Main(context.Background(), []string{"--help"}, &out, io.Discard); code != ExitOK {
 		t.Fatalf("latchd --help: exit code %d", code)
 	}
-	for _, want := range []string{"--new-cell", "first start of a brand-new cell", "holds state ignores it"} {
+	for _, want := range []string{"--new-cell", "first start of a brand-new cell", "holds state ignores it", "--join", "latch members add"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("latchd --help lacks %q:\n%s", want, out.String())
 		}

@@ -25,6 +25,7 @@ type runFlags struct {
 	dataDir string
 	http    string
 	newCell bool
+	join    bool
 
 	certFile, keyFile, caFile             string
 	clientCertAuth                        bool
@@ -39,6 +40,9 @@ func (f *runFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.http, "http", "", `admin HTTP address (overrides this node's "http"; "" turns it off)`)
 	fl.BoolVar(&f.newCell, "new-cell", false, "this is the first start of a brand-new cell: an empty data dir starts as a founding member "+
 		"instead of rebuilding lost state from the peers; a data dir that holds state ignores it. Never keep it in a unit file")
+	fl.BoolVar(&f.join, "join", false, "start as a new member joining a running cell: the data dir is empty, \"nodes\" lists this replica and "+
+		"at least one replica of the cell (seeds), and this id was added with \"latch members add\"; it learns the cell's state, then votes once promoted. "+
+		"A data dir that holds state ignores it")
 	fl.StringVar(&f.certFile, "cert-file", "", "PEM certificate of the client listener and admin HTTPS (overrides tls.certFile)")
 	fl.StringVar(&f.keyFile, "key-file", "", "PEM private key of --cert-file (overrides tls.keyFile)")
 	fl.StringVar(&f.caFile, "trusted-ca-file", "", "PEM CAs of the client certificates (overrides tls.caFile)")
@@ -84,8 +88,11 @@ func (f *runFlags) config(cmd *cobra.Command) (config.Config, error) {
 		o.ClientCertAuth = &f.clientCertAuth
 	}
 	c, err := file.Apply(o).Resolve()
-	c.NewCell = f.newCell
-	return c, err
+	if err != nil {
+		return c, err
+	}
+	c.NewCell, c.Join = f.newCell, f.join
+	return c, c.CheckStart()
 }
 
 // runReplica runs one replica until ctx ends: New (recovering the data dir),
@@ -111,13 +118,19 @@ func runReplica(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 			return err
 		}
 	}
-	log.Info("latchd: starting", "client", self.Client, "peer", self.Peer, "http", self.HTTP, "dataDir", cfg.DataDir, "members", len(cfg.Nodes), "newCell", cfg.NewCell)
+	log.Info("latchd: starting", "client", self.Client, "peer", self.Peer, "http", self.HTTP, "dataDir", cfg.DataDir, "members", len(cfg.Nodes), "newCell", cfg.NewCell, "join", cfg.Join)
 	// SIGTERM or Ctrl-C ends ctx. Run's Close then first hands the
 	// leadership off if this replica leads (lockserver logs "resigned
 	// leadership" with the new leader): the others elect one at once
 	// instead of waiting out this replica's master lease.
 	err = srv.Run(ctx)
 	stopHTTP()
+	if errors.Is(err, lockserver.ErrRemoved) {
+		// A member change took this replica out of the cell: a clean end,
+		// not a failure (a service manager must not restart it).
+		log.Warn("latchd: removed from the cell by a member change; exiting (its data dir is of no further use)")
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("replica %d: %w", cfg.MyID, err)
 	}
