@@ -285,6 +285,9 @@ func (g *globals) change(cmd *cobra.Command, op string, id uint64, wait time.Dur
 		if err != nil {
 			return err
 		}
+		if p := res.Members.Pending; op == "remove" && p != nil && len(p.Voters) <= 2 {
+			fmt.Fprintf(g.env.Stderr, "latch: warning: the cell will have %d voters: it then tolerates no failure; add and promote a member\n", len(p.Voters))
+		}
 		if wait > 0 {
 			if res.Members, err = g.waitInEffect(cmd, c, res.Members, wait); err != nil {
 				g.printChange(op, id, res)
