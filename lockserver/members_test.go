@@ -268,3 +268,22 @@ func TestMemberChangeNeedsSuperuser(t *testing.T) {
 		t.Fatalf("remove by admin = %v; want 3 pending-", reply)
 	}
 }
+
+// TestTermEpochRanksAmongTheReplicatedSet: a member added by a change (in
+// no configuration) counts in the rank of a term's epoch, so a leader with
+// a higher id of the same round gets a higher epoch on every replica.
+func TestTermEpochRanksAmongTheReplicatedSet(t *testing.T) {
+	f := newFakeMembers(1, 2, 3)
+	c := memberCell(t, f)
+	s := c.Server(0)
+	f.apply(t, &paxos.MemberChange{Op: paxos.OpAddLearner, ID: 2000, Meta: encodeAddrs(Member{Peer: "h:1", Client: "h:2"})}, 0)
+	f.apply(t, &paxos.MemberChange{Op: paxos.OpAddLearner, ID: 1000, Meta: encodeAddrs(Member{Peer: "h:3", Client: "h:4"})}, 0)
+	ids := s.memberIDs()
+	if len(ids) != 5 {
+		t.Fatalf("memberIDs() = %v; want the 5 ids of the replicated set", ids)
+	}
+	b := func(id uint64) paxos.Ballot { return paxos.Ballot{Round: 7, ID: id} }
+	if e1, e2 := termEpoch(b(1000), ids), termEpoch(b(2000), ids); e1 >= e2 || termEpoch(b(3), ids) >= e1 {
+		t.Fatalf("epochs of round 7: id 3 %d, 1000 %d, 2000 %d; want increasing", termEpoch(b(3), ids), e1, e2)
+	}
+}

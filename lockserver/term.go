@@ -62,6 +62,21 @@ func termEpoch(b paxos.Ballot, members []uint64) uint64 {
 	return b.Round<<rankBits | rank&(1<<rankBits-1)
 }
 
+// memberIDs are the ids a term's epoch ranks its leader among: the
+// replicated member set's, which every replica agrees on (a joiner's
+// configuration names only some of the cell, and a member added by a
+// change is in no founding configuration), else the configuration's.
+func (s *Server) memberIDs() []uint64 {
+	if ms, err := s.members.Members(group); err == nil && len(ms.Members) > 0 {
+		ids := make([]uint64, len(ms.Members))
+		for i, x := range ms.Members {
+			ids[i] = x.ID
+		}
+		return ids
+	}
+	return slices.Collect(maps.Keys(s.cfg.Members))
+}
+
 // wireSeq maps a manager item's Seq to the wire.
 func (t *term) wireSeq(seq uint64) uint64 { return t.epoch<<seqBits | seq&(1<<seqBits-1) }
 
@@ -87,7 +102,7 @@ func (s *Server) startTerm(ballot paxos.Ballot) *term {
 		s.log.Error("cannot start a session manager", "err", err)
 		return nil
 	}
-	t := &term{s: s, mgr: mgr, ballot: ballot, epoch: termEpoch(ballot, slices.Collect(maps.Keys(s.cfg.Members))),
+	t := &term{s: s, mgr: mgr, ballot: ballot, epoch: termEpoch(ballot, s.memberIDs()),
 		expiring: make(chan struct{}, 64)}
 	t.ctx, t.cancel = context.WithCancel(s.ctx)
 	f := s.fsm
