@@ -279,10 +279,13 @@ type GroupDoc struct {
 
 // MemberDoc is one member of the cell with its lag behind the leader.
 type MemberDoc struct {
-	ID        uint64 `json:"id"`
-	Client    string `json:"client"`
-	Peer      string `json:"peer"`
-	HTTP      string `json:"http,omitempty"`
+	ID     uint64 `json:"id"`
+	Client string `json:"client"`
+	Peer   string `json:"peer"`
+	HTTP   string `json:"http,omitempty"`
+	// Role is the member's place in the replicated member set: voter,
+	// learner, pending+ (being promoted), pending- (being removed).
+	Role      string `json:"role,omitempty"`
 	Self      bool   `json:"self"`
 	Leader    bool   `json:"leader"`
 	Reachable bool   `json:"reachable"`
@@ -336,7 +339,7 @@ func (h *handler) statusDoc(ctx context.Context) StatusDoc {
 	var wg sync.WaitGroup
 	for i, m := range st.Members {
 		d := &doc.Members[i]
-		*d = MemberDoc{ID: m.ID, Client: m.Client, Peer: m.Peer, HTTP: m.HTTP, Self: m.ID == st.ID, Leader: m.ID == st.Leader}
+		*d = MemberDoc{ID: m.ID, Client: m.Client, Peer: m.Peer, HTTP: m.HTTP, Role: m.Role, Self: m.ID == st.ID, Leader: m.ID == st.Leader}
 		if ps, ok := peerOf(st.Peers, m.ID); ok {
 			d.Seen = seenDoc(ps, st.Chosen)
 		}
