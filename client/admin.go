@@ -125,6 +125,22 @@ func StatusOf(ctx context.Context, addr string) (Status, error) {
 
 // StatusOfTLS is StatusOf over TLS with tc (as Config.TLS; nil: plain TCP).
 func StatusOfTLS(ctx context.Context, addr string, tc *tls.Config) (Status, error) {
+	m, err := callOne(ctx, "StatusOf", addr, tc, &wire.Status{Header: wire.Header{Request: uint64(time.Now().UnixNano()) | 1}})
+	if err != nil {
+		return Status{}, err
+	}
+	r, ok := m.(*wire.StatusReply)
+	if !ok {
+		return Status{}, fmt.Errorf("StatusOf: %w: answered with %s", ErrProtocol, m.Type())
+	}
+	return statusFromWire(addr, r), nil
+}
+
+// callOne sends req to the replica at addr alone, over a connection of its
+// own, with no retries and no session (within DefaultAttemptTimeout if ctx
+// has no deadline). A replica that cannot be reached gives ErrUnavailable
+// (and ErrTLS, if TLS failed); an error answer its sentinel.
+func callOne(ctx context.Context, op, addr string, tc *tls.Config, req wire.Message) (wire.Message, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultAttemptTimeout)
@@ -133,19 +149,15 @@ func StatusOfTLS(ctx context.Context, addr string, tc *tls.Config) (Status, erro
 	cfg := DefaultConfig(addr).withDefaults()
 	cn, err := dial(ctx, addr, "status", tc, cfg.Logger)
 	if err != nil {
-		return Status{}, fmt.Errorf("StatusOf: %w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 	}
 	defer cn.close()
-	m, err := cn.call(ctx, &wire.Status{Header: wire.Header{Request: uint64(time.Now().UnixNano()) | 1}}, nil)
+	m, err := cn.call(ctx, req, nil)
 	if err != nil {
 		if we, ok := errors.AsType[*wire.Error](err); ok {
-			return Status{}, mapError("StatusOf", we)
+			return nil, mapError(op, we)
 		}
-		return Status{}, fmt.Errorf("StatusOf: %w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 	}
-	r, ok := m.(*wire.StatusReply)
-	if !ok {
-		return Status{}, fmt.Errorf("StatusOf: %w: answered with %s", ErrProtocol, m.Type())
-	}
-	return statusFromWire(addr, r), nil
+	return m, nil
 }

@@ -118,23 +118,9 @@ func (c *Client) MemberSet(ctx context.Context, opts ...Option) (MemberSet, erro
 // Config.TLS). Without stale only the leader answers (a follower:
 // ErrUnavailable, naming the leader in the message).
 func MemberSetOf(ctx context.Context, addr string, tc *tls.Config, stale bool) (MemberSet, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultAttemptTimeout)
-		defer cancel()
-	}
-	cfg := DefaultConfig(addr).withDefaults()
-	cn, err := dial(ctx, addr, "members", tc, cfg.Logger)
+	m, err := callOne(ctx, "MemberSetOf", addr, tc, &wire.MemberList{Header: wire.Header{Request: uint64(time.Now().UnixNano()) | 1}, Stale: stale})
 	if err != nil {
-		return MemberSet{}, fmt.Errorf("MemberSetOf: %w: %w", ErrUnavailable, err)
-	}
-	defer cn.close()
-	m, err := cn.call(ctx, &wire.MemberList{Header: wire.Header{Request: uint64(time.Now().UnixNano()) | 1}, Stale: stale}, nil)
-	if err != nil {
-		if we, ok := errors.AsType[*wire.Error](err); ok {
-			return MemberSet{}, mapError("MemberSetOf", we)
-		}
-		return MemberSet{}, fmt.Errorf("MemberSetOf: %w: %w", ErrUnavailable, err)
+		return MemberSet{}, err
 	}
 	r, ok := m.(*wire.MemberSet)
 	if !ok {

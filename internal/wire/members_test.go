@@ -2,7 +2,6 @@ package wire
 
 import (
 	"errors"
-	"reflect"
 	"testing"
 )
 
@@ -20,17 +19,7 @@ func TestMemberMessagesRoundTrip(t *testing.T) {
 		&MemberChanged{Members: MemberSet{Alpha: 256, Epoch: 8, Members: []MemberEntry{{ID: 1, Voter: true}}}, Instance: 901, Effective: 1157},
 	}
 	for _, m := range msgs {
-		b, err := Marshal(m)
-		if err != nil {
-			t.Fatalf("Marshal(%#v): %v", m, err)
-		}
-		got, err := Unmarshal(b, 0)
-		if err != nil {
-			t.Fatalf("Unmarshal(Marshal(%#v)): %v", m, err)
-		}
-		if !reflect.DeepEqual(normalize(got), normalize(m)) {
-			t.Errorf("round trip = %#v; want %#v", got, m)
-		}
+		roundTrip(t, m)
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/latchd/latch/client"
 	"github.com/latchd/latch/cmd/internal/testutil"
 )
 
@@ -41,11 +40,7 @@ func TestMembershipChanges(t *testing.T) {
 	}
 	all = append(slices.Clone(cell.endpoints), all...)
 
-	c, err := client.Dial(ctx, client.Config{Endpoints: all, Grace: time.Minute})
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	defer c.Close()
+	c := cell.dial(ctx, all...)
 	if _, err := c.Put(ctx, "/m", nil); err != nil {
 		t.Fatalf("Put /m: %v", err)
 	}

@@ -250,6 +250,20 @@ func (f *memberFlags) opts(cmd *cobra.Command) ([]client.Option, error) {
 	return []client.Option{client.IfEpoch(f.ifEpoch)}, nil
 }
 
+// parse reads a change's ID [PEER CLIENT [HTTP]] arguments and its flags.
+func (f *memberFlags) parse(cmd *cobra.Command, args []string) (id uint64, addrs client.MemberAddrs, opts []client.Option, err error) {
+	if id, err = parseID(args[0]); err != nil {
+		return 0, addrs, nil, err
+	}
+	if len(args) > 1 {
+		if addrs, err = parseAddrs(args[1:]); err != nil {
+			return 0, addrs, nil, err
+		}
+	}
+	opts, err = f.opts(cmd)
+	return id, addrs, opts, err
+}
+
 // parseID parses a member id argument.
 func parseID(s string) (uint64, error) {
 	id, err := strconv.ParseUint(s, 10, 64)
@@ -364,15 +378,7 @@ Exit 4 if ID is a member already, 7 for a retired id or an address another
 member uses, 8 if --wait ran out (the learner stays: promote it later).`,
 		Args: rangeArgs(3, 4, "ID PEER CLIENT [HTTP]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID(args[0])
-			if err != nil {
-				return err
-			}
-			addrs, err := parseAddrs(args[1:])
-			if err != nil {
-				return err
-			}
-			opts, err := f.opts(cmd)
+			id, addrs, opts, err := f.parse(cmd, args)
 			if err != nil {
 				return err
 			}
@@ -431,60 +437,45 @@ func (g *globals) promoteWhenReady(cmd *cobra.Command, c *client.Client, id uint
 }
 
 func memberPromoteCommand(g *globals) *cobra.Command {
-	var f memberFlags
-	cmd := &cobra.Command{
-		Use:   "promote ID",
-		Short: "make a learner a voter (α instances after the change is chosen)",
-		Long: `promote makes the learner ID a voter. The change takes effect α instances
+	return memberIDCommand(g, "promote", "make a learner a voter (α instances after the change is chosen)",
+		`promote makes the learner ID a voter. The change takes effect α instances
 after it is chosen (pending+ meanwhile); --wait D waits (at most D) until it
 has. Exit 3 if ID is not a member, 8 if the learner has not joined or caught
 up yet, or another voter change is pending (retry), 4 on --if-epoch.`,
-		Args: exactArgs(1, "ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID(args[0])
-			if err != nil {
-				return err
-			}
-			opts, err := f.opts(cmd)
-			if err != nil {
-				return err
-			}
-			return g.change(cmd, "promote", id, f.wait, func(ctx context.Context, c *client.Client) (client.MemberChange, error) {
-				return c.PromoteMember(ctx, id, opts...)
-			})
-		},
-	}
-	f.register(cmd, "wait up to this long for the promotion to take effect")
-	return cmd
+		"wait up to this long for the promotion to take effect", (*client.Client).PromoteMember)
 }
 
 func memberRemoveCommand(g *globals) *cobra.Command {
-	var f memberFlags
-	cmd := &cobra.Command{
-		Use:   "remove ID",
-		Short: "remove a member (a voter α instances after the change is chosen); its id is never valid again",
-		Long: `remove takes ID out of the cell: a learner at once, a voter α instances after
+	return memberIDCommand(g, "remove", "remove a member (a voter α instances after the change is chosen); its id is never valid again",
+		`remove takes ID out of the cell: a learner at once, a voter α instances after
 the change is chosen (pending- meanwhile); --wait D waits (at most D) until
 it has. A removed leader hands over first. The removed replica's latchd
 exits by itself once the remaining voters know; its data dir is of no
 further use, and its id is never valid again. Exit 3 if ID is not a member,
 8 if another voter change is pending (retry), 7 for the last voter.`,
-		Args: exactArgs(1, "ID"),
+		"wait up to this long for the removal to take effect", (*client.Client).RemoveMember)
+}
+
+// memberIDCommand is a change that takes an ID alone: promote, remove.
+func memberIDCommand(g *globals, op, short, long, waitWhat string,
+	call func(*client.Client, context.Context, uint64, ...client.Option) (client.MemberChange, error)) *cobra.Command {
+	var f memberFlags
+	cmd := &cobra.Command{
+		Use:   op + " ID",
+		Short: short,
+		Long:  long,
+		Args:  exactArgs(1, "ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID(args[0])
+			id, _, opts, err := f.parse(cmd, args)
 			if err != nil {
 				return err
 			}
-			opts, err := f.opts(cmd)
-			if err != nil {
-				return err
-			}
-			return g.change(cmd, "remove", id, f.wait, func(ctx context.Context, c *client.Client) (client.MemberChange, error) {
-				return c.RemoveMember(ctx, id, opts...)
+			return g.change(cmd, op, id, f.wait, func(ctx context.Context, c *client.Client) (client.MemberChange, error) {
+				return call(c, ctx, id, opts...)
 			})
 		},
 	}
-	f.register(cmd, "wait up to this long for the removal to take effect")
+	f.register(cmd, waitWhat)
 	return cmd
 }
 
@@ -499,15 +490,7 @@ PEER from then on. Exit 3 if ID is not a member, 7 for an address another
 member uses.`,
 		Args: rangeArgs(3, 4, "ID PEER CLIENT [HTTP]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID(args[0])
-			if err != nil {
-				return err
-			}
-			addrs, err := parseAddrs(args[1:])
-			if err != nil {
-				return err
-			}
-			opts, err := f.opts(cmd)
+			id, addrs, opts, err := f.parse(cmd, args)
 			if err != nil {
 				return err
 			}
