@@ -236,7 +236,7 @@ func (c Config) replicaConfig() replica.Config {
 	rc.DataDir = c.DataDir + "/paxos"
 	rc.Groups = []uint32{group}
 	rc.Logger = c.Logger // replica.New adds "replica" and "component"
-	setJoin(&rc, c.Join)
+	rc.Join = c.Join
 	return rc
 }
 

@@ -28,8 +28,22 @@ type memberSet interface {
 // no further use.
 var ErrRemoved = errors.New("lockserver: this replica was removed from the cell")
 
-// Removed is closed once this replica is retired from the cell.
-func (s *Server) Removed() <-chan struct{} { return replicaRemoved(s.rep) }
+// Removed is closed once this replica is retired from the cell
+// (replica.Replica.Removed).
+func (s *Server) Removed() <-chan struct{} { return s.rep.Removed() }
+
+// encodeAddrs is a member's paxos.Member.Meta (replica.MemberAddrs).
+func encodeAddrs(m Member) []byte {
+	return replica.MemberAddrs{Peer: m.Peer, Client: m.Client, HTTP: m.HTTP}.Encode()
+}
+
+// decodeAddrs reads a member's paxos.Member.Meta.
+func decodeAddrs(b []byte) (Member, error) {
+	a, err := replica.DecodeMemberAddrs(b)
+	return Member{Peer: a.Peer, Client: a.Client, HTTP: a.HTTP}, err
+}
+
+var _ memberSet = (*replica.Replica)(nil)
 
 // addrsOf returns the addresses of member x: those its Meta carries
 // (members added by a change), else the configuration's (the founding
@@ -273,8 +287,8 @@ func (s *Server) memberError(ctx context.Context, err error) *wire.Error {
 		return wire.Errorf(wire.NotCaughtUp, "%v", err)
 	case errors.Is(err, paxos.ErrInvalidChange):
 		return wire.Errorf(wire.BadRequest, "%v", err)
-	case errors.Is(err, errNotWired):
-		return wire.Errorf(wire.BadRequest, "%v", err)
+	case errors.Is(err, replica.ErrNoMembers):
+		return s.unavailable("this replica is joining the cell and does not know its members yet; ask another")
 	}
 	if _, ok := errors.AsType[*replica.NotLeaderError](err); ok {
 		return s.notLeader()

@@ -91,7 +91,7 @@ func New(cfg Config) (*Server, error) {
 	s.rep = rep
 	s.members = cfg.members
 	if s.members == nil {
-		s.members = replicaMembers(rep)
+		s.members = rep
 	}
 	s.barrier.s = s
 	return s, nil
@@ -142,7 +142,15 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-s.rep.Done():
 	case <-s.Removed():
 		removed = true
-		s.log.Info("removed from the cell by a member change; stopping")
+		// The replica keeps answering as an acceptor meanwhile, which a
+		// remaining voter that lags behind may still need
+		// (docs/membership.md §11).
+		s.log.Info("removed from the cell by a member change; stopping after two election timeouts")
+		select {
+		case <-ctx.Done():
+		case <-s.rep.Done():
+		case <-time.After(2 * s.cfg.Replica.ElectionTimeout):
+		}
 	}
 	err := s.rep.Err()
 	if removed && err == nil {
