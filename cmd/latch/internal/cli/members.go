@@ -198,6 +198,14 @@ The subcommands change the set, one change at a time (docs/operations.md,
 	return cmd
 }
 
+// voters is "1 voter" or "N voters".
+func voters(n int) string {
+	if n == 1 {
+		return "1 voter"
+	}
+	return fmt.Sprintf("%d voters", n)
+}
+
 func dash(s string) string {
 	if s == "" {
 		return "-"
@@ -300,7 +308,7 @@ func (g *globals) change(cmd *cobra.Command, op string, id uint64, wait time.Dur
 			return err
 		}
 		if p := res.Members.Pending; op == "remove" && p != nil && len(p.Voters) <= 2 {
-			fmt.Fprintf(g.env.Stderr, "latch: warning: the cell will have %d voters: it then tolerates no failure; add and promote a member\n", len(p.Voters))
+			fmt.Fprintf(g.env.Stderr, "latch: warning: the cell will have %s: it then tolerates no failure; add and promote a member\n", voters(len(p.Voters)))
 		}
 		if wait > 0 {
 			if res.Members, err = g.waitInEffect(cmd, c, res.Members, wait); err != nil {

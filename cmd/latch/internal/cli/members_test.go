@@ -165,4 +165,9 @@ func TestMembersChanges(t *testing.T) {
 	if len(ms.Members) != 3 || len(ms.Retired) != 1 || ms.Retired[0] != 4 || ms.Epoch <= before.Epoch {
 		t.Fatalf("members -o json after remove = %+v; want 3 members, 4 retired", ms)
 	}
+	// Down to two voters: a warning on stderr.
+	r = inv.run(t, "members", "remove", "3", "--wait", "30s").ok(t)
+	if !strings.Contains(r.err, "latch: warning: the cell will have 2 voters") {
+		t.Fatalf("members remove 3 (to two voters): stderr %q; want the warning", r.err)
+	}
 }

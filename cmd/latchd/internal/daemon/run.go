@@ -41,7 +41,8 @@ func (f *runFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.newCell, "new-cell", false, "this is the first start of a brand-new cell: an empty data dir starts as a founding member "+
 		"instead of rebuilding lost state from the peers; a data dir that holds state ignores it. Never keep it in a unit file")
 	fl.BoolVar(&f.join, "join", false, "start as a new member joining a running cell: the data dir is empty, \"nodes\" lists this replica and "+
-		"at least one replica of the cell (seeds), and this id was added with \"latch members add\"; it learns the cell's state, then votes once promoted. "+
+		"replicas of the cell to reach (seeds: at least one, and every one with a higher id), and this id was added with \"latch members add\"; "+
+		"it learns the cell's state, then votes once promoted. "+
 		"A data dir that holds state ignores it")
 	fl.StringVar(&f.certFile, "cert-file", "", "PEM certificate of the client listener and admin HTTPS (overrides tls.certFile)")
 	fl.StringVar(&f.keyFile, "key-file", "", "PEM private key of --cert-file (overrides tls.keyFile)")
