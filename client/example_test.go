@@ -260,3 +260,43 @@ func ExampleClient_NewSession() {
 	// w2: true
 	// w2 after w1 closed: <nil>
 }
+
+// Add a member as a learner, see its promotion refused until its replica
+// has joined (it never starts here), and remove it again.
+func ExampleClient_AddMember() {
+	endpoints, stop := exampleCell()
+	defer stop()
+	ctx := context.Background()
+
+	// Member changes need no session.
+	c, err := client.Dial(ctx, client.Config{Endpoints: endpoints, NoSession: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	res, err := c.AddMember(ctx, 4, client.MemberAddrs{Peer: "127.0.0.1:1", Client: "127.0.0.1:2"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	m, _ := res.Members.Member(4)
+	fmt.Println("added:", m.ID, m.Role, "joined:", m.Joined, "in effect at once:", res.Effective == res.Instance)
+
+	// Its replica would start now with latchd --join; until it has joined,
+	// the promotion waits.
+	_, err = c.PromoteMember(ctx, 4)
+	fmt.Println("promote before it joined:", errors.Is(err, client.ErrNotCaughtUp))
+
+	res, err = c.RemoveMember(ctx, 4, client.IfEpoch(res.Members.Epoch))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("retired:", res.Members.Retired, "members:", len(res.Members.Members))
+	_, err = c.RemoveMember(ctx, 4)
+	fmt.Println("remove again:", errors.Is(err, client.ErrUnknownMember))
+	// Output:
+	// added: 4 learner joined: false in effect at once: true
+	// promote before it joined: true
+	// retired: [4] members: 3
+	// remove again: true
+}
