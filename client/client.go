@@ -304,6 +304,9 @@ type callOpts struct {
 	// maxCanceled times in a row (a request whose stored outcome is Canceled
 	// would otherwise be retried for ever).
 	canceledIsFinal bool
+	// sent, if set, counts the attempts that sent the request (a change
+	// of the member set checks the set when it was sent more than once).
+	sent *int
 }
 
 // maxCanceled bounds the retries of a call the cell keeps answering with
@@ -376,6 +379,9 @@ func (c *Client) doOn(ctx context.Context, op string, req wire.Message, co callO
 		actx, acancel := ctx, context.CancelFunc(func() {})
 		if !co.blocking {
 			actx, acancel = context.WithTimeout(ctx, c.cfg.AttemptTimeout)
+		}
+		if co.sent != nil {
+			*co.sent++
 		}
 		reply, err := cn.call(actx, req, c.life.Done())
 		timedOut := actx.Err() != nil && ctx.Err() == nil

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/latchd/latch/internal/wire"
@@ -75,6 +77,9 @@ func (s MemberSet) Member(id uint64) (SetMember, bool) {
 // MemberChange is the outcome of a member change: the set right after it,
 // the instance where it was chosen, and the instance where it takes effect
 // (the same for a learner or an address; α later for a voter change).
+// Instance and Effective are 0 when a call found the change made after
+// its answer was lost, and the set does not say where (a learner or an
+// address change, or a voter change already in effect).
 type MemberChange struct {
 	Members   MemberSet
 	Instance  uint64
@@ -136,8 +141,11 @@ func MemberSetOf(ctx context.Context, addr string, tc *tls.Config, stale bool) (
 // ErrBadRequest (a retired id, a bad address or one another member uses),
 // ErrPermission (the cell has superusers and this client is none).
 //
-// A change is not deduplicated like a write: if the answer is lost, the
-// retry meets the change already made (ErrExists here).
+// A change is retried like any call when an answer is lost; the leader
+// answers a retry with the change's own answer, and if the retry reached
+// another leader, which refuses it, the call looks whether the member set
+// shows the change made and then returns success (with Instance 0 if the
+// instance is not known).
 func (c *Client) AddMember(ctx context.Context, id uint64, addrs MemberAddrs, opts ...Option) (MemberChange, error) {
 	return c.changeMember(ctx, "AddMember", &wire.MemberChange{Op: wire.MemberAdd, ID: id,
 		Peer: addrs.Peer, Client: addrs.Client, HTTP: addrs.HTTP}, opts)
@@ -176,9 +184,21 @@ func (c *Client) changeMember(ctx context.Context, op string, req *wire.MemberCh
 	if req.ID == 0 {
 		return MemberChange{}, fmt.Errorf("%s: %w: member id 0: ids are positive integers", op, ErrInvalid)
 	}
-	req.Header = wire.Header{Request: c.rid.Add(1)}
+	// A random request id: the leader answers a retry of this change
+	// (the same id) with the change's own answer, and ids of different
+	// clients must not meet.
+	req.Header = wire.Header{Request: rand.Uint64() | 1}
 	req.Epoch = o.epoch
-	m, err := c.do(ctx, op, req, callOpts{})
+	sent := 0
+	m, err := c.do(ctx, op, req, callOpts{sent: &sent})
+	if err != nil && sent > 1 {
+		// An attempt whose answer was lost may have made the change, and
+		// a leader that did not see it refuses the retry (an add: the id
+		// is a member). Look whether the change is made.
+		if res, ok := c.changeMade(ctx, req); ok {
+			return res, nil
+		}
+	}
 	if errors.Is(err, ErrNotFound) {
 		return MemberChange{}, alsoErr{err, ErrUnknownMember}
 	}
@@ -190,6 +210,36 @@ func (c *Client) changeMember(ctx context.Context, op string, req *wire.MemberCh
 		return MemberChange{}, fmt.Errorf("%s: %w: answered with %s", op, ErrProtocol, m.Type())
 	}
 	return MemberChange{Members: memberSetFromWire(&r.Members), Instance: r.Instance, Effective: r.Effective}, nil
+}
+
+// changeMade reports whether the member set shows req made, and the
+// MemberChange to return then: for a voter change still pending its
+// instances, else Instance and Effective 0 (not known).
+func (c *Client) changeMade(ctx context.Context, req *wire.MemberChange) (MemberChange, bool) {
+	s, err := c.MemberSet(ctx)
+	if err != nil {
+		return MemberChange{}, false
+	}
+	m, isMember := s.Member(req.ID)
+	addrs := MemberAddrs{Peer: req.Peer, Client: req.Client, HTTP: req.HTTP}
+	var made bool
+	switch req.Op {
+	case wire.MemberAdd, wire.MemberUpdate:
+		made = isMember && m.Addrs == addrs
+	case wire.MemberPromote:
+		made = isMember && (m.Role == RoleVoter || m.Role == RolePromoting)
+	case wire.MemberRemove:
+		made = slices.Contains(s.Retired, req.ID) || isMember && m.Role == RoleRemoving
+	}
+	if !made {
+		return MemberChange{}, false
+	}
+	res := MemberChange{Members: s}
+	voterChange := req.Op == wire.MemberPromote || req.Op == wire.MemberRemove
+	if p := s.Pending; p != nil && voterChange && (m.Role == RolePromoting || m.Role == RoleRemoving) {
+		res.Instance, res.Effective = p.At, p.Effective
+	}
+	return res, true
 }
 
 // alsoErr is err, matching the sentinel also too (errors.Is), with err's

@@ -3,6 +3,7 @@ package client_test
 import (
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/latchd/latch/client"
@@ -181,5 +182,45 @@ func TestMemberChangeFollowsLeader(t *testing.T) {
 	}
 	if s, err := client.MemberSetOf(bg(t), leader.addr(), nil, false); err != nil || s.Epoch != 5 {
 		t.Fatalf("MemberSetOf(leader) = %+v, %v", s, err)
+	}
+}
+
+// TestMemberChangeFoundMadeAfterRetry: a change whose first answer was lost
+// and whose retry is refused (another leader: the id is a member already)
+// is reported made when the set shows it; a refusal of a change sent once
+// stays an error.
+func TestMemberChangeFoundMadeAfterRetry(t *testing.T) {
+	var changes atomic.Int32
+	f := startFake(t, "1", withStatus(func(m wire.Message) fakeAnswer {
+		switch m := m.(type) {
+		case *wire.MemberChange:
+			if changes.Add(1) == 1 && m.ID == 4 {
+				return fakeAnswer{drop: true} // made, but the answer is lost
+			}
+			return answer(wire.Errorf(wire.Exists, "4 is already a member of the cell"))
+		case *wire.MemberList:
+			return answer(&testSet)
+		}
+		return fakeAnswer{}
+	}))
+	cfg := fakeConfig(f.addr())
+	cfg.NoSession = true
+	c := dialFake(t, cfg)
+	got, err := c.AddMember(bg(t), 4, client.MemberAddrs{Peer: "p4:1", Client: "c4:1", HTTP: "h4:1"})
+	if err != nil || got.Instance != 0 || len(got.Members.Members) != 3 {
+		t.Fatalf("AddMember after a lost answer = %+v, %v; want it found made (instance 0)", got, err)
+	}
+	sent := seen[*wire.MemberChange](f)
+	if len(sent) != 2 || sent[0].Request != sent[1].Request || sent[0].Request == 0 {
+		t.Fatalf("sent %d changes; want 2 with one (random) request id", len(sent))
+	}
+	// Sent once and refused: an error, even though the set has 4.
+	if _, err := c.AddMember(bg(t), 4, client.MemberAddrs{Peer: "p4:1", Client: "c4:1", HTTP: "h4:1"}); !errors.Is(err, client.ErrExists) {
+		t.Fatalf("AddMember of a member = %v; want ErrExists", err)
+	}
+	// Retried, but the set shows another address: still the error.
+	changes.Store(0)
+	if _, err := c.AddMember(bg(t), 4, client.MemberAddrs{Peer: "p9:1", Client: "c9:1"}); !errors.Is(err, client.ErrExists) {
+		t.Fatalf("AddMember retried, the set not showing it = %v; want ErrExists", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/latchd/latch/internal/wire"
@@ -234,9 +235,75 @@ func (s *Server) checkAddrsFree(cur paxos.Members, id uint64, a Member) *wire.Er
 	return nil
 }
 
+// changeLog remembers the member changes this replica answered as leader,
+// by request id, so that a client's retry of a change (same request id:
+// its first attempt timed out or its connection broke) gets the answer of
+// the change it made rather than the error a second proposal would meet
+// (the change is not a namespace command, with no stored outcome). A
+// retry that arrives while the first attempt still runs waits for it. It
+// lives in memory, so a retry that reaches another leader is not
+// recognised; the client then checks the set itself (client.changeMember).
+type changeLog struct {
+	mu      sync.Mutex
+	entries map[uint64]*changeEntry
+	order   []uint64 // request ids, oldest first, at most maxChangeLog
+}
+
+type changeEntry struct {
+	req   wire.MemberChange // the first attempt's request, header aside
+	done  chan struct{}     // closed once reply is set
+	reply wire.Message
+}
+
+// maxChangeLog bounds the changes a changeLog remembers.
+const maxChangeLog = 1024
+
+// begin returns the entry of request m: a new one that the caller must
+// finish, or (first false) the one of an earlier attempt with the same
+// request id. A request id reused for another change is refused.
+func (l *changeLog) begin(m *wire.MemberChange) (e *changeEntry, first bool, werr *wire.Error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	req := *m
+	req.Header = wire.Header{}
+	if e := l.entries[m.Request]; e != nil {
+		if e.req != req {
+			return nil, false, wire.Errorf(wire.BadRequest, "request id %d was used for another member change", m.Request)
+		}
+		return e, false, nil
+	}
+	if l.entries == nil {
+		l.entries = make(map[uint64]*changeEntry)
+	}
+	e = &changeEntry{req: req, done: make(chan struct{})}
+	l.entries[m.Request] = e
+	l.order = append(l.order, m.Request)
+	if len(l.order) > maxChangeLog {
+		delete(l.entries, l.order[0])
+		l.order = l.order[1:]
+	}
+	return e, true, nil
+}
+
+// finish records the first attempt's reply. An error that says nothing of
+// the change's fate (the leader lost, a timeout) is forgotten instead, so
+// that a retry asks again.
+func (l *changeLog) finish(id uint64, e *changeEntry, reply wire.Message) {
+	e.reply = reply
+	close(e.done)
+	if we, ok := reply.(*wire.Error); ok && (we.Code.Retryable() || we.Code == wire.Canceled) {
+		l.mu.Lock()
+		if l.entries[id] == e {
+			delete(l.entries, id)
+		}
+		l.mu.Unlock()
+	}
+}
+
 // memberChange answers MemberChange: leader only (NotLeader elsewhere,
 // which the client follows); the change is checked against the current
-// set, proposed, and answered once chosen and applied on this replica.
+// set, proposed, and answered once chosen and applied on this replica. A
+// retry of a change this leader answered gets the same answer (changeLog).
 func (s *Server) memberChange(ctx context.Context, c namespace.Caller, m *wire.MemberChange) wire.Message {
 	if werr := s.checkMemberChange(c, m); werr != nil {
 		return werr
@@ -244,6 +311,29 @@ func (s *Server) memberChange(ctx context.Context, c namespace.Caller, m *wire.M
 	if _, werr := s.leaderTerm(ctx); werr != nil {
 		return werr
 	}
+	if m.Request == 0 {
+		return s.changeMembers(ctx, m)
+	}
+	e, first, werr := s.changes.begin(m)
+	if werr != nil {
+		return werr
+	}
+	if !first {
+		select {
+		case <-e.done:
+			return e.reply
+		case <-ctx.Done():
+			return s.closing()
+		}
+	}
+	reply := s.changeMembers(ctx, m)
+	s.changes.finish(m.Request, e, reply)
+	return reply
+}
+
+// changeMembers plans m against the current set, proposes it and waits
+// for it to be applied.
+func (s *Server) changeMembers(ctx context.Context, m *wire.MemberChange) wire.Message {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	for {
@@ -289,6 +379,8 @@ func (s *Server) memberError(ctx context.Context, err error) *wire.Error {
 		return wire.Errorf(wire.BadRequest, "%v", err)
 	case errors.Is(err, replica.ErrNoMembers):
 		return s.unavailable("this replica is joining the cell and does not know its members yet; ask another")
+	case errors.Is(err, replica.ErrLeadershipLost), errors.Is(err, context.DeadlineExceeded):
+		return s.unavailable("the member change may or may not have been made (%v): the client checks the set before it retries", err)
 	}
 	if _, ok := errors.AsType[*replica.NotLeaderError](err); ok {
 		return s.notLeader()

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/latchd/latch/internal/wire"
 	"github.com/latchd/latch/replica/paxos"
@@ -22,6 +23,7 @@ type fakeMembers struct {
 	inst    uint64
 	errs    []error // returned by the next ChangeMembers calls, in order
 	changes []paxos.MemberChange
+	hold    chan struct{} // if set, ChangeMembers waits for it to close
 }
 
 func newFakeMembers(voters ...uint64) *fakeMembers {
@@ -30,8 +32,18 @@ func newFakeMembers(voters ...uint64) *fakeMembers {
 
 func (f *fakeMembers) ChangeMembers(ctx context.Context, g uint32, c paxos.MemberChange) (paxos.Members, uint64, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.changes = append(f.changes, c)
+	hold := f.hold
+	f.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return paxos.Members{}, 0, ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if len(f.errs) > 0 {
 		err := f.errs[0]
 		f.errs = f.errs[1:]
@@ -285,5 +297,65 @@ func TestTermEpochRanksAmongTheReplicatedSet(t *testing.T) {
 	b := func(id uint64) paxos.Ballot { return paxos.Ballot{Round: 7, ID: id} }
 	if e1, e2 := termEpoch(b(1000), ids), termEpoch(b(2000), ids); e1 >= e2 || termEpoch(b(3), ids) >= e1 {
 		t.Fatalf("epochs of round 7: id 3 %d, 1000 %d, 2000 %d; want increasing", termEpoch(b(3), ids), e1, e2)
+	}
+}
+
+// TestMemberChangeRetries: a retry of a change (same request id) gets the
+// first attempt's answer, also while the first attempt still runs, and
+// proposes nothing; the same id for another change is refused.
+func TestMemberChangeRetries(t *testing.T) {
+	f := newFakeMembers(1, 2, 3)
+	c := memberCell(t, f)
+	lead := c.Endpoints()[leaderIndex(t, c)]
+	add := func(rid uint64, id uint64) *wire.MemberChange {
+		return &wire.MemberChange{Header: wire.Header{Request: rid}, Op: wire.MemberAdd, ID: id,
+			Peer: fmt.Sprintf("127.0.0.1:%d", 100+id), Client: fmt.Sprintf("127.0.0.1:%d", 200+id)}
+	}
+	a, b := dialRaw(t, lead), dialRaw(t, lead)
+	first, err := a.call(add(77, 4))
+	if err != nil {
+		t.Fatalf("add 4: %v", err)
+	}
+	again, err := b.call(add(77, 4))
+	if err != nil || again.(*wire.MemberChanged).Instance != first.(*wire.MemberChanged).Instance {
+		t.Fatalf("retry of add 4 = %+v, %v; want the first answer %+v", again, err, first)
+	}
+	_, err = b.call(add(77, 5))
+	wantCode(t, "another change with the same request id", err, wire.BadRequest, "used for another member change")
+	if n := f.proposed(); n != 1 {
+		t.Fatalf("%d changes proposed; want 1", n)
+	}
+
+	// A retry while the first attempt still runs waits for its answer.
+	f.mu.Lock()
+	f.hold = make(chan struct{})
+	hold := f.hold
+	f.mu.Unlock()
+	firstC, retryC := make(chan error, 1), make(chan error, 1)
+	var firstR, retryR wire.Message
+	go func() { var err error; firstR, err = a.call(add(78, 5)); firstC <- err }()
+	defer func() {
+		f.mu.Lock()
+		if f.hold != nil {
+			close(f.hold) // a failed test must not leave the handler waiting
+			f.hold = nil
+		}
+		f.mu.Unlock()
+	}()
+	waitFor(t, 10*time.Second, "the first attempt to reach the replica", func() bool { return f.proposed() == 2 })
+	go func() { var err error; retryR, err = b.call(add(78, 5)); retryC <- err }()
+	time.Sleep(50 * time.Millisecond) // let the retry arrive; it must wait either way
+	f.mu.Lock()
+	f.hold = nil
+	f.mu.Unlock()
+	close(hold)
+	if err := <-firstC; err != nil {
+		t.Fatalf("add 5: %v", err)
+	}
+	if err := <-retryC; err != nil || retryR.(*wire.MemberChanged).Instance != firstR.(*wire.MemberChanged).Instance {
+		t.Fatalf("retry of add 5 while it ran = %+v, %v; want %+v", retryR, err, firstR)
+	}
+	if n := f.proposed(); n != 2 {
+		t.Fatalf("%d changes proposed; want 2", n)
 	}
 }

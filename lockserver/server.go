@@ -54,6 +54,7 @@ type Server struct {
 	roleC   chan struct{}                      // wakes the leader loop on a report
 	barrier readBarrier
 	pending pendingTable
+	changes changeLog // member changes answered, for retries
 
 	mu      sync.Mutex
 	started bool

@@ -94,10 +94,13 @@ func (o MemberOp) String() string {
 // time. Peer and Client (and optionally HTTP) are read by MemberAdd and
 // MemberUpdate and must be empty for the others. Reply: MemberChanged.
 //
-// A change is not deduplicated by its request id: a retry of a change that
-// was applied is answered with the error the change now meets (a
-// MemberAdd's id already a member: Exists). Epoch makes a change
-// conditional (GenerationMismatch if the set moved on).
+// Header.Request should be random (unique across clients): the leader
+// answers a retry with the same request id with the first attempt's
+// answer, for as long as it remembers it (in memory, the last 1024
+// changes; another leader does not know it, and the retry then meets the
+// change already made: a MemberAdd's id already a member is Exists).
+// Epoch makes a change conditional (GenerationMismatch if the set moved
+// on).
 type MemberChange struct {
 	Header
 	Op     MemberOp `msgpack:"op"`

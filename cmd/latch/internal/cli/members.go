@@ -356,11 +356,14 @@ func (g *globals) printChange(op string, id uint64, res client.MemberChange) err
 		}
 		return g.printJSON(doc)
 	}
-	when := "in effect at once"
-	if res.Effective != res.Instance {
-		when = fmt.Sprintf("in effect at instance %d", res.Effective)
+	switch {
+	case res.Instance == 0:
+		fmt.Fprintf(g.env.Stdout, "%s %d: made (found in the member set after a retry; the instance is not known)\n", op, id)
+	case res.Effective != res.Instance:
+		fmt.Fprintf(g.env.Stdout, "%s %d: chosen at instance %d, in effect at instance %d\n", op, id, res.Instance, res.Effective)
+	default:
+		fmt.Fprintf(g.env.Stdout, "%s %d: chosen at instance %d, in effect at once\n", op, id, res.Instance)
 	}
-	fmt.Fprintf(g.env.Stdout, "%s %d: chosen at instance %d, %s\n", op, id, res.Instance, when)
 	t := newTable(g.env.Stdout, "ID", "ROLE", "JOINED", "CLIENT", "PEER", "HTTP")
 	for _, m := range s.Members {
 		t.row(strconv.FormatUint(m.ID, 10), string(m.Role), fmt.Sprint(m.Joined), m.Addrs.Client, m.Addrs.Peer, dash(m.Addrs.HTTP))
