@@ -56,4 +56,14 @@ func TestTLSCell(t *testing.T) {
 	if out := latch(c.env, 0, "whoami"); out != "operator (superuser)\n" {
 		t.Errorf("whoami as the operator = %q", out)
 	}
+
+	// Member changes over TLS: the superuser's only; anyone may list.
+	if out := latch(alice, 7, "members", "add", "9", "127.0.0.1:1", "127.0.0.1:2"); !strings.Contains(out, "alice is not one") {
+		t.Errorf("alice's members add: %q; want refused: not a superuser", out)
+	}
+	latch(c.env, 0, "members", "add", "9", "127.0.0.1:1", "127.0.0.1:2")
+	if out := latch(alice, 0, "members"); !strings.Contains(out, " learner ") || !strings.Contains(out, "epoch 1, α") {
+		t.Errorf("alice's members =\n%s\nwant learner 9 and epoch 1", out)
+	}
+	latch(c.env, 0, "members", "remove", "9")
 }
