@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -97,7 +98,8 @@ func (g *globals) memberSet(cmd *cobra.Command, eps []string) (set client.Member
 			return set, st, true, nil
 		}
 	}
-	for _, addr := range append([]string{st.Addr}, eps...) {
+	others := slices.DeleteFunc(slices.Clone(eps), func(ep string) bool { return ep == st.Addr })
+	for _, addr := range append([]string{st.Addr}, others...) {
 		set, err = ask(addr, true)
 		switch {
 		case err == nil:
