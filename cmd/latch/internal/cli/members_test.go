@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -169,5 +170,16 @@ func TestMembersChanges(t *testing.T) {
 	r = inv.run(t, "members", "remove", "3", "--wait", "30s").ok(t)
 	if !strings.Contains(r.err, "latch: warning: the cell will have 2 voters") {
 		t.Fatalf("members remove 3 (to two voters): stderr %q; want the warning", r.err)
+	}
+
+	// add and remove in JSON: a learner comes and goes at once.
+	a7 := freeLoopback(t, 2)
+	doc = decode[MemberChangeJSON](t, inv.run(t, "-o", "json", "members", "add", "7", a7[0], a7[1]).ok(t))
+	if doc.Op != "add" || doc.ID != 7 || doc.Effective != doc.Instance || doc.Members[len(doc.Members)-1].Role != "learner" || doc.Members[len(doc.Members)-1].Joined {
+		t.Fatalf("add -o json = %+v; want 7 a learner, not joined, at once", doc)
+	}
+	doc = decode[MemberChangeJSON](t, inv.run(t, "-o", "json", "members", "remove", "7").ok(t))
+	if doc.Op != "remove" || doc.Effective != doc.Instance || !slices.Contains(doc.Retired, 7) || len(doc.Members) != 2 {
+		t.Fatalf("remove -o json = %+v; want 7 retired at once, 2 members left", doc)
 	}
 }
