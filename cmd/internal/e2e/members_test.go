@@ -101,6 +101,17 @@ func TestMembershipChanges(t *testing.T) {
 	cell.setEndpoints()
 	next := cell.leaderOtherThan(ctx, leader)
 	w.progress(t, "writes after the leader's removal")
+
+	// A founder restarted with its first configuration, which names two
+	// retired replicas and none of the new ones, comes back: the member
+	// set in its data dir wins.
+	founder := cell.nodes[0]
+	if code := founder.p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("latchd %d exit %d after SIGTERM; want 0", founder.id, code)
+	}
+	cell.start(founder)
+	cell.caughtUp(ctx, founder)
+	w.progress(t, "writes after a founder's restart")
 	w.halt()
 
 	set = cell.memberSet(ctx)
