@@ -1,6 +1,8 @@
 package replica
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 
 	"github.com/latchd/latch/replica/logdb"
 )
@@ -35,12 +38,53 @@ const CellFile = "cell.json"
 // bootstrap set: its member set comes from a snapshot); and Changed, Members
 // is the replicated member set as last applied here, not a configuration,
 // so a configuration that lists other members is only a list of seeds.
+//
+// Cell is the cell's identity, 16 hex digits, which the peer transport
+// compares in every handshake (transport.Config.Cell). The founding
+// replica with the lowest id draws it at random (newCellID) when it first
+// starts; it never changes after. Every other replica (the other founders,
+// a replica that joins or rebuilds from an empty disk, one whose record
+// predates the field) has none at first: it takes the one its first peer
+// presents and records it (learnCell). Since the lower id dials, the
+// lowest founder brings it to every other founder on first contact. (It
+// is not derived from the configuration: replicas may reach each other by
+// different addresses, through NAT or proxies, so their configurations
+// need not agree.)
 type cellRecord struct {
 	Version  int          `json:"version"`            // 1
+	Cell     string       `json:"cell,omitempty"`     // %016x
 	Members  []cellMember `json:"members"`            // by ascending id
 	Founders []uint64     `json:"founders,omitempty"` // ascending
 	Join     bool         `json:"join,omitempty"`
 	Changed  bool         `json:"changed,omitempty"`
+}
+
+// newCellID draws a new cell's id: 64 random bits, never 0 (0 means not
+// known).
+func newCellID() string {
+	var b [8]byte
+	for {
+		rand.Read(b[:])
+		if id := binary.BigEndian.Uint64(b[:]); id != 0 {
+			return fmt.Sprintf("%016x", id)
+		}
+	}
+}
+
+// drawsCellID reports whether a replica of cfg with an empty data dir
+// draws the cell id: it founds a new cell (it neither joins a running one
+// nor rebuilds its lost state) and has the lowest founding id.
+func drawsCellID(cfg Config) bool {
+	return !cfg.Join && !cfg.RebuildEmpty && cfg.ID == slices.Min(slices.Collect(maps.Keys(cfg.Members)))
+}
+
+// cellID returns the recorded cell id, 0 if there is none.
+func (rec cellRecord) cellID() uint64 {
+	id, err := strconv.ParseUint(rec.Cell, 16, 64)
+	if err != nil {
+		return 0
+	}
+	return id
 }
 
 type cellMember struct {
@@ -105,6 +149,8 @@ func checkCell(cfg Config, db *logdb.DB, log *slog.Logger) (cellRecord, error) {
 			return cellRecord{}, err
 		} else if !empty {
 			want.Join, want.Founders = false, nil // an older data dir: its founders are its members
+		} else if drawsCellID(cfg) {
+			want.Cell = newCellID()
 		}
 		return want, writeCellRecord(path, want)
 	}
@@ -115,6 +161,10 @@ func checkCell(cfg Config, db *logdb.DB, log *slog.Logger) (cellRecord, error) {
 	if err := json.Unmarshal(b, &got); err != nil || got.Version != 1 {
 		return cellRecord{}, fmt.Errorf("%w: %s is not a cell record (version 1) (%v); if this data dir is this cell's, delete the file to record the configured members",
 			ErrOtherCell, path, err)
+	}
+	if got.Cell != "" && (len(got.Cell) != 16 || got.cellID() == 0) {
+		return cellRecord{}, fmt.Errorf("%w: %s: cell id %q is not 16 hex digits (not 0); if this data dir is this cell's, delete the file to record the configured members",
+			ErrOtherCell, path, got.Cell)
 	}
 	sameIDs := slices.Equal(got.ids(), want.ids())
 	if sameIDs && got.Join == want.Join {
@@ -132,6 +182,9 @@ func checkCell(cfg Config, db *logdb.DB, log *slog.Logger) (cellRecord, error) {
 	switch {
 	case empty:
 		log.Info("the data dir holds no state: recording this configuration's members", "was", got.ids(), "now", want.ids(), "join", want.Join)
+		if drawsCellID(cfg) {
+			want.Cell = newCellID()
+		}
 		return want, writeCellRecord(path, want)
 	case got.Changed || got.Join:
 		return got, nil // the replicated member set wins (New warns)
@@ -141,6 +194,24 @@ func checkCell(cfg Config, db *logdb.DB, log *slog.Logger) (cellRecord, error) {
 	return cellRecord{}, fmt.Errorf("%w: %s was made by a cell of members %v, and this configuration names members %v "+
 		"(check the configuration and the data dir; if the cell's membership really changed, delete %s)",
 		ErrOtherCell, cfg.DataDir, got.ids(), want.ids(), path)
+}
+
+// learnCell records the cell id the transport learned from a peer
+// (transport.Config.OnCell) where the record had none.
+func (r *Replica) learnCell(id uint64) {
+	r.viewMu.Lock()
+	defer r.viewMu.Unlock()
+	if r.cell.Cell != "" {
+		return
+	}
+	rec := r.cell
+	rec.Cell = fmt.Sprintf("%016x", id)
+	if err := writeCellRecord(r.cellPath(), rec); err != nil {
+		r.log.Warn("cannot record the cell id in the cell record", "err", err)
+		return
+	}
+	r.cell = rec
+	r.log.Info("cell id learned from a peer and recorded", "cell", rec.Cell)
 }
 
 // noState reports whether no group of cfg holds Paxos state in db.

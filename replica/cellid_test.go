@@ -2,7 +2,10 @@ package replica
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -114,10 +117,103 @@ func TestBadCellRecordRefused(t *testing.T) {
 	cfg := testConfig()
 	cfg.ID, cfg.Groups, cfg.DataDir = 1, []uint32{1}, t.TempDir()
 	cfg.Members = map[uint64]string{1: "mem-1", 2: "mem-2", 3: "mem-3"}
-	if err := os.WriteFile(filepath.Join(cfg.DataDir, CellFile), []byte("garbage"), 0o644); err != nil {
+	for _, bad := range []string{
+		"garbage",
+		`{"version": 1, "cell": "xyz", "members": [{"id": 1, "peer": "mem-1"}]}`,
+		`{"version": 1, "cell": "0000000000000000", "members": [{"id": 1, "peer": "mem-1"}]}`,
+	} {
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, CellFile), []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := newOn(cfg, NewMemNetwork()); !errors.Is(err, ErrOtherCell) || !strings.Contains(err.Error(), "delete the file") {
+			t.Fatalf("New with the cell record %s = %v; want ErrOtherCell saying to delete it", bad, err)
+		}
+	}
+}
+
+// recordOf reads and decodes the cell record of dataDir.
+func recordOf(t *testing.T, dataDir string) cellRecord {
+	t.Helper()
+	var rec cellRecord
+	if err := json.Unmarshal([]byte(readCellRecord(t, dataDir)), &rec); err != nil {
+		t.Fatalf("decode the cell record of %s: %v", dataDir, err)
+	}
+	return rec
+}
+
+// The lowest founding replica draws the cell id, the others learn it from
+// it and record it; a replica rebuilt from an empty disk learns it from its
+// peers and records it.
+func TestTCPCellIDFoundedAndLearned(t *testing.T) {
+	c := newCell(t, cellOpts{tcp: true})
+	want := recordOf(t, c.cfgs[1].DataDir).Cell
+	if len(want) != 16 {
+		t.Fatalf("replica 1 (the lowest founder) recorded cell id %q; want 16 hex digits", want)
+	}
+	for id, cfg := range c.cfgs {
+		waitFor(t, 30*time.Second, fmt.Sprintf("replica %d to record cell id %s", id, want), func() bool {
+			return recordOf(t, cfg.DataDir).Cell == want
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	acked := c.proposeMany(ctx, 1, "a", 2, 20)
+	lead := c.leader(1, 10*time.Second).ID()
+	victim := uint64(1)
+	if victim == lead {
+		victim = 2
+	}
+	c.stop(victim)
+	if err := os.RemoveAll(c.cfgs[victim].DataDir); err != nil {
 		t.Fatal(err)
 	}
-	if err := newOn(cfg, NewMemNetwork()); !errors.Is(err, ErrOtherCell) || !strings.Contains(err.Error(), "delete the file") {
-		t.Fatalf("New with a garbled cell record = %v; want ErrOtherCell saying to delete it", err)
+	cfg := c.cfgs[victim]
+	cfg.RebuildEmpty = true
+	c.cfgs[victim] = cfg
+	c.start(victim)
+	acked = append(acked, c.proposeMany(ctx, 1, "b", 2, 20)...)
+	c.waitApplied(1, len(acked), 30*time.Second)
+	waitFor(t, 30*time.Second, "the rebuilt replica to record the cell id", func() bool {
+		return recordOf(t, cfg.DataDir).Cell == want
+	})
+}
+
+// A founding replica configured with the addresses of another cell's
+// replicas (which share its ids, as every cell numbered from 1 does) is
+// refused by them: it never joins their quorums or learns their log.
+func TestTCPAnotherCellsReplicaRefused(t *testing.T) {
+	aLogs := &logLines{}
+	a := newCell(t, cellOpts{tcp: true, tune: func(cfg *Config) { cfg.Logger = slog.New(aLogs) }})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	acked := a.proposeMany(ctx, 1, "a", 2, 20)
+	for id, cfg := range a.cfgs {
+		waitFor(t, 30*time.Second, fmt.Sprintf("replica %d to know the cell id", id), func() bool {
+			return recordOf(t, cfg.DataDir).Cell != ""
+		})
+	}
+
+	cfg := testConfig()
+	cfg.ID = 1
+	cfg.Members = map[uint64]string{1: freeAddrs(t, 1)[0], 2: a.cfgs[2].Members[2], 3: a.cfgs[3].Members[3]}
+	cfg.DataDir = t.TempDir()
+	cfg.Groups = []uint32{1}
+	sm := &testSM{}
+	b, err := New(cfg, map[uint32]StateMachine{1: sm}, TCPNetwork{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	waitFor(t, 30*time.Second, "the other cell's replicas to refuse it", func() bool {
+		return aLogs.hasWith("refused connection", "belongs to another cell")
+	})
+	acked = append(acked, a.proposeMany(ctx, 1, "b", 2, 20)...)
+	a.waitApplied(1, len(acked), 30*time.Second)
+	a.checkContains(1, acked)
+	if n := sm.count(); n != 0 {
+		t.Fatalf("the refused replica applied %d commands of the other cell", n)
 	}
 }

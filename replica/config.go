@@ -98,6 +98,12 @@ type Config struct {
 	// goroutine of your own. A new leader's state is complete once
 	// ReadBarrier succeeds; the ballot serves as a leader epoch.
 	OnRoleChange func(RoleChange)
+
+	// Set by Start on the copy it passes to Network.Join, not by callers:
+	// the cell id from the cell record (0: not known yet) and where to
+	// report one learned from a peer (transport.Config.Cell, OnCell).
+	cell   uint64
+	onCell func(uint64)
 }
 
 // RoleChange is what OnRoleChange reports.

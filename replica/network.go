@@ -61,6 +61,7 @@ func (n TCPNetwork) Join(cfg Config, h Handler) (Link, error) {
 	// Members change: a replica must take connections from members it
 	// does not know yet (docs/membership.md §5).
 	tc.AcceptUnknown = true
+	tc.Cell, tc.OnCell = cfg.cell, cfg.onCell
 	if cfg.Logger != nil {
 		tc.Logger = cfg.Logger.With("component", "transport")
 	}

@@ -215,7 +215,8 @@ func TestTCPTwoWipedReplicasRebuildTogether(t *testing.T) {
 	c.checkContains(1, acked)
 }
 
-// logLines is a slog.Handler that keeps the messages it gets.
+// logLines is a slog.Handler that keeps the messages it gets, each with
+// its attributes appended (key=value).
 type logLines struct {
 	mu    sync.Mutex
 	lines []string
@@ -225,10 +226,22 @@ func (l *logLines) Enabled(context.Context, slog.Level) bool { return true }
 func (l *logLines) WithAttrs([]slog.Attr) slog.Handler       { return l }
 func (l *logLines) WithGroup(string) slog.Handler            { return l }
 func (l *logLines) Handle(_ context.Context, r slog.Record) error {
+	line := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		line += " " + a.String()
+		return true
+	})
 	l.mu.Lock()
-	l.lines = append(l.lines, r.Message)
+	l.lines = append(l.lines, line)
 	l.mu.Unlock()
 	return nil
+}
+
+// hasWith reports whether a line starts with prefix and contains text.
+func (l *logLines) hasWith(prefix, text string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.ContainsFunc(l.lines, func(s string) bool { return strings.HasPrefix(s, prefix) && strings.Contains(s, text) })
 }
 
 func (l *logLines) has(prefix string) bool {

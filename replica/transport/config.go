@@ -42,6 +42,19 @@ type Config struct {
 	// the members added since and must still hear from them
 	// (docs/membership.md §5); peer TLS is what keeps strangers out.
 	AcceptUnknown bool
+	// Cell is the cell's identity (replica's cell record): every hello and
+	// its answer carry it, and a replica that presents another one is
+	// refused (ErrHandshake), so two cells whose replicas share ids and
+	// reach each other by a wrong address keep apart. 0: not known yet (a
+	// replica joining, or rebuilding from an empty disk): the transport
+	// takes the first one a peer presents, reports it to OnCell, and
+	// checks every later one against it. Replicas that both present 0 are
+	// not checked.
+	Cell uint64
+	// OnCell, if set, is called once with the cell id learned from a peer
+	// while Cell was 0 (from a handshake goroutine; it may block briefly,
+	// e.g. to record it on disk).
+	OnCell func(cell uint64)
 	// MaxFrame is the largest frame body, in bytes, this replica sends or
 	// accepts. A payload may be up to MaxFrame-EnvelopeOverhead bytes. All
 	// replicas should use the same value. Default 16 MiB.

@@ -117,7 +117,7 @@ func (t *Transport) greetAsDialer(conn net.Conn, p *peer) error {
 	if err := handshake(conn); err != nil {
 		return fmt.Errorf("%w: TLS with replica %d at %s: %w", ErrHandshake, p.id, p.address(), err)
 	}
-	if err := writeMsg(conn, hello{From: t.cfg.ID, To: p.id, Cell: t.cell}); err != nil {
+	if err := writeMsg(conn, hello{From: t.cfg.ID, To: p.id, Cell: t.cell, CellID: t.cellID.Load()}); err != nil {
 		return err
 	}
 	var ack helloAck
@@ -130,6 +130,9 @@ func (t *Transport) greetAsDialer(conn net.Conn, p *peer) error {
 	if ack.From != p.id {
 		return fmt.Errorf("%w: %s answered as replica %d, not %d (check peer addresses)",
 			ErrHandshake, p.address(), ack.From, p.id)
+	}
+	if err := t.matchCell(ack.CellID, p.id); err != nil {
+		return err
 	}
 	return conn.SetDeadline(time.Time{})
 }
@@ -212,14 +215,17 @@ func (t *Transport) greetAsListener(conn net.Conn) (*peer, error) {
 	var p *peer
 	err := readMsg(conn, &h)
 	if err == nil {
+		err = t.matchCell(h.CellID, h.From)
+	}
+	if err == nil {
 		p = t.knownPeer(h.From)
 		err = checkHelloFrom(t.cfg, t.cell, h, p != nil)
 	}
 	if err != nil {
-		writeMsg(conn, helloAck{From: t.cfg.ID, Err: err.Error()})
+		writeMsg(conn, helloAck{From: t.cfg.ID, Err: err.Error(), CellID: t.cellID.Load()})
 		return nil, err
 	}
-	if err := writeMsg(conn, helloAck{From: t.cfg.ID}); err != nil {
+	if err := writeMsg(conn, helloAck{From: t.cfg.ID, CellID: t.cellID.Load()}); err != nil {
 		return nil, fmt.Errorf("%w: answering replica %d: %w", ErrHandshake, h.From, err)
 	}
 	if err := conn.SetDeadline(time.Time{}); err != nil {
@@ -294,4 +300,25 @@ func (t *Transport) readStream(p *peer, s *yamux.Session, st *yamux.Stream) {
 // isProtocolError tells a peer's broken frame from a stream that just ended.
 func isProtocolError(err error) bool {
 	return errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrVersion) || errors.Is(err, ErrMalformed)
+}
+
+// matchCell checks the cell id a peer presented in its handshake (0: it
+// does not know it) against this replica's (Config.Cell). Not knowing its
+// own yet, the replica takes the peer's and reports it (Config.OnCell).
+func (t *Transport) matchCell(theirs, from uint64) error {
+	if theirs == 0 {
+		return nil
+	}
+	if t.cellID.CompareAndSwap(0, theirs) {
+		t.log.Info("cell id learned from a peer", "peer", from, "cell", fmt.Sprintf("%016x", theirs))
+		if t.cfg.OnCell != nil {
+			t.cfg.OnCell(theirs)
+		}
+		return nil
+	}
+	if ours := t.cellID.Load(); ours != theirs {
+		return fmt.Errorf("%w: replica %d belongs to another cell (cell id %016x, ours %016x): check the peer addresses",
+			ErrHandshake, from, theirs, ours)
+	}
+	return nil
 }

@@ -144,12 +144,16 @@ type hello struct {
 	From uint64 `msgpack:"from"` // the dialer's replica id
 	To   uint64 `msgpack:"to"`   // the replica id the dialer meant to reach
 	Cell uint64 `msgpack:"cell"` // Config.cellHash of the dialer
+	// CellID is the dialer's cell identity (Config.Cell; 0: not known).
+	// A build that predates it ignores it.
+	CellID uint64 `msgpack:"cellid,omitempty"`
 }
 
 // helloAck is the listener's answer. A non-empty Err refuses the connection.
 type helloAck struct {
-	From uint64 `msgpack:"from"`
-	Err  string `msgpack:"err,omitempty"`
+	From   uint64 `msgpack:"from"`
+	Err    string `msgpack:"err,omitempty"`
+	CellID uint64 `msgpack:"cellid,omitempty"` // the listener's Config.Cell, as in hello
 }
 
 // writeMsg writes v as one msgpack frame; used for the handshake.

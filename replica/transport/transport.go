@@ -34,7 +34,8 @@ type Transport struct {
 	cfg     Config
 	log     *slog.Logger
 	handler Handler
-	cell    uint64
+	cell    uint64        // the id-set hash (Config.cellHash)
+	cellID  atomic.Uint64 // Config.Cell, or the one learned from a peer
 	ln      net.Listener
 	ymux    *yamux.Config
 	// peers maps id to peer. Send reads it without locking; SetPeer,
@@ -97,6 +98,7 @@ func New(cfg Config, h Handler) (*Transport, error) {
 		}
 	}
 	t.peers.Store(&peers)
+	t.cellID.Store(cfg.Cell)
 	t.spawn(t.acceptLoop)
 	t.mu.Lock()
 	for _, p := range peers {
