@@ -181,11 +181,14 @@ The subcommands change the set, one change at a time (docs/operations.md,
 			}
 			t := newTable(g.env.Stdout, "ID", "CLIENT", "PEER", "ROLE", "STATE", "APPLIED", "LAG", "STATUS")
 			for _, r := range reps {
-				status, applied, lag := "ok", fmt.Sprint(r.Applied), fmt.Sprint(r.Lag)
+				status, state, applied, lag := "ok", role(r), fmt.Sprint(r.Applied), fmt.Sprint(r.Lag)
 				if !r.Reachable {
 					status, applied, lag = "unreachable: "+r.Error, "-", "-"
+					if !r.Leader { // the member list names the leader; of the others, nothing is known
+						state = "-"
+					}
 				}
-				t.row(r.ID, r.Endpoint, r.Peer, dash(r.Role), role(r), applied, lag, status)
+				t.row(r.ID, r.Endpoint, r.Peer, dash(r.Role), state, applied, lag, status)
 			}
 			if err := t.flush(); err != nil {
 				return err

@@ -116,6 +116,12 @@ func TestMembersChanges(t *testing.T) {
 	if !strings.Contains(r.out, "add 4: chosen at instance ") || !strings.Contains(r.out, "in effect at once") || !strings.Contains(r.out, "learner") {
 		t.Fatalf("members add =\n%s", r.out)
 	}
+	r = inv.run(t, "members").ok(t)
+	for line := range strings.Lines(r.out) {
+		if f := strings.Fields(line); len(f) > 5 && f[0] == "4" && (f[3] != "learner" || f[4] != "-" || !strings.Contains(line, "unreachable")) {
+			t.Fatalf("members, row of the learner not started yet: %q; want ROLE learner, STATE -, unreachable", line)
+		}
+	}
 	inv.run(t, append([]string{"members", "add", "4"}, a4...)...).failed(t, ExitConflict, "already a member")
 	inv.run(t, "members", "promote", "4").failed(t, ExitRetry, "not joined")
 	inv.run(t, "members", "remove", "40").failed(t, ExitNotFound, "not a member")
