@@ -203,6 +203,16 @@ func (s *sim) crashable() bool {
 // votes a minority of the smallest voter set, a proposed removal counted as
 // done.
 func (s *sim) wipeMember() bool {
+	id := uint64(0)
+	if l := s.leaderIdx(); l >= 0 && s.rng.IntN(3) == 0 && s.mem.ref.member(s.rs[l].id) != nil {
+		id = s.rs[l].id
+	}
+	return s.wipeMemberOf(id, 50*ms, 500*ms)
+}
+
+// wipeMemberOf wipes member id (0: a random member) under wipeMember's
+// limit, and starts it again, rebuilding, lo to hi later.
+func (s *sim) wipeMemberOf(id uint64, lo, hi int64) bool {
 	low := len(s.mem.ref.Voters())
 	for _, v := range s.voterSets() {
 		low = min(low, len(v))
@@ -219,10 +229,9 @@ func (s *sim) wipeMember() bool {
 			lost++
 		}
 	}
-	all := s.mem.ref.Members
-	id := all[s.rng.IntN(len(all))].ID
-	if l := s.leaderIdx(); l >= 0 && s.rng.IntN(3) == 0 && s.mem.ref.member(s.rs[l].id) != nil {
-		id = s.rs[l].id
+	if id == 0 {
+		all := s.mem.ref.Members
+		id = all[s.rng.IntN(len(all))].ID
 	}
 	r := s.rs[id-1]
 	if r.disk.rebuild != 0 || isVoter(id) && lost+1 > (low-1)/2 {
@@ -234,7 +243,7 @@ func (s *sim) wipeMember() bool {
 	s.res.wipes++
 	r.disk = simDisk{log: map[uint64]Entry{}, rebuild: s.rng.Uint64() | 1}
 	r.revealed, r.acked = Ballot{}, map[uint64]Ballot{}
-	s.after(s.uniform(50*ms, 500*ms), func() {
+	s.after(s.uniform(lo, hi), func() {
 		if !r.up {
 			r.start()
 		}
@@ -276,6 +285,10 @@ func (s *sim) reconfigurer() {
 	if failing {
 		bound = nil
 	}
+	if s.p.aim && s.rng.IntN(2) == 0 {
+		s.aimedChange(L, m, bound, failing)
+		return
+	}
 	var c MemberChange
 	switch k := s.rng.IntN(10); {
 	case k < 3 && len(voters) < 5 && len(bound) > 0:
@@ -311,6 +324,13 @@ func (s *sim) reconfigurer() {
 	default:
 		return
 	}
+	s.propose(L, m, c)
+	L.pump()
+}
+
+// propose asks leader L, whose latest member set is m, for change c, and
+// keeps the books of a voter change it takes. It reports whether L took it.
+func (s *sim) propose(L *simReplica, m Members, c MemberChange) bool {
 	_, err := L.node.ProposeChange(c)
 	switch {
 	case err == nil:
@@ -325,10 +345,117 @@ func (s *sim) reconfigurer() {
 			}
 		}
 		s.disturb()
+		return true
 	case errors.Is(err, ErrPhase1Pending):
 		s.res.refreshes++
 	}
+	return false
+}
+
+// aimedChange is the reconfigurer's targeted mode (simParams.aim): the
+// interleavings R1/R4 and R9 are about, which random faults seldom line
+// up with a change. It proposes a voter change (a promotion while fewer
+// than five vote, else a removal, of the leader a quarter of the time)
+// with one other voter lagging (its links from the leader cut for 20 to
+// 300 ms), then either
+//   - crashes the leader (or cuts it off, if a crash would leave a voter
+//     set without a majority) 0 to 3 ms later, inside the change's window
+//     when α is small, so that the next leader's Phase 1 runs across it
+//     with a voter that has not heard of it; or
+//   - wipes another voter 0 to 5 ms later and starts it again at once,
+//     over a slower network, so that its Rebuild reaches the leader while
+//     the change is pending and the fence must wait (R9).
+func (s *sim) aimedChange(L *simReplica, m Members, bound []uint64, failing bool) {
+	voters := m.Latest()
+	if failing || m.Pending != nil || !slices.Equal(voters, m.Voters()) {
+		return
+	}
+	var c MemberChange
+	switch {
+	case len(voters) < 5 && len(bound) > 0 && (len(voters) == 3 || s.rng.IntN(2) == 0):
+		c = MemberChange{Op: OpPromote, ID: bound[s.rng.IntN(len(bound))]}
+	case len(voters) > 3:
+		c = MemberChange{Op: OpRemoveVoter, ID: voters[s.rng.IntN(len(voters))]}
+		if s.rng.IntN(4) == 0 {
+			c.ID = L.id
+		}
+	default:
+		return
+	}
+	others := slices.DeleteFunc(slices.Clone(voters), func(id uint64) bool { return id == L.id })
+	lag := s.rs[others[s.rng.IntN(len(others))]-1]
+	if lag.up {
+		s.cut[L.idx][lag.idx] = true
+		s.cutGen++
+		s.after(s.uniform(20*ms, 300*ms), func() {
+			s.cut[L.idx][lag.idx] = false
+			s.cutGen++
+		})
+	}
+	if !s.propose(L, m, c) {
+		L.pump()
+		return
+	}
 	L.pump()
+	if s.rng.IntN(2) == 0 {
+		s.after(s.uniform(0, 3*ms), func() {
+			if !L.up || s.failed != nil {
+				return
+			}
+			s.res.aimedGone++
+			if s.crashable() {
+				L.crash()
+				s.after(s.uniform(100*ms, second), func() {
+					if !L.up && s.faulting {
+						L.start()
+					}
+				})
+				return
+			}
+			side := make([]bool, len(s.rs))
+			side[L.idx] = true
+			s.partition(side)
+		})
+		return
+	}
+	s.loss, s.dup, s.delayMin, s.delayMax = 0.05, 0.02, ms, 30*ms
+	w := others[s.rng.IntN(len(others))]
+	s.after(s.uniform(0, 5*ms), func() {
+		if s.failed == nil && s.faulting && s.wipeMemberOf(w, ms, 20*ms) {
+			s.res.aimedWipes++
+		}
+	})
+}
+
+// pendingAt reports whether a voter change chosen below instance c takes
+// effect after c (docs/membership.md §11: R9's "pending"), by the agreed
+// log; known reports whether the agreed log reaches c − 1.
+func (s *sim) pendingAt(c uint64) (pending, known bool) {
+	if s.mem.refAt+1 < c {
+		return false, false
+	}
+	for _, g := range s.mem.segs[1:] {
+		if g.from > c && g.from < c+s.mem.ref.Alpha {
+			return true, true
+		}
+	}
+	return false, true
+}
+
+// checkFence audits R9 where a fence is given: a leader fences a
+// rebuilding voter only while no voter change chosen below its commit is
+// still to take effect, so that every replica removed before the fence
+// has had its last instance chosen (docs/membership.md §4, the rebuild
+// argument's case (c)). The commit is the one the leader sent with the
+// fence, so a change proposed since does not count.
+func (s *sim) checkFence(L *simReplica, m Message) {
+	if !s.p.reconf || s.p.onlyEndToEnd {
+		return
+	}
+	if pending, _ := s.pendingAt(m.Commit); pending {
+		s.fail("replica %d fenced %d at ballot %v with commit %d, while a voter change is pending%s",
+			L.id, m.To, m.Ballot, m.Commit, s.dumpMembers())
+	}
 }
 
 // stopRemoved crashes a removed replica once every remaining voter knows
