@@ -203,15 +203,16 @@ func (s *sim) crashable() bool {
 // votes a minority of the smallest voter set, a proposed removal counted as
 // done.
 func (s *sim) wipeMember() bool {
-	id := uint64(0)
+	all := s.mem.ref.Members
+	id := all[s.rng.IntN(len(all))].ID
 	if l := s.leaderIdx(); l >= 0 && s.rng.IntN(3) == 0 && s.mem.ref.member(s.rs[l].id) != nil {
 		id = s.rs[l].id
 	}
 	return s.wipeMemberOf(id, 50*ms, 500*ms)
 }
 
-// wipeMemberOf wipes member id (0: a random member) under wipeMember's
-// limit, and starts it again, rebuilding, lo to hi later.
+// wipeMemberOf wipes member id under wipeMember's limit, and starts it
+// again, rebuilding, lo to hi later.
 func (s *sim) wipeMemberOf(id uint64, lo, hi int64) bool {
 	low := len(s.mem.ref.Voters())
 	for _, v := range s.voterSets() {
@@ -228,10 +229,6 @@ func (s *sim) wipeMemberOf(id uint64, lo, hi int64) bool {
 		if r.disk.rebuild != 0 && isVoter(r.id) {
 			lost++
 		}
-	}
-	if id == 0 {
-		all := s.mem.ref.Members
-		id = all[s.rng.IntN(len(all))].ID
 	}
 	r := s.rs[id-1]
 	if r.disk.rebuild != 0 || isVoter(id) && lost+1 > (low-1)/2 {
