@@ -32,7 +32,7 @@ func TestSimulationCatchesPlantedBugs(t *testing.T) {
 		// leads: caught at seed 1 (53 seeds in 200).
 		{"far-behind-leads", simParams{bugs: bugs{leadFarBehind: true}, tight: true, deaf: true}, 60},
 		// Member changes (docs/membership.md §8), with the reconfigurer
-		// and α = 12. learner-acks-count: the quorum audit, seed 2
+		// and α = 12. learner-acks-count: the quorum audit, seed 1
 		// (agreement at 11 before it); snapshot-without-members: the
 		// member-set check, seed 1.
 		{"learner-acks-count", simParams{bugs: bugs{learnerAcksCount: true}, reconf: true, alpha: 12, wipe: true}, 60},
