@@ -43,6 +43,13 @@ type procCell struct {
 	// carries the connection between replicas i < j, at links[[2]int{i, j}]
 	// (ids).
 	links map[[2]int]*linkProxy
+	// extra is the config fields every replica's config has beyond the
+	// nodes, ids and timings (TLS, cellOptions.extra); join gives them to
+	// a joiner's.
+	extra string
+	// spares are nodes drawn for members added at run time, not started
+	// yet (drawSpares).
+	spares []*node
 	// In a cell started with TLS: the CA and the directory of its files;
 	// clientTLS is what the test's Go clients and HTTP requests dial
 	// with (the operator's certificate, a superuser of the cell); nil
@@ -114,6 +121,7 @@ func newProcCell(t *testing.T, opts cellOptions) *procCell {
 	if extra != "" {
 		extra = ", " + extra
 	}
+	c.extra = extra
 	for _, n := range c.nodes {
 		var jsonNodes []string
 		for _, m := range c.nodes {

@@ -140,7 +140,7 @@ func (c *procCell) join(n *node) {
 	for _, m := range append(slices.Clone(c.nodes), n) {
 		nodes = append(nodes, fmt.Sprintf(`{"id": %d, "peer": %q, "client": %q, "http": %q}`, m.id, m.peer, m.client, m.admin))
 	}
-	cfg := fmt.Sprintf(`{"nodes": [%s], "myid": %d, "dataDir": %q, "lease": "1s", "heartbeat": "50ms"}`, strings.Join(nodes, ",\n  "), n.id, n.data)
+	cfg := fmt.Sprintf(`{"nodes": [%s], "myid": %d, "dataDir": %q, "lease": "1s", "heartbeat": "50ms"%s}`, strings.Join(nodes, ",\n  "), n.id, n.data, c.extra)
 	if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
 		c.t.Fatal(err)
 	}

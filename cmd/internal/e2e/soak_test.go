@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ var (
 	soakTime = flag.Duration("soak", 0, "run TestSoak's random faults for this long (0: skip it)")
 	soakSeed = flag.Uint64("soak-seed", 0, "seed of TestSoak's fault schedule (0: from the clock)")
 	soakTLS  = flag.Bool("soak-tls", false, "run TestSoak's cell with TLS: clients, admin HTTP and mutual TLS between the replicas")
+	soakMem  = flag.Bool("soak-members", false, "TestSoak also replaces and removes members, on a cell without link proxies (and so without the network faults)")
 )
 
 // nemesis is one kind of fault TestSoak injects: it breaks the cell and
@@ -26,8 +28,12 @@ type nemesis struct {
 
 // nemeses are the faults of the soak, each aimed at the leader or a
 // follower (reliability.md S28: a random composition of the single-fault
-// scenarios).
-var nemeses = []nemesis{
+// scenarios): those of the links, then those of the processes, in the
+// order a seed picks them.
+var nemeses = append(slices.Clone(linkNemeses), processNemeses...)
+
+// linkNemeses need the cell's per-link proxies (cellOptions.proxied).
+var linkNemeses = []nemesis{
 	{"cut off", func(t *testing.T, c *procCell, n *node, _ *rand.Rand) func() {
 		c.isolate(n, true)
 		return func() { c.isolate(n, false) }
@@ -40,6 +46,10 @@ var nemeses = []nemesis{
 		c.deafen(n, true)
 		return func() { c.deafen(n, false) }
 	}},
+}
+
+// processNemeses act on the latchd processes and their data dirs alone.
+var processNemeses = []nemesis{
 	{"paused", func(t *testing.T, c *procCell, n *node, _ *rand.Rand) func() {
 		if err := n.p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatalf("SIGSTOP to %s: %v", n.p.name, err)
@@ -99,7 +109,10 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 //	go test ./cmd/internal/e2e -run TestSoak -soak=10m -timeout 0 -v
 //
 // A failure prints the seed; -soak-seed replays the fault schedule (not
-// the timing).
+// the timing). With -soak-members the cell also changes its members
+// (memberNemeses: a killed replica replaced by a new id, a live one
+// removed and replaced), on a cell without link proxies, so the faults of
+// the links are left out; the members at the end must be the cell's nodes.
 func TestSoak(t *testing.T) {
 	if *soakTime <= 0 {
 		t.Skip("run with -soak=D (and -timeout 0 for long runs) to soak the cell in random faults")
@@ -112,11 +125,25 @@ func TestSoak(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	ctx, cancel := context.WithTimeout(context.Background(), *soakTime+5*time.Minute)
 	defer cancel()
-	cell := startProcCell(t, ctx, cellOptions{proxied: true, tls: *soakTLS})
+	faults, opts := nemeses, cellOptions{proxied: true, tls: *soakTLS}
+	if *soakMem {
+		faults, opts.proxied = append(slices.Clone(processNemeses), memberNemeses...), false
+	}
+	cell := startProcCell(t, ctx, opts)
+	spares := 0
+	if *soakMem {
+		// A member change every 20 s at most (a cycle takes 5 s or more,
+		// and 2 kinds of fault in 7 change members); the workloads'
+		// clients know every address the cell will ever have.
+		spares = 4 + int(*soakTime/(20*time.Second))
+		cell.drawSpares(spares)
+		cell.endpoints = append(cell.endpoints, cell.spareEndpoints()...)
+	}
 	// The workloads end with the soak (ctx), not after a count.
 	kv := startKVWorkload(t, ctx, cell, 4, 3, math.MaxInt)
 	locks := startLockWorkload(t, ctx, cell, 3, math.MaxInt)
 	bank := startBankWorkload(t, ctx, cell, 3, math.MaxInt)
+	cell.setEndpoints() // the CLI and later clients: the replicas there are
 	progress := func(what string) {
 		t.Helper()
 		kvBase, lockBase, bankBase := kv.h.done.Load(), locks.done.Load(), bank.done.Load()
@@ -151,11 +178,14 @@ func TestSoak(t *testing.T) {
 		locks.window.Add(1)
 		bank.nextWindow(t)
 		started = append(started, time.Now())
-		nem := nemeses[rng.IntN(len(nemeses))]
+		nem := faults[rng.IntN(len(faults))]
 		target := cell.leader(ctx)
 		role := "leader"
 		if rng.IntN(2) == 0 {
-			target, role = cell.nodes[(target.id+rng.IntN(2))%len(cell.nodes)], "follower"
+			// One of the two nodes after the leader in the list (the
+			// same as by id while the founders are all there).
+			i := slices.Index(cell.nodes, target)
+			target, role = cell.nodes[(i+1+rng.IntN(2))%len(cell.nodes)], "follower"
 		}
 		hold := time.Duration(1000+rng.IntN(4000)) * time.Millisecond
 		t.Logf("cycle %d: %s latchd %d %s for %v", cycle, role, target.id, nem.name, hold)
@@ -177,6 +207,18 @@ func TestSoak(t *testing.T) {
 	}
 	for _, n := range cell.nodes {
 		cell.caughtUp(ctx, n)
+	}
+	if *soakMem {
+		set := cell.memberSet(ctx)
+		var want []uint64
+		for _, n := range cell.nodes {
+			want = append(want, uint64(n.id))
+		}
+		slices.Sort(want)
+		if got := set.voters(); !slices.Equal(got, want) || len(set.Members) != len(want) || set.Pending != nil {
+			t.Errorf("members at the end = %+v; want voters %v, nothing pending", set, want)
+		}
+		t.Logf("%d members added (of %d spares); voters %v, retired %v", spares-len(cell.spares), spares, want, set.Retired)
 	}
 	kv.finish(t, ctx)
 	locks.finish(t)
