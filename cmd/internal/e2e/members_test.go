@@ -136,17 +136,25 @@ func TestMembershipChanges(t *testing.T) {
 // current replicas as seeds, and counts it among the cell's nodes.
 func (c *procCell) join(n *node) {
 	c.t.Helper()
-	var nodes []string
-	for _, m := range append(slices.Clone(c.nodes), n) {
-		nodes = append(nodes, fmt.Sprintf(`{"id": %d, "peer": %q, "client": %q, "http": %q}`, m.id, m.peer, m.client, m.admin))
-	}
-	cfg := fmt.Sprintf(`{"nodes": [%s], "myid": %d, "dataDir": %q, "lease": "1s", "heartbeat": "50ms"%s}`, strings.Join(nodes, ",\n  "), n.id, n.data, c.extra)
-	if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
-		c.t.Fatal(err)
-	}
+	c.writeConfig(n, append(slices.Clone(c.nodes), n))
 	c.start(n, "--join")
 	c.nodes = append(c.nodes, n)
 	c.setEndpoints()
+}
+
+// writeConfig writes n's config file, listing nodes (which include n) at
+// their own peer addresses (no link proxies), with the cell's timings and
+// extra fields.
+func (c *procCell) writeConfig(n *node, nodes []*node) {
+	c.t.Helper()
+	var list []string
+	for _, m := range nodes {
+		list = append(list, fmt.Sprintf(`{"id": %d, "peer": %q, "client": %q, "http": %q}`, m.id, m.peer, m.client, m.admin))
+	}
+	cfg := fmt.Sprintf(`{"nodes": [%s], "myid": %d, "dataDir": %q, "lease": "1s", "heartbeat": "50ms"%s}`, strings.Join(list, ",\n  "), n.id, n.data, c.extra)
+	if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
 }
 
 // setEndpoints points the CLI at the cell's current replicas.

@@ -38,6 +38,7 @@ var memberNemeses = []nemesis{
 		return func() {
 			c.promoteMember(ctx, n)
 			c.removeMember(ctx, dead.id)
+			c.reconfigure()
 		}
 	}},
 	{"removed and replaced (a live member removed, its latchd exits 0; a new id added, joined, promoted)", func(t *testing.T, c *procCell, old *node, _ *rand.Rand) func() {
@@ -57,6 +58,7 @@ var memberNemeses = []nemesis{
 			c.addMember(ctx, n)
 			c.joinInPlaceOf(old, n)
 			c.promoteMember(ctx, n)
+			c.reconfigure()
 		}
 	}},
 }
@@ -111,6 +113,20 @@ func (c *procCell) joinInPlaceOf(old, n *node) {
 	c.nodes[i] = n
 	c.nodes = c.nodes[:len(c.nodes)-1]
 	c.setEndpoints()
+}
+
+// reconfigure rewrites every node's config file to list the cell's
+// members as they are now, as docs/operations.md asks the operator to do
+// after a change. A replica that kept its data would not need it (its
+// member set wins), but one restarted on an empty data dir (the "wiped"
+// fault) knows only the nodes of its config: a founder whose config names
+// none of the members added since, all of them higher ids, which it must
+// dial, never reaches the leader to rebuild from (docs/testing.md, "Soak").
+func (c *procCell) reconfigure() {
+	c.t.Helper()
+	for _, n := range c.nodes {
+		c.writeConfig(n, c.nodes)
+	}
 }
 
 // addMember adds n as a learner (`latch members add`).
