@@ -114,15 +114,7 @@ func TestMembershipChanges(t *testing.T) {
 	w.progress(t, "writes after a founder's restart")
 	w.halt()
 
-	set = cell.memberSet(ctx)
-	var want []uint64
-	for _, n := range cell.nodes {
-		want = append(want, uint64(n.id))
-	}
-	slices.Sort(want)
-	if got := set.voters(); !slices.Equal(got, want) || len(set.Members) != len(want) || set.Pending != nil {
-		t.Fatalf("members at the end = %+v; want voters %v, nothing pending", set, want)
-	}
+	set, want := cell.settled(ctx)
 	if !slices.Contains(set.Retired, uint64(dead.id)) || !slices.Contains(set.Retired, uint64(leader.id)) {
 		t.Errorf("retired = %v; want %d and %d", set.Retired, dead.id, leader.id)
 	}
@@ -192,6 +184,23 @@ func (c *procCell) promote(ctx context.Context, n *node) {
 		c.t.Fatalf("latch members promote %d: exit %d\n%s%s", n.id, code, out, errs)
 		return false
 	})
+}
+
+// settled reads the member set and fails the test unless its members are
+// the cell's nodes, all voters, with no change pending; it returns the set
+// and the nodes' ids, sorted.
+func (c *procCell) settled(ctx context.Context) (e2eMembers, []uint64) {
+	c.t.Helper()
+	set := c.memberSet(ctx)
+	var want []uint64
+	for _, n := range c.nodes {
+		want = append(want, uint64(n.id))
+	}
+	slices.Sort(want)
+	if got := set.voters(); !slices.Equal(got, want) || len(set.Members) != len(want) || set.Pending != nil {
+		c.t.Fatalf("members at the end = %+v; want voters %v, nothing pending", set, want)
+	}
+	return set, want
 }
 
 // e2eMembers is `latch members -o json`, as far as these tests read it.
