@@ -155,7 +155,9 @@ func (c *procCell) setEndpoints() {
 	for _, n := range c.nodes {
 		c.endpoints = append(c.endpoints, n.client)
 	}
-	c.env = []string{"LATCH_ENDPOINTS=" + strings.Join(c.endpoints, ",")}
+	// The rest of the environment (a TLS cell's certificates) stays.
+	c.env = slices.DeleteFunc(c.env, func(e string) bool { return strings.HasPrefix(e, "LATCH_ENDPOINTS=") })
+	c.env = append(c.env, "LATCH_ENDPOINTS="+strings.Join(c.endpoints, ","))
 }
 
 // members runs `latch members ARGS` and fails the test unless it exits
