@@ -67,6 +67,11 @@ func dial(ctx context.Context, addr string, name string, tc *tls.Config, logger 
 		if t, ok := nc.(*tlsConn); ok && isTLSErr(t.readErr()) {
 			return nil, fmt.Errorf("%w: %s refused this client: %w", ErrTLS, addr, t.readErr())
 		}
+		if t, ok := nc.(*tlsConn); ok && t.certAsked.Load() {
+			// The replica asked for a client certificate and this client
+			// had none; its alert may be lost to the reset of its close.
+			return nil, fmt.Errorf("%w: %s asked for a client certificate and this client has none (set Config.TLS.Certificates): %w", ErrTLS, addr, err)
+		}
 		if isProtocolErr(err) {
 			return nil, fmt.Errorf("%w: hello to %s: %w", ErrProtocol, addr, err)
 		}
@@ -93,11 +98,22 @@ func dialNet(ctx context.Context, addr string, tc *tls.Config) (net.Conn, error)
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)
 	}
+	t := &tlsConn{}
+	if len(tc.Certificates) == 0 && tc.GetClientCertificate == nil {
+		// Without a certificate to give, note that the replica asked for
+		// one (crypto/tls then sends none, as it would by itself).
+		tc = tc.Clone()
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			t.certAsked.Store(true)
+			return &tls.Certificate{}, nil
+		}
+	}
 	nc, err := (&tls.Dialer{Config: tc}).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return &tlsConn{Conn: nc.(*tls.Conn)}, nil
+	t.Conn = nc.(*tls.Conn)
+	return t, nil
 }
 
 // tlsConn is a TLS connection that remembers the first error a Read
@@ -107,7 +123,8 @@ func dialNet(ctx context.Context, addr string, tc *tls.Config) (net.Conn, error)
 // closed connection. dial reports the alert instead.
 type tlsConn struct {
 	*tls.Conn
-	err atomic.Pointer[error]
+	err       atomic.Pointer[error]
+	certAsked atomic.Bool // the replica asked for a certificate this client does not have
 }
 
 func (c *tlsConn) Read(p []byte) (int, error) {
