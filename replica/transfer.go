@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"time"
 
 	"github.com/latchd/latch/replica/logdb"
@@ -49,16 +50,13 @@ func (g *group) startTransfer(peer uint64) {
 func (g *group) sendSnapshot(peer uint64, acks <-chan snapAck) {
 	defer g.aux.Done()
 	defer g.event(func() { delete(g.transfers, peer) })
-	r, err := g.ldb.OpenSnapshot()
-	if errors.Is(err, logdb.ErrNoSnapshot) {
-		// A joiner asks for a snapshot in every case (it has no member
-		// set); this replica never took one: take one now.
-		if err = g.snapshotNow(); err == nil {
-			r, err = g.ldb.OpenSnapshot()
-		}
-	}
-	if err != nil {
+	r, err := g.openForSend()
+	switch {
+	case errors.Is(err, errNoSnapshot):
 		g.log.Warn("cannot send a snapshot", "peer", peer, "err", err)
+		return
+	case err != nil:
+		g.r.fatal(fmt.Errorf("group %d: sending a snapshot to replica %d: %w", g.id, peer, err))
 		return
 	}
 	defer r.Close()
@@ -71,7 +69,8 @@ func (g *group) sendSnapshot(peer uint64, acks <-chan snapAck) {
 	for tries := 0; tries < snapMaxTries; {
 		n, err := r.ReadAt(buf[:min(int64(len(buf)), meta.Size-off)], off)
 		if err != nil && !(errors.Is(err, io.EOF) && off+int64(n) == meta.Size) {
-			g.log.Warn("reading snapshot for a transfer", "peer", peer, "err", err)
+			// The file was read whole a moment ago: its storage failed.
+			g.r.fatal(fmt.Errorf("group %d: reading snapshot %d to send to replica %d: %w", g.id, meta.Instance, peer, err))
 			return
 		}
 		payload, err := encodePeer(kindSnapChunk, &snapChunk{
@@ -115,6 +114,45 @@ func (g *group) sendSnapshot(peer uint64, acks <-chan snapAck) {
 		}
 	}
 	g.log.Warn("snapshot transfer timed out", "peer", peer, "instance", meta.Instance)
+}
+
+// errNoSnapshot: there is no snapshot to send, and none could be taken
+// (nothing applied yet, or the replica is stopping).
+var errNoSnapshot = errors.New("no snapshot to send")
+
+// openForSend opens the stored snapshot for a transfer, taking one first if
+// none is stored (a joiner asks for a snapshot in every case, as it has no
+// member set), and reads it whole to check it against its checksum (transfer
+// goroutine). Any error it returns but errNoSnapshot is this replica's own
+// storage failing and is fatal, as a failed write is: a receiver would abort a corrupt
+// snapshot on its checksum and ask again for ever while this replica went
+// on leading, and the replica would fail the same way at its next start,
+// restoring it. A snapshot taken meanwhile may replace the one whose meta
+// OpenSnapshot read (the old file is removed once the new one is recorded),
+// so a file gone missing is looked up again.
+func (g *group) openForSend() (*logdb.SnapshotReader, error) {
+	for try := 1; ; try++ {
+		r, err := g.ldb.OpenSnapshot()
+		if errors.Is(err, logdb.ErrNoSnapshot) {
+			// The apply goroutine stops the replica itself if storing
+			// the snapshot fails.
+			if err := g.snapshotNow(); err != nil {
+				return nil, fmt.Errorf("%w: %w", errNoSnapshot, err)
+			}
+			r, err = g.ldb.OpenSnapshot()
+		}
+		if errors.Is(err, fs.ErrNotExist) && try < 3 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			r.Close()
+			return nil, err
+		}
+		return r, nil
+	}
 }
 
 // snapshotNow has the apply goroutine take a snapshot if none is stored

@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/latchd/latch/replica/logdb"
 )
 
 // snapTuning makes a follower that falls 100 instances behind need a
@@ -156,5 +159,71 @@ func TestSnapshotTransferCutIsRetried(t *testing.T) {
 	}
 	if st.Stats.SnapshotsRecv == 0 {
 		t.Fatalf("replica %d caught up without a snapshot: %+v", id, st.Stats)
+	}
+}
+
+// A replica whose stored snapshot is corrupt stops when it would send it,
+// naming the snapshot, instead of sending it: the receiver would abort it
+// on its checksum and ask again for ever while the sender went on leading
+// (S18, bit rot). The cell goes on without it and the lagging follower
+// catches up from the new leader's snapshot.
+func TestCorruptSnapshotStopsSender(t *testing.T) {
+	c := newCell(t, cellOpts{tune: snapTuning})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lead := c.leader(1, 10*time.Second)
+	if _, err := lead.Propose(ctx, 1, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	victim := followerOf(c, lead)
+	c.mem.Isolate(victim.ID())
+	acked := c.proposeMany(ctx, 1, strings.Repeat("x", 200), 1, 100)
+	// Wait until the leader's snapshot covers everything applied, so no
+	// new one replaces the file flipped below.
+	var st Status
+	waitFor(t, 30*time.Second, "the leader's last snapshot", func() bool {
+		s, err := lead.Status(ctx, 1)
+		st = s
+		return err == nil && s.Applied == s.Chosen && s.Applied-s.Snapshot < 20 && s.SnapshotBytes > 0
+	})
+	file := filepath.Join(c.cfgs[lead.ID()].DataDir, "snapshots", fmt.Sprintf("g%08x-%016x.snap", 1, st.Snapshot))
+	flipByte(t, file, st.SnapshotBytes/2)
+
+	c.mem.Heal()
+	select {
+	case <-lead.Done():
+	case <-ctx.Done():
+		t.Fatal("a replica with a corrupt snapshot went on sending it")
+	}
+	err := lead.Err()
+	if !errors.Is(err, ErrFatal) || !errors.Is(err, logdb.ErrCorrupt) {
+		t.Fatalf("Err() = %v; want ErrFatal wrapping logdb.ErrCorrupt", err)
+	}
+	if want := fmt.Sprintf("snapshot %d", st.Snapshot); !strings.Contains(err.Error(), want) {
+		t.Fatalf("Err() = %v; want it to name %q", err, want)
+	}
+	c.stop(lead.ID())
+	c.waitApplied(1, len(acked)+1, 30*time.Second)
+	c.checkContains(1, acked)
+	if err := victim.Err(); err != nil {
+		t.Fatalf("the lagging follower stopped: %v", err)
+	}
+}
+
+// flipByte inverts the byte at off in file, keeping its size.
+func flipByte(t *testing.T, file string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(file, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
 	}
 }
