@@ -23,6 +23,21 @@ func snapTuning(cfg *Config) {
 	cfg.SnapshotChunk = 1024
 }
 
+// cutFollowerOff starts a cell tuned by snapTuning, isolates a follower
+// (victim) and commits 100 commands of cmd behind its back, so that it
+// needs a snapshot once healed. acked is what was committed meanwhile.
+func cutFollowerOff(ctx context.Context, t *testing.T, cmd string) (c *cell, lead, victim *Replica, acked []string) {
+	t.Helper()
+	c = newCell(t, cellOpts{tune: snapTuning})
+	lead = c.leader(1, 10*time.Second)
+	if _, err := lead.Propose(ctx, 1, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	victim = followerOf(c, lead)
+	c.mem.Isolate(victim.ID())
+	return c, lead, victim, c.proposeMany(ctx, 1, cmd, 1, 100)
+}
+
 // A replica that cannot store a snapshot it receives stops with the cause
 // and the file named, as on any other failed write to its data dir, instead
 // of aborting and asking for the snapshot again for ever (S17, S18). The
@@ -30,16 +45,9 @@ func snapTuning(cfg *Config) {
 // a file while it is cut off, so creating the temporary file for the
 // snapshot fails with ENOTDIR.
 func TestSnapshotStoreFailureStopsReplica(t *testing.T) {
-	c := newCell(t, cellOpts{tune: snapTuning})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	lead := c.leader(1, 10*time.Second)
-	if _, err := lead.Propose(ctx, 1, []byte("first")); err != nil {
-		t.Fatal(err)
-	}
-	victim := followerOf(c, lead)
-	c.mem.Isolate(victim.ID())
-	c.proposeMany(ctx, 1, "a", 1, 100)
+	c, _, victim, _ := cutFollowerOff(ctx, t, "a")
 	snaps := filepath.Join(c.cfgs[victim.ID()].DataDir, "snapshots")
 	// Empty: the victim applied too little to take a snapshot of its own.
 	if err := os.Remove(snaps); err != nil {
@@ -168,16 +176,9 @@ func TestSnapshotTransferCutIsRetried(t *testing.T) {
 // (S18, bit rot). The cell goes on without it and the lagging follower
 // catches up from the new leader's snapshot.
 func TestCorruptSnapshotStopsSender(t *testing.T) {
-	c := newCell(t, cellOpts{tune: snapTuning})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	lead := c.leader(1, 10*time.Second)
-	if _, err := lead.Propose(ctx, 1, []byte("first")); err != nil {
-		t.Fatal(err)
-	}
-	victim := followerOf(c, lead)
-	c.mem.Isolate(victim.ID())
-	acked := c.proposeMany(ctx, 1, strings.Repeat("x", 200), 1, 100)
+	c, lead, victim, acked := cutFollowerOff(ctx, t, strings.Repeat("x", 200))
 	// Wait until the leader's snapshot covers everything applied, so no
 	// new one replaces the file flipped below.
 	var st Status
