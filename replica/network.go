@@ -61,6 +61,12 @@ func (n TCPNetwork) Join(cfg Config, h Handler) (Link, error) {
 	// Members change: a replica must take connections from members it
 	// does not know yet (docs/membership.md §5).
 	tc.AcceptUnknown = true
+	// A replica rebuilt from an empty disk knows only the configured
+	// members' addresses, and those may all have been removed since: the
+	// current members dial it back if they know its address. Twice the
+	// longest backoff, so a lower id that knows the higher's address has
+	// redialed by then (docs/operations.md, "Changing the members").
+	tc.DialBackAfter = 2 * tc.MaxBackoff
 	tc.Cell, tc.OnCell = cfg.cell, cfg.onCell
 	if cfg.Logger != nil {
 		tc.Logger = cfg.Logger.With("component", "transport")

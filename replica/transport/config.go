@@ -29,8 +29,9 @@ type Config struct {
 	// port 0 picks a free port (see Transport.Addr).
 	Listen string
 	// Peers maps every replica id of the cell to its address. An entry for
-	// ID itself is ignored. Only the addresses of peers with a higher id
-	// than ID are used (the lower id dials); the others may be empty.
+	// ID itself is ignored. The lower id of a pair dials the higher, so
+	// the addresses of peers with a lower id than ID are used only to dial
+	// back (DialBackAfter) and may be empty.
 	// All replicas must list the same set of ids: the handshake compares a
 	// hash of it (unless AcceptUnknown). SetPeer and RemovePeer change the
 	// set later.
@@ -55,6 +56,16 @@ type Config struct {
 	// while Cell was 0 (from a handshake goroutine; it may block briefly,
 	// e.g. to record it on disk).
 	OnCell func(cell uint64)
+	// DialBackAfter, if positive, makes this replica also dial a peer with
+	// a lower id, when it knows its address, once it has been without a
+	// connection to it for this long; and take such a dial from a peer
+	// with a higher id. The lower id dials by rule, but it cannot when it
+	// does not know the higher one's address: a replica rebuilt from an
+	// empty disk whose configuration names only members removed since
+	// (docs/operations.md). A connection the lower id dialed always wins
+	// over one dialed back, so a pair still settles on one connection.
+	// 0 (the default): only the lower id dials.
+	DialBackAfter time.Duration
 	// MaxFrame is the largest frame body, in bytes, this replica sends or
 	// accepts. A payload may be up to MaxFrame-EnvelopeOverhead bytes. All
 	// replicas should use the same value. Default 16 MiB.
@@ -147,6 +158,9 @@ func (c Config) Validate() error {
 	}
 	if c.KeepAlive <= 0 {
 		bad("KeepAlive %v must be positive", c.KeepAlive)
+	}
+	if c.DialBackAfter < 0 {
+		bad("DialBackAfter %v must not be negative", c.DialBackAfter)
 	}
 	if c.TLS != nil {
 		errs = append(errs, CheckTLS(c.TLS))

@@ -37,6 +37,7 @@ func TestConfigValidate(t *testing.T) {
 		{"backoff zero", func(c *Config) { c.MinBackoff = 0 }, "backoff"},
 		{"backoff inverted", func(c *Config) { c.MaxBackoff = c.MinBackoff / 2 }, "backoff"},
 		{"keepalive zero", func(c *Config) { c.KeepAlive = 0 }, "KeepAlive"},
+		{"dial back negative", func(c *Config) { c.DialBackAfter = -time.Second }, "DialBackAfter"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

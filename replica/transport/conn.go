@@ -26,12 +26,20 @@ const (
 	maxPendingHandshakes = 64
 )
 
-// dialLoop owns the connection to a peer with a higher id: dial, handshake,
-// serve until the connection ends, wait a backoff, and again, until Close.
+// dialLoop owns the connection this replica dials to a peer: dial,
+// handshake, serve until the connection ends, wait a backoff, and again,
+// until Close. To a peer with a higher id it dials whenever it has no
+// connection this loop made; to a lower one (Config.DialBackAfter) only
+// once the peer has been without any connection for DialBackAfter, since
+// the lower id dials by rule and its connection is preferred.
 func (t *Transport) dialLoop(p *peer) {
 	bo := newBackoff(t.cfg.MinBackoff, t.cfg.MaxBackoff, rand.New(rand.NewPCG(t.cfg.ID, p.id)))
+	back := !p.dials
 	failures := 0
 	for {
+		if back && !p.waitIdle(t.cfg.DialBackAfter, t.done) {
+			return
+		}
 		s, err := t.dial(p)
 		switch {
 		case t.closing() || p.removed():
@@ -46,12 +54,12 @@ func (t *Transport) dialLoop(p *peer) {
 				level = t.log.Warn
 			}
 			level("cannot connect to peer; retrying with backoff", "peer", p.id, "addr", p.address(),
-				"attempt", failures, "err", err)
+				"attempt", failures, "back", back, "err", err)
 		default:
-			t.log.Info("connected to peer", "peer", p.id, "addr", p.address(), "attempts", failures+1)
+			t.log.Info("connected to peer", "peer", p.id, "addr", p.address(), "attempts", failures+1, "back", back)
 			failures = 0
 			start := time.Now()
-			t.serveSession(p, s)
+			t.serveSession(p, s, back)
 			// A connection that lasted starts the backoff afresh; one that
 			// died at once (the peer keeps closing it) keeps it growing.
 			if time.Since(start) >= t.cfg.MaxBackoff {
@@ -200,8 +208,9 @@ func (t *Transport) serveConn(raw net.Conn) {
 		conn.Close()
 		return
 	}
-	t.log.Info("peer connected", "peer", p.id, "remote", conn.RemoteAddr().String())
-	t.serveSession(p, s)
+	back := p.id > t.cfg.ID // it dialed back (Config.DialBackAfter)
+	t.log.Info("peer connected", "peer", p.id, "remote", conn.RemoteAddr().String(), "back", back)
+	t.serveSession(p, s, back)
 }
 
 // greetAsListener reads and checks the hello and answers it. A refused hello
@@ -235,10 +244,14 @@ func (t *Transport) greetAsListener(conn net.Conn) (*peer, error) {
 }
 
 // serveSession makes s the peer's connection and accepts the peer's streams,
-// one reader goroutine each, until s closes.
-func (t *Transport) serveSession(p *peer, s *yamux.Session) {
-	replaced, ok := p.attach(s, t.done)
-	if !ok {
+// one reader goroutine each, until s closes. back says the higher id of
+// the pair dialed s (peer.attach).
+func (t *Transport) serveSession(p *peer, s *yamux.Session, back bool) {
+	replaced, err := p.attach(s, back, t.done)
+	if errors.Is(err, errPreferred) {
+		t.log.Info("connection dialed back closed: the peer's own is up", "peer", p.id)
+	}
+	if err != nil {
 		return
 	}
 	if replaced {

@@ -2,10 +2,12 @@ package transport
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"maps"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/yamux"
 )
@@ -18,14 +20,16 @@ const writeBufSize = 64 << 10
 type peer struct {
 	id    uint64
 	addr  atomic.Pointer[string] // where to dial it; "" unknown (SetPeer changes it)
-	dials bool                   // this replica dials the peer (the peer's id is higher)
+	dials bool                   // this replica dials the peer (the peer's id is higher); else it may dial back
 	gone  chan struct{}          // closed by RemovePeer: every goroutine for it returns
 
 	dialing bool // its dial loop runs (under Transport.mu)
 
-	mu      sync.Mutex
-	sess    *yamux.Session // the live connection, or nil
-	changed chan struct{}  // closed and replaced whenever sess changes
+	mu        sync.Mutex
+	sess      *yamux.Session // the live connection, or nil
+	sessBack  bool           // sess was dialed back: by the higher id of the pair
+	idleSince time.Time      // when sess last became nil (or the peer was added)
+	changed   chan struct{}  // closed and replaced whenever sess changes
 
 	// lanes maps group to lane. Send reads it without locking; a new lane
 	// replaces the whole map (copy on write) under Transport.mu, which is
@@ -39,7 +43,7 @@ type peer struct {
 }
 
 func newPeer(id uint64, addr string, dials bool) *peer {
-	p := &peer{id: id, dials: dials, gone: make(chan struct{}), changed: make(chan struct{})}
+	p := &peer{id: id, dials: dials, gone: make(chan struct{}), changed: make(chan struct{}), idleSince: time.Now()}
 	p.addr.Store(&addr)
 	p.lanes.Store(new(map[uint32]*lane))
 	return p
@@ -64,25 +68,40 @@ func (p *peer) session() *yamux.Session {
 	return p.sess
 }
 
-// attach makes s the peer's connection, closing the one it replaces. It
-// fails, closing s, once the Transport is closing or the peer was removed:
-// Close and RemovePeer close whatever session they find after closing done
-// or gone, so none is left open.
-func (p *peer) attach(s *yamux.Session, done <-chan struct{}) (replaced bool, ok bool) {
+// Why attach refuses a session.
+var (
+	errStopping  = errors.New("transport closing or peer removed")
+	errPreferred = errors.New("the connection the lower id dialed is preferred")
+)
+
+// attach makes s the peer's connection, closing the one it replaces. back
+// says that s was dialed back, by the higher id of the pair
+// (Config.DialBackAfter). A connection dialed back never replaces a live
+// one that the lower id dialed: both ends prefer the latter, so a pair
+// that dialed each other at once keeps the same one connection on both
+// ends (errPreferred). attach also fails once the Transport is closing or
+// the peer was removed (errStopping): Close and RemovePeer close whatever
+// session they find after closing done or gone, so none is left open. A
+// failed attach closes s.
+func (p *peer) attach(s *yamux.Session, back bool, done <-chan struct{}) (replaced bool, err error) {
 	p.mu.Lock()
 	select {
 	case <-done:
-		p.mu.Unlock()
-		s.Close()
-		return false, false
+		err = errStopping
 	case <-p.gone:
+		err = errStopping
+	default:
+		if back && p.sess != nil && !p.sessBack && !p.sess.IsClosed() {
+			err = errPreferred
+		}
+	}
+	if err != nil {
 		p.mu.Unlock()
 		s.Close()
-		return false, false
-	default:
+		return false, err
 	}
 	old := p.sess
-	p.sess = s
+	p.sess, p.sessBack = s, back
 	close(p.changed)
 	p.changed = make(chan struct{})
 	p.mu.Unlock()
@@ -90,7 +109,7 @@ func (p *peer) attach(s *yamux.Session, done <-chan struct{}) (replaced bool, ok
 	if old != nil {
 		old.Close()
 	}
-	return old != nil, true
+	return old != nil, nil
 }
 
 // detach forgets s if it is still the peer's connection.
@@ -99,8 +118,38 @@ func (p *peer) detach(s *yamux.Session) {
 	defer p.mu.Unlock()
 	if p.sess == s {
 		p.sess = nil
+		p.idleSince = time.Now()
 		close(p.changed)
 		p.changed = make(chan struct{})
+	}
+}
+
+// waitIdle waits until the peer has been without a connection for d; false
+// when done closes first or the peer is removed.
+func (p *peer) waitIdle(d time.Duration, done <-chan struct{}) bool {
+	for {
+		p.mu.Lock()
+		s, changed, since := p.sess, p.changed, p.idleSince
+		p.mu.Unlock()
+		left := d - time.Since(since)
+		if s == nil && left <= 0 {
+			return true
+		}
+		if s != nil {
+			left = d // connected: wait for a change (the timer only bounds the wait)
+		}
+		tm := time.NewTimer(left)
+		select {
+		case <-changed:
+		case <-tm.C:
+		case <-done:
+			tm.Stop()
+			return false
+		case <-p.gone:
+			tm.Stop()
+			return false
+		}
+		tm.Stop()
 	}
 }
 

@@ -59,8 +59,9 @@ type Transport struct {
 }
 
 // New validates cfg, listens on cfg.Listen, starts dialing the peers with a
-// higher id than cfg.ID, and delivers arriving messages to h. The returned
-// Transport runs until Close.
+// higher id than cfg.ID (and, with Config.DialBackAfter, dialing back the
+// lower ones), and delivers arriving messages to h. The returned Transport
+// runs until Close.
 func New(cfg Config, h Handler) (*Transport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -109,10 +110,11 @@ func New(cfg Config, h Handler) (*Transport, error) {
 	return t, nil
 }
 
-// maybeDialLocked starts p's dial loop if this replica dials it, its
-// address is known and no loop runs yet. t.mu is held.
+// maybeDialLocked starts p's dial loop if this replica dials it (or may
+// dial it back: Config.DialBackAfter), its address is known and no loop
+// runs yet. t.mu is held.
 func (t *Transport) maybeDialLocked(p *peer) {
-	if t.closed || !p.dials || p.dialing || p.address() == "" {
+	if t.closed || p.dialing || p.address() == "" || !p.dials && t.cfg.DialBackAfter <= 0 {
 		return
 	}
 	p.dialing = true
@@ -179,7 +181,8 @@ func (t *Transport) RemovePeer(id uint64) {
 
 // knownPeer returns the peer a hello from id is for: a configured or added
 // peer, or (Config.AcceptUnknown) a new one added for it, without an
-// address (it dials us: its id is lower). nil if id is refused.
+// address (SetPeer gives it one, and then this replica dials it if its id
+// is higher). nil if id is refused.
 func (t *Transport) knownPeer(id uint64) *peer {
 	if p := (*t.peers.Load())[id]; p != nil {
 		return p
