@@ -101,9 +101,12 @@ type Config struct {
 
 	// Set by Start on the copy it passes to Network.Join, not by callers:
 	// the cell id from the cell record (0: not known yet) and where to
-	// report one learned from a peer (transport.Config.Cell, OnCell).
-	cell   uint64
-	onCell func(uint64)
+	// report one learned from a peer (transport.Config.Cell, OnCell); and
+	// whether to dial back lower ids, whose configurations may not name
+	// this replica (Replica.dialsBack).
+	cell     uint64
+	onCell   func(uint64)
+	dialBack bool
 }
 
 // RoleChange is what OnRoleChange reports.

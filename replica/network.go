@@ -61,12 +61,11 @@ func (n TCPNetwork) Join(cfg Config, h Handler) (Link, error) {
 	// Members change: a replica must take connections from members it
 	// does not know yet (docs/membership.md §5).
 	tc.AcceptUnknown = true
-	// A replica rebuilt from an empty disk knows only the configured
-	// members' addresses, and those may all have been removed since: the
-	// current members dial it back if they know its address. Twice the
-	// longest backoff, so a lower id that knows the higher's address has
-	// redialed by then (docs/operations.md, "Changing the members").
-	tc.DialBackAfter = 2 * tc.MaxBackoff
+	if cfg.dialBack {
+		// Twice the longest backoff: a lower id that knows this
+		// replica's address has redialed by then.
+		tc.DialBackAfter = 2 * tc.MaxBackoff
+	}
 	tc.Cell, tc.OnCell = cfg.cell, cfg.onCell
 	if cfg.Logger != nil {
 		tc.Logger = cfg.Logger.With("component", "transport")
@@ -79,6 +78,37 @@ func (n TCPNetwork) Join(cfg Config, h Handler) (Link, error) {
 		return nil, fmt.Errorf("replica: start transport: %w", err)
 	}
 	return tcpLink{t}, nil
+}
+
+// dialsBack reports whether this replica dials back the lower ids
+// (transport.Config.DialBackAfter): whether its peer address may be known
+// only from the replicated member set, not from the founders'
+// configurations. Between two replicas the lower id dials, knowing the
+// higher one's address from its configuration or its member set; but one
+// rebuilt from an empty disk knows only its configuration, and that may
+// name only founders removed since (docs/operations.md, "Changing the
+// members"). So a replica that joined the cell, or was moved (its
+// MemberAddrs name its peer address), dials back a lower id that has not
+// connected for a while, if it knows its address. A founder does not:
+// every founder's configuration names it, and the fault tests' link
+// proxies, one per pair for the lower id to dial, stay the only path
+// between founders (docs/testing.md).
+func (r *Replica) dialsBack() bool {
+	if r.cell.Join {
+		return true
+	}
+	for _, id := range r.groupIDs {
+		m := r.groups[id].members.Load()
+		if m == nil {
+			continue
+		}
+		if x, ok := m.Member(r.cfg.ID); ok && len(x.Meta) > 0 {
+			if a, err := DecodeMemberAddrs(x.Meta); err == nil && a.Peer != "" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 type tcpLink struct{ t *transport.Transport }

@@ -20,8 +20,8 @@ func TestAnotherCellIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the other cell's hello refused", func() bool { return a.Stats().Rejected > 0 })
-	logContains(t, a, "replica 1 belongs to another cell (cell id 000000000000000b, ours 000000000000000a)")
-	logContains(t, b, "belongs to another cell")
+	waitLogged(t, a, "replica 1 belongs to another cell (cell id 000000000000000b, ours 000000000000000a)")
+	waitLogged(t, b, "belongs to another cell")
 	select {
 	case m := <-a.inbox:
 		t.Fatalf("a message crossed between cells: %+v", m)

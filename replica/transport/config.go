@@ -41,7 +41,9 @@ type Config struct {
 	// without an address. The cell hash is then not compared. A cell whose
 	// members change needs it: a replica that lags behind does not know
 	// the members added since and must still hear from them
-	// (docs/membership.md §5); peer TLS is what keeps strangers out.
+	// (docs/membership.md §5); peer TLS is what keeps strangers out. It
+	// also takes a dial-back from a higher id (DialBackAfter): a member
+	// added later may dial back a lower id that does not know its address.
 	AcceptUnknown bool
 	// Cell is the cell's identity (replica's cell record): every hello and
 	// its answer carry it, and a replica that presents another one is
@@ -59,12 +61,12 @@ type Config struct {
 	// DialBackAfter, if positive, makes this replica also dial a peer with
 	// a lower id, when it knows its address, once it has been without a
 	// connection to it for this long; and take such a dial from a peer
-	// with a higher id. The lower id dials by rule, but it cannot when it
-	// does not know the higher one's address: a replica rebuilt from an
-	// empty disk whose configuration names only members removed since
-	// (docs/operations.md). A connection the lower id dialed always wins
-	// over one dialed back, so a pair still settles on one connection.
-	// 0 (the default): only the lower id dials.
+	// with a higher id (as AcceptUnknown does). The lower id dials by
+	// rule, but it cannot when it does not know the higher one's address:
+	// a replica rebuilt from an empty disk whose configuration names only
+	// members removed since (docs/operations.md). A connection the lower
+	// id dialed always wins over one dialed back, so a pair still settles
+	// on one connection. 0 (the default): only the lower id dials.
 	DialBackAfter time.Duration
 	// MaxFrame is the largest frame body, in bytes, this replica sends or
 	// accepts. A payload may be up to MaxFrame-EnvelopeOverhead bytes. All

@@ -192,8 +192,9 @@ func checkHello(cfg Config, cell uint64, h hello) error {
 // checkHelloFrom is checkHello with known saying whether h.From is a peer
 // now. With Config.AcceptUnknown the cell hash is not compared: the
 // replicas of a cell whose members change list different peers while a
-// change spreads. A hello from a higher id is a dial-back, taken only with
-// Config.DialBackAfter.
+// change spreads. A hello from a higher id is a dial-back
+// (Config.DialBackAfter), taken only in such a cell or by a replica that
+// dials back itself.
 func checkHelloFrom(cfg Config, cell uint64, h hello, known bool) error {
 	if !known || h.From == cfg.ID {
 		return fmt.Errorf("%w: replica %d is not a peer of replica %d", ErrUnknownPeer, h.From, cfg.ID)
@@ -202,7 +203,7 @@ func checkHelloFrom(cfg Config, cell uint64, h hello, known bool) error {
 		return fmt.Errorf("%w: replica %d meant to reach replica %d but reached %d (check peer addresses)",
 			ErrHandshake, h.From, h.To, cfg.ID)
 	}
-	if h.From > cfg.ID && cfg.DialBackAfter <= 0 {
+	if h.From > cfg.ID && !cfg.AcceptUnknown && cfg.DialBackAfter <= 0 {
 		return fmt.Errorf("%w: replica %d dialed replica %d, but only the lower id dials",
 			ErrHandshake, h.From, cfg.ID)
 	}

@@ -163,6 +163,15 @@ func logContains(t *testing.T, n *node, texts ...string) {
 	}
 }
 
+// waitLogged waits until n's log contains text: a refusal is counted
+// before it is logged, on both sides of a handshake.
+func waitLogged(t *testing.T, n *node, text string) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("replica %d to log %q", n.id, text), func() bool {
+		return strings.Contains(n.log.String(), text)
+	})
+}
+
 // unusedAddr returns a loopback address nobody listens on (it was free a
 // moment ago).
 func unusedAddr(t *testing.T) string {

@@ -57,5 +57,5 @@ func TestAcceptUnknownAndRemovePeer(t *testing.T) {
 	strict := startNode(t, cfgStrict)
 	low.SetPeer(7, strict.Addr().String())
 	waitFor(t, "a hello from an unknown id refused without AcceptUnknown", func() bool { return strict.Stats().Rejected > 0 })
-	logContains(t, strict, "replica 2 is not a peer")
+	waitLogged(t, strict, "replica 2 is not a peer")
 }
