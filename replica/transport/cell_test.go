@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -8,27 +9,40 @@ import (
 
 // Replicas of two cells that share ids keep apart: a hello (or its
 // answer) naming another cell id is refused on both sides, and nothing is
-// delivered.
+// delivered; a dial-back (Config.DialBackAfter) alike.
 func TestAnotherCellIsRefused(t *testing.T) {
-	cfgA := testConfig(2, map[uint64]string{})
-	cfgA.AcceptUnknown, cfgA.Cell = true, 0xa
-	a := startNode(t, cfgA)
-	cfgB := testConfig(1, map[uint64]string{2: a.Addr().String()})
-	cfgB.AcceptUnknown, cfgB.Cell = true, 0xb
-	b := startNode(t, cfgB)
-	if err := b.Send(2, 1, []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the other cell's hello refused", func() bool { return a.Stats().Rejected > 0 })
-	waitLogged(t, a, "replica 1 belongs to another cell (cell id 000000000000000b, ours 000000000000000a)")
-	waitLogged(t, b, "belongs to another cell")
-	select {
-	case m := <-a.inbox:
-		t.Fatalf("a message crossed between cells: %+v", m)
-	case <-time.After(100 * time.Millisecond):
-	}
-	if _, ok := a.Stats().Peers[1]; ok {
-		t.Fatalf("the refused replica was added as a peer")
+	for _, back := range []bool{false, true} {
+		t.Run(fmt.Sprintf("dialed back %v", back), func(t *testing.T) {
+			// The listener is of cell a; the dialer, of cell b, knows its
+			// address.
+			lid, did := uint64(2), uint64(1)
+			if back {
+				lid, did = 1, 2
+			}
+			cfgL := testConfig(lid, map[uint64]string{})
+			cfgL.AcceptUnknown, cfgL.Cell = true, 0xa
+			l := startNode(t, cfgL)
+			cfgD := testConfig(did, map[uint64]string{lid: l.Addr().String()})
+			cfgD.AcceptUnknown, cfgD.Cell = true, 0xb
+			if back {
+				cfgD.DialBackAfter = time.Nanosecond
+			}
+			d := startNode(t, cfgD)
+			if err := d.Send(lid, 1, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the other cell's hello refused", func() bool { return l.Stats().Rejected > 0 })
+			waitLogged(t, l, fmt.Sprintf("replica %d belongs to another cell (cell id 000000000000000b, ours 000000000000000a)", did))
+			waitLogged(t, d, "belongs to another cell")
+			select {
+			case m := <-l.inbox:
+				t.Fatalf("a message crossed between cells: %+v", m)
+			case <-time.After(100 * time.Millisecond):
+			}
+			if _, ok := l.Stats().Peers[did]; ok {
+				t.Fatalf("the refused replica was added as a peer")
+			}
+		})
 	}
 }
 

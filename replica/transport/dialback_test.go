@@ -104,26 +104,6 @@ func TestDialBackYieldsToTheLowerIDsConnection(t *testing.T) {
 	}
 }
 
-// A dial-back presents the cell id like any dial: a replica of another
-// cell that shares ids is refused.
-func TestDialBackToAnotherCellIsRefused(t *testing.T) {
-	cfgLow := testConfig(1, map[uint64]string{})
-	cfgLow.Cell = 0xb
-	low := startNode(t, dialBack(cfgLow, 0))
-	cfgHigh := testConfig(2, map[uint64]string{1: low.Addr().String()})
-	cfgHigh.Cell = 0xa
-	high := startNode(t, dialBack(cfgHigh, time.Nanosecond))
-	high.Send(1, 1, []byte("x"))
-	waitFor(t, "the other cell's dial-back refused", func() bool { return low.Stats().Rejected > 0 })
-	waitLogged(t, low, "replica 2 belongs to another cell (cell id 000000000000000a, ours 000000000000000b)")
-	waitLogged(t, high, "belongs to another cell")
-	select {
-	case m := <-low.inbox:
-		t.Fatalf("a message crossed between cells: %+v", m)
-	case <-time.After(100 * time.Millisecond):
-	}
-}
-
 // pipeSession returns one end of a yamux session over an in-memory pipe.
 func pipeSession(t *testing.T) *yamux.Session {
 	t.Helper()
