@@ -37,9 +37,13 @@ type applier struct {
 	// members is the member set as of applied (docs/membership.md §2):
 	// hasMembers is false only on a joiner that has not received one yet;
 	// snapMembers says the stored snapshot restored last carried it.
+	// replayTo is the end of the chosen log recovered at start, whose
+	// member set newGroup published: the sets of the instances through it
+	// (the replay) are older, and are not published.
 	members     paxos.Members
 	hasMembers  bool
 	snapMembers bool
+	replayTo    uint64
 
 	appliedPub atomic.Uint64 // applied, for other goroutines
 
@@ -345,7 +349,7 @@ func (a *applier) restoreReceived(instance uint64) error {
 	if a.snapMembers {
 		m = new(a.members.Clone())
 	}
-	a.publishMembers()
+	a.publishMembers(s)
 	g.event(func() {
 		var err error
 		if m != nil {
@@ -383,14 +387,15 @@ func (a *applier) applyMembers(e *paxos.Entry) {
 	if changed {
 		a.g.log.Info("member set", "instance", e.Instance, "epoch", m.Epoch, "voters", m.Voters(),
 			"members", len(m.Members), "pending", m.Pending != nil)
-		a.publishMembers()
+		a.publishMembers(e.Instance)
 	}
 }
 
-// publishMembers publishes the member set and has the replica bring its
-// peers up to date.
-func (a *applier) publishMembers() {
-	if !a.hasMembers {
+// publishMembers publishes the member set, as of instance at, and has the
+// replica bring its peers up to date; not during the replay of the
+// recovered log, whose end's set is published already.
+func (a *applier) publishMembers(at uint64) {
+	if !a.hasMembers || at <= a.replayTo {
 		return
 	}
 	a.g.members.Store(new(a.members.Clone()))

@@ -191,7 +191,8 @@ type group struct {
 	nChanges atomic.Int32             // len(changes), read by the applier without the lock
 
 	// members is the member set as of the applied instance, published by
-	// the apply goroutine (nil while a joiner has none).
+	// the apply goroutine (nil while a joiner has none); while the log
+	// recovered at start is replayed, as of its end (newGroup).
 	members     atomic.Pointer[paxos.Members]
 	removed     bool          // loop: the core reported this replica removed (Ready.Removed)
 	lastEffect  atomic.Uint64 // applier: the instance where the last voter change took effect
@@ -266,9 +267,6 @@ func newGroup(r *Replica, id uint32, sm StateMachine) (*group, error) {
 		// The bootstrap set, as the core takes it from Config.Peers.
 		g.applier.members, g.applier.hasMembers = paxos.Bootstrap(r.cell.founders(), r.cfg.Alpha), true
 	}
-	if g.applier.hasMembers {
-		g.members.Store(new(g.applier.members.Clone()))
-	}
 	ps := paxos.State{
 		Promised: st.Promised,
 		Chosen:   st.Chosen,
@@ -283,6 +281,21 @@ func newGroup(r *Replica, id uint32, sm StateMachine) (*group, error) {
 		return nil, err
 	}
 	g.node = node
+	if g.applier.hasMembers {
+		// Publish the member set as of the end of the recovered chosen
+		// log, not the snapshot's: the core has applied every chosen
+		// change above the snapshot, in instance order, as the applier
+		// will when it replays the log. The snapshot's set is older by
+		// every change chosen since it was taken (up to SnapshotEvery
+		// instances), and a replica that started its network with it
+		// dialled members removed since, at addresses nobody kept any
+		// more (Start failed), and left out members added since, until
+		// the replay came by. The replay publishes nothing up to here
+		// (applier.replayTo), so the set never goes back.
+		m := node.Members()
+		g.members.Store(&m)
+		g.applier.replayTo = max(node.Status().Commit, 1) - 1
+	}
 	g.log.Info("group recovered", "promised", ps.Promised, "chosen", ps.Chosen,
 		"snapshot", ps.Snapshot, "entries", len(ps.Entries))
 	return g, nil

@@ -174,7 +174,9 @@ func (r *Replica) ChangeMembers(ctx context.Context, group uint32, c paxos.Membe
 }
 
 // Members returns group's member set as of the last instance applied on
-// this replica (ErrNoMembers while a joiner has none yet).
+// this replica (ErrNoMembers while a joiner has none yet). A restarted
+// replica returns, from New on, the set as of the end of the chosen log it
+// recovered, which its state machine replays after Start.
 func (r *Replica) Members(group uint32) (paxos.Members, error) {
 	g := r.groups[group]
 	if g == nil {
