@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -111,13 +112,7 @@ func TestRestartRecoversMemberSetOfLog(t *testing.T) {
 				t.Errorf("after New the core's member set is %+v; want %+v", core, want)
 			}
 			v := r.view()
-			ids := slices.Sorted(func(yield func(uint64) bool) {
-				for id := range v.addrs {
-					if !yield(id) {
-						return
-					}
-				}
-			})
+			ids := slices.Sorted(maps.Keys(v.addrs))
 			var wantIDs []uint64
 			for _, x := range want.Members {
 				wantIDs = append(wantIDs, x.ID)
