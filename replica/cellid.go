@@ -38,6 +38,13 @@ const CellFile = "cell.json"
 // bootstrap set: its member set comes from a snapshot); and Changed, Members
 // is the replicated member set as last applied here, not a configuration,
 // so a configuration that lists other members is only a list of seeds.
+// Rebuilt: the data dir was first used by a replica rebuilding lost state
+// (Config.RebuildEmpty on an empty data dir). Its configuration may name
+// the members it was given as seeds rather than the founders (a replica
+// that joined and then lost its disk is restarted without Join), so, like
+// a joiner, it has no bootstrap set and learns the member set from a
+// peer's snapshot; it is not a joiner otherwise (it does not dial back,
+// network.go).
 //
 // Cell is the cell's identity, 16 hex digits, which the peer transport
 // compares in every handshake (transport.Config.Cell). The founding
@@ -56,6 +63,7 @@ type cellRecord struct {
 	Members  []cellMember `json:"members"`            // by ascending id
 	Founders []uint64     `json:"founders,omitempty"` // ascending
 	Join     bool         `json:"join,omitempty"`
+	Rebuilt  bool         `json:"rebuilt,omitempty"`
 	Changed  bool         `json:"changed,omitempty"`
 }
 
@@ -149,8 +157,8 @@ func checkCell(cfg Config, db *logdb.DB, log *slog.Logger) (cellRecord, error) {
 			return cellRecord{}, err
 		} else if !empty {
 			want.Join, want.Founders = false, nil // an older data dir: its founders are its members
-		} else if drawsCellID(cfg) {
-			want.Cell = newCellID()
+		} else {
+			want = firstRecord(cfg, want)
 		}
 		return want, writeCellRecord(path, want)
 	}
@@ -181,12 +189,11 @@ func checkCell(cfg Config, db *logdb.DB, log *slog.Logger) (cellRecord, error) {
 	}
 	switch {
 	case empty:
-		log.Info("the data dir holds no state: recording this configuration's members", "was", got.ids(), "now", want.ids(), "join", want.Join)
-		if drawsCellID(cfg) {
-			want.Cell = newCellID()
-		}
+		want = firstRecord(cfg, want)
+		log.Info("the data dir holds no state: recording this configuration's members", "was", got.ids(), "now", want.ids(),
+			"join", want.Join, "rebuilt", want.Rebuilt)
 		return want, writeCellRecord(path, want)
-	case got.Changed || got.Join:
+	case got.Changed || got.Join || got.Rebuilt:
 		return got, nil // the replicated member set wins (New warns)
 	case sameIDs:
 		return got, nil // Join given again to a replica that joined long ago
@@ -194,6 +201,20 @@ func checkCell(cfg Config, db *logdb.DB, log *slog.Logger) (cellRecord, error) {
 	return cellRecord{}, fmt.Errorf("%w: %s was made by a cell of members %v, and this configuration names members %v "+
 		"(check the configuration and the data dir; if the cell's membership really changed, delete %s)",
 		ErrOtherCell, cfg.DataDir, got.ids(), want.ids(), path)
+}
+
+// firstRecord completes the record want of cfg for a data dir that holds
+// no state: the lowest founder of a new cell draws the cell id, and a
+// replica that rebuilds lost state records that it does not know the
+// founders (Rebuilt).
+func firstRecord(cfg Config, want cellRecord) cellRecord {
+	switch {
+	case drawsCellID(cfg):
+		want.Cell = newCellID()
+	case cfg.RebuildEmpty && !cfg.Join:
+		want.Rebuilt, want.Founders = true, nil
+	}
+	return want
 }
 
 // learnCell records the cell id the transport learned from a peer

@@ -133,10 +133,11 @@ func New(cfg Config, sms map[uint32]StateMachine, net Network) (*Replica, error)
 	return r, nil
 }
 
-// joining reports whether the cores start as joiners (Config.Join, and
-// the data dir was first used so): without a member set until a snapshot
-// brings one.
-func (r *Replica) joining() bool { return r.cell.Join }
+// joining reports whether the cores start as joiners, without a member
+// set until a snapshot brings one: the data dir was first used by a
+// replica joining the cell (Config.Join) or rebuilding lost state
+// (Config.RebuildEmpty), which does not know the founders (cellRecord).
+func (r *Replica) joining() bool { return r.cell.Join || r.cell.Rebuilt }
 
 // cellPath is the cell record's path.
 func (r *Replica) cellPath() string { return filepath.Join(r.cfg.DataDir, CellFile) }
