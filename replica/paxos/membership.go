@@ -285,9 +285,10 @@ func (n *Node) acked() uint64 {
 }
 
 // rebuildingRecently reports whether the replica at position i answered a
-// heartbeat with Rebuild within an election timeout.
+// heartbeat with Rebuild within an election timeout (never, for i −1: an id
+// without a position was never heard from).
 func (n *Node) rebuildingRecently(i int) bool {
-	return n.rebuildAt[i] != 0 && n.now-n.rebuildAt[i] < uint64(n.cfg.ElectionTicks)
+	return i >= 0 && n.rebuildAt[i] != 0 && n.now-n.rebuildAt[i] < uint64(n.cfg.ElectionTicks)
 }
 
 // ProposeChange proposes the member change c at the next free instance and
@@ -324,6 +325,12 @@ func (n *Node) ProposeChange(c MemberChange) (uint64, error) {
 		if x, ok := latest.Member(c.ID); ok && c.Op == OpPromote && !x.Voter {
 			i := n.peerIndex(c.ID)
 			switch {
+			case i < 0:
+				// Known only from this leader's own proposals not yet
+				// chosen (its AddLearner and Bind re-proposed after a
+				// Phase 1): it has never been heard from, so it has not
+				// acknowledged this leader either.
+				return 0, fmt.Errorf("%w: learner %d not heard from", ErrNotCaughtUp, c.ID)
 			case n.rebuildingRecently(i):
 				return 0, fmt.Errorf("%w: learner %d is rebuilding", ErrChangePending, c.ID)
 			case n.peerAckAt[i] == 0 || n.now-n.peerAckAt[i] >= uint64(n.cfg.ElectionTicks) || n.peerCommit[i]+n.g() < n.commit:

@@ -240,3 +240,28 @@ func TestPhase1ReproposesMemberChangeAsMemberChange(t *testing.T) {
 		t.Fatalf("Accepts %+v; want instance 1 re-proposed as a member change", acc)
 	}
 }
+
+// Promote of a learner the leader knows only from its own proposals not yet
+// chosen (AddLearner and Bind in flight) is refused with ErrNotCaughtUp: the
+// learner has not acknowledged this leader. It has no position yet; before,
+// ProposeChange indexed position −1 and panicked (docs/membership.md §12,
+// n=5 seed 2109 on branch simrecfg).
+func TestPromoteOfALearnerStillBeingAddedIsNotCaughtUp(t *testing.T) {
+	m := Members{Alpha: 6, Members: []Member{{ID: 1, Voter: true}, {ID: 2, Voter: true}, {ID: 3, Voter: true}}}
+	n := leaderWith(t, &m)
+	for _, c := range []MemberChange{{Op: OpAddLearner, ID: 9}, {Op: OpBind, ID: 9, Nonce: 99}} {
+		if _, err := n.ProposeChange(c); err != nil {
+			t.Fatalf("ProposeChange(%v 9) = %v; want it proposed", c.Op, err)
+		}
+	}
+	ready(t, n)
+	if _, ok := n.latestMembers().Member(9); !ok || n.peerIndex(9) >= 0 {
+		t.Fatalf("learner 9: in the latest set %v, position %d; want a member without a position", ok, n.peerIndex(9))
+	}
+	if _, err := n.ProposeChange(MemberChange{Op: OpPromote, ID: 9}); !errors.Is(err, ErrNotCaughtUp) {
+		t.Fatalf("ProposeChange(Promote 9) = %v; want ErrNotCaughtUp", err)
+	}
+	if _, err := n.ProposeChange(MemberChange{Op: OpRemoveLearner, ID: 9}); err != nil {
+		t.Fatalf("ProposeChange(RemoveLearner 9) = %v; want it proposed", err)
+	}
+}

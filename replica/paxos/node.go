@@ -469,7 +469,9 @@ func (n *Node) alive(i int) bool {
 // canServe reports whether the peer at position i can send chosen values
 // this replica lacks: it is alive and last reported a higher first
 // unchosen instance.
-func (n *Node) canServe(i int) bool { return i != n.self && n.alive(i) && n.peerKnows[i] > n.commit }
+func (n *Node) canServe(i int) bool {
+	return i >= 0 && i != n.self && n.alive(i) && n.peerKnows[i] > n.commit
+}
 
 // catchUpSource picks the peer to ask again for the chosen instances this
 // replica lacks, when the last request brought nothing for a heartbeat: the
