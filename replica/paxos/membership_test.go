@@ -265,3 +265,83 @@ func TestPromoteOfALearnerStillBeingAddedIsNotCaughtUp(t *testing.T) {
 		t.Fatalf("ProposeChange(RemoveLearner 9) = %v; want it proposed", err)
 	}
 }
+
+// recordsBeyond returns the instances at or past commit+G where n holds a
+// record: R3 lets no acceptor hold one, a leader's own included.
+func recordsBeyond(n *Node) []uint64 {
+	var out []uint64
+	for j := n.commit + n.g(); j < n.base+uint64(len(n.log)); j++ {
+		if s := n.get(j); s != nil && s.has {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// R3 for a new leader's own no-op: a Phase 1 that re-proposes up to
+// p1from+G−1 leaves firstOwn at p1from+G, and the leader proposes it only
+// once p1from is chosen. Before, it wrote it at once, past the bound, and
+// each new Phase 1 from the same commit (a fence, a retake) put it one
+// further: with α 3 the third was at p1from+α, where the leader may not
+// even vote (docs/membership.md §12: no leader with α below about 12).
+func TestFirstOwnWaitsForRoomBelowTheFarAheadBound(t *testing.T) {
+	members := func() *Members {
+		return &Members{Alpha: 3, Members: []Member{{ID: 1, Voter: true}, {ID: 2, Voter: true}, {ID: 3, Voter: true}}}
+	}
+	n, err := New(testConfig(1, 3), State{Members: members()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 { // three Phase 1s from commit 1, nothing chosen in between
+		n.Campaign()
+		ready(t, n)
+		step(t, n, Message{Type: MsgPromise, From: 2, Ballot: n.ballot, Instance: n.p1from, Commit: 1,
+			Entries: []Entry{at(val("v"), 2, b(1, 2))}})
+		if n.role != Leader {
+			t.Fatalf("Phase 1 %d: role %v after 2's promise", round+1, n.role)
+		}
+		rd := ready(t, n)
+		if n.firstOwn != 3 || len(recordsBeyond(n)) != 0 {
+			t.Fatalf("Phase 1 %d from 1 (G 2): firstOwn %d, records at %v; want firstOwn 3 and no record at 3 or beyond",
+				round+1, n.firstOwn, recordsBeyond(n))
+		}
+		for _, a := range msgsOf(rd, MsgAccept) {
+			if last := a.Entries[len(a.Entries)-1].Instance; last != 2 {
+				t.Fatalf("Phase 1 %d: Accept to %d ends at %d; want the re-proposals 1..2 only", round+1, a.To, last)
+			}
+		}
+	}
+	// Replica 2, at the same commit, campaigns once 1 resigned: it gets
+	// 1's promise and must not give up on it (it did, on the record at 5).
+	n.Resign()
+	ready(t, n)
+	c, err := New(testConfig(2, 3), State{Members: members()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.observe(n.ballot)
+	c.Campaign()
+	// The Promise comes in parts (MaxMessageBytes 64): deliver the
+	// Prepares to 1 and its Promises back until 2 leads or gives up.
+	var got []Entry
+	for k := 0; k < 10 && c.role == Candidate; k++ {
+		for _, prep := range msgsOf(ready(t, c), MsgPrepare) {
+			if prep.To == 1 {
+				step(t, n, prep)
+			}
+		}
+		for _, prom := range msgsOf(ready(t, n), MsgPromise) {
+			got = append(got, prom.Entries...)
+			step(t, c, prom)
+		}
+	}
+	if c.role != Leader {
+		t.Fatalf("2 with 1's promise (records %s): role %v; want leader", fmtEntries(got), c.role)
+	}
+	// Once 1..2 are chosen the leader proposes its no-op at 3.
+	step(t, c, Message{Type: MsgAccepted, From: 1, Ballot: c.ballot, Instance: 1, Last: 2, Commit: 1})
+	ready(t, c)
+	if c.commit != 3 || c.next != 4 || c.get(3) == nil || !c.get(3).e.Noop || c.get(3).e.Ballot != c.ballot {
+		t.Fatalf("commit %d, next %d after 1..2 chosen; want the no-op firstOwn proposed at 3", c.commit, c.next)
+	}
+}

@@ -182,6 +182,7 @@ type Node struct {
 	// Leader.
 	next             uint64
 	firstOwn         uint64 // the no-op appended after Phase 1
+	ownWaits         bool   // firstOwn is not proposed yet: it would lie at or past commit+G (proposeOwn)
 	leaderAt         uint64 // tick this replica last became leader
 	heartbeatElapsed int
 	leaseRound       uint64
@@ -396,6 +397,7 @@ func (n *Node) advanceCommit() {
 		n.commit++
 		n.applyMembers(s.e) // the member set is as of commit-1
 	}
+	n.proposeOwn()
 }
 
 // Tick advances the core's clock by one tick.
@@ -748,14 +750,10 @@ func (n *Node) becomeLeader() {
 		n.accBuf = append(n.accBuf, e)
 		s.sentAt = n.now
 	}
-	own := Entry{Instance: n.firstOwn, Ballot: n.ballot, Noop: true}
-	n.record(n.slot(n.firstOwn), own)
-	n.accBuf = append(n.accBuf, own)
-	n.slot(n.firstOwn).sentAt = n.now
-	n.next = n.firstOwn + 1
+	n.next, n.ownWaits = n.firstOwn, true
 	clear(n.p1)
 	n.p1 = n.p1[:0]
-	n.advanceCommit()
+	n.advanceCommit() // proposes firstOwn if it lies below commit+G
 	clear(n.peerRound[:])
 	clear(n.peerCommit[:])
 	clear(n.peerAckAt[:])
@@ -767,6 +765,33 @@ func (n *Node) becomeLeader() {
 	if needCatchUp && n.p1ahead != 0 {
 		n.noteCommit(n.p1ahead, n.p1commit)
 	}
+}
+
+// proposeOwn proposes this leader's no-op firstOwn, one past everything its
+// Phase 1 re-proposed, once it lies below commit+G: the bound R3 sets every
+// acceptor, this leader's own included. Phase 1 re-proposes up to
+// p1from+G−1 (a record further makes the candidate give up), so firstOwn
+// may be p1from+G, and waits until p1from is chosen. Before, the leader
+// wrote it at once: its own acceptor held a record past the bound, every
+// candidate at the same commit that got its promise gave up (beyondPhase1),
+// and where the holder could not campaign (its removal pending, R7) nobody
+// led; each new Phase 1 from the same commit (a fence) put firstOwn one
+// further, as the last one was re-proposed below it, past p1from+α−1
+// where the leader may not even vote (no leader with α below about 12,
+// docs/membership.md §12). Meanwhile next is firstOwn, which lies at least
+// a window past commit, so nothing else is proposed there
+// (Propose, ProposeChange and pad find the window full); a value chosen
+// there by a later leader deposes this one (learn).
+func (n *Node) proposeOwn() {
+	if n.role != Leader || !n.ownWaits || n.firstOwn >= n.commit+n.g() && !n.bugs.leadFarBehind {
+		// The planted bug leads far behind and proposes firstOwn at once,
+		// as leaders did before: waiting here, the leader catches up
+		// first and mostly learns the value it would overwrite (the
+		// simulation caught it in 2 of 400 seeds, not 53 of 200).
+		return
+	}
+	n.ownWaits = false
+	n.proposeEntry(Entry{Noop: true}) // at next, which is firstOwn
 }
 
 // Resign gives up this replica's leadership at once, for a shutdown or a
