@@ -61,7 +61,9 @@ func (n *Node) peerIndex(id uint64) int {
 
 // pos returns the position of id, assigning one if it has none: a free
 // position, a new one, or (all MaxPeers taken) the position of an id that
-// is not a member, whose state is cleared first. -1: no room.
+// is not a member, whose state is cleared first; never that of the sender
+// of the message being stepped (its handler indexes it: −1 there panicked).
+// -1: no room.
 func (n *Node) pos(id uint64) int {
 	if i := n.peerIndex(id); i >= 0 {
 		return i
@@ -73,7 +75,7 @@ func (n *Node) pos(id uint64) int {
 	}
 	if i < 0 {
 		for k := range n.peers {
-			if k != n.self && n.memberMask&(1<<uint(k)) == 0 {
+			if k != n.self && n.memberMask&(1<<uint(k)) == 0 && n.peers[k] != n.stepFrom {
 				i = k
 				break
 			}
@@ -204,8 +206,17 @@ func (n *Node) applyMembers(e Entry) {
 func (n *Node) setMembers(m Members) {
 	old := n.members
 	n.members = m
+	// Positions for new members: not those of other members of m (pos
+	// gives away positions outside memberMask), so mark theirs first.
 	for _, x := range m.Members {
-		n.pos(x.ID)
+		if i := n.peerIndex(x.ID); i >= 0 {
+			n.memberMask |= 1 << uint(i)
+		}
+	}
+	for _, x := range m.Members {
+		if i := n.pos(x.ID); i >= 0 {
+			n.memberMask |= 1 << uint(i)
+		}
 	}
 	n.memberMask, n.vNow, n.vPend, n.pendFrom = 0, 0, 0, ^uint64(0)
 	for _, x := range m.Members {

@@ -345,3 +345,42 @@ func TestFirstOwnWaitsForRoomBelowTheFarAheadBound(t *testing.T) {
 		t.Fatalf("commit %d, next %d after 1..2 chosen; want the no-op firstOwn proposed at 3", c.commit, c.next)
 	}
 }
+
+// Positions: with all MaxPeers taken, a new id gets the position of one
+// that is not a member, but never that of the sender of the message being
+// stepped nor that of another member of the set being installed. Before,
+// a Chosen from a member this replica did not know yet, carrying the
+// AddLearner of another, gave the learner the sender's position, and
+// noting the sender's commit then indexed position −1.
+func TestPositionOfTheSenderIsNotReusedWhileStepping(t *testing.T) {
+	n := newTestNode(t, 2, 3, State{})
+	for id := uint64(100); len(n.peers) < MaxPeers; id++ {
+		step(t, n, Message{Type: MsgHeartbeatAck, From: id, Commit: 1}) // strangers fill every position
+	}
+	add := MemberChange{Op: OpAddLearner, ID: 300}.Encode()
+	step(t, n, Message{Type: MsgChosen, From: 200, Instance: 1, Commit: 2,
+		Entries: []Entry{{Instance: 1, Ballot: b(1, 1), Value: add, Conf: true}}})
+	if n.commit != 2 || n.peerIndex(200) < 0 || n.peerIndex(300) < 0 {
+		t.Fatalf("commit %d, positions of 200 and 300: %d, %d; want 2 and both placed", n.commit, n.peerIndex(200), n.peerIndex(300))
+	}
+}
+
+// With all MaxPeers positions taken, two members new to this replica in
+// one member set (a snapshot) get a position each. Before, the second took
+// the first's (it was outside the old member mask) and the first was left
+// without one: outside every mask, never sent to, never counted.
+func TestNewMembersOfOneSetGetAPositionEach(t *testing.T) {
+	n := newTestNode(t, 2, 3, State{})
+	for id := uint64(100); len(n.peers) < MaxPeers; id++ {
+		step(t, n, Message{Type: MsgHeartbeatAck, From: id, Commit: 1})
+	}
+	m := Members{Alpha: 6, Epoch: 4, Members: []Member{{ID: 1, Voter: true}, {ID: 2, Voter: true}, {ID: 3, Voter: true},
+		{ID: 400, Nonce: 4}, {ID: 401, Nonce: 5}}}
+	if err := n.RestoreSnapshotMembers(5, m); err != nil {
+		t.Fatal(err)
+	}
+	a, c := n.peerIndex(400), n.peerIndex(401)
+	if a < 0 || c < 0 || !n.target(a) || !n.target(c) {
+		t.Fatalf("positions of learners 400 and 401: %d, %d; want each its own, both members", a, c)
+	}
+}

@@ -202,6 +202,7 @@ type Node struct {
 	// Learner catch-up.
 	knownCommit uint64 // highest first-unchosen instance a peer reported
 	catchUpPeer uint64 // the peer asked last (the catch-up source)
+	stepFrom    uint64 // the sender of the message being stepped: pos never gives its position away
 	catchUpAt   uint64
 	catchUpSent bool
 	peerKnows   [MaxPeers]uint64 // first unchosen instance each peer reported last

@@ -24,9 +24,7 @@ var (
 	flagSeed   = flag.Uint64("seed", 0, "run only this simulation seed")
 	flagSimSec = flag.Int("simsec", 0, "simulated seconds of faults per seed (0: default)")
 	flagSimLog = flag.Bool("simlog", false, "log the cores' state transitions to stderr, stamped with simulated time")
-	// flagAlpha replays TestSimulation's seeds with another α: below about
-	// 12 the sweep meets a liveness bug of the core (docs/membership.md §12,
-	// branch simrecfg), so the seeds keep 12 and 256 until it is fixed.
+	// flagAlpha replays TestSimulation's seeds with another α (at least 2).
 	flagAlpha = flag.Uint64("simalpha", 0, "TestSimulation: every seed's α (0: by seed, simAlpha)")
 )
 
@@ -1881,19 +1879,33 @@ func simSeedParams(n int, seed uint64) simParams {
 		reconf: seed%3 == 0, aim: seed%3 == 0 && seed%4 < 2, alpha: simAlpha(seed)}
 }
 
-// simAlpha is a seed's α: 12 on even seeds, so that change boundaries meet
-// every other fault and the far-ahead bound is 11; the default elsewhere
-// (so on the reconfigurer's targeted seeds, 0 and 1 mod 4, a change stays
-// pending long enough on odd ones for a wiped voter's Rebuild to reach
-// the leader). -simalpha overrides it.
+// simAlpha is a seed's α: 12 on seeds 0 mod 4, so that change boundaries
+// meet every other fault and the far-ahead bound is 11; 2 to 11 in turn on
+// seeds 2 mod 4 (2 on seed 2, 3 on seed 6, ...), where a leader's window
+// is a few instances and a Phase 1 often reaches the far-ahead bound (no
+// leader was elected with α below about 12 until firstOwn waited for room,
+// docs/membership.md §12); the default elsewhere (so on the reconfigurer's
+// targeted seeds, 0 and 1 mod 4, a change stays pending long enough on odd
+// ones for a wiped voter's Rebuild to reach the leader). -simalpha
+// overrides it.
 func simAlpha(seed uint64) uint64 {
 	switch {
 	case *flagAlpha > 0:
 		return *flagAlpha
-	case seed%2 == 0:
+	case seed%4 == 0:
 		return 12
+	case seed%4 == 2:
+		return 2 + seed/4%10
 	}
 	return 0
+}
+
+// alphaFlag is -simalpha as given, for a replay command.
+func alphaFlag() string {
+	if *flagAlpha == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" -simalpha=%d", *flagAlpha)
 }
 
 func TestSimulation(t *testing.T) {
@@ -1918,8 +1930,8 @@ func TestSimulation(t *testing.T) {
 				// messages to a replica's next incarnation.
 				res := runSim(simSeedParams(n, seed))
 				if res.err != nil {
-					t.Fatalf("seed %d: %v\nreplay: go test ./replica/paxos -run 'TestSimulation$/n=%d$' -seed=%d -simsec=%d -v -simlog",
-						seed, res.err, n, seed, simFaultTime()/second)
+					t.Fatalf("seed %d: %v\nreplay: go test ./replica/paxos -run 'TestSimulation$/n=%d$' -seed=%d -simsec=%d%s -v -simlog",
+						seed, res.err, n, seed, simFaultTime()/second, alphaFlag())
 				}
 				total.simTime += res.simTime
 				total.opsOK += res.opsOK
@@ -1962,6 +1974,14 @@ func TestSimulation(t *testing.T) {
 			t.Logf("member changes: %d applied (%d voter changes), %d removals of the leader proposed, %d joiners bound, %d changes waited for promises (R6); "+
 				"targeted: %d leaders gone and %d voters wiped right after a voter change, %d Rebuilds at a leader with a change pending",
 				total.confApplied, total.voterChanges, total.leadersGone, total.joins, total.refreshes, total.aimedGone, total.aimedWipes, total.pendFences)
+			if *flagAlpha != 0 {
+				// The checks below are for the mix of α by seed: with
+				// one small α for every seed the stale-leader episode
+				// gives up at once (P runs G past C) and three voters
+				// seldom change (a learner is promoted only within G of
+				// the leader's commit).
+				return
+			}
 			if len(seeds) >= 30 && (total.voterChanges == 0 || total.leadersGone == 0 || total.joins == 0) {
 				t.Errorf("the reconfigurer did not reach voter changes, removals of the leader and joins")
 			}

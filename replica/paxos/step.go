@@ -11,6 +11,10 @@ func (n *Node) Step(m Message) error {
 	}
 	n.observe(m.Ballot)
 	n.heardAt[n.pos(m.From)] = max(n.now, 1)
+	// The handlers index the sender's position: a member set learned
+	// meanwhile must not give it to another id (pos).
+	n.stepFrom = m.From
+	defer func() { n.stepFrom = 0 }()
 	switch m.Type {
 	case MsgPrepare:
 		n.onPrepare(m)
