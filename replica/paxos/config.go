@@ -24,7 +24,9 @@ type Config struct {
 	Peers []uint64
 	// Alpha is the bootstrap α (0: DefaultAlpha): a member change chosen
 	// at instance s governs instances from s+α on. Fixed when the cell is
-	// created; a recovered member set carries its own.
+	// created; a recovered member set carries its own. At least 2: the
+	// far-ahead bound and a leader's window are G = α−1 instances past
+	// what a replica knows chosen (R3), and with G 0 nothing is accepted.
 	Alpha uint64
 	// Join: this replica joins an existing cell as a learner
 	// (docs/membership.md R10): it starts rebuilding with no member set
@@ -105,7 +107,7 @@ func (c *Config) Validate() error {
 	case !c.Join && !slices.Contains(c.Peers, c.ID):
 		return bad("ID %d not in Peers %v", c.ID, c.Peers)
 	case c.Alpha == 1:
-		return bad("Alpha 1, must be 0 (the default) or at least 2")
+		return bad("Alpha 1, must be 0 (the default) or at least 2: G = α−1 instances may be in flight")
 	}
 	seen := make(map[uint64]bool, len(c.Peers))
 	for _, p := range c.Peers {
