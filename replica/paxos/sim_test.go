@@ -1879,22 +1879,22 @@ func simSeedParams(n int, seed uint64) simParams {
 		reconf: seed%3 == 0, aim: seed%3 == 0 && seed%4 < 2, alpha: simAlpha(seed)}
 }
 
-// simAlpha is a seed's α: 12 on seeds 0 mod 4, so that change boundaries
-// meet every other fault and the far-ahead bound is 11; 2 to 11 in turn on
-// seeds 2 mod 4 (2 on seed 2, 3 on seed 6, ...), where a leader's window
-// is a few instances and a Phase 1 often reaches the far-ahead bound (no
-// leader was elected with α below about 12 until firstOwn waited for room,
-// docs/membership.md §12); the default elsewhere (so on the reconfigurer's
-// targeted seeds, 0 and 1 mod 4, a change stays pending long enough on odd
-// ones for a wiped voter's Rebuild to reach the leader). -simalpha
-// overrides it.
+// simAlpha is a seed's α: 12 on seeds 0 mod 8, so that change boundaries
+// meet every other fault and the far-ahead bound is 11; 2 to 11 (2 + seed/4
+// mod 10) on seeds 2 mod 4 and 4 mod 8, where a leader's window is a few
+// instances and a Phase 1 often reaches the far-ahead bound (no leader was
+// elected with α below about 12 until firstOwn waited for room,
+// docs/membership.md §12; the reconfigurer's targeted mode, on seeds 0 and
+// 9 mod 12, meets it on seeds 12 mod 24); the default elsewhere (so on the
+// targeted seeds that are odd a change stays pending long enough for a
+// wiped voter's Rebuild to reach the leader). -simalpha overrides it.
 func simAlpha(seed uint64) uint64 {
 	switch {
 	case *flagAlpha > 0:
 		return *flagAlpha
-	case seed%4 == 0:
+	case seed%8 == 0:
 		return 12
-	case seed%4 == 2:
+	case seed%2 == 0:
 		return 2 + seed/4%10
 	}
 	return 0
