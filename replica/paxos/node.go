@@ -768,21 +768,17 @@ func (n *Node) becomeLeader() {
 	}
 }
 
-// proposeOwn proposes this leader's no-op firstOwn, one past everything its
-// Phase 1 re-proposed, once it lies below commit+G: the bound R3 sets every
-// acceptor, this leader's own included. Phase 1 re-proposes up to
-// p1from+G−1 (a record further makes the candidate give up), so firstOwn
-// may be p1from+G, and waits until p1from is chosen. Before, the leader
-// wrote it at once: its own acceptor held a record past the bound, every
-// candidate at the same commit that got its promise gave up (beyondPhase1),
-// and where the holder could not campaign (its removal pending, R7) nobody
-// led; each new Phase 1 from the same commit (a fence) put firstOwn one
-// further, as the last one was re-proposed below it, past p1from+α−1
-// where the leader may not even vote (no leader with α below about 12,
-// docs/membership.md §12). Meanwhile next is firstOwn, which lies at least
-// a window past commit, so nothing else is proposed there
-// (Propose, ProposeChange and pad find the window full); a value chosen
-// there by a later leader deposes this one (learn).
+// proposeOwn proposes this leader's no-op firstOwn once it lies below
+// commit+G, the bound R3 sets every acceptor, this leader's own included.
+// Phase 1 re-proposes up to p1from+G−1 (a record further makes the
+// candidate give up), so firstOwn may be p1from+G; it then waits until
+// p1from is chosen. Written at once (as before), it was a record past the
+// bound: every candidate at that commit gave up on this replica's promise,
+// nobody led where this replica could not campaign (R7), and each new
+// Phase 1 from the same commit put firstOwn one further, past p1from+α−1
+// (docs/membership.md §12). Meanwhile next is firstOwn, a window or more
+// past commit, so Propose, ProposeChange and pad find the window full; a
+// value a later leader chose there deposes this one (learn).
 func (n *Node) proposeOwn() {
 	if n.role != Leader || !n.ownWaits || n.firstOwn >= n.commit+n.g() && !n.bugs.leadFarBehind {
 		// The planted bug leads far behind and proposes firstOwn at once,
