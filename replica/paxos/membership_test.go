@@ -282,8 +282,9 @@ func recordsBeyond(n *Node) []uint64 {
 // p1from+G−1 leaves firstOwn at p1from+G, and the leader proposes it only
 // once p1from is chosen. Before, it wrote it at once, past the bound, and
 // each new Phase 1 from the same commit (a fence, a retake) put it one
-// further: with α 3 the third was at p1from+α, where the leader may not
-// even vote (docs/membership.md §12: no leader with α below about 12).
+// further: with α 3 the second was at p1from+α, past where its Phase 1
+// counted the voter sets (docs/membership.md §12: no leader with α below
+// about 12).
 func TestFirstOwnWaitsForRoomBelowTheFarAheadBound(t *testing.T) {
 	members := func() *Members {
 		return &Members{Alpha: 3, Members: []Member{{ID: 1, Voter: true}, {ID: 2, Voter: true}, {ID: 3, Voter: true}}}
@@ -312,7 +313,8 @@ func TestFirstOwnWaitsForRoomBelowTheFarAheadBound(t *testing.T) {
 		}
 	}
 	// Replica 2, at the same commit, campaigns once 1 resigned: it gets
-	// 1's promise and must not give up on it (it did, on the record at 5).
+	// 1's promise and must not give up on it (it did, on the records at 3
+	// to 5).
 	n.Resign()
 	ready(t, n)
 	c, err := New(testConfig(2, 3), State{Members: members()})
