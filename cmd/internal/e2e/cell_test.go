@@ -57,6 +57,10 @@ type procCell struct {
 	ca        *testcerts.CA
 	certDir   string
 	clientTLS *tls.Config
+	// logDir, if set (cellOptions.logDir), receives every latchd process's
+	// whole output at the end of the test; starts numbers them.
+	logDir string
+	starts int
 }
 
 // cellOptions shape a procCell.
@@ -76,6 +80,9 @@ type cellOptions struct {
 	// dataDir, if set, gives the data dir of replica id (instead of one
 	// in the cell's temporary directory), e.g. on a filesystem of its own.
 	dataDir func(id int) string
+	// logDir, if set, is where each latchd process's output is written at
+	// the end of the test, as latchd-ID.K.log for its Kth start.
+	logDir string
 }
 
 // startProcCell writes a config file per replica (newProcCell), starts
@@ -99,7 +106,7 @@ func newProcCell(t *testing.T, opts cellOptions) *procCell {
 	dir := t.TempDir()
 	size := cmp.Or(opts.replicas, 3)
 	addrs := freeAddrs(t, 3*size)
-	c := &procCell{t: t, latchd: latchd, latch: latch, nodes: make([]*node, size), links: map[[2]int]*linkProxy{}}
+	c := &procCell{t: t, latchd: latchd, latch: latch, nodes: make([]*node, size), links: map[[2]int]*linkProxy{}, logDir: opts.logDir}
 	for i := range c.nodes {
 		n := &node{id: i + 1, peer: addrs[3*i], client: addrs[3*i+1], admin: addrs[3*i+2]}
 		c.nodes[i] = n
@@ -182,6 +189,15 @@ func (c *procCell) adminGetJSON(ctx context.Context, n *node, path string) (map[
 func (c *procCell) start(n *node, flags ...string) {
 	args := append([]string{"--config", n.config, "-v"}, flags...)
 	n.p = start(c.t, fmt.Sprintf("latchd %d", n.id), c.latchd, nil, args...)
+	if c.logDir != "" {
+		c.starts++
+		p, file := n.p, filepath.Join(c.logDir, fmt.Sprintf("latchd-%d.%d.log", n.id, c.starts))
+		c.t.Cleanup(func() {
+			if err := os.WriteFile(file, []byte(p.out.String()), 0o644); err != nil {
+				c.t.Errorf("keeping the log of %s: %v", p.name, err)
+			}
+		})
+	}
 }
 
 // leader waits up to 30 s for a replica that `latch status` names as the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"syscall"
 	"testing"
@@ -17,6 +18,11 @@ var (
 	soakSeed = flag.Uint64("soak-seed", 0, "seed of TestSoak's fault schedule (0: from the clock)")
 	soakTLS  = flag.Bool("soak-tls", false, "run TestSoak's cell with TLS: clients, admin HTTP and mutual TLS between the replicas")
 	soakMem  = flag.Bool("soak-members", false, "TestSoak also replaces and removes members, on a cell without link proxies (and so without the network faults)")
+	// soakRewrite is off by default: an operator may never touch a
+	// replica's config after it started, so the soak's replicas restart
+	// and rebuild on the configs they were first given.
+	soakLogs    = flag.String("soak-logs", "", "directory for the whole output of every latchd process of TestSoak (default: a new directory in $TMPDIR, printed)")
+	soakRewrite = flag.Bool("soak-rewrite-configs", false, "with -soak-members, rewrite every replica's config file with the current members after each change (default: each keeps the config it was started with)")
 )
 
 // nemesis is one kind of fault TestSoak injects: it breaks the cell and
@@ -113,6 +119,9 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 // (memberNemeses: a killed replica replaced by a new id, a live one
 // removed and replaced), on a cell without link proxies, so the faults of
 // the links are left out; the members at the end must be the cell's nodes.
+// Each replica keeps the config it was first started with, unless
+// -soak-rewrite-configs rewrites them all after each change; -soak-logs
+// names where every latchd's output is kept (a new directory by default).
 func TestSoak(t *testing.T) {
 	if *soakTime <= 0 {
 		t.Skip("run with -soak=D (and -timeout 0 for long runs) to soak the cell in random faults")
@@ -125,9 +134,22 @@ func TestSoak(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	ctx, cancel := context.WithTimeout(context.Background(), *soakTime+5*time.Minute)
 	defer cancel()
-	faults, opts := nemeses, cellOptions{proxied: true, tls: *soakTLS}
+	logDir := *soakLogs
+	if logDir == "" {
+		var err error
+		if logDir, err = os.MkdirTemp("", "latch-soak-logs-"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("the output of every latchd process goes to %s at the end (latchd-ID.K.log: K counts the starts)", logDir)
+	faults, opts := nemeses, cellOptions{proxied: true, tls: *soakTLS, logDir: logDir}
 	if *soakMem {
 		faults, opts.proxied = append(slices.Clone(processNemeses), memberNemeses...), false
+		if *soakRewrite {
+			t.Logf("every replica's config is rewritten with the current members after each change (-soak-rewrite-configs)")
+		} else {
+			t.Logf("every replica keeps the config it was first started with (founders: the founders; joiners: their seeds)")
+		}
 	}
 	cell := startProcCell(t, ctx, opts)
 	spares := 0

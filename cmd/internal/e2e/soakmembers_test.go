@@ -115,15 +115,22 @@ func (c *procCell) joinInPlaceOf(old, n *node) {
 	c.setEndpoints()
 }
 
-// reconfigure rewrites every node's config file to list the cell's
-// members as they are now, as docs/operations.md asks the operator to do
-// after a change. A replica that kept its data would not need it (its
-// member set wins), but one restarted on an empty data dir (the "wiped"
-// fault) knows only the nodes of its config: a founder whose config names
-// none of the members added since, all of them higher ids, which it must
-// dial, never reaches the leader to rebuild from (docs/testing.md, "Soak").
+// reconfigure, with -soak-rewrite-configs, rewrites every node's config
+// file to list the cell's members as they are now, as docs/operations.md
+// suggests the operator do after a change. Without it (the default) every
+// node keeps the config it was first started with, as an operator who
+// never touched them would: a founder's names the founders, a joiner's
+// itself and the members it joined (its seeds). A replica that kept its
+// data does not need more (its member set wins); one restarted on an
+// empty data dir (the "wiped" fault) knows only those nodes, and a founder
+// whose config names only founders removed since must be dialed back by
+// the members added later, which know its address (replica/transport
+// DialBackAfter, docs/transport.md "Dialing back").
 func (c *procCell) reconfigure() {
 	c.t.Helper()
+	if !*soakRewrite {
+		return
+	}
 	for _, n := range c.nodes {
 		c.writeConfig(n, c.nodes)
 	}
