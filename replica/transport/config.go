@@ -68,6 +68,23 @@ type Config struct {
 	// id dialed always wins over one dialed back, so a pair still settles
 	// on one connection. 0 (the default): only the lower id dials.
 	DialBackAfter time.Duration
+	// ProbeAfter, if positive and DialBackAfter is not, makes this replica
+	// probe a peer with a lower id, when it knows its address, once it has
+	// been without a connection to it for this long, and again every
+	// ProbeAfter while it stays without: a probe is a hello that asks only
+	// whether this replica was removed from the cell (OnRetired); the
+	// answer makes no connection, so a probe never opens a path the lower
+	// id's own dial does not take (the fault tests' link proxies). It is
+	// how a removed replica with a higher id than every member learns its
+	// removal: the members forgot it and no longer dial it.
+	ProbeAfter time.Duration
+	// OnRetired, if set, is called once when a peer refuses this
+	// replica's hello because it removed this replica's id from the cell
+	// (the peer's RemovePeer forgot it; ErrRetired), with the peer's id.
+	// The answer is trusted only from the replica the dial meant to reach,
+	// presenting the cell id this replica knows (not 0). It runs on a dial
+	// goroutine and must not block.
+	OnRetired func(by uint64)
 	// MaxFrame is the largest frame body, in bytes, this replica sends or
 	// accepts. A payload may be up to MaxFrame-EnvelopeOverhead bytes. All
 	// replicas should use the same value. Default 16 MiB.
@@ -163,6 +180,9 @@ func (c Config) Validate() error {
 	}
 	if c.DialBackAfter < 0 {
 		bad("DialBackAfter %v must not be negative", c.DialBackAfter)
+	}
+	if c.ProbeAfter < 0 {
+		bad("ProbeAfter %v must not be negative", c.ProbeAfter)
 	}
 	if c.TLS != nil {
 		errs = append(errs, CheckTLS(c.TLS))

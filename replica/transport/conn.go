@@ -28,7 +28,8 @@ const (
 
 // dialLoop owns the connection this replica dials to a peer: dial,
 // handshake, serve until the connection ends, wait a backoff, and again,
-// until Close. To a peer with a higher id it dials whenever it has no
+// until Close, RemovePeer, or the peer's answer that this replica was
+// removed from the cell (ErrRetired). To a peer with a higher id it dials whenever it has no
 // connection this loop made; to a lower one (Config.DialBackAfter) only
 // once the peer has been without any connection for DialBackAfter, since
 // the lower id dials by rule and its connection is preferred.
@@ -46,6 +47,9 @@ func (t *Transport) dialLoop(p *peer) {
 			if s != nil {
 				s.Close()
 			}
+			return
+		case errors.Is(err, ErrRetired):
+			// The peer forgot this replica for good (OnRetired).
 			return
 		case err != nil:
 			failures++
@@ -72,8 +76,58 @@ func (t *Transport) dialLoop(p *peer) {
 	}
 }
 
+// probeLoop probes a peer with a lower id that this replica does not dial
+// back (Config.ProbeAfter): every ProbeAfter while the peer has been
+// without a connection for that long, it asks whether this replica was
+// removed from the cell, until Close, RemovePeer or the answer that it
+// was (Config.OnRetired).
+func (t *Transport) probeLoop(p *peer) {
+	for {
+		if !p.waitIdle(t.cfg.ProbeAfter, t.done) {
+			return
+		}
+		err := t.probe(p)
+		switch {
+		case t.closing() || p.removed() || errors.Is(err, ErrRetired):
+			return
+		case err != nil:
+			t.log.Debug("probe of peer failed", "peer", p.id, "addr", p.address(), "err", err)
+		default:
+			t.log.Debug("probe of peer answered: still a member", "peer", p.id)
+		}
+		if !t.sleepPeer(p, t.cfg.ProbeAfter) {
+			return
+		}
+	}
+}
+
 // dial connects to p and runs the dialer's half of the handshake.
 func (t *Transport) dial(p *peer) (*yamux.Session, error) {
+	conn, err := t.greet(p, false)
+	if err != nil {
+		return nil, err
+	}
+	s, err := yamux.Client(muxconn.New(conn), t.ymux)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
+	}
+	return s, nil
+}
+
+// probe asks p whether this replica was removed from the cell, on a
+// connection it closes after the answer (hello.Probe).
+func (t *Transport) probe(p *peer) error {
+	conn, err := t.greet(p, true)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// greet connects to p and runs the dialer's half of the handshake; probe
+// asks only for the answer (hello.Probe).
+func (t *Transport) greet(p *peer, probe bool) (net.Conn, error) {
 	d := net.Dialer{Timeout: t.cfg.DialTimeout}
 	raw, err := d.DialContext(t.ctx, "tcp", p.address())
 	if err != nil {
@@ -88,16 +142,11 @@ func (t *Transport) dial(p *peer) (*yamux.Session, error) {
 	if t.cfg.TLS != nil {
 		conn = tls.Client(raw, t.clientTLS(p))
 	}
-	if err := t.greetAsDialer(conn, p); err != nil {
+	if err := t.greetAsDialer(conn, p, probe); err != nil {
 		conn.Close()
 		return nil, err
 	}
-	s, err := yamux.Client(muxconn.New(conn), t.ymux)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
-	}
-	return s, nil
+	return conn, nil
 }
 
 // clientTLS is the TLS config to dial p with: Config.TLS, with the host of
@@ -120,17 +169,24 @@ func handshake(conn net.Conn) error {
 	return nil
 }
 
-func (t *Transport) greetAsDialer(conn net.Conn, p *peer) error {
+func (t *Transport) greetAsDialer(conn net.Conn, p *peer, probe bool) error {
 	conn.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
 	if err := handshake(conn); err != nil {
 		return fmt.Errorf("%w: TLS with replica %d at %s: %w", ErrHandshake, p.id, p.address(), err)
 	}
-	if err := writeMsg(conn, hello{From: t.cfg.ID, To: p.id, Cell: t.cell, CellID: t.cellID.Load()}); err != nil {
+	ours := t.cellID.Load()
+	if err := writeMsg(conn, hello{From: t.cfg.ID, To: p.id, Cell: t.cell, CellID: ours, Probe: probe}); err != nil {
 		return err
 	}
 	var ack helloAck
 	if err := readMsg(conn, &ack); err != nil {
 		return fmt.Errorf("%w: reading the answer of replica %d: %w", ErrHandshake, p.id, err)
+	}
+	if ack.Retired && ack.From == p.id && ours != 0 && ack.CellID == ours {
+		// The peer this dial meant to reach, in this cell, applied this
+		// replica's removal (Transport.checkRetired).
+		t.reportRetired(p.id)
+		return fmt.Errorf("%w: replica %d: %s", ErrRetired, p.id, ack.Err)
 	}
 	if ack.Err != "" {
 		return fmt.Errorf("%w: replica %d: %s", ErrRejected, p.id, ack.Err)
@@ -192,11 +248,19 @@ func (t *Transport) serveConn(raw net.Conn) {
 	}
 	p, err := t.greetAsListener(conn)
 	t.untrack(raw)
+	if errors.Is(err, errProbed) {
+		t.log.Debug("answered a probe", "remote", conn.RemoteAddr().String())
+		conn.Close()
+		return
+	}
 	if err != nil {
 		t.rejected.Add(1)
 		level := slog.LevelError
-		if errors.Is(err, io.EOF) {
+		switch {
+		case errors.Is(err, io.EOF):
 			level = slog.LevelDebug // connected and left without a word: a port probe
+		case errors.Is(err, ErrRetired):
+			level = slog.LevelInfo // told a removed replica so: it stops
 		}
 		t.log.Log(context.Background(), level, "refused connection", "remote", conn.RemoteAddr().String(), "err", err)
 		conn.Close()
@@ -213,8 +277,14 @@ func (t *Transport) serveConn(raw net.Conn) {
 	t.serveSession(p, s, back)
 }
 
+// errProbed ends a handshake that answered a probe (hello.Probe).
+var errProbed = errors.New("probe answered")
+
 // greetAsListener reads and checks the hello and answers it. A refused hello
-// gets an answer naming the reason, so the dialer can log it too.
+// gets an answer naming the reason, so the dialer can log it too. The
+// order matters: the cell id is checked first, so a replica of another
+// cell learns nothing; then whether the dialer was removed (checkRetired),
+// which a probe asks and a dial is told; then the rest.
 func (t *Transport) greetAsListener(conn net.Conn) (*peer, error) {
 	conn.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
 	if err := handshake(conn); err != nil {
@@ -222,16 +292,26 @@ func (t *Transport) greetAsListener(conn net.Conn) (*peer, error) {
 	}
 	var h hello
 	var p *peer
+	ours := t.cellID.Load()
 	err := readMsg(conn, &h)
 	if err == nil {
 		err = t.matchCell(h.CellID, h.From)
+	}
+	if err == nil {
+		err = t.checkRetired(h, ours)
+	}
+	if err == nil && h.Probe {
+		// Not removed, as far as this replica knows: say so, and make no
+		// connection (Config.ProbeAfter).
+		writeMsg(conn, helloAck{From: t.cfg.ID, CellID: t.cellID.Load()})
+		return nil, errProbed
 	}
 	if err == nil {
 		p = t.knownPeer(h.From)
 		err = checkHelloFrom(t.cfg, t.cell, h, p != nil)
 	}
 	if err != nil {
-		writeMsg(conn, helloAck{From: t.cfg.ID, Err: err.Error(), CellID: t.cellID.Load()})
+		writeMsg(conn, helloAck{From: t.cfg.ID, Err: err.Error(), CellID: t.cellID.Load(), Retired: errors.Is(err, ErrRetired)})
 		return nil, err
 	}
 	if err := writeMsg(conn, helloAck{From: t.cfg.ID, CellID: t.cellID.Load()}); err != nil {

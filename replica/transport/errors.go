@@ -34,4 +34,8 @@ var (
 	// ErrRejected reports that the peer refused this replica's hello; the
 	// peer's reason follows in the message.
 	ErrRejected = errors.New("transport: handshake rejected by peer")
+	// ErrRetired reports a hello from a replica id that was removed from
+	// the cell (RemovePeer forgot it), on the listener; and, on the
+	// dialer, a peer's answer that this replica was (Config.OnRetired).
+	ErrRetired = errors.New("transport: replica removed from the cell")
 )

@@ -147,6 +147,11 @@ type hello struct {
 	// CellID is the dialer's cell identity (Config.Cell; 0: not known).
 	// A build that predates it ignores it.
 	CellID uint64 `msgpack:"cellid,omitempty"`
+	// Probe asks only whether the dialer was removed from the cell
+	// (Config.ProbeAfter): the listener answers and closes, and no
+	// connection is made. A build that predates it ignores it and takes
+	// the hello as a dial-back, which the prober closes after the answer.
+	Probe bool `msgpack:"probe,omitempty"`
 }
 
 // helloAck is the listener's answer. A non-empty Err refuses the connection.
@@ -154,6 +159,10 @@ type helloAck struct {
 	From   uint64 `msgpack:"from"`
 	Err    string `msgpack:"err,omitempty"`
 	CellID uint64 `msgpack:"cellid,omitempty"` // the listener's Config.Cell, as in hello
+	// Retired, with Err, says why: the dialer's id was removed from the
+	// cell (the listener's RemovePeer forgot it; ErrRetired). A build that
+	// predates it ignores it and reads only Err.
+	Retired bool `msgpack:"retired,omitempty"`
 }
 
 // writeMsg writes v as one msgpack frame; used for the handshake.

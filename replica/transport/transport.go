@@ -48,6 +48,7 @@ type Transport struct {
 	done   <-chan struct{} // ctx.Done()
 
 	rejected atomic.Uint64 // inbound connections refused at the handshake
+	retired  sync.Once     // calls Config.OnRetired once
 
 	// mu guards the fields below. It is taken only to start a goroutine, to
 	// create a (peer, group) lane, and by Close: never per message.
@@ -111,14 +112,21 @@ func New(cfg Config, h Handler) (*Transport, error) {
 }
 
 // maybeDialLocked starts p's dial loop if this replica dials it (or may
-// dial it back: Config.DialBackAfter), its address is known and no loop
-// runs yet. t.mu is held.
+// dial it back: Config.DialBackAfter), or its probe loop if it may probe
+// it (Config.ProbeAfter), once its address is known and no loop runs yet.
+// t.mu is held.
 func (t *Transport) maybeDialLocked(p *peer) {
-	if t.closed || p.dialing || p.address() == "" || !p.dials && t.cfg.DialBackAfter <= 0 {
+	if t.closed || p.dialing || p.address() == "" {
 		return
 	}
-	p.dialing = true
-	t.goLocked(func() { t.dialLoop(p) })
+	switch {
+	case p.dials || t.cfg.DialBackAfter > 0:
+		p.dialing = true
+		t.goLocked(func() { t.dialLoop(p) })
+	case t.cfg.ProbeAfter > 0:
+		p.dialing = true
+		t.goLocked(func() { t.probeLoop(p) })
+	}
 }
 
 // SetPeer adds replica id as a peer reachable at addr, or gives a known
@@ -155,7 +163,9 @@ func (t *Transport) addPeerLocked(id uint64, addr string) *peer {
 // RemovePeer forgets replica id for good: its connection is closed, its
 // queued messages dropped, Send to it fails with ErrUnknownPeer and its
 // hellos are refused (a replica removed from the cell; ids are never
-// reused).
+// reused), saying why (ErrRetired, Config.OnRetired) when the dialer
+// presents this replica's cell id. Call it only for an id that is removed
+// from the cell: that answer makes the replica stop.
 func (t *Transport) RemovePeer(id uint64) {
 	t.mu.Lock()
 	if t.closed || id == t.cfg.ID || t.removed[id] {
@@ -177,6 +187,35 @@ func (t *Transport) RemovePeer(id uint64) {
 		}
 		t.log.Info("peer removed", "peer", id)
 	}
+}
+
+// checkRetired refuses a hello from an id RemovePeer forgot with
+// ErrRetired, which tells the dialer it was removed, but only when the
+// dialer can trust it: it reached the replica it meant to (To), and both
+// know the same cell id (ours, as it was before this hello), so a replica
+// of another cell, or one misconfigured with this replica's address for
+// another peer, is never told. Any other hello from a forgotten id is
+// refused later as from an unknown peer.
+func (t *Transport) checkRetired(h hello, ours uint64) error {
+	t.mu.Lock()
+	removed := t.removed[h.From]
+	t.mu.Unlock()
+	if !removed || h.To != t.cfg.ID || ours == 0 || h.CellID != ours {
+		return nil
+	}
+	return fmt.Errorf("%w: replica %d was removed from the cell (replica %d applied its removal)",
+		ErrRetired, h.From, t.cfg.ID)
+}
+
+// reportRetired calls Config.OnRetired, once, for a peer's answer that
+// this replica was removed from the cell.
+func (t *Transport) reportRetired(by uint64) {
+	t.retired.Do(func() {
+		t.log.Warn("a peer reports this replica removed from the cell", "peer", by)
+		if t.cfg.OnRetired != nil {
+			t.cfg.OnRetired(by)
+		}
+	})
 }
 
 // knownPeer returns the peer a hello from id is for: a configured or added
