@@ -103,10 +103,13 @@ type Config struct {
 	// the cell id from the cell record (0: not known yet) and where to
 	// report one learned from a peer (transport.Config.Cell, OnCell); and
 	// whether to dial back lower ids, whose configurations may not name
-	// this replica (Replica.dialsBack).
-	cell     uint64
-	onCell   func(uint64)
-	dialBack bool
+	// this replica (Replica.dialsBack); and where to report a peer's
+	// answer that this replica was removed from the cell
+	// (transport.Config.OnRetired).
+	cell      uint64
+	onCell    func(uint64)
+	dialBack  bool
+	onRetired func(by uint64)
 }
 
 // RoleChange is what OnRoleChange reports.

@@ -190,8 +190,10 @@ func (r *Replica) Members(group uint32) (paxos.Members, error) {
 }
 
 // Removed is closed once this replica's id is retired in the member set of
-// every hosted group (paxos Ready.Removed): it is no longer a member of
-// the cell, and the program should Close it. Until then it keeps answering
+// every hosted group (paxos Ready.Removed), or once a member refuses its
+// connection because it applied that removal (the replica lagged behind
+// it: retiredBy): it is no longer a member of the cell, and the program
+// should Close it. Until then it keeps answering
 // as an acceptor, which a remaining voter that lags behind may still need
 // (docs/membership.md §11): a daemon does well to wait an election timeout
 // or two before it closes.
@@ -208,6 +210,24 @@ func (r *Replica) groupRemoved(g *group) {
 	}
 	r.removedOnce.Do(func() {
 		r.log.Warn("removed from the cell in every group: stop this replica")
+		close(r.removedC)
+	})
+}
+
+// retiredBy records a peer's answer that this replica was removed from
+// the cell (transport.Config.OnRetired, on a dial goroutine) and closes
+// Removed. It is how a replica that lagged behind its removal learns it:
+// the members' cores drop its messages once the removal is in effect, and
+// their transports forget it two election timeouts later
+// (membersChanged), so no Accept tells it. The answer is authoritative: a
+// member's transport refuses an id as removed only after that member
+// applied a chosen member set that retired it (ids are never reused), and
+// only to a dialer of its own cell that meant to reach it. By then the
+// removal is in effect, and no remaining voter needs this replica as an
+// acceptor.
+func (r *Replica) retiredBy(by uint64) {
+	r.removedOnce.Do(func() {
+		r.log.Warn("a member reports this replica removed from the cell: stop this replica", "by", by)
 		close(r.removedC)
 	})
 }

@@ -61,12 +61,17 @@ func (n TCPNetwork) Join(cfg Config, h Handler) (Link, error) {
 	// Members change: a replica must take connections from members it
 	// does not know yet (docs/membership.md §5).
 	tc.AcceptUnknown = true
+	// Twice the longest backoff: a lower id that knows this replica's
+	// address has redialed by then. A founder only probes the lower ids
+	// (Replica.dialsBack): a removed one with a higher id than every
+	// member learns so from them, since they no longer dial it.
 	if cfg.dialBack {
-		// Twice the longest backoff: a lower id that knows this
-		// replica's address has redialed by then.
 		tc.DialBackAfter = 2 * tc.MaxBackoff
+	} else {
+		tc.ProbeAfter = 2 * tc.MaxBackoff
 	}
 	tc.Cell, tc.OnCell = cfg.cell, cfg.onCell
+	tc.OnRetired = cfg.onRetired
 	if cfg.Logger != nil {
 		tc.Logger = cfg.Logger.With("component", "transport")
 	}
@@ -92,7 +97,9 @@ func (n TCPNetwork) Join(cfg Config, h Handler) (Link, error) {
 // connected for a while, if it knows its address. A founder does not:
 // every founder's configuration names it, and the fault tests' link
 // proxies, one per pair for the lower id to dial, stay the only path
-// between founders (docs/testing.md).
+// between founders (docs/testing.md). A founder only probes a lower id
+// that has not connected for a while (transport.Config.ProbeAfter): the
+// probe asks whether this replica was removed and carries nothing else.
 func (r *Replica) dialsBack() bool {
 	if r.cell.Join {
 		return true

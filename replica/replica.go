@@ -190,6 +190,7 @@ func (r *Replica) Start() error {
 	jc.Members[r.cfg.ID] = r.cfg.Members[r.cfg.ID]
 	jc.cell, jc.onCell = r.cell.cellID(), r.learnCell
 	jc.dialBack = r.dialsBack()
+	jc.onRetired = r.retiredBy
 	link, err := r.net.Join(jc, r.deliver)
 	if err != nil {
 		r.viewMu.Unlock()
