@@ -29,10 +29,11 @@ const (
 // dialLoop owns the connection this replica dials to a peer: dial,
 // handshake, serve until the connection ends, wait a backoff, and again,
 // until Close, RemovePeer, or the peer's answer that this replica was
-// removed from the cell (ErrRetired). To a peer with a higher id it dials whenever it has no
-// connection this loop made; to a lower one (Config.DialBackAfter) only
-// once the peer has been without any connection for DialBackAfter, since
-// the lower id dials by rule and its connection is preferred.
+// removed from the cell (ErrRetired). To a peer with a higher id it dials
+// whenever it has no connection this loop made; to a lower one
+// (Config.DialBackAfter) only once the peer has been without any
+// connection for DialBackAfter, since the lower id dials by rule and its
+// connection is preferred.
 func (t *Transport) dialLoop(p *peer) {
 	bo := newBackoff(t.cfg.MinBackoff, t.cfg.MaxBackoff, rand.New(rand.NewPCG(t.cfg.ID, p.id)))
 	back := !p.dials
