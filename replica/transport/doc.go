@@ -31,9 +31,10 @@
 // a reason for refusing, and only then do both sides start yamux. With
 // Config.AcceptUnknown (a cell whose members change) a hello from an id that
 // is not a peer yet is taken, and the cell hash is not compared; an id
-// RemovePeer forgot is refused for good. A refused or
-// failed dial is retried with exponential backoff and jitter, forever, until
-// Close. When a connection from a peer arrives while an older one is still
+// RemovePeer forgot is refused for good, and told that it was removed
+// from the cell (Config.OnRetired; a removed replica with a higher id than
+// every member asks, Config.ProbeAfter). A refused or failed dial is
+// retried with exponential backoff and jitter, until Close or that answer. When a connection from a peer arrives while an older one is still
 // open, the newer one replaces it (the peer restarted).
 //
 // # Groups do not block each other
