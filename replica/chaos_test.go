@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-var chaosTime = flag.Duration("chaos", 3*time.Second, "how long TestChaos runs its nemesis")
+var chaosTime = flag.Duration("chaos", 3*time.Second, "how long TestChaos and TestChaosMembers run their nemesis")
 
 // TestChaos runs five replicas on the in-memory network with small
 // snapshots while writers propose from many goroutines and a nemesis
@@ -28,46 +28,7 @@ func TestChaos(t *testing.T) {
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), *chaosTime+60*time.Second)
 	defer cancel()
-
-	var (
-		mu    sync.Mutex
-		acked = map[string]bool{}
-		stop  = make(chan struct{})
-		wg    sync.WaitGroup
-	)
-	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				// Each command is proposed until it is acknowledged or
-				// its outcome becomes unknown; only a *NotLeaderError
-				// (nothing was proposed) is retried, so a command that
-				// shows up twice in the log is a bug.
-				cmd := fmt.Sprintf("w%d-%d", w, i)
-				pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-				err := proposeOnce(pctx, c, []byte(cmd))
-				pcancel()
-				var nl *NotLeaderError
-				switch {
-				case err == nil:
-					mu.Lock()
-					acked[cmd] = true
-					mu.Unlock()
-				case errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrClosed),
-					errors.Is(err, ErrLeadershipLost), errors.As(err, &nl):
-				default:
-					t.Errorf("propose(%s) = %v", cmd, err)
-					return
-				}
-			}
-		}()
-	}
+	w := startWriters(ctx, t, c, 8)
 
 	down := map[uint64]bool{}
 	end := time.Now().Add(*chaosTime)
@@ -93,10 +54,74 @@ func TestChaos(t *testing.T) {
 	for d := range down {
 		c.start(d)
 	}
-	close(stop)
-	wg.Wait()
+	checkLog(ctx, t, c, w.stop())
+}
 
-	// One more command through the healed cell, then everyone converges.
+// writers propose distinct commands from several goroutines until stopped
+// and remember which were acknowledged.
+type writers struct {
+	mu    sync.Mutex
+	acked map[string]bool
+	done  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// startWriters starts n writers proposing to whichever replica of c leads.
+func startWriters(ctx context.Context, t *testing.T, c *cell, n int) *writers {
+	w := &writers{acked: map[string]bool{}, done: make(chan struct{})}
+	for i := range n {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			w.write(ctx, t, c, i)
+		}()
+	}
+	return w
+}
+
+func (w *writers) write(ctx context.Context, t *testing.T, c *cell, id int) {
+	for i := 0; ; i++ {
+		select {
+		case <-w.done:
+			return
+		default:
+		}
+		// Each command is proposed until it is acknowledged or its outcome
+		// becomes unknown; only a *NotLeaderError (nothing was proposed) is
+		// retried, so a command that shows up twice in the log is a bug.
+		cmd := fmt.Sprintf("w%d-%d", id, i)
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		err := proposeOnce(pctx, c, []byte(cmd))
+		pcancel()
+		var nl *NotLeaderError
+		switch {
+		case err == nil:
+			w.mu.Lock()
+			w.acked[cmd] = true
+			w.mu.Unlock()
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrClosed),
+			errors.Is(err, ErrLeadershipLost), errors.As(err, &nl):
+		default:
+			t.Errorf("propose(%s) = %v", cmd, err)
+			return
+		}
+	}
+}
+
+// stop stops the writers and returns the commands acknowledged.
+func (w *writers) stop() map[string]bool {
+	close(w.done)
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.acked
+}
+
+// checkLog proposes one more command through the healed cell, waits until
+// every running replica applied the same commands, and fails unless each
+// is there once and every acknowledged one is there.
+func checkLog(ctx context.Context, t *testing.T, c *cell, acked map[string]bool) {
+	t.Helper()
 	// Each attempt is a new command: an attempt that fails with its outcome
 	// unknown (lost leadership) may still be chosen, and retrying the same
 	// bytes would then rightly show up twice.
