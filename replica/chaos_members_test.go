@@ -131,7 +131,7 @@ func newMemberNemesis(t *testing.T, c *cell, rng *rand.Rand, lg *slog.Logger, ne
 // step makes one nemesis move.
 func (n *memberNemesis) step() {
 	n.reconcile()
-	switch op := n.rng.IntN(13); op {
+	switch op := n.rng.IntN(16); op {
 	case 0, 1:
 		n.isolate()
 	case 2:
@@ -148,11 +148,13 @@ func (n *memberNemesis) step() {
 		n.wipe()
 	case 8, 9:
 		n.add()
-	case 10:
+	case 10, 11:
 		n.promote()
-	case 11:
+	case 12, 13:
 		n.remove()
-	case 12:
+	case 14:
+		n.removeLearner()
+	case 15:
 		n.setMeta()
 	}
 }
@@ -397,7 +399,7 @@ func (n *memberNemesis) promote() {
 		return
 	}
 	n.counts["promote"]++
-	if n.change(paxos.MemberChange{Op: paxos.OpPromote, ID: id}, 2*time.Second, paxos.ErrNotCaughtUp, paxos.ErrChangePending) == nil {
+	if n.change(paxos.MemberChange{Op: paxos.OpPromote, ID: id, Epoch: n.ifEpoch(m)}, 2*time.Second, paxos.ErrNotCaughtUp, paxos.ErrChangePending) == nil {
 		n.counts["promoted"]++
 	}
 }
@@ -428,36 +430,62 @@ func (n *memberNemesis) remove() {
 		}
 	}
 	n.counts["remove"]++
+	n.ask(id)
+	if n.change(paxos.MemberChange{Op: paxos.OpRemoveVoter, ID: id, Epoch: n.ifEpoch(m)}, time.Second, paxos.ErrChangePending) == nil {
+		n.counts["removed"]++
+	}
+}
+
+// removeLearner removes a learner (bound or not, up or not).
+func (n *memberNemesis) removeLearner() {
+	m, ok := n.members()
+	if !ok {
+		return
+	}
+	var learners []uint64
+	for _, x := range m.Members {
+		if !x.Voter && !(m.Pending != nil && slices.Contains(m.Pending.Voters, x.ID)) {
+			learners = append(learners, x.ID)
+		}
+	}
+	id, ok := n.pick(learners)
+	if !ok {
+		return
+	}
+	n.ask(id)
+	n.counts["removeLearner"]++
+	n.change(paxos.MemberChange{Op: paxos.OpRemoveLearner, ID: id, Epoch: n.ifEpoch(m)}, time.Second)
+}
+
+// ask records that the removal of id is asked, and whether id may miss it.
+func (n *memberNemesis) ask(id uint64) {
 	if !n.asked[id] {
 		n.asked[id] = true
 		if len(n.cut) > 0 || n.down[id] {
 			n.unreachable[id] = true
 		}
 	}
-	if n.change(paxos.MemberChange{Op: paxos.OpRemoveVoter, ID: id}, time.Second, paxos.ErrChangePending) == nil {
-		n.counts["removed"]++
+}
+
+// ifEpoch makes half the changes conditional on the epoch they were made
+// against (the client's IfEpoch).
+func (n *memberNemesis) ifEpoch(m paxos.Members) uint64 {
+	if n.rng.IntN(2) == 0 {
+		return 0
 	}
+	return m.Epoch
 }
 
 // setMeta announces a member's (unchanged) addresses again: a change
 // applied at once, which moves the epoch.
 func (n *memberNemesis) setMeta() {
 	m, ok := n.members()
-	if !ok {
+	if !ok || len(m.Members) == 0 {
 		return
 	}
-	x, ok := n.pick(slices.Collect(func(yield func(uint64) bool) {
-		for _, x := range m.Members {
-			if !yield(x.ID) {
-				return
-			}
-		}
-	}))
-	if !ok {
-		return
-	}
+	x := m.Members[n.rng.IntN(len(m.Members))].ID
 	n.counts["setmeta"]++
-	n.change(paxos.MemberChange{Op: paxos.OpSetMeta, ID: x, Meta: n.c.addrsOf(x).Encode()}, time.Second)
+	n.change(paxos.MemberChange{Op: paxos.OpSetMeta, ID: x, Meta: n.c.addrsOf(x).Encode(), Epoch: n.ifEpoch(m)}, time.Second)
 }
 
 // change runs ChangeMembers on the leader, retrying for up to patience
