@@ -118,9 +118,9 @@ type memberNemesis struct {
 	// to it once it applies the change, before a commit past it went out
 	// (found by this test; in replica/paxos, not fixed yet). Its missing
 	// Removed is only logged.
-	learner     map[uint64]bool
-	started     []*Replica // every replica started, to check none failed
-	counts      map[string]int
+	learner map[uint64]bool
+	started []*Replica // every replica started, to check none failed
+	counts  map[string]int
 }
 
 func newMemberNemesis(t *testing.T, c *cell, rng *rand.Rand, lg *slog.Logger, next uint64) *memberNemesis {
