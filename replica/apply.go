@@ -377,7 +377,10 @@ func (a *applier) applyMembers(e *paxos.Entry) {
 		a.g.log.Warn("member change chosen, invalid: it changes nothing", "instance", e.Instance, "err", err)
 	}
 	changed := m.Epoch != a.members.Epoch || (m.Pending == nil) != (a.members.Pending == nil)
-	if a.members.Pending != nil && m.Pending == nil {
+	// A voter change took effect, or an id was retired at once (a
+	// RemoveLearner): the leader nudges past it (group.nudge), so that the
+	// removed replica hears of a commit past it while it still sends to it.
+	if a.members.Pending != nil && m.Pending == nil || len(m.Retired) > len(a.members.Retired) {
 		a.g.lastEffect.Store(e.Instance)
 	}
 	a.members = m

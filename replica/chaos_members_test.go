@@ -128,7 +128,7 @@ func newMemberNemesis(t *testing.T, c *cell, rng *rand.Rand, lg *slog.Logger, ne
 		t: t, c: c, rng: rng, log: lg.With("component", "nemesis"), next: next,
 		down: map[uint64]bool{}, cut: map[uint64]bool{}, wiped: map[uint64]bool{},
 		joining: map[uint64]bool{}, removed: map[uint64]*Replica{},
-		asked: map[uint64]bool{}, unreachable: map[uint64]bool{}, learner: map[uint64]bool{}, counts: map[string]int{},
+		asked: map[uint64]bool{}, unreachable: map[uint64]bool{}, counts: map[string]int{},
 	}
 	n.started = slices.Collect(maps.Values(c.reps))
 	return n
@@ -459,7 +459,6 @@ func (n *memberNemesis) removeLearner() {
 		return
 	}
 	n.ask(id)
-	n.learner[id] = true
 	n.counts["removeLearner"]++
 	n.change(paxos.MemberChange{Op: paxos.OpRemoveLearner, ID: id, Epoch: n.ifEpoch(m)}, time.Second)
 }
@@ -621,18 +620,15 @@ func (n *memberNemesis) checkRemoved() {
 			continue
 		}
 		wait := memberPatience
-		if n.unreachable[id] || n.learner[id] {
+		if n.unreachable[id] {
 			wait = 4 * n.c.cfgs[id].ElectionTimeout
 		}
 		select {
 		case <-r.Removed():
 		case <-time.After(wait):
-			switch {
-			case n.learner[id]:
-				n.t.Logf("replica %d, a removed learner, never learned it (known: the leader stops sending to it at once)", id)
-			case !n.unreachable[id]:
+			if !n.unreachable[id] {
 				n.t.Errorf("replica %d was removed while reachable but never reported Removed", id)
-			default:
+			} else {
 				n.t.Logf("replica %d, cut off or down around its removal, never learned it", id)
 			}
 		}

@@ -195,8 +195,8 @@ type group struct {
 	// recovered at start is replayed, as of its end (newGroup).
 	members     atomic.Pointer[paxos.Members]
 	removed     bool          // loop: the core reported this replica removed (Ready.Removed)
-	lastEffect  atomic.Uint64 // applier: the instance where the last voter change took effect
-	nudgedTo    uint64        // loop: the last instance nudge proposed at
+	lastEffect  atomic.Uint64 // applier: the instance where the last voter change took effect or an id was retired
+	nudgedFor   uint64        // loop: the lastEffect nudge proposed after
 	removedSeen atomic.Bool   // removed, for Replica.groupRemoved
 
 	applier *applier

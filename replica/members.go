@@ -378,37 +378,41 @@ func (r *Replica) warnConfiguredMembers(v memberView) {
 		"configured at another address", moved)
 }
 
-// nudge has the leader propose an empty batch where a voter change needs
-// one on an idle cell (loop goroutine). The change takes effect once an
-// instance at or past At+α is applied, and the core's padding stops at
-// At+α−1; and a removed replica learns that its removal is in effect only
-// from an Accept that carries a commit past that instance. So once
-// nothing is in flight the leader proposes at At+α, and then at one past
-// the instance where the change took effect. A command does as well.
+// nudge has the leader propose an empty batch where a voter change or a
+// removal needs one on an idle cell (loop goroutine). A voter change takes
+// effect once an instance at or past At+α is applied, and the core's
+// padding stops at At+α−1: so while it is pending and nothing is in
+// flight, the leader proposes up to At+α. And a removed replica learns that
+// its removal is in effect only from an Accept that carries a commit past
+// the instance where it took effect (a new proposal's Accept goes to every
+// position the core still holds; heartbeats go to members only): so once
+// such an instance is applied (lastEffect, also a RemoveLearner, which
+// retires a learner at once) and nothing is in flight, the leader proposes
+// once more. Only a proposal made after that instance was applied carries
+// a commit past it: one proposed earlier does not, however far the log
+// moved (a new leader's first no-op, proposed before it learned the
+// removal chosen, did not tell the removed learner).
 func (g *group) nudge() {
 	if g.role != paxos.Leader || g.writing || len(g.queued) > 0 {
 		return
 	}
 	m := g.members.Load()
-	if m == nil || m.Pending == nil && g.lastEffect.Load()+1 <= g.nudgedTo {
+	effect := g.lastEffect.Load()
+	if m == nil || m.Pending == nil && effect <= g.nudgedFor {
 		return
 	}
-	upto := g.lastEffect.Load() + 1
-	if m.Pending != nil {
-		upto = max(upto, m.Pending.At+m.Alpha)
-	}
 	st := g.node.Status()
-	if st.Next > upto && m.Pending == nil {
-		g.nudgedTo = upto // the log moved past it without us
-	}
-	if st.InFlight > 0 || st.Next > upto {
+	if st.InFlight > 0 || m.Pending != nil && st.Next > m.Pending.At+m.Alpha {
 		return
 	}
 	g.nextBatch++
 	if _, err := g.node.Propose(appendBatch(nil, g.r.cfg.ID, g.nextBatch, nil)); err != nil {
 		g.log.Debug("no empty batch for a member change", "instance", st.Next, "err", err)
+		return
 	}
-	g.nudgedTo = st.Next
+	if m.Pending == nil {
+		g.nudgedFor = effect
+	}
 }
 
 // completeChange completes the ChangeMembers waiting for instance e, if

@@ -235,6 +235,32 @@ func TestMembersRemoveLeader(t *testing.T) {
 	c.checkSame(1)
 }
 
+// A removed learner learns it, on an idle cell too: RemoveLearner retires
+// it at once, and the leader stops sending it heartbeats as it applies the
+// change, so it hears of a commit past it only from the Accept of the empty
+// batch the leader proposes after it (found by TestChaosMembers: the
+// learner never reported Removed).
+func TestMembersRemovedLearnerLearnsIt(t *testing.T) {
+	c := newCell(t, cellOpts{n: 3, tune: smallAlpha})
+	c.proposeN("a", 5, 5)
+	c.prepareJoiner(4, "")
+	c.change(paxos.MemberChange{Op: paxos.OpAddLearner, ID: 4, Meta: c.addrsOf(4).Encode()})
+	c.start(4)
+	c.waitMembers("replica 4 bound", func(_ uint64, m paxos.Members) bool { return bound(m, 4) })
+	c.mu.Lock()
+	learner := c.reps[4]
+	delete(c.reps, 4) // no longer checked with the others
+	c.mu.Unlock()
+	defer learner.Close()
+	c.change(paxos.MemberChange{Op: paxos.OpRemoveLearner, ID: 4})
+	select {
+	case <-learner.Removed():
+	case <-time.After(memberPatience):
+		t.Fatalf("the removed learner 4 never reported Removed")
+	}
+	c.waitMembers("replica 4 retired", func(_ uint64, m paxos.Members) bool { return m.IsRetired(4) && settled(m, 1, 2, 3) })
+}
+
 // A dead replica is replaced: add a new one, promote it, remove the dead
 // id; the cell runs on the new voter set.
 func TestMembersReplaceDeadReplica(t *testing.T) {
