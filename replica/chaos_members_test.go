@@ -108,19 +108,13 @@ type memberNemesis struct {
 	wiped   map[uint64]bool     // restarted on an empty data dir, still rebuilding
 	joining map[uint64]bool     // joiners started, their AddLearner not yet seen applied
 	removed map[uint64]*Replica // retired ids, with the replica that ran when it was seen (nil: down)
-	// unreachable marks a voter whose removal was asked while a link was
+	// unreachable marks a replica whose removal was asked while a link was
 	// cut or it was down, or that a fault touched afterwards: it may never
 	// learn that it was removed (docs/membership.md §13, "Removal").
 	asked       map[uint64]bool
 	unreachable map[uint64]bool
-	// learner marks an id whose RemoveLearner was asked. A removed
-	// learner is not told on an idle cell either: the leader stops sending
-	// to it once it applies the change, before a commit past it went out
-	// (found by this test; in replica/paxos, not fixed yet). Its missing
-	// Removed is only logged.
-	learner map[uint64]bool
-	started []*Replica // every replica started, to check none failed
-	counts  map[string]int
+	started     []*Replica // every replica started, to check none failed
+	counts      map[string]int
 }
 
 func newMemberNemesis(t *testing.T, c *cell, rng *rand.Rand, lg *slog.Logger, next uint64) *memberNemesis {
