@@ -8,6 +8,8 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,15 +177,48 @@ func (c *cell) proposeN(prefix string, n, total int) {
 			c.t.Fatalf("propose %s-%d: %v", prefix, i, err)
 		}
 	}
-	c.waitApplied(1, total, memberPatience)
-	// Exactly the commands: the state machine never sees a member change.
+	// Exactly the commands, distinct ones (c.propose retries a command
+	// whose leader was deposed, ErrLeadershipLost, which may have been
+	// chosen all the same): the state machine never sees a member change.
+	deadline := time.Now().Add(memberPatience)
+	for bad := c.distinctApplied(total); bad != ""; bad = c.distinctApplied(total) {
+		if time.Now().After(deadline) {
+			c.t.Fatal(bad)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// distinctApplied says which replica has not applied exactly total
+// distinct commands of group 1 ("" if none), and fails the test on a
+// command proposeN did not propose.
+func (c *cell) distinctApplied(total int) (bad string) {
+	c.t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for id := range c.reps {
-		if got := c.sms[id][1].count(); got != total {
-			c.t.Fatalf("replica %d applied %d commands; want %d", id, got, total)
+		distinct := map[string]bool{}
+		for _, cmd := range c.sms[id][1].applied() {
+			if !isCommand(string(cmd)) {
+				c.t.Fatalf("replica %d applied %q, not a command of the test", id, cmd)
+			}
+			distinct[string(cmd)] = true
+		}
+		if len(distinct) != total {
+			bad = fmt.Sprintf("replica %d applied %d distinct commands; want %d", id, len(distinct), total)
 		}
 	}
+	return bad
+}
+
+// isCommand reports whether cmd has proposeN's shape: prefix-i.
+func isCommand(cmd string) bool {
+	k := strings.LastIndexByte(cmd, '-')
+	if k <= 0 {
+		return false
+	}
+	_, err := strconv.Atoi(cmd[k+1:])
+	return err == nil
 }
 
 // Grow 3 -> 5 (each new replica a learner first, caught up, promoted), then
