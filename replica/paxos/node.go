@@ -178,6 +178,7 @@ type Node struct {
 	p1v2      uint64           // cfg(p1from+α−1): ... and a majority of it
 	rejoin    bool             // gave up a Phase 1 as too far behind while granted: campaign once caught up
 	retakeAt  uint64           // preempted while granted: campaign then if no leader was heard from (maybeRetake)
+	retakeOff uint64           // ... unless these peers, seen promised above our ballot (grant us nothing), leave no majority
 
 	// Leader.
 	next             uint64
