@@ -1,9 +1,6 @@
 package replica
 
 import (
-	"context"
-	"log/slog"
-	"os"
 	"testing"
 
 	"github.com/latchd/latch/replica/paxos"
@@ -30,20 +27,7 @@ func TestTCPWipedFounderRebuildsAmongLaterMembers(t *testing.T) {
 	if lead := c.leader(1, memberPatience).ID(); lead != 4 && lead != 5 {
 		t.Fatalf("leader = %d; want 4 or 5", lead)
 	}
-	cfg := c.cfgs[1]
-	if err := os.RemoveAll(cfg.DataDir); err != nil {
-		t.Fatal(err)
-	}
-	logs := &logLines{}
-	cfg.RebuildEmpty = true
-	cfg.Logger = slog.New(logs)
-	c.cfgs[1] = cfg // Members still names only the founders 1, 2, 3
-	c.start(1)
-
-	waitFor(t, memberPatience, "the wiped founder to rebuild", func() bool {
-		st, err := c.reps[1].Status(context.Background(), 1)
-		return err == nil && !st.Rebuilding && logs.has("rebuilt:")
-	})
+	c.rebuildWiped(1) // its Members still names only the founders 1, 2, 3
 	c.proposeN("c", 5, 15)
 	c.checkSame(1)
 	c.waitMembers("replica 1 knows the members", func(_ uint64, m paxos.Members) bool {

@@ -232,6 +232,16 @@ func (r *Replica) retiredBy(by uint64) {
 	})
 }
 
+// peerOf returns the peer address x's Meta carries (MemberAddrs), "" if
+// it carries none: a founder's comes from configuration.
+func peerOf(x paxos.Member) (string, error) {
+	if len(x.Meta) == 0 {
+		return "", nil
+	}
+	a, err := DecodeMemberAddrs(x.Meta)
+	return a.Peer, err
+}
+
 // peerAddr returns the peer address of replica id as this replica knows
 // it, "" if unknown.
 func (r *Replica) peerAddr(id uint64) string {
@@ -271,12 +281,10 @@ func (r *Replica) view() memberView {
 				continue
 			}
 			addr := r.fallbackAddrs[x.ID]
-			if len(x.Meta) > 0 {
-				if a, err := DecodeMemberAddrs(x.Meta); err != nil {
-					r.log.Warn("member with undecodable addresses", "member", x.ID, "err", err)
-				} else if a.Peer != "" {
-					addr = a.Peer
-				}
+			if peer, err := peerOf(x); err != nil {
+				r.log.Warn("member with undecodable addresses", "member", x.ID, "err", err)
+			} else if peer != "" {
+				addr = peer
 			}
 			v.addrs[x.ID] = addr
 		}

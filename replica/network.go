@@ -109,8 +109,8 @@ func (r *Replica) dialsBack() bool {
 		if m == nil {
 			continue
 		}
-		if x, ok := m.Member(r.cfg.ID); ok && len(x.Meta) > 0 {
-			if a, err := DecodeMemberAddrs(x.Meta); err == nil && a.Peer != "" {
+		if x, ok := m.Member(r.cfg.ID); ok {
+			if peer, err := peerOf(x); err == nil && peer != "" {
 				return true
 			}
 		}

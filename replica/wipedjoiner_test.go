@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/latchd/latch/replica/paxos"
 )
@@ -22,21 +23,7 @@ func TestWipedJoinerRestartedWithoutJoin(t *testing.T) {
 	c.proposeN("b", 5, 10)
 
 	c.stop(4)
-	cfg := c.cfgs[4]
-	if err := os.RemoveAll(cfg.DataDir); err != nil {
-		t.Fatal(err)
-	}
-	logs := &logLines{}
-	cfg.Join = false
-	cfg.RebuildEmpty = true
-	cfg.Logger = slog.New(logs)
-	c.cfgs[4] = cfg // Members: 1, 2, 3 (its seeds) and 4
-	c.start(4)
-
-	waitFor(t, memberPatience, "the wiped joiner to rebuild", func() bool {
-		st, err := c.reps[4].Status(context.Background(), 1)
-		return err == nil && !st.Rebuilding && logs.has("rebuilt:")
-	})
+	logs := c.rebuildWiped(4) // its Members: 1, 2, 3 (its seeds) and 4
 	c.proposeN("c", 5, 15)
 	c.checkSame(1)
 	want, err := c.leader(1, memberPatience).Members(1)
@@ -52,5 +39,34 @@ func TestWipedJoinerRestartedWithoutJoin(t *testing.T) {
 	})
 	if !logs.has("receiving snapshot") {
 		t.Fatalf("the wiped joiner did not learn the member set from a snapshot:\n%s", logs)
+	}
+}
+
+// rebuildWiped restarts stopped replica id on an empty data dir with its
+// configuration, as a service manager restarts a replica that lost its
+// disk (RebuildEmpty; Join is for a first start only), and waits until it
+// has rebuilt. It returns the replica's log.
+func (c *cell) rebuildWiped(id uint64) *logLines {
+	c.t.Helper()
+	cfg := c.cfgs[id]
+	if err := os.RemoveAll(cfg.DataDir); err != nil {
+		c.t.Fatal(err)
+	}
+	logs := &logLines{}
+	cfg.Join = false
+	cfg.RebuildEmpty = true
+	cfg.Logger = slog.New(logs)
+	c.cfgs[id] = cfg
+	c.start(id)
+	deadline := time.Now().Add(memberPatience)
+	for {
+		st, err := c.reps[id].Status(context.Background(), 1)
+		if err == nil && !st.Rebuilding && logs.has("rebuilt:") {
+			return logs
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("replica %d did not rebuild within %v", id, memberPatience)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
