@@ -64,13 +64,18 @@ func dial(ctx context.Context, addr string, name string, tc *tls.Config, logger 
 	wc, err := wire.NewConn(ctx, nc, wire.ConnConfig{PingInterval: pingInterval, WriteTimeout: writeTimeout, Logger: logger},
 		wire.Hello{MinVersion: wire.MinVersion, MaxVersion: wire.Version, Client: name})
 	if err != nil {
+		if t, ok := nc.(*tlsConn); ok && t.certAsked.Load() {
+			// The replica asked for a client certificate this client does
+			// not have. Say so the same way whether its alert ("certificate
+			// required") arrived or was lost to the reset of its close.
+			cause := err
+			if isTLSErr(t.readErr()) {
+				cause = t.readErr()
+			}
+			return nil, fmt.Errorf("%w: %s refused this client: it requires a client certificate and this client has none (set Config.TLS.Certificates): %w", ErrTLS, addr, cause)
+		}
 		if t, ok := nc.(*tlsConn); ok && isTLSErr(t.readErr()) {
 			return nil, fmt.Errorf("%w: %s refused this client: %w", ErrTLS, addr, t.readErr())
-		}
-		if t, ok := nc.(*tlsConn); ok && t.certAsked.Load() {
-			// The replica asked for a client certificate and this client
-			// had none; its alert may be lost to the reset of its close.
-			return nil, fmt.Errorf("%w: %s asked for a client certificate and this client has none (set Config.TLS.Certificates): %w", ErrTLS, addr, err)
 		}
 		if isProtocolErr(err) {
 			return nil, fmt.Errorf("%w: hello to %s: %w", ErrProtocol, addr, err)

@@ -81,7 +81,7 @@ func TestTLSUntrusted(t *testing.T) {
 		text string
 	}{
 		{"without the CA", withCert(other.ClientConfig(t, ""), ca.Issue(t, "alice").TLS), "certificate signed by unknown authority"},
-		{"without a client certificate", ca.ClientConfig(t, ""), "refused this client: remote error: tls: certificate required"},
+		{"without a client certificate", ca.ClientConfig(t, ""), "refused this client: it requires a client certificate and this client has none"},
 		{"client certificate from another CA", withCert(ca.ClientConfig(t, ""), other.Issue(t, "mallory").TLS), "refused this client: remote error: tls: "},
 	}
 	for _, tc := range cases {

@@ -23,7 +23,7 @@ func TestTLSCell(t *testing.T) {
 	if out, errs, code := run(t, ctx, c.latch, c.env, "", "get", "/tls/hello"); code != 0 || out != "world" {
 		t.Fatalf("latch get over TLS = %q, exit %d: %s", out, code, errs)
 	}
-	if _, errs, code := run(t, ctx, c.latch, noCert, "", "get", "/tls/hello"); code == 0 || !strings.Contains(errs, "tls: certificate required") {
+	if _, errs, code := run(t, ctx, c.latch, noCert, "", "get", "/tls/hello"); code == 0 || !strings.Contains(errs, "requires a client certificate and this client has none") {
 		t.Errorf("latch get without a client certificate: exit %d: %s; want refused", code, errs)
 	}
 

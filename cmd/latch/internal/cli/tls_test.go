@@ -68,7 +68,7 @@ func TestTLS(t *testing.T) {
 	}
 
 	noCert := invocation{endpoints: c.Endpoints()}
-	noCert.run(t, "--cacert", caFile, "get", "/tls/x").failed(t, ExitError, "remote error: tls: certificate required")
+	noCert.run(t, "--cacert", caFile, "get", "/tls/x").failed(t, ExitError, "requires a client certificate and this client has none")
 	other := testcerts.NewCA(t, "someone else").WriteCA(t, dir, "other.crt")
 	noCert.run(t, "--cacert", other, "--cert", cert, "--key", key, "get", "/tls/x").failed(t, ExitError, "certificate signed by unknown authority")
 }
