@@ -208,13 +208,16 @@ func (t *Transport) checkRetired(h hello, ours uint64) error {
 }
 
 // reportRetired calls Config.OnRetired, once, for a peer's answer that
-// this replica was removed from the cell.
+// this replica was removed from the cell. The warning is OnRetired's to
+// give (the replica says what it does about it); without one the
+// transport gives it.
 func (t *Transport) reportRetired(by uint64) {
 	t.retired.Do(func() {
-		t.log.Warn("a peer reports this replica removed from the cell", "peer", by)
-		if t.cfg.OnRetired != nil {
-			t.cfg.OnRetired(by)
+		if t.cfg.OnRetired == nil {
+			t.log.Warn("a peer reports this replica removed from the cell", "peer", by)
+			return
 		}
+		t.cfg.OnRetired(by)
 	})
 }
 
