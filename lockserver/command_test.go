@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchd/latch/internal/wire"
 	"github.com/latchd/latch/namespace"
 )
 
@@ -266,5 +267,30 @@ func TestFSMApplyAllocs(t *testing.T) {
 	t.Logf("allocations per applied set-content: %.1f", allocs)
 	if allocs > 8 {
 		t.Fatalf("Apply allocates %.1f times per set-content; want at most 8", allocs)
+	}
+}
+
+// nsError: where the wire code says what the namespace root code says, the
+// message carries only the rest (the client prefixes its own sentinel);
+// where the wire code is coarser (a session never issued answered as
+// expired), the whole namespace message stays.
+func TestNsErrorMessage(t *testing.T) {
+	pathErr := namespace.Config{MaxPathLen: 8, MaxNameLen: 4, MaxDepth: 4}.ValidatePath("/abcdefg")
+	for _, c := range []struct {
+		err  error
+		code wire.Code
+		want string
+	}{
+		{&namespace.Error{Code: namespace.CodeNotFound, Msg: `namespace: node not found: "/x"`}, wire.NotFound, `"/x"`},
+		{&namespace.Error{Code: namespace.CodeNotFound, Msg: "namespace: node not found"}, wire.NotFound, ""},
+		{pathErr, wire.BadPath, "name too long: 7 bytes > 4 in \"/abcdefg\""},
+		{&namespace.Error{Code: namespace.CodeSessionUnknown, Msg: "namespace: unknown session: 7"}, wire.SessionExpired, "namespace: unknown session: 7"},
+		{&namespace.Error{Code: namespace.CodeNotWaiting, Msg: "namespace: session is not waiting for the lock"}, wire.NotHolder, "namespace: session is not waiting for the lock"},
+		{errors.New("plain"), wire.BadRequest, "plain"},
+	} {
+		we := nsError(c.err)
+		if we.Code != c.code || we.Message != c.want {
+			t.Errorf("nsError(%q) = %v %q; want %v %q", c.err, we.Code, we.Message, c.code, c.want)
+		}
 	}
 }

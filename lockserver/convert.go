@@ -8,12 +8,17 @@ import (
 	"github.com/latchd/latch/session"
 )
 
-// nsError maps a namespace error to the wire.
+// nsError maps a namespace error to the wire. Where the wire code says
+// what the namespace error's root code does, the message carries only the
+// rest (namespace.Error.Detail): the client names the code with its own
+// sentinel, so a user reads `not found: "/x"`, not `not found: namespace:
+// node not found: "/x"`.
 func nsError(err error) *wire.Error {
 	if err == nil {
 		return nil
 	}
 	var code wire.Code
+	same := true // the wire code says what the namespace root code says
 	switch namespace.CodeOf(err) {
 	case namespace.CodeNotFound:
 		code = wire.NotFound
@@ -29,20 +34,28 @@ func nsError(err error) *wire.Error {
 		code = wire.Limit
 	case namespace.CodeLocked:
 		code = wire.Locked
-	case namespace.CodeNotHolder, namespace.CodeNotWaiting:
+	case namespace.CodeNotHolder:
 		code = wire.NotHolder
+	case namespace.CodeNotWaiting:
+		code, same = wire.NotHolder, false
 	case namespace.CodeCanceled:
-		code = wire.Canceled
-	case namespace.CodeSessionUnknown, namespace.CodeSessionExpired:
+		code, same = wire.Canceled, false
+	case namespace.CodeSessionExpired:
 		code = wire.SessionExpired
+	case namespace.CodeSessionUnknown:
+		code, same = wire.SessionExpired, false
 	case namespace.CodeGenerationMismatch:
 		code = wire.GenerationMismatch
 	case namespace.CodePermission:
 		code = wire.Permission
 	default:
-		code = wire.BadRequest
+		code, same = wire.BadRequest, false
 	}
-	return &wire.Error{Code: code, Message: err.Error()}
+	msg := err.Error()
+	if ne, ok := err.(*namespace.Error); ok && same {
+		msg = ne.Detail()
+	}
+	return &wire.Error{Code: code, Message: msg}
 }
 
 // sessionError maps a session manager error to the wire.

@@ -86,7 +86,7 @@ func (s *Server) closing() *wire.Error {
 
 func (s *Server) checkPath(p string) *wire.Error {
 	if err := s.cfg.Namespace.ValidatePath(p); err != nil {
-		return wire.Errorf(wire.BadPath, "%v", err)
+		return nsError(err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package namespace
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors. Every error that Apply or a query returns wraps exactly one
@@ -201,6 +202,28 @@ func (e *Error) Error() string { return e.Msg }
 
 // Unwrap returns the code's sentinel error.
 func (e *Error) Unwrap() error { return e.Code.Err() }
+
+// Detail returns the message without the text of the code's root sentinel
+// it begins with: what the root code does not already say ("path too long:
+// ..." for "namespace: bad path: path too long: ..."). It is "" when the
+// message is the root sentinel's alone.
+func (e *Error) Detail() string {
+	root := e.Code.Err()
+	for u := errors.Unwrap(root); u != nil; u = errors.Unwrap(u) {
+		root = u
+	}
+	rest, ok := strings.CutPrefix(e.Msg, root.Error())
+	switch {
+	case !ok:
+		return e.Msg
+	case rest == "":
+		return ""
+	}
+	if d, ok := strings.CutPrefix(rest, ": "); ok {
+		return d
+	}
+	return e.Msg
+}
 
 // errorf returns an *Error with code c and the message "<sentinel>: <detail>".
 func errorf(c Code, format string, args ...any) *Error {

@@ -135,6 +135,27 @@ func TestCodes(t *testing.T) {
 	}
 }
 
+// Error.Detail drops the root sentinel's text only: a refined code keeps
+// what it adds to its root ("name too long"), a message that does not
+// begin with the sentinel is kept whole.
+func TestErrorDetail(t *testing.T) {
+	for _, c := range []struct {
+		err  *Error
+		want string
+	}{
+		{errorf(CodeNotFound, "%s", quote("/x")), `"/x"`},
+		{errorf(CodeNotFound, ""), ""},
+		{errorf(CodeNameTooLong, "300 bytes > 255"), "name too long: 300 bytes > 255"},
+		{errorf(CodeTooManyChildren, "%s has %d children", quote("/d"), 9), `too many children: "/d" has 9 children`},
+		{&Error{Code: CodeNotFound, Msg: "something else"}, "something else"},
+		{&Error{Code: CodeNotFound, Msg: "namespace: node not foundling"}, "namespace: node not foundling"},
+	} {
+		if got := c.err.Detail(); got != c.want {
+			t.Errorf("Detail of %q = %q; want %q", c.err.Msg, got, c.want)
+		}
+	}
+}
+
 func TestChecksumMatchesCRC64(t *testing.T) {
 	table := crc64.MakeTable(crc64.ECMA)
 	for _, n := range []int{0, 1, 15, 16, 63, 64, 65, 1000} {
