@@ -170,6 +170,9 @@ func (s *server) read(ctx context.Context) error {
 			continue
 		case err == io.EOF, ctx.Err() != nil, s.isClosed():
 			return nil
+		case err == nil:
+			// A call: dispatch it. (Before isConnError, whose errors.As
+			// target would cost an allocation per frame.)
 		case errors.Is(err, errFirstFrameLate):
 			return err
 		case errors.Is(err, errPeerSilent):
