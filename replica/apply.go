@@ -291,13 +291,18 @@ func (a *applier) compact(c uint64) error {
 }
 
 // restoreStored replaces the state machine with the group's stored
-// snapshot. It returns the instance the snapshot covers.
+// snapshot, once the file passed its checksum: a bit flipped on disk is
+// reported as corrupt data, naming the file, and the state machine never
+// sees it (its own checks may not catch it, or name it otherwise).
 func (a *applier) restoreStored() error {
 	r, err := a.g.ldb.OpenSnapshot()
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	if err := r.Verify(); err != nil {
+		return err
+	}
 	h, err := readSnapHeader(r)
 	if err != nil {
 		return err

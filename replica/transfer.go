@@ -147,7 +147,7 @@ func (g *group) openForSend() (*logdb.SnapshotReader, error) {
 		if err != nil {
 			return nil, err
 		}
-		if _, err := io.Copy(io.Discard, r); err != nil {
+		if err := r.Verify(); err != nil {
 			r.Close()
 			return nil, err
 		}

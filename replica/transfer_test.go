@@ -211,6 +211,49 @@ func TestCorruptSnapshotStopsSender(t *testing.T) {
 	}
 }
 
+// A replica whose stored snapshot has a bit flipped refuses to start, with
+// ErrCorrupt naming the file, before its state machine has seen a byte of
+// it (S20). Before, the state machine restored the flipped snapshot and
+// only then was the checksum at its end found wrong, in an error that named
+// no file; a state machine that checks its snapshots itself (the lock
+// server's does) failed first, in its own words, not as corrupt data.
+func TestCorruptSnapshotRefusedAtStart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := newCell(t, cellOpts{tune: snapTuning})
+	lead := c.leader(1, 10*time.Second)
+	c.proposeMany(ctx, 1, strings.Repeat("x", 200), 1, 100)
+	victim := followerOf(c, lead)
+	id := victim.ID()
+	waitFor(t, 30*time.Second, "a snapshot on the follower", func() bool {
+		s, err := victim.Status(ctx, 1)
+		return err == nil && s.SnapshotBytes > 0
+	})
+	c.stop(id)
+	files, _ := filepath.Glob(filepath.Join(c.cfgs[id].DataDir, "snapshots", "*.snap"))
+	if len(files) != 1 {
+		t.Fatalf("snapshot files %v; want one", files)
+	}
+	fi, err := os.Stat(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipByte(t, files[0], fi.Size()/2)
+
+	sm := &testSM{}
+	r, err := New(c.cfgs[id], map[uint32]StateMachine{1: sm}, c.net)
+	if err == nil {
+		r.Close()
+		t.Fatal("New on a corrupt snapshot = nil error")
+	}
+	if !errors.Is(err, logdb.ErrCorrupt) || !strings.Contains(err.Error(), files[0]) {
+		t.Errorf("New on a corrupt snapshot = %v; want logdb.ErrCorrupt naming %s", err, files[0])
+	}
+	if n := sm.count(); n != 0 {
+		t.Errorf("the state machine restored %d commands of a corrupt snapshot", n)
+	}
+}
+
 // flipByte inverts the byte at off in file, keeping its size.
 func flipByte(t *testing.T, file string, off int64) {
 	t.Helper()

@@ -389,7 +389,8 @@ func (db *DB) readErr(op string, err error) error {
 	case db.closed.Load() || errors.Is(err, leveldb.ErrClosed):
 		return fmt.Errorf("%w: %s", ErrClosed, op)
 	case lerrors.IsCorrupted(err):
-		return fmt.Errorf("%w: %s: %w", ErrCorrupt, op, err)
+		// goleveldb names a damaged table by its base name alone.
+		return fmt.Errorf("%w: %s in %s: %w", ErrCorrupt, op, filepath.Join(db.dir, "leveldb"), err)
 	default:
 		return fmt.Errorf("logdb: %s: %w", op, err)
 	}

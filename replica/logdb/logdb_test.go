@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -257,6 +258,46 @@ func TestSnapshotBitFlipDetected(t *testing.T) {
 	}
 }
 
+// Verify checks a snapshot whole before anyone reads it, and names the
+// file it finds corrupt, so that an operator knows what to delete.
+func TestSnapshotVerify(t *testing.T) {
+	db := openT(t, t.TempDir())
+	g := db.Group(1)
+	data := bytes.Repeat([]byte("0123456789"), 100_000)
+	if _, err := g.SaveSnapshot(7, data); err != nil {
+		t.Fatal(err)
+	}
+	r, err := g.OpenSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Verify(); err != nil {
+		t.Fatalf("Verify(intact snapshot) = %v", err)
+	}
+	// Verify leaves Read at the start.
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("ReadAll after Verify = %d bytes, %v; want %d bytes", len(got), err, len(data))
+	}
+
+	path := db.snapshotPath(1, 7)
+	b, _ := os.ReadFile(path)
+	b[len(b)/2] ^= 0x40
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err = g.OpenSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	err = r.Verify()
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Verify(flipped snapshot) = %v; want ErrCorrupt naming %s", err, path)
+	}
+}
+
 // TestCorruptJournalFailsOpen damages the leveldb journal (the .log file) of
 // a database that was not closed cleanly, and checks that Open refuses it
 // instead of dropping the damaged records (which strict mode guarantees).
@@ -307,6 +348,50 @@ func TestCorruptJournalFailsOpen(t *testing.T) {
 		t.Fatalf("Open(corrupted journal) = %v; want ErrCorrupt", err)
 	}
 	t.Logf("Open(corrupted journal) = %v", err)
+}
+
+// TestCorruptTableFailsLoad flips a bit in the middle of a LevelDB table
+// (written from the journal when the database is opened again) and checks
+// that Load, which reads every entry, fails with ErrCorrupt naming the
+// table and its directory, rather than dropping the damaged block.
+func TestCorruptTableFailsLoad(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir)
+	g := db.Group(1)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := uint64(1); i <= 500; i++ {
+		v := make([]byte, 200)
+		for j := range v {
+			v[j] = byte(rnd.Uint32())
+		}
+		if err := g.Write(Update{Entries: []Entry{ent(i, 1, 1, string(v))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	openT(t, dir).Close()
+	ldbDir := filepath.Join(dir, "leveldb")
+	tables, _ := filepath.Glob(filepath.Join(ldbDir, "*.ldb"))
+	if len(tables) != 1 {
+		t.Fatalf("tables %v; want the journal written to one", tables)
+	}
+	b, err := os.ReadFile(tables[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// About 100 KB of blocks of 4 KiB, and an index of one entry a block:
+	// the middle is in a data block.
+	b[len(b)/2] ^= 0x40
+	if err := os.WriteFile(tables[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = openT(t, dir).Group(1).Load()
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "data-block") {
+		t.Fatalf("Load() with a flipped table = %v; want ErrCorrupt in a data block", err)
+	}
+	if name := filepath.Base(tables[0]); !strings.Contains(err.Error(), ldbDir) || !strings.Contains(err.Error(), name) {
+		t.Fatalf("Load() with a flipped table = %v; want it to name %s in %s", err, name, ldbDir)
+	}
 }
 
 func copyDir(t *testing.T, src, dst string) {

@@ -224,11 +224,13 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// SnapshotReader reads the group's stored snapshot. Read verifies the size
-// and CRC at the end (ErrCorrupt on mismatch); ReadAt serves chunks for a
-// transfer, whose receiver checks the sum itself.
+// SnapshotReader reads the group's stored snapshot. Verify checks the whole
+// file against the size and CRC in its meta; Read checks them again at the
+// end (ErrCorrupt on mismatch); ReadAt serves chunks for a transfer, whose
+// receiver checks the sum itself.
 type SnapshotReader struct {
 	meta SnapshotMeta
+	path string
 	f    *os.File
 	r    *bufio.Reader
 	off  int64
@@ -242,7 +244,8 @@ func (l *Log) OpenSnapshot() (*SnapshotReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(l.db.snapshotPath(l.group, meta.Instance))
+	path := l.db.snapshotPath(l.group, meta.Instance)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: group %d: snapshot %d recorded but unreadable: %w", ErrCorrupt, l.group, meta.Instance, err)
 	}
@@ -253,9 +256,9 @@ func (l *Log) OpenSnapshot() (*SnapshotReader, error) {
 	}
 	if fi.Size() != meta.Size {
 		f.Close()
-		return nil, fmt.Errorf("%w: group %d: snapshot %d has %d bytes, meta says %d", ErrCorrupt, l.group, meta.Instance, fi.Size(), meta.Size)
+		return nil, fmt.Errorf("%w: group %d: snapshot %d has %d bytes, meta says %d (%s)", ErrCorrupt, l.group, meta.Instance, fi.Size(), meta.Size, path)
 	}
-	return &SnapshotReader{meta: meta, f: f, r: bufio.NewReaderSize(f, 256<<10)}, nil
+	return &SnapshotReader{meta: meta, path: path, f: f, r: bufio.NewReaderSize(f, 256<<10)}, nil
 }
 
 // Meta returns the snapshot's meta.
@@ -267,9 +270,31 @@ func (r *SnapshotReader) Read(p []byte) (int, error) {
 	r.crc = crc32.Update(r.crc, castagnoli, p[:n])
 	r.off += int64(n)
 	if errors.Is(err, io.EOF) && (r.off != r.meta.Size || r.crc != r.meta.CRC) {
-		return n, fmt.Errorf("%w: snapshot %d fails its checksum", ErrCorrupt, r.meta.Instance)
+		return n, r.corrupt()
 	}
 	return n, err
+}
+
+// Verify reads the whole file, apart from Read's position, and checks it
+// against the meta (ErrCorrupt naming the file on mismatch). A caller that
+// hands the snapshot on, to a state machine or a peer, verifies it first,
+// so that bytes it was not written with are never restored or sent: Read
+// finds a mismatch only at the end, after a state machine has taken in
+// the bad bytes (and perhaps failed on them, for a reason of its own).
+func (r *SnapshotReader) Verify() error {
+	h := crc32.New(castagnoli)
+	n, err := io.Copy(h, io.NewSectionReader(r.f, 0, r.meta.Size+1))
+	if err != nil {
+		return fmt.Errorf("logdb: read snapshot %d (%s): %w", r.meta.Instance, r.path, err)
+	}
+	if n != r.meta.Size || h.Sum32() != r.meta.CRC {
+		return r.corrupt()
+	}
+	return nil
+}
+
+func (r *SnapshotReader) corrupt() error {
+	return fmt.Errorf("%w: snapshot %d fails its checksum (%s)", ErrCorrupt, r.meta.Instance, r.path)
 }
 
 // ReadAt reads len(p) bytes at off, without verification.
