@@ -755,19 +755,7 @@ func TestCorruptLogRefused(t *testing.T) {
 		t.Fatalf("latchd %d exit %d after SIGTERM", victim.id, code)
 	}
 	name, size := journal()
-	f, err := os.OpenFile(name, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, size/2); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0x40
-	if _, err := f.WriteAt(b, size/2); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	flipBit(t, name, size/2)
 
 	cell.start(victim)
 	if code := victim.p.wait(t, 30*time.Second); code == 0 {
