@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,19 +44,9 @@ func TestCorruptSnapshotRefused(t *testing.T) {
 	if code := victim.p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
 		t.Fatalf("latchd %d exit %d after SIGTERM", victim.id, code)
 	}
-	snaps, _ := filepath.Glob(filepath.Join(victim.data, "paxos", "snapshots", "*.snap"))
-	if len(snaps) != 1 {
-		t.Fatalf("latchd %d rebuilt and holds snapshot files %v; want one", victim.id, snaps)
-	}
-	st, err := os.Stat(snaps[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("flipping a bit in the middle of %s (%d bytes)", snaps[0], st.Size())
-	flipBit(t, snaps[0], st.Size()/2)
-
+	snap := flipSnapshot(t, victim)
 	cell.start(victim)
-	refused(t, victim, "restarted on a flipped snapshot", snaps[0])
+	refused(t, victim, "restarted on a flipped snapshot", snap)
 	if _, err := c.Put(ctx, "/after-corruption", []byte("x")); err != nil {
 		t.Errorf("Put on the two healthy replicas: %v", err)
 	}
@@ -107,6 +98,50 @@ func TestCorruptTableRefused(t *testing.T) {
 		t.Errorf("Put on the two healthy replicas: %v", err)
 	}
 	rebuildAndVerify(t, ctx, cell, c, w, victim)
+}
+
+// TestCorruptLeaderSnapshotStopsIt (S20, the leader's snapshot): in a cell
+// of five, a follower is wiped and rebuilt, so the leader takes a snapshot
+// to send it. One bit of that file is flipped while the leader runs; then
+// another follower is wiped and asks for a snapshot. The leader must stop
+// (exit 1, "corrupt", the file named) rather than send it, or be asked
+// again for ever while it leads; another replica leads, sends its own
+// snapshot and takes writes. Started again, the old leader refuses its
+// snapshot too. The wiped follower learns but cannot rebuild meanwhile: a
+// fence needs the promise of every voter not rebuilding itself
+// (replica/paxos/rebuild.go), and the old leader is down. Once its data
+// dir is deleted and it is started, both rebuild together, and every
+// acknowledged write is readable on every replica.
+func TestCorruptLeaderSnapshotStopsIt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cell := startProcCell(t, ctx, cellOptions{replicas: 5})
+	c := cell.dial(ctx)
+	w := startWriters(ctx, c, 8, "/lsnap-", 20*time.Second)
+	w.progress(t, "writes before the first wipe")
+	leader := cell.leader(ctx)
+	first := cell.other(leader)
+	cell.wipe(first)
+	cell.start(first)
+	cell.rebuilt(ctx, first)
+	snap := flipSnapshot(t, leader)
+
+	second := cell.other(leader, first)
+	cell.wipe(second)
+	cell.start(second)
+	refused(t, leader, "asked for its flipped snapshot", snap)
+	cell.leaderOtherThan(ctx, leader)
+	w.progress(t, fmt.Sprintf("writes after latchd %d stopped", leader.id))
+
+	cell.start(leader)
+	refused(t, leader, "restarted on its flipped snapshot", snap)
+	if err := os.RemoveAll(leader.data); err != nil {
+		t.Fatal(err)
+	}
+	cell.start(leader)
+	cell.rebuilt(ctx, second)
+	cell.rebuilt(ctx, leader)
+	w.verifyEverywhere(t, ctx, cell, c)
 }
 
 // refused waits for n to exit after it was started on corrupt data (when
@@ -211,6 +246,23 @@ func largestTable(t *testing.T, dir string) (string, int64) {
 		t.Fatalf("%s: bad footer", name)
 	}
 	return name, int64(end)
+}
+
+// flipSnapshot flips one bit in the middle of n's snapshot file, which
+// must be its only one, and returns the file's path.
+func flipSnapshot(t *testing.T, n *node) string {
+	t.Helper()
+	snaps, _ := filepath.Glob(filepath.Join(n.data, "paxos", "snapshots", "*.snap"))
+	if len(snaps) != 1 {
+		t.Fatalf("latchd %d holds snapshot files %v; want one", n.id, snaps)
+	}
+	st, err := os.Stat(snaps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("flipping a bit in the middle of latchd %d's %s (%d bytes)", n.id, snaps[0], st.Size())
+	flipBit(t, snaps[0], st.Size()/2)
+	return snaps[0]
 }
 
 // flipBit inverts one bit of the byte at off in file, keeping its size.

@@ -17,9 +17,11 @@
 // through a partition, a pause and a kill of the leader (S2), are checked
 // with porcupine. A rolling restart (S13), with SIGTERM and then SIGKILL,
 // must keep a client's session, lock and ephemeral node; a replica whose
-// journal was corrupted must refuse to start (S20); a replica whose data
-// dir was deleted must rebuild it from its peers before it votes (S21), and
-// in a cell of five two such replicas must rebuild together. A backup taken
+// journal, snapshot or LevelDB table has a bit flipped must refuse to
+// start, saying its data is corrupt, and a leader must stop rather than
+// send a flipped snapshot (S20); a replica whose data dir was deleted
+// must rebuild it from its peers before it votes (S21), and in a cell of
+// five two such replicas must rebuild together. A backup taken
 // from the leader's /backup must start a new cell with `latchd restore`.
 // The bank (Jepsen's bank test) moves money between accounts with
 // transactions through a partition and a kill of the leader: the total
