@@ -38,7 +38,10 @@
 // full disk (S17) and a disk that fails every write and fsync (S18) must
 // stop the replica with an error naming the cause and its data dir while
 // the others go on, and once the disk is mended it must start on its data
-// dir and catch up. Without root or loop devices they skip, saying why.
+// dir and catch up. A slow disk (S18 again: fsyncs of about 100 ms, a
+// cgroup's block I/O throttle on a replica's loop device) must not stop
+// the cell while a majority syncs fast, nor lose an acknowledged write.
+// Without root, loop devices or the throttle they skip, saying why.
 //
 // The tests are skipped with -short. The package has no code of its own.
 package e2e
