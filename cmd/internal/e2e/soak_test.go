@@ -140,6 +140,11 @@ func TestSoak(t *testing.T) {
 		if logDir, err = os.MkdirTemp("", "latch-soak-logs-"); err != nil {
 			t.Fatal(err)
 		}
+	} else if err := os.MkdirAll(logDir, 0o755); err != nil {
+		// Now, not when the logs are written at the end of a long soak
+		// (a 10-minute soak whose checks all passed failed on a missing
+		// -soak-logs directory).
+		t.Fatalf("-soak-logs: %v", err)
 	}
 	t.Logf("the output of every latchd process goes to %s at the end (latchd-ID.K.log: K counts the starts)", logDir)
 	faults, opts := nemeses, cellOptions{proxied: true, tls: *soakTLS, logDir: logDir}
