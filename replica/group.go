@@ -475,6 +475,13 @@ func (g *group) pump() bool {
 				g.send(&m)
 			}
 		}
+		// A leader's heartbeats do not wait for its write: one that
+		// stalls (a slow disk) would otherwise cost it its lease and its
+		// leadership while its followers can still choose values
+		// (TestSlowDisk).
+		for _, m := range g.node.Heartbeats() {
+			g.send(&m)
+		}
 		if ents := g.node.NewlyChosen(); len(ents) > 0 {
 			return g.toApply(ents)
 		}

@@ -78,7 +78,9 @@
 // also call Accepts there, to send the Accepts of values it proposed since
 // the Ready at once instead of with the next Ready: they reveal no acceptor
 // state, and the leader counts its own acceptance of those values only at
-// the Advance of the Ready that persists them.
+// the Advance of the Ready that persists them. And Heartbeats, to send the
+// heartbeats its ticks queued meanwhile at once, so that a write that
+// stalls does not cost the leader its lease.
 //
 // Reads: a linearizable local read on the leader asks ReadBarrier; if ok, it
 // waits until the state machine applied the returned instance, checks

@@ -56,6 +56,7 @@ type batch struct {
 	chosen   []Entry
 	snaps    []uint64
 	arena    []Entry // backing store of message entries (never reused)
+	beats    int     // Heartbeats and Accepts in msgs (Node.Heartbeats)
 }
 
 func (b *batch) reset() {
@@ -64,6 +65,7 @@ func (b *batch) reset() {
 	clear(b.chosen)
 	b.accepted, b.persist, b.msgs = b.accepted[:0], b.persist[:0], b.msgs[:0]
 	b.chosen, b.snaps = b.chosen[:0], b.snaps[:0]
+	b.beats = 0
 	// The arena is not reused: message entries stay valid after Advance,
 	// so a transport may queue messages.
 	b.arena = nil
@@ -340,7 +342,13 @@ func (n *Node) truncate(i uint64) {
 func (n *Node) send(m Message) {
 	m.From = n.cfg.ID
 	n.cur.msgs = append(n.cur.msgs, m)
+	if isBeat(m.Type) {
+		n.cur.beats++
+	}
 }
+
+// isBeat reports whether a message of type t is one Heartbeats hands out.
+func isBeat(t MessageType) bool { return t == MsgHeartbeat || t == MsgAccept }
 
 func (n *Node) resetElectionTimer() {
 	n.electionElapsed = 0
@@ -1064,6 +1072,42 @@ func (n *Node) Accepts() []Message {
 		n.advanceCommit()
 	}
 	return n.appendAccepts(nil)
+}
+
+// Heartbeats hands out now the Heartbeats queued since the last Ready (or
+// Heartbeats), with the Accepts queued beside them (a heartbeat resends
+// the Accepts a follower has not acknowledged), which the next Ready would
+// otherwise carry. Like Accepts it may be called while a Ready is
+// outstanding: a leader whose write is in flight keeps heartbeating, so a
+// write that stalls for longer than an election timeout (a slow disk) does
+// not cost it its lease and its leadership while its followers, answering
+// its heartbeats and Accepts, can still choose values without it. The
+// slice is the caller's.
+//
+// Why it is safe: Heartbeat and Accept reveal no acceptor state
+// (Type.SendBeforeSync); they only leave sooner than the Ready they were
+// queued for. A follower grants the lease from when a heartbeat arrives,
+// the leader counts it from when it started the round (before it queued
+// the heartbeat), so an earlier departure only narrows the gap between
+// the two.
+func (n *Node) Heartbeats() []Message {
+	c := n.cur
+	if c.beats == 0 {
+		return nil
+	}
+	out := make([]Message, 0, c.beats)
+	k := 0
+	for _, m := range c.msgs {
+		if isBeat(m.Type) {
+			out = append(out, m)
+			continue
+		}
+		c.msgs[k] = m
+		k++
+	}
+	clear(c.msgs[k:])
+	c.msgs, c.beats = c.msgs[:k], 0
+	return out
 }
 
 // appendAccepts appends to msgs the Accepts of the entries proposed since the

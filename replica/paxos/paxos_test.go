@@ -688,6 +688,60 @@ func TestNewlyChosenWhileReadyOutstanding(t *testing.T) {
 	}
 }
 
+// Heartbeats hands out, while the leader's write is in flight, the
+// Heartbeats its ticks queued: answered, they keep its lease and its
+// leadership through a write that stalls for many election timeouts (a
+// slow disk); the next Ready does not carry them again, and what must wait
+// for the write (the record to persist) still waits for it.
+func TestHeartbeatsWhileReadyOutstanding(t *testing.T) {
+	n, _ := campaignWith(t, 3, Message{From: 2, Commit: 1})
+	step(t, n, Message{Type: MsgAccepted, From: 2, Ballot: n.ballot, Instance: 1, Last: 1})
+	ready(t, n) // the no-op is chosen
+	if _, err := n.Propose([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := n.Ready() // the leader's write of a is in flight, and stalls
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rd.Accepted) != 1 {
+		t.Fatalf("Ready persists %d entries; want a", len(rd.Accepted))
+	}
+	ballot := n.ballot
+	stall := 3 * (n.cfg.LeaseTicks + n.cfg.ElectionTicks)
+	beats, leased := 0, false
+	for range stall {
+		n.Tick()
+		for _, m := range n.Heartbeats() {
+			if m.Type != MsgHeartbeat {
+				continue
+			}
+			beats++
+			step(t, n, Message{Type: MsgHeartbeatAck, From: m.To, Ballot: m.Ballot, Lease: m.Lease, Commit: m.Commit})
+		}
+		leased = leased || n.LeaseValid() // from the first round answered on
+		if n.role != Leader || n.ballot != ballot || leased && !n.LeaseValid() {
+			t.Fatalf("after %d ticks of a stalled write: role %v, ballot %v (was %v), lease valid %v; want the leader with its lease",
+				n.now, n.role, n.ballot, ballot, n.LeaseValid())
+		}
+	}
+	if !leased {
+		t.Fatalf("no lease in %d ticks of answered heartbeats", stall)
+	}
+	if want := 2 * stall / n.cfg.HeartbeatTicks; beats != want {
+		t.Fatalf("%d heartbeats handed out over %d ticks; want %d (two followers, one every %d ticks)", beats, stall, want, n.cfg.HeartbeatTicks)
+	}
+	if got := n.Heartbeats(); len(got) != 0 {
+		t.Fatalf("Heartbeats() = %v with none queued since; want none", got)
+	}
+	if err := n.Advance(); err != nil { // the write ends
+		t.Fatal(err)
+	}
+	if rd := ready(t, n); len(msgsOf(rd, MsgHeartbeat)) != 0 {
+		t.Fatalf("the next Ready carries %d Heartbeats already sent", len(msgsOf(rd, MsgHeartbeat)))
+	}
+}
+
 // Accepts sends, while the leader's write is in flight, the Accepts of what
 // was proposed after the outstanding Ready; the followers' acks alone choose
 // it, the leader's own acceptance does not count at the outstanding Advance,

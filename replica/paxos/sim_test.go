@@ -63,6 +63,12 @@ type simParams struct {
 	// flight at once (Node.Accepts), as the replica driver's leader does,
 	// instead of with the next Ready.
 	pipeline bool
+	// beats sends the Heartbeats queued while the sync is in flight at
+	// once (Node.Heartbeats), as the replica driver's leader does; without
+	// it they wait for the sync, which a driver may do too (and the core
+	// must stay live under either: a leader whose sync is slow then goes
+	// without heartbeats for a while).
+	beats bool
 	// resign has the leader resign (Node.Resign) now and then, as a
 	// shutting-down replica does.
 	resign bool
@@ -135,17 +141,18 @@ type simResult struct {
 	snapshots int
 	chosen    uint64
 	// coverage of rare paths
-	installs  int   // snapshots installed from a peer
-	p1values  int   // Promises that reported accepted values
-	catchUps  int   // Chosen replies carrying entries
-	pipelined int   // Accepts sent by Node.Accepts while syncing
-	resigns   int   // leaders that resigned
-	wipes     int   // disks wiped
-	rebuilds  int   // wiped replicas that finished rebuilding
-	twoLost   int   // wipes while another replica was rebuilding (n=5)
-	mattered  int   // wipes of a replica whose vote mattered, the other holders cut off
-	stale     int   // stale-leader episodes that got the old leader's Phase 1 to the truncating replica
-	calm      int64 // simulated time in calm windows, where checkProgress applies
+	installs   int   // snapshots installed from a peer
+	p1values   int   // Promises that reported accepted values
+	catchUps   int   // Chosen replies carrying entries
+	pipelined  int   // Accepts sent by Node.Accepts while syncing
+	earlyBeats int   // Heartbeats and Accepts sent by Node.Heartbeats while syncing
+	resigns    int   // leaders that resigned
+	wipes      int   // disks wiped
+	rebuilds   int   // wiped replicas that finished rebuilding
+	twoLost    int   // wipes while another replica was rebuilding (n=5)
+	mattered   int   // wipes of a replica whose vote mattered, the other holders cut off
+	stale      int   // stale-leader episodes that got the old leader's Phase 1 to the truncating replica
+	calm       int64 // simulated time in calm windows, where checkProgress applies
 	// reconfiguration (simParams.reconf)
 	confApplied  int // valid member changes in the agreed log
 	voterChanges int // of them, voter changes
@@ -530,6 +537,11 @@ func (r *simReplica) pump() {
 	if r.up && r.syncing && r.s.p.pipeline {
 		msgs := r.node.Accepts()
 		r.s.res.pipelined += len(msgs)
+		r.sendAll(msgs)
+	}
+	if r.up && r.syncing && r.s.p.beats {
+		msgs := r.node.Heartbeats()
+		r.s.res.earlyBeats += len(msgs)
 		r.sendAll(msgs)
 	}
 	if !r.up || r.syncing || !r.node.HasReady() {
@@ -1875,7 +1887,7 @@ func simFaultTime() int64 {
 func simSeedParams(n int, seed uint64) simParams {
 	return simParams{n: n, seed: seed, faultFor: simFaultTime(), wipe: true,
 		earlySend: seed%2 == 1, earlyApply: seed/2%2 == 1, pipeline: seed/4%2 == 1, resign: seed/8%2 == 1,
-		impatient: seed/16%2 == 1, tight: seed%3 == 1, stale: seed%3 == 1, deaf: seed%3 != 2, late: true,
+		impatient: seed/16%2 == 1, beats: seed/32%2 == 1, tight: seed%3 == 1, stale: seed%3 == 1, deaf: seed%3 != 2, late: true,
 		reconf: seed%3 == 0, aim: seed%3 == 0 && seed%4 < 2, alpha: simAlpha(seed)}
 }
 
@@ -1923,6 +1935,7 @@ func TestSimulation(t *testing.T) {
 				// seeds 4-7 mod 8 send Accepts while syncing;
 				// seeds 8-15 mod 16 have leaders resign;
 				// seeds 16-31 mod 32 have an impatient client;
+				// seeds 32-63 mod 64 send Heartbeats while syncing;
 				// seeds 1 mod 3 snapshot and truncate tightly (maxAhead 32),
 				// and now and then run the stale-leader episode;
 				// seeds 0 and 1 mod 3 make replicas deaf to what is chosen;
@@ -1944,6 +1957,7 @@ func TestSimulation(t *testing.T) {
 				total.p1values += res.p1values
 				total.catchUps += res.catchUps
 				total.pipelined += res.pipelined
+				total.earlyBeats += res.earlyBeats
 				total.resigns += res.resigns
 				total.wipes += res.wipes
 				total.rebuilds += res.rebuilds
@@ -1964,11 +1978,11 @@ func TestSimulation(t *testing.T) {
 				total.pendFences += res.pendFences
 			}
 			t.Logf("%d seeds, %.0f simulated s: %d puts ok, %d lease reads ok, %d unknown, %d elections, %d instances; "+
-				"%d snapshots taken, %d installed, %d promises with values, %d catch-up replies, %d pipelined accepts, %d resignations, "+
+				"%d snapshots taken, %d installed, %d promises with values, %d catch-up replies, %d pipelined accepts, %d heartbeats during a sync, %d resignations, "+
 				"%d disks wiped (%d while another replica rebuilt, %d whose vote mattered), %d rebuilt; %d stale-leader episodes; "+
 				"%.0f s calm (liveness checked), %d leaders elected there, %d changes of leader after the window's first (at most %d in one)",
 				len(seeds), float64(total.simTime)/float64(second), total.opsOK, total.readsOK, total.unknown, total.elections,
-				total.chosen, total.snapshots, total.installs, total.p1values, total.catchUps, total.pipelined, total.resigns,
+				total.chosen, total.snapshots, total.installs, total.p1values, total.catchUps, total.pipelined, total.earlyBeats, total.resigns,
 				total.wipes, total.twoLost, total.mattered, total.rebuilds, total.stale, float64(total.calm)/float64(second),
 				total.reelected, total.changes, total.maxChurn)
 			t.Logf("member changes: %d applied (%d voter changes), %d removals of the leader proposed, %d joiners bound, %d changes waited for promises (R6); "+
@@ -1989,9 +2003,9 @@ func TestSimulation(t *testing.T) {
 				t.Errorf("the targeted reconfigurer did not reach leaders gone and wipes right after a voter change, and Rebuilds while one is pending")
 			}
 			if len(seeds) >= 10 && (total.installs == 0 || total.p1values == 0 || total.catchUps == 0 || total.elections < len(seeds) ||
-				total.pipelined == 0 || len(seeds) >= 16 && total.resigns == 0 || total.rebuilds == 0 || total.calm == 0 ||
+				total.pipelined == 0 || len(seeds) >= 64 && total.earlyBeats == 0 || len(seeds) >= 16 && total.resigns == 0 || total.rebuilds == 0 || total.calm == 0 ||
 				n >= 5 && len(seeds) >= 50 && total.twoLost == 0 || len(seeds) >= 50 && (total.mattered == 0 || total.stale == 0)) {
-				t.Errorf("the faults did not reach snapshot install, Phase 1 recovery, catch-up, re-election, pipelined accepts, resignations, " +
+				t.Errorf("the faults did not reach snapshot install, Phase 1 recovery, catch-up, re-election, pipelined accepts, heartbeats during a sync, resignations, " +
 					"rebuilds, calm windows, (with five replicas) two replicas rebuilding at once, wipes of a vote that mattered " +
 					"and stale-leader episodes")
 			}
