@@ -34,3 +34,36 @@ func TestTCPWipedFounderRebuildsAmongLaterMembers(t *testing.T) {
 		return settled(m, 1, 4, 5) && m.IsRetired(2) && m.IsRetired(3)
 	})
 }
+
+// Two joiners lose their disks one after the other (the soak, Session 14:
+// latchd 28 wiped and rebuilt, then latchd 27). The first, 5, restarts
+// without Join: it learns its member set, and that it joined, only from a
+// peer's snapshot after it started, so it used to go on only probing the
+// lower ids. Then 4 loses its disk; its configuration names only the
+// founders, removed since, so it reaches nobody and must be dialed back;
+// its fence needs the promise of every voter not rebuilding, 5's too. 5
+// now dials back once its member set says it joined (Transport.DialBack):
+// before, 4 waited for 5 for ever.
+func TestTCPWipedJoinersRebuildOneAfterTheOther(t *testing.T) {
+	c := newCell(t, cellOpts{n: 3, tcp: true, tune: smallAlpha})
+	c.proposeN("a", 5, 5)
+	addrs := freeAddrs(t, 3)
+	c.grow(4, addrs[0], 1, 2, 3, 4)
+	c.grow(5, addrs[1], 1, 2, 3, 4, 5)
+	c.grow(6, addrs[2], 1, 2, 3, 4, 5, 6)
+	c.shrink(1, 2, 3, 4, 5, 6)
+	c.shrink(2, 3, 4, 5, 6)
+	c.shrink(3, 4, 5, 6)
+	c.proposeN("b", 5, 10)
+
+	c.stop(5)
+	c.rebuildWiped(5) // its Members: the founders, 4 and 5; it reaches 4
+	c.proposeN("c", 5, 15)
+	c.stop(4)
+	c.rebuildWiped(4) // its Members: the founders and 4; 5 and 6 must dial it back
+	c.proposeN("d", 5, 20)
+	c.checkSame(1)
+	c.waitMembers("replicas 4, 5, 6 at the members", func(_ uint64, m paxos.Members) bool {
+		return settled(m, 4, 5, 6) && m.IsRetired(1) && m.IsRetired(2) && m.IsRetired(3)
+	})
+}

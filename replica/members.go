@@ -323,6 +323,14 @@ func (r *Replica) membersChanged() {
 	r.retired = v.retired
 	if link != nil {
 		link.SetPeers(v.addrs, nil)
+		if db, ok := link.(dialBacker); ok && r.dialsBack() {
+			// A replica rebuilt from an empty disk started without a
+			// member set, so without dialing back; a lower id that knows
+			// only founders removed since reaches it only this way (the
+			// soak: two joiners wiped one after the other, the second
+			// waited for the first's promise for ever).
+			db.DialBack()
+		}
 		if len(newly) > 0 {
 			// A removed replica learns that its removal took effect from
 			// the leader's next Accept (nudge): forget it a little later.

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/latchd/latch/replica/transport"
 )
@@ -65,10 +66,11 @@ func (n TCPNetwork) Join(cfg Config, h Handler) (Link, error) {
 	// address has redialed by then. A founder only probes the lower ids
 	// (Replica.dialsBack): a removed one with a higher id than every
 	// member learns so from them, since they no longer dial it.
+	after := 2 * tc.MaxBackoff
 	if cfg.dialBack {
-		tc.DialBackAfter = 2 * tc.MaxBackoff
+		tc.DialBackAfter = after
 	} else {
-		tc.ProbeAfter = 2 * tc.MaxBackoff
+		tc.ProbeAfter = after
 	}
 	tc.Cell, tc.OnCell = cfg.cell, cfg.onCell
 	tc.OnRetired = cfg.onRetired
@@ -82,7 +84,7 @@ func (n TCPNetwork) Join(cfg Config, h Handler) (Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replica: start transport: %w", err)
 	}
-	return tcpLink{t}, nil
+	return tcpLink{t: t, dialBackAfter: after}, nil
 }
 
 // dialsBack reports whether this replica dials back the lower ids
@@ -118,7 +120,18 @@ func (r *Replica) dialsBack() bool {
 	return false
 }
 
-type tcpLink struct{ t *transport.Transport }
+type tcpLink struct {
+	t             *transport.Transport
+	dialBackAfter time.Duration // for DialBack
+}
+
+// dialBacker is a Link that can start dialing back the lower ids after it
+// started (tcpLink): a replica learns that it dials back (dialsBack) only
+// once it knows its member set, which one rebuilt from an empty disk
+// learns from a peer after it started.
+type dialBacker interface{ DialBack() }
+
+func (l tcpLink) DialBack() { l.t.DialBack(l.dialBackAfter) }
 
 func (l tcpLink) Send(to uint64, group uint32, payload []byte) error {
 	return l.t.Send(to, group, payload)

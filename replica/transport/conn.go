@@ -39,7 +39,7 @@ func (t *Transport) dialLoop(p *peer) {
 	back := !p.dials
 	failures := 0
 	for {
-		if back && !p.waitIdle(t.cfg.DialBackAfter, t.done) {
+		if back && !p.waitIdle(t.dialBackAfter(), t.done) {
 			return
 		}
 		s, err := t.dial(p)
@@ -84,8 +84,15 @@ func (t *Transport) dialLoop(p *peer) {
 // was (Config.OnRetired).
 func (t *Transport) probeLoop(p *peer) {
 	for {
+		if t.dialBackAfter() > 0 {
+			t.dialLoop(p) // DialBack since: dial it back instead
+			return
+		}
 		if !p.waitIdle(t.cfg.ProbeAfter, t.done) {
 			return
+		}
+		if t.dialBackAfter() > 0 {
+			continue
 		}
 		err := t.probe(p)
 		switch {

@@ -56,6 +56,28 @@ func TestDialBackReachesALowerIDThatCannotDial(t *testing.T) {
 	deliverEventually(t, high, low, 1, "both ways")
 }
 
+// A replica started without dial-back (it probes the lower ids, as a
+// replica rebuilt from an empty disk does until it learns from the member
+// set that its address is known only there) dials back once DialBack turns
+// it on, from its next probe on.
+func TestDialBackTurnedOnLater(t *testing.T) {
+	low := startNode(t, dialBack(testConfig(1, map[uint64]string{}), 0))
+	cfg := dialBack(testConfig(3, map[uint64]string{1: low.Addr().String()}), 0)
+	cfg.ProbeAfter = 20 * time.Millisecond
+	high := startNode(t, cfg)
+	// Probes never connect (TestRemovedReplicaIsToldItWasRemoved); let a
+	// few go by first, so that DialBack meets a running probe loop.
+	time.Sleep(3 * cfg.ProbeAfter)
+	if up, _ := sessionKind(high, 1); up {
+		t.Fatalf("replica 3 connected to 1 while it only probes")
+	}
+	high.DialBack(20 * time.Millisecond)
+	deliverEventually(t, high, low, 1, "dialed back once turned on")
+	if up, back := sessionKind(low, 3); !up || !back {
+		t.Fatalf("replica 1's connection to 3: up %v, dialed back %v; want up, dialed back", up, back)
+	}
+}
+
 // Replicas that dial each other at once, both ways (every one knows every
 // address, and dials back without waiting), settle on one connection per
 // pair, the one the lower id dialed, and keep it: the connections do not

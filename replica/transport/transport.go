@@ -49,6 +49,9 @@ type Transport struct {
 
 	rejected atomic.Uint64 // inbound connections refused at the handshake
 	retired  sync.Once     // calls Config.OnRetired once
+	// dialBack is Config.DialBackAfter, or what DialBack set since: 0
+	// while this replica does not dial back.
+	dialBack atomic.Int64
 
 	// mu guards the fields below. It is taken only to start a goroutine, to
 	// create a (peer, group) lane, and by Close: never per message.
@@ -101,6 +104,7 @@ func New(cfg Config, h Handler) (*Transport, error) {
 	}
 	t.peers.Store(&peers)
 	t.cellID.Store(cfg.Cell)
+	t.dialBack.Store(int64(cfg.DialBackAfter))
 	t.spawn(t.acceptLoop)
 	t.mu.Lock()
 	for _, p := range peers {
@@ -120,12 +124,35 @@ func (t *Transport) maybeDialLocked(p *peer) {
 		return
 	}
 	switch {
-	case p.dials || t.cfg.DialBackAfter > 0:
+	case p.dials || t.dialBackAfter() > 0:
 		p.dialing = true
 		t.goLocked(func() { t.dialLoop(p) })
 	case t.cfg.ProbeAfter > 0:
 		p.dialing = true
 		t.goLocked(func() { t.probeLoop(p) })
+	}
+}
+
+// dialBackAfter is how long a lower id must be without a connection before
+// this replica dials it back; 0: it does not.
+func (t *Transport) dialBackAfter() time.Duration { return time.Duration(t.dialBack.Load()) }
+
+// DialBack makes a replica started without Config.DialBackAfter dial back
+// from now on, as if configured with after: a replica whose peer address
+// the cell learns only from the replicated member set may not know that
+// when it starts (one rebuilt from an empty disk learns the set from a
+// peer). A peer being probed is dialed back from its next probe on. It
+// does nothing if this replica dials back already or after is not
+// positive.
+func (t *Transport) DialBack(after time.Duration) {
+	if after <= 0 || !t.dialBack.CompareAndSwap(0, int64(after)) {
+		return
+	}
+	t.log.Info("dialing back lower ids from now on", "after", after)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range *t.peers.Load() {
+		t.maybeDialLocked(p)
 	}
 }
 
