@@ -95,6 +95,8 @@ func (g *group) sendSnapshot(peer uint64, acks <-chan snapAck) {
 					g.log.Info("snapshot sent", "peer", peer, "instance", meta.Instance)
 					return
 				case ack.Abort:
+					// It failed the checksum there, or the peer is
+					// receiving another replica's snapshot.
 					g.log.Warn("peer aborted the snapshot transfer", "peer", peer, "instance", meta.Instance)
 					return
 				case ack.Next < 0 || ack.Next > meta.Size:
@@ -183,6 +185,7 @@ type snapReceiver struct {
 	size     int64
 	crc      uint32
 	next     int64
+	last     time.Time // when a chunk of it last arrived
 	w        *logdb.SnapshotWriter
 }
 
@@ -202,6 +205,17 @@ func (g *group) receiveChunk(from uint64, c *snapChunk) {
 		return
 	}
 	rv := g.recv
+	if rv != nil && rv.from != from && time.Since(rv.last) < g.snapAckTimeout() {
+		// Another replica's transfer is under way: let it finish. Two
+		// senders (the leader and a follower both answering a catch-up)
+		// used to take the receive from each other at every chunk, one
+		// asked to start again from 0 and the other aborted when it did,
+		// for as long as both went on (the member soak, Session 14: 4,788
+		// restarts in a minute, the replica never caught up). This one
+		// stops; a catch-up asks again if the other fails.
+		g.ackSnap(from, snapAck{Instance: c.Instance, Abort: true})
+		return
+	}
 	if rv == nil || rv.from != from || rv.instance != c.Instance || rv.size != c.Size || rv.crc != c.CRC {
 		if c.Offset != 0 {
 			g.ackSnap(from, snapAck{Instance: c.Instance, Next: 0})
@@ -224,6 +238,7 @@ func (g *group) receiveChunk(from uint64, c *snapChunk) {
 		rv = &snapReceiver{from: from, instance: c.Instance, size: c.Size, crc: c.CRC, w: w}
 		g.recv = rv
 	}
+	rv.last = time.Now()
 	if c.Offset != rv.next || rv.next+int64(len(c.Data)) > rv.size {
 		g.ackSnap(from, snapAck{Instance: c.Instance, Next: rv.next})
 		return
